@@ -1,0 +1,423 @@
+"""In-memory `MetadataStore`: the reference semantics of the records port, for fast tests and
+scratch vaults. One asyncio lock makes every write atomic; records are stored as validated
+model copies so callers can never mutate stored state by accident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from strongroom.errors import Conflict, NotFound, ValidationError
+from strongroom.models import (
+    LEVEL_ORDER,
+    ArtifactMetadata,
+    ArtifactQuery,
+    AuditEntry,
+    CatalogObject,
+    LogEntry,
+    LogQuery,
+    LogReference,
+    MerkleCheckpoint,
+    Namespace,
+    Provider,
+    Run,
+    RunPage,
+    RunQuery,
+    SnapshotRecord,
+)
+from strongroom.ports.metadata import MetadataStore
+
+__all__ = ["MemoryMetadataStore", "decode_run_cursor", "encode_run_cursor"]
+
+
+def encode_run_cursor(sort_value: datetime, run_id: str) -> str:
+    raw = json.dumps([sort_value.isoformat(), run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_run_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value, run_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None or not isinstance(run_id, str):
+            raise ValueError("bad cursor")
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ValidationError(
+            "invalid run index cursor", operation="query_runs", reason="bad_cursor"
+        ) from exc
+    return parsed, run_id
+
+
+_M = TypeVar("_M", Run, SnapshotRecord, ArtifactMetadata, LogEntry, AuditEntry)
+
+
+def _copy(record: _M) -> _M:
+    return record.model_copy(deep=True)
+
+
+class MemoryMetadataStore(MetadataStore):
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._runs: dict[str, Run] = {}
+        self._snapshots: dict[str, list[SnapshotRecord]] = {}
+        self._artifacts: dict[str, ArtifactMetadata] = {}
+        self._logs: dict[str, list[LogEntry]] = {}
+        self._log_refs: dict[str, LogReference] = {}
+        self._audit: list[AuditEntry] = []
+        self._checkpoints: dict[int, MerkleCheckpoint] = {}
+        self._providers: dict[str, Provider] = {}
+        self._namespaces: dict[str, Namespace] = {}
+        self._objects: dict[str, CatalogObject] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _require_run(self, run_id: str, operation: str) -> Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} not found", operation=operation, run_id=run_id)
+        return run
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def insert_run(self, run: Run) -> None:
+        async with self._lock:
+            if run.run_id in self._runs:
+                raise Conflict(
+                    f"run {run.run_id} already exists", operation="insert_run", run_id=run.run_id
+                )
+            self._runs[run.run_id] = _copy(run)
+
+    async def get_run(self, run_id: str) -> Run:
+        return _copy(self._require_run(run_id, "get_run"))
+
+    async def update_run(self, run: Run, *, expected_version: int) -> Run:
+        async with self._lock:
+            current = self._require_run(run.run_id, "update_run")
+            if current.version != expected_version:
+                raise Conflict(
+                    f"run {run.run_id} changed concurrently",
+                    operation="update_run",
+                    run_id=run.run_id,
+                    reason=f"expected version {expected_version}, found {current.version}",
+                )
+            stored = run.model_copy(update={"version": expected_version + 1}, deep=True)
+            self._runs[run.run_id] = stored
+            return _copy(stored)
+
+    async def query_runs(self, query: RunQuery) -> RunPage:
+        after = decode_run_cursor(query.cursor) if query.cursor else None
+        needle = query.purpose_contains.lower() if query.purpose_contains else None
+
+        def matches(run: Run) -> bool:
+            if query.status is not None and run.status not in query.status:
+                return False
+            if query.project is not None and run.project != query.project:
+                return False
+            if query.playbook_id is not None and (
+                run.playbook is None or run.playbook.playbook_id != query.playbook_id
+            ):
+                return False
+            if query.actor is not None and run.actor != query.actor:
+                return False
+            if query.created_after is not None and run.created_at < query.created_after:
+                return False
+            if query.created_before is not None and run.created_at >= query.created_before:
+                return False
+            if query.updated_after is not None and run.updated_at < query.updated_after:
+                return False
+            if query.updated_before is not None and run.updated_at >= query.updated_before:
+                return False
+            return needle is None or needle in run.purpose.lower()
+
+        def key(run: Run) -> tuple[datetime, str]:
+            return (getattr(run, query.sort), run.run_id)
+
+        selected = sorted(
+            (r for r in self._runs.values() if matches(r)), key=key, reverse=query.descending
+        )
+        total = len(selected)
+        if after is not None:
+            selected = [
+                r for r in selected if (key(r) < after if query.descending else key(r) > after)
+            ]
+        page = selected[: query.limit]
+        next_cursor = None
+        if len(selected) > query.limit:
+            last = page[-1]
+            next_cursor = encode_run_cursor(getattr(last, query.sort), last.run_id)
+        return RunPage(items=[_copy(r) for r in page], total=total, next_cursor=next_cursor)
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    async def insert_snapshot(self, record: SnapshotRecord) -> None:
+        async with self._lock:
+            self._require_run(record.run_id, "insert_snapshot")
+            history = self._snapshots.setdefault(record.run_id, [])
+            if any(s.revision == record.revision for s in history):
+                raise Conflict(
+                    f"snapshot revision {record.revision} of run {record.run_id} already exists",
+                    operation="insert_snapshot",
+                    run_id=record.run_id,
+                    reason="stale_revision",
+                )
+            history.append(_copy(record))
+            history.sort(key=lambda s: s.revision)
+
+    async def get_snapshot(self, run_id: str, revision: int | None = None) -> SnapshotRecord:
+        history = self._snapshots.get(run_id, [])
+        if revision is None and history:
+            return _copy(history[-1])
+        for snap in history:
+            if snap.revision == revision:
+                return _copy(snap)
+        raise NotFound(
+            f"run {run_id} has no snapshot" + (f" revision {revision}" if revision else ""),
+            operation="get_snapshot",
+            run_id=run_id,
+        )
+
+    async def list_snapshots(self, run_id: str) -> list[SnapshotRecord]:
+        return [_copy(s) for s in self._snapshots.get(run_id, [])]
+
+    # -- artifacts ----------------------------------------------------------------------------
+
+    async def insert_artifacts(self, artifacts: Sequence[ArtifactMetadata]) -> None:
+        async with self._lock:
+            seen: set[str] = set()
+            for art in artifacts:
+                self._require_run(art.run_id, "insert_artifacts")
+                if art.artifact_id in self._artifacts or art.artifact_id in seen:
+                    raise Conflict(
+                        f"artifact {art.artifact_id} already exists",
+                        operation="insert_artifacts",
+                        artifact_id=art.artifact_id,
+                    )
+                seen.add(art.artifact_id)
+            for art in artifacts:
+                self._artifacts[art.artifact_id] = _copy(art)
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactMetadata:
+        art = self._artifacts.get(artifact_id)
+        if art is None:
+            raise NotFound(
+                f"artifact {artifact_id} not found",
+                operation="get_artifact",
+                artifact_id=artifact_id,
+            )
+        return _copy(art)
+
+    async def list_artifacts(self, query: ArtifactQuery) -> list[ArtifactMetadata]:
+        out: list[ArtifactMetadata] = []
+        for art_id in sorted(self._artifacts):
+            art = self._artifacts[art_id]
+            if query.after_id is not None and art_id <= query.after_id:
+                continue
+            if query.run_id is not None and art.run_id != query.run_id:
+                continue
+            if query.role is not None and art.role != query.role:
+                continue
+            if query.phase is not None and art.phase != query.phase:
+                continue
+            if query.step is not None and art.step != query.step:
+                continue
+            if query.namespace is not None and art.namespace != query.namespace:
+                continue
+            if query.tag is not None and query.tag not in art.tags:
+                continue
+            out.append(_copy(art))
+            if len(out) >= query.limit:
+                break
+        return out
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    async def append_log_entries(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        async with self._lock:
+            run_id = entries[0].run_id
+            self._require_run(run_id, "append_log_entries")
+            chain = self._logs.setdefault(run_id, [])
+            expected = len(chain) + 1
+            for offset, entry in enumerate(entries):
+                if entry.run_id != run_id or entry.seq != expected + offset:
+                    raise Conflict(
+                        f"log of run {run_id} moved on concurrently",
+                        operation="append_log_entries",
+                        run_id=run_id,
+                        reason=f"expected seq {expected + offset}, got {entry.seq}",
+                    )
+            chain.extend(_copy(e) for e in entries)
+
+    async def read_log_entries(self, run_id: str, query: LogQuery) -> list[LogEntry]:
+        min_rank = LEVEL_ORDER[query.min_level] if query.min_level else 0
+        out: list[LogEntry] = []
+        for entry in self._logs.get(run_id, [])[query.after_seq :]:
+            if LEVEL_ORDER[entry.level] < min_rank:
+                continue
+            if query.event is not None and entry.event != query.event:
+                continue
+            if query.phase is not None and entry.phase != query.phase:
+                continue
+            if query.since is not None and entry.timestamp < query.since:
+                continue
+            out.append(_copy(entry))
+            if len(out) >= query.limit:
+                break
+        return out
+
+    async def log_head(self, run_id: str) -> LogEntry | None:
+        chain = self._logs.get(run_id)
+        return _copy(chain[-1]) if chain else None
+
+    async def count_log_entries(self, run_id: str) -> int:
+        return len(self._logs.get(run_id, []))
+
+    async def put_log_reference(self, ref: LogReference) -> None:
+        async with self._lock:
+            self._require_run(ref.run_id, "put_log_reference")
+            self._log_refs[ref.run_id] = ref.model_copy(deep=True)
+
+    async def get_log_reference(self, run_id: str) -> LogReference | None:
+        ref = self._log_refs.get(run_id)
+        return ref.model_copy(deep=True) if ref else None
+
+    async def iter_log_run_ids(self) -> AsyncIterator[str]:
+        for run_id in list(self._logs):
+            if self._logs[run_id]:
+                yield run_id
+
+    # -- audit --------------------------------------------------------------------------------
+
+    async def append_audit_entries(self, entries: Sequence[AuditEntry]) -> None:
+        if not entries:
+            return
+        async with self._lock:
+            expected = len(self._audit) + 1
+            for offset, entry in enumerate(entries):
+                if entry.seq != expected + offset:
+                    raise Conflict(
+                        "audit log moved on concurrently",
+                        operation="append_audit_entries",
+                        reason=f"expected seq {expected + offset}, got {entry.seq}",
+                    )
+            self._audit.extend(_copy(e) for e in entries)
+
+    async def audit_head(self) -> AuditEntry | None:
+        return _copy(self._audit[-1]) if self._audit else None
+
+    async def read_audit_entries(
+        self, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditEntry]:
+        return [_copy(e) for e in self._audit[after_seq : after_seq + limit]]
+
+    async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
+        async with self._lock:
+            if checkpoint.tree_size in self._checkpoints:
+                raise Conflict(
+                    f"checkpoint at tree size {checkpoint.tree_size} already exists",
+                    operation="insert_checkpoint",
+                )
+            self._checkpoints[checkpoint.tree_size] = checkpoint.model_copy(deep=True)
+
+    async def list_checkpoints(self) -> list[MerkleCheckpoint]:
+        return [self._checkpoints[k].model_copy(deep=True) for k in sorted(self._checkpoints)]
+
+    # -- catalog ------------------------------------------------------------------------------
+
+    async def put_provider(self, provider: Provider) -> None:
+        async with self._lock:
+            self._providers[provider.provider_id] = provider.model_copy(deep=True)
+
+    async def get_provider(self, provider_id: str) -> Provider:
+        found = self._providers.get(provider_id)
+        if found is None:
+            raise NotFound(f"provider {provider_id} not found", operation="get_provider")
+        return found.model_copy(deep=True)
+
+    async def list_providers(self) -> list[Provider]:
+        return [self._providers[k].model_copy(deep=True) for k in sorted(self._providers)]
+
+    async def put_namespace(self, namespace: Namespace) -> None:
+        async with self._lock:
+            if namespace.provider_id not in self._providers:
+                raise NotFound(
+                    f"provider {namespace.provider_id} not found", operation="put_namespace"
+                )
+            self._namespaces[namespace.namespace_id] = namespace.model_copy(deep=True)
+
+    async def get_namespace(self, namespace_id: str) -> Namespace:
+        found = self._namespaces.get(namespace_id)
+        if found is None:
+            raise NotFound(f"namespace {namespace_id} not found", operation="get_namespace")
+        return found.model_copy(deep=True)
+
+    async def list_namespaces(self, provider_id: str | None = None) -> list[Namespace]:
+        return [
+            self._namespaces[k].model_copy(deep=True)
+            for k in sorted(self._namespaces)
+            if provider_id is None or self._namespaces[k].provider_id == provider_id
+        ]
+
+    async def put_object(self, obj: CatalogObject) -> None:
+        async with self._lock:
+            if obj.namespace_id not in self._namespaces:
+                raise NotFound(f"namespace {obj.namespace_id} not found", operation="put_object")
+            for other in self._objects.values():
+                if (
+                    other.object_id != obj.object_id
+                    and other.namespace_id == obj.namespace_id
+                    and other.path == obj.path
+                ):
+                    raise Conflict(
+                        f"an object already exists at {obj.namespace_id}:{obj.path}",
+                        operation="put_object",
+                        path=obj.path,
+                    )
+            self._objects[obj.object_id] = obj.model_copy(deep=True)
+
+    async def get_object(self, object_id: str) -> CatalogObject:
+        found = self._objects.get(object_id)
+        if found is None:
+            raise NotFound(f"object {object_id} not found", operation="get_object")
+        return found.model_copy(deep=True)
+
+    async def list_objects(
+        self, namespace_id: str | None = None, *, prefix: str | None = None, limit: int = 1000
+    ) -> list[CatalogObject]:
+        chosen = [
+            o
+            for o in self._objects.values()
+            if (namespace_id is None or o.namespace_id == namespace_id)
+            and (prefix is None or o.path.startswith(prefix))
+        ]
+        chosen.sort(key=lambda o: (o.namespace_id, o.path))
+        return [o.model_copy(deep=True) for o in chosen[:limit]]
+
+    async def delete_object(self, object_id: str) -> None:
+        async with self._lock:
+            if self._objects.pop(object_id, None) is None:
+                raise NotFound(f"object {object_id} not found", operation="delete_object")
+
+    # -- references ---------------------------------------------------------------------------
+
+    async def iter_blob_references(self) -> AsyncIterator[tuple[str, str, str, int]]:
+        for history in list(self._snapshots.values()):
+            for snap in history:
+                yield ("snapshot", f"{snap.run_id}@{snap.revision}", snap.sha256, snap.size_bytes)
+        for art in list(self._artifacts.values()):
+            yield ("artifact", art.artifact_id, art.sha256, art.size_bytes)
+        for obj in list(self._objects.values()):
+            yield ("object", obj.object_id, obj.sha256, obj.size_bytes)

@@ -1,0 +1,177 @@
+"""Run persistence records: the run, its state snapshots and the run index query/page."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from strongroom.errors import ErrorInfo
+from strongroom.ids import ActorName, Digest, EntityId, FileName, SafeName
+from strongroom.models._base import Record, UtcDatetime, utcnow
+
+__all__ = [
+    "ArtifactRef",
+    "PhaseEvent",
+    "PlaybookRef",
+    "Progress",
+    "Run",
+    "RunOutcome",
+    "RunPage",
+    "RunQuery",
+    "RunSnapshot",
+    "RunSource",
+    "RunState",
+    "RunStatus",
+    "SnapshotRecord",
+    "Trace",
+    "TERMINAL_STATUSES",
+    "ALLOWED_TRANSITIONS",
+]
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+# The run state machine. Anything else is a `conflict`.
+ALLOWED_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
+    RunStatus.RUNNING: frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.COMPLETED: frozenset(),
+    RunStatus.FAILED: frozenset(),
+    RunStatus.CANCELLED: frozenset(),
+}
+
+
+class RunOutcome(StrEnum):
+    """How a finished run ended; ``partial`` = completed with some steps failed."""
+
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    FAILURE = "failure"
+
+
+class RunSource(StrEnum):
+    CONTROL_PLANE = "control-plane"
+    GOVERNED_EXECUTION = "governed-execution"
+
+
+class Trace(Record):
+    trace_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    span_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+
+
+class PlaybookRef(Record):
+    playbook_id: SafeName
+    version_digest: Digest | None = None
+
+
+class ArtifactRef(Record):
+    """A pointer from a run's inputs/outputs to an artifact."""
+
+    artifact_id: EntityId
+    sha256: Digest
+    name: FileName | None = None
+
+
+class Progress(Record):
+    steps_total: int | None = Field(default=None, ge=0)
+    steps_completed: int = Field(default=0, ge=0)
+    message: str | None = Field(default=None, max_length=1000)
+
+
+class Run(Record):
+    """The run record (one row of the run index). ``version`` is the row version used for
+    compare-and-set updates; every accepted update increments it."""
+
+    run_id: EntityId
+    project: SafeName
+    playbook: PlaybookRef | None = None
+    actor: ActorName
+    source: RunSource = RunSource.CONTROL_PLANE
+    purpose: str = Field(default="", max_length=4000)
+    status: RunStatus = RunStatus.PENDING
+    outcome: RunOutcome | None = None
+    current_phase: SafeName | None = None
+    current_step: SafeName | None = None
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+    updated_at: UtcDatetime = Field(default_factory=utcnow)
+    started_at: UtcDatetime | None = None
+    completed_at: UtcDatetime | None = None
+    inputs: list[ArtifactRef] = Field(default_factory=list)
+    outputs: list[ArtifactRef] = Field(default_factory=list)
+    trace: Trace | None = None
+    last_error: ErrorInfo | None = None
+    progress: Progress = Field(default_factory=Progress)
+    parent_run_id: EntityId | None = None
+    previous_run_id: EntityId | None = None
+    version: int = Field(default=1, ge=1)
+
+
+class PhaseEvent(Record):
+    phase: SafeName
+    status: Literal["started", "completed", "failed", "skipped"]
+    at: UtcDatetime = Field(default_factory=utcnow)
+    revision: int | None = Field(default=None, ge=0)
+    artifact_ids: list[EntityId] = Field(default_factory=list)
+    error: ErrorInfo | None = None
+
+
+class RunState(Record):
+    """The full resumable state of a run at one point in time."""
+
+    phase_history: list[PhaseEvent] = Field(default_factory=list)
+    phase_revisions: dict[str, int] = Field(default_factory=dict)
+    phase_artifacts: dict[str, list[EntityId]] = Field(default_factory=dict)
+    progress: Progress = Field(default_factory=Progress)
+    last_error: ErrorInfo | None = None
+    data: dict[str, Any] = Field(default_factory=dict, description="Free-form pipeline state.")
+
+
+class SnapshotRecord(Record):
+    """Metadata of one snapshot revision; the state itself is a blob addressed by sha256."""
+
+    run_id: EntityId
+    revision: int = Field(ge=1)
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+    sha256: Digest
+    size_bytes: int = Field(ge=0)
+
+
+class RunSnapshot(Record):
+    """A loaded snapshot: its record and the verified state."""
+
+    record: SnapshotRecord
+    state: RunState
+
+
+class RunQuery(Record):
+    """Filters for the run index. Every filter is optional; results are sorted by time."""
+
+    status: list[RunStatus] | None = None
+    project: SafeName | None = None
+    playbook_id: SafeName | None = None
+    actor: ActorName | None = None
+    created_after: UtcDatetime | None = None
+    created_before: UtcDatetime | None = None
+    updated_after: UtcDatetime | None = None
+    updated_before: UtcDatetime | None = None
+    purpose_contains: str | None = Field(default=None, min_length=1, max_length=200)
+    sort: Literal["created_at", "updated_at"] = "created_at"
+    descending: bool = True
+    limit: int = Field(default=50, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=512)
+
+
+class RunPage(Record):
+    items: list[Run]
+    total: int = Field(ge=0, description="Runs matching the filters, ignoring the cursor.")
+    next_cursor: str | None = None

@@ -1,0 +1,192 @@
+"""The records port: typed records, queries and compare-and-set writes.
+
+Every conditional write is a value the backend makes atomic (a unique key or a row version),
+never check-then-set in the caller:
+- ``insert_*`` raise `Conflict` when the key exists;
+- ``update_run(run, expected_version)`` raises `Conflict` unless the stored version matches,
+  and stores ``run`` with ``version = expected_version + 1``;
+- ``insert_snapshot`` relies on the unique (run_id, revision) key: the service writes
+  ``expected_revision + 1``, so a stale writer collides and gets `Conflict`;
+- ``append_log_entries`` / ``append_audit_entries`` rely on the unique (chain, seq) key the
+  same way: the caller computes the chain from the head it read, a racing writer collides.
+Batches are all-or-nothing. Unknown ids raise `NotFound`.
+
+Adapters: memory (tests and scratch vaults), SQL (SQLite now, PostgreSQL next).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+
+from strongroom.models import (
+    ArtifactMetadata,
+    ArtifactQuery,
+    AuditEntry,
+    CatalogObject,
+    LogEntry,
+    LogQuery,
+    LogReference,
+    MerkleCheckpoint,
+    Namespace,
+    Provider,
+    Run,
+    RunPage,
+    RunQuery,
+    SnapshotRecord,
+)
+
+__all__ = ["MetadataStore"]
+
+
+class MetadataStore(ABC):
+    backend: str = "abstract"
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (migrations). Idempotent."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def insert_run(self, run: Run) -> None: ...
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> Run: ...
+
+    @abstractmethod
+    async def update_run(self, run: Run, *, expected_version: int) -> Run:
+        """Replace the run if its stored version is ``expected_version``; returns the stored run."""
+
+    @abstractmethod
+    async def query_runs(self, query: RunQuery) -> RunPage:
+        """Filter, sort by (query.sort, run_id), keyset-paginate; ``total`` ignores the cursor.
+
+        The cursor is opaque to callers; an undecodable cursor raises `ValidationError`.
+        """
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def insert_snapshot(self, record: SnapshotRecord) -> None:
+        """`Conflict` if (run_id, revision) exists; `NotFound` if the run does not."""
+
+    @abstractmethod
+    async def get_snapshot(self, run_id: str, revision: int | None = None) -> SnapshotRecord:
+        """The given revision, or the latest when None. `NotFound` when there is none."""
+
+    @abstractmethod
+    async def list_snapshots(self, run_id: str) -> list[SnapshotRecord]:
+        """Every revision of a run, oldest first."""
+
+    # -- artifacts ----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def insert_artifacts(self, artifacts: Sequence[ArtifactMetadata]) -> None:
+        """All-or-nothing. `NotFound` if a run is missing, `Conflict` on a duplicate id."""
+
+    @abstractmethod
+    async def get_artifact(self, artifact_id: str) -> ArtifactMetadata: ...
+
+    @abstractmethod
+    async def list_artifacts(self, query: ArtifactQuery) -> list[ArtifactMetadata]:
+        """Matching artifacts ordered by artifact_id (time-ordered), after ``query.after_id``."""
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def append_log_entries(self, entries: Sequence[LogEntry]) -> None:
+        """Append entries of one run's chain (consecutive seqs). `Conflict` if a seq exists."""
+
+    @abstractmethod
+    async def read_log_entries(self, run_id: str, query: LogQuery) -> list[LogEntry]:
+        """Entries with seq > after_seq that match the filters, in seq order."""
+
+    @abstractmethod
+    async def log_head(self, run_id: str) -> LogEntry | None:
+        """The entry with the highest seq, or None for an empty log."""
+
+    @abstractmethod
+    async def count_log_entries(self, run_id: str) -> int: ...
+
+    @abstractmethod
+    async def put_log_reference(self, ref: LogReference) -> None:
+        """Insert or replace a run's log reference."""
+
+    @abstractmethod
+    async def get_log_reference(self, run_id: str) -> LogReference | None: ...
+
+    @abstractmethod
+    def iter_log_run_ids(self) -> AsyncIterator[str]:
+        """Every run id that has at least one log entry."""
+
+    # -- audit --------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def append_audit_entries(self, entries: Sequence[AuditEntry]) -> None:
+        """Append consecutive entries. `Conflict` if a seq exists (a racing writer won)."""
+
+    @abstractmethod
+    async def audit_head(self) -> AuditEntry | None: ...
+
+    @abstractmethod
+    async def read_audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Entries with seq > after_seq, in seq order."""
+
+    @abstractmethod
+    async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
+        """`Conflict` if a checkpoint for that tree_size exists."""
+
+    @abstractmethod
+    async def list_checkpoints(self) -> list[MerkleCheckpoint]:
+        """Oldest first."""
+
+    # -- catalog ------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def put_provider(self, provider: Provider) -> None:
+        """Insert or replace."""
+
+    @abstractmethod
+    async def get_provider(self, provider_id: str) -> Provider: ...
+
+    @abstractmethod
+    async def list_providers(self) -> list[Provider]: ...
+
+    @abstractmethod
+    async def put_namespace(self, namespace: Namespace) -> None:
+        """Insert or replace. `NotFound` if its provider is missing."""
+
+    @abstractmethod
+    async def get_namespace(self, namespace_id: str) -> Namespace: ...
+
+    @abstractmethod
+    async def list_namespaces(self, provider_id: str | None = None) -> list[Namespace]: ...
+
+    @abstractmethod
+    async def put_object(self, obj: CatalogObject) -> None:
+        """Insert or replace by object_id; (namespace_id, path) is unique: another object at
+        the same path raises `Conflict`. `NotFound` if the namespace is missing."""
+
+    @abstractmethod
+    async def get_object(self, object_id: str) -> CatalogObject: ...
+
+    @abstractmethod
+    async def list_objects(
+        self, namespace_id: str | None = None, *, prefix: str | None = None, limit: int = 1000
+    ) -> list[CatalogObject]:
+        """Objects ordered by path."""
+
+    @abstractmethod
+    async def delete_object(self, object_id: str) -> None:
+        """`NotFound` if absent."""
+
+    # -- references (verify, GC) --------------------------------------------------------------
+
+    @abstractmethod
+    def iter_blob_references(self) -> AsyncIterator[tuple[str, str, str, int]]:
+        """Every (kind, subject_id, sha256, size_bytes) a record holds: kind is 'snapshot'
+        (subject 'run_id@revision'), 'artifact' or 'object'."""

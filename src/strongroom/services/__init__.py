@@ -1,0 +1,25 @@
+"""Services over the two ports: runs, snapshots, artifacts, logs, audit, catalog, verify."""
+
+from strongroom.services.artifacts import ArtifactInput, ArtifactService
+from strongroom.services.audit import AuditService, merkle_root
+from strongroom.services.catalog import CatalogService
+from strongroom.services.logs import LogService
+from strongroom.services.redaction import DEFAULT_REDACT_PATTERNS, Redactor
+from strongroom.services.runs import RunService
+from strongroom.services.snapshots import SnapshotService
+from strongroom.services.verify import ProgressCallback, verify_vault
+
+__all__ = [
+    "DEFAULT_REDACT_PATTERNS",
+    "ArtifactInput",
+    "ArtifactService",
+    "AuditService",
+    "CatalogService",
+    "LogService",
+    "ProgressCallback",
+    "Redactor",
+    "RunService",
+    "SnapshotService",
+    "merkle_root",
+    "verify_vault",
+]

@@ -1,0 +1,131 @@
+"""Helpers every service shares: input validation into `ValidationError`, chain hashing,
+bounded retry of compare-and-set appends."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
+from typing import Any, Protocol, Self, TypeVar
+
+import pydantic
+
+from strongroom.errors import Conflict, ValidationError
+from strongroom.models import VerifyProblem, canonical_json
+
+__all__ = [
+    "GENESIS_HASH",
+    "chain_hash",
+    "parse",
+    "retry_on_conflict",
+    "seal_entry",
+    "validation_error",
+    "verify_chain",
+]
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+T = TypeVar("T")
+
+GENESIS_HASH = "0" * 64
+
+
+def parse(model: type[M], data: Any, *, operation: str, **details: Any) -> M:
+    """Validate ``data`` (a model instance or a mapping) as ``model``; `ValidationError` with
+    every failing field's JSON path in ``details.errors`` otherwise."""
+    if isinstance(data, model):
+        return data
+    if isinstance(data, pydantic.BaseModel):
+        data = data.model_dump()
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc, operation=operation, what=model.__name__, **details) from exc
+
+
+def validation_error(
+    exc: pydantic.ValidationError, *, operation: str, what: str, **details: Any
+) -> ValidationError:
+    errors = [
+        {"path": "/" + "/".join(str(p) for p in err["loc"]), "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    first = errors[0] if errors else {"path": "/", "message": "invalid"}
+    return ValidationError(
+        f"invalid {what}: {first['path']}: {first['message']}",
+        operation=operation,
+        errors=errors,
+        **details,
+    )
+
+
+def chain_hash(body: dict[str, Any]) -> str:
+    """sha256 over the canonical JSON of an entry body (which includes its prev_hash)."""
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+async def retry_on_conflict(
+    attempt: Callable[[], Awaitable[T]], *, attempts: int = 50, base_delay: float = 0.001
+) -> T:
+    """Re-run a read-compute-append ``attempt`` when a racing writer won the compare-and-set."""
+    for i in range(attempts):
+        try:
+            return await attempt()
+        except Conflict:
+            if i == attempts - 1:
+                raise
+            await asyncio.sleep(random.uniform(0, base_delay * (2 ** min(i, 8))))
+    raise AssertionError("unreachable")
+
+
+class ChainedEntry(Protocol):
+    """A log or audit entry: its hash covers every other field, including prev_hash."""
+
+    seq: int
+    prev_hash: str
+    hash: str
+
+    def model_dump(self, *, mode: str, exclude: set[str]) -> dict[str, Any]: ...
+
+    def model_copy(self, *, update: dict[str, Any]) -> Self: ...
+
+
+E = TypeVar("E", bound=ChainedEntry)
+
+
+def entry_hash(entry: ChainedEntry) -> str:
+    return chain_hash(entry.model_dump(mode="json", exclude={"hash"}))
+
+
+def seal_entry(entry: E) -> E:
+    """Return ``entry`` with its hash computed over the exact JSON form it is stored in."""
+    return entry.model_copy(update={"hash": entry_hash(entry)})
+
+
+def verify_chain(
+    entries: Sequence[ChainedEntry], *, subject_prefix: str, kind: str, first_seq: int = 1
+) -> list[VerifyProblem]:
+    """Replay a chain: consecutive seqs, each prev_hash the previous hash, each hash recomputed."""
+    problems: list[VerifyProblem] = []
+    prev = GENESIS_HASH
+
+    def problem(entry: ChainedEntry, message: str) -> None:
+        problems.append(
+            VerifyProblem(
+                kind=kind,
+                code="integrity_error",
+                subject=f"{subject_prefix}#{entry.seq}",
+                message=message,
+            )
+        )
+
+    for expected_seq, entry in enumerate(entries, start=first_seq):
+        if entry.seq != expected_seq:
+            problem(entry, f"sequence gap: expected entry {expected_seq}, found {entry.seq}")
+        if entry.prev_hash != prev:
+            problem(entry, "chain broken: prev_hash does not match the previous entry's hash")
+        if entry_hash(entry) != entry.hash:
+            problem(entry, "entry content does not match its hash (edited after writing)")
+        prev = entry.hash
+    return problems

@@ -1,0 +1,381 @@
+"""The artifact service: immutable, content-addressed run outputs.
+
+Bytes go to the blob port (stored once per digest, verified on read); metadata goes to the
+records port. Payload helpers write/read pydantic models as JSON and sequences of models as
+JSONL, streamed both ways; files of any size are streamed, never held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic import BaseModel
+
+from strongroom.errors import (
+    SerializationError,
+    UnsupportedFormat,
+    ValidationError,
+    map_os_errors,
+)
+from strongroom.ids import check_entity_id, new_id
+from strongroom.models import (
+    DEFAULT_MEDIA_TYPES,
+    ArtifactFormat,
+    ArtifactManifest,
+    ArtifactMetadata,
+    ArtifactQuery,
+    ArtifactRole,
+    BlobInfo,
+)
+from strongroom.ports import CHUNK_SIZE, BlobStore, MetadataStore
+from strongroom.services._common import parse, validation_error
+
+__all__ = ["ArtifactInput", "ArtifactService"]
+
+M = TypeVar("M", bound=BaseModel)
+
+# JSON payloads up to this size are parsed on the way in; larger ones are stored as given
+# (parsing would need the whole document in memory). JSONL is checked line by line at any size.
+JSON_CHECK_LIMIT = 64 * 1024 * 1024
+
+_EXTENSIONS: dict[str, ArtifactFormat] = {
+    ".json": ArtifactFormat.JSON,
+    ".jsonl": ArtifactFormat.JSONL,
+    ".ndjson": ArtifactFormat.JSONL,
+    ".csv": ArtifactFormat.CSV,
+    ".txt": ArtifactFormat.TXT,
+    ".log": ArtifactFormat.TXT,
+    ".md": ArtifactFormat.TXT,
+}
+
+
+class ArtifactInput(BaseModel):
+    """Everything describing an artifact except its bytes (used by the batch API)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    role: ArtifactRole = ArtifactRole.CUSTOM
+    format: ArtifactFormat | None = None
+    media_type: str | None = None
+    phase: str | None = None
+    step: str | None = None
+    label: str | None = None
+    name: str | None = None
+    description: str | None = None
+    metadata: dict[str, Any] = pydantic.Field(default_factory=dict)
+    namespace: str = "artifacts"
+    tags: list[str] = pydantic.Field(default_factory=list)
+
+
+def _infer_format(name: str | None) -> ArtifactFormat:
+    if name:
+        return _EXTENSIONS.get(Path(name).suffix.lower(), ArtifactFormat.BINARY)
+    return ArtifactFormat.BINARY
+
+
+async def _checked(
+    chunks: AsyncIterable[bytes], fmt: ArtifactFormat, operation: str
+) -> AsyncIterator[bytes]:
+    """Pass chunks through, raising `SerializationError` before the stream ends (so before
+    the blob is published) when a JSON/JSONL payload does not parse."""
+    if fmt is ArtifactFormat.JSONL:
+        pending = b""
+        line_no = 0
+        async for chunk in chunks:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                line_no += 1
+                _check_json(line, operation, line_no)
+            yield chunk
+        if pending.strip():
+            _check_json(pending, operation, line_no + 1)
+    elif fmt is ArtifactFormat.JSON:
+        buf = bytearray()
+        async for chunk in chunks:
+            if len(buf) <= JSON_CHECK_LIMIT:
+                buf += chunk
+            yield chunk
+        if len(buf) <= JSON_CHECK_LIMIT:
+            _check_json(bytes(buf), operation, None)
+    else:
+        async for chunk in chunks:
+            yield chunk
+
+
+def _check_json(raw: bytes, operation: str, line: int | None) -> None:
+    if line is not None and not raw.strip():
+        return
+    try:
+        json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" on line {line}" if line is not None else ""
+        raise SerializationError(
+            f"payload is not valid JSON{where}: {exc}",
+            operation=operation,
+            reason="malformed_json",
+            line=line,
+        ) from exc
+
+
+async def _file_chunks(path: Path, chunk_size: int = 8 * CHUNK_SIZE) -> AsyncIterator[bytes]:
+    with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
+        handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while True:
+            chunk = await asyncio.to_thread(handle.read, chunk_size)
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        handle.close()
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class ArtifactService:
+    def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
+        self._store = store
+        self._blobs = blobs
+
+    def _describe(
+        self, run_id: str, blob: BlobInfo, spec: ArtifactInput, fmt: ArtifactFormat
+    ) -> ArtifactMetadata:
+        return parse(
+            ArtifactMetadata,
+            {
+                "artifact_id": new_id(),
+                "run_id": run_id,
+                "role": spec.role,
+                "phase": spec.phase,
+                "step": spec.step,
+                "label": spec.label,
+                "name": spec.name,
+                "format": fmt,
+                "media_type": spec.media_type or DEFAULT_MEDIA_TYPES[fmt],
+                "location": self._blobs.locate(blob.sha256),
+                "description": spec.description,
+                "size_bytes": blob.size_bytes,
+                "sha256": blob.sha256,
+                "metadata": spec.metadata,
+                "namespace": spec.namespace,
+                "tags": spec.tags,
+            },
+            operation="artifacts.put",
+            run_id=run_id,
+        )
+
+    async def _prepare(self, run_id: str, spec: ArtifactInput) -> ArtifactFormat:
+        """Validate everything before any byte is stored, so a bad call leaves no trace."""
+        fmt = spec.format or _infer_format(spec.name)
+        # Dry-run the metadata validation with a placeholder blob (catches bad names, tags...).
+        self._describe(run_id, BlobInfo(sha256="0" * 64, size_bytes=0), spec, fmt)
+        await self._store.get_run(run_id)
+        return fmt
+
+    async def put_stream(
+        self, run_id: str, chunks: AsyncIterable[bytes], **spec: Any
+    ) -> ArtifactMetadata:
+        """Store an async byte stream as an artifact of ``run_id``."""
+        description = _spec(spec)
+        fmt = await self._prepare(run_id, description)
+        blob = await self._blobs.put_stream(_checked(chunks, fmt, "artifacts.put"))
+        artifact = self._describe(run_id, blob, description, fmt)
+        await self._store.insert_artifacts([artifact])
+        return artifact
+
+    async def put_bytes(self, run_id: str, data: bytes, **spec: Any) -> ArtifactMetadata:
+        return await self.put_stream(run_id, _one(data), **spec)
+
+    async def put_file(self, run_id: str, path: str | Path, **spec: Any) -> ArtifactMetadata:
+        """Stream a file of any size; ``name`` defaults to the file's name."""
+        path = Path(path)
+        if not await asyncio.to_thread(path.is_file):
+            with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
+                raise FileNotFoundError(path)
+        spec.setdefault("name", path.name)
+        return await self.put_stream(run_id, _file_chunks(path), **spec)
+
+    async def put_model(self, run_id: str, model: BaseModel, **spec: Any) -> ArtifactMetadata:
+        spec.setdefault("format", ArtifactFormat.JSON)
+        spec.setdefault("metadata", {})
+        spec["metadata"] = {"model": type(model).__name__, **spec["metadata"]}
+        return await self.put_bytes(run_id, model.model_dump_json().encode(), **spec)
+
+    async def put_models(
+        self,
+        run_id: str,
+        models: Iterable[BaseModel] | AsyncIterable[BaseModel],
+        **spec: Any,
+    ) -> ArtifactMetadata:
+        """Write a sequence of models as JSONL, streamed: one model in memory at a time."""
+
+        async def lines() -> AsyncIterator[bytes]:
+            if isinstance(models, AsyncIterable):
+                async for item in models:
+                    yield item.model_dump_json().encode() + b"\n"
+            else:
+                for item in models:
+                    yield item.model_dump_json().encode() + b"\n"
+
+        spec.setdefault("format", ArtifactFormat.JSONL)
+        return await self.put_stream(run_id, lines(), **spec)
+
+    async def put_many(
+        self, run_id: str, items: Sequence[tuple[bytes, ArtifactInput | dict[str, Any]]]
+    ) -> list[ArtifactMetadata]:
+        """Store many small artifacts with one durability pass and one records transaction."""
+        specs = [parse(ArtifactInput, spec, operation="artifacts.put_many") for _, spec in items]
+        formats = [await self._prepare(run_id, spec) for spec in specs]
+        for (data, _), fmt in zip(items, formats, strict=True):
+            if fmt in (ArtifactFormat.JSON, ArtifactFormat.JSONL):
+                async for _chunk in _checked(_one(data), fmt, "artifacts.put_many"):
+                    pass
+        blobs = await self._blobs.put_many([data for data, _ in items])
+        artifacts = [
+            self._describe(run_id, blob, spec, fmt)
+            for blob, spec, fmt in zip(blobs, specs, formats, strict=True)
+        ]
+        await self._store.insert_artifacts(artifacts)
+        return artifacts
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def get(self, artifact_id: str) -> ArtifactMetadata:
+        return await self._store.get_artifact(_artifact_id(artifact_id))
+
+    async def stream(self, artifact_id: str) -> AsyncIterator[bytes]:
+        """The artifact's bytes as verified chunks (`IntegrityError` after the last one on
+        mismatch: use ``get_bytes`` or ``get_file`` when nothing unverified may be used)."""
+        meta = await self.get(artifact_id)
+        return self._blobs.get_stream(meta.sha256)
+
+    async def get_bytes(self, artifact_id: str) -> bytes:
+        meta = await self.get(artifact_id)
+        return await self._blobs.get_bytes(meta.sha256)
+
+    async def get_file(self, artifact_id: str, dest: str | Path) -> ArtifactMetadata:
+        """Write the artifact to ``dest`` atomically: only verified bytes ever appear there."""
+        meta = await self.get(artifact_id)
+        dest = Path(dest)
+        with map_os_errors("artifacts.get_file", backend="local", path=str(dest)):
+            fd, tmp_name = await asyncio.to_thread(
+                tempfile.mkstemp, prefix=".strongroom-", dir=dest.parent or Path(".")
+            )
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                async for chunk in self._blobs.get_stream(meta.sha256):
+                    await asyncio.to_thread(handle.write, chunk)
+                await asyncio.to_thread(handle.flush)
+                await asyncio.to_thread(os.fsync, handle.fileno())
+            with map_os_errors("artifacts.get_file", backend="local", path=str(dest)):
+                await asyncio.to_thread(os.replace, tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return meta
+
+    async def get_model(self, artifact_id: str, model: type[M]) -> M:
+        meta = await self.get(artifact_id)
+        _require_format(meta, ArtifactFormat.JSON)
+        data = await self._blobs.get_bytes(meta.sha256)
+        try:
+            return model.model_validate_json(data)
+        except pydantic.ValidationError as exc:
+            raise _model_error(exc, model, artifact_id) from exc
+
+    async def iter_models(self, artifact_id: str, model: type[M]) -> AsyncIterator[M]:
+        """Parse a JSONL artifact line by line into ``model``; streamed.
+
+        The digest is checked when the stream ends: a tampered blob raises `IntegrityError`
+        after the models it yielded, so callers that must not act on unverified data collect
+        the sequence first.
+        """
+        meta = await self.get(artifact_id)
+        _require_format(meta, ArtifactFormat.JSONL)
+        pending = b""
+        line_no = 0
+        async for chunk in self._blobs.get_stream(meta.sha256):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                line_no += 1
+                if line.strip():
+                    yield _parse_line(line, model, artifact_id, line_no)
+        if pending.strip():
+            yield _parse_line(pending, model, artifact_id, line_no + 1)
+
+    async def list(self, query: ArtifactQuery | None = None, **filters: Any) -> list[ArtifactMetadata]:
+        q = query or parse(ArtifactQuery, filters, operation="artifacts.list")
+        return await self._store.list_artifacts(q)
+
+    async def manifest(self, run_id: str) -> ArtifactManifest:
+        await self._store.get_run(run_id)
+        items: list[ArtifactMetadata] = []
+        after: str | None = None
+        while True:
+            page = await self._store.list_artifacts(
+                ArtifactQuery(run_id=run_id, after_id=after, limit=10000)
+            )
+            items.extend(page)
+            if len(page) < 10000:
+                break
+            after = page[-1].artifact_id
+        return ArtifactManifest(
+            run_id=run_id, artifacts=items, total_bytes=sum(a.size_bytes for a in items)
+        )
+
+
+def _require_format(meta: ArtifactMetadata, fmt: ArtifactFormat) -> None:
+    if meta.format is not fmt:
+        raise UnsupportedFormat(
+            f"artifact {meta.artifact_id} is {meta.format.value}, not {fmt.value}",
+            operation="artifacts.read",
+            artifact_id=meta.artifact_id,
+            reason=f"format_{meta.format.value}",
+        )
+
+
+def _spec(spec: dict[str, Any]) -> ArtifactInput:
+    return parse(ArtifactInput, spec, operation="artifacts.put")
+
+
+def _artifact_id(value: str) -> str:
+    try:
+        return check_entity_id(value)
+    except ValueError as exc:
+        raise ValidationError(
+            f"invalid artifact id {value[:80]!r}: {exc}", operation="artifacts.get"
+        ) from exc
+
+
+def _parse_line(line: bytes, model: type[M], artifact_id: str, line_no: int) -> M:
+    try:
+        return model.model_validate_json(line)
+    except pydantic.ValidationError as exc:
+        raise _model_error(exc, model, artifact_id, line_no) from exc
+
+
+def _model_error(
+    exc: pydantic.ValidationError, model: type[BaseModel], artifact_id: str, line: int | None = None
+) -> SerializationError:
+    err = validation_error(
+        exc, operation="artifacts.get_model", what=model.__name__, artifact_id=artifact_id
+    )
+    return SerializationError(
+        f"artifact {artifact_id} does not parse as {model.__name__}"
+        + (f" (line {line})" if line else "")
+        + f": {err.message}",
+        **err.details,
+        line=line,
+    )

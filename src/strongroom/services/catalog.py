@@ -1,0 +1,179 @@
+"""The storage catalog: providers, namespaces (with retention_days) and objects, as live
+records. Every change is audited. Objects hold bytes in the blob store at a deterministic,
+versioned path inside their namespace (e.g. ``runs/<run_id>/run.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strongroom.ids import new_id
+from strongroom.models import (
+    AuditEvent,
+    CatalogObject,
+    Namespace,
+    Provider,
+    ProviderCapabilities,
+    ProviderType,
+)
+from strongroom.ports import BlobStore, MetadataStore
+from strongroom.services._common import parse
+from strongroom.services.audit import AuditService
+
+__all__ = ["DEFAULT_NAMESPACES", "CatalogService"]
+
+# namespace_id -> (purpose, default_prefix)
+DEFAULT_NAMESPACES: dict[str, tuple[str, str]] = {
+    "runs": ("Run records and state snapshots", "runs/"),
+    "artifacts": ("Run outputs", "artifacts/"),
+    "logs": ("Sealed run logs", "logs/"),
+    "playbooks": ("Playbook definitions", "playbooks/"),
+    "projects": ("Project configs", "projects/"),
+    "tools": ("Tool manifests", "tools/"),
+}
+
+
+class CatalogService:
+    def __init__(self, store: MetadataStore, blobs: BlobStore, audit: AuditService) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._audit = audit
+
+    async def ensure_defaults(self, *, base_uri: str) -> None:
+        """Create the default provider and namespaces if the vault has none (first open)."""
+        if await self._store.list_providers():
+            return
+        provider_type = (
+            ProviderType.OBJECT_STORE if self._blobs.backend == "s3" else ProviderType.FILESYSTEM
+        )
+        await self.put_provider(
+            Provider(
+                provider_id="default",
+                name=f"Default {self._blobs.backend} blob store",
+                type=provider_type,
+                owner="system",
+                base_uri=base_uri,
+                capabilities=ProviderCapabilities(supports_versioning=True),
+            )
+        )
+        for namespace_id, (purpose, prefix) in DEFAULT_NAMESPACES.items():
+            await self.put_namespace(
+                Namespace(
+                    namespace_id=namespace_id,
+                    provider_id="default",
+                    name=namespace_id,
+                    purpose=purpose,
+                    default_prefix=prefix,
+                )
+            )
+
+    async def put_provider(
+        self, provider: Provider | dict[str, Any], *, actor: str = "system"
+    ) -> Provider:
+        parsed = parse(Provider, provider, operation="catalog.put_provider")
+        await self._store.put_provider(parsed)
+        await self._audit.record(
+            AuditEvent(
+                event="catalog.provider.put",
+                actor=actor,
+                subject_type="provider",
+                subject_id=parsed.provider_id,
+                details=parsed.model_dump(mode="json"),
+            )
+        )
+        return parsed
+
+    async def put_namespace(
+        self, namespace: Namespace | dict[str, Any], *, actor: str = "system"
+    ) -> Namespace:
+        parsed = parse(Namespace, namespace, operation="catalog.put_namespace")
+        await self._store.put_namespace(parsed)
+        await self._audit.record(
+            AuditEvent(
+                event="catalog.namespace.put",
+                actor=actor,
+                subject_type="namespace",
+                subject_id=parsed.namespace_id,
+                details=parsed.model_dump(mode="json"),
+            )
+        )
+        return parsed
+
+    async def providers(self) -> list[Provider]:
+        return await self._store.list_providers()
+
+    async def provider(self, provider_id: str) -> Provider:
+        return await self._store.get_provider(provider_id)
+
+    async def namespaces(self, provider_id: str | None = None) -> list[Namespace]:
+        return await self._store.list_namespaces(provider_id)
+
+    async def namespace(self, namespace_id: str) -> Namespace:
+        return await self._store.get_namespace(namespace_id)
+
+    async def put_object(
+        self,
+        namespace_id: str,
+        path: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        run_id: str | None = None,
+        tags: list[str] | None = None,
+        actor: str = "system",
+    ) -> CatalogObject:
+        """Store ``data`` at ``path`` in a namespace. Paths are immutable: writing another
+        version means another path (``.../<version>.json``); the same path again is `Conflict`."""
+        draft = parse(
+            CatalogObject,
+            {
+                "object_id": new_id(),
+                "namespace_id": namespace_id,
+                "path": path,
+                "sha256": "0" * 64,
+                "size_bytes": len(data),
+                "content_type": content_type,
+                "run_id": run_id,
+                "tags": tags or [],
+            },
+            operation="catalog.put_object",
+        )
+        await self._store.get_namespace(draft.namespace_id)
+        blob = await self._blobs.put_bytes(data)
+        obj = draft.model_copy(update={"sha256": blob.sha256})
+        await self._store.put_object(obj)
+        await self._audit.record(
+            AuditEvent(
+                event="catalog.object.put",
+                actor=actor,
+                subject_type="object",
+                subject_id=obj.object_id,
+                details={"namespace_id": namespace_id, "path": path, "sha256": blob.sha256},
+            )
+        )
+        return obj
+
+    async def get_object(self, object_id: str) -> CatalogObject:
+        return await self._store.get_object(object_id)
+
+    async def read_object(self, object_id: str) -> bytes:
+        obj = await self._store.get_object(object_id)
+        return await self._blobs.get_bytes(obj.sha256)
+
+    async def objects(
+        self, namespace_id: str | None = None, *, prefix: str | None = None, limit: int = 1000
+    ) -> list[CatalogObject]:
+        return await self._store.list_objects(namespace_id, prefix=prefix, limit=limit)
+
+    async def delete_object(self, object_id: str, *, actor: str = "system") -> None:
+        """Remove the record (the blob stays until garbage collection finds it unreferenced)."""
+        obj = await self._store.get_object(object_id)
+        await self._store.delete_object(object_id)
+        await self._audit.record(
+            AuditEvent(
+                event="catalog.object.deleted",
+                actor=actor,
+                subject_type="object",
+                subject_id=object_id,
+                details={"namespace_id": obj.namespace_id, "path": obj.path, "sha256": obj.sha256},
+            )
+        )

@@ -1,0 +1,260 @@
+"""The log service: per-run append-only log lines, hash-chained, redacted before storage,
+readable with filters, and sealed into an immutable JSONL artifact when the run ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from strongroom.errors import Conflict, NotFound
+from strongroom.models import (
+    ArtifactFormat,
+    ArtifactMetadata,
+    ArtifactRole,
+    AuditEvent,
+    LogEntry,
+    LogLine,
+    LogQuery,
+    LogReference,
+    VerifyProblem,
+    utcnow,
+)
+from strongroom.ports import MetadataStore
+from strongroom.services._common import (
+    GENESIS_HASH,
+    parse,
+    retry_on_conflict,
+    seal_entry,
+    verify_chain,
+)
+from strongroom.services.audit import AuditService, merkle_root
+from strongroom.services.redaction import Redactor
+
+if TYPE_CHECKING:
+    from strongroom.services.artifacts import ArtifactService
+
+__all__ = ["LogService"]
+
+_PAGE = 5000
+
+
+class LogService:
+    def __init__(
+        self,
+        store: MetadataStore,
+        audit: AuditService,
+        artifacts: ArtifactService,
+        redactor: Redactor,
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._artifacts = artifacts
+        self._redactor = redactor
+        # Last known chain head per run: saves a read per batch; a stale head only costs a
+        # Conflict and a re-read, never a wrong chain.
+        self._heads: dict[str, tuple[int, str]] = {}
+
+    async def append(self, run_id: str, line: LogLine | dict[str, Any]) -> LogEntry:
+        return (await self.append_many(run_id, [line]))[0]
+
+    async def append_many(
+        self, run_id: str, lines: Sequence[LogLine | dict[str, Any]]
+    ) -> list[LogEntry]:
+        parsed = [parse(LogLine, line, operation="logs.append", run_id=run_id) for line in lines]
+        if not parsed:
+            return []
+        ref = await self._store.get_log_reference(run_id)
+        if ref is None:
+            await self._store.get_run(run_id)  # NotFound for an unknown run
+            now = utcnow()
+            await self._store.put_log_reference(
+                LogReference(
+                    run_id=run_id,
+                    created_at=now,
+                    updated_at=now,
+                    location="records",
+                    entry_count=0,
+                )
+            )
+        elif ref.sealed:
+            raise Conflict(
+                f"the log of run {run_id} is sealed; no more lines can be appended",
+                operation="logs.append",
+                run_id=run_id,
+                reason="sealed",
+            )
+        redacted = [
+            {
+                "timestamp": line.timestamp.isoformat(),
+                "level": line.level.value,
+                "event": line.event,
+                "phase": line.phase,
+                "message": self._redactor.text(line.message),
+                "data": self._redactor.value(line.data),
+            }
+            for line in parsed
+        ]
+        first_try = True
+
+        async def attempt() -> list[LogEntry]:
+            nonlocal first_try
+            cached = self._heads.get(run_id) if first_try else None
+            first_try = False
+            if cached is None:
+                head = await self._store.log_head(run_id)
+                cached = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+            seq, prev = cached
+            out: list[LogEntry] = []
+            for body in redacted:
+                seq += 1
+                entry = seal_entry(
+                    LogEntry.model_validate(
+                        {**body, "run_id": run_id, "seq": seq, "prev_hash": prev, "hash": prev}
+                    )
+                )
+                prev = entry.hash
+                out.append(entry)
+            try:
+                await self._store.append_log_entries(out)
+            except Conflict:
+                self._heads.pop(run_id, None)
+                raise
+            self._heads[run_id] = (seq, prev)
+            return out
+
+        return await retry_on_conflict(attempt)
+
+    async def read(self, run_id: str, query: LogQuery | None = None) -> list[LogEntry]:
+        query = query or LogQuery()
+        entries = await self._store.read_log_entries(run_id, query)
+        if not entries and query.after_seq == 0:
+            await self._store.get_run(run_id)  # NotFound rather than an empty answer
+        return entries
+
+    async def iter_entries(self, run_id: str) -> AsyncIterator[LogEntry]:
+        after = 0
+        while True:
+            page = await self._store.read_log_entries(
+                run_id, LogQuery(after_seq=after, limit=_PAGE)
+            )
+            for entry in page:
+                yield entry
+            if len(page) < _PAGE:
+                return
+            after = page[-1].seq
+
+    async def tail(self, run_id: str, n: int = 20) -> list[LogEntry]:
+        count = await self._store.count_log_entries(run_id)
+        return await self.read(run_id, LogQuery(after_seq=max(0, count - n), limit=max(n, 1)))
+
+    async def reference(self, run_id: str) -> LogReference:
+        """The run's log reference with the live entry count and head hash."""
+        ref = await self._store.get_log_reference(run_id)
+        if ref is None:
+            await self._store.get_run(run_id)
+            now = utcnow()
+            return LogReference(
+                run_id=run_id, created_at=now, updated_at=now, location="records", entry_count=0
+            )
+        head = await self._store.log_head(run_id)
+        return ref.model_copy(
+            update={
+                "entry_count": head.seq if head else 0,
+                "head_hash": head.hash if head else None,
+                "updated_at": head.timestamp if head and not ref.sealed else ref.updated_at,
+            }
+        )
+
+    async def seal(self, run_id: str, *, actor: str = "system") -> ArtifactMetadata | None:
+        """Write the whole chain as an immutable JSONL artifact and mark the log sealed.
+
+        Idempotent: sealing a sealed log returns its artifact. An empty log is not sealed.
+        """
+        ref = await self.reference(run_id)
+        if ref.sealed and ref.sealed_artifact_id:
+            return await self._artifacts.get(ref.sealed_artifact_id)
+        if ref.entry_count == 0:
+            return None
+        leaves: list[bytes] = []
+
+        async def lines() -> AsyncIterator[bytes]:
+            async for entry in self.iter_entries(run_id):
+                leaves.append(bytes.fromhex(entry.hash))
+                yield entry.model_dump_json().encode() + b"\n"
+
+        artifact = await self._artifacts.put_stream(
+            run_id,
+            lines(),
+            role=ArtifactRole.LOGS,
+            format=ArtifactFormat.JSONL,
+            name="run.log.jsonl",
+            namespace="logs",
+            description="Sealed hash-chained run log",
+        )
+        root = merkle_root(leaves)
+        now = utcnow()
+        sealed = ref.model_copy(
+            update={
+                "sealed": True,
+                "sealed_artifact_id": artifact.artifact_id,
+                "location": artifact.location.uri,
+                "entry_count": len(leaves),
+                "head_hash": leaves[-1].hex() if leaves else None,
+                "updated_at": now,
+            }
+        )
+        await self._store.put_log_reference(sealed)
+        await self._audit.record(
+            AuditEvent(
+                event="log.sealed",
+                actor=actor,
+                subject_type="run",
+                subject_id=run_id,
+                details={
+                    "artifact_id": artifact.artifact_id,
+                    "sha256": artifact.sha256,
+                    "entry_count": len(leaves),
+                    "head_hash": sealed.head_hash,
+                    "merkle_root": root,
+                },
+            )
+        )
+        return artifact
+
+    async def verify_run(self, run_id: str) -> tuple[int, list[VerifyProblem]]:
+        entries = [e async for e in self.iter_entries(run_id)]
+        problems = verify_chain(entries, subject_prefix=f"log:{run_id}", kind="log_chain")
+        ref = await self._store.get_log_reference(run_id)
+        if ref is not None and ref.sealed:
+            if ref.entry_count != len(entries):
+                problems.append(
+                    VerifyProblem(
+                        kind="log_chain",
+                        code="integrity_error",
+                        subject=f"log:{run_id}",
+                        message=f"log was sealed with {ref.entry_count} entries but now has "
+                        f"{len(entries)}",
+                    )
+                )
+            if entries and ref.head_hash != entries[-1].hash:
+                problems.append(
+                    VerifyProblem(
+                        kind="log_chain",
+                        code="integrity_error",
+                        subject=f"log:{run_id}",
+                        message="log head no longer matches the head recorded at sealing",
+                    )
+                )
+            if ref.sealed_artifact_id:
+                try:
+                    await self._artifacts.get(ref.sealed_artifact_id)
+                except NotFound:
+                    problems.append(
+                        VerifyProblem(
+                            kind="log_chain",
+                            code="not_found",
+                            subject=f"log:{run_id}",
+                            message="sealed log artifact record is missing",
+                        )
+                    )
+        return len(entries), problems

@@ -1,0 +1,54 @@
+"""Redaction applied to log lines before anything is stored: regex patterns replace secrets
+with ``[REDACTED]`` in messages and in every string inside ``data`` (keys included)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from strongroom.errors import ValidationError
+
+__all__ = ["DEFAULT_REDACT_PATTERNS", "Redactor"]
+
+REDACTED = "[REDACTED]"
+
+# Conservative defaults: credentials that commonly leak into pipeline logs.
+DEFAULT_REDACT_PATTERNS: tuple[str, ...] = (
+    r"AKIA[0-9A-Z]{16}",  # AWS access key id
+    r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}",  # HTTP bearer tokens
+    r"(?i)\b(password|passwd|secret|api[_-]?key|token)\s*[=:]\s*[^\s,;&]+",  # key=value secrets
+    r"sk-[A-Za-z0-9_-]{16,}",  # common API-key shape
+    r"gh[pousr]_[A-Za-z0-9]{20,}",  # GitHub tokens
+    r"(?i)(postgres(?:ql)?|mysql|s3|https?)://[^\s:/@]+:[^\s@/]+@",  # credentials in URLs
+)
+
+
+class Redactor:
+    def __init__(self, patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS) -> None:
+        compiled: list[re.Pattern[str]] = []
+        for pattern in patterns:
+            try:
+                compiled.append(re.compile(pattern))
+            except re.error as exc:
+                raise ValidationError(
+                    f"invalid redaction pattern {pattern!r}: {exc}",
+                    operation="redaction",
+                    reason="bad_pattern",
+                ) from exc
+        self._patterns = tuple(compiled)
+
+    def text(self, value: str) -> str:
+        for pattern in self._patterns:
+            if pattern.search(value):
+                value = pattern.sub(REDACTED, value)
+        return value
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value

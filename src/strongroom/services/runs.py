@@ -1,0 +1,176 @@
+"""The run service: run records, the status state machine and the run index.
+
+Every change is a compare-and-set on the run's row version; a status change that the state
+machine does not allow is a `Conflict`. Ending a run seals its log and writes the audit entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strongroom.errors import Conflict, ErrorInfo, ValidationError
+from strongroom.ids import check_entity_id, new_id
+from strongroom.models import (
+    ALLOWED_TRANSITIONS,
+    TERMINAL_STATUSES,
+    AuditEvent,
+    Run,
+    RunOutcome,
+    RunPage,
+    RunQuery,
+    RunStatus,
+    utcnow,
+)
+from strongroom.ports import MetadataStore
+from strongroom.services._common import parse
+from strongroom.services.audit import AuditService
+from strongroom.services.logs import LogService
+
+__all__ = ["RunService"]
+
+_MUTABLE_FIELDS = frozenset(
+    {"purpose", "current_phase", "current_step", "inputs", "outputs", "progress", "trace",
+     "last_error", "playbook"}
+)
+
+
+def _run_id(value: str, operation: str) -> str:
+    try:
+        return check_entity_id(value)
+    except ValueError as exc:
+        raise ValidationError(
+            f"invalid run id {value[:80]!r}: {exc}", operation=operation
+        ) from exc
+
+
+class RunService:
+    def __init__(self, store: MetadataStore, audit: AuditService, logs: LogService) -> None:
+        self._store = store
+        self._audit = audit
+        self._logs = logs
+
+    async def create(self, *, project: str, actor: str = "local", **fields: Any) -> Run:
+        """Create a pending run (UUIDv7 id unless ``run_id`` is given) and audit it."""
+        now = utcnow()
+        data = {"run_id": new_id(), **fields, "project": project, "actor": actor}
+        data.update(created_at=now, updated_at=now, status=RunStatus.PENDING, version=1)
+        run = parse(Run, data, operation="runs.create")
+        await self._store.insert_run(run)
+        await self._audit.record(
+            AuditEvent(
+                event="run.created",
+                actor=run.actor,
+                subject_type="run",
+                subject_id=run.run_id,
+                details={"project": run.project, "source": run.source.value},
+            )
+        )
+        return run
+
+    async def get(self, run_id: str) -> Run:
+        return await self._store.get_run(_run_id(run_id, "runs.get"))
+
+    async def list(self, query: RunQuery | None = None, **filters: Any) -> RunPage:
+        q = query or parse(RunQuery, filters, operation="runs.list")
+        return await self._store.query_runs(q)
+
+    async def update(self, run_id: str, *, expected_version: int | None = None, **changes: Any) -> Run:
+        """Change descriptive fields (phase, step, progress, outputs...). Compare-and-set."""
+        unknown = set(changes) - _MUTABLE_FIELDS
+        if unknown:
+            raise ValidationError(
+                f"these run fields cannot be changed directly: {', '.join(sorted(unknown))}",
+                operation="runs.update",
+                run_id=run_id,
+            )
+        current = await self.get(run_id)
+        version = expected_version if expected_version is not None else current.version
+        updated = parse(
+            Run,
+            {**current.model_dump(), **changes, "updated_at": utcnow()},
+            operation="runs.update",
+            run_id=run_id,
+        )
+        return await self._store.update_run(updated, expected_version=version)
+
+    async def transition(
+        self,
+        run_id: str,
+        status: RunStatus | str,
+        *,
+        expected_version: int | None = None,
+        outcome: RunOutcome | str | None = None,
+        error: ErrorInfo | dict[str, Any] | None = None,
+        actor: str = "system",
+    ) -> Run:
+        """Move a run along the state machine; illegal moves raise `Conflict`.
+
+        With ``expected_version`` the move is a strict compare-and-set; without it the current
+        version is read and a racing change surfaces as `Conflict` as well.
+        """
+        target = parse(Run, {**_blank(), "status": status}, operation="runs.transition").status
+        current = await self.get(run_id)
+        if expected_version is not None and current.version != expected_version:
+            raise Conflict(
+                f"run {run_id} changed concurrently",
+                operation="runs.transition",
+                run_id=run_id,
+                reason=f"expected version {expected_version}, found {current.version}",
+            )
+        if target not in ALLOWED_TRANSITIONS[current.status]:
+            raise Conflict(
+                f"run {run_id} cannot go from {current.status.value} to {target.value}",
+                operation="runs.transition",
+                run_id=run_id,
+                reason="illegal_transition",
+            )
+        now = utcnow()
+        changes: dict[str, Any] = {"status": target, "updated_at": now}
+        if target is RunStatus.RUNNING:
+            changes["started_at"] = now
+        if target in TERMINAL_STATUSES:
+            changes["completed_at"] = now
+            changes["outcome"] = outcome or {
+                RunStatus.COMPLETED: RunOutcome.SUCCESS,
+                RunStatus.FAILED: RunOutcome.FAILURE,
+                RunStatus.CANCELLED: None,
+            }[target]
+        if error is not None:
+            changes["last_error"] = error
+        updated = parse(
+            Run, {**current.model_dump(), **changes}, operation="runs.transition", run_id=run_id
+        )
+        stored = await self._store.update_run(updated, expected_version=current.version)
+        if target in TERMINAL_STATUSES:
+            await self._logs.seal(run_id, actor=actor)
+            await self._audit.record(
+                AuditEvent(
+                    event="run.ended",
+                    actor=actor,
+                    subject_type="run",
+                    subject_id=run_id,
+                    details={
+                        "status": target.value,
+                        "outcome": stored.outcome.value if stored.outcome else None,
+                        "error_code": stored.last_error.code if stored.last_error else None,
+                    },
+                )
+            )
+        return stored
+
+    async def start(self, run_id: str, **kw: Any) -> Run:
+        return await self.transition(run_id, RunStatus.RUNNING, **kw)
+
+    async def complete(self, run_id: str, **kw: Any) -> Run:
+        return await self.transition(run_id, RunStatus.COMPLETED, **kw)
+
+    async def fail(self, run_id: str, error: ErrorInfo | dict[str, Any], **kw: Any) -> Run:
+        return await self.transition(run_id, RunStatus.FAILED, error=error, **kw)
+
+    async def cancel(self, run_id: str, **kw: Any) -> Run:
+        return await self.transition(run_id, RunStatus.CANCELLED, **kw)
+
+
+def _blank() -> dict[str, Any]:
+    # The smallest valid run, used to parse a status value with the model's own rules.
+    return {"run_id": "00000000-0000-7000-8000-000000000000", "project": "p", "actor": "a"}

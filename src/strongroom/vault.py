@@ -1,0 +1,106 @@
+"""The `Vault`: one object a program holds to use strongroom, wiring the services over a
+metadata store and a blob store chosen by URL.
+
+    async with await Vault.open("./.strongroom") as vault:
+        run = await vault.runs.create(project="demo")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from strongroom.adapters import open_stores
+from strongroom.models import VerifyReport
+from strongroom.ports import BlobStore, MetadataStore
+from strongroom.services import (
+    DEFAULT_REDACT_PATTERNS,
+    ArtifactService,
+    AuditService,
+    CatalogService,
+    LogService,
+    ProgressCallback,
+    Redactor,
+    RunService,
+    SnapshotService,
+    verify_vault,
+)
+
+__all__ = ["DEFAULT_VAULT_URL", "Vault"]
+
+DEFAULT_VAULT_URL = "./.strongroom"
+
+
+class Vault:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        blobs: BlobStore,
+        *,
+        url: str = "memory://",
+        redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
+        checkpoint_interval: int = 1000,
+    ) -> None:
+        self.url = url
+        self.metadata = metadata
+        self.blobs = blobs
+        self.audit = AuditService(metadata, checkpoint_interval=checkpoint_interval)
+        self.artifacts = ArtifactService(metadata, blobs)
+        self.logs = LogService(metadata, self.audit, self.artifacts, Redactor(redact_patterns))
+        self.runs = RunService(metadata, self.audit, self.logs)
+        self.snapshots = SnapshotService(metadata, blobs)
+        self.catalog = CatalogService(metadata, blobs, self.audit)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str | Path | None = None,
+        *,
+        redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
+        checkpoint_interval: int = 1000,
+    ) -> Self:
+        """Open (creating on first use) the vault at ``url``: a directory path for the
+        embedded SQLite + local blobs vault, or ``memory://``."""
+        text = str(url) if url is not None else DEFAULT_VAULT_URL
+        metadata, blobs = open_stores(text)
+        await metadata.open()
+        try:
+            await blobs.open()
+            vault = cls(
+                metadata,
+                blobs,
+                url=text,
+                redact_patterns=redact_patterns,
+                checkpoint_interval=checkpoint_interval,
+            )
+            probe = blobs.locate("0" * 64)
+            await vault.catalog.ensure_defaults(base_uri=probe.uri.removesuffix(probe.path))
+        except BaseException:
+            await blobs.close()
+            await metadata.close()
+            raise
+        return vault
+
+    async def close(self) -> None:
+        try:
+            await self.blobs.close()
+        finally:
+            await self.metadata.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def verify(self, *, on_progress: ProgressCallback | None = None) -> VerifyReport:
+        return await verify_vault(
+            self.metadata, self.blobs, self.logs, self.audit, on_progress=on_progress
+        )

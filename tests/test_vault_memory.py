@@ -1,0 +1,25 @@
+"""The vault conformance suite on the in-memory backend pair."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
+from strongroom.testing import VaultTests
+from strongroom.vault import Vault
+
+
+class TestMemoryVault(VaultTests):
+    @pytest.fixture
+    async def vault(self) -> AsyncIterator[Vault]:
+        metadata, blobs = MemoryMetadataStore(), MemoryBlobStore()
+        vault = Vault(metadata, blobs, checkpoint_interval=4)
+        await vault.catalog.ensure_defaults(base_uri="memory://")
+        yield vault
+        await vault.close()
+
+    async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
+        assert isinstance(vault.blobs, MemoryBlobStore)
+        vault.blobs._corrupt_for_tests(sha256)

@@ -1,0 +1,33 @@
+"""The vault conformance suite on the embedded pair: SQLite + local blob directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from strongroom.adapters import LocalBlobStore
+from strongroom.testing import VaultTests
+from strongroom.vault import Vault
+
+
+def flip_one_byte(path: Path) -> None:
+    """Change one byte of a read-only blob file in place, as an attacker or bad disk would."""
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes() or b"\x00")
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+class TestSqliteLocalVault(VaultTests):
+    @pytest.fixture
+    async def vault(self, tmp_path: Path) -> AsyncIterator[Vault]:
+        vault = await Vault.open(tmp_path / "vault", checkpoint_interval=4)
+        yield vault
+        await vault.close()
+
+    async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
+        assert isinstance(vault.blobs, LocalBlobStore)
+        flip_one_byte(vault.blobs.root / vault.blobs.locate(sha256).path)
