@@ -1,0 +1,98 @@
+"""`SyncVault`: the async `Vault` for code without an event loop (scripts, notebooks).
+
+Derived mechanically: every coroutine method of every service runs on one private event
+loop owned by the `SyncVault`, so ``vault.runs.create(...)`` returns a `Run`, not an
+awaitable. Async iterators (``artifacts.iter_models``, ``logs.iter_entries``) become lists;
+``artifacts.stream`` is not offered (use ``get_file`` or ``get_bytes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from strongroom.vault import Vault
+
+__all__ = ["SyncVault"]
+
+_SERVICES = ("runs", "snapshots", "artifacts", "logs", "audit", "catalog")
+
+
+class _SyncService:
+    def __init__(self, runner: asyncio.Runner, service: object) -> None:
+        self._runner = runner
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._service, name)
+        if name == "stream":
+            raise AttributeError("stream is async-only; use get_file or get_bytes")
+        if inspect.iscoroutinefunction(target):
+            return self._wrap(target)
+        if inspect.isasyncgenfunction(target):
+            return self._collect(target)
+        return target
+
+    def _wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._runner.run(func(*args, **kwargs))
+
+        call.__doc__ = func.__doc__
+        return call
+
+    def _collect(self, func: Callable[..., AsyncIterator[Any]]) -> Callable[..., list[Any]]:
+        async def gather(*args: Any, **kwargs: Any) -> list[Any]:
+            return [item async for item in func(*args, **kwargs)]
+
+        return self._wrap(gather)
+
+
+class SyncVault:
+    """Blocking twin of `Vault`: ``with SyncVault.open(path) as vault: vault.runs.create(...)``."""
+
+    runs: Any
+    snapshots: Any
+    artifacts: Any
+    logs: Any
+    audit: Any
+    catalog: Any
+
+    def __init__(self, runner: asyncio.Runner, vault: Vault) -> None:
+        self._runner = runner
+        self.vault = vault
+        for name in _SERVICES:
+            setattr(self, name, _SyncService(runner, getattr(vault, name)))
+
+    @classmethod
+    def open(cls, url: str | Path | None = None, **options: Any) -> Self:
+        runner = asyncio.Runner()
+        try:
+            vault = runner.run(Vault.open(url, **options))
+        except BaseException:
+            runner.close()
+            raise
+        return cls(runner, vault)
+
+    def verify(self, **kwargs: Any) -> Any:
+        return self._runner.run(self.vault.verify(**kwargs))
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self.vault.close())
+        finally:
+            self._runner.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
