@@ -45,7 +45,7 @@ def check_entity_id(value: str) -> str:
     """Accept a UUID (any version, normalised to lowercase canonical form) or a ULID."""
     if not isinstance(value, str):
         raise ValueError("id must be a string")
-    if _ULID_RE.match(value):
+    if _ULID_RE.fullmatch(value):
         return value
     if len(value) != 36:
         raise ValueError("id must be a UUID (36 characters) or a ULID")
@@ -62,7 +62,7 @@ def check_entity_id(value: str) -> str:
 def _check_pattern(value: str, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string")
-    if not pattern.match(value) or ".." in value:
+    if not pattern.fullmatch(value) or ".." in value:
         raise ValueError(
             f"{what} must be 1-128 ASCII letters, digits, '.', '_' or '-', start with a letter "
             "or digit, and contain no '..'"
@@ -86,7 +86,7 @@ def check_file_name(value: str) -> str:
     """A file name safe to use as one path segment anywhere (export bundles, downloads)."""
     if not isinstance(value, str):
         raise ValueError("file name must be a string")
-    if not _FILE_NAME_RE.match(value) or ".." in value:
+    if not _FILE_NAME_RE.fullmatch(value) or ".." in value:
         raise ValueError(
             "file name must be 1-255 ASCII letters, digits, spaces or ._()+=,@- , start with a "
             "letter or digit, and contain no '..' or path separators"
@@ -99,7 +99,7 @@ def check_digest(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError("digest must be a string")
     bare = value[len("sha256:") :] if value.startswith("sha256:") else value
-    if not _DIGEST_RE.match(bare):
+    if not _DIGEST_RE.fullmatch(bare):
         raise ValueError("digest must be 64 lowercase hex characters (optionally 'sha256:'-prefixed)")
     return bare
 

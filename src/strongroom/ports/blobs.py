@@ -14,12 +14,26 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
-from strongroom.errors import IntegrityError
+from strongroom.errors import IntegrityError, ValidationError
+from strongroom.ids import check_digest
 from strongroom.models import BlobInfo, BlobLocation
 
-__all__ = ["CHUNK_SIZE", "BlobStore"]
+__all__ = ["CHUNK_SIZE", "BlobStore", "check_blob_digest"]
 
 CHUNK_SIZE = 1024 * 1024
+
+
+def check_blob_digest(value: str, *, operation: str, backend: str) -> str:
+    """Bare lowercase hex of a digest argument, or `ValidationError` (never reaches storage)."""
+    try:
+        return check_digest(value)
+    except ValueError as exc:
+        raise ValidationError(
+            f"invalid blob digest: {exc}",
+            operation=operation,
+            backend=backend,
+            reason="bad_digest",
+        ) from exc
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -97,6 +111,7 @@ class BlobStore(ABC):
 
     async def verify(self, sha256: str) -> BlobInfo:
         """Re-hash a stored blob. `IntegrityError` on mismatch, `NotFound` when absent."""
+        sha256 = check_blob_digest(sha256, operation="verify", backend=self.backend)
         hasher = hashlib.sha256()
         size = 0
         async for chunk in self.get_stream(sha256):
