@@ -403,7 +403,7 @@ class MemoryMetadataStore(MetadataStore):
             if (namespace_id is None or o.namespace_id == namespace_id)
             and (prefix is None or o.path.startswith(prefix))
         ]
-        chosen.sort(key=lambda o: (o.namespace_id, o.path))
+        chosen.sort(key=lambda o: (o.path, o.namespace_id))
         return [o.model_copy(deep=True) for o in chosen[:limit]]
 
     async def delete_object(self, object_id: str) -> None:

@@ -1,0 +1,177 @@
+"""SQLite backend of the records port: the engine, the pragmas and the single-writer discipline.
+
+Everything else (tables, queries, error mapping) is the dialect-neutral ``_sql`` module.
+
+Why no caller ever sees "database is locked":
+1. WAL journal: readers never block the writer and the writer never blocks readers.
+2. One writer at a time, in two layers: an ``asyncio.Lock`` per store serializes this
+   process's write transactions (no pool connections fighting over the file lock), and every
+   write transaction starts with ``BEGIN IMMEDIATE``, which takes SQLite's write lock up front.
+   A deferred ``BEGIN`` would take it at the first write, and a transaction that read first
+   then fails with SQLITE_BUSY without waiting when another process committed in between.
+3. ``busy_timeout`` (60 s) makes SQLite itself wait for the lock held by another process.
+4. A bounded retry with jittered exponential backoff re-runs the whole transaction on the
+   rare SQLITE_BUSY that slips through (WAL recovery, a starved writer after the timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal, TypeAlias, TypeVar
+
+import sqlalchemy.exc as sa_exc
+from sqlalchemy import URL, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from strongroom.adapters._sql import Operation, SqlMetadataStore, map_db_errors
+from strongroom.errors import map_os_errors
+
+__all__ = ["SqliteMetadataStore", "open_sqlite_store"]
+
+T = TypeVar("T")
+
+# Execution option read by the "begin" hook: how this connection's transaction starts.
+_BEGIN_OPTION: Final = "strongroom_sqlite_begin"
+BeginMode: TypeAlias = Literal["deferred", "immediate", "none"]
+_BEGIN_STATEMENTS: Final[Mapping[BeginMode, str | None]] = {
+    "deferred": "BEGIN",
+    "immediate": "BEGIN IMMEDIATE",
+    "none": None,  # autocommit: for statements that refuse to run in a transaction
+}
+
+_BUSY_ERROR_NAMES: Final = frozenset(
+    {"SQLITE_BUSY", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_TIMEOUT"}
+    | {"SQLITE_LOCKED", "SQLITE_LOCKED_SHAREDCACHE"}
+)
+
+
+def _is_busy(exc: sa_exc.DBAPIError) -> bool:
+    name = getattr(exc.orig, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return name in _BUSY_ERROR_NAMES
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
+class SqliteMetadataStore(SqlMetadataStore):
+    """Records in one SQLite file (WAL), safe for many processes on one machine."""
+
+    backend = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout: float = 60.0,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        max_attempts: int = 8,
+    ) -> None:
+        """``busy_timeout``: seconds SQLite waits for another process's write lock;
+        ``max_attempts``: how many times a transaction is run when it still finds the
+        database busy (with jittered exponential backoff in between)."""
+        super().__init__()
+        self.path = Path(path).absolute()
+        self._busy_timeout = busy_timeout
+        # NORMAL in WAL mode: a commit is durable once written to the WAL, which survives any
+        # crash of the application or of the OS process; only a power loss or kernel crash
+        # can lose the last transactions before a checkpoint, and never corrupts the file.
+        # FULL adds an fsync per commit for callers who need power-loss durability.
+        self._synchronous = synchronous
+        self._max_attempts = max_attempts
+        self._write_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqliteMetadataStore({str(self.path)!r})"
+
+    def _error_details(self) -> dict[str, Any]:
+        # A local file path is useful context and holds no secret.
+        return {"path": str(self.path)}
+
+    def _create_engine(self) -> AsyncEngine:
+        engine = create_async_engine(
+            URL.create("sqlite+aiosqlite", database=str(self.path)),
+            # sqlite3's own busy timeout, in force from the moment the file is opened.
+            connect_args={"timeout": self._busy_timeout},
+        )
+        busy_ms = int(self._busy_timeout * 1000)
+        synchronous = self._synchronous
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+            # Take BEGIN away from the sqlite3 module (it would skip it before SELECTs and
+            # DDL); the "begin" hook below emits the right BEGIN for each transaction.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                cursor.execute("PRAGMA foreign_keys = ON")
+                cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get(_BEGIN_OPTION, "deferred")
+            statement = _BEGIN_STATEMENTS[mode]
+            if statement is not None:
+                conn.exec_driver_sql(statement)
+
+        return engine
+
+    async def _prepare(self, engine: AsyncEngine) -> None:
+        with map_os_errors("open", backend=self.backend, path=str(self.path)):
+            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+
+        async def enable_wal(conn: AsyncConnection) -> None:
+            # journal_mode is persistent in the file; setting it again is a cheap no-op.
+            await conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+
+        # Outside a transaction: SQLite refuses to change the journal mode inside one.
+        with map_db_errors("open", self.backend, **self._error_details()):
+            await self._with_retry(enable_wal, "none", serialize=True)
+
+    async def _run_transaction(self, fn: Operation[T], *, write: bool) -> T:
+        return await self._with_retry(fn, "immediate" if write else "deferred", serialize=write)
+
+    async def _with_retry(self, fn: Operation[T], begin: BeginMode, *, serialize: bool) -> T:
+        delay = 0.01
+        attempt = 1
+        while True:
+            try:
+                if serialize:
+                    async with self._write_lock:
+                        return await self._attempt(fn, begin)
+                return await self._attempt(fn, begin)
+            except sa_exc.DBAPIError as exc:
+                if not _is_busy(exc) or attempt >= self._max_attempts:
+                    raise
+            # Full jitter, so that processes that collided do not collide again in lockstep.
+            await asyncio.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 2.0)
+            attempt += 1
+
+    async def _attempt(self, fn: Operation[T], begin: BeginMode) -> T:
+        async with self._require_engine().connect() as conn:
+            await conn.execution_options(**{_BEGIN_OPTION: begin})
+            async with conn.begin():
+                return await fn(conn)
+
+
+async def open_sqlite_store(
+    path: Path,
+    *,
+    busy_timeout: float = 60.0,
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    max_attempts: int = 8,
+) -> SqliteMetadataStore:
+    """Create (or migrate) and open the SQLite records store at ``path``; close it when done."""
+    store = SqliteMetadataStore(
+        path, busy_timeout=busy_timeout, synchronous=synchronous, max_attempts=max_attempts
+    )
+    await store.open()
+    return store
