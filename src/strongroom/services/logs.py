@@ -165,16 +165,16 @@ class LogService:
             }
         )
 
-    async def seal(self, run_id: str, *, actor: str = "system") -> ArtifactMetadata | None:
-        """Write the whole chain as an immutable JSONL artifact and mark the log sealed.
+    async def seal(self, run_id: str, *, actor: str = "system") -> ArtifactMetadata:
+        """Write the whole chain as an immutable JSONL artifact and mark the log sealed; no
+        line can be appended afterwards. An empty log is sealed too (an empty artifact), so a
+        finished run never grows new lines.
 
-        Idempotent: sealing a sealed log returns its artifact. An empty log is not sealed.
+        Idempotent: sealing a sealed log returns its artifact.
         """
         ref = await self.reference(run_id)
         if ref.sealed and ref.sealed_artifact_id:
             return await self._artifacts.get(ref.sealed_artifact_id)
-        if ref.entry_count == 0:
-            return None
         leaves: list[bytes] = []
 
         async def lines() -> AsyncIterator[bytes]:

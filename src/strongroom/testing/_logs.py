@@ -95,6 +95,14 @@ class LogTests(VaultFixtureContract):
         with pytest.raises(NotFound):
             await vault.logs.append(str(uuid.uuid4()), {"event": "x"})
 
+    async def test_a_finished_run_with_an_empty_log_accepts_no_lines(self, vault: Vault) -> None:
+        run = await self.new_run(vault)
+        await vault.runs.cancel(run.run_id)
+        ref = await vault.logs.reference(run.run_id)
+        assert ref.sealed and ref.entry_count == 0
+        with pytest.raises(Conflict):
+            await vault.logs.append(run.run_id, {"event": "late"})
+
 
 class AuditTests(VaultFixtureContract):
     async def test_governance_events_are_chained(self, vault: Vault) -> None:
@@ -103,7 +111,11 @@ class AuditTests(VaultFixtureContract):
         await vault.runs.cancel(run.run_id)
         entries = await vault.audit.entries()
         events = [(e.event, e.subject_id) for e in entries if e.subject_type == "run"]
-        assert events == [("run.created", run.run_id), ("run.ended", run.run_id)]
+        assert events == [
+            ("run.created", run.run_id),
+            ("log.sealed", run.run_id),
+            ("run.ended", run.run_id),
+        ]
         assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
         count, problems = await vault.audit.verify()
         assert count == len(entries) and problems == []
