@@ -150,7 +150,7 @@ def error_from_info(info: ErrorInfo) -> StrongroomError:
 
 @contextmanager
 def map_os_errors(operation: str, *, backend: str, path: str | None = None) -> Iterator[None]:
-    """Translate OSError raised inside the block into the strongroom tree (one place per adapter)."""
+    """Translate OSError raised in the block into the strongroom tree (one place per adapter)."""
     try:
         yield
     except StrongroomError:

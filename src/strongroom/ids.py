@@ -100,7 +100,9 @@ def check_digest(value: str) -> str:
         raise ValueError("digest must be a string")
     bare = value[len("sha256:") :] if value.startswith("sha256:") else value
     if not _DIGEST_RE.fullmatch(bare):
-        raise ValueError("digest must be 64 lowercase hex characters (optionally 'sha256:'-prefixed)")
+        raise ValueError(
+            "digest must be 64 lowercase hex characters (optionally 'sha256:'-prefixed)"
+        )
     return bare
 
 

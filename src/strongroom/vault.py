@@ -60,11 +60,13 @@ class Vault:
         *,
         redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
         checkpoint_interval: int = 1000,
+        create: bool = True,
     ) -> Self:
-        """Open (creating on first use) the vault at ``url``: a directory path for the
-        embedded SQLite + local blobs vault, or ``memory://``."""
+        """Open the vault at ``url``: a directory path for the embedded SQLite + local blobs
+        vault, or ``memory://``. A missing vault is created unless ``create=False``, which
+        raises `NotFound` instead."""
         text = str(url) if url is not None else DEFAULT_VAULT_URL
-        metadata, blobs = open_stores(text)
+        metadata, blobs = open_stores(text, create=create)
         await metadata.open()
         try:
             await blobs.open()

@@ -16,7 +16,7 @@ from strongroom.adapters._local import LocalBlobStore
 from strongroom.adapters._memory import MemoryMetadataStore
 from strongroom.adapters._memory_blobs import MemoryBlobStore
 from strongroom.adapters._sqlite import SqliteMetadataStore
-from strongroom.errors import ValidationError
+from strongroom.errors import NotFound, ValidationError
 from strongroom.ports import BlobStore, MetadataStore
 
 __all__ = [
@@ -34,8 +34,12 @@ def embedded_paths(directory: Path) -> tuple[Path, Path]:
     return directory / "vault.db", directory / "blobs"
 
 
-def open_stores(url: str) -> tuple[MetadataStore, BlobStore]:
-    """Build (not yet open) the metadata and blob stores a vault URL names."""
+def open_stores(url: str, *, create: bool = True) -> tuple[MetadataStore, BlobStore]:
+    """Build (not yet open) the metadata and blob stores a vault URL names.
+
+    With ``create=False`` a vault that does not exist yet is `NotFound` instead of being
+    created (so a mistyped path does not silently start an empty vault).
+    """
     if not url or "\x00" in url:
         raise ValidationError("vault URL is empty or contains NUL", operation="open_vault")
     if url == "memory://" or url.startswith("memory://"):
@@ -54,4 +58,10 @@ def open_stores(url: str) -> tuple[MetadataStore, BlobStore]:
             scheme=parts.scheme,
         )
     db_path, blob_root = embedded_paths(directory)
+    if not create and not db_path.is_file():
+        raise NotFound(
+            f"no vault at {directory}: create one with `strongroom init` or check --vault",
+            operation="open_vault",
+            path=str(directory),
+        )
     return SqliteMetadataStore(db_path), LocalBlobStore(blob_root)

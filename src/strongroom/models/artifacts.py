@@ -11,6 +11,7 @@ from strongroom.ids import Digest, EntityId, FileName, SafeName, Tag
 from strongroom.models._base import Record, UtcDatetime, utcnow
 
 __all__ = [
+    "DEFAULT_MEDIA_TYPES",
     "ArtifactFormat",
     "ArtifactManifest",
     "ArtifactMetadata",
@@ -18,7 +19,6 @@ __all__ = [
     "ArtifactRole",
     "BlobInfo",
     "BlobLocation",
-    "DEFAULT_MEDIA_TYPES",
 ]
 
 
@@ -105,4 +105,6 @@ class ArtifactQuery(Record):
     namespace: SafeName | None = None
     tag: Tag | None = None
     limit: int = Field(default=1000, ge=1, le=10000)
-    after_id: EntityId | None = Field(default=None, description="Keyset cursor: last artifact_id seen.")
+    after_id: EntityId | None = Field(
+        default=None, description="Keyset cursor: last artifact_id seen."
+    )

@@ -1,4 +1,4 @@
-"""Export every boundary model's JSON Schema to a directory: ``python -m strongroom.models.export DIR``.
+"""Export every boundary model's JSON Schema: ``python -m strongroom.models.export DIR``.
 
 The checked-in ``schemas/`` folder is compared against this output by a test, so a model change
 without ``make schemas`` fails CI.

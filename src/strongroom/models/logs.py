@@ -10,7 +10,7 @@ from pydantic import Field
 from strongroom.ids import Digest, EntityId, SafeName
 from strongroom.models._base import Record, UtcDatetime, utcnow
 
-__all__ = ["LogEntry", "LogLevel", "LogLine", "LogQuery", "LogReference", "LEVEL_ORDER"]
+__all__ = ["LEVEL_ORDER", "LogEntry", "LogLevel", "LogLine", "LogQuery", "LogReference"]
 
 
 class LogLevel(StrEnum):
@@ -55,7 +55,9 @@ class LogReference(Record):
     format: str = "jsonl"
     created_at: UtcDatetime
     updated_at: UtcDatetime
-    location: str = Field(description="Where the log lives: the records store, or the sealed artifact.")
+    location: str = Field(
+        description="Where the log lives: the records store, or the sealed artifact."
+    )
     entry_count: int = Field(ge=0)
     head_hash: Digest | None = None
     sealed: bool = False

@@ -12,6 +12,8 @@ from strongroom.ids import ActorName, Digest, EntityId, FileName, SafeName
 from strongroom.models._base import Record, UtcDatetime, utcnow
 
 __all__ = [
+    "ALLOWED_TRANSITIONS",
+    "TERMINAL_STATUSES",
     "ArtifactRef",
     "PhaseEvent",
     "PlaybookRef",
@@ -26,8 +28,6 @@ __all__ = [
     "RunStatus",
     "SnapshotRecord",
     "Trace",
-    "TERMINAL_STATUSES",
-    "ALLOWED_TRANSITIONS",
 ]
 
 

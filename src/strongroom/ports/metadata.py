@@ -133,7 +133,9 @@ class MetadataStore(ABC):
     async def audit_head(self) -> AuditEntry | None: ...
 
     @abstractmethod
-    async def read_audit_entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+    async def read_audit_entries(
+        self, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditEntry]:
         """Entries with seq > after_seq, in seq order."""
 
     @abstractmethod

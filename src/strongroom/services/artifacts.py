@@ -281,7 +281,7 @@ class ArtifactService:
             with map_os_errors("artifacts.get_file", backend="local", path=str(dest)):
                 await asyncio.to_thread(os.replace, tmp, dest)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            await asyncio.to_thread(tmp.unlink, missing_ok=True)
             raise
         return meta
 
@@ -315,7 +315,9 @@ class ArtifactService:
         if pending.strip():
             yield _parse_line(pending, model, artifact_id, line_no + 1)
 
-    async def list(self, query: ArtifactQuery | None = None, **filters: Any) -> list[ArtifactMetadata]:
+    async def list(
+        self, query: ArtifactQuery | None = None, **filters: Any
+    ) -> list[ArtifactMetadata]:
         q = query or parse(ArtifactQuery, filters, operation="artifacts.list")
         return await self._store.list_artifacts(q)
 

@@ -3,6 +3,7 @@ RFC 6962 Merkle checkpoints every ``checkpoint_interval`` entries."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -90,12 +91,10 @@ class AuditService:
 
     async def _checkpoint(self, tree_size: int) -> None:
         leaves = [bytes.fromhex(e.hash) for e in await self._read_all(tree_size)]
-        try:
+        with contextlib.suppress(Conflict):  # another writer made the same checkpoint
             await self._store.insert_checkpoint(
                 MerkleCheckpoint(tree_size=tree_size, root_hash=merkle_root(leaves))
             )
-        except Conflict:
-            pass  # another writer made the same checkpoint
 
     async def _read_all(self, upto: int | None = None) -> list[AuditEntry]:
         out: list[AuditEntry] = []

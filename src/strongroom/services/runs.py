@@ -29,8 +29,17 @@ from strongroom.services.logs import LogService
 __all__ = ["RunService"]
 
 _MUTABLE_FIELDS = frozenset(
-    {"purpose", "current_phase", "current_step", "inputs", "outputs", "progress", "trace",
-     "last_error", "playbook"}
+    {
+        "purpose",
+        "current_phase",
+        "current_step",
+        "inputs",
+        "outputs",
+        "progress",
+        "trace",
+        "last_error",
+        "playbook",
+    }
 )
 
 
@@ -38,9 +47,7 @@ def _run_id(value: str, operation: str) -> str:
     try:
         return check_entity_id(value)
     except ValueError as exc:
-        raise ValidationError(
-            f"invalid run id {value[:80]!r}: {exc}", operation=operation
-        ) from exc
+        raise ValidationError(f"invalid run id {value[:80]!r}: {exc}", operation=operation) from exc
 
 
 class RunService:
@@ -74,7 +81,9 @@ class RunService:
         q = query or parse(RunQuery, filters, operation="runs.list")
         return await self._store.query_runs(q)
 
-    async def update(self, run_id: str, *, expected_version: int | None = None, **changes: Any) -> Run:
+    async def update(
+        self, run_id: str, *, expected_version: int | None = None, **changes: Any
+    ) -> Run:
         """Change descriptive fields (phase, step, progress, outputs...). Compare-and-set."""
         unknown = set(changes) - _MUTABLE_FIELDS
         if unknown:
@@ -130,11 +139,14 @@ class RunService:
             changes["started_at"] = now
         if target in TERMINAL_STATUSES:
             changes["completed_at"] = now
-            changes["outcome"] = outcome or {
-                RunStatus.COMPLETED: RunOutcome.SUCCESS,
-                RunStatus.FAILED: RunOutcome.FAILURE,
-                RunStatus.CANCELLED: None,
-            }[target]
+            changes["outcome"] = (
+                outcome
+                or {
+                    RunStatus.COMPLETED: RunOutcome.SUCCESS,
+                    RunStatus.FAILED: RunOutcome.FAILURE,
+                    RunStatus.CANCELLED: None,
+                }[target]
+            )
         if error is not None:
             changes["last_error"] = error
         updated = parse(

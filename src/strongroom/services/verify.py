@@ -59,7 +59,7 @@ async def verify_vault(
                         kind=kind,
                         code="not_found",
                         subject=subject,
-                        message=f"{kind} {subject} refers to blob sha256:{digest}, which is missing",
+                        message=f"{kind} {subject} refers to missing blob sha256:{digest}",
                         details={"sha256": digest},
                     )
                 )

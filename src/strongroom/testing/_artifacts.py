@@ -50,7 +50,8 @@ class ArtifactTests(VaultFixtureContract):
         art = await vault.artifacts.put_bytes(run.run_id, data, role="custom", phase="ingest")
         assert art.sha256 == hashlib.sha256(data).hexdigest()
         assert art.checksum == f"sha256:{art.sha256}"
-        assert art.size_bytes == len(data) and art.format is ArtifactFormat.BINARY
+        assert art.size_bytes == len(data)
+        assert art.format is ArtifactFormat.BINARY
         assert await vault.artifacts.get_bytes(art.artifact_id) == data
         assert await vault.artifacts.get(art.artifact_id) == art
 
@@ -59,7 +60,8 @@ class ArtifactTests(VaultFixtureContract):
         before = await _blob_count(vault)
         a = await vault.artifacts.put_bytes(run.run_id, b"same bytes", name="a.txt")
         b = await vault.artifacts.put_bytes(run.run_id, b"same bytes", name="b.txt")
-        assert a.artifact_id != b.artifact_id and a.sha256 == b.sha256
+        assert a.artifact_id != b.artifact_id
+        assert a.sha256 == b.sha256
         assert await _blob_count(vault) == before + 1
 
     async def test_stream_and_file_round_trip(self, vault: Vault, tmp_path: Path) -> None:
@@ -71,7 +73,8 @@ class ArtifactTests(VaultFixtureContract):
         src = tmp_path / "table.csv"
         src.write_bytes(b"id,lang\n1,de\n2,fr\n")
         csv = await vault.artifacts.put_file(run.run_id, src, role="report")
-        assert csv.format is ArtifactFormat.CSV and csv.name == "table.csv"
+        assert csv.format is ArtifactFormat.CSV
+        assert csv.name == "table.csv"
         dest = tmp_path / "out.bin"
         await vault.artifacts.get_file(art.artifact_id, dest)
         assert dest.read_bytes() == whole
@@ -82,7 +85,8 @@ class ArtifactTests(VaultFixtureContract):
         run = await self.new_run(vault)
         report = Report(passed=9, failed=1)
         art = await vault.artifacts.put_model(run.run_id, report, role="report")
-        assert art.format is ArtifactFormat.JSON and art.media_type == "application/json"
+        assert art.format is ArtifactFormat.JSON
+        assert art.media_type == "application/json"
         assert await vault.artifacts.get_model(art.artifact_id, Report) == report
         segments = [Segment(id=i, source=f"line {i}") for i in range(500)]
         lines = await vault.artifacts.put_models(run.run_id, iter(segments), phase="ingest")
@@ -154,7 +158,8 @@ class ArtifactTests(VaultFixtureContract):
         reports = await vault.artifacts.list(role=ArtifactRole.REPORT)
         assert len(reports) == 2
         manifest = await vault.artifacts.manifest(run.run_id)
-        assert manifest.run_id == run.run_id and manifest.total_bytes == 6
+        assert manifest.run_id == run.run_id
+        assert manifest.total_bytes == 6
         assert len(manifest.artifacts) == 3
 
     async def test_put_many_stores_each_artifact(self, vault: Vault) -> None:

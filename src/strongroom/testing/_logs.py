@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 
 import pytest
@@ -26,7 +27,7 @@ class LogTests(VaultFixtureContract):
         entries = await vault.logs.read(run.run_id)
         assert [e.seq for e in entries] == list(range(1, 12))
         assert entries[0].prev_hash == GENESIS_HASH
-        for prev, entry in zip(entries, entries[1:], strict=False):
+        for prev, entry in itertools.pairwise(entries):
             assert entry.prev_hash == prev.hash
         assert all(entry_hash(e) == e.hash for e in entries)
         assert all(e.run_id == run.run_id for e in entries)
@@ -67,21 +68,28 @@ class LogTests(VaultFixtureContract):
         assert (await vault.logs.reference(run.run_id)).entry_count == 0
         await vault.logs.append_many(run.run_id, [{"event": "x"}] * 7)
         ref = await vault.logs.reference(run.run_id)
-        assert ref.entry_count == 7 and ref.format == "jsonl" and not ref.sealed
+        assert ref.entry_count == 7
+        assert ref.format == "jsonl"
+        assert not ref.sealed
 
     async def test_ending_a_run_seals_its_log_into_an_artifact(self, vault: Vault) -> None:
         run = await self.new_run(vault)
         await vault.runs.start(run.run_id)
-        await vault.logs.append_many(run.run_id, [{"event": "work", "data": {"i": i}} for i in range(5)])
+        await vault.logs.append_many(
+            run.run_id, [{"event": "work", "data": {"i": i}} for i in range(5)]
+        )
         await vault.runs.complete(run.run_id)
         ref = await vault.logs.reference(run.run_id)
-        assert ref.sealed and ref.sealed_artifact_id is not None and ref.entry_count == 5
+        assert ref.sealed
+        assert ref.sealed_artifact_id is not None
+        assert ref.entry_count == 5
         sealed = [e async for e in vault.artifacts.iter_models(ref.sealed_artifact_id, LogEntry)]
         assert sealed == await vault.logs.read(run.run_id)
         with pytest.raises(Conflict):
             await vault.logs.append(run.run_id, {"event": "late"})
         events = [e.event for e in await vault.audit.entries()]
-        assert events.count("log.sealed") == 1 and "run.ended" in events
+        assert events.count("log.sealed") == 1
+        assert "run.ended" in events
 
     async def test_bad_lines_and_unknown_runs(self, vault: Vault) -> None:
         run = await self.new_run(vault)
@@ -99,7 +107,8 @@ class LogTests(VaultFixtureContract):
         run = await self.new_run(vault)
         await vault.runs.cancel(run.run_id)
         ref = await vault.logs.reference(run.run_id)
-        assert ref.sealed and ref.entry_count == 0
+        assert ref.sealed
+        assert ref.entry_count == 0
         with pytest.raises(Conflict):
             await vault.logs.append(run.run_id, {"event": "late"})
 
@@ -118,7 +127,8 @@ class AuditTests(VaultFixtureContract):
         ]
         assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
         count, problems = await vault.audit.verify()
-        assert count == len(entries) and problems == []
+        assert count == len(entries)
+        assert problems == []
 
     async def test_checkpoints_are_rfc6962_roots(self, vault: Vault) -> None:
         for _ in range(10):
@@ -137,8 +147,16 @@ class AuditTests(VaultFixtureContract):
         # Test vectors of the Certificate Transparency reference implementation.
         leaves = [
             bytes.fromhex(h)
-            for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-                      "606162636465666768696a6b6c6d6e6f"]
+            for h in [
+                "",
+                "00",
+                "10",
+                "2021",
+                "3031",
+                "40414243",
+                "5051525354555657",
+                "606162636465666768696a6b6c6d6e6f",
+            ]
         ]
         assert merkle_root([]) == hashlib.sha256(b"").hexdigest()
         assert merkle_root(leaves[:1]) == (
@@ -177,7 +195,8 @@ class CatalogTests(VaultFixtureContract):
         with pytest.raises(NotFound):
             await vault.catalog.get_object(obj.object_id)
         events = [e.event for e in await vault.audit.entries(limit=10000)]
-        assert "catalog.object.deleted" in events and "catalog.namespace.put" in events
+        assert "catalog.object.deleted" in events
+        assert "catalog.namespace.put" in events
 
     async def test_bad_catalog_input(self, vault: Vault) -> None:
         with pytest.raises(NotFound):
@@ -186,8 +205,13 @@ class CatalogTests(VaultFixtureContract):
             )
         with pytest.raises(ValidationError):
             await vault.catalog.put_namespace(
-                {"namespace_id": "n", "provider_id": "default", "name": "n",
-                 "default_prefix": "n/", "retention_days": 0}
+                {
+                    "namespace_id": "n",
+                    "provider_id": "default",
+                    "name": "n",
+                    "default_prefix": "n/",
+                    "retention_days": 0,
+                }
             )
         with pytest.raises(ValidationError):
             await vault.catalog.put_object("artifacts", "../../etc/passwd", b"x")

@@ -49,10 +49,12 @@ class RunTests(VaultFixtureContract):
     async def test_status_follows_the_state_machine(self, vault: Vault) -> None:
         run = await self.new_run(vault)
         running = await vault.runs.start(run.run_id)
-        assert running.status is RunStatus.RUNNING and running.started_at is not None
+        assert running.status is RunStatus.RUNNING
+        assert running.started_at is not None
         done = await vault.runs.complete(run.run_id)
         assert done.status is RunStatus.COMPLETED
-        assert done.completed_at is not None and done.outcome is not None
+        assert done.completed_at is not None
+        assert done.outcome is not None
         assert done.version == run.version + 2
 
     @pytest.mark.parametrize(
@@ -88,15 +90,18 @@ class RunTests(VaultFixtureContract):
         await vault.runs.start(run.run_id)
         err = {"code": "timeout", "message": "step took too long", "details": {"step": "qa"}}
         failed = await vault.runs.fail(run.run_id, err)
-        assert failed.last_error is not None and failed.last_error.code == "timeout"
-        assert failed.outcome is not None and failed.outcome.value == "failure"
+        assert failed.last_error is not None
+        assert failed.last_error.code == "timeout"
+        assert failed.outcome is not None
+        assert failed.outcome.value == "failure"
 
     async def test_update_changes_phase_and_progress(self, vault: Vault) -> None:
         run = await self.new_run(vault)
         updated = await vault.runs.update(
             run.run_id, current_phase="ingest", progress={"steps_total": 4, "steps_completed": 1}
         )
-        assert updated.current_phase == "ingest" and updated.progress.steps_completed == 1
+        assert updated.current_phase == "ingest"
+        assert updated.progress.steps_completed == 1
         with pytest.raises(ValidationError):
             await vault.runs.update(run.run_id, status="completed")
         with pytest.raises(Conflict):
@@ -113,7 +118,8 @@ class SnapshotTests(VaultFixtureContract):
         assert record.sha256 == hashlib.sha256(payload).hexdigest()
         assert record.size_bytes == len(payload)
         loaded = await vault.snapshots.load(run.run_id)
-        assert loaded.state == state and loaded.record == record
+        assert loaded.state == state
+        assert loaded.record == record
 
     async def test_history_is_append_only_and_any_revision_loads(self, vault: Vault) -> None:
         run = await self.new_run(vault)

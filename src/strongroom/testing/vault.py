@@ -1,9 +1,9 @@
 """The vault conformance suite: one class every backend pair inherits.
 
-    class TestSqliteLocal(VaultTests):
-        @pytest.fixture
-        async def vault(self, tmp_path): ...
-        async def corrupt_blob(self, vault, sha256): ...
+class TestSqliteLocal(VaultTests):
+    @pytest.fixture
+    async def vault(self, tmp_path): ...
+    async def corrupt_blob(self, vault, sha256): ...
 """
 
 from __future__ import annotations

@@ -1,0 +1,195 @@
+"""What every command shares: the global options, running an async body against the vault,
+and turning any failure into one line on stderr (or one JSON document on stdout) plus a
+documented exit code (see docs/cli.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from strongroom.errors import StrongroomError, ValidationError
+from strongroom.vault import DEFAULT_VAULT_URL, Vault
+
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_INTERNAL",
+    "EXIT_PROBLEMS",
+    "EXIT_USAGE",
+    "CliState",
+    "JsonFlag",
+    "RunIdArg",
+    "cli_state",
+    "emit_error",
+    "exit_code_for",
+    "parse_json_object",
+    "parse_timestamp",
+    "reported_errors",
+]
+
+T = TypeVar("T")
+
+EXIT_PROBLEMS = 1
+"""`verify` found problems; also any strongroom error code without its own exit code."""
+EXIT_USAGE = 2
+"""Bad command line (Typer's usage errors) and ``validation_error``."""
+EXIT_INTERNAL = 70
+"""An unexpected exception: a bug (EX_SOFTWARE from sysexits.h)."""
+
+EXIT_CODES: dict[str, int] = {
+    "validation_error": EXIT_USAGE,
+    "not_found": 3,
+    "conflict": 4,
+    "integrity_error": 5,
+    "io_error": 6,
+    "permission_denied": 7,
+    "serialization_error": 8,
+    "unsupported_format": 9,
+    "approval_required": 10,
+    "sandbox_violation": 11,
+    "timeout": 12,
+    "internal": EXIT_INTERNAL,
+}
+
+
+def exit_code_for(code: str) -> int:
+    return EXIT_CODES.get(code, EXIT_PROBLEMS)
+
+
+@dataclass(frozen=True)
+class CliState:
+    """The root options, as every command sees them."""
+
+    vault_url: str = DEFAULT_VAULT_URL
+    json: bool = False
+
+    def run(self, work: Callable[[Vault], Awaitable[T]], *, create: bool = False) -> T:
+        """Open the vault, await ``work(vault)``, close the vault: one event loop per command.
+
+        Only commands that start something (``init``, ``runs create``) create a missing vault;
+        the rest report `not_found`, so a mistyped ``--vault`` never makes an empty vault.
+        """
+
+        async def main() -> T:
+            async with await Vault.open(self.vault_url, create=create) as vault:
+                return await work(vault)
+
+        return asyncio.run(main())
+
+
+def cli_state(ctx: typer.Context, json_flag: bool = False) -> CliState:
+    """The root options, with a command's own ``--json`` folded in."""
+    state = ctx.find_object(CliState) or CliState()
+    return CliState(vault_url=state.vault_url, json=state.json or json_flag)
+
+
+def emit_error(as_json: bool, error: dict[str, Any]) -> None:
+    """One JSON document on stdout with ``--json``; otherwise one line on stderr."""
+    error = {
+        "code": error.get("code", "error"),
+        "message": error.get("message", ""),
+        "details": error.get("details") or {},
+    }
+    if as_json:
+        sys.stdout.write(json.dumps({"error": error}, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
+    message = " ".join(str(error.get("message", "")).split())
+    line = Text()
+    line.append(f"error[{error['code']}]", style="bold red")
+    line.append(f": {message}")
+    Console(stderr=True, soft_wrap=True, highlight=False).print(line)
+
+
+@contextmanager
+def reported_errors(state: CliState) -> Iterator[None]:
+    """Report what the block raises the CLI way and exit with the matching code.
+
+    A `StrongroomError` is expected (bad input, missing thing, tampering); anything else is a
+    bug: one ``error[internal]`` line, exit 70, and the traceback only with STRONGROOM_DEBUG=1.
+    """
+    try:
+        yield
+    except (typer.Exit, typer.Abort, BrokenPipeError):
+        raise
+    except StrongroomError as exc:
+        emit_error(state.json, exc.to_dict())
+        raise typer.Exit(exit_code_for(exc.code)) from None
+    except Exception as exc:
+        if os.environ.get("STRONGROOM_DEBUG", "") not in ("", "0"):
+            traceback.print_exc(file=sys.stderr)
+        emit_error(
+            state.json,
+            {
+                "code": "internal",
+                "message": f"{type(exc).__name__}: {exc}",
+                "details": {"type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
+            },
+        )
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+# -- parsing command-line values into structured errors -----------------------------------------
+
+
+def parse_json_object(text: str, *, option: str) -> dict[str, Any]:
+    """Parse an option holding a JSON object; `ValidationError` naming the option otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"{option} is not valid JSON: {exc}", operation="cli", reason="malformed_json"
+        ) from exc
+    if not isinstance(value, dict):
+        raise ValidationError(
+            f"{option} must be a JSON object, got {type(value).__name__}",
+            operation="cli",
+            reason="not_an_object",
+        )
+    return value
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-?\d{2}-?\d{2}$")
+
+
+def parse_timestamp(text: str, *, option: str, end_of_day: bool = False) -> datetime:
+    """ISO-8601 date or date-time; a naive value is taken as UTC.
+
+    With ``end_of_day`` a bare date means the end of that day, so ``--until 2025-01-31``
+    includes runs created on the 31st.
+    """
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValidationError(
+            f"{option} must be an ISO-8601 date or date-time (e.g. 2025-01-31 or "
+            f"2025-01-31T12:00:00Z), got {text!r}",
+            operation="cli",
+            reason="bad_timestamp",
+        ) from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if end_of_day and _DATE_ONLY.match(text.strip()):
+        value += timedelta(days=1)
+    return value.astimezone(UTC)
+
+
+# -- parameters several commands share ----------------------------------------------------------
+
+JsonFlag = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document on stdout (errors too) instead of text."),
+]
+RunIdArg = Annotated[str, typer.Argument(help="Run id (a UUID, as printed by `runs create`).")]

@@ -1,0 +1,194 @@
+"""The root `strongroom` command: global options (--vault, --json), the command tree, and the
+last line of defence that keeps raw tracebacks and non-JSON usage errors away from users."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from typer.core import TyperGroup
+
+from strongroom import __version__
+from strongroom.adapters import SqliteMetadataStore, open_stores
+from strongroom.cli import artifacts, audit, logs, runs
+from strongroom.cli._context import (
+    EXIT_INTERNAL,
+    EXIT_PROBLEMS,
+    CliState,
+    JsonFlag,
+    cli_state,
+    emit_error,
+    reported_errors,
+)
+from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
+from strongroom.cli.verify import verify
+from strongroom.vault import DEFAULT_VAULT_URL, Vault
+
+__all__ = ["VaultInfo", "app", "main"]
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
+class _RootGroup(TyperGroup):
+    """Typer's usage errors become JSON when --json is on the command line; anything that
+    escapes a command is reported as ``error[internal]`` (exit 70), never as a traceback."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        as_json = _wants_json(argv)
+        try:
+            if not (standalone_mode and as_json):
+                return super().main(
+                    argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra
+                )
+            try:
+                result = super().main(
+                    argv, prog_name, complete_var, False, windows_expand_args, **extra
+                )
+            except typer.TyperException as exc:
+                emit_error(True, {"code": "usage_error", "message": exc.format_message()})
+                sys.exit(exc.exit_code)
+            except typer.Abort:
+                emit_error(True, {"code": "aborted", "message": "aborted"})
+                sys.exit(EXIT_PROBLEMS)
+            # Without standalone mode an Exit comes back as its code; success returns None.
+            sys.exit(result if isinstance(result, int) else 0)
+        except Exception as exc:
+            emit_error(
+                as_json,
+                {"code": "internal", "message": f"{type(exc).__name__}: {exc}", "details": {}},
+            )
+            sys.exit(EXIT_INTERNAL)
+
+
+app = typer.Typer(
+    name="strongroom",
+    cls=_RootGroup,
+    help="strongroom: durable, auditable memory for AI-agent and data pipelines.\n\n"
+    "Runs with state snapshots, content-addressed artifacts, hash-chained logs, an audit "
+    "trail, and `verify` to prove none of it was changed.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"strongroom {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    vault: Annotated[
+        str,
+        typer.Option(
+            "--vault",
+            envvar="STRONGROOM_URL",
+            help="Vault to use: a directory (SQLite + local blobs, created on first use) or "
+            "memory:// (gone when the command ends).",
+        ),
+    ] = DEFAULT_VAULT_URL,
+    json_flag: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON document on stdout (errors too) instead of text."
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    ctx.obj = CliState(vault_url=vault, json=json_flag)
+
+
+class VaultInfo(BaseModel):
+    """What `init --json` prints."""
+
+    url: str
+    created: bool
+    metadata_backend: str
+    metadata_location: str
+    blob_backend: str
+    blob_location: str
+    runs: int
+
+
+async def _describe(vault: Vault, created: bool) -> VaultInfo:
+    probe = vault.blobs.locate("0" * 64)
+    metadata = vault.metadata
+    page = await vault.runs.list(limit=1)
+    return VaultInfo(
+        url=vault.url,
+        created=created,
+        metadata_backend=metadata.backend,
+        metadata_location=str(metadata.path)
+        if isinstance(metadata, SqliteMetadataStore)
+        else "in memory",
+        blob_backend=vault.blobs.backend,
+        blob_location=probe.uri.removesuffix(probe.path),
+        runs=page.total,
+    )
+
+
+@app.command("init")
+def init(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
+    """Create the vault (or open an existing one) and say where it is."""
+    state = cli_state(ctx, json_flag)
+    with reported_errors(state):
+        metadata, _ = open_stores(state.vault_url)
+        created = not (isinstance(metadata, SqliteMetadataStore) and metadata.path.exists())
+        info = state.run(lambda vault: _describe(vault, created), create=True)
+        if state.json:
+            print_json(info)
+            return
+        console = stdout_console()
+        verb = "Created" if info.created else "Opened existing"
+        console.print(f"{verb} vault {info.url}", soft_wrap=True, markup=False)
+        print_lines(
+            console,
+            key_values(
+                [
+                    ("metadata", f"{info.metadata_backend}  {info.metadata_location}"),
+                    ("blobs", f"{info.blob_backend}  {info.blob_location}"),
+                    ("runs", str(info.runs)),
+                ]
+            ),
+        )
+        if info.metadata_backend == "memory":
+            console.print(
+                "memory:// vaults vanish when the command ends; use a directory to keep data.",
+                markup=False,
+            )
+
+
+app.add_typer(runs.app, name="runs")
+app.add_typer(artifacts.app, name="artifacts")
+app.add_typer(logs.app, name="logs")
+app.add_typer(audit.app, name="audit")
+app.command("verify")(verify)
+
+
+def main() -> None:
+    """Console-script entry point (`strongroom`)."""
+    app()
