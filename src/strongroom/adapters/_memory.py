@@ -6,13 +6,12 @@ model copies so callers can never mutate stored state by accident.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from strongroom.errors import Conflict, NotFound, ValidationError
+from strongroom.adapters._cursor import decode_run_cursor, encode_run_cursor
+from strongroom.errors import Conflict, NotFound
 from strongroom.models import (
     LEVEL_ORDER,
     ArtifactMetadata,
@@ -32,26 +31,7 @@ from strongroom.models import (
 )
 from strongroom.ports.metadata import MetadataStore
 
-__all__ = ["MemoryMetadataStore", "decode_run_cursor", "encode_run_cursor"]
-
-
-def encode_run_cursor(sort_value: datetime, run_id: str) -> str:
-    raw = json.dumps([sort_value.isoformat(), run_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_run_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value, run_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None or not isinstance(run_id, str):
-            raise ValueError("bad cursor")
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise ValidationError(
-            "invalid run index cursor", operation="query_runs", reason="bad_cursor"
-        ) from exc
-    return parsed, run_id
+__all__ = ["MemoryMetadataStore"]
 
 
 _M = TypeVar("_M", Run, SnapshotRecord, ArtifactMetadata, LogEntry, AuditEntry)

@@ -1,6 +1,6 @@
 """SQLite backend of the records port: the engine, the pragmas and the single-writer discipline.
 
-Everything else (tables, queries, error mapping) is the dialect-neutral ``_sql`` module.
+Everything else (tables, queries, error mapping) is the dialect-neutral ``_sql`` package.
 
 Why no caller ever sees "database is locked":
 1. WAL journal: readers never block the writer and the writer never blocks readers.

@@ -5,7 +5,7 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
 Written by hand and frozen once released: use plain SQLAlchemy types here (with
-``.with_variant`` for PostgreSQL), never the live table definitions of ``_sql.py``.
+``.with_variant`` for PostgreSQL), never the live table definitions of ``_sql/tables.py``.
 """
 
 from __future__ import annotations

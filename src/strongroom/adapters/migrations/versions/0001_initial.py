@@ -5,7 +5,7 @@ Revises:
 Create Date: 2026-05-09
 
 Written by hand and frozen: plain SQLAlchemy types only (``.with_variant`` for PostgreSQL),
-never the live table definitions of ``_sql.py``.
+never the live table definitions of ``_sql/tables.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,51 @@
+"""The run index cursor shared by every records backend: opaque to callers, and the same
+format everywhere so that a cursor means one thing whichever store produced it.
+
+A cursor is ``base64url(JSON [sort_value_iso, run_id])`` (unpadded): the keyset position
+(sort column value, run_id) of the last run on the previous page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+
+from strongroom.errors import ValidationError
+from strongroom.ids import check_entity_id
+
+__all__ = ["decode_run_cursor", "encode_run_cursor"]
+
+
+def encode_run_cursor(sort_value: datetime, run_id: str) -> str:
+    """Opaque keyset cursor: base64url (unpadded) of JSON ``[sort_value_iso, run_id]``."""
+    # The fixed-width UTC form of the SQL timestamps (`_sql.tables.format_timestamp`), so a
+    # cursor is the same string whichever time zone the run's datetime carried.
+    sort_text = sort_value.astimezone(UTC).isoformat(timespec="microseconds")
+    raw = json.dumps([sort_text, run_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("ascii")).rstrip(b"=").decode("ascii")
+
+
+def decode_run_cursor(cursor: str) -> tuple[datetime, str]:
+    """Inverse of `encode_run_cursor`; anything else raises `ValidationError`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw.decode("utf-8"))
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(part, str) for part in value)
+        ):
+            raise ValueError("cursor must encode [sort_value, run_id]")
+        sort_value = datetime.fromisoformat(value[0])
+        if sort_value.tzinfo is None:
+            raise ValueError("cursor timestamp must be timezone-aware")
+        run_id = check_entity_id(value[1])
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValidationError(
+            "invalid run index cursor: pass back the next_cursor of a previous page",
+            field="cursor",
+            reason="bad_cursor",
+        ) from exc
+    return sort_value.astimezone(UTC), run_id

@@ -1,0 +1,64 @@
+"""SQL adapter of the records port: SQLAlchemy Core tables, queries and the one error mapping.
+
+Dialect-neutral on purpose: the same statements run on SQLite and PostgreSQL. A backend module
+(``_sqlite``, later ``_postgres``) only builds the engine and decides how a transaction begins.
+
+Modules: ``tables`` (schema and column types), ``schema`` (Alembic revisions), ``errors``
+(driver errors -> strongroom errors), ``base`` (engine, lifecycle, transactions), ``runs``,
+``logs`` and ``catalog`` (one group of record kinds each) and ``store`` (`SqlMetadataStore`).
+"""
+
+from __future__ import annotations
+
+from strongroom.adapters._cursor import decode_run_cursor, encode_run_cursor
+from strongroom.adapters._sql.base import AnyRow, Operation
+from strongroom.adapters._sql.errors import map_db_errors, scrub_secrets
+from strongroom.adapters._sql.runs import _run_row as _run_row  # benchmarks/run_index.py
+from strongroom.adapters._sql.runs import run_index_statements
+from strongroom.adapters._sql.schema import MIGRATIONS_DIR, schema_heads
+from strongroom.adapters._sql.store import SqlMetadataStore
+from strongroom.adapters._sql.tables import (
+    NAMING_CONVENTION,
+    UtcTimestamp,
+    artifact_tags_table,
+    artifacts_table,
+    audit_checkpoints_table,
+    audit_entries_table,
+    catalog_objects_table,
+    format_timestamp,
+    log_entries_table,
+    log_refs_table,
+    metadata,
+    namespaces_table,
+    providers_table,
+    runs_table,
+    snapshots_table,
+)
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "NAMING_CONVENTION",
+    "AnyRow",
+    "Operation",
+    "SqlMetadataStore",
+    "UtcTimestamp",
+    "artifact_tags_table",
+    "artifacts_table",
+    "audit_checkpoints_table",
+    "audit_entries_table",
+    "catalog_objects_table",
+    "decode_run_cursor",
+    "encode_run_cursor",
+    "format_timestamp",
+    "log_entries_table",
+    "log_refs_table",
+    "map_db_errors",
+    "metadata",
+    "namespaces_table",
+    "providers_table",
+    "run_index_statements",
+    "runs_table",
+    "schema_heads",
+    "scrub_secrets",
+    "snapshots_table",
+]

@@ -1,0 +1,237 @@
+"""What every SQL record kind builds on: the engine and its lifecycle, migrating on open, and
+`_read` / `_write`, which run one transaction under `map_db_errors`; plus the small statement
+runners and the body parser that the record-kind modules share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Self, TypeAlias, TypeVar
+
+import pydantic
+from sqlalchemy import Column, Executable, Row, Select, Table, literal, tuple_
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from strongroom.adapters._sql.errors import map_db_errors
+from strongroom.adapters._sql.schema import (
+    current_revisions,
+    known_revisions,
+    schema_heads,
+    upgrade_to_head,
+)
+from strongroom.errors import (
+    IntegrityError,
+    NotFound,
+    StorageIOError,
+    UnsupportedFormat,
+    ValidationError,
+)
+from strongroom.ports.metadata import MetadataStore
+
+__all__ = [
+    "PAGE_SIZE",
+    "AnyRow",
+    "Operation",
+    "SqlStoreBase",
+    "check_limit",
+    "fetch_all",
+    "fetch_first",
+    "fetch_scalar",
+    "parse_body",
+]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+Operation = Callable[[AsyncConnection], Awaitable[T]]
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
+
+# Rows fetched per round trip by the streaming iterators (each page is its own short read
+# transaction, so a slow consumer never pins a snapshot or blocks a WAL checkpoint).
+PAGE_SIZE: Final = 500
+
+
+def parse_body(model: type[M], body: str, kind: str, subject: str) -> M:
+    try:
+        return model.model_validate_json(body)
+    except pydantic.ValidationError as exc:
+        raise IntegrityError(
+            f"stored {kind} {subject} does not validate: the row was edited or corrupted",
+            kind=kind,
+            subject=subject,
+            reason="invalid_stored_record",
+        ) from exc
+
+
+def check_limit(limit: int, operation: str) -> None:
+    if limit < 1:
+        raise ValidationError(
+            f"{operation}: limit must be at least 1", operation=operation, field="limit"
+        )
+
+
+def fetch_all(stmt: Executable) -> Operation[list[AnyRow]]:
+    async def op(conn: AsyncConnection) -> list[AnyRow]:
+        return list((await conn.execute(stmt)).all())
+
+    return op
+
+
+def fetch_first(stmt: Executable) -> Operation[AnyRow | None]:
+    async def op(conn: AsyncConnection) -> AnyRow | None:
+        return (await conn.execute(stmt)).first()
+
+    return op
+
+
+def fetch_scalar(stmt: Executable) -> Operation[Any]:
+    async def op(conn: AsyncConnection) -> Any:
+        return await conn.scalar(stmt)
+
+    return op
+
+
+class SqlStoreBase(MetadataStore):
+    """The engine, lifecycle and transactions of `SqlMetadataStore`. Subclasses supply the
+    engine and the transaction discipline (`_create_engine`, optionally `_prepare` and
+    `_run_transaction`)."""
+
+    backend: str = "sql"
+
+    def __init__(self) -> None:
+        self._engine: AsyncEngine | None = None
+        self._open_lock = asyncio.Lock()
+
+    # -- backend hooks ----------------------------------------------------------------------
+
+    @abstractmethod
+    def _create_engine(self) -> AsyncEngine:
+        """A new engine for this store (connections are made lazily)."""
+
+    async def _prepare(self, engine: AsyncEngine) -> None:
+        """Runs once in `open` before migrations (create directories, set file modes...)."""
+
+    def _error_details(self) -> dict[str, Any]:
+        """Context attached to every mapped error; must never hold credentials."""
+        return {}
+
+    async def _lock_for_migration(self, conn: AsyncConnection) -> None:
+        """Make concurrent openers migrate one at a time, inside the migration transaction.
+        SQLite needs nothing (its write transaction is exclusive); PostgreSQL would take a
+        transaction-scoped advisory lock here."""
+
+    async def _run_transaction(self, fn: Operation[T], *, write: bool) -> T:
+        """Run ``fn`` in one transaction; a backend adds locking and retries here."""
+        async with self._require_engine().connect() as conn, conn.begin():
+            return await fn(conn)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        async with self._open_lock:  # a second caller waits until the schema is ready
+            if self._engine is not None:
+                return
+            engine = self._create_engine()
+            self._engine = engine
+            try:
+                await self._prepare(engine)
+                await self._migrate()
+            except BaseException:
+                self._engine = None
+                await engine.dispose()
+                raise
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _migrate(self) -> None:
+        heads = schema_heads()
+        current = await self._read("open", lambda conn: conn.run_sync(current_revisions))
+        if current == heads:
+            return  # the common case: one indexed read, no write lock
+        unknown = current - known_revisions()
+        if unknown:
+            raise UnsupportedFormat(
+                "the records database was migrated by a newer strongroom "
+                f"(schema revision {', '.join(sorted(unknown))}); upgrade strongroom to open it",
+                operation="open",
+                backend=self.backend,
+                reason="schema_too_new",
+                **self._error_details(),
+            )
+
+        async def upgrade(conn: AsyncConnection) -> None:
+            await self._lock_for_migration(conn)
+            await conn.run_sync(upgrade_to_head)
+
+        await self._write("migrate", upgrade)
+
+    def _not_found(self, operation: str, message: str, **details: Any) -> NotFound:
+        return NotFound(message, operation=operation, backend=self.backend, **details)
+
+    def _require_engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise StorageIOError(
+                "the records store is not open (call open() first)",
+                backend=self.backend,
+                reason="not_open",
+            )
+        return self._engine
+
+    async def _read(self, operation: str, fn: Operation[T], **details: Any) -> T:
+        with map_db_errors(operation, self.backend, **self._error_details(), **details):
+            return await self._run_transaction(fn, write=False)
+
+    async def _write(self, operation: str, fn: Operation[T], **details: Any) -> T:
+        with map_db_errors(operation, self.backend, **self._error_details(), **details):
+            return await self._run_transaction(fn, write=True)
+
+    @staticmethod
+    def _upsert(
+        conn: AsyncConnection, table: Table, values: Mapping[str, Any], key: Sequence[str]
+    ) -> Executable:
+        """INSERT ... ON CONFLICT (key) DO UPDATE: atomic insert-or-replace on both dialects."""
+        dialect = conn.dialect.name
+        changed = [name for name in values if name not in key]
+        if dialect == "sqlite":
+            sq = sqlite_dialect.insert(table).values(dict(values))
+            return sq.on_conflict_do_update(
+                index_elements=list(key), set_={name: sq.excluded[name] for name in changed}
+            )
+        if dialect == "postgresql":
+            pg = postgresql.insert(table).values(dict(values))
+            return pg.on_conflict_do_update(
+                index_elements=list(key), set_={name: pg.excluded[name] for name in changed}
+            )
+        raise UnsupportedFormat(f"no upsert for SQL dialect {dialect!r}", backend=dialect)
+
+    async def _keyset_pages(
+        self, base: Select[*tuple[Any, ...]], keys: Sequence[Column[Any]]
+    ) -> AsyncIterator[AnyRow]:
+        """Every row of ``base`` in key order, one short read transaction per page, so a slow
+        consumer never pins a snapshot (or, on SQLite, holds back WAL checkpoints)."""
+        after: tuple[Any, ...] | None = None
+        while True:
+            stmt = base.order_by(*keys).limit(PAGE_SIZE)
+            if after is not None:
+                bound = [literal(value, key.type) for value, key in zip(after, keys, strict=True)]
+                stmt = stmt.where(tuple_(*keys) > tuple_(*bound))
+            rows = await self._read("iterate", fetch_all(stmt))
+            for row in rows:
+                yield row
+            if len(rows) < PAGE_SIZE:
+                return
+            after = tuple(getattr(rows[-1], key.name) for key in keys)

@@ -1,0 +1,182 @@
+"""The one place where SQL driver errors become strongroom errors (`map_db_errors`).
+
+Also owns reading the driver's own error codes (SQLite extended codes, PostgreSQL SQLSTATE)
+and `scrub_secrets`, which keeps credentials out of every message that leaves the adapter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+import sqlalchemy.exc as sa_exc
+
+from strongroom.errors import (
+    Conflict,
+    NotFound,
+    StorageIOError,
+    StrongroomError,
+    ValidationError,
+)
+
+__all__ = ["map_db_errors", "scrub_secrets"]
+
+_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+_SECRET_RE = re.compile(
+    r"(?P<key>password|passwd|pwd|secret|token|sslpassword|access_key|secret_key)"
+    r"(?P<sep>\s*[=:]\s*)(?:'[^']*'|\"[^\"]*\"|[^\s,;&]+)",
+    re.IGNORECASE,
+)
+
+_SQLITE_REASONS: Final = {
+    "SQLITE_BUSY": "database_locked",
+    "SQLITE_LOCKED": "database_locked",
+    "SQLITE_CANTOPEN": "cannot_open",
+    "SQLITE_FULL": "disk_full",
+    "SQLITE_READONLY": "read_only",
+    "SQLITE_IOERR": "io_error",
+    "SQLITE_CORRUPT": "corrupt",
+    "SQLITE_NOTADB": "not_a_database",
+    "SQLITE_PERM": "permission_denied",
+    "SQLITE_AUTH": "permission_denied",
+    "SQLITE_PROTOCOL": "locking_protocol",
+    "SQLITE_NOMEM": "out_of_memory",
+}
+
+_SQLSTATE_CLASS_REASONS: Final = {
+    "08": "connection_failed",
+    "28": "authentication_failed",
+    "3D": "unknown_database",
+    "40": "transaction_rollback",
+    "53": "insufficient_resources",
+    "57": "operator_intervention",
+    "58": "system_error",
+    "XX": "internal_error",
+}
+
+
+def scrub_secrets(text: str) -> str:
+    """Remove URL user-info and ``password=...``-like pairs from a driver message."""
+    text = _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}***@", text)
+    return _SECRET_RE.sub(lambda m: f"{m.group('key')}{m.group('sep')}***", text)
+
+
+def _driver_message(exc: sa_exc.DBAPIError) -> str:
+    """The driver's own first line (never SQLAlchemy's str(), which appends SQL and params)."""
+    orig = exc.orig if exc.orig is not None else exc
+    lines = str(orig).strip().splitlines()
+    first = lines[0] if lines else type(orig).__name__
+    return scrub_secrets(first)[:300]
+
+
+def _sqlite_error_name(exc: sa_exc.DBAPIError) -> str | None:
+    name = getattr(exc.orig, "sqlite_errorname", None)
+    return name if isinstance(name, str) else None
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
+    orig = exc.orig
+    for attr in ("sqlstate", "pgcode"):
+        value = getattr(orig, attr, None)
+        if isinstance(value, str) and len(value) == 5:
+            return value
+    return None
+
+
+def _constraint_kind(exc: sa_exc.IntegrityError) -> str:
+    """'unique', 'foreign_key' or 'other', from the driver's code (message as a fallback)."""
+    name = _sqlite_error_name(exc)
+    if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
+        return "unique"
+    if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
+        return "foreign_key"
+    state = _sqlstate(exc)
+    if state == "23505":
+        return "unique"
+    if state == "23503":
+        return "foreign_key"
+    message = str(exc.orig).lower()
+    if "unique" in message or "duplicate key" in message:
+        return "unique"
+    if "foreign key" in message:
+        return "foreign_key"
+    return "other"
+
+
+def _constraint_name(exc: sa_exc.IntegrityError) -> str | None:
+    """The violated constraint: SQLite names its columns, PostgreSQL drivers its name."""
+    orig = exc.orig
+    for holder in (orig, getattr(orig, "diag", None)):
+        name = getattr(holder, "constraint_name", None)
+        if isinstance(name, str):
+            return name
+    message = str(orig)
+    if _sqlite_error_name(exc) is not None and "constraint failed: " in message:
+        return message.split("constraint failed: ", 1)[1].strip()[:200]
+    return None
+
+
+def _operational_reason(exc: sa_exc.DBAPIError) -> str:
+    name = _sqlite_error_name(exc)
+    if name is not None:
+        for prefix, reason in _SQLITE_REASONS.items():
+            if name == prefix or name.startswith(prefix + "_"):
+                return reason
+        return name.removeprefix("SQLITE_").lower()
+    state = _sqlstate(exc)
+    if state is not None:
+        return _SQLSTATE_CLASS_REASONS.get(state[:2], f"sqlstate_{state.lower()}")
+    if exc.connection_invalidated:
+        return "connection_lost"
+    message = str(exc.orig).lower()
+    if "locked" in message or "busy" in message:
+        return "database_locked"
+    if "timeout" in message or "timed out" in message:
+        return "timeout"
+    return "database_error"
+
+
+@contextmanager
+def map_db_errors(operation: str, backend: str, **details: Any) -> Iterator[None]:
+    """Translate driver errors raised inside the block into the strongroom tree, ``from exc``.
+
+    unique violation -> `Conflict`; foreign-key violation -> `NotFound`; other constraint or
+    bad value -> `ValidationError`; anything else from the driver (connection, locking, disk,
+    corruption) -> `StorageIOError` with a ``reason``. Messages carry the driver's first line
+    with URL user-info and password-like pairs removed, never SQLAlchemy's statement dump.
+    ``details`` (run_id, path of a local database file...) are attached to the error.
+    """
+    context = {"operation": operation, "backend": backend, **details}
+    try:
+        yield
+    except StrongroomError:
+        raise
+    except sa_exc.IntegrityError as exc:
+        kind = _constraint_kind(exc)
+        found = {**context, "constraint": _constraint_name(exc)}
+        if kind == "unique":
+            raise Conflict(
+                f"{operation}: a record with the same key already exists",
+                **{**found, "reason": "unique_violation"},
+            ) from exc
+        if kind == "foreign_key":
+            raise NotFound(
+                f"{operation}: a record it refers to does not exist",
+                **{**found, "reason": "foreign_key_violation"},
+            ) from exc
+        raise ValidationError(
+            f"{operation}: the record violates a database constraint ({_driver_message(exc)})",
+            **{**found, "reason": "constraint_violation"},
+        ) from exc
+    except sa_exc.DataError as exc:
+        raise ValidationError(
+            f"{operation}: the database refused a value ({_driver_message(exc)})",
+            **{**context, "reason": "invalid_value"},
+        ) from exc
+    except sa_exc.DBAPIError as exc:
+        raise StorageIOError(
+            f"{operation}: database error: {_driver_message(exc)}",
+            **{**context, "reason": _operational_reason(exc)},
+        ) from exc

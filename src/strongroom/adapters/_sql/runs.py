@@ -1,0 +1,346 @@
+"""Runs and what hangs off a run: the run index, snapshots and artifacts (with their tags).
+
+Run index: one composite index per common filter, each ending in the sort key, and keyset
+pagination on (sort column, run_id) with the cursor of `strongroom.adapters._cursor`. Time
+filters are half-open: ``*_after`` is inclusive, ``*_before`` exclusive.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Select,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from strongroom.adapters._cursor import decode_run_cursor, encode_run_cursor
+from strongroom.adapters._sql.base import (
+    PAGE_SIZE,
+    AnyRow,
+    SqlStoreBase,
+    fetch_all,
+    fetch_scalar,
+    parse_body,
+)
+from strongroom.adapters._sql.tables import (
+    UtcTimestamp,
+    artifact_tags_table,
+    artifacts_table,
+    runs_table,
+    snapshots_table,
+)
+from strongroom.errors import Conflict
+from strongroom.models import (
+    ArtifactMetadata,
+    ArtifactQuery,
+    Run,
+    RunPage,
+    RunQuery,
+    SnapshotRecord,
+)
+
+__all__ = ["RunRecords", "run_index_statements"]
+
+
+def run_index_statements(query: RunQuery) -> tuple[Select[int], Select[str, datetime, str]]:
+    """The COUNT (filters only) and the page SELECT (filters + keyset + limit+1) of a query.
+
+    Both are answered from one composite index when the filters match its prefix, e.g.
+    status + project -> ``ix_runs_status_project_created``. A bad cursor -> `ValidationError`.
+    """
+    c = runs_table.c
+    sort_column = c.created_at if query.sort == "created_at" else c.updated_at
+    filters = _run_filters(query)
+    count_stmt = select(func.count()).select_from(runs_table).where(*filters)
+    if query.cursor is not None:
+        value, after_id = decode_run_cursor(query.cursor)
+        # A row-value comparison, which both SQLite and PostgreSQL turn into an index range.
+        position = tuple_(sort_column, c.run_id)
+        bound = tuple_(literal(value, UtcTimestamp()), literal(after_id, c.run_id.type))
+        filters.append(position < bound if query.descending else position > bound)
+    if query.descending:
+        order = (sort_column.desc(), c.run_id.desc())
+    else:
+        order = (sort_column.asc(), c.run_id.asc())
+    page_stmt = (
+        select(c.run_id, sort_column.label("sort_value"), c.body)
+        .where(*filters)
+        .order_by(*order)
+        .limit(query.limit + 1)
+    )
+    return count_stmt, page_stmt
+
+
+def _run_filters(query: RunQuery) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = []
+    if query.status is not None:
+        filters.append(runs_table.c.status.in_([status.value for status in query.status]))
+    if query.project is not None:
+        filters.append(runs_table.c.project == query.project)
+    if query.playbook_id is not None:
+        filters.append(runs_table.c.playbook_id == query.playbook_id)
+    if query.actor is not None:
+        filters.append(runs_table.c.actor == query.actor)
+    if query.created_after is not None:
+        filters.append(runs_table.c.created_at >= query.created_after)
+    if query.created_before is not None:
+        filters.append(runs_table.c.created_at < query.created_before)
+    if query.updated_after is not None:
+        filters.append(runs_table.c.updated_at >= query.updated_after)
+    if query.updated_before is not None:
+        filters.append(runs_table.c.updated_at < query.updated_before)
+    if query.purpose_contains is not None:
+        # autoescape: '%' and '_' in the needle match themselves. Case folding is
+        # ASCII-only on SQLite (its lower()), full Unicode on PostgreSQL.
+        filters.append(runs_table.c.purpose.icontains(query.purpose_contains, autoescape=True))
+    return filters
+
+
+def _run_row(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "project": run.project,
+        "playbook_id": run.playbook.playbook_id if run.playbook is not None else None,
+        "actor": run.actor,
+        "status": run.status.value,
+        "purpose": run.purpose,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "version": run.version,
+        "body": run.model_dump_json(),
+    }
+
+
+def _snapshot_row(record: SnapshotRecord) -> dict[str, Any]:
+    return {
+        "run_id": record.run_id,
+        "revision": record.revision,
+        "sha256": record.sha256,
+        "size_bytes": record.size_bytes,
+        "created_at": record.created_at,
+        "body": record.model_dump_json(),
+    }
+
+
+def _artifact_row(artifact: ArtifactMetadata) -> dict[str, Any]:
+    return {
+        "artifact_id": artifact.artifact_id,
+        "run_id": artifact.run_id,
+        "role": artifact.role.value,
+        "phase": artifact.phase,
+        "step": artifact.step,
+        "namespace": artifact.namespace,
+        "sha256": artifact.sha256,
+        "size_bytes": artifact.size_bytes,
+        "created_at": artifact.created_at,
+        "body": artifact.model_dump_json(),
+    }
+
+
+async def _existing(conn: AsyncConnection, column: Column[str], values: Sequence[str]) -> set[str]:
+    """Which of ``values`` are present in ``column`` (in chunks: SQL has parameter limits)."""
+    found: set[str] = set()
+    for start in range(0, len(values), PAGE_SIZE):
+        chunk = values[start : start + PAGE_SIZE]
+        result = await conn.execute(select(column).where(column.in_(chunk)))
+        found.update(result.scalars())
+    return found
+
+
+class RunRecords(SqlStoreBase):
+    """The run, snapshot and artifact methods of `SqlMetadataStore`."""
+
+    async def insert_run(self, run: Run) -> None:
+        row = _run_row(run)
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(insert(runs_table), row)
+
+        await self._write("insert_run", op, run_id=run.run_id)
+
+    async def get_run(self, run_id: str) -> Run:
+        stmt = select(runs_table.c.body).where(runs_table.c.run_id == run_id)
+        body = await self._read("get_run", fetch_scalar(stmt), run_id=run_id)
+        if body is None:
+            raise self._not_found("get_run", f"no run {run_id}", run_id=run_id)
+        return parse_body(Run, body, "run", run_id)
+
+    async def update_run(self, run: Run, *, expected_version: int) -> Run:
+        stored = run.model_copy(update={"version": expected_version + 1})
+        row = _run_row(stored)
+        del row["run_id"]
+
+        async def op(conn: AsyncConnection) -> None:
+            result = await conn.execute(
+                update(runs_table)
+                .where(runs_table.c.run_id == run.run_id, runs_table.c.version == expected_version)
+                .values(row)
+            )
+            if result.rowcount == 1:
+                return
+            actual = await conn.scalar(
+                select(runs_table.c.version).where(runs_table.c.run_id == run.run_id)
+            )
+            if actual is None:
+                raise self._not_found("update_run", f"no run {run.run_id}", run_id=run.run_id)
+            raise Conflict(
+                f"run {run.run_id} is at version {actual}, not {expected_version}: "
+                "it was changed by someone else; reload it and retry",
+                operation="update_run",
+                backend=self.backend,
+                reason="stale_version",
+                run_id=run.run_id,
+                expected_version=expected_version,
+                actual_version=actual,
+            )
+
+        await self._write("update_run", op, run_id=run.run_id)
+        return stored
+
+    async def query_runs(self, query: RunQuery) -> RunPage:
+        count_stmt, page_stmt = run_index_statements(query)
+
+        async def op(conn: AsyncConnection) -> tuple[int, list[AnyRow]]:
+            # One read transaction: the total and the page see the same snapshot.
+            total = await conn.scalar(count_stmt)
+            rows = (await conn.execute(page_stmt)).all()
+            return int(total or 0), list(rows)
+
+        total, rows = await self._read("query_runs", op)
+        page = rows[: query.limit]
+        items = [parse_body(Run, row.body, "run", row.run_id) for row in page]
+        next_cursor = None
+        if len(rows) > query.limit:
+            # From the indexed columns, not the body: the cursor must match what is compared.
+            next_cursor = encode_run_cursor(page[-1].sort_value, page[-1].run_id)
+        return RunPage(items=items, total=total, next_cursor=next_cursor)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def insert_snapshot(self, record: SnapshotRecord) -> None:
+        row = _snapshot_row(record)
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(insert(snapshots_table), row)
+
+        await self._write("insert_snapshot", op, run_id=record.run_id, revision=record.revision)
+
+    async def get_snapshot(self, run_id: str, revision: int | None = None) -> SnapshotRecord:
+        stmt = select(snapshots_table.c.body).where(snapshots_table.c.run_id == run_id)
+        if revision is None:
+            stmt = stmt.order_by(snapshots_table.c.revision.desc()).limit(1)
+        else:
+            stmt = stmt.where(snapshots_table.c.revision == revision)
+
+        body = await self._read(
+            "get_snapshot", fetch_scalar(stmt), run_id=run_id, revision=revision
+        )
+        if body is None:
+            which = "any snapshot" if revision is None else f"snapshot revision {revision}"
+            raise self._not_found(
+                "get_snapshot", f"run {run_id} has no {which}", run_id=run_id, revision=revision
+            )
+        return parse_body(SnapshotRecord, body, "snapshot", f"{run_id}@{revision or 'latest'}")
+
+    async def list_snapshots(self, run_id: str) -> list[SnapshotRecord]:
+        stmt = (
+            select(snapshots_table.c.revision, snapshots_table.c.body)
+            .where(snapshots_table.c.run_id == run_id)
+            .order_by(snapshots_table.c.revision)
+        )
+
+        rows = await self._read("list_snapshots", fetch_all(stmt), run_id=run_id)
+        return [
+            parse_body(SnapshotRecord, row.body, "snapshot", f"{run_id}@{row.revision}")
+            for row in rows
+        ]
+
+    # -- artifacts --------------------------------------------------------------------------
+
+    async def insert_artifacts(self, artifacts: Sequence[ArtifactMetadata]) -> None:
+        if not artifacts:
+            return
+        rows = [_artifact_row(artifact) for artifact in artifacts]
+        tag_rows = [
+            {"artifact_id": artifact.artifact_id, "tag": tag}
+            for artifact in artifacts
+            for tag in dict.fromkeys(artifact.tags)
+        ]
+        ids = [artifact.artifact_id for artifact in artifacts]
+        run_ids = sorted({artifact.run_id for artifact in artifacts})
+
+        async def op(conn: AsyncConnection) -> None:
+            # Checked first so that the error names every failing item (the constraints
+            # below stay the guarantee, e.g. against a concurrent writer on PostgreSQL).
+            taken = await _existing(conn, artifacts_table.c.artifact_id, ids)
+            duplicates = sorted(taken | {i for i, n in Counter(ids).items() if n > 1})
+            if duplicates:
+                raise Conflict(
+                    f"insert_artifacts: {len(duplicates)} artifact id(s) already exist",
+                    operation="insert_artifacts",
+                    backend=self.backend,
+                    reason="duplicate_id",
+                    items=duplicates,
+                )
+            missing = sorted(set(run_ids) - await _existing(conn, runs_table.c.run_id, run_ids))
+            if missing:
+                raise self._not_found(
+                    "insert_artifacts",
+                    f"insert_artifacts: {len(missing)} run(s) do not exist",
+                    reason="unknown_run",
+                    items=missing,
+                )
+            await conn.execute(insert(artifacts_table), rows)
+            if tag_rows:
+                await conn.execute(insert(artifact_tags_table), tag_rows)
+
+        await self._write("insert_artifacts", op, artifact_id=ids[0] if len(ids) == 1 else None)
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactMetadata:
+        stmt = select(artifacts_table.c.body).where(artifacts_table.c.artifact_id == artifact_id)
+        body = await self._read("get_artifact", fetch_scalar(stmt), artifact_id=artifact_id)
+        if body is None:
+            raise self._not_found(
+                "get_artifact", f"no artifact {artifact_id}", artifact_id=artifact_id
+            )
+        return parse_body(ArtifactMetadata, body, "artifact", artifact_id)
+
+    async def list_artifacts(self, query: ArtifactQuery) -> list[ArtifactMetadata]:
+        c = artifacts_table.c
+        stmt = select(c.artifact_id, c.body)
+        if query.run_id is not None:
+            stmt = stmt.where(c.run_id == query.run_id)
+        if query.role is not None:
+            stmt = stmt.where(c.role == query.role.value)
+        if query.phase is not None:
+            stmt = stmt.where(c.phase == query.phase)
+        if query.step is not None:
+            stmt = stmt.where(c.step == query.step)
+        if query.namespace is not None:
+            stmt = stmt.where(c.namespace == query.namespace)
+        if query.tag is not None:
+            stmt = stmt.where(
+                exists().where(
+                    artifact_tags_table.c.artifact_id == c.artifact_id,
+                    artifact_tags_table.c.tag == query.tag,
+                )
+            )
+        if query.after_id is not None:
+            stmt = stmt.where(c.artifact_id > query.after_id)
+        stmt = stmt.order_by(c.artifact_id).limit(query.limit)
+
+        rows = await self._read("list_artifacts", fetch_all(stmt), run_id=query.run_id)
+        return [parse_body(ArtifactMetadata, row.body, "artifact", row.artifact_id) for row in rows]

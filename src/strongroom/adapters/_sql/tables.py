@@ -1,0 +1,250 @@
+"""The records schema as SQLAlchemy Core: ``metadata``, every table, and the column types they use.
+
+Created only by the Alembic migrations in ``adapters/migrations``; a drift test proves they
+build exactly ``metadata``, so a change here needs a new migration.
+
+- Every record is stored whole as JSON (``model_dump_json``) in ``body`` and read back with
+  ``Model.model_validate_json``; the other columns are copies of fields, kept for filtering,
+  sorting, joining and constraints. A row edited by hand therefore fails validation (reported
+  as `IntegrityError`) or breaks a hash chain that ``verify`` recomputes from the body.
+- Timestamps (`UtcTimestamp`): fixed-width ISO-8601 UTC text on SQLite
+  (``2026-11-22T06:36:29.123456+00:00``, 32 characters, so text order is time order), native
+  ``timestamptz`` on PostgreSQL. Both round-trip tz-aware UTC datetimes to the microsecond.
+- Sorted keys (ids, names, paths) compare byte-wise on both backends: SQLite's default BINARY
+  collation, ``COLLATE "C"`` on PostgreSQL (a locale collation would order paths differently).
+- Referential integrity is the database's: snapshots, artifacts, log entries and log references
+  need their run, namespaces their provider, objects their namespace (violations: `NotFound`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeEngine
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "UtcTimestamp",
+    "artifact_tags_table",
+    "artifacts_table",
+    "audit_checkpoints_table",
+    "audit_entries_table",
+    "catalog_objects_table",
+    "format_timestamp",
+    "log_entries_table",
+    "log_refs_table",
+    "metadata",
+    "namespaces_table",
+    "providers_table",
+    "runs_table",
+    "snapshots_table",
+]
+
+
+class UtcTimestamp(TypeDecorator[datetime]):
+    """A tz-aware UTC datetime: fixed-width ISO text on SQLite, ``timestamptz`` on PostgreSQL."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
+        return dialect.type_descriptor(String(32))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps stored in the records database must be timezone-aware")
+        utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+        if dialect.name == "postgresql":
+            return utc
+        return utc.isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """The fixed-width text form: 32 characters (isoformat pads the year to 4 digits, and
+    timespec keeps the microseconds even when they are zero), so text order is time order."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _key(length: int) -> TypeEngine[str]:
+    """A string compared byte-wise on every backend (ids, names, paths)."""
+    return String(length).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
+
+
+def _seq() -> TypeEngine[int]:
+    # INTEGER PRIMARY KEY is SQLite's rowid alias: the table is clustered by seq, no extra index.
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+_ID = 36  # canonical UUID text; ULIDs (26) fit too
+_NAME = 128
+_DIGEST = 64
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+runs_table = Table(
+    "runs",
+    metadata,
+    Column("run_id", _key(_ID), primary_key=True),
+    Column("project", _key(_NAME), nullable=False),
+    Column("playbook_id", _key(_NAME), nullable=True),
+    Column("actor", _key(_NAME), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("purpose", Text(), nullable=False),
+    Column("created_at", UtcTimestamp(), nullable=False),
+    Column("updated_at", UtcTimestamp(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("body", Text(), nullable=False),
+    # Each index ends with the keyset (sort column, run_id), so a filtered page is one index
+    # range walked in order (no sort step) and its COUNT is answered from the same index.
+    Index("ix_runs_status_project_created", "status", "project", "created_at", "run_id"),
+    Index("ix_runs_status_project_updated", "status", "project", "updated_at", "run_id"),
+    Index("ix_runs_status_created", "status", "created_at", "run_id"),
+    Index("ix_runs_project_created", "project", "created_at", "run_id"),
+    Index("ix_runs_project_updated", "project", "updated_at", "run_id"),
+    Index("ix_runs_created", "created_at", "run_id"),
+    Index("ix_runs_updated", "updated_at", "run_id"),
+    Index("ix_runs_actor_created", "actor", "created_at", "run_id"),
+    Index("ix_runs_playbook_created", "playbook_id", "created_at", "run_id"),
+)
+
+snapshots_table = Table(
+    "snapshots",
+    metadata,
+    Column("run_id", _key(_ID), ForeignKey("runs.run_id"), nullable=False),
+    Column("revision", Integer(), nullable=False),
+    Column("sha256", String(_DIGEST), nullable=False),
+    Column("size_bytes", BigInteger(), nullable=False),
+    Column("created_at", UtcTimestamp(), nullable=False),
+    Column("body", Text(), nullable=False),
+    PrimaryKeyConstraint("run_id", "revision"),
+)
+
+artifacts_table = Table(
+    "artifacts",
+    metadata,
+    Column("artifact_id", _key(_ID), primary_key=True),
+    Column("run_id", _key(_ID), ForeignKey("runs.run_id"), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("phase", _key(_NAME), nullable=True),
+    Column("step", _key(_NAME), nullable=True),
+    Column("namespace", _key(_NAME), nullable=False),
+    Column("sha256", String(_DIGEST), nullable=False),
+    Column("size_bytes", BigInteger(), nullable=False),
+    Column("created_at", UtcTimestamp(), nullable=False),
+    Column("body", Text(), nullable=False),
+    Index("ix_artifacts_run_id_artifact_id", "run_id", "artifact_id"),
+    Index("ix_artifacts_namespace_artifact_id", "namespace", "artifact_id"),
+)
+
+# Tags get their own table so that "artifacts tagged X" is an index lookup, not a JSON scan.
+artifact_tags_table = Table(
+    "artifact_tags",
+    metadata,
+    Column("artifact_id", _key(_ID), ForeignKey("artifacts.artifact_id"), nullable=False),
+    Column("tag", _key(_NAME), nullable=False),
+    PrimaryKeyConstraint("artifact_id", "tag"),
+    Index("ix_artifact_tags_tag_artifact_id", "tag", "artifact_id"),
+)
+
+log_entries_table = Table(
+    "log_entries",
+    metadata,
+    Column("run_id", _key(_ID), ForeignKey("runs.run_id"), nullable=False),
+    Column("seq", BigInteger(), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("event", String(128), nullable=False),
+    Column("phase", _key(_NAME), nullable=True),
+    Column("timestamp", UtcTimestamp(), nullable=False),
+    Column("hash", String(_DIGEST), nullable=False),
+    Column("body", Text(), nullable=False),
+    PrimaryKeyConstraint("run_id", "seq"),
+)
+
+log_refs_table = Table(
+    "log_refs",
+    metadata,
+    Column("run_id", _key(_ID), ForeignKey("runs.run_id"), primary_key=True),
+    Column("body", Text(), nullable=False),
+)
+
+audit_entries_table = Table(
+    "audit_entries",
+    metadata,
+    Column("seq", _seq(), primary_key=True, autoincrement=False),
+    Column("hash", String(_DIGEST), nullable=False),
+    Column("body", Text(), nullable=False),
+)
+
+audit_checkpoints_table = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", _seq(), primary_key=True, autoincrement=False),
+    Column("body", Text(), nullable=False),
+)
+
+providers_table = Table(
+    "providers",
+    metadata,
+    Column("provider_id", _key(_NAME), primary_key=True),
+    Column("body", Text(), nullable=False),
+)
+
+namespaces_table = Table(
+    "namespaces",
+    metadata,
+    Column("namespace_id", _key(_NAME), primary_key=True),
+    Column("provider_id", _key(_NAME), ForeignKey("providers.provider_id"), nullable=False),
+    Column("body", Text(), nullable=False),
+    Index("ix_namespaces_provider_id_namespace_id", "provider_id", "namespace_id"),
+)
+
+catalog_objects_table = Table(
+    "catalog_objects",
+    metadata,
+    Column("object_id", _key(_ID), primary_key=True),
+    Column("namespace_id", _key(_NAME), ForeignKey("namespaces.namespace_id"), nullable=False),
+    Column("path", _key(1024), nullable=False),
+    Column("sha256", String(_DIGEST), nullable=False),
+    Column("size_bytes", BigInteger(), nullable=False),
+    Column("created_at", UtcTimestamp(), nullable=False),
+    Column("body", Text(), nullable=False),
+    UniqueConstraint("namespace_id", "path"),
+    Index("ix_catalog_objects_path", "path"),
+)
