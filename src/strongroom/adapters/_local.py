@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from strongroom.errors import IntegrityError, NotFound, ValidationError, map_os_errors
-from strongroom.ids import check_digest
 from strongroom.models import BlobInfo, BlobLocation
-from strongroom.ports.blobs import CHUNK_SIZE, BlobStore
+from strongroom.ports.blobs import CHUNK_SIZE, BlobStore, check_blob_digest
 
 __all__ = ["DEFAULT_STALE_TEMP_AFTER", "LocalBlobStore"]
 
@@ -289,19 +288,7 @@ class LocalBlobStore(BlobStore):
         return map_os_errors(operation, backend=self.backend, path=path)
 
     def _digest(self, value: str, operation: str) -> str:
-        try:
-            bare = check_digest(value)
-            if len(bare) != 64:  # ids._DIGEST_RE's "$" also matches before a trailing "\n"
-                raise ValueError("digest must be exactly 64 lowercase hex characters")
-        except ValueError as exc:
-            raise ValidationError(
-                f"{operation}: malformed blob digest",
-                operation=operation,
-                backend=self.backend,
-                reason=str(exc),
-                value=repr(value)[:100],
-            ) from exc
-        return bare
+        return check_blob_digest(value, operation=operation, backend=self.backend)
 
     @staticmethod
     def _rel(hexd: str) -> str:

@@ -11,9 +11,8 @@ import hashlib
 from collections.abc import AsyncIterable, AsyncIterator
 
 from strongroom.errors import IntegrityError, NotFound, ValidationError
-from strongroom.ids import check_digest
 from strongroom.models import BlobInfo, BlobLocation
-from strongroom.ports.blobs import CHUNK_SIZE, BlobStore
+from strongroom.ports.blobs import CHUNK_SIZE, BlobStore, check_blob_digest
 
 __all__ = ["MemoryBlobStore"]
 
@@ -30,19 +29,7 @@ class MemoryBlobStore(BlobStore):
         return f"MemoryBlobStore(<{len(self._blobs)} blobs>)"
 
     def _digest(self, value: str, operation: str) -> str:
-        try:
-            bare = check_digest(value)
-            if len(bare) != 64:  # ids._DIGEST_RE's "$" also matches before a trailing "\n"
-                raise ValueError("digest must be exactly 64 lowercase hex characters")
-        except ValueError as exc:
-            raise ValidationError(
-                f"{operation}: malformed blob digest",
-                operation=operation,
-                backend=self.backend,
-                reason=str(exc),
-                value=repr(value)[:100],
-            ) from exc
-        return bare
+        return check_blob_digest(value, operation=operation, backend=self.backend)
 
     def _not_found(self, operation: str, hexd: str) -> NotFound:
         return NotFound(

@@ -29,10 +29,11 @@ def check_blob_digest(value: str, *, operation: str, backend: str) -> str:
         return check_digest(value)
     except ValueError as exc:
         raise ValidationError(
-            f"invalid blob digest: {exc}",
+            f"{operation}: malformed blob digest",
             operation=operation,
             backend=backend,
-            reason="bad_digest",
+            reason=str(exc),
+            value=repr(value)[:100],
         ) from exc
 
 
