@@ -34,6 +34,7 @@ from strongroom.models import (
     RunPage,
     RunQuery,
     SnapshotRecord,
+    VerifyProblem,
 )
 
 __all__ = ["MetadataStore"]
@@ -191,4 +192,14 @@ class MetadataStore(ABC):
     @abstractmethod
     def iter_blob_references(self) -> AsyncIterator[tuple[str, str, str, int]]:
         """Every (kind, subject_id, sha256, size_bytes) a record holds: kind is 'snapshot'
-        (subject 'run_id@revision'), 'artifact' or 'object'."""
+        (subject 'run_id@revision'), 'artifact' or 'object'. Values are the ones reads use."""
+
+    async def iter_record_problems(self) -> AsyncIterator[VerifyProblem]:
+        """Records whose stored form contradicts itself: a row whose copy used for reads does
+        not validate or disagrees with the columns kept for indexing (a hand edit).
+
+        Note for implementers: a store that keeps one copy of each record yields nothing,
+        which is this default.
+        """
+        return
+        yield  # an async generator that yields nothing

@@ -39,9 +39,31 @@ class CatalogService:
         self._audit = audit
 
     async def ensure_defaults(self, *, base_uri: str) -> None:
-        """Create the default provider and namespaces if the vault has none (first open)."""
-        if await self._store.list_providers():
+        """Create whichever of the default provider and namespaces are missing.
+
+        Each is checked on its own, so a first open that was killed halfway is completed by
+        the next open. Cheap when everything exists: one read.
+        """
+        have_namespaces = {n.namespace_id for n in await self._store.list_namespaces()}
+        if have_namespaces >= set(DEFAULT_NAMESPACES):
             return
+        have_providers = {p.provider_id for p in await self._store.list_providers()}
+        if "default" not in have_providers:
+            await self._put_default_provider(base_uri)
+        for namespace_id, (purpose, prefix) in DEFAULT_NAMESPACES.items():
+            if namespace_id in have_namespaces:
+                continue
+            await self.put_namespace(
+                Namespace(
+                    namespace_id=namespace_id,
+                    provider_id="default",
+                    name=namespace_id,
+                    purpose=purpose,
+                    default_prefix=prefix,
+                )
+            )
+
+    async def _put_default_provider(self, base_uri: str) -> None:
         provider_type = (
             ProviderType.OBJECT_STORE if self._blobs.backend == "s3" else ProviderType.FILESYSTEM
         )
@@ -55,16 +77,6 @@ class CatalogService:
                 capabilities=ProviderCapabilities(supports_versioning=True),
             )
         )
-        for namespace_id, (purpose, prefix) in DEFAULT_NAMESPACES.items():
-            await self.put_namespace(
-                Namespace(
-                    namespace_id=namespace_id,
-                    provider_id="default",
-                    name=namespace_id,
-                    purpose=purpose,
-                    default_prefix=prefix,
-                )
-            )
 
     async def put_provider(
         self, provider: Provider | dict[str, Any], *, actor: str = "system"

@@ -79,6 +79,13 @@ async def verify_vault(
     report.checked["references"] = refs
     report.checked["unreferenced_blobs"] = len(set(sizes) - referenced)
 
+    records = 0
+    async for problem in store.iter_record_problems():
+        records += 1
+        problems.append(problem)
+    progress("records", 1, 1)
+    report.checked["inconsistent_records"] = records
+
     run_ids = [r async for r in store.iter_log_run_ids()]
     lines = 0
     for i, run_id in enumerate(run_ids, start=1):

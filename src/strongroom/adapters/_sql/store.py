@@ -1,36 +1,107 @@
 """`SqlMetadataStore`: the records port on SQLAlchemy Core, assembled from one class per group
-of record kinds (runs, logs, catalog) on `SqlStoreBase`, plus what spans them all: every
-blob reference (snapshots, artifacts, objects) that ``verify`` checks against the blob store.
+of record kinds (runs, logs, catalog) on `SqlStoreBase`, plus what spans them all: the blob
+references ``verify`` checks against the blob store, and the body-versus-column consistency
+check that catches a row edited by hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-from sqlalchemy import select
+from pydantic import BaseModel
+from sqlalchemy import Column, Table, select
 
+from strongroom.adapters._sql.base import AnyRow, parse_body
 from strongroom.adapters._sql.catalog import CatalogRecords
 from strongroom.adapters._sql.logs import LogRecords
 from strongroom.adapters._sql.runs import RunRecords
-from strongroom.adapters._sql.tables import artifacts_table, catalog_objects_table, snapshots_table
+from strongroom.adapters._sql.tables import (
+    artifacts_table,
+    catalog_objects_table,
+    runs_table,
+    snapshots_table,
+)
+from strongroom.errors import IntegrityError
+from strongroom.models import ArtifactMetadata, CatalogObject, Run, SnapshotRecord, VerifyProblem
 
 __all__ = ["SqlMetadataStore"]
+
+# (kind, table, model, key columns, subject of a row): the records that point at blobs or are
+# indexed by copies of their own fields.
+_CHECKED: tuple[
+    tuple[str, Table, type[BaseModel], tuple[str, ...], Callable[[AnyRow], str]], ...
+] = (
+    ("run", runs_table, Run, ("run_id",), lambda r: str(r.run_id)),
+    (
+        "snapshot",
+        snapshots_table,
+        SnapshotRecord,
+        ("run_id", "revision"),
+        lambda r: f"{r.run_id}@{r.revision}",
+    ),
+    ("artifact", artifacts_table, ArtifactMetadata, ("artifact_id",), lambda r: str(r.artifact_id)),
+    ("object", catalog_objects_table, CatalogObject, ("object_id",), lambda r: str(r.object_id)),
+)
 
 
 class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords):
     """`MetadataStore` on SQLAlchemy Core. Subclasses supply the engine and the transaction
     discipline (`_create_engine`, optionally `_prepare` and `_run_transaction`)."""
 
+    async def _checked_rows(self, table: Table, keys: tuple[str, ...]) -> AsyncIterator[AnyRow]:
+        columns: list[Column[Any]] = [table.c[k] for k in keys]
+        async for row in self._keyset_pages(select(table), columns):
+            yield row
+
     async def iter_blob_references(self) -> AsyncIterator[tuple[str, str, str, int]]:
-        s = snapshots_table.c
-        snapshot_rows = select(s.run_id, s.revision, s.sha256, s.size_bytes)
-        async for row in self._keyset_pages(snapshot_rows, [s.run_id, s.revision]):
-            yield ("snapshot", f"{row.run_id}@{row.revision}", row.sha256, row.size_bytes)
-        a = artifacts_table.c
-        artifact_rows = select(a.artifact_id, a.sha256, a.size_bytes)
-        async for row in self._keyset_pages(artifact_rows, [a.artifact_id]):
-            yield ("artifact", row.artifact_id, row.sha256, row.size_bytes)
-        o = catalog_objects_table.c
-        object_rows = select(o.object_id, o.sha256, o.size_bytes)
-        async for row in self._keyset_pages(object_rows, [o.object_id]):
-            yield ("object", row.object_id, row.sha256, row.size_bytes)
+        for kind, table, model, keys, subject_of in _CHECKED:
+            if "sha256" not in table.c:
+                continue
+            async for row in self._checked_rows(table, keys):
+                subject = subject_of(row)
+                try:
+                    record = parse_body(model, row.body, kind, subject)
+                except IntegrityError:
+                    # Reported by iter_record_problems; the indexed copy is all there is.
+                    yield (kind, subject, row.sha256, row.size_bytes)
+                    continue
+                yield (kind, subject, record.sha256, record.size_bytes)  # type: ignore[attr-defined]
+
+    async def iter_record_problems(self) -> AsyncIterator[VerifyProblem]:
+        for kind, table, model, keys, subject_of in _CHECKED:
+            async for row in self._checked_rows(table, keys):
+                subject = subject_of(row)
+                try:
+                    record = parse_body(model, row.body, kind, subject)
+                except IntegrityError as exc:
+                    yield VerifyProblem(
+                        kind=kind,
+                        code=exc.code,
+                        subject=subject,
+                        message=exc.message,
+                        details=exc.details,
+                    )
+                    continue
+                differing = sorted(
+                    name
+                    for name in table.columns.keys()  # noqa: SIM118 - a ColumnCollection
+                    if name != "body"
+                    and name in type(record).model_fields
+                    and _normal(getattr(record, name)) != _normal(getattr(row, name))
+                )
+                if differing:
+                    yield VerifyProblem(
+                        kind=kind,
+                        code="integrity_error",
+                        subject=subject,
+                        message=f"stored {kind} {subject} contradicts itself: "
+                        f"{', '.join(differing)} differ between the record and its index "
+                        "columns (the row was edited)",
+                        details={"fields": differing},
+                    )
+
+
+def _normal(value: Any) -> Any:
+    """Compare enum members with their stored text."""
+    return getattr(value, "value", value)
