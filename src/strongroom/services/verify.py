@@ -48,6 +48,7 @@ async def verify_vault(
     report.checked["blobs"] = len(digests)
 
     referenced: set[str] = set()
+    damaged = {p.subject: p for p in problems}
     refs = 0
     async for kind, subject, digest, size in store.iter_blob_references():
         refs += 1
@@ -63,7 +64,10 @@ async def verify_vault(
                         details={"sha256": digest},
                     )
                 )
-            # present but failed to verify: already reported under "blob"
+            elif digest in damaged:
+                # Reported once under "blob"; name who depends on it there.
+                problem = damaged[digest]
+                problem.details.setdefault("referenced_by", []).append(f"{kind}:{subject}")
         elif sizes[digest] != size:
             problems.append(
                 VerifyProblem(
@@ -77,6 +81,11 @@ async def verify_vault(
             )
         progress("references", refs, None)
     report.checked["references"] = refs
+    for problem in damaged.values():
+        users = problem.details.get("referenced_by")
+        if users:
+            problem.message += f" (used by {', '.join(users[:5])}"
+            problem.message += f" and {len(users) - 5} more)" if len(users) > 5 else ")"
     report.checked["unreferenced_blobs"] = len(set(sizes) - referenced)
 
     records = 0

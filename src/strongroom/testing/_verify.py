@@ -29,7 +29,10 @@ class VerifyTests(VaultFixtureContract):
         await self.corrupt_blob(vault, digest)
         report = await vault.verify()
         assert not report.ok
-        assert any(p.kind == "blob" and p.subject == digest for p in report.problems)
+        (problem,) = [p for p in report.problems if p.kind == "blob"]
+        assert problem.subject == digest
+        # The user learns which record is damaged, not just which blob.
+        assert [r.split(":")[0] for r in problem.details["referenced_by"]] == ["artifact"]
 
     async def test_verify_reports_progress(self, vault: Vault) -> None:
         await self._sample(vault)
