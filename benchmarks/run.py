@@ -1,0 +1,343 @@
+"""Run the benchmarks: ``make bench`` or ``python -m benchmarks.run [options]``.
+
+Writes ``bench-results/latest.json`` (every figure, the sizes, the machine and its load) and
+prints a Markdown table of the figures beside their baselines to stdout; progress goes to
+stderr. Examples::
+
+    python -m benchmarks.run                      # everything, full sizes (about 5-10 min)
+    python -m benchmarks.run --quick              # smoke run with small sizes (about 1 min)
+    python -m benchmarks.run --only run_index --index-runs 20000
+    python -m benchmarks.run --only log_append --profile   # + cProfile of the benchmark
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import pstats
+import resource
+import shlex
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import artifact_large, artifact_small, log_append, run_index, run_latency
+from benchmarks._common import Context, Figure, Sizes
+
+BenchmarkFn = Callable[[Context], Coroutine[Any, Any, list[Figure]]]
+
+BENCHMARKS: dict[str, tuple[str, BenchmarkFn]] = {
+    module.NAME: (module.TITLE, module.run)
+    for module in (artifact_large, artifact_small, run_latency, run_index, log_append)
+}
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = ROOT / "bench-results" / "latest.json"
+DEFAULT_WORKDIR = ROOT / "bench-results" / "work"
+
+
+# -- machine -----------------------------------------------------------------------------------
+
+
+def _command(args: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(list(args), capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
+
+
+def _proc_value(path: str, key: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def machine_info(workdir: Path) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    mem_kib = _proc_value("/proc/meminfo", "MemTotal").split()
+    df_lines = _command(["df", "-T", "-h", str(workdir)]).splitlines()
+    df = df_lines[-1].split() if len(df_lines) > 1 else []
+    status = _command(["git", "-C", str(ROOT), "status", "--porcelain"])
+    return {
+        "nproc": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "cpu_model": _proc_value("/proc/cpuinfo", "model name"),
+        "ram_gib": round(int(mem_kib[0]) / 1024 / 1024, 1) if mem_kib else None,
+        "disk": {
+            "device": df[0] if df else "?",
+            "filesystem": df[1] if len(df) > 1 else "?",
+            "size": df[2] if len(df) > 2 else "?",
+            "mount": df[-1] if df else "?",
+            "workdir": str(workdir),
+        },
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "kernel": f"{platform.system()} {platform.release()}",
+        "sqlite": sqlite3.sqlite_version,
+        "packages": {
+            name: _version(name) for name in ("strongroom", "sqlalchemy", "aiosqlite", "pydantic")
+        },
+        "git": {
+            "commit": _command(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+            "dirty": bool(status),
+        },
+    }
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds every process has used since boot, CPU seconds this process has used)."""
+    busy = 0.0
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            values = [int(v) for v in handle.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+        busy = (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return busy, usage.ru_utime + usage.ru_stime
+
+
+def _others_share(before: tuple[float, float], after: tuple[float, float], wall: float) -> float:
+    """Share of the machine's CPUs (0..1) used by other processes during ``wall`` seconds:
+    a better measure of interference than the load average, which counts our own threads."""
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return round(max(0.0, others) / (wall * (os.cpu_count() or 1)), 3) if wall > 0 else 0.0
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "–"
+    if value >= 1000:
+        text = f"{value:,.0f}"
+    elif value >= 100:
+        text = f"{value:.0f}"
+    elif value >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {unit}"
+
+
+def markdown(results: dict[str, Any], figures: list[Figure]) -> str:
+    out = [
+        "| Benchmark | Figure | strongroom | Baseline (same run) | Speed vs baseline "
+        "| Target | Met | Notes |",
+        "|---|---|---:|---:|---:|---|---|---|",
+    ]
+    for fig in figures:
+        ratio = fig.speed_vs_baseline
+        met = fig.target_met
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    fig.benchmark,
+                    fig.name,
+                    _fmt(fig.value, fig.unit),
+                    _fmt(fig.baseline, fig.unit),
+                    "–" if ratio is None else f"{ratio:.2f}×",
+                    "–" if fig.target is None else fig.target.describe(fig.unit),
+                    "–" if met is None else ("yes" if met else "**no**"),
+                    fig.notes.replace("|", "\\|"),
+                ]
+            )
+            + " |"
+        )
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for fig in figures:
+        if fig.baseline_name:
+            grouped.setdefault((fig.benchmark, fig.baseline_name), []).append(fig.name)
+    baselines = [
+        f"- `{bench}` ({'; '.join(names)}): {baseline}"
+        for (bench, baseline), names in grouped.items()
+    ]
+    m = results["machine"]
+    disk = m["disk"]
+    load = results["load"]
+    others = ", ".join(
+        f"{name} {entry['others_cpu_share']:.0%}" for name, entry in results["benchmarks"].items()
+    )
+    out += [
+        "",
+        "Speed vs baseline: strongroom's rate ÷ the baseline's (for latencies, baseline time ÷ "
+        "strongroom time); 1.00× = as fast as the baseline.",
+        "",
+        "Baselines:",
+        *baselines,
+        "",
+        f"Command: `{results['command']}` ({results['started_at']}, "
+        f"{results['elapsed_s']:.0f} s, git {m['git']['commit']}"
+        f"{' + uncommitted changes' if m['git']['dirty'] else ''})",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model'] or 'unknown model'}), "
+        f"{m['ram_gib']} GiB RAM, {m['kernel']}, {m['python']}, SQLite {m['sqlite']}; "
+        f"disk {disk['device']} {disk['filesystem']} ({disk['size']}) mounted on "
+        f"{disk['mount']}, vaults under {disk['workdir']}",
+        "",
+        f"Load average (1/5/15 min; it counts the benchmark's own threads): "
+        f"{'/'.join(map(str, load['before']))} before, {'/'.join(map(str, load['after']))} "
+        "after. Share of the CPUs used by other processes while each benchmark ran: "
+        f"{others}.",
+    ]
+    return "\n".join(out)
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="strongroom benchmarks: each figure beside a baseline from the same run.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file (%(default)s)"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help="where the temp vaults go; must be on the disk under test (%(default)s)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp vaults")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run each benchmark under cProfile: top functions to stderr, NAME.prof beside "
+        "the JSON (event-loop thread only; the figures are slower while profiling)",
+    )
+    sizes = parser.add_argument_group("sizes (defaults: full run; --quick lowers them)")
+    full, quick = Sizes(), Sizes.quick()
+    for f in fields(Sizes):
+        sizes.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=int,
+            metavar="N",
+            help=f"default {getattr(full, f.name)}, quick {getattr(quick, f.name)}",
+        )
+    args = parser.parse_args(argv)
+    for f in fields(Sizes):
+        value = getattr(args, f.name)
+        if value is not None and value < 1:
+            parser.error(f"--{f.name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def _run_one(name: str, fn: BenchmarkFn, ctx: Context, profile_dir: Path | None) -> list[Figure]:
+    if profile_dir is None:
+        return asyncio.run(fn(ctx))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        return asyncio.run(fn(ctx))
+    finally:
+        profiler.disable()
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(profile_dir / f"{name}.prof")
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+        print(text.getvalue(), file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for name, (title, _) in BENCHMARKS.items():
+            print(f"{name:16} {title}")
+        return 0
+    sizes = (Sizes.quick() if args.quick else Sizes()).override(vars(args))
+    names = list(dict.fromkeys(args.only)) if args.only else list(BENCHMARKS)
+    ctx = Context(sizes=sizes, workdir=args.workdir.resolve(), keep=args.keep)
+    shown = sys.argv[1:] if argv is None else list(argv)
+    results: dict[str, Any] = {
+        "command": " ".join([".venv/bin/python -m benchmarks.run", *map(shlex.quote, shown)]),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "sizes": sizes.as_dict(),
+        "machine": machine_info(ctx.workdir),
+        "load": {"before": _load()},
+        "benchmarks": {},
+    }
+    figures: list[Figure] = []
+    failures = 0
+    started = time.perf_counter()
+    for i, name in enumerate(names, start=1):
+        title, fn = BENCHMARKS[name]
+        print(f"[{i}/{len(names)}] {name}: {title} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        cpu0 = _cpu_seconds()
+        entry: dict[str, Any] = {"title": title, "load_before": _load()}
+        try:
+            got = _run_one(name, fn, ctx, args.output.parent if args.profile else None)
+        except Exception as exc:  # report and go on with the other benchmarks
+            failures += 1
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            print(f"    FAILED: {entry['error']}", file=sys.stderr, flush=True)
+            got = []
+        wall = time.perf_counter() - t0
+        entry.update(
+            elapsed_s=round(wall, 1),
+            load_after=_load(),
+            others_cpu_share=_others_share(cpu0, _cpu_seconds(), wall),
+            figures=[fig.as_dict() for fig in got],
+        )
+        results["benchmarks"][name] = entry
+        figures += got
+        for fig in got:
+            print(f"    {fig.name}: {_fmt(fig.value, fig.unit)}", file=sys.stderr, flush=True)
+        print(f"    done in {entry['elapsed_s']} s", file=sys.stderr, flush=True)
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    results["load"]["after"] = _load()
+
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(markdown(results, figures))
+    print(f"\nresults written to {args.output}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
