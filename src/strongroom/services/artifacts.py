@@ -174,12 +174,16 @@ class ArtifactService:
             run_id=run_id,
         )
 
-    async def _prepare(self, run_id: str, spec: ArtifactInput) -> ArtifactFormat:
-        """Validate everything before any byte is stored, so a bad call leaves no trace."""
+    def _check(self, run_id: str, spec: ArtifactInput) -> ArtifactFormat:
+        """Validate the description before any byte is stored, so a bad call leaves no trace."""
         fmt = spec.format or _infer_format(spec.name)
         # Dry-run the metadata validation with a placeholder blob (catches bad names, tags...).
         self._describe(run_id, BlobInfo(sha256="0" * 64, size_bytes=0), spec, fmt)
-        await self._store.get_run(run_id)
+        return fmt
+
+    async def _prepare(self, run_id: str, spec: ArtifactInput) -> ArtifactFormat:
+        fmt = self._check(run_id, spec)
+        await self._store.get_run(run_id)  # NotFound before any blob is written
         return fmt
 
     async def put_stream(
@@ -235,7 +239,8 @@ class ArtifactService:
     ) -> list[ArtifactMetadata]:
         """Store many small artifacts with one durability pass and one records transaction."""
         specs = [parse(ArtifactInput, spec, operation="artifacts.put_many") for _, spec in items]
-        formats = [await self._prepare(run_id, spec) for spec in specs]
+        formats = [self._check(run_id, spec) for spec in specs]
+        await self._store.get_run(run_id)  # once per batch
         for (data, _), fmt in zip(items, formats, strict=True):
             if fmt in (ArtifactFormat.JSON, ArtifactFormat.JSONL):
                 async for _chunk in _checked(_one(data), fmt, "artifacts.put_many"):

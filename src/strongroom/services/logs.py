@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from strongroom.errors import Conflict, NotFound
+from strongroom.errors import Conflict, NotFound, ValidationError
+from strongroom.ids import check_entity_id
 from strongroom.models import (
     ArtifactFormat,
     ArtifactMetadata,
@@ -22,9 +23,9 @@ from strongroom.models import (
 from strongroom.ports import MetadataStore
 from strongroom.services._common import (
     GENESIS_HASH,
+    chain_hash,
     parse,
     retry_on_conflict,
-    seal_entry,
     verify_chain,
 )
 from strongroom.services.audit import AuditService, merkle_root
@@ -36,6 +37,15 @@ if TYPE_CHECKING:
 __all__ = ["LogService"]
 
 _PAGE = 5000
+
+
+def _run_id(value: str) -> str:
+    try:
+        return check_entity_id(value)
+    except ValueError as exc:
+        raise ValidationError(
+            f"invalid run id {value[:80]!r}: {exc}", operation="logs.append"
+        ) from exc
 
 
 class LogService:
@@ -60,6 +70,7 @@ class LogService:
     async def append_many(
         self, run_id: str, lines: Sequence[LogLine | dict[str, Any]]
     ) -> list[LogEntry]:
+        run_id = _run_id(run_id)
         parsed = [parse(LogLine, line, operation="logs.append", run_id=run_id) for line in lines]
         if not parsed:
             return []
@@ -83,17 +94,14 @@ class LogService:
                 run_id=run_id,
                 reason="sealed",
             )
-        redacted = [
-            {
-                "timestamp": line.timestamp.isoformat(),
-                "level": line.level.value,
-                "event": line.event,
-                "phase": line.phase,
-                "message": self._redactor.text(line.message),
-                "data": self._redactor.value(line.data),
-            }
-            for line in parsed
-        ]
+        # One JSON-mode dump per line: the hash is taken over exactly the form that
+        # LogEntry.model_dump(mode="json") produces, so verify recomputes it bit for bit.
+        redacted: list[tuple[LogLine, dict[str, Any]]] = []
+        for line in parsed:
+            body = line.model_dump(mode="json")
+            body["message"] = self._redactor.text(body["message"])
+            body["data"] = self._redactor.value(body["data"])
+            redacted.append((line, body))
         first_try = True
 
         async def attempt() -> list[LogEntry]:
@@ -105,14 +113,24 @@ class LogService:
                 cached = (head.seq, head.hash) if head else (0, GENESIS_HASH)
             seq, prev = cached
             out: list[LogEntry] = []
-            for body in redacted:
+            for line, body in redacted:
                 seq += 1
-                entry = seal_entry(
-                    LogEntry.model_validate(
-                        {**body, "run_id": run_id, "seq": seq, "prev_hash": prev, "hash": prev}
-                    )
+                digest = chain_hash({**body, "run_id": run_id, "seq": seq, "prev_hash": prev})
+                # Every field was validated as a LogLine (and run_id by the store), so the
+                # entry is assembled without a second validation pass.
+                entry = LogEntry.model_construct(
+                    run_id=run_id,
+                    seq=seq,
+                    timestamp=line.timestamp,
+                    level=line.level,
+                    event=line.event,
+                    phase=line.phase,
+                    message=body["message"],
+                    data=body["data"],
+                    prev_hash=prev,
+                    hash=digest,
                 )
-                prev = entry.hash
+                prev = digest
                 out.append(entry)
             try:
                 await self._store.append_log_entries(out)

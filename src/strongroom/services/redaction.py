@@ -13,23 +13,30 @@ __all__ = ["DEFAULT_REDACT_PATTERNS", "Redactor"]
 
 REDACTED = "[REDACTED]"
 
-# Conservative defaults: credentials that commonly leak into pipeline logs.
-DEFAULT_REDACT_PATTERNS: tuple[str, ...] = (
-    r"AKIA[0-9A-Z]{16}",  # AWS access key id
-    r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}",  # HTTP bearer tokens
-    r"(?i)\b(password|passwd|secret|api[_-]?key|token)\s*[=:]\s*[^\s,;&]+",  # key=value secrets
-    r"sk-[A-Za-z0-9_-]{16,}",  # common API-key shape
-    r"gh[pousr]_[A-Za-z0-9]{20,}",  # GitHub tokens
-    r"(?i)(postgres(?:ql)?|mysql|s3|https?)://[^\s:/@]+:[^\s@/]+@",  # credentials in URLs
+# Conservative defaults: credentials that commonly leak into pipeline logs. Each comes with
+# lowercase literals one of which must occur for it to match: a cheap `in` test skips the
+# regex for the vast majority of strings (logging is a hot path).
+_DEFAULTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"AKIA[0-9A-Z]{16}", ("akia",)),  # AWS access key id
+    (r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", ("bearer",)),  # HTTP bearer tokens
+    (
+        r"(?i)\b(password|passwd|secret|api[_-]?key|token)\s*[=:]\s*[^\s,;&]+",
+        ("pass", "secret", "api", "token"),
+    ),
+    (r"sk-[A-Za-z0-9_-]{16,}", ("sk-",)),  # common API-key shape
+    (r"gh[pousr]_[A-Za-z0-9]{20,}", ("gh",)),  # GitHub tokens
+    (r"(?i)(postgres(?:ql)?|mysql|s3|https?)://[^\s:/@]+:[^\s@/]+@", ("://",)),  # URL creds
 )
+DEFAULT_REDACT_PATTERNS: tuple[str, ...] = tuple(pattern for pattern, _ in _DEFAULTS)
+_HINTS = dict(_DEFAULTS)
 
 
 class Redactor:
     def __init__(self, patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS) -> None:
-        compiled: list[re.Pattern[str]] = []
+        compiled: list[tuple[re.Pattern[str], tuple[str, ...] | None]] = []
         for pattern in patterns:
             try:
-                compiled.append(re.compile(pattern))
+                compiled.append((re.compile(pattern), _HINTS.get(pattern)))
             except re.error as exc:
                 raise ValidationError(
                     f"invalid redaction pattern {pattern!r}: {exc}",
@@ -39,7 +46,10 @@ class Redactor:
         self._patterns = tuple(compiled)
 
     def text(self, value: str) -> str:
-        for pattern in self._patterns:
+        lowered = value.lower()
+        for pattern, hints in self._patterns:
+            if hints is not None and not any(hint in lowered for hint in hints):
+                continue
             if pattern.search(value):
                 value = pattern.sub(REDACTED, value)
         return value
