@@ -53,6 +53,9 @@ class AuditService:
             raise ValueError("checkpoint_interval must be >= 1")
         self._store = store
         self.checkpoint_interval = checkpoint_interval
+        # The last head this process appended: saves a read per event. Another process
+        # appending meanwhile makes our append collide (Conflict), and we re-read.
+        self._head: tuple[int, str] | None = None
 
     async def record(self, event: AuditEvent | dict[str, Any]) -> AuditEntry:
         return (await self.record_many([event]))[0]
@@ -61,9 +64,10 @@ class AuditService:
         parsed = [parse(AuditEvent, e, operation="audit.record") for e in events]
 
         async def attempt() -> list[AuditEntry]:
-            head = await self._store.audit_head()
-            seq = head.seq if head else 0
-            prev = head.hash if head else GENESIS_HASH
+            if self._head is None:
+                head = await self._store.audit_head()
+                self._head = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+            seq, prev = self._head
             out: list[AuditEntry] = []
             for ev in parsed:
                 seq += 1
@@ -80,7 +84,12 @@ class AuditService:
                 entry = seal_entry(AuditEntry.model_validate({**body, "hash": GENESIS_HASH}))
                 prev = entry.hash
                 out.append(entry)
-            await self._store.append_audit_entries(out)
+            try:
+                await self._store.append_audit_entries(out)
+            except Conflict:
+                self._head = None
+                raise
+            self._head = (seq, prev)
             return out
 
         entries = await retry_on_conflict(attempt)

@@ -33,8 +33,9 @@ class SnapshotService:
                 "expected_revision must be >= 0", operation="snapshots.save", run_id=run_id
             )
         parsed = parse(RunState, state, operation="snapshots.save", run_id=run_id)
-        await self._store.get_run(run_id)
         latest = await self.latest_revision(run_id)
+        if latest == 0:
+            await self._store.get_run(run_id)  # NotFound before any blob is written
         if latest != expected_revision:
             raise _stale(run_id, expected_revision, latest)
         payload = canonical_json(parsed.model_dump(mode="json"))
