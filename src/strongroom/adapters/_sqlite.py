@@ -12,6 +12,12 @@ Why no caller ever sees "database is locked":
 3. ``busy_timeout`` (60 s) makes SQLite itself wait for the lock held by another process.
 4. A bounded retry with jittered exponential backoff re-runs the whole transaction on the
    rare SQLITE_BUSY that slips through (WAL recovery, a starved writer after the timeout).
+
+Each transaction is one hop to a worker thread on a sync ``sqlite+pysqlite`` engine (see the
+``_sql`` package): write transactions on the store's own writer thread (they are serialized
+anyway, and the thread keeps its connection warm), reads on the loop's default executor. The
+pool's connections are opened with ``check_same_thread=False`` so any worker thread may use
+them; a checked-out connection belongs to one transaction, hence to one thread at a time.
 """
 
 from __future__ import annotations
@@ -19,16 +25,17 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import sqlalchemy.exc as sa_exc
-from sqlalchemy import URL, event
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import URL, create_engine, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from strongroom.adapters._sql import Operation, SqlMetadataStore, map_db_errors
+from strongroom.adapters._sql.base import run_in_thread
 from strongroom.errors import map_os_errors
 
 __all__ = ["SqliteMetadataStore", "open_sqlite_store"]
@@ -84,6 +91,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         self._synchronous = synchronous
         self._max_attempts = max_attempts
         self._write_lock = asyncio.Lock()
+        self._writer: ThreadPoolExecutor | None = None  # started on the first write
 
     def __repr__(self) -> str:
         return f"SqliteMetadataStore({str(self.path)!r})"
@@ -92,16 +100,24 @@ class SqliteMetadataStore(SqlMetadataStore):
         # A local file path is useful context and holds no secret.
         return {"path": str(self.path)}
 
-    def _create_engine(self) -> AsyncEngine:
-        engine = create_async_engine(
-            URL.create("sqlite+aiosqlite", database=str(self.path)),
-            # sqlite3's own busy timeout, in force from the moment the file is opened.
-            connect_args={"timeout": self._busy_timeout},
+    def _create_engine(self) -> Engine:
+        engine = create_engine(
+            URL.create("sqlite+pysqlite", database=str(self.path)),
+            # Most recently returned connection first: the writer thread keeps reusing a
+            # warm connection instead of cycling through the whole pool.
+            pool_use_lifo=True,
+            connect_args={
+                # sqlite3's own busy timeout, in force from the moment the file is opened.
+                "timeout": self._busy_timeout,
+                # Transactions run on worker threads; the pool hands a connection to one
+                # transaction (one thread) at a time.
+                "check_same_thread": False,
+            },
         )
         busy_ms = int(self._busy_timeout * 1000)
         synchronous = self._synchronous
 
-        @event.listens_for(engine.sync_engine, "connect")
+        @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
             # Take BEGIN away from the sqlite3 module (it would skip it before SELECTs and
             # DDL); the "begin" hook below emits the right BEGIN for each transaction.
@@ -114,7 +130,7 @@ class SqliteMetadataStore(SqlMetadataStore):
             finally:
                 cursor.close()
 
-        @event.listens_for(engine.sync_engine, "begin")
+        @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             mode = conn.get_execution_options().get(_BEGIN_OPTION, "deferred")
             statement = _BEGIN_STATEMENTS[mode]
@@ -123,13 +139,39 @@ class SqliteMetadataStore(SqlMetadataStore):
 
         return engine
 
-    async def _prepare(self, engine: AsyncEngine) -> None:
+    async def open(self) -> None:
+        try:
+            await super().open()
+        except BaseException:
+            if self._engine is None:
+                self._stop_writer()
+            raise
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            self._stop_writer()
+
+    def _writer_thread(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="strongroom-sqlite-writer"
+            )
+        return self._writer
+
+    def _stop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=False)  # queued work still runs; the thread then exits
+
+    async def _prepare(self, engine: Engine) -> None:
         with map_os_errors("open", backend=self.backend, path=str(self.path)):
             await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
 
-        async def enable_wal(conn: AsyncConnection) -> None:
+        def enable_wal(conn: Connection) -> None:
             # journal_mode is persistent in the file; setting it again is a cheap no-op.
-            await conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+            conn.exec_driver_sql("PRAGMA journal_mode = WAL")
 
         # Outside a transaction: SQLite refuses to change the journal mode inside one.
         with map_db_errors("open", self.backend, **self._error_details()):
@@ -145,8 +187,8 @@ class SqliteMetadataStore(SqlMetadataStore):
             try:
                 if serialize:
                     async with self._write_lock:
-                        return await self._attempt(fn, begin)
-                return await self._attempt(fn, begin)
+                        return await self._attempt(fn, begin, self._writer_thread())
+                return await self._attempt(fn, begin, None)
             except sa_exc.DBAPIError as exc:
                 if not _is_busy(exc) or attempt >= self._max_attempts:
                     raise
@@ -155,11 +197,20 @@ class SqliteMetadataStore(SqlMetadataStore):
             delay = min(delay * 2, 2.0)
             attempt += 1
 
-    async def _attempt(self, fn: Operation[T], begin: BeginMode) -> T:
-        async with self._require_engine().connect() as conn:
-            await conn.execution_options(**{_BEGIN_OPTION: begin})
-            async with conn.begin():
-                return await fn(conn)
+    async def _attempt(
+        self, fn: Operation[T], begin: BeginMode, executor: ThreadPoolExecutor | None
+    ) -> T:
+        """One try of the whole transaction (BEGIN, ``fn``, COMMIT) in one worker-thread hop
+        (on ``executor``, or the loop's default one)."""
+        engine = self._require_engine()
+
+        def transaction() -> T:
+            with engine.connect() as conn:
+                conn.execution_options(**{_BEGIN_OPTION: begin})
+                with conn.begin():
+                    return fn(conn)
+
+        return await run_in_thread(transaction, executor=executor)
 
 
 async def open_sqlite_store(

@@ -1,20 +1,27 @@
 """What every SQL record kind builds on: the engine and its lifecycle, migrating on open, and
 `_read` / `_write`, which run one transaction under `map_db_errors`; plus the small statement
 runners and the body parser that the record-kind modules share.
+
+An `Operation` is a plain synchronous function of a sync `Connection`: the whole transaction
+(BEGIN, every statement, COMMIT) runs on a worker thread in one hop from the event loop
+(`run_in_thread`), instead of one loop-to-thread round trip per statement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any, Final, Self, TypeAlias, TypeVar
 
 import pydantic
 from sqlalchemy import Column, Executable, Row, Select, Table, literal, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection, Engine
 
 from strongroom.adapters._sql.errors import map_db_errors
 from strongroom.adapters._sql.schema import (
@@ -42,12 +49,14 @@ __all__ = [
     "fetch_first",
     "fetch_scalar",
     "parse_body",
+    "run_in_thread",
 ]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=pydantic.BaseModel)
 
-Operation = Callable[[AsyncConnection], Awaitable[T]]
+# One transaction's work, run on a worker thread with the transaction already begun.
+Operation = Callable[[Connection], T]
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 # Rows fetched per round trip by the streaming iterators (each page is its own short read
@@ -74,25 +83,51 @@ def check_limit(limit: int, operation: str) -> None:
         )
 
 
-def fetch_all(stmt: Executable) -> Operation[list[AnyRow]]:
-    async def op(conn: AsyncConnection) -> list[AnyRow]:
-        return list((await conn.execute(stmt)).all())
+# ``params`` bind the ``bindparam`` placeholders of a statement built once at import: a
+# statement reused that way skips SQLAlchemy's per-call construction and cache-key work.
+
+
+def fetch_all(stmt: Executable, params: Mapping[str, Any] | None = None) -> Operation[list[AnyRow]]:
+    def op(conn: Connection) -> list[AnyRow]:
+        return list(conn.execute(stmt, params).all())
 
     return op
 
 
-def fetch_first(stmt: Executable) -> Operation[AnyRow | None]:
-    async def op(conn: AsyncConnection) -> AnyRow | None:
-        return (await conn.execute(stmt)).first()
+def fetch_first(
+    stmt: Executable, params: Mapping[str, Any] | None = None
+) -> Operation[AnyRow | None]:
+    def op(conn: Connection) -> AnyRow | None:
+        return conn.execute(stmt, params).first()
 
     return op
 
 
-def fetch_scalar(stmt: Executable) -> Operation[Any]:
-    async def op(conn: AsyncConnection) -> Any:
-        return await conn.scalar(stmt)
+def fetch_scalar(stmt: Executable, params: Mapping[str, Any] | None = None) -> Operation[Any]:
+    def op(conn: Connection) -> Any:
+        return conn.scalar(stmt, params)
 
     return op
+
+
+async def run_in_thread(fn: Callable[..., T], *args: Any, executor: Executor | None = None) -> T:
+    """``fn(*args)`` on a worker thread (the loop's default executor unless given), with the
+    caller's context variables.
+
+    A thread cannot be interrupted: if the caller is cancelled, this still waits for ``fn``
+    to finish (its transaction commits or rolls back) before the cancellation propagates, so
+    a lock the caller holds (the SQLite write lock) is never released while its transaction
+    is still running.
+    """
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, fn, *args)
+    future = loop.run_in_executor(executor, call)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if not future.done():
+            await asyncio.wait([future])
+        raise
 
 
 class SqlStoreBase(MetadataStore):
@@ -103,31 +138,38 @@ class SqlStoreBase(MetadataStore):
     backend: str = "sql"
 
     def __init__(self) -> None:
-        self._engine: AsyncEngine | None = None
+        self._engine: Engine | None = None
         self._open_lock = asyncio.Lock()
 
     # -- backend hooks ----------------------------------------------------------------------
 
     @abstractmethod
-    def _create_engine(self) -> AsyncEngine:
-        """A new engine for this store (connections are made lazily)."""
+    def _create_engine(self) -> Engine:
+        """A new (sync) engine for this store (connections are made lazily). Its connections
+        must be usable from any worker thread, one thread at a time."""
 
-    async def _prepare(self, engine: AsyncEngine) -> None:
+    async def _prepare(self, engine: Engine) -> None:
         """Runs once in `open` before migrations (create directories, set file modes...)."""
 
     def _error_details(self) -> dict[str, Any]:
         """Context attached to every mapped error; must never hold credentials."""
         return {}
 
-    async def _lock_for_migration(self, conn: AsyncConnection) -> None:
+    def _lock_for_migration(self, conn: Connection) -> None:
         """Make concurrent openers migrate one at a time, inside the migration transaction.
         SQLite needs nothing (its write transaction is exclusive); PostgreSQL would take a
         transaction-scoped advisory lock here."""
 
     async def _run_transaction(self, fn: Operation[T], *, write: bool) -> T:
-        """Run ``fn`` in one transaction; a backend adds locking and retries here."""
-        async with self._require_engine().connect() as conn, conn.begin():
-            return await fn(conn)
+        """Run ``fn`` in one transaction on a worker thread; a backend adds locking and
+        retries here."""
+        engine = self._require_engine()
+
+        def transaction() -> T:
+            with engine.connect() as conn, conn.begin():
+                return fn(conn)
+
+        return await run_in_thread(transaction)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -142,13 +184,13 @@ class SqlStoreBase(MetadataStore):
                 await self._migrate()
             except BaseException:
                 self._engine = None
-                await engine.dispose()
+                await run_in_thread(engine.dispose)
                 raise
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
         if engine is not None:
-            await engine.dispose()
+            await run_in_thread(engine.dispose)
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -159,7 +201,7 @@ class SqlStoreBase(MetadataStore):
 
     async def _migrate(self) -> None:
         heads = schema_heads()
-        current = await self._read("open", lambda conn: conn.run_sync(current_revisions))
+        current = await self._read("open", current_revisions)
         if current == heads:
             return  # the common case: one indexed read, no write lock
         unknown = current - known_revisions()
@@ -173,16 +215,16 @@ class SqlStoreBase(MetadataStore):
                 **self._error_details(),
             )
 
-        async def upgrade(conn: AsyncConnection) -> None:
-            await self._lock_for_migration(conn)
-            await conn.run_sync(upgrade_to_head)
+        def upgrade(conn: Connection) -> None:
+            self._lock_for_migration(conn)
+            upgrade_to_head(conn)
 
         await self._write("migrate", upgrade)
 
     def _not_found(self, operation: str, message: str, **details: Any) -> NotFound:
         return NotFound(message, operation=operation, backend=self.backend, **details)
 
-    def _require_engine(self) -> AsyncEngine:
+    def _require_engine(self) -> Engine:
         if self._engine is None:
             raise StorageIOError(
                 "the records store is not open (call open() first)",
@@ -201,7 +243,7 @@ class SqlStoreBase(MetadataStore):
 
     @staticmethod
     def _upsert(
-        conn: AsyncConnection, table: Table, values: Mapping[str, Any], key: Sequence[str]
+        conn: Connection, table: Table, values: Mapping[str, Any], key: Sequence[str]
     ) -> Executable:
         """INSERT ... ON CONFLICT (key) DO UPDATE: atomic insert-or-replace on both dialects."""
         dialect = conn.dialect.name

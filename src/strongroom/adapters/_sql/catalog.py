@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.base import (
     SqlStoreBase,
@@ -55,8 +55,8 @@ class CatalogRecords(SqlStoreBase):
     async def put_provider(self, provider: Provider) -> None:
         values = {"provider_id": provider.provider_id, "body": provider.model_dump_json()}
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(self._upsert(conn, providers_table, values, ["provider_id"]))
+        def op(conn: Connection) -> None:
+            conn.execute(self._upsert(conn, providers_table, values, ["provider_id"]))
 
         await self._write("put_provider", op, provider_id=provider.provider_id)
 
@@ -83,8 +83,8 @@ class CatalogRecords(SqlStoreBase):
             "body": namespace.model_dump_json(),
         }
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(self._upsert(conn, namespaces_table, values, ["namespace_id"]))
+        def op(conn: Connection) -> None:
+            conn.execute(self._upsert(conn, namespaces_table, values, ["namespace_id"]))
 
         await self._write(
             "put_namespace",
@@ -116,8 +116,8 @@ class CatalogRecords(SqlStoreBase):
     async def put_object(self, obj: CatalogObject) -> None:
         values = _object_row(obj)
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(self._upsert(conn, catalog_objects_table, values, ["object_id"]))
+        def op(conn: Connection) -> None:
+            conn.execute(self._upsert(conn, catalog_objects_table, values, ["object_id"]))
 
         await self._write(
             "put_object", op, object_id=obj.object_id, namespace_id=obj.namespace_id, uri=obj.path
@@ -153,8 +153,8 @@ class CatalogRecords(SqlStoreBase):
         return [parse_body(CatalogObject, row.body, "object", row.object_id) for row in rows]
 
     async def delete_object(self, object_id: str) -> None:
-        async def op(conn: AsyncConnection) -> int:
-            result = await conn.execute(
+        def op(conn: Connection) -> int:
+            result = conn.execute(
                 delete(catalog_objects_table).where(catalog_objects_table.c.object_id == object_id)
             )
             return result.rowcount

@@ -6,10 +6,10 @@ log lines take a hot-path bulk insert that bypasses SQLAlchemy's per-row process
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Dialect, Table, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Dialect, Table, bindparam, func, insert, select
+from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.base import (
     SqlStoreBase,
@@ -88,18 +88,27 @@ def _compiled_insert(table: Table, dialect: Dialect) -> tuple[str, tuple[str, ..
     return _COMPILED_INSERTS[key]
 
 
-async def _driver_executemany(
-    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
-) -> None:
+def _driver_executemany(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """The hot-path bulk insert (log lines): the statement is compiled from the Core table
     once per dialect, and rows, already holding driver-ready values, go straight to the
     driver's executemany. That skips SQLAlchemy's per-row parameter processing, about a
     third of the cost of appending a log line on SQLite."""
     sql, order = _compiled_insert(table, conn.dialect)
     if order is None:
-        await conn.exec_driver_sql(sql, [dict(row) for row in rows])
+        conn.exec_driver_sql(sql, [dict(row) for row in rows])
     else:
-        await conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
+        conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
+
+
+# The hot paths' statements, built once (see `fetch_scalar`).
+_LOG_HEAD_SEQ: Final = select(func.max(log_entries_table.c.seq)).where(
+    log_entries_table.c.run_id == bindparam("run_id")
+)
+_GET_LOG_REFERENCE: Final = select(log_refs_table.c.body).where(
+    log_refs_table.c.run_id == bindparam("run_id")
+)
+_AUDIT_HEAD_SEQ: Final = select(func.max(audit_entries_table.c.seq))
+_INSERT_AUDIT: Final = insert(audit_entries_table)
 
 
 class LogRecords(SqlStoreBase):
@@ -118,13 +127,11 @@ class LogRecords(SqlStoreBase):
         dialect = self._require_engine().dialect
         to_db = _TIMESTAMP.process_bind_param
         rows = [_log_row(entry, to_db(entry.timestamp, dialect)) for entry in entries]
-        c = log_entries_table.c
-        head_stmt = select(func.max(c.seq)).where(c.run_id == run_id)
 
-        async def op(conn: AsyncConnection) -> None:
-            head = await conn.scalar(head_stmt)
+        def op(conn: Connection) -> None:
+            head = conn.scalar(_LOG_HEAD_SEQ, {"run_id": run_id})
             _require_next_seqs("append_log_entries", head, entries, run_id=run_id)
-            await _driver_executemany(conn, log_entries_table, rows)
+            _driver_executemany(conn, log_entries_table, rows)
 
         await self._write(
             "append_log_entries",
@@ -169,22 +176,22 @@ class LogRecords(SqlStoreBase):
             .where(log_entries_table.c.run_id == run_id)
         )
 
-        async def op(conn: AsyncConnection) -> int:
-            return int(await conn.scalar(stmt) or 0)
+        def op(conn: Connection) -> int:
+            return int(conn.scalar(stmt) or 0)
 
         return await self._read("count_log_entries", op, run_id=run_id)
 
     async def put_log_reference(self, ref: LogReference) -> None:
         values = {"run_id": ref.run_id, "body": ref.model_dump_json()}
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(self._upsert(conn, log_refs_table, values, ["run_id"]))
+        def op(conn: Connection) -> None:
+            conn.execute(self._upsert(conn, log_refs_table, values, ["run_id"]))
 
         await self._write("put_log_reference", op, run_id=ref.run_id)
 
     async def get_log_reference(self, run_id: str) -> LogReference | None:
-        stmt = select(log_refs_table.c.body).where(log_refs_table.c.run_id == run_id)
-        body = await self._read("get_log_reference", fetch_scalar(stmt), run_id=run_id)
+        fetch = fetch_scalar(_GET_LOG_REFERENCE, {"run_id": run_id})
+        body = await self._read("get_log_reference", fetch, run_id=run_id)
         return None if body is None else parse_body(LogReference, body, "log_reference", run_id)
 
     async def iter_log_run_ids(self) -> AsyncIterator[str]:
@@ -202,12 +209,10 @@ class LogRecords(SqlStoreBase):
             for entry in entries
         ]
 
-        head_stmt = select(func.max(audit_entries_table.c.seq))
-
-        async def op(conn: AsyncConnection) -> None:
-            head = await conn.scalar(head_stmt)
+        def op(conn: Connection) -> None:
+            head = conn.scalar(_AUDIT_HEAD_SEQ)
             _require_next_seqs("append_audit_entries", head, entries)
-            await conn.execute(insert(audit_entries_table), rows)
+            conn.execute(_INSERT_AUDIT, rows)
 
         await self._write(
             "append_audit_entries", op, first_seq=entries[0].seq, last_seq=entries[-1].seq
@@ -235,8 +240,8 @@ class LogRecords(SqlStoreBase):
     async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
         row = {"tree_size": checkpoint.tree_size, "body": checkpoint.model_dump_json()}
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(audit_checkpoints_table), row)
+        def op(conn: Connection) -> None:
+            conn.execute(insert(audit_checkpoints_table), row)
 
         await self._write("insert_checkpoint", op, tree_size=checkpoint.tree_size)
 

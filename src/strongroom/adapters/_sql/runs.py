@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     Column,
     ColumnElement,
     Select,
+    bindparam,
     exists,
     func,
     insert,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from strongroom.adapters._cursor import decode_run_cursor, encode_run_cursor
 from strongroom.adapters._sql.base import (
@@ -150,14 +151,30 @@ def _artifact_row(artifact: ArtifactMetadata) -> dict[str, Any]:
     }
 
 
-async def _existing(conn: AsyncConnection, column: Column[str], values: Sequence[str]) -> set[str]:
+def _existing(conn: Connection, column: Column[str], values: Sequence[str]) -> set[str]:
     """Which of ``values`` are present in ``column`` (in chunks: SQL has parameter limits)."""
     found: set[str] = set()
     for start in range(0, len(values), PAGE_SIZE):
         chunk = values[start : start + PAGE_SIZE]
-        result = await conn.execute(select(column).where(column.in_(chunk)))
+        result = conn.execute(select(column).where(column.in_(chunk)))
         found.update(result.scalars())
     return found
+
+
+# The hot paths' statements, built once (see `fetch_scalar`).
+_INSERT_RUN: Final = insert(runs_table)
+_GET_RUN: Final = select(runs_table.c.body).where(runs_table.c.run_id == bindparam("run_id"))
+_INSERT_SNAPSHOT: Final = insert(snapshots_table)
+_LATEST_SNAPSHOT: Final = (
+    select(snapshots_table.c.body)
+    .where(snapshots_table.c.run_id == bindparam("run_id"))
+    .order_by(snapshots_table.c.revision.desc())
+    .limit(1)
+)
+_SNAPSHOT_AT: Final = select(snapshots_table.c.body).where(
+    snapshots_table.c.run_id == bindparam("run_id"),
+    snapshots_table.c.revision == bindparam("revision"),
+)
 
 
 class RunRecords(SqlStoreBase):
@@ -166,14 +183,15 @@ class RunRecords(SqlStoreBase):
     async def insert_run(self, run: Run) -> None:
         row = _run_row(run)
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(runs_table), row)
+        def op(conn: Connection) -> None:
+            conn.execute(_INSERT_RUN, row)
 
         await self._write("insert_run", op, run_id=run.run_id)
 
     async def get_run(self, run_id: str) -> Run:
-        stmt = select(runs_table.c.body).where(runs_table.c.run_id == run_id)
-        body = await self._read("get_run", fetch_scalar(stmt), run_id=run_id)
+        body = await self._read(
+            "get_run", fetch_scalar(_GET_RUN, {"run_id": run_id}), run_id=run_id
+        )
         if body is None:
             raise self._not_found("get_run", f"no run {run_id}", run_id=run_id)
         return parse_body(Run, body, "run", run_id)
@@ -183,15 +201,15 @@ class RunRecords(SqlStoreBase):
         row = _run_row(stored)
         del row["run_id"]
 
-        async def op(conn: AsyncConnection) -> None:
-            result = await conn.execute(
+        def op(conn: Connection) -> None:
+            result = conn.execute(
                 update(runs_table)
                 .where(runs_table.c.run_id == run.run_id, runs_table.c.version == expected_version)
                 .values(row)
             )
             if result.rowcount == 1:
                 return
-            actual = await conn.scalar(
+            actual = conn.scalar(
                 select(runs_table.c.version).where(runs_table.c.run_id == run.run_id)
             )
             if actual is None:
@@ -213,10 +231,10 @@ class RunRecords(SqlStoreBase):
     async def query_runs(self, query: RunQuery) -> RunPage:
         count_stmt, page_stmt = run_index_statements(query)
 
-        async def op(conn: AsyncConnection) -> tuple[int, list[AnyRow]]:
+        def op(conn: Connection) -> tuple[int, list[AnyRow]]:
             # One read transaction: the total and the page see the same snapshot.
-            total = await conn.scalar(count_stmt)
-            rows = (await conn.execute(page_stmt)).all()
+            total = conn.scalar(count_stmt)
+            rows = conn.execute(page_stmt).all()
             return int(total or 0), list(rows)
 
         total, rows = await self._read("query_runs", op)
@@ -233,21 +251,18 @@ class RunRecords(SqlStoreBase):
     async def insert_snapshot(self, record: SnapshotRecord) -> None:
         row = _snapshot_row(record)
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(snapshots_table), row)
+        def op(conn: Connection) -> None:
+            conn.execute(_INSERT_SNAPSHOT, row)
 
         await self._write("insert_snapshot", op, run_id=record.run_id, revision=record.revision)
 
     async def get_snapshot(self, run_id: str, revision: int | None = None) -> SnapshotRecord:
-        stmt = select(snapshots_table.c.body).where(snapshots_table.c.run_id == run_id)
         if revision is None:
-            stmt = stmt.order_by(snapshots_table.c.revision.desc()).limit(1)
+            fetch = fetch_scalar(_LATEST_SNAPSHOT, {"run_id": run_id})
         else:
-            stmt = stmt.where(snapshots_table.c.revision == revision)
+            fetch = fetch_scalar(_SNAPSHOT_AT, {"run_id": run_id, "revision": revision})
 
-        body = await self._read(
-            "get_snapshot", fetch_scalar(stmt), run_id=run_id, revision=revision
-        )
+        body = await self._read("get_snapshot", fetch, run_id=run_id, revision=revision)
         if body is None:
             which = "any snapshot" if revision is None else f"snapshot revision {revision}"
             raise self._not_found(
@@ -282,10 +297,10 @@ class RunRecords(SqlStoreBase):
         ids = [artifact.artifact_id for artifact in artifacts]
         run_ids = sorted({artifact.run_id for artifact in artifacts})
 
-        async def op(conn: AsyncConnection) -> None:
+        def op(conn: Connection) -> None:
             # Checked first so that the error names every failing item (the constraints
             # below stay the guarantee, e.g. against a concurrent writer on PostgreSQL).
-            taken = await _existing(conn, artifacts_table.c.artifact_id, ids)
+            taken = _existing(conn, artifacts_table.c.artifact_id, ids)
             duplicates = sorted(taken | {i for i, n in Counter(ids).items() if n > 1})
             if duplicates:
                 raise Conflict(
@@ -295,7 +310,7 @@ class RunRecords(SqlStoreBase):
                     reason="duplicate_id",
                     items=duplicates,
                 )
-            missing = sorted(set(run_ids) - await _existing(conn, runs_table.c.run_id, run_ids))
+            missing = sorted(set(run_ids) - _existing(conn, runs_table.c.run_id, run_ids))
             if missing:
                 raise self._not_found(
                     "insert_artifacts",
@@ -303,9 +318,9 @@ class RunRecords(SqlStoreBase):
                     reason="unknown_run",
                     items=missing,
                 )
-            await conn.execute(insert(artifacts_table), rows)
+            conn.execute(insert(artifacts_table), rows)
             if tag_rows:
-                await conn.execute(insert(artifact_tags_table), tag_rows)
+                conn.execute(insert(artifact_tags_table), tag_rows)
 
         await self._write("insert_artifacts", op, artifact_id=ids[0] if len(ids) == 1 else None)
 
