@@ -44,8 +44,18 @@ class Redactor:
                     reason="bad_pattern",
                 ) from exc
         self._patterns = tuple(compiled)
+        # When every pattern has hints, one case-insensitive search for any hint rules out
+        # most strings at once (a single C-level scan instead of a loop over the patterns).
+        hints = [hint for _, pattern_hints in compiled for hint in pattern_hints or ()]
+        self._prefilter: re.Pattern[str] | None = (
+            re.compile("|".join(map(re.escape, hints)), re.IGNORECASE)
+            if compiled and all(pattern_hints for _, pattern_hints in compiled)
+            else None
+        )
 
     def text(self, value: str) -> str:
+        if self._prefilter is not None and self._prefilter.search(value) is None:
+            return value
         lowered = value.lower()
         for pattern, hints in self._patterns:
             if hints is not None and not any(hint in lowered for hint in hints):
