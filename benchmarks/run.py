@@ -100,7 +100,8 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         "kernel": f"{platform.system()} {platform.release()}",
         "sqlite": sqlite3.sqlite_version,
         "packages": {
-            name: _version(name) for name in ("strongroom", "sqlalchemy", "psycopg", "obstore", "pydantic")
+            name: _version(name)
+            for name in ("strongroom", "sqlalchemy", "psycopg", "obstore", "pydantic")
         },
         "git": {
             "commit": _command(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
