@@ -1,6 +1,9 @@
 """Worker process for tests/test_concurrency.py (a script, not collected by pytest).
 
-    python tests/_concurrency_worker.py '{"mode": "mixed", "vault": DIR, ...}'
+    python tests/_concurrency_worker.py '{"mode": "mixed", "vault": URL, "blobs": URL, ...}'
+
+``vault`` is a vault URL (a directory, ``postgresql://...``); ``blobs`` a separate blob store
+URL or null for the vault's default.
 
 Modes:
 - ``mixed``: ``ops`` operations drawn at random (create run, transition, snapshot save with
@@ -180,8 +183,12 @@ class MixedWorker:
             raise AssertionError(f"a run appeared on two pages: {seen}")
 
 
+async def open_vault(config: dict[str, Any]) -> Vault:
+    return await Vault.open(config["vault"], blobs_url=config.get("blobs"))
+
+
 async def mixed(config: dict[str, Any]) -> dict[str, Any]:
-    vault = await Vault.open(config["vault"])
+    vault = await open_vault(config)
     try:
         wait_for_start()
         return await MixedWorker(vault, config).run(config["ops"])
@@ -194,7 +201,7 @@ async def race(config: dict[str, Any]) -> dict[str, Any]:
     wins: list[dict[str, Any]] = []
     conflicts = 0
     errors: list[dict[str, Any]] = []
-    vault = await Vault.open(config["vault"])
+    vault = await open_vault(config)
     try:
         wait_for_start()
         for attempt in range(config["attempts"]):
@@ -225,7 +232,7 @@ async def open_and_create(config: dict[str, Any]) -> dict[str, Any]:
     errors: list[dict[str, Any]] = []
     run_id = None
     try:
-        vault = await Vault.open(config["vault"])
+        vault = await open_vault(config)
     except Exception as exc:
         errors.append(describe("open", exc))
     else:

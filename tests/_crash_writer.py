@@ -3,12 +3,14 @@
     python tests/_crash_writer.py
 
 The script is a small fork server driven by JSON lines on stdin: it imports strongroom once
-and prints ``ready``; ``{"fork": SEED, "vault": DIR, "acks": FILE}`` forks a writer child on
-that vault and prints its pid; ``{"reap": PID}`` (sent after the test SIGKILLed the child)
-waits for it and prints ``exit PID SIGNAL CODE``. Forking from an
-already-imported interpreter makes a kill cycle cost milliseconds instead of the ~0.7 s an
+and prints ``ready``; ``{"fork": SEED, "vault": URL, "blobs": URL or null, "acks": FILE}``
+forks a writer child on that vault (a directory or ``postgresql://`` URL, with its blob store
+URL if not the default) and prints its pid; ``{"reap": PID}`` (sent after the test SIGKILLed
+the child) waits for it and prints ``exit PID SIGNAL CODE``. Forking from an already-imported
+interpreter makes a kill cycle cost milliseconds instead of the ~0.7 s an
 interpreter start with these imports takes, so hundreds of kills fit in a CI minute; each
-child is still a separate process holding its own SQLite connection and file descriptors.
+child is still a separate process holding its own database connections and file descriptors
+(the server never opens a vault itself, so no connection is shared across a fork).
 
 A child opens the vault and writes forever: it continues the newest running run of project
 ``crash`` (or creates one), saving snapshots as a compare-and-set chain, putting artifacts of
@@ -31,6 +33,12 @@ import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
+# Imported before forking like the rest, so that a kill lands in a writer's work rather than in
+# its imports (the vault imports a backend's driver only when a URL asks for it).
+import psycopg  # noqa: F401
+import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+
+import strongroom.adapters._postgres  # noqa: F401
 from strongroom.models import RunStatus
 from strongroom.vault import Vault
 
@@ -97,10 +105,10 @@ async def current_run(vault: Vault, acks: AckFile) -> str:
     return run.run_id
 
 
-async def write_forever(vault_dir: str, ack_path: str, seed: int) -> None:
+async def write_forever(vault_url: str, blobs_url: str | None, ack_path: str, seed: int) -> None:
     rng = random.Random(seed)
     acks = AckFile(ack_path)
-    vault = await Vault.open(vault_dir)
+    vault = await Vault.open(vault_url, blobs_url=blobs_url)
     try:
         run_id = await current_run(vault, acks)
         revision = await vault.snapshots.latest_revision(run_id)
@@ -156,11 +164,11 @@ async def write_forever(vault_dir: str, ack_path: str, seed: int) -> None:
         await vault.close()
 
 
-def run_child(vault_dir: str, ack_path: str, seed: int) -> None:
+def run_child(vault_url: str, blobs_url: str | None, ack_path: str, seed: int) -> None:
     """Body of a forked writer: never returns into the fork server's loop."""
     code = 0
     try:
-        asyncio.run(write_forever(vault_dir, ack_path, seed))
+        asyncio.run(write_forever(vault_url, blobs_url, ack_path, seed))
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -176,7 +184,7 @@ def main() -> int:
         if "fork" in command:
             pid = os.fork()
             if pid == 0:
-                run_child(command["vault"], command["acks"], command["fork"])
+                run_child(command["vault"], command.get("blobs"), command["acks"], command["fork"])
             print(pid, flush=True)
         elif "reap" in command:
             # Only now is the child reaped: until then its pid stays a zombie, so the parent's

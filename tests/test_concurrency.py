@@ -1,9 +1,11 @@
-"""Many processes on one embedded vault: no caller ever sees "database is locked" (or any other
-storage error), compare-and-set lets exactly one writer of a revision win, and nothing an
-operation reported as done is lost.
+"""Many processes on one vault: no caller ever sees "database is locked" (or any other storage
+error), compare-and-set lets exactly one writer of a revision win, and nothing an operation
+reported as done is lost.
 
-Workers are real processes running ``_concurrency_worker.py``; they are released together
-after each has started, and report every exception their calls raised.
+Each test runs on every backend pair of `target`: the embedded vault (SQLite + local blobs) and
+PostgreSQL records (+ local blobs), on a fresh database. Workers are real processes running
+``_concurrency_worker.py``; they are released together after each has started, and report
+every exception their calls raised.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,27 @@ PROJECT = "conc"  # the project the workers use
 START_TIMEOUT = 120.0
 # Operations whose compare-and-set may lose a race: Conflict is their documented answer.
 CAS_OPERATIONS = frozenset({"snapshot_shared", "update_shared"})
+
+
+@dataclass(frozen=True)
+class Target:
+    """The vault the workers share: its URL and, when not the URL's default, its blob store."""
+
+    url: str
+    blobs_url: str | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"vault": self.url, "blobs": self.blobs_url}
+
+    async def open(self) -> Vault:
+        return await Vault.open(self.url, blobs_url=self.blobs_url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    if request.param == "postgresql":
+        return Target(request.getfixturevalue("pg_url"), str(tmp_path / "blobs"))
+    return Target(str(tmp_path / "vault"))  # does not exist yet
 
 
 async def run_workers(configs: list[dict[str, Any]], time_limit: float) -> list[dict[str, Any]]:
@@ -85,11 +109,10 @@ def unexpected_errors(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 async def test_eight_processes_of_mixed_operations_lose_nothing_and_never_see_a_lock(
-    tmp_path: Path,
+    target: Target,
 ) -> None:
     processes, operations = 8, 500
-    vault_dir = tmp_path / "vault"
-    async with await Vault.open(vault_dir) as vault:
+    async with await target.open() as vault:
         shared = [(await vault.runs.create(project=PROJECT)).run_id for _ in range(3)]
         for run_id in shared:
             await vault.runs.start(run_id)
@@ -101,7 +124,7 @@ async def test_eight_processes_of_mixed_operations_lose_nothing_and_never_see_a_
         [
             {
                 "mode": "mixed",
-                "vault": str(vault_dir),
+                **target.config(),
                 "worker": worker,
                 "ops": operations,
                 "seed": worker * 7919 + 1,
@@ -122,7 +145,7 @@ async def test_eight_processes_of_mixed_operations_lose_nothing_and_never_see_a_
     cas_losses = Counter(error["op"] for report in reports for error in report["errors"])
     print(f"{processes}x{operations} ops in {elapsed:.1f}s: {dict(counts)}; lost CAS {cas_losses}")
 
-    async with await Vault.open(vault_dir) as vault:
+    async with await target.open() as vault:
         verified = await vault.verify()
         assert verified.ok, [problem.model_dump() for problem in verified.problems]
 
@@ -175,18 +198,17 @@ async def test_eight_processes_of_mixed_operations_lose_nothing_and_never_see_a_
 
 @pytest.mark.slow
 async def test_processes_racing_on_one_snapshot_chain_each_win_a_distinct_revision(
-    tmp_path: Path,
+    target: Target,
 ) -> None:
     processes, attempts = 6, 25
-    vault_dir = tmp_path / "vault"
-    async with await Vault.open(vault_dir) as vault:
+    async with await target.open() as vault:
         run_id = (await vault.runs.create(project=PROJECT)).run_id
 
     reports = await run_workers(
         [
             {
                 "mode": "race",
-                "vault": str(vault_dir),
+                **target.config(),
                 "worker": worker,
                 "attempts": attempts,
                 "run_id": run_id,
@@ -205,7 +227,7 @@ async def test_processes_racing_on_one_snapshot_chain_each_win_a_distinct_revisi
     assert revisions == list(range(1, len(wins) + 1))  # distinct and dense
     assert all(win["revision"] == win["read"] + 1 for _, win in wins)
 
-    async with await Vault.open(vault_dir) as vault:
+    async with await target.open() as vault:
         history = await vault.snapshots.history(run_id)
         assert len(history) == len(wins)  # nothing lost, nothing extra
         by_revision = {record.revision: record for record in history}
@@ -217,16 +239,15 @@ async def test_processes_racing_on_one_snapshot_chain_each_win_a_distinct_revisi
 
 
 @pytest.mark.slow
-async def test_processes_racing_to_create_a_vault_all_open_it(tmp_path: Path) -> None:
-    processes = 8
-    vault_dir = tmp_path / "vault"  # does not exist: every worker races to create it
+async def test_processes_racing_to_create_a_vault_all_open_it(target: Target) -> None:
+    processes = 8  # the vault (or the database's tables) does not exist: every worker races
     reports = await run_workers(
-        [{"mode": "open", "vault": str(vault_dir), "worker": n} for n in range(processes)],
+        [{"mode": "open", **target.config(), "worker": n} for n in range(processes)],
         time_limit=300,
     )
 
     assert unexpected_errors(reports) == []
-    async with await Vault.open(vault_dir) as vault:
+    async with await target.open() as vault:
         assert (await vault.runs.list(project=PROJECT)).total == processes
         assert [provider.provider_id for provider in await vault.catalog.providers()] == ["default"]
         namespaces = [namespace.namespace_id for namespace in await vault.catalog.namespaces()]

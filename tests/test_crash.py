@@ -1,13 +1,17 @@
-"""Crash safety of the embedded vault: writer processes SIGKILLed at random moments never lose
-an acknowledged write and never leave the vault inconsistent.
+"""Crash safety: writer processes SIGKILLed at random moments never lose an acknowledged write
+and never leave the vault inconsistent.
 
 The main test reuses one vault across every kill: each new writer continues where the killed
 one stopped (same run, next snapshot revision, same log chain). SQLite runs in WAL with
 ``synchronous=NORMAL``, which must keep every committed transaction across a process crash;
-blobs are published by link after fsync, so a kill mid-write leaves at most an unlisted temp
-file. ``--crash-kills N`` (tests/conftest.py) sets the number of kills.
+PostgreSQL rolls back the transaction of a client that vanished; blobs are published by link
+after fsync, so a kill mid-write leaves at most an unlisted temp file. ``--crash-kills N``
+(tests/conftest.py) sets the number of kills (a tenth of them on PostgreSQL, whose server
+outlives every kill anyway).
 
-Writers are forked by ``_crash_writer.py`` (see its docstring for why and how).
+Each test runs on every `CrashBackend`: the embedded vault (SQLite + local blobs) and
+PostgreSQL records + a blob store URL (a local directory for now). Writers are forked by
+``_crash_writer.py`` (see its docstring for why and how).
 """
 
 from __future__ import annotations
@@ -26,19 +30,96 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from _pg_fixtures import create_database, drop_database
 from strongroom.models import LogQuery, RunStatus
 from strongroom.services.catalog import DEFAULT_NAMESPACES
 from strongroom.vault import Vault
 
 WRITER = Path(__file__).with_name("_crash_writer.py")
 REPLY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class CrashTarget:
+    """One vault the writers are killed on: its URL and where its blobs go."""
+
+    url: str
+    blobs_url: str | None  # None: the URL's own default (the embedded vault's blobs/)
+    blob_root: Path | None  # a local blob directory, to count temp leftovers and clean up
+    run_sql: Callable[[str], None]  # edit the records behind the vault's back
+
+    async def open(self) -> Vault:
+        return await Vault.open(self.url, blobs_url=self.blobs_url)
+
+    def command(self) -> dict[str, Any]:
+        return {"vault": self.url, "blobs": self.blobs_url}
+
+
+@dataclass
+class CrashBackend:
+    """Makes fresh, empty vaults of one kind; ``kills_per_200`` scales ``--crash-kills``."""
+
+    name: str
+    new_target: Callable[[], CrashTarget]
+    kills_per_200: int
+
+    def kills(self, crash_kills: int) -> int:
+        return max(1, crash_kills * self.kills_per_200 // 200)
+
+
+def sqlite_backend(tmp_path: Path) -> CrashBackend:
+    counter = iter(range(1_000_000))
+
+    def new_target() -> CrashTarget:
+        vault_dir = tmp_path / f"vault-{next(counter)}"  # created by the first writer
+
+        def run_sql(sql: str) -> None:
+            with sqlite3.connect(vault_dir / "vault.db") as db:
+                db.execute(sql)
+            db.close()
+
+        return CrashTarget(str(vault_dir), None, vault_dir / "blobs", run_sql)
+
+    return CrashBackend("sqlite", new_target, kills_per_200=200)
+
+
+def postgres_backend(tmp_path: Path, databases: list[str]) -> CrashBackend:
+    counter = iter(range(1_000_000))
+
+    def new_target() -> CrashTarget:
+        url = create_database()  # empty: the first writer creates the tables
+        databases.append(url)
+        blob_root = tmp_path / f"blobs-{next(counter)}"
+
+        def run_sql(sql: str) -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(sql.encode())
+
+        return CrashTarget(url, str(blob_root), blob_root, run_sql)
+
+    return CrashBackend("postgresql", new_target, kills_per_200=20)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CrashBackend]:
+    if request.param == "sqlite":
+        yield sqlite_backend(tmp_path)
+        return
+    request.getfixturevalue("pg_server")  # skip (or fail under CI) without a server
+    databases: list[str] = []
+    try:
+        yield postgres_backend(tmp_path, databases)
+    finally:
+        for url in databases:
+            drop_database(url)
 
 
 class WriterServer:
@@ -76,8 +157,8 @@ class WriterServer:
     def wait_ready(self) -> None:
         assert self._reply() == "ready"
 
-    def fork(self, seed: int, vault_dir: Path, ack_file: Path) -> int:
-        self._send({"fork": seed, "vault": str(vault_dir), "acks": str(ack_file)})
+    def fork(self, seed: int, target: CrashTarget, ack_file: Path) -> int:
+        self._send({"fork": seed, **target.command(), "acks": str(ack_file)})
         pid = int(self._reply())
         self._unreaped.add(pid)
         return pid
@@ -118,9 +199,9 @@ def writers(tmp_path: Path) -> Iterator[WriterServer]:
 
 
 def kill_after(
-    writers: WriterServer, delay: float, seed: int, vault_dir: Path, ack_file: Path
+    writers: WriterServer, delay: float, seed: int, target: CrashTarget, ack_file: Path
 ) -> None:
-    pid = writers.fork(seed, vault_dir, ack_file)
+    pid = writers.fork(seed, target, ack_file)
     time.sleep(delay)
     ended_by, code = writers.kill(pid)
     if ended_by != signal.SIGKILL:
@@ -167,10 +248,10 @@ class MissingDefaults(AssertionError):
     """The vault lacks some of its default catalog namespaces."""
 
 
-async def check_vault(vault_dir: Path, acks: Acknowledged) -> dict[str, int]:
+async def check_vault(target: CrashTarget, acks: Acknowledged) -> dict[str, int]:
     """verify() is clean, no partial blob is listed, every acknowledged write reads back and
     the default catalog exists."""
-    vault = await Vault.open(vault_dir)
+    vault = await target.open()
     try:
         report = await vault.verify()
         assert report.ok, [problem.model_dump() for problem in report.problems]
@@ -228,15 +309,16 @@ def kill_delay(rng: random.Random) -> float:
 
 @pytest.mark.slow
 def test_sigkilled_writers_never_lose_an_acknowledged_write(
-    tmp_path: Path, writers: WriterServer, crash_kills: int
+    tmp_path: Path, writers: WriterServer, crash_kills: int, backend: CrashBackend
 ) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    vault_dir, ack_file = tmp_path / "vault", tmp_path / "acks.jsonl"
+    target, ack_file = backend.new_target(), tmp_path / "acks.jsonl"
+    kills = backend.kills(crash_kills)
     started = time.monotonic()
 
-    for _ in range(crash_kills):
-        kill_after(writers, kill_delay(rng), rng.randrange(2**32), vault_dir, ack_file)
+    for _ in range(kills):
+        kill_after(writers, kill_delay(rng), rng.randrange(2**32), target, ack_file)
     killed_at = time.monotonic()
 
     acks = Acknowledged.read(ack_file)
@@ -244,19 +326,24 @@ def test_sigkilled_writers_never_lose_an_acknowledged_write(
     assert acks.artifacts, "the writers acknowledged no artifact"
     assert acks.log_heads, "the writers acknowledged no log line"
     # The default catalog after a crash inside the first open is the next test's subject.
-    checked = asyncio.run(check_vault(vault_dir, acks))
+    checked = asyncio.run(check_vault(target, acks))
+    leftovers = "n/a"
+    if target.blob_root is not None and (target.blob_root / "tmp").is_dir():
+        leftovers = str(len(os.listdir(target.blob_root / "tmp")))
     print(
-        f"seed={seed} kills={crash_kills} kill_phase={killed_at - started:.1f}s "
+        f"{backend.name} seed={seed} kills={kills} kill_phase={killed_at - started:.1f}s "
         f"check_phase={time.monotonic() - killed_at:.1f}s runs={len(acks.runs)} "
         f"snapshots={len(acks.snapshots)} artifacts={len(acks.artifacts)} "
-        f"temp_leftovers={len(os.listdir(vault_dir / 'blobs' / 'tmp'))} checked={checked}"
+        f"temp_leftovers={leftovers} checked={checked}"
     )
-    shutil.rmtree(vault_dir)  # hundreds of MiB; kept on failure for inspection
+    for local in (Path(target.url), target.blob_root):  # hundreds of MiB; kept on failure
+        if local is not None and local.is_dir():
+            shutil.rmtree(local)
 
 
 @pytest.mark.slow
 def test_writers_killed_while_creating_a_vault_leave_it_complete(
-    tmp_path: Path, writers: WriterServer
+    tmp_path: Path, writers: WriterServer, backend: CrashBackend
 ) -> None:
     """Kills spread over the first open (migrations, default catalog): reopening the vault
     must finish the job."""
@@ -264,27 +351,26 @@ def test_writers_killed_while_creating_a_vault_leave_it_complete(
     rng = random.Random(seed)
     incomplete: list[str] = []
     for attempt in range(40):
-        vault_dir = tmp_path / f"vault-{attempt}"
+        target = backend.new_target()
         delay = 0.002 + 0.005 * attempt  # walks over the first open (~100 ms when idle)
-        kill_after(writers, delay, rng.randrange(2**32), vault_dir, tmp_path / "acks.jsonl")
+        kill_after(writers, delay, rng.randrange(2**32), target, tmp_path / "acks.jsonl")
         try:
-            asyncio.run(check_vault(vault_dir, Acknowledged()))
+            asyncio.run(check_vault(target, Acknowledged()))
         except MissingDefaults as exc:
             incomplete.append(f"killed after {delay * 1000:.0f} ms: {exc}")
     if incomplete:
         raise MissingDefaults(f"seed {seed}: " + "; ".join(incomplete))
 
 
-async def test_reopening_restores_defaults_a_crash_cut_short(tmp_path: Path) -> None:
+async def test_reopening_restores_defaults_a_crash_cut_short(backend: CrashBackend) -> None:
     """The state a first open killed between the default provider and its namespaces leaves
     behind, built by hand: the next open must create the missing namespaces."""
-    vault = await Vault.open(tmp_path / "vault")
+    target = backend.new_target()
+    vault = await target.open()
     await vault.close()
-    with sqlite3.connect(tmp_path / "vault" / "vault.db") as db:
-        db.execute("DELETE FROM namespaces WHERE namespace_id != 'runs'")
-    db.close()
+    target.run_sql("DELETE FROM namespaces WHERE namespace_id != 'runs'")
 
-    vault = await Vault.open(tmp_path / "vault")
+    vault = await target.open()
     try:
         namespaces = {namespace.namespace_id for namespace in await vault.catalog.namespaces()}
     finally:

@@ -57,3 +57,20 @@ def test_custom_patterns_always_run() -> None:
 def test_an_invalid_pattern_is_a_validation_error() -> None:
     with pytest.raises(ValidationError):
         Redactor(["(unclosed"])
+
+
+@pytest.mark.parametrize(
+    "key", ["password", "DB_PASSWORD", "api_key", "apiKey", "access-token", "aws.secret", "dsn"]
+)
+def test_a_value_under_a_credential_key_is_redacted_whatever_it_looks_like(key: str) -> None:
+    assert Redactor().value({key: "opaque-42", "n": 1}) == {key: REDACTED, "n": 1}
+    assert Redactor().value({"outer": [{key: {"nested": "x"}}]}) == {"outer": [{key: REDACTED}]}
+
+
+@pytest.mark.parametrize("key", ["tokens", "password_policy", "secretary", "author", "keys"])
+def test_keys_that_only_contain_a_credential_word_keep_their_values(key: str) -> None:
+    assert Redactor().value({key: 412}) == {key: 412}
+
+
+def test_the_credential_key_rule_can_be_switched_off() -> None:
+    assert Redactor(secret_keys=None).value({"password": "p"}) == {"password": "p"}

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from strongroom.adapters import open_stores
+from strongroom.adapters import open_stores, safe_url
 from strongroom.models import VerifyReport
 from strongroom.ports import BlobStore, MetadataStore
 from strongroom.services import (
@@ -58,27 +58,41 @@ class Vault:
         cls,
         url: str | Path | None = None,
         *,
+        blobs_url: str | Path | None = None,
         redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
         checkpoint_interval: int = 1000,
         create: bool = True,
+        bootstrap: bool = True,
     ) -> Self:
         """Open the vault at ``url``: a directory path for the embedded SQLite + local blobs
-        vault, or ``memory://``. A missing vault is created unless ``create=False``, which
-        raises `NotFound` instead."""
+        vault, ``postgresql://...`` (with ``blobs_url``), or ``memory://``. ``blobs_url``
+        (``s3://bucket/prefix``, a directory, ``memory://``) puts the blobs elsewhere than the
+        URL's default (see `strongroom.adapters`). A missing embedded vault is created unless
+        ``create=False``, which raises `NotFound` instead. ``vault.url`` never holds a
+        password (`safe_url`).
+
+        Opening also creates whichever default catalog entries (the ``default`` provider and
+        the standard namespaces) are missing, each one audited. ``bootstrap=False`` skips
+        that, so opening adds no record (a new store still gets its schema): for a vault that
+        is about to receive another vault's records verbatim (``strongroom import``), where
+        a catalog and audit chain of its own would collide with the copied ones."""
         text = str(url) if url is not None else DEFAULT_VAULT_URL
-        metadata, blobs = open_stores(text, create=create)
+        metadata, blobs = open_stores(
+            text, blobs_url=str(blobs_url) if blobs_url is not None else None, create=create
+        )
         await metadata.open()
         try:
             await blobs.open()
             vault = cls(
                 metadata,
                 blobs,
-                url=text,
+                url=safe_url(text),
                 redact_patterns=redact_patterns,
                 checkpoint_interval=checkpoint_interval,
             )
-            probe = blobs.locate("0" * 64)
-            await vault.catalog.ensure_defaults(base_uri=probe.uri.removesuffix(probe.path))
+            if bootstrap:
+                probe = blobs.locate("0" * 64)
+                await vault.catalog.ensure_defaults(base_uri=probe.uri.removesuffix(probe.path))
         except BaseException:
             await blobs.close()
             await metadata.close()

@@ -1,32 +1,69 @@
-"""Backend adapters and the URL that chooses a pair of them.
+"""Backend adapters and the URLs that choose a pair of them.
+
+Records (``url``, the ``--vault`` option / ``STRONGROOM_URL``):
 
 - a directory path (default ``./.strongroom``) or ``file://`` URL: the embedded vault,
-  SQLite (``<dir>/vault.db``) + local blobs (``<dir>/blobs/``);
+  SQLite (``<dir>/vault.db``), with its blobs in ``<dir>/blobs/`` unless ``blobs_url`` says
+  otherwise;
+- ``postgresql://user@host:5432/dbname`` (also ``postgres://``, ``postgresql+psycopg://``):
+  PostgreSQL; needs ``blobs_url``;
 - ``memory://``: both stores in memory (tests, scratch work; nothing survives the process).
 
-PostgreSQL (``postgresql://``) and S3 (``s3://``) adapters arrive with the scale-out backends.
+Blobs (``blobs_url``, the ``--blobs`` option / ``STRONGROOM_BLOBS_URL``):
+
+- ``s3://bucket/prefix`` (``?endpoint=...&region=...``; credentials only from the
+  environment): S3 or any S3-compatible store (MinIO, Ceph, R2...);
+- a directory path or ``file://`` URL: a local blob directory;
+- ``memory://``: in memory.
+
+The PostgreSQL and S3 adapters are imported only when a URL asks for them, so the embedded
+default starts without loading their drivers.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from strongroom.adapters._local import LocalBlobStore
 from strongroom.adapters._memory import MemoryMetadataStore
 from strongroom.adapters._memory_blobs import MemoryBlobStore
 from strongroom.adapters._sqlite import SqliteMetadataStore
+from strongroom.adapters._urls import safe_url
 from strongroom.errors import NotFound, ValidationError
 from strongroom.ports import BlobStore, MetadataStore
+
+if TYPE_CHECKING:
+    from strongroom.adapters._postgres import PostgresMetadataStore
+    from strongroom.adapters._s3 import S3BlobStore
 
 __all__ = [
     "LocalBlobStore",
     "MemoryBlobStore",
     "MemoryMetadataStore",
+    "PostgresMetadataStore",
+    "S3BlobStore",
     "SqliteMetadataStore",
     "embedded_paths",
     "open_stores",
+    "safe_url",
 ]
+
+_POSTGRES_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
+
+
+def __getattr__(name: str) -> object:
+    # Lazy exports: importing strongroom.adapters must not load psycopg or obstore.
+    if name == "PostgresMetadataStore":
+        from strongroom.adapters._postgres import PostgresMetadataStore
+
+        return PostgresMetadataStore
+    if name == "S3BlobStore":
+        from strongroom.adapters._s3 import S3BlobStore
+
+        return S3BlobStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def embedded_paths(directory: Path) -> tuple[Path, Path]:
@@ -34,28 +71,84 @@ def embedded_paths(directory: Path) -> tuple[Path, Path]:
     return directory / "vault.db", directory / "blobs"
 
 
-def open_stores(url: str, *, create: bool = True) -> tuple[MetadataStore, BlobStore]:
-    """Build (not yet open) the metadata and blob stores a vault URL names.
-
-    With ``create=False`` a vault that does not exist yet is `NotFound` instead of being
-    created (so a mistyped path does not silently start an empty vault).
-    """
+def _check_url(url: str, what: str) -> None:
     if not url or "\x00" in url:
-        raise ValidationError("vault URL is empty or contains NUL", operation="open_vault")
-    if url == "memory://" or url.startswith("memory://"):
-        return MemoryMetadataStore(), MemoryBlobStore()
+        raise ValidationError(f"{what} URL is empty or contains NUL", operation="open_vault")
+
+
+def _local_path(url: str) -> Path | None:
+    """The directory a path or ``file://`` URL names; None for any other scheme."""
     parts = urlsplit(url)
     if parts.scheme == "file":
-        directory = Path(unquote(parts.path))
-    elif parts.scheme == "" or (len(parts.scheme) == 1 and url[1:3] in (":\\", ":/")):
-        directory = Path(url)
-    else:
+        return Path(unquote(parts.path))
+    if parts.scheme == "" or (len(parts.scheme) == 1 and url[1:3] in (":\\", ":/")):
+        return Path(url)
+    return None
+
+
+def _open_blobs(blobs_url: str) -> BlobStore:
+    _check_url(blobs_url, "blob store")
+    if blobs_url.startswith("memory://"):
+        return MemoryBlobStore()
+    if urlsplit(blobs_url).scheme == "s3":
+        from strongroom.adapters._s3 import S3BlobStore
+
+        return S3BlobStore.from_url(blobs_url)
+    directory = _local_path(blobs_url)
+    if directory is None:
+        scheme = urlsplit(blobs_url).scheme
         raise ValidationError(
-            f"unsupported vault URL scheme {parts.scheme!r}: use a directory path, file:// "
-            "or memory://",
+            f"unsupported blob store URL scheme {scheme!r}: use s3://bucket/prefix, a "
+            "directory path, file:// or memory://",
             operation="open_vault",
             reason="unsupported_scheme",
-            scheme=parts.scheme,
+            scheme=scheme,
+            blobs_url=safe_url(blobs_url),
+        )
+    return LocalBlobStore(directory)
+
+
+def open_stores(
+    url: str, *, blobs_url: str | None = None, create: bool = True
+) -> tuple[MetadataStore, BlobStore]:
+    """Build (not yet open) the metadata and blob stores a vault URL (and optionally a
+    separate blob store URL) names.
+
+    With ``create=False`` an embedded vault that does not exist yet is `NotFound` instead of
+    being created (so a mistyped path does not silently start an empty vault). A PostgreSQL
+    database must exist already (it is `NotFound` on open otherwise); its tables are created
+    by the migrations on first open.
+    """
+    _check_url(url, "vault")
+    if blobs_url == "":
+        blobs_url = None
+    if url.startswith("memory://"):
+        return MemoryMetadataStore(), (
+            _open_blobs(blobs_url) if blobs_url is not None else MemoryBlobStore()
+        )
+    scheme = urlsplit(url).scheme
+    if scheme in _POSTGRES_SCHEMES:
+        if blobs_url is None:
+            raise ValidationError(
+                "a PostgreSQL vault needs a blob store: pass --blobs s3://bucket/prefix (or a "
+                "directory), or set STRONGROOM_BLOBS_URL",
+                operation="open_vault",
+                reason="blobs_url_required",
+                url=safe_url(url),
+            )
+        blobs = _open_blobs(blobs_url)
+        from strongroom.adapters._postgres import PostgresMetadataStore
+
+        return PostgresMetadataStore(url), blobs
+    directory = _local_path(url)
+    if directory is None:
+        raise ValidationError(
+            f"unsupported vault URL scheme {scheme!r}: use a directory path, file://, "
+            "postgresql:// or memory://",
+            operation="open_vault",
+            reason="unsupported_scheme",
+            scheme=scheme,
+            url=safe_url(url),
         )
     db_path, blob_root = embedded_paths(directory)
     if not create and not db_path.is_file():
@@ -64,4 +157,5 @@ def open_stores(url: str, *, create: bool = True) -> tuple[MetadataStore, BlobSt
             operation="open_vault",
             path=str(directory),
         )
-    return SqliteMetadataStore(db_path), LocalBlobStore(blob_root)
+    blobs = _open_blobs(blobs_url) if blobs_url is not None else LocalBlobStore(blob_root)
+    return SqliteMetadataStore(db_path), blobs

@@ -74,6 +74,7 @@ class CliState:
 
     vault_url: str = DEFAULT_VAULT_URL
     json: bool = False
+    blobs_url: str | None = None
 
     def run(self, work: Callable[[Vault], Awaitable[T]], *, create: bool = False) -> T:
         """Open the vault, await ``work(vault)``, close the vault: one event loop per command.
@@ -83,7 +84,9 @@ class CliState:
         """
 
         async def main() -> T:
-            async with await Vault.open(self.vault_url, create=create) as vault:
+            async with await Vault.open(
+                self.vault_url, blobs_url=self.blobs_url, create=create
+            ) as vault:
                 return await work(vault)
 
         return asyncio.run(main())
@@ -92,7 +95,9 @@ class CliState:
 def cli_state(ctx: typer.Context, json_flag: bool = False) -> CliState:
     """The root options, with a command's own ``--json`` folded in."""
     state = ctx.find_object(CliState) or CliState()
-    return CliState(vault_url=state.vault_url, json=state.json or json_flag)
+    return CliState(
+        vault_url=state.vault_url, json=state.json or json_flag, blobs_url=state.blobs_url
+    )
 
 
 def emit_error(as_json: bool, error: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from typer.core import TyperGroup
 
 from strongroom import __version__
-from strongroom.adapters import SqliteMetadataStore, open_stores
+from strongroom.adapters import MemoryMetadataStore, SqliteMetadataStore, open_stores
 from strongroom.cli import artifacts, audit, logs, runs
 from strongroom.cli._context import (
     EXIT_INTERNAL,
@@ -102,10 +102,20 @@ def root(
         typer.Option(
             "--vault",
             envvar="STRONGROOM_URL",
-            help="Vault to use: a directory (SQLite + local blobs, created on first use) or "
-            "memory:// (gone when the command ends).",
+            help="Vault to use: a directory (SQLite + local blobs, created on first use), "
+            "postgresql://user@host/db (needs --blobs) or memory:// (gone when the command "
+            "ends).",
         ),
     ] = DEFAULT_VAULT_URL,
+    blobs: Annotated[
+        str | None,
+        typer.Option(
+            "--blobs",
+            envvar="STRONGROOM_BLOBS_URL",
+            help="Blob store, if not the vault directory's own: s3://bucket/prefix "
+            "(credentials from the AWS_* environment), a directory, or memory://.",
+        ),
+    ] = None,
     json_flag: Annotated[
         bool,
         typer.Option(
@@ -119,7 +129,7 @@ def root(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = CliState(vault_url=vault, json=json_flag)
+    ctx.obj = CliState(vault_url=vault, json=json_flag, blobs_url=blobs or None)
 
 
 class VaultInfo(BaseModel):
@@ -144,7 +154,9 @@ async def _describe(vault: Vault, created: bool) -> VaultInfo:
         metadata_backend=metadata.backend,
         metadata_location=str(metadata.path)
         if isinstance(metadata, SqliteMetadataStore)
-        else "in memory",
+        else "in memory"
+        if isinstance(metadata, MemoryMetadataStore)
+        else vault.url,
         blob_backend=vault.blobs.backend,
         blob_location=probe.uri.removesuffix(probe.path),
         runs=page.total,
@@ -156,7 +168,7 @@ def init(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
     """Create the vault (or open an existing one) and say where it is."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        metadata, _ = open_stores(state.vault_url)
+        metadata, _ = open_stores(state.vault_url, blobs_url=state.blobs_url)
         created = not (isinstance(metadata, SqliteMetadataStore) and metadata.path.exists())
         info = state.run(lambda vault: _describe(vault, created), create=True)
         if state.json:

@@ -30,9 +30,33 @@ _DEFAULTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 DEFAULT_REDACT_PATTERNS: tuple[str, ...] = tuple(pattern for pattern, _ in _DEFAULTS)
 _HINTS = dict(_DEFAULTS)
 
+# A ``data`` key that names a credential (``password``, ``db_password``, ``api_key``,
+# ``access-token``...) has its whole value redacted, whatever the value looks like: the
+# patterns above only see ``key=value`` when both are in one string. Keys that merely contain
+# such a word (``tokens``, ``password_policy``) are left alone.
+DEFAULT_SECRET_KEY_PATTERN = (
+    r"(?i)^(?:.*[_.-])?(?:password|passwd|pwd|secret|secret[_-]?key|api[_-]?key|apikey|token|"
+    r"access[_-]?key|private[_-]?key|credentials?|auth|authorization|dsn)$"
+)
+
 
 class Redactor:
-    def __init__(self, patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS) -> None:
+    def __init__(
+        self,
+        patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
+        *,
+        secret_keys: str | None = DEFAULT_SECRET_KEY_PATTERN,
+    ) -> None:
+        """``patterns`` are searched in every string; a ``data`` key matching ``secret_keys``
+        (None: no such rule) has its whole value replaced by ``[REDACTED]``."""
+        try:
+            self._secret_keys = re.compile(secret_keys) if secret_keys is not None else None
+        except re.error as exc:
+            raise ValidationError(
+                f"invalid secret key pattern {secret_keys!r}: {exc}",
+                operation="redaction",
+                reason="bad_pattern",
+            ) from exc
         compiled: list[tuple[re.Pattern[str], tuple[str, ...] | None]] = []
         for pattern in patterns:
             try:
@@ -68,7 +92,13 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+            secret_keys = self._secret_keys
+            return {
+                self.text(str(k)): REDACTED
+                if secret_keys is not None and v is not None and secret_keys.match(str(k))
+                else self.value(v)
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value

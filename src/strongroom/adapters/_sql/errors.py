@@ -16,6 +16,7 @@ import sqlalchemy.exc as sa_exc
 from strongroom.errors import (
     Conflict,
     NotFound,
+    OperationTimeout,
     StorageIOError,
     StrongroomError,
     ValidationError,
@@ -55,6 +56,29 @@ _SQLSTATE_CLASS_REASONS: Final = {
     "58": "system_error",
     "XX": "internal_error",
 }
+
+
+# libpq reports a failed connection without a SQLSTATE: its message is all there is (patterns
+# tried in order on the lower-cased message).
+_CONNECT_FAILURE_REASONS: Final = (
+    (re.compile(r'database ".*" does not exist'), "unknown_database"),
+    (re.compile(r"connection refused"), "connection_refused"),
+    (re.compile(r"password authentication failed|no pg_hba\.conf entry"), "authentication_failed"),
+    (
+        re.compile(r'role ".*" does not exist|password is required|no password supplied'),
+        "authentication_failed",
+    ),
+    (re.compile(r"failed to resolve host|could not translate host name"), "unknown_host"),
+    (re.compile(r"too many clients|remaining connection slots"), "too_many_connections"),
+    (
+        re.compile(r"database system is (starting up|shutting down|in recovery)"),
+        "server_unavailable",
+    ),
+    (
+        re.compile(r"server closed the connection|terminating connection|connection is lost"),
+        "connection_lost",
+    ),
+)
 
 
 def scrub_secrets(text: str) -> str:
@@ -128,9 +152,12 @@ def _operational_reason(exc: sa_exc.DBAPIError) -> str:
     state = _sqlstate(exc)
     if state is not None:
         return _SQLSTATE_CLASS_REASONS.get(state[:2], f"sqlstate_{state.lower()}")
+    message = str(exc.orig).lower()
+    for pattern, reason in _CONNECT_FAILURE_REASONS:
+        if pattern.search(message):
+            return reason
     if exc.connection_invalidated:
         return "connection_lost"
-    message = str(exc.orig).lower()
     if "locked" in message or "busy" in message:
         return "database_locked"
     if "timeout" in message or "timed out" in message:
@@ -143,9 +170,11 @@ def map_db_errors(operation: str, backend: str, **details: Any) -> Iterator[None
     """Translate driver errors raised inside the block into the strongroom tree, ``from exc``.
 
     unique violation -> `Conflict`; foreign-key violation -> `NotFound`; other constraint or
-    bad value -> `ValidationError`; anything else from the driver (connection, locking, disk,
-    corruption) -> `StorageIOError` with a ``reason``. Messages carry the driver's first line
-    with URL user-info and password-like pairs removed, never SQLAlchemy's statement dump.
+    bad value -> `ValidationError`; a database that does not exist (PostgreSQL) -> `NotFound`;
+    no pooled connection free in time -> `OperationTimeout`; anything else from the driver
+    (connection, locking, disk, corruption) -> `StorageIOError` with a ``reason``. Messages
+    carry the driver's first line with URL user-info and password-like pairs removed, never
+    SQLAlchemy's statement dump.
     ``details`` (run_id, path of a local database file...) are attached to the error.
     """
     context = {"operation": operation, "backend": backend, **details}
@@ -176,7 +205,20 @@ def map_db_errors(operation: str, backend: str, **details: Any) -> Iterator[None
             **{**context, "reason": "invalid_value"},
         ) from exc
     except sa_exc.DBAPIError as exc:
+        reason = _operational_reason(exc)
+        if reason == "unknown_database":
+            raise NotFound(
+                f"{operation}: the database does not exist: create it first, or check the URL "
+                f"({_driver_message(exc)})",
+                **{**context, "reason": reason},
+            ) from exc
         raise StorageIOError(
             f"{operation}: database error: {_driver_message(exc)}",
-            **{**context, "reason": _operational_reason(exc)},
+            **{**context, "reason": reason},
+        ) from exc
+    except sa_exc.TimeoutError as exc:  # the engine's pool, not the driver
+        raise OperationTimeout(
+            f"{operation}: no database connection became free in time (the connection pool "
+            "is exhausted: raise pool_size / max_overflow or lower the concurrency)",
+            **{**context, "reason": "pool_timeout"},
         ) from exc

@@ -1,0 +1,28 @@
+"""The vault conformance suite on PostgreSQL records + a local blob directory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import test_vault_sqlite_local as sqlite_local
+from strongroom.adapters import LocalBlobStore, PostgresMetadataStore
+from strongroom.testing import VaultTests
+from strongroom.vault import Vault
+
+pytestmark = pytest.mark.postgres
+
+
+class TestPostgresLocalVault(VaultTests):
+    @pytest.fixture
+    async def vault(self, pg_url: str, tmp_path: Path) -> AsyncIterator[Vault]:
+        vault = await Vault.open(pg_url, blobs_url=str(tmp_path / "blobs"), checkpoint_interval=4)
+        assert isinstance(vault.metadata, PostgresMetadataStore)
+        yield vault
+        await vault.close()
+
+    async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
+        assert isinstance(vault.blobs, LocalBlobStore)
+        sqlite_local.flip_one_byte(vault.blobs.root / vault.blobs.locate(sha256).path)

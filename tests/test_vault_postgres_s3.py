@@ -1,0 +1,31 @@
+"""The vault conformance suite on the scale-out pair: PostgreSQL records + S3 blobs (moto),
+opened from their URLs exactly as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from strongroom.adapters import PostgresMetadataStore
+from strongroom.adapters._s3 import S3BlobStore
+from strongroom.testing import VaultTests
+from strongroom.vault import Vault
+from test_vault_sqlite_s3 import flip_one_byte
+
+pytestmark = [pytest.mark.postgres, pytest.mark.s3]
+
+
+class TestPostgresS3Vault(VaultTests):
+    @pytest.fixture
+    async def vault(self, pg_url: str, s3_blob_url: str) -> AsyncIterator[Vault]:
+        vault = await Vault.open(pg_url, blobs_url=s3_blob_url, checkpoint_interval=4)
+        assert isinstance(vault.metadata, PostgresMetadataStore)
+        assert isinstance(vault.blobs, S3BlobStore)
+        yield vault
+        await vault.close()
+
+    async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
+        assert isinstance(vault.blobs, S3BlobStore)
+        await asyncio.to_thread(flip_one_byte, vault.blobs, sha256)

@@ -1,0 +1,40 @@
+"""The vault conformance suite on SQLite records + S3 blobs (a moto server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from _s3_fixtures import client_for
+from strongroom.adapters import SqliteMetadataStore
+from strongroom.adapters._s3 import S3BlobStore
+from strongroom.testing import VaultTests
+from strongroom.vault import Vault
+
+pytestmark = pytest.mark.s3
+
+
+def flip_one_byte(store: S3BlobStore, sha256: str) -> None:
+    assert store.endpoint is not None
+    bucket, _, key = store.locate(sha256).uri.removeprefix("s3://").partition("/")
+    client = client_for(store.endpoint)
+    data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read() or b"\x00")
+    data[len(data) // 2] ^= 0x01
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(data))
+
+
+class TestSqliteS3Vault(VaultTests):
+    @pytest.fixture
+    async def vault(self, tmp_path: Path, s3_blob_url: str) -> AsyncIterator[Vault]:
+        vault = await Vault.open(tmp_path / "vault", blobs_url=s3_blob_url, checkpoint_interval=4)
+        assert isinstance(vault.metadata, SqliteMetadataStore)
+        assert isinstance(vault.blobs, S3BlobStore)
+        yield vault
+        await vault.close()
+
+    async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
+        assert isinstance(vault.blobs, S3BlobStore)
+        await asyncio.to_thread(flip_one_byte, vault.blobs, sha256)
