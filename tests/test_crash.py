@@ -9,8 +9,9 @@ after fsync, so a kill mid-write leaves at most an unlisted temp file. ``--crash
 (tests/conftest.py) sets the number of kills (a tenth of them on PostgreSQL, whose server
 outlives every kill anyway).
 
-Each test runs on every `CrashBackend`: the embedded vault (SQLite + local blobs) and
-PostgreSQL records + a blob store URL (a local directory for now). Writers are forked by
+Each test runs on every `CrashBackend`: the embedded vault (SQLite + local blobs),
+PostgreSQL + a local blob directory, and PostgreSQL + S3 (moto), the last two with a tenth of
+``--crash-kills`` (each kill costs a fresh connection). Writers are forked by
 ``_crash_writer.py`` (see its docstring for why and how).
 """
 
@@ -39,6 +40,7 @@ import psycopg
 import pytest
 
 from _pg_fixtures import create_database, drop_database
+from _s3_fixtures import REGION
 from strongroom.models import LogQuery, RunStatus
 from strongroom.services.catalog import DEFAULT_NAMESPACES
 from strongroom.vault import Vault
@@ -108,7 +110,33 @@ def postgres_backend(tmp_path: Path, databases: list[str]) -> CrashBackend:
     return CrashBackend("postgresql", new_target, kills_per_200=20)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def postgres_s3_backend(databases: list[str], s3_endpoint: str, bucket: str) -> CrashBackend:
+    """PostgreSQL records + S3 blobs: each target its own database and bucket prefix. The
+    writers reach S3 with the test credentials `s3_env` put into the environment before the
+    fork server started (the ``writers`` fixture depends on ``backend``)."""
+    counter = iter(range(1_000_000))
+
+    def new_target() -> CrashTarget:
+        url = create_database()
+        databases.append(url)
+        blobs_url = f"s3://{bucket}/target-{next(counter)}?endpoint={s3_endpoint}&region={REGION}"
+
+        def run_sql(sql: str) -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(sql.encode())
+
+        return CrashTarget(url, blobs_url, None, run_sql)
+
+    return CrashBackend("postgresql+s3", new_target, kills_per_200=20)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("postgresql+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+    ]
+)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CrashBackend]:
     if request.param == "sqlite":
         yield sqlite_backend(tmp_path)
@@ -116,7 +144,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CrashBac
     request.getfixturevalue("pg_server")  # skip (or fail under CI) without a server
     databases: list[str] = []
     try:
-        yield postgres_backend(tmp_path, databases)
+        if request.param == "postgresql":
+            yield postgres_backend(tmp_path, databases)
+        else:
+            endpoint = request.getfixturevalue("s3_endpoint")
+            bucket = request.getfixturevalue("s3_bucket")  # also sets the credentials
+            yield postgres_s3_backend(databases, endpoint, bucket)
     finally:
         for url in databases:
             drop_database(url)
@@ -189,7 +222,8 @@ class WriterServer:
 
 
 @pytest.fixture
-def writers(tmp_path: Path) -> Iterator[WriterServer]:
+def writers(tmp_path: Path, backend: CrashBackend) -> Iterator[WriterServer]:
+    # After `backend`: the fork server inherits the environment a backend sets up (S3 keys).
     server = WriterServer(tmp_path / "writers.stderr")
     try:
         server.wait_ready()
