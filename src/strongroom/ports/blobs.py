@@ -2,7 +2,7 @@
 
 A blob's key is its digest, so blobs are immutable and identical bytes are stored once.
 Writers stream, hash and publish atomically; readers verify the digest while streaming and
-raise `IntegrityError` on mismatch. Adapters: memory, local directory (S3 in a later issue).
+raise `IntegrityError` on mismatch. Adapters: memory, local directory, S3.
 
 Note for implementers: only the abstract methods are primitives. The convenience methods
 have default bodies built on them; override where the backend can do better.

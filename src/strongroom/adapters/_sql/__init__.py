@@ -1,15 +1,15 @@
 """SQL adapter of the records port: SQLAlchemy Core tables, queries and the one error mapping.
 
 Dialect-neutral on purpose: the same statements run on SQLite and PostgreSQL. A backend module
-(``_sqlite``, later ``_postgres``) only builds the engine (the ``_create_engine`` hook) and
+(``_sqlite``, ``_postgres``) only builds the engine (the ``_create_engine`` hook) and
 decides how a transaction begins.
 
 Sync engine, one thread hop per transaction: the store's API is async, but each transaction
 (BEGIN, its statements, COMMIT) is a synchronous `Operation` on a sync `Connection`, run
 whole on a worker thread. An async engine pays a loop-to-thread round trip per statement on
 SQLite (aiosqlite runs every call on its own thread: 8-13 hops, ~1.2 ms for a trivial
-transaction, against ~0.2 ms for one hop). PostgreSQL (issue 3) is meant to follow the same
-model with psycopg 3's sync driver, so the record-kind modules stay dialect-neutral.
+transaction, against ~0.2 ms for one hop). PostgreSQL follows the same model
+with psycopg 3's sync driver, so the record-kind modules stay dialect-neutral.
 
 Modules: ``tables`` (schema and column types), ``schema`` (Alembic revisions), ``errors``
 (driver errors -> strongroom errors), ``base`` (engine, lifecycle, transactions), ``runs``,
