@@ -29,7 +29,7 @@ from strongroom.models import (
     RunQuery,
     SnapshotRecord,
 )
-from strongroom.ports.metadata import MetadataStore
+from strongroom.ports.metadata import MetadataStore, closed_log_reference, sealed_log_conflict
 
 __all__ = ["MemoryMetadataStore"]
 
@@ -229,6 +229,9 @@ class MemoryMetadataStore(MetadataStore):
         async with self._lock:
             run_id = entries[0].run_id
             self._require_run(run_id, "append_log_entries")
+            ref = self._log_refs.get(run_id)
+            if ref is not None and ref.sealed:
+                raise sealed_log_conflict(run_id)
             chain = self._logs.setdefault(run_id, [])
             expected = len(chain) + 1
             for offset, entry in enumerate(entries):
@@ -265,10 +268,24 @@ class MemoryMetadataStore(MetadataStore):
     async def count_log_entries(self, run_id: str) -> int:
         return len(self._logs.get(run_id, []))
 
-    async def put_log_reference(self, ref: LogReference) -> None:
+    async def put_log_reference(self, ref: LogReference, *, if_absent: bool = False) -> None:
         async with self._lock:
             self._require_run(ref.run_id, "put_log_reference")
+            if if_absent and ref.run_id in self._log_refs:
+                return
             self._log_refs[ref.run_id] = ref.model_copy(deep=True)
+
+    async def close_log(self, run_id: str, at: datetime) -> LogReference:
+        async with self._lock:
+            self._require_run(run_id, "close_log")
+            chain = self._logs.get(run_id, [])
+            ref = self._log_refs.get(run_id) or LogReference(
+                run_id=run_id, created_at=at, updated_at=at, location="records", entry_count=0
+            )
+            if not ref.sealed:
+                ref = closed_log_reference(ref, chain[-1] if chain else None, at)
+                self._log_refs[run_id] = ref
+            return ref.model_copy(deep=True)
 
     async def get_log_reference(self, run_id: str) -> LogReference | None:
         ref = self._log_refs.get(run_id)

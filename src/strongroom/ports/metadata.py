@@ -8,17 +8,21 @@ never check-then-set in the caller:
 - ``insert_snapshot`` relies on the unique (run_id, revision) key: the service writes
   ``expected_revision + 1``, so a stale writer collides and gets `Conflict`;
 - ``append_log_entries`` / ``append_audit_entries`` rely on the unique (chain, seq) key the
-  same way: the caller computes the chain from the head it read, a racing writer collides.
+  same way: the caller computes the chain from the head it read, a racing writer collides;
+- ``close_log`` seals a run's log at its head in one transaction with the row lock the
+  appends take, so a line either lands before the seal (and is counted) or is refused.
 Batches are all-or-nothing. Unknown ids raise `NotFound`.
 
-Adapters: memory (tests and scratch vaults), SQL (SQLite now, PostgreSQL next).
+Adapters: memory (tests and scratch vaults), SQL (SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 
+from strongroom.errors import Conflict
 from strongroom.models import (
     ArtifactMetadata,
     ArtifactQuery,
@@ -37,7 +41,30 @@ from strongroom.models import (
     VerifyProblem,
 )
 
-__all__ = ["MetadataStore"]
+__all__ = ["MetadataStore", "closed_log_reference", "sealed_log_conflict"]
+
+
+def sealed_log_conflict(run_id: str) -> Conflict:
+    """What `append_log_entries` raises for a run whose log is sealed."""
+    return Conflict(
+        f"the log of run {run_id} is sealed; no more lines can be appended",
+        operation="logs.append",
+        run_id=run_id,
+        reason="sealed",
+    )
+
+
+def closed_log_reference(ref: LogReference, head: LogEntry | None, at: datetime) -> LogReference:
+    """``ref`` sealed at ``head`` (the log's last entry, None when empty): what `close_log`
+    stores. The sealed artifact is attached afterwards by the log service."""
+    return ref.model_copy(
+        update={
+            "sealed": True,
+            "entry_count": head.seq if head else 0,
+            "head_hash": head.hash if head else None,
+            "updated_at": at,
+        }
+    )
 
 
 class MetadataStore(ABC):
@@ -100,7 +127,9 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def append_log_entries(self, entries: Sequence[LogEntry]) -> None:
-        """Append entries of one run's chain (consecutive seqs). `Conflict` if a seq exists."""
+        """Append entries of one run's chain (consecutive seqs). `Conflict` if a seq exists,
+        or (reason ``sealed``) if the run's log reference is sealed: checked in the same
+        transaction, so no line lands after a seal."""
 
     @abstractmethod
     async def read_log_entries(self, run_id: str, query: LogQuery) -> list[LogEntry]:
@@ -114,8 +143,16 @@ class MetadataStore(ABC):
     async def count_log_entries(self, run_id: str) -> int: ...
 
     @abstractmethod
-    async def put_log_reference(self, ref: LogReference) -> None:
-        """Insert or replace a run's log reference."""
+    async def put_log_reference(self, ref: LogReference, *, if_absent: bool = False) -> None:
+        """Insert or replace a run's log reference; with ``if_absent``, insert only when the
+        run has none (an existing one, sealed or not, is left alone)."""
+
+    @abstractmethod
+    async def close_log(self, run_id: str, at: datetime) -> LogReference:
+        """Atomically mark the run's log sealed at its current head (``entry_count`` and
+        ``head_hash`` of the head, ``updated_at=at``; the reference is created if missing) and
+        return the stored reference. From then on `append_log_entries` refuses the run. A log
+        already sealed is returned unchanged."""
 
     @abstractmethod
     async def get_log_reference(self, run_id: str) -> LogReference | None: ...

@@ -21,6 +21,7 @@ from strongroom.models import (
     utcnow,
 )
 from strongroom.ports import MetadataStore
+from strongroom.ports.metadata import sealed_log_conflict
 from strongroom.services._common import (
     GENESIS_HASH,
     chain_hash,
@@ -78,6 +79,7 @@ class LogService:
         if ref is None:
             await self._store.get_run(run_id)  # NotFound for an unknown run
             now = utcnow()
+            # If absent only: a seal that lands meanwhile must not be overwritten.
             await self._store.put_log_reference(
                 LogReference(
                     run_id=run_id,
@@ -85,15 +87,12 @@ class LogService:
                     updated_at=now,
                     location="records",
                     entry_count=0,
-                )
+                ),
+                if_absent=True,
             )
         elif ref.sealed:
-            raise Conflict(
-                f"the log of run {run_id} is sealed; no more lines can be appended",
-                operation="logs.append",
-                run_id=run_id,
-                reason="sealed",
-            )
+            # Fail fast; the store re-checks inside the append transaction.
+            raise sealed_log_conflict(run_id)
         # One JSON-mode dump per line: the hash is taken over exactly the form that
         # LogEntry.model_dump(mode="json") produces, so verify recomputes it bit for bit.
         redacted: list[tuple[LogLine, dict[str, Any]]] = []
@@ -193,10 +192,17 @@ class LogService:
         ref = await self.reference(run_id)
         if ref.sealed and ref.sealed_artifact_id:
             return await self._artifacts.get(ref.sealed_artifact_id)
+        # First close the log at its head, atomically with respect to appends (a line lands
+        # before the close and is counted, or is refused after it); then write exactly the
+        # closed chain. A crash in between leaves a closed log without its artifact, which the
+        # next seal() completes.
+        ref = await self._store.close_log(run_id, utcnow())
         leaves: list[bytes] = []
 
         async def lines() -> AsyncIterator[bytes]:
             async for entry in self.iter_entries(run_id):
+                if entry.seq > ref.entry_count:
+                    break
                 leaves.append(bytes.fromhex(entry.hash))
                 yield entry.model_dump_json().encode() + b"\n"
 
@@ -216,8 +222,6 @@ class LogService:
                 "sealed": True,
                 "sealed_artifact_id": artifact.artifact_id,
                 "location": artifact.location.uri,
-                "entry_count": len(leaves),
-                "head_hash": leaves[-1].hex() if leaves else None,
                 "updated_at": now,
             }
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -102,6 +104,59 @@ class LogTests(VaultFixtureContract):
         assert (await vault.logs.reference(run.run_id)).entry_count == 0
         with pytest.raises(NotFound):
             await vault.logs.append(str(uuid.uuid4()), {"event": "x"})
+
+    async def test_a_seal_racing_appends_keeps_every_accepted_line(self, vault: Vault) -> None:
+        """Appends and a seal at once: every line is either in the sealed chain (and
+        counted) or was refused with `conflict`; no line lands after the seal."""
+        run = await self.new_run(vault)
+        await vault.runs.start(run.run_id)
+        await vault.logs.append(run.run_id, {"event": "first"})
+        accepted: list[int] = []
+        refused = 0
+
+        async def writer(i: int) -> None:
+            nonlocal refused
+            for j in range(5):
+                try:
+                    entry = await vault.logs.append(run.run_id, {"event": f"w{i}.{j}"})
+                except Conflict:
+                    refused += 1
+                else:
+                    accepted.append(entry.seq)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(writer(i) for i in range(4)), vault.logs.seal(run.run_id))
+        ref = await vault.logs.reference(run.run_id)
+        stored = await vault.logs.read(run.run_id, LogQuery(limit=1000))
+        assert ref.sealed
+        assert ref.entry_count == len(stored) == 1 + len(accepted)
+        assert ref.sealed_artifact_id is not None
+        sealed = [e async for e in vault.artifacts.iter_models(ref.sealed_artifact_id, LogEntry)]
+        assert sealed == stored
+        assert len(accepted) + refused == 20
+        problems = [p for p in (await vault.verify()).problems if p.kind == "log_chain"]
+        assert problems == []
+
+    async def test_a_log_reference_put_if_absent_never_unseals(self, vault: Vault) -> None:
+        run = await self.new_run(vault)
+        await vault.logs.append(run.run_id, {"event": "one"})
+        closed = await vault.metadata.close_log(run.run_id, datetime.now(UTC))
+        assert closed.sealed
+        assert closed.entry_count == 1
+        unsealed = closed.model_copy(update={"sealed": False})
+        await vault.metadata.put_log_reference(unsealed, if_absent=True)
+        assert (await vault.metadata.get_log_reference(run.run_id)) == closed
+        assert await vault.metadata.close_log(run.run_id, datetime.now(UTC)) == closed
+        head = await vault.metadata.log_head(run.run_id)
+        assert head is not None
+        late = head.model_copy(update={"seq": 2, "prev_hash": head.hash})
+        with pytest.raises(Conflict) as caught:
+            await vault.metadata.append_log_entries([late])
+        assert caught.value.details["reason"] == "sealed"
+        await vault.logs.seal(run.run_id)  # completes the closed log: artifact attached
+        ref = await vault.logs.reference(run.run_id)
+        assert ref.sealed_artifact_id is not None
+        assert ref.entry_count == 1
 
     async def test_a_finished_run_with_an_empty_log_accepts_no_lines(self, vault: Vault) -> None:
         run = await self.new_run(vault)

@@ -260,6 +260,26 @@ class SqlStoreBase(MetadataStore):
             )
         raise UnsupportedFormat(f"no upsert for SQL dialect {dialect!r}", backend=dialect)
 
+    @staticmethod
+    def _insert_if_absent(
+        conn: Connection, table: Table, values: Mapping[str, Any], key: Sequence[str]
+    ) -> Executable:
+        """INSERT ... ON CONFLICT (key) DO NOTHING: atomic insert-if-absent on both dialects."""
+        dialect = conn.dialect.name
+        if dialect == "sqlite":
+            return (
+                sqlite_dialect.insert(table)
+                .values(dict(values))
+                .on_conflict_do_nothing(index_elements=list(key))
+            )
+        if dialect == "postgresql":
+            return (
+                postgresql.insert(table)
+                .values(dict(values))
+                .on_conflict_do_nothing(index_elements=list(key))
+            )
+        raise UnsupportedFormat(f"no insert-if-absent for SQL dialect {dialect!r}", backend=dialect)
+
     async def _keyset_pages(
         self, base: Select[*tuple[Any, ...]], keys: Sequence[Column[Any]]
     ) -> AsyncIterator[AnyRow]:

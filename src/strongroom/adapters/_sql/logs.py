@@ -5,7 +5,9 @@ log lines take a hot-path bulk insert that bypasses SQLAlchemy's per-row process
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Dialect, Table, bindparam, func, insert, select
@@ -35,6 +37,7 @@ from strongroom.models import (
     LogReference,
     MerkleCheckpoint,
 )
+from strongroom.ports.metadata import closed_log_reference, sealed_log_conflict
 
 __all__ = ["LogRecords"]
 
@@ -107,6 +110,21 @@ _LOG_HEAD_SEQ: Final = select(func.max(log_entries_table.c.seq)).where(
 _GET_LOG_REFERENCE: Final = select(log_refs_table.c.body).where(
     log_refs_table.c.run_id == bindparam("run_id")
 )
+# The row lock that orders appends and `close_log` on one run (PostgreSQL: FOR UPDATE;
+# SQLite renders no clause: its write transactions are exclusive anyway).
+_LOCK_LOG_REFERENCE: Final = _GET_LOG_REFERENCE.with_for_update()
+_LOG_HEAD_BODY: Final = (
+    select(log_entries_table.c.body)
+    .where(log_entries_table.c.run_id == bindparam("run_id"))
+    .order_by(log_entries_table.c.seq.desc())
+    .limit(1)
+)
+
+
+def _is_sealed(body: str | None) -> bool:
+    return body is not None and bool(json.loads(body).get("sealed"))
+
+
 _AUDIT_HEAD_SEQ: Final = select(func.max(audit_entries_table.c.seq))
 _INSERT_AUDIT: Final = insert(audit_entries_table)
 
@@ -129,6 +147,8 @@ class LogRecords(SqlStoreBase):
         rows = [_log_row(entry, to_db(entry.timestamp, dialect)) for entry in entries]
 
         def op(conn: Connection) -> None:
+            if _is_sealed(conn.scalar(_LOCK_LOG_REFERENCE, {"run_id": run_id})):
+                raise sealed_log_conflict(run_id)
             head = conn.scalar(_LOG_HEAD_SEQ, {"run_id": run_id})
             _require_next_seqs("append_log_entries", head, entries, run_id=run_id)
             _driver_executemany(conn, log_entries_table, rows)
@@ -181,13 +201,36 @@ class LogRecords(SqlStoreBase):
 
         return await self._read("count_log_entries", op, run_id=run_id)
 
-    async def put_log_reference(self, ref: LogReference) -> None:
+    async def put_log_reference(self, ref: LogReference, *, if_absent: bool = False) -> None:
         values = {"run_id": ref.run_id, "body": ref.model_dump_json()}
 
         def op(conn: Connection) -> None:
-            conn.execute(self._upsert(conn, log_refs_table, values, ["run_id"]))
+            build = self._insert_if_absent if if_absent else self._upsert
+            conn.execute(build(conn, log_refs_table, values, ["run_id"]))
 
         await self._write("put_log_reference", op, run_id=ref.run_id)
+
+    async def close_log(self, run_id: str, at: datetime) -> LogReference:
+        def op(conn: Connection) -> LogReference:
+            body = conn.scalar(_LOCK_LOG_REFERENCE, {"run_id": run_id})
+            if body is None:
+                ref = LogReference(
+                    run_id=run_id, created_at=at, updated_at=at, location="records", entry_count=0
+                )
+            else:
+                ref = parse_body(LogReference, body, "log_reference", run_id)
+                if ref.sealed:
+                    return ref
+            head_body = conn.scalar(_LOG_HEAD_BODY, {"run_id": run_id})
+            head = (
+                None if head_body is None else parse_body(LogEntry, head_body, "log_entry", run_id)
+            )
+            closed = closed_log_reference(ref, head, at)
+            values = {"run_id": run_id, "body": closed.model_dump_json()}
+            conn.execute(self._upsert(conn, log_refs_table, values, ["run_id"]))
+            return closed
+
+        return await self._write("close_log", op, run_id=run_id)
 
     async def get_log_reference(self, run_id: str) -> LogReference | None:
         fetch = fetch_scalar(_GET_LOG_REFERENCE, {"run_id": run_id})
