@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 
 from strongroom import __version__
 from strongroom.adapters import MemoryMetadataStore, SqliteMetadataStore, open_stores
-from strongroom.cli import artifacts, audit, logs, runs
+from strongroom.cli import artifacts, audit, logs, runs, transfer
 from strongroom.cli._context import (
     EXIT_INTERNAL,
     EXIT_PROBLEMS,
@@ -199,6 +199,8 @@ app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(logs.app, name="logs")
 app.add_typer(audit.app, name="audit")
 app.command("verify")(verify)
+app.command("export")(transfer.export_command)
+app.command("import")(transfer.import_command)
 
 
 def main() -> None:

@@ -1,0 +1,320 @@
+"""The side a transfer writes: a vault (through the `MetadataStore` port: lookups by primary
+key, verbatim inserts, the few in-place updates `compare.updatable` allows) or a bundle
+directory (`BundleWriter`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from strongroom.errors import Conflict, NotFound
+from strongroom.models import ArtifactQuery, LogQuery, RunQuery, VerifyReport
+from strongroom.ports import BlobStore
+from strongroom.services.bundle import BundleWriter, RecordKind, verify_bundle
+from strongroom.services.transfer.report import describe_vault
+from strongroom.services.transfer.sources import ARTIFACT_PAGE
+from strongroom.services.verify import ProgressCallback
+from strongroom.vault import Vault
+
+__all__ = ["BundleSink", "Sink", "VaultSink"]
+
+T = TypeVar("T")
+
+
+async def _maybe(call: Awaitable[T]) -> T | None:
+    try:
+        return await call
+    except NotFound:
+        return None
+
+
+class Sink:
+    """What the copy engine writes to."""
+
+    blobs: BlobStore
+
+    def describe(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def needs_check(self) -> bool:
+        """False when the target holds no record at all (nothing can conflict)."""
+        raise NotImplementedError
+
+    async def present(self, kind: RecordKind, batch: Sequence[Any]) -> list[Any | None]:
+        """The target's record under each record's primary key, or None."""
+        raise NotImplementedError
+
+    async def begin_kind(self, kind: RecordKind, *, check_only: bool) -> None:
+        return None
+
+    async def write(self, kind: RecordKind, new: Sequence[Any], *, check_only: bool) -> None:
+        raise NotImplementedError
+
+    async def replace(self, kind: RecordKind, pairs: Sequence[tuple[Any, Any]]) -> None:
+        """Bring records the target holds in an earlier state (second) up to date (first)."""
+        raise NotImplementedError
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        return None
+
+    async def end_kind(self, kind: RecordKind, *, check_only: bool) -> bool:
+        """True when the kind turned out to be already there in full (bundle re-export)."""
+        return False
+
+    async def finish(self, source: dict[str, str], counts: dict[str, int]) -> None:
+        return None
+
+    async def verify(self, progress: ProgressCallback) -> VerifyReport:
+        raise NotImplementedError
+
+    async def conflict_hint(self) -> str:
+        return ""
+
+    async def close(self) -> None:
+        return None
+
+
+class VaultSink(Sink):
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self.blobs = vault.blobs
+        self.store = vault.metadata
+        self._checkpoints: dict[int, Any] | None = None
+        # Runs this pass found missing from the target: nothing hangs off them there.
+        self._absent_runs: set[str] = set()
+        self._artifact_cursor: str | None = None
+
+    def describe(self) -> dict[str, str]:
+        return describe_vault(self.vault)
+
+    async def needs_check(self) -> bool:
+        # Snapshots, artifacts, log entries and log references all need a run.
+        store = self.store
+        return bool(
+            (await store.query_runs(RunQuery(limit=1))).total
+            or await store.audit_head() is not None
+            or await store.list_providers()
+            or await store.list_namespaces()
+            or await store.list_objects(None, limit=1)
+            or await store.list_checkpoints()
+        )
+
+    async def conflict_hint(self) -> str:
+        if (await self.store.query_runs(RunQuery(limit=1))).total == 0:
+            return (
+                "; the target holds no run but has its own catalog and audit trail (a vault "
+                "that was initialised on its own, e.g. by `strongroom init`): import into a "
+                "new, empty location instead"
+            )
+        return ""
+
+    async def present(self, kind: RecordKind, batch: Sequence[Any]) -> list[Any | None]:
+        store = self.store
+        name = kind.name
+        if name == "providers":
+            return [await _maybe(store.get_provider(r.provider_id)) for r in batch]
+        if name == "namespaces":
+            return [await _maybe(store.get_namespace(r.namespace_id)) for r in batch]
+        if name == "runs":
+            runs = [await _maybe(store.get_run(r.run_id)) for r in batch]
+            self._absent_runs.update(
+                r.run_id for r, got in zip(batch, runs, strict=True) if not got
+            )
+            return runs
+        if name == "snapshots":
+            by_run: dict[str, dict[int, Any]] = {}
+            for run_id in dict.fromkeys(r.run_id for r in batch):
+                if run_id not in self._absent_runs:
+                    by_run[run_id] = {s.revision: s for s in await store.list_snapshots(run_id)}
+            return [by_run.get(r.run_id, {}).get(r.revision) for r in batch]
+        if name == "artifacts":
+            return await self._artifacts_present(batch)
+        if name == "log_entries":
+            found: dict[tuple[str, int], Any] = {}
+            for run_id, group in _groups(batch, lambda r: r.run_id):
+                if run_id in self._absent_runs:
+                    continue
+                low, high = min(r.seq for r in group), max(r.seq for r in group)
+                after = low - 1
+                while after < high:
+                    limit = min(high - after, 100_000)
+                    got = await store.read_log_entries(
+                        run_id, LogQuery(after_seq=after, limit=limit)
+                    )
+                    for entry in got:
+                        found[(run_id, entry.seq)] = entry
+                    if len(got) < limit:
+                        break
+                    after = got[-1].seq
+            return [found.get((r.run_id, r.seq)) for r in batch]
+        if name == "log_references":
+            return [
+                None if r.run_id in self._absent_runs else await store.get_log_reference(r.run_id)
+                for r in batch
+            ]
+        if name == "objects":
+            out: list[Any | None] = []
+            for obj in batch:
+                existing = await _maybe(store.get_object(obj.object_id))
+                if existing is None:
+                    await self._check_object_path(kind, obj)
+                out.append(existing)
+            return out
+        if name == "audit_entries":
+            low, high = batch[0].seq, batch[-1].seq
+            audit = await store.read_audit_entries(after_seq=low - 1, limit=high - low + 1)
+            by_seq = {e.seq: e for e in audit}
+            return [by_seq.get(r.seq) for r in batch]
+        if name == "checkpoints":
+            if self._checkpoints is None:
+                self._checkpoints = {c.tree_size: c for c in await store.list_checkpoints()}
+            return [self._checkpoints.get(r.tree_size) for r in batch]
+        raise AssertionError(name)  # pragma: no cover
+
+    async def _check_object_path(self, kind: RecordKind, obj: Any) -> None:
+        """Another object at the same (namespace, path) would make put_object fail later."""
+        same = await self.store.list_objects(obj.namespace_id, prefix=obj.path, limit=1)
+        if same and same[0].path == obj.path and same[0].object_id != obj.object_id:
+            raise Conflict(
+                f"the target already holds another catalog object ({same[0].object_id}) at "
+                f"{obj.namespace_id}:{obj.path}, where the source has {obj.object_id}",
+                operation="transfer",
+                kind=kind.name,
+                key=obj.object_id,
+                path=obj.path,
+            )
+
+    async def _artifacts_present(self, batch: Sequence[Any]) -> list[Any | None]:
+        """Artifacts come in id order, batch after batch: read the target's artifacts in the
+        same id range with keyset pages instead of one lookup each."""
+        ids = [r.artifact_id for r in batch]
+        cursor = self._artifact_cursor
+        if ids != sorted(ids) or (cursor is not None and ids[0] <= cursor):
+            return [await _maybe(self.store.get_artifact(i)) for i in ids]  # not in order
+        wanted, last = set(ids), ids[-1]
+        found: dict[str, Any] = {}
+        while True:
+            page = await self.store.list_artifacts(
+                ArtifactQuery(after_id=cursor, limit=ARTIFACT_PAGE)
+            )
+            found.update((a.artifact_id, a) for a in page if a.artifact_id in wanted)
+            if len(page) < ARTIFACT_PAGE or page[-1].artifact_id >= last:
+                break
+            cursor = page[-1].artifact_id
+        self._artifact_cursor = last
+        return [found.get(i) for i in ids]
+
+    async def begin_kind(self, kind: RecordKind, *, check_only: bool) -> None:
+        self._checkpoints = None
+        self._artifact_cursor = None
+        if kind.name == "runs":
+            self._absent_runs = set()
+
+    async def write(self, kind: RecordKind, new: Sequence[Any], *, check_only: bool) -> None:
+        if check_only or not new:
+            return
+        store = self.store
+        name = kind.name
+        if name == "providers":
+            for r in new:
+                await store.put_provider(r)
+        elif name == "namespaces":
+            for r in new:
+                await store.put_namespace(r)
+        elif name == "runs":
+            for r in new:
+                await store.insert_run(r)
+        elif name == "snapshots":
+            for r in new:
+                await store.insert_snapshot(r)
+        elif name == "artifacts":
+            await store.insert_artifacts(new)
+        elif name == "log_entries":
+            for _run_id, group in _groups(new, lambda r: r.run_id):
+                await store.append_log_entries(group)
+        elif name == "log_references":
+            for r in new:
+                await store.put_log_reference(r)
+        elif name == "objects":
+            for r in new:
+                await store.put_object(r)
+        elif name == "audit_entries":
+            await store.append_audit_entries(new)
+        elif name == "checkpoints":
+            for r in new:
+                await store.insert_checkpoint(r)
+        else:  # pragma: no cover
+            raise AssertionError(name)
+
+    async def replace(self, kind: RecordKind, pairs: Sequence[tuple[Any, Any]]) -> None:
+        store = self.store
+        for new, old in pairs:
+            if kind.name == "runs":
+                # update_run stores version expected + 1: step up to the source's version,
+                # which leaves the run exactly as the source has it.
+                for version in range(old.version, new.version):
+                    await store.update_run(new, expected_version=version)
+            elif kind.name == "log_references":
+                await store.put_log_reference(new)
+            elif kind.name == "providers":
+                await store.put_provider(new)
+            elif kind.name == "namespaces":
+                await store.put_namespace(new)
+            else:  # pragma: no cover - compare.updatable decides
+                raise AssertionError(kind.name)
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        head = await self.store.audit_head()
+        return (head.seq, head.hash) if head is not None else None
+
+    async def verify(self, progress: ProgressCallback) -> VerifyReport:
+        return await self.vault.verify(on_progress=progress)
+
+
+class BundleSink(Sink):
+    def __init__(self, path: Path) -> None:
+        self.writer = BundleWriter(path)
+        self.blobs = self.writer.blobs
+
+    async def open(self) -> None:
+        await self.writer.open()
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "bundle", "path": str(self.writer.path)}
+
+    async def needs_check(self) -> bool:
+        return self.writer.existing is not None
+
+    async def present(self, kind: RecordKind, batch: Sequence[Any]) -> list[Any | None]:
+        return [None] * len(batch)  # a bundle's records files are written whole each time
+
+    async def begin_kind(self, kind: RecordKind, *, check_only: bool) -> None:
+        await self.writer.begin_kind(kind)
+
+    async def write(self, kind: RecordKind, new: Sequence[Any], *, check_only: bool) -> None:
+        await self.writer.write(new)
+
+    async def end_kind(self, kind: RecordKind, *, check_only: bool) -> bool:
+        return await self.writer.end_kind(kind, check_only=check_only)
+
+    async def finish(self, source: dict[str, str], counts: dict[str, int]) -> None:
+        await self.writer.finish(source, counts)
+
+    async def verify(self, progress: ProgressCallback) -> VerifyReport:
+        return await verify_bundle(self.writer.path, on_progress=progress)
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+
+def _groups(items: Sequence[Any], key: Callable[[Any], str]) -> list[tuple[str, list[Any]]]:
+    """Consecutive runs of items with the same key."""
+    out: list[tuple[str, list[Any]]] = []
+    for item in items:
+        k = key(item)
+        if out and out[-1][0] == k:
+            out[-1][1].append(item)
+        else:
+            out.append((k, [item]))
+    return out

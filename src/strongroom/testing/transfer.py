@@ -1,0 +1,206 @@
+"""Helpers for transfer (export / import) tests on any backend pair.
+
+- `populate_vault`: realistic contents through the public Vault API: finished, failed,
+  cancelled and still-running runs with snapshots, artifacts of every format (one of several
+  MiB, streamed), log lines (one redacted), sealed logs, catalog providers / namespaces /
+  objects (one deleted), an unreferenced blob, and audit checkpoints when the vault's
+  ``checkpoint_interval`` is small.
+- `snapshot_vault`: every record of every kind (canonical JSON) and every blob's re-hashed
+  digest and size, as one dict: two vaults hold the same data iff their snapshots are equal.
+
+    before = await snapshot_vault(source)
+    await transfer(source, target)
+    assert await snapshot_vault(target) == before
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from strongroom.models import RunState
+from strongroom.services.bundle import RECORD_KINDS
+from strongroom.services.transfer import iter_vault_records
+from strongroom.vault import Vault
+
+__all__ = ["populate_vault", "snapshot_vault"]
+
+MIB = 1024 * 1024
+
+
+class _Segment(BaseModel):
+    segment_id: str
+    text: str
+
+
+async def _pseudo_random(size: int, seed: int) -> AsyncIterator[bytes]:
+    """``size`` deterministic, incompressible bytes, streamed in 256 KiB chunks."""
+    rng = random.Random(seed)
+    left = size
+    while left:
+        n = min(left, 256 * 1024)
+        yield rng.randbytes(n)
+        left -= n
+
+
+async def populate_vault(
+    vault: Vault, *, big_bytes: int = 3 * MIB + 17, seed: int = 7, tag: str = "a"
+) -> dict[str, Any]:
+    """Fill ``vault`` with a bit of everything; returns the ids it created. ``tag`` varies
+    names so that populating twice gives distinct records."""
+    ids: dict[str, Any] = {"runs": [], "artifacts": [], "objects": []}
+    provider = await vault.catalog.put_provider(
+        {
+            "provider_id": f"archive-{tag}",
+            "name": "Cold archive",
+            "type": "object-store",
+            "owner": "ops",
+            "region": "eu-west-1",
+            "base_uri": f"s3://archive-{tag}/strongroom/",
+            "capabilities": {"supports_versioning": True, "max_retention_days": 3650},
+        }
+    )
+    await vault.catalog.put_namespace(
+        {
+            "namespace_id": f"exports-{tag}",
+            "provider_id": provider.provider_id,
+            "name": "exports",
+            "purpose": "Exported reports",
+            "default_prefix": "exports/",
+            "retention_days": 30,
+            "encryption": "at-rest",
+        }
+    )
+
+    # A finished run with everything.
+    done = await vault.runs.create(
+        project="docs", purpose=f"translate the manual ({tag})", actor="alice"
+    )
+    ids["runs"].append(done.run_id)
+    await vault.runs.start(done.run_id)
+    await vault.runs.update(done.run_id, current_phase="ingest")
+    await vault.logs.append(
+        done.run_id,
+        {
+            "event": "ingest.start",
+            "phase": "ingest",
+            "message": "calling https://mt.example.com with api_key=sk-demo-1234567890abcdef",
+            "data": {"rows": 3, "nested": {"b": 1, "a": [1, 2.5, None]}},
+        },
+    )
+    segments = [_Segment(segment_id=f"s{i}", text=f"segment {i} é ✓") for i in range(20)]
+    art = await vault.artifacts.put_models(
+        done.run_id, segments, role="phase_output", phase="ingest", name="segments.jsonl"
+    )
+    ids["artifacts"].append(art.artifact_id)
+    state = RunState(data={"cursor": 20, "phase": "ingest"})
+    await vault.snapshots.save(done.run_id, state, expected_revision=0)
+    art = await vault.artifacts.put_model(
+        done.run_id,
+        segments[0],
+        role="phase_output",
+        phase="translate",
+        label="fr",
+        name="first.json",
+        tags=["lang:fr", "sample"],
+        metadata={"engine": "demo", "score": 0.93},
+    )
+    ids["artifacts"].append(art.artifact_id)
+    art = await vault.artifacts.put_bytes(
+        done.run_id, b"id,chars\ns0,12\ns1,13\n", role="report", phase="qa", name="qa.csv"
+    )
+    ids["artifacts"].append(art.artifact_id)
+    big = await vault.artifacts.put_stream(
+        done.run_id,
+        _pseudo_random(big_bytes, seed),
+        role="export",
+        phase="export",
+        name="bundle.bin",
+        description="a multi-MiB binary export",
+    )
+    ids["artifacts"].append(big.artifact_id)
+    ids["big_sha256"] = big.sha256
+    many = await vault.artifacts.put_many(
+        done.run_id,
+        [
+            (f"chunk {i}\n".encode(), {"role": "custom", "name": f"c{i}.txt", "step": "split"})
+            for i in range(4)
+        ],
+    )
+    ids["artifacts"].extend(a.artifact_id for a in many)
+    for i in range(12):
+        await vault.logs.append(
+            done.run_id,
+            {
+                "event": "translate.segment",
+                "phase": "translate",
+                "level": "debug" if i % 3 else "warning",
+                "message": f"segment {i}",
+                "data": {"i": i},
+            },
+        )
+    for rev in (1, 2):
+        await vault.snapshots.save(
+            done.run_id,
+            RunState(data={"cursor": 20 + rev, "rev": rev}),
+            expected_revision=rev,
+        )
+    await vault.runs.complete(done.run_id)
+
+    # A failed run, a cancelled one, and one still running (unsealed log).
+    failed = await vault.runs.create(project="docs", purpose="breaks", actor="bob")
+    ids["runs"].append(failed.run_id)
+    await vault.runs.start(failed.run_id)
+    await vault.logs.append(failed.run_id, {"event": "boom", "level": "error", "message": "x"})
+    await vault.snapshots.save(failed.run_id, RunState(data={"k": "v"}), expected_revision=0)
+    await vault.runs.fail(
+        failed.run_id, {"code": "timeout", "message": "upstream timed out", "details": {}}
+    )
+    cancelled = await vault.runs.create(project="other", actor="carol")
+    ids["runs"].append(cancelled.run_id)
+    await vault.runs.cancel(cancelled.run_id)
+    running = await vault.runs.create(project="docs", purpose="still going", actor="alice")
+    ids["runs"].append(running.run_id)
+    await vault.runs.start(running.run_id)
+    for i in range(5):
+        await vault.logs.append(running.run_id, {"event": "tick", "data": {"i": i}})
+
+    # Catalog objects, one deleted; and a blob nothing refers to.
+    for version in (1, 2, 3):
+        obj = await vault.catalog.put_object(
+            f"exports-{tag}",
+            f"reports/{tag}/v{version}.json",
+            f'{{"version": {version}}}'.encode(),
+            content_type="application/json",
+            run_id=done.run_id,
+            tags=["report"],
+        )
+        ids["objects"].append(obj.object_id)
+    await vault.catalog.delete_object(ids["objects"].pop(0))
+    orphan = await vault.blobs.put_bytes(f"unreferenced {tag}".encode())
+    ids["orphan_sha256"] = orphan.sha256
+    return ids
+
+
+async def snapshot_vault(vault: Vault) -> dict[str, Any]:
+    """Every record (canonical JSON dumps, per kind, in a stable order) and every blob
+    (``digest -> {"sha256": re-hashed digest, "size_bytes": n}``) of a vault."""
+    records: dict[str, list[Any]] = {}
+    for kind in RECORD_KINDS:
+        items: list[Any] = []
+        async for batch in iter_vault_records(vault, kind):
+            items.extend(record.model_dump(mode="json") for record in batch)
+        records[kind.name] = items
+    blobs: dict[str, dict[str, Any]] = {}
+    async for digest in vault.blobs.iter_digests():
+        hasher = hashlib.sha256()
+        size = 0
+        async for chunk in vault.blobs.get_stream(digest):
+            hasher.update(chunk)
+            size += len(chunk)
+        blobs[digest] = {"sha256": hasher.hexdigest(), "size_bytes": size}
+    return {"records": records, "blobs": dict(sorted(blobs.items()))}
