@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from strongroom._fs import fsync_dir
 from strongroom.errors import IntegrityError, NotFound, ValidationError, map_os_errors
 from strongroom.models import BlobInfo, BlobLocation
 from strongroom.ports.blobs import CHUNK_SIZE, BlobStore, check_blob_digest
@@ -63,14 +64,6 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _run_all(
@@ -331,7 +324,7 @@ class LocalBlobStore(BlobStore):
             except FileExistsError:
                 return
         if dirs_to_sync is None:
-            _fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
         else:
             dirs_to_sync.add(os.path.dirname(path))
 
@@ -398,7 +391,7 @@ class LocalBlobStore(BlobStore):
                             dirs.add(os.path.dirname(self._abs(item.sha256)))
                         else:
                             self._publish(item.temp, item.sha256, dirs)
-                    _, error = _run_all(pool, _fsync_dir, sorted(dirs))
+                    _, error = _run_all(pool, fsync_dir, sorted(dirs))
                     if error is not None:
                         raise error
                 finally:
@@ -500,7 +493,7 @@ class LocalBlobStore(BlobStore):
                 dirs: set[str] = set()
                 self._publish(writer.path, hexd, dirs)
                 for directory in dirs:
-                    _fsync_dir(directory)
+                    fsync_dir(directory)
             finally:
                 writer.discard()  # drops the temp name; the blob keeps its own link
             return BlobInfo(sha256=hexd, size_bytes=writer.size)
@@ -626,7 +619,7 @@ class LocalBlobStore(BlobStore):
                 os.unlink(path)
             except FileNotFoundError:
                 return False
-            _fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
         return True
 
     async def iter_digests(self) -> AsyncIterator[str]:

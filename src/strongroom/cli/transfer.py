@@ -14,20 +14,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.text import Text
 
 from strongroom.adapters import safe_url
 from strongroom.cli._context import EXIT_PROBLEMS, CliState, JsonFlag, cli_state, reported_errors
 from strongroom.cli._output import human_size, key_values, print_json, print_lines, stdout_console
+from strongroom.cli._progress import StageProgress
 from strongroom.errors import ValidationError
 from strongroom.services.bundle import RECORD_KINDS
 from strongroom.services.transfer import (
@@ -51,46 +43,15 @@ _LABELS = {
 }
 
 
-class _TransferProgress:
-    """One Rich task per stage of `transfer`'s (stage, done, total) callback; the blob task
-    also shows the bytes copied so far."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-        self._tasks: dict[str, TaskID] = {}
-        self._current: str | None = None
+class _TransferProgress(StageProgress):
+    """`transfer`'s stages as progress bars; the blob bar's label also shows the bytes copied
+    so far (the ``blob_bytes`` pseudo-stage)."""
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
         if stage == "blob_bytes":
-            task = self._tasks.get("blobs")
-            if task is not None:
-                self._progress.update(task, description=f"{_LABELS['blobs']} ({human_size(done)})")
+            self.describe("blobs", f"{_LABELS['blobs']} ({human_size(done)})")
             return
-        task = self._tasks.get(stage)
-        if task is None:
-            self.finish()
-            task = self._progress.add_task(_LABELS.get(stage, stage), total=total)
-            self._tasks[stage] = task
-        self._progress.update(task, completed=done, total=total)
-
-    def finish(self) -> None:
-        for task_id in self._tasks.values():
-            task = self._progress.tasks[task_id]
-            if task.total is None or task.completed < task.total:
-                self._progress.update(task_id, total=task.completed)
-
-
-def _progress(state: CliState) -> tuple[Progress, _TransferProgress]:
-    stderr = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description:<40}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        disable=state.json or not stderr.is_terminal,
-    )
-    return progress, _TransferProgress(progress)
+        super().__call__(stage, done, total)
 
 
 def _same_place(a: str, b: str) -> bool:
@@ -126,7 +87,7 @@ def _run(
     gets default catalog entries written into it), transfer with a progress bar, close both
     ends."""
     _check_distinct(source, target)
-    progress, stages = _progress(state)
+    stages = _TransferProgress(_LABELS, label_width=40, hidden=state.json)
 
     async def with_target(src: Vault | Path) -> TransferReport:
         if isinstance(target, Path):
@@ -143,7 +104,7 @@ def _run(
         ) as src:
             return await with_target(src)
 
-    with progress:
+    with stages:
         report = asyncio.run(main())
         stages.finish()
     return report

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pydantic
 
+from strongroom._fs import fsync_dir
 from strongroom.errors import NotFound, SerializationError, UnsupportedFormat, map_os_errors
 from strongroom.models import (
     ArtifactMetadata,
@@ -119,14 +119,6 @@ def is_bundle_dir(path: Path) -> bool:
 def io_errors(operation: str, path: Path | str) -> contextlib.AbstractContextManager[None]:
     """OS errors as `StrongroomError`s naming the bundle path."""
     return map_os_errors(operation, backend="bundle", path=str(path))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def make_dir(path: Path) -> None:

@@ -1,0 +1,74 @@
+"""Progress bars on stderr for the long commands (`verify`, `export`, `import`): one Rich task
+per stage of a service's ``(stage, done, total)`` progress callback."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+__all__ = ["StageProgress"]
+
+
+class StageProgress:
+    """A ``(stage, done, total)`` callback drawing one bar per stage, labelled from ``labels``
+    (the stage name itself when it has no label). A new stage completes the earlier ones, and
+    so does `finish`. Nothing is drawn when ``hidden`` (``--json``) or stderr is no terminal.
+
+    Use as a context manager around the work: ``with stages: ...; stages.finish()``.
+    """
+
+    def __init__(self, labels: Mapping[str, str], *, label_width: int, hidden: bool) -> None:
+        stderr = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn(f"{{task.description:<{label_width}}}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            disable=hidden or not stderr.is_terminal,
+        )
+        self._labels = labels
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> StageProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.progress.__exit__(exc_type, exc, traceback)
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        task = self._tasks.get(stage)
+        if task is None:
+            self.finish()  # a new stage starts: earlier ones are complete
+            task = self.progress.add_task(self._labels.get(stage, stage), total=total)
+            self._tasks[stage] = task
+        self.progress.update(task, completed=done, total=total)
+
+    def describe(self, stage: str, description: str) -> None:
+        """Relabel a stage's bar; nothing happens before the stage has started."""
+        task = self._tasks.get(stage)
+        if task is not None:
+            self.progress.update(task, description=description)
+
+    def finish(self) -> None:
+        """Mark every bar complete (at the count it reached)."""
+        for task_id in self._tasks.values():
+            task = self.progress.tasks[task_id]
+            if task.total is None or task.completed < task.total:
+                self.progress.update(task_id, total=task.completed)
