@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test venv check fmt lint typecheck pytest schemas bench clean
+.PHONY: demo test venv check fmt lint typecheck pytest schemas bench bench-backends clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+bench-backends: $(STAMP)
+	$(BIN)/python -m benchmarks.run --backend all
 
 clean:
 	rm -rf $(VENV) .strongroom .pytest_cache .mypy_cache .ruff_cache

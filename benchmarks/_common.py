@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from benchmarks._backends import Backend, EmbeddedBackend, VaultSpace
+
 __all__ = [
     "MIB",
     "Context",
@@ -103,6 +105,7 @@ class Figure:
     unit: str
     value: float
     higher_is_better: bool
+    backend: str = "embedded"  # set by the runner
     baseline: float | None = None
     baseline_name: str = ""
     target: Target | None = None
@@ -142,11 +145,21 @@ class Figure:
 
 @dataclass
 class Context:
-    """Sizes plus the directory under which each benchmark makes its fresh temp vaults."""
+    """Sizes, the backend under test and the directory under which each benchmark makes its
+    fresh temp vaults (and, for the embedded backend, their databases and blobs)."""
 
     sizes: Sizes
     workdir: Path
-    keep: bool = False  # keep temp directories for inspection (--keep)
+    keep: bool = False  # keep temp directories (and databases) for inspection (--keep)
+    backend: Backend = field(default_factory=EmbeddedBackend)
+
+    @contextmanager
+    def fresh_vault(self, label: str) -> Iterator[VaultSpace]:
+        """A fresh place for one vault on the backend under test (a new directory, and on
+        postgres-s3 a new database and bucket), removed afterwards; open the vault with
+        ``space.open_vault()``."""
+        with self.fresh_dir(label) as root, self.backend.space(root, keep=self.keep) as space:
+            yield space
 
     @contextmanager
     def fresh_dir(self, label: str) -> Iterator[Path]:

@@ -8,6 +8,10 @@ transaction inserting a run row (WAL, synchronous=NORMAL, as strongroom) + creat
 ``fsync`` a file holding the same JSON state, and ``fsync`` its directory.
 
 Target: median ≤ 2 ms.
+
+On the postgres-s3 backend the baseline is one ``psycopg`` transaction inserting the run row
+(into a table of the vault's own database) + one plain ``obstore`` PutObject of the same JSON
+state to the same bucket (moto on this machine).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from benchmarks._backends import RawRecords
 from benchmarks._common import (
     Context,
     Figure,
@@ -24,10 +29,8 @@ from benchmarks._common import (
     fsync_dir,
     median,
     percentile,
-    raw_sqlite,
     write_file_durable,
 )
-from strongroom import Vault
 from strongroom.ids import new_id
 from strongroom.models import canonical_json, utcnow
 
@@ -35,6 +38,15 @@ NAME = "run_latency"
 TITLE = "Create run + first snapshot latency"
 
 _WARMUP = 20
+
+if TYPE_CHECKING:
+    from obstore.store import S3Store
+
+_CREATE = (
+    "CREATE TABLE raw_runs (run_id TEXT PRIMARY KEY, project TEXT NOT NULL, status TEXT "
+    "NOT NULL, created_at TEXT NOT NULL, body TEXT NOT NULL)"
+)
+_INSERT = "INSERT INTO raw_runs (run_id, project, status, created_at, body) VALUES (?, ?, ?, ?, ?)"
 
 
 def _state(i: int) -> dict[str, Any]:
@@ -51,21 +63,26 @@ def _state(i: int) -> dict[str, Any]:
     }
 
 
-def raw_create(conn: Any, directory: Path, i: int) -> tuple[float, float]:
-    """Insert a run row, then write the state file durably; returns the two durations."""
+def raw_create(
+    records: RawRecords, directory: Path, store: S3Store | None, i: int
+) -> tuple[float, float]:
+    """Insert a run row, then store the state durably (a file + fsync + dir fsync, or one
+    PutObject); returns the two durations."""
     run_id = new_id()
     now = utcnow().isoformat(timespec="microseconds")
     body = json.dumps({"run_id": run_id, "project": "bench", "status": "pending"})
     start = time.perf_counter()
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute(
-        "INSERT INTO runs (run_id, project, status, created_at, body) VALUES (?, ?, ?, ?, ?)",
-        (run_id, f"project-{i % 20:02}", "pending", now, body),
-    )
-    conn.execute("COMMIT")
+    with records.transaction():
+        records.execute(_INSERT, (run_id, f"project-{i % 20:02}", "pending", now, body))
     middle = time.perf_counter()
-    write_file_durable(directory / f"{run_id}.json", canonical_json(_state(i)))
-    fsync_dir(directory)
+    state = canonical_json(_state(i))
+    if store is None:
+        write_file_durable(directory / f"{run_id}.json", state)
+        fsync_dir(directory)
+    else:
+        import obstore as obs
+
+        obs.put(store, f"{run_id}.json", state)
     return middle - start, time.perf_counter() - middle
 
 
@@ -74,21 +91,20 @@ async def run(ctx: Context) -> list[Figure]:
     totals: dict[str, list[float]] = {"sr": [], "raw": []}
     parts: dict[str, list[float]] = {"create": [], "save": [], "insert": [], "file": []}
 
-    with ctx.fresh_dir(NAME) as root:
-        raw_dir = root / "raw"
+    with ctx.fresh_vault(NAME) as space:
+        raw_dir = space.root / "raw"
         raw_dir.mkdir()
-        conn = raw_sqlite(raw_dir / "index.db")
-        conn.execute(
-            "CREATE TABLE runs (run_id TEXT PRIMARY KEY, project TEXT NOT NULL, status TEXT "
-            "NOT NULL, created_at TEXT NOT NULL, body TEXT NOT NULL)"
-        )
+        store = space.s3.raw_store() if space.s3 is not None else None
+        records = space.raw_records(sqlite_file=raw_dir / "index.db")
         try:
-            async with await Vault.open(root / "vault") as vault:
+            with records.transaction():
+                records.execute(_CREATE)
+            async with await space.open_vault() as vault:
                 for i in range(_WARMUP + count):
                     measured = i >= _WARMUP
                     for side in ("raw", "sr") if i % 2 == 0 else ("sr", "raw"):
                         if side == "raw":
-                            insert, file = raw_create(conn, raw_dir, i)
+                            insert, file = raw_create(records, raw_dir, store, i)
                             if measured:
                                 totals["raw"].append(insert + file)
                                 parts["insert"].append(insert)
@@ -107,12 +123,19 @@ async def run(ctx: Context) -> list[Figure]:
                             parts["create"].append(middle - start)
                             parts["save"].append(end - middle)
         finally:
-            conn.close()
+            records.close()
 
     def ms(samples: list[float], q: float | None = None) -> float:
         return (median(samples) if q is None else percentile(samples, q)) * 1e3
 
-    baseline_name = "sqlite3 INSERT transaction + state file write + fsync + dir fsync"
+    if ctx.backend.name == "postgres-s3":
+        baseline_name = "psycopg INSERT transaction + obstore PutObject of the state"
+        insert_name = "the baseline's psycopg INSERT transaction alone"
+        file_name = "the baseline's PutObject alone"
+    else:
+        baseline_name = "sqlite3 INSERT transaction + state file write + fsync + dir fsync"
+        insert_name = "the baseline's sqlite3 INSERT transaction alone"
+        file_name = "the baseline's file write + fsync + dir fsync alone"
     return [
         Figure(
             benchmark=NAME,
@@ -142,7 +165,7 @@ async def run(ctx: Context) -> list[Figure]:
             unit="ms",
             value=ms(parts["create"]),
             baseline=ms(parts["insert"]),
-            baseline_name="the baseline's sqlite3 INSERT transaction alone",
+            baseline_name=insert_name,
             higher_is_better=False,
             samples=count,
             notes=f"p95 {ms(parts['create'], 95):.2f} ms (baseline {ms(parts['insert'], 95):.2f})",
@@ -153,7 +176,7 @@ async def run(ctx: Context) -> list[Figure]:
             unit="ms",
             value=ms(parts["save"]),
             baseline=ms(parts["file"]),
-            baseline_name="the baseline's file write + fsync + dir fsync alone",
+            baseline_name=file_name,
             higher_is_better=False,
             samples=count,
             notes=f"p95 {ms(parts['save'], 95):.2f} ms (baseline {ms(parts['file'], 95):.2f})",
