@@ -13,18 +13,25 @@ from strongroom import errors
 from strongroom.errors import (
     ApprovalRequired,
     Conflict,
+    DependencyCycle,
     ErrorInfo,
     IntegrityError,
+    InvalidContract,
+    LabelConflict,
     NotFound,
     OperationTimeout,
     PermissionDenied,
     SandboxViolation,
+    SelfApproval,
     SerializationError,
+    StaleChannel,
     StorageIOError,
     StrongroomError,
+    UnknownReference,
     UnsupportedFormat,
     ValidationError,
     error_from_info,
+    family_code,
     map_os_errors,
 )
 
@@ -41,6 +48,13 @@ STABLE_CODES: dict[type[StrongroomError], str] = {
     ApprovalRequired: "approval_required",
     SandboxViolation: "sandbox_violation",
     OperationTimeout: "timeout",
+    # refined codes: subclasses of a family above
+    InvalidContract: "invalid_contract",
+    UnknownReference: "unknown_reference",
+    DependencyCycle: "dependency_cycle",
+    LabelConflict: "version_label_taken",
+    StaleChannel: "stale_channel",
+    SelfApproval: "self_approval",
 }
 
 # The builtin each error also inherits, as the module docstring's tree documents.
@@ -56,6 +70,23 @@ BUILTINS: dict[type[StrongroomError], type[Exception] | None] = {
     ApprovalRequired: None,
     SandboxViolation: None,
     OperationTimeout: TimeoutError,
+    InvalidContract: ValueError,
+    UnknownReference: ValueError,
+    DependencyCycle: ValueError,
+    LabelConflict: None,
+    StaleChannel: None,
+    SelfApproval: PermissionError,
+}
+
+# The family each refined code belongs to (``except ValidationError`` catches an
+# InvalidContract; the CLI exits with the family's exit code).
+FAMILIES: dict[type[StrongroomError], type[StrongroomError]] = {
+    InvalidContract: ValidationError,
+    UnknownReference: ValidationError,
+    DependencyCycle: ValidationError,
+    LabelConflict: Conflict,
+    StaleChannel: Conflict,
+    SelfApproval: PermissionDenied,
 }
 
 
@@ -106,6 +137,18 @@ def test_the_docstring_tree_matches_the_classes() -> None:
         cls.__name__: (getattr(BUILTINS[cls], "__name__", None), cls.code) for cls in ERROR_CLASSES
     }
     assert documented == actual
+
+
+@pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda cls: cls.__name__)
+def test_each_code_belongs_to_its_family(cls: type[StrongroomError]) -> None:
+    family = FAMILIES.get(cls, cls)
+    assert issubclass(cls, family)
+    assert StrongroomError in family.__bases__
+    assert family_code(cls.code) == family.code
+
+
+def test_family_code_of_an_unknown_code_is_the_code_itself() -> None:
+    assert family_code("from_the_future") == "from_the_future"
 
 
 @pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda cls: cls.__name__)

@@ -29,6 +29,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
 
 from strongroom import ids
+from strongroom.models import registry
 from strongroom.models._base import UtcDatetime
 from strongroom.models.export import EXPORTED
 
@@ -82,6 +83,34 @@ def _validator_func(annotated: Any) -> Callable[..., Any]:
     return func
 
 
+def _validator_of(annotated: Any) -> Callable[..., Any]:
+    """The (one) before/after validator among an Annotated type's metadata."""
+    (validator,) = [
+        item
+        for item in get_args(annotated)[1:]
+        if isinstance(item, AfterValidator | BeforeValidator)
+    ]
+    func: Callable[..., Any] = validator.func
+    return func
+
+
+# Registry grammars: references, step inputs, sandbox paths, redaction patterns.
+VERSION_LABELS = st.from_regex(
+    registry.VERSION_LABEL_PATTERN.removeprefix("^").removesuffix("$"), fullmatch=True
+).filter(lambda label: len(label) <= 64)
+REFS = st.one_of(
+    st.builds(registry.Ref, SAFE_NAMES),
+    st.builds(lambda name, version: f"{name}@{version}", SAFE_NAMES, VERSION_LABELS),
+    st.builds(
+        lambda name, channel: f"{name}@{channel}", SAFE_NAMES, st.sampled_from(registry.Channel)
+    ),
+    st.builds(lambda name, digest: f"{name}@sha256:{digest[-64:]}", SAFE_NAMES, DIGESTS),
+)
+SANDBOX_PATHS = st.text(alphabet=ALNUM + "/._- ", min_size=1, max_size=40).filter(
+    lambda path: ".." not in path.split("/")
+)
+REDACT_PATTERNS = st.sampled_from([r"secret=\S+", r"\b\d{4}-\d{4}\b", r"(?i)token:\s*\w+", "x"])
+
 # The validator functions of the name/id/time types, and what produces valid input for each.
 VALIDATED: dict[Callable[..., Any], st.SearchStrategy[Any]] = {
     ids.check_name: SAFE_NAMES,
@@ -91,6 +120,25 @@ VALIDATED: dict[Callable[..., Any], st.SearchStrategy[Any]] = {
     ids.check_entity_id: ENTITY_IDS,
     ids.check_digest: DIGESTS,
     _validator_func(UtcDatetime): UTC_DATETIMES,
+    _validator_of(registry.RefField): REFS,
+    _validator_of(registry.SandboxPath): SANDBOX_PATHS,
+    _validator_of(registry.RedactPattern): REDACT_PATTERNS,
+    _validator_of(registry.StepInput): st.deferred(
+        lambda: st.one_of(
+            *(
+                model_strategy(model)
+                for model in (
+                    registry.FromInput,
+                    registry.FromStep,
+                    registry.FromArtifact,
+                    registry.LiteralValue,
+                )
+            )
+        )
+    ),
+    _validator_of(registry.ArtifactSource): st.deferred(
+        lambda: model_strategy(registry.ArtifactFromStep) | model_strategy(registry.ArtifactById)
+    ),
 }
 
 
@@ -101,7 +149,9 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
     """Valid values of one (possibly nested) field type with its pydantic constraints."""
     if get_origin(annotation) is typing.Annotated:
         inner, *extra = get_args(annotation)
-        return strategy_for(inner, [*extra, *metadata])
+        # a nested ``Annotated[str, Field(...)]`` carries its constraints in a FieldInfo
+        flat = [m for e in extra for m in (e.metadata if isinstance(e, FieldInfo) else [e])]
+        return strategy_for(inner, [*flat, *metadata])
     for item in metadata:
         if isinstance(item, AfterValidator | BeforeValidator):
             if item.func not in VALIDATED:
@@ -114,7 +164,8 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
     if annotation is type(None):
         return st.none()
     if origin is list:
-        return st.lists(strategy_for(args[0], []), max_size=3)
+        least = next((m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)), 0)
+        return st.lists(strategy_for(args[0], []), min_size=least, max_size=max(3, least))
     if origin is dict:
         keys = st.text(max_size=12)
         return st.dictionaries(keys, strategy_for(args[1], []), max_size=3)
@@ -134,6 +185,12 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
         assert isinstance(low, int)
         assert isinstance(high, int)
         return st.integers(low, high)
+    if annotation is float:
+        low_f = next((m.ge for m in metadata if isinstance(m, annotated_types.Ge)), None)
+        high_f = next((m.le for m in metadata if isinstance(m, annotated_types.Le)), None)
+        assert low_f is None or isinstance(low_f, int | float)
+        assert high_f is None or isinstance(high_f, int | float)
+        return st.floats(low_f, high_f, allow_nan=False, allow_infinity=False)
     if annotation is str:
         return _text(metadata)
     raise NotImplementedError(f"teach this test to generate {annotation!r}")

@@ -10,13 +10,22 @@ adapter's ``map_db_errors``), re-raising ``from exc`` so the cause stays inspect
     ├── StorageIOError           (OSError)            code "io_error"
     ├── SerializationError       (ValueError)         code "serialization_error"
     ├── ValidationError          (ValueError)         code "validation_error"
+    │   ├── InvalidContract      (ValueError)         code "invalid_contract"
+    │   ├── UnknownReference     (ValueError)         code "unknown_reference"
+    │   └── DependencyCycle      (ValueError)         code "dependency_cycle"
     ├── Conflict                                      code "conflict"
+    │   ├── LabelConflict                             code "version_label_taken"
+    │   └── StaleChannel                              code "stale_channel"
     ├── UnsupportedFormat        (ValueError)         code "unsupported_format"
     ├── IntegrityError                                code "integrity_error"
     ├── PermissionDenied         (PermissionError)    code "permission_denied"
+    │   └── SelfApproval         (PermissionError)    code "self_approval"
     ├── ApprovalRequired                              code "approval_required"
     ├── SandboxViolation                              code "sandbox_violation"
     └── OperationTimeout         (TimeoutError)       code "timeout"
+
+The indented codes refine their parent's: ``except ValidationError`` also catches an
+``InvalidContract``, and the CLI exits with the parent's exit code (`family_code`).
 """
 
 from __future__ import annotations
@@ -31,18 +40,25 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ApprovalRequired",
     "Conflict",
+    "DependencyCycle",
     "ErrorInfo",
     "IntegrityError",
+    "InvalidContract",
+    "LabelConflict",
     "NotFound",
     "OperationTimeout",
     "PermissionDenied",
     "SandboxViolation",
+    "SelfApproval",
     "SerializationError",
+    "StaleChannel",
     "StorageIOError",
     "StrongroomError",
+    "UnknownReference",
     "UnsupportedFormat",
     "ValidationError",
     "error_from_info",
+    "family_code",
     "map_os_errors",
 ]
 
@@ -124,6 +140,45 @@ class OperationTimeout(StrongroomError, TimeoutError):
     code = "timeout"
 
 
+# -- refined codes (registry) ------------------------------------------------------------------
+
+
+class InvalidContract(ValidationError):
+    """A tool contract (request/response/error schema) is not a valid JSON Schema."""
+
+    code = "invalid_contract"
+
+
+class UnknownReference(ValidationError):
+    """A definition names a tool, playbook or policy (version/channel) the registry lacks."""
+
+    code = "unknown_reference"
+
+
+class DependencyCycle(ValidationError):
+    """A playbook's step dependencies form a cycle."""
+
+    code = "dependency_cycle"
+
+
+class LabelConflict(Conflict):
+    """The version label is already taken by other content of the same definition."""
+
+    code = "version_label_taken"
+
+
+class StaleChannel(Conflict):
+    """A channel moved since the caller read it (compare-and-set on the pointer lost)."""
+
+    code = "stale_channel"
+
+
+class SelfApproval(PermissionDenied):
+    """An actor tried to approve their own publication or promotion."""
+
+    code = "self_approval"
+
+
 _BY_CODE: dict[str, type[StrongroomError]] = {
     cls.code: cls
     for cls in (
@@ -138,8 +193,30 @@ _BY_CODE: dict[str, type[StrongroomError]] = {
         ApprovalRequired,
         SandboxViolation,
         OperationTimeout,
+        InvalidContract,
+        UnknownReference,
+        DependencyCycle,
+        LabelConflict,
+        StaleChannel,
+        SelfApproval,
     )
 }
+
+
+def family_code(code: str) -> str:
+    """The code of the top-level family ``code`` belongs to: ``invalid_contract`` ->
+    ``validation_error``; a top-level or unknown code is returned unchanged."""
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return code
+    for base in cls.__mro__:
+        if (
+            isinstance(base, type)
+            and issubclass(base, StrongroomError)
+            and StrongroomError in base.__bases__
+        ):
+            return base.code
+    return code
 
 
 def error_from_info(info: ErrorInfo) -> StrongroomError:

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from strongroom.errors import StrongroomError, ValidationError
+from strongroom.errors import StrongroomError, ValidationError, family_code
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 
 __all__ = [
@@ -65,7 +65,12 @@ EXIT_CODES: dict[str, int] = {
 
 
 def exit_code_for(code: str) -> int:
-    return EXIT_CODES.get(code, EXIT_PROBLEMS)
+    """The exit code of an error code. A refined code (``invalid_contract``,
+    ``version_label_taken``, ``self_approval``...) exits like its family (`family_code`):
+    2, 4, 7...; the JSON error keeps the precise code."""
+    if code in EXIT_CODES:
+        return EXIT_CODES[code]
+    return EXIT_CODES.get(family_code(code), EXIT_PROBLEMS)
 
 
 @dataclass(frozen=True)

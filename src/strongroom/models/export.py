@@ -32,6 +32,14 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     models.CatalogObject,
     models.ErrorInfo,
     models.VerifyReport,
+    models.ToolManifest,
+    models.Playbook,
+    models.ProjectConfig,
+    models.SandboxPolicy,
+    models.DefinitionVersion,
+    models.ChannelMove,
+    models.Approval,
+    models.PersistenceRecord,
 )
 
 
