@@ -10,7 +10,9 @@ Modes:
   compare-and-set on an own or a shared run, small artifact put, log batch append, run index
   query, run update with compare-and-set on a shared run);
 - ``race``: ``attempts`` snapshot saves on one shared run, each with the revision just read;
-- ``open``: open a vault that may not exist yet (all workers race to create it), create a run.
+- ``open``: open a vault that may not exist yet (all workers race to create it), create a run;
+- ``promote``: one compare-and-set move of a registry channel (``move``: a `ChannelMove` as
+  JSON) from the digest every worker read; reports ``won`` or the losing error's code.
 
 The worker prints ``ready`` when it is about to start and waits for a line on stdin, so the
 parent can release every worker at once. It records every exception a call raises instead
@@ -27,7 +29,7 @@ from collections import Counter
 from typing import Any
 
 from strongroom.errors import Conflict, StrongroomError
-from strongroom.models import RunStatus
+from strongroom.models import ChannelMove, RunStatus
 from strongroom.vault import Vault
 
 PROJECT = "conc"
@@ -245,7 +247,28 @@ async def open_and_create(config: dict[str, Any]) -> dict[str, Any]:
     return {"worker": config["worker"], "run_id": run_id, "errors": errors}
 
 
-MODES = {"mixed": mixed, "race": race, "open": open_and_create}
+async def promote(config: dict[str, Any]) -> dict[str, Any]:
+    move = ChannelMove.model_validate(config["move"])
+    errors: list[dict[str, Any]] = []
+    outcome = None
+    vault = await open_vault(config)
+    try:
+        wait_for_start()
+        try:
+            await vault.metadata.move_channel(move)
+        except StrongroomError as exc:
+            outcome = exc.code
+            errors.append(describe("promote", exc))
+        except Exception as exc:
+            errors.append(describe("promote", exc))
+        else:
+            outcome = "won"
+    finally:
+        await vault.close()
+    return {"worker": config["worker"], "outcome": outcome, "errors": errors}
+
+
+MODES = {"mixed": mixed, "race": race, "open": open_and_create, "promote": promote}
 
 
 def main(argv: list[str]) -> int:

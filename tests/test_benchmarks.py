@@ -1,6 +1,6 @@
 """The run index benchmark's baseline must run exactly the SQL the adapter runs.
 
-``benchmarks/run_index.py`` times hand-written COUNT + page statements through plain
+``benchmarks/run_index.py`` times hand-written (capped) COUNT + page statements through plain
 ``sqlite3`` / ``psycopg`` beside ``vault.runs.list``; if the adapter's statements change
 (another filter order, a cast, a new clause) the baseline would silently measure a different
 query. These tests compile the adapter's own statements for both dialects and compare.
@@ -28,7 +28,13 @@ if str(ROOT) not in sys.path:  # the benchmarks package lives beside src/, not i
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._backends import qmark_to_format  # noqa: E402
-from benchmarks.run_index import PAGE, POSTGRES_SQL, SQLITE_SQL, IndexSql  # noqa: E402
+from benchmarks.run_index import (  # noqa: E402
+    COUNT_LIMIT,
+    PAGE,
+    POSTGRES_SQL,
+    SQLITE_SQL,
+    IndexSql,
+)
 
 DIALECTS: dict[str, tuple[Dialect, IndexSql]] = {
     "sqlite": (sqlite.dialect(), SQLITE_SQL),
@@ -48,6 +54,16 @@ def _flat(sql: str) -> str:
     return " ".join(sql.split())
 
 
+def _count_cap(statement: ClauseElement, dialect: Dialect) -> list[object]:
+    """The integer parameters of a capped COUNT: its LIMIT (and SQLite's OFFSET)."""
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    return [value for value in compiled.params.values() if isinstance(value, int)]
+
+
+def test_the_baseline_counts_with_the_default_count_limit() -> None:
+    assert RunQuery().count_limit == COUNT_LIMIT == 10_000
+
+
 @pytest.mark.parametrize("dialect_name", list(DIALECTS))
 def test_filtered_page_sql_is_the_adapters(dialect_name: str) -> None:
     dialect, sql = DIALECTS[dialect_name]
@@ -55,6 +71,7 @@ def test_filtered_page_sql_is_the_adapters(dialect_name: str) -> None:
     query = RunQuery(status=[RunStatus.RUNNING], project="project-00", limit=PAGE)
     count, page = run_index_statements(query)
     assert _flat(sql.count_filtered) == _compiled(count, dialect)
+    assert _count_cap(count, dialect) == [COUNT_LIMIT + 1, *sql.page_tail]
     assert _flat(sql.page_filtered.format(cursor="")) == _compiled(page, dialect)
 
 
@@ -72,7 +89,17 @@ def test_search_sql_is_the_adapters(dialect_name: str) -> None:
     dialect, sql = DIALECTS[dialect_name]
     count, page = run_index_statements(RunQuery(purpose_contains="ledger", limit=PAGE))
     assert _flat(sql.count_search) == _compiled(count, dialect)
+    assert _count_cap(count, dialect) == [COUNT_LIMIT + 1, *sql.page_tail]
     assert _flat(sql.page_search) == _compiled(page, dialect)
+
+
+@pytest.mark.parametrize("dialect_name", list(DIALECTS))
+def test_exact_count_is_a_plain_count(dialect_name: str) -> None:
+    dialect, _ = DIALECTS[dialect_name]
+    query = RunQuery(status=[RunStatus.RUNNING], project="project-00", count_limit=None)
+    count, _ = run_index_statements(query)
+    assert _compiled(count, dialect).startswith("SELECT count(*) AS count_1 FROM runs WHERE ")
+    assert "LIMIT" not in _compiled(count, dialect)
 
 
 def test_postgres_raw_records_placeholders() -> None:

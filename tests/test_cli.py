@@ -126,6 +126,36 @@ def test_runs_list_paginates_with_the_printed_cursor(cli: Cli) -> None:
     assert all(run_id in text for run_id in ids[1:])  # ids printed in full
 
 
+def test_runs_list_caps_the_total_unless_exact_total_is_given(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import strongroom.cli.runs as runs_cli
+
+    monkeypatch.setattr(runs_cli, "COUNT_LIMIT", 2)  # the default, 10,000, scaled down
+    ids = [cli.new_run() for _ in range(3)]
+    capped = cli.json("runs", "list", "--limit", "2")
+    assert (capped["total"], capped["total_is_exact"]) == (2, False)
+    rest = cli.json("runs", "list", "--limit", "2", "--cursor", capped["next_cursor"])
+    assert [r["run_id"] for r in capped["items"] + rest["items"]] == list(reversed(ids))
+    exact = cli.json("runs", "list", "--limit", "2", "--exact-total")
+    assert (exact["total"], exact["total_is_exact"]) == (3, True)
+    text = cli.ok("runs", "list", "--limit", "2").stdout
+    assert "2+ runs match (--exact-total counts them all); showing 2; next page: " in text
+    text = cli.ok("runs", "list", "--limit", "2", "--exact-total").stdout
+    assert "3 runs match; showing 2; next page: " in text
+
+
+def test_runs_list_footer_formats_large_totals() -> None:
+    from strongroom.cli.runs import matches_text
+    from strongroom.models import RunPage
+
+    assert matches_text(RunPage(items=[], total=10_000, total_is_exact=False)) == (
+        "10,000+ runs match (--exact-total counts them all)"
+    )
+    assert matches_text(RunPage(items=[], total=12_345)) == "12,345 runs match"
+    assert matches_text(RunPage(items=[], total=1)) == "1 run matches"
+
+
 def test_runs_list_date_filters_take_iso_dates_and_include_the_until_day(cli: Cli) -> None:
     cli.new_run()
     today = datetime.now(UTC).date()

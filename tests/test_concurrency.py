@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from strongroom.models import RunStatus
+from strongroom.models import Channel, RunStatus
 from strongroom.services.catalog import DEFAULT_NAMESPACES
+from strongroom.testing._registry import example_move, publish_example
 from strongroom.vault import Vault
 
 WORKER = Path(__file__).with_name("_concurrency_worker.py")
@@ -254,3 +255,42 @@ async def test_processes_racing_to_create_a_vault_all_open_it(target: Target) ->
         assert sorted(namespaces) == sorted(DEFAULT_NAMESPACES)
         report = await vault.verify()
         assert report.ok, [problem.model_dump() for problem in report.problems]
+
+
+async def test_processes_promoting_one_channel_at_once_one_wins_the_others_are_stale(
+    target: Target,
+) -> None:
+    processes = 4
+    async with await target.open() as vault:
+        base = await publish_example(vault, "raced-policy", "1.0.0", memory_mb=128)
+        await vault.metadata.move_channel(example_move(base, Channel.PRODUCTION, None))
+        candidates = [
+            await publish_example(vault, "raced-policy", f"2.0.{n}", memory_mb=256 + n)
+            for n in range(processes)
+        ]
+    moves = [example_move(c, Channel.PRODUCTION, base.digest) for c in candidates]
+
+    reports = await run_workers(
+        [
+            {
+                "mode": "promote",
+                **target.config(),
+                "worker": n,
+                "move": moves[n].model_dump(mode="json"),
+            }
+            for n in range(processes)
+        ],
+        time_limit=120,
+    )
+
+    outcomes = Counter(report["outcome"] for report in reports)
+    assert outcomes == {"won": 1, "stale_channel": processes - 1}, reports
+    (winner,) = [report["worker"] for report in reports if report["outcome"] == "won"]
+    for report in reports:
+        for error in report["errors"]:
+            assert error["details"]["current_digest"] == moves[winner].to_digest
+    async with await target.open() as vault:
+        channels = await vault.metadata.get_channels(base.kind, "raced-policy")
+        assert channels[Channel.PRODUCTION] == moves[winner]
+        history = await vault.metadata.list_channel_moves(base.kind, "raced-policy")
+        assert [m.to_digest for m in history] == [base.digest, moves[winner].to_digest]

@@ -95,3 +95,19 @@ async def test_record_demo_run_stores_every_kind_of_record() -> None:
         assert [e.status for e in latest.state.phase_history] == ["started", "completed"] * 4
         levels = {e.level.value for e in await vault.logs.read(result.run.run_id)}
         assert {"debug", "info", "warning"} <= levels
+
+
+async def test_the_demo_publishes_the_example_definitions_once() -> None:
+    from strongroom.demo_registry import EXAMPLE_FILES, publish_examples
+
+    vault = await Vault.open("memory://")
+    try:
+        first = await publish_examples(vault)
+        assert [name for name, _ in first] == list(EXAMPLE_FILES)
+        assert all(result.created for _, result in first)
+        again = await publish_examples(vault)
+        assert [r.version.digest for _, r in again] == [r.version.digest for _, r in first]
+        assert not any(result.created for _, result in again)
+        assert len(await vault.registry.list()) == len(EXAMPLE_FILES)
+    finally:
+        await vault.close()

@@ -19,7 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.models import LogEntry, VerifyProblem, VerifyReport, canonical_json
+from strongroom.ids import new_id
+from strongroom.models import (
+    Approval,
+    Channel,
+    LogEntry,
+    RunTarget,
+    VerifyProblem,
+    VerifyReport,
+    canonical_json,
+)
+from strongroom.testing._registry import example_move, publish_example
 from strongroom.vault import Vault
 
 CHECKPOINT_INTERVAL = 4
@@ -295,3 +305,34 @@ async def test_removing_the_newest_audit_entry_contradicts_its_checkpoint(
     assert [(p.kind, p.subject) for p in report.problems] == [
         ("audit_checkpoint", f"checkpoint@{sample.audit_head}")
     ]
+
+
+async def test_edited_index_columns_of_registry_rows_are_reported(tmp_path: Path) -> None:
+    vault_dir = tmp_path / "registry"
+    async with await Vault.open(vault_dir) as vault:
+        version = await publish_example(vault)
+        await vault.metadata.move_channel(example_move(version, Channel.DRAFT, None))
+        approval = Approval(
+            approval_id=new_id(),
+            target=RunTarget(scope="run", run_id=new_id()),
+            actor="reviewer",
+            reason="ok",
+        )
+        await vault.metadata.insert_approval(approval)
+        assert [p async for p in vault.metadata.iter_record_problems()] == []
+    conn = sqlite3.connect(vault_dir / "vault.db")
+    with conn:
+        conn.execute("UPDATE definition_versions SET version = '9.9.9'")
+        conn.execute("UPDATE channel_moves SET channel = 'production'")
+        conn.execute("UPDATE approvals SET scope = 'promotion'")
+    conn.close()
+    async with await Vault.open(vault_dir) as vault:
+        found = {
+            (p.kind, tuple(p.details["fields"]))
+            async for p in vault.metadata.iter_record_problems()
+        }
+    assert found == {
+        ("definition", ("version",)),
+        ("channel_move", ("channel",)),
+        ("approval", ("scope",)),
+    }

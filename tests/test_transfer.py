@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
 from strongroom.errors import Conflict, IntegrityError, NotFound
-from strongroom.models import Run, RunQuery, RunState
+from strongroom.models import DefinitionKind, Run, RunQuery, RunState
 from strongroom.services.bundle import RECORD_KINDS, verify_bundle
 from strongroom.services.transfer import (
     TransferReport,
@@ -128,6 +128,17 @@ async def test_a_source_that_moved_on_syncs_incrementally(
         await memory_source.catalog.put_provider(
             {**(await memory_source.catalog.provider("archive-a")).model_dump(), "region": "x"}
         )
+        # The registry moved on too: a channel of an imported definition moved again (the
+        # target's pointer must follow the re-applied move) and an approval was revoked.
+        await memory_source.registry.promote(
+            "sandbox_policy", "policy-a", "1.1.0", to="staging", actor="alice", reason="again"
+        )
+        (active,) = [
+            a
+            for a in await memory_source.registry.approvals()
+            if a.revoked_at is None and a.approval_id not in ids["approvals"]
+        ]
+        await memory_source.registry.revoke(active.approval_id, actor="admin", reason="late")
         report = await transfer(memory_source, target)
         after = await snapshot_vault(memory_source)
         assert_complete(report, after)
@@ -137,7 +148,12 @@ async def test_a_source_that_moved_on_syncs_incrementally(
             "runs": 1,
             "log_references": 1,
             "providers": 1,
+            "approvals": 1,
         }
+        kind = DefinitionKind.SANDBOX_POLICY
+        assert await target.metadata.get_channels(
+            kind, "policy-a"
+        ) == await memory_source.metadata.get_channels(kind, "policy-a")
         assert await snapshot_vault(target) == after
 
 
@@ -213,6 +229,8 @@ async def test_bundle_is_readable_without_strongroom(memory_source: Vault, tmp_p
         for record in lines:
             if name in ("snapshots", "artifacts", "objects"):
                 referenced[record["sha256"]] = record["size_bytes"]
+            elif name == "definition_versions":
+                referenced[record["digest"]] = record["size_bytes"]
     blob_files: dict[str, int] = {}
     for directory, _subdirs, names in os.walk(bundle / "blobs"):
         for name in names:
@@ -224,6 +242,46 @@ async def test_bundle_is_readable_without_strongroom(memory_source: Vault, tmp_p
     assert sum(blob_files.values()) == manifest["blob_bytes"]
     assert all(blob_files.get(d) == size for d, size in referenced.items())
     assert max(blob_files.values()) > 3 * MIB
+
+
+async def test_channels_moved_differently_in_the_target_conflict_before_any_write(
+    memory_source: Vault, tmp_path: Path
+) -> None:
+    async with await open_target_vault(str(tmp_path / "target")) as target:
+        await transfer(memory_source, target, verify=False)
+        for vault in (target, memory_source):  # the same promotion, made on each side
+            await vault.registry.promote(
+                "sandbox_policy", "policy-a", "1.1.0", to="staging", actor="alice", reason="x"
+            )
+        await memory_source.runs.create(project="later", actor="alice")
+        before = await snapshot_vault(target)
+        with pytest.raises(Conflict) as caught:
+            await transfer(memory_source, target)
+        assert caught.value.details["reason"] == "channel_diverged"
+        assert await snapshot_vault(target) == before
+
+
+async def test_a_bundle_from_before_the_registry_kinds_is_still_imported(
+    tmp_path: Path,
+) -> None:
+    source = memory_vault()
+    run = await source.runs.create(project="old", actor="alice")
+    bundle = tmp_path / "bundle"
+    await transfer(source, bundle, verify=False)
+    # What an export written before the registry kinds looks like: no such files.
+    manifest = json.loads((bundle / "manifest.json").read_text("utf-8"))
+    for name in ("definition_versions", "channel_moves", "approvals"):
+        (bundle / f"records/{name}.jsonl").unlink()
+        del manifest["files"][f"records/{name}.jsonl"]
+        del manifest["counts"][name]
+        manifest["kinds"].remove(name)
+    (bundle / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+    assert (await verify_bundle(bundle)).ok
+    async with await open_target_vault(str(tmp_path / "target")) as target:
+        report = await transfer(bundle, target)
+        assert report.ok, (report.problems, report.verify)
+        assert report.records["definition_versions"] == 0
+        assert (await target.metadata.get_run(run.run_id)).run_id == run.run_id
 
 
 # -- interruptions ------------------------------------------------------------------------------

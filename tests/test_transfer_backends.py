@@ -44,6 +44,9 @@ PG_TABLES = {
     "log_entries": "log_entries",
     "log_references": "log_refs",
     "objects": "catalog_objects",
+    "definition_versions": "definition_versions",
+    "channel_moves": "channel_moves",
+    "approvals": "approvals",
     "audit_entries": "audit_entries",
     "checkpoints": "audit_checkpoints",
 }

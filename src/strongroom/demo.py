@@ -28,6 +28,7 @@ from rich.text import Text
 
 from strongroom.cli._context import emit_error, exit_code_for
 from strongroom.cli._output import iso, plain_table, print_table, stdout_console
+from strongroom.demo_registry import publish_examples
 from strongroom.errors import StrongroomError
 from strongroom.models import (
     ArtifactMetadata,
@@ -42,6 +43,7 @@ from strongroom.models import (
     SnapshotRecord,
     VerifyReport,
 )
+from strongroom.services.registry import PublishResult
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 
 __all__ = ["DemoResult", "SourceSegment", "TranslatedSegment", "main", "record_demo_run"]
@@ -387,7 +389,7 @@ async def record_demo_run(vault: Vault) -> DemoResult:
     requests = await vault.logs.read(run.run_id, LogQuery(event="translate.request"))
     redacted = requests[0].message if requests else ""
     report = await vault.verify()
-    runs_in_vault = (await vault.runs.list(limit=1)).total
+    runs_in_vault = (await vault.runs.list(limit=1, count_limit=None)).total
     return DemoResult(
         run=final,
         phases=pipeline.phases,
@@ -503,20 +505,42 @@ def _print_summary(console: Console, result: DemoResult, url: str, shown_url: st
         console.print(Text(f"  {command}"), soft_wrap=True)
 
 
-async def _main(url: str) -> DemoResult:
+async def _main(url: str) -> tuple[DemoResult, list[tuple[str, PublishResult]]]:
     async with await Vault.open(url) as vault:
-        return await record_demo_run(vault)
+        result = await record_demo_run(vault)
+        return result, await publish_examples(vault)
+
+
+def _print_registry(console: Console, published: list[tuple[str, PublishResult]], cli: str) -> None:
+    if not published:
+        return
+    console.print()
+    console.print(Text("Registry: example definitions (examples/registry/)", style="bold"))
+    for name, result in published:
+        version = result.version
+        state = "published" if result.created else "already published"
+        console.print(
+            Text(
+                f"  {state:<17} {version.kind.value:<14} {version.definition_id}@{version.version}"
+                f"  sha256:{version.digest[:12]}…  ({name})"
+            ),
+            soft_wrap=True,
+        )
+    console.print(Text(f"  list them: {cli} registry list", style=""), soft_wrap=True)
 
 
 def main() -> int:
     url = os.environ.get("STRONGROOM_URL") or DEFAULT_VAULT_URL
     try:
-        result = asyncio.run(_main(url))
+        result, published = asyncio.run(_main(url))
     except StrongroomError as exc:
         emit_error(False, exc.to_dict())
         return exit_code_for(exc.code)
     shown = str(Path(url).absolute()) if "://" not in url else url
-    _print_summary(stdout_console(), result, url, shown)
+    console = stdout_console()
+    _print_summary(console, result, url, shown)
+    cli = _cli_command() + (f" --vault {shlex.quote(url)}" if url != DEFAULT_VAULT_URL else "")
+    _print_registry(console, published, cli)
     return 0 if result.report.ok else 1
 
 

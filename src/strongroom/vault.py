@@ -27,6 +27,7 @@ from strongroom.services import (
     SnapshotService,
     verify_vault,
 )
+from strongroom.services.registry import RegistryService
 
 __all__ = ["DEFAULT_VAULT_URL", "Vault"]
 
@@ -52,6 +53,7 @@ class Vault:
         self.runs = RunService(metadata, self.audit, self.logs)
         self.snapshots = SnapshotService(metadata, blobs)
         self.catalog = CatalogService(metadata, blobs, self.audit)
+        self.registry = RegistryService(metadata, blobs, self.audit, self.catalog)
 
     @classmethod
     async def open(

@@ -1,5 +1,6 @@
 """The run index cursor shared by every records backend: opaque to callers, and the same
-format everywhere so that a cursor means one thing whichever store produced it.
+format everywhere so that a cursor means one thing whichever store produced it. Also the
+capped-total rule (`capped_total`), the same on every backend.
 
 A cursor is ``base64url(JSON [sort_value_iso, run_id])`` (unpadded): the keyset position
 (sort column value, run_id) of the last run on the previous page.
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from strongroom.errors import ValidationError
 from strongroom.ids import check_entity_id
 
-__all__ = ["decode_run_cursor", "encode_run_cursor"]
+__all__ = ["capped_total", "decode_run_cursor", "encode_run_cursor"]
 
 
 def encode_run_cursor(sort_value: datetime, run_id: str) -> str:
@@ -49,3 +50,12 @@ def decode_run_cursor(cursor: str) -> tuple[datetime, str]:
             reason="bad_cursor",
         ) from exc
     return sort_value.astimezone(UTC), run_id
+
+
+def capped_total(counted: int, count_limit: int | None) -> tuple[int, bool]:
+    """``(total, total_is_exact)`` of a page from a count that stopped after
+    ``count_limit + 1`` matches (or an exact count when ``count_limit`` is None): more than
+    ``count_limit`` matches -> ``(count_limit, False)``; exactly ``count_limit`` is exact."""
+    if count_limit is not None and counted > count_limit:
+        return count_limit, False
+    return counted, True

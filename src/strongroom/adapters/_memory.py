@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from strongroom.adapters._cursor import decode_run_cursor, encode_run_cursor
+from strongroom.adapters._cursor import capped_total, decode_run_cursor, encode_run_cursor
+from strongroom.adapters._memory_registry import MemoryRegistryRecords
 from strongroom.errors import Conflict, NotFound
 from strongroom.models import (
     LEVEL_ORDER,
@@ -41,10 +42,11 @@ def _copy(record: _M) -> _M:
     return record.model_copy(deep=True)
 
 
-class MemoryMetadataStore(MetadataStore):
+class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
     backend = "memory"
 
     def __init__(self) -> None:
+        MemoryRegistryRecords.__init__(self)
         self._lock = asyncio.Lock()
         self._runs: dict[str, Run] = {}
         self._snapshots: dict[str, list[SnapshotRecord]] = {}
@@ -127,7 +129,7 @@ class MemoryMetadataStore(MetadataStore):
         selected = sorted(
             (r for r in self._runs.values() if matches(r)), key=key, reverse=query.descending
         )
-        total = len(selected)
+        total, exact = capped_total(len(selected), query.count_limit)
         if after is not None:
             selected = [
                 r for r in selected if (key(r) < after if query.descending else key(r) > after)
@@ -137,7 +139,12 @@ class MemoryMetadataStore(MetadataStore):
         if len(selected) > query.limit:
             last = page[-1]
             next_cursor = encode_run_cursor(getattr(last, query.sort), last.run_id)
-        return RunPage(items=[_copy(r) for r in page], total=total, next_cursor=next_cursor)
+        return RunPage(
+            items=[_copy(r) for r in page],
+            total=total,
+            total_is_exact=exact,
+            next_cursor=next_cursor,
+        )
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -418,3 +425,7 @@ class MemoryMetadataStore(MetadataStore):
             yield ("artifact", art.artifact_id, art.sha256, art.size_bytes)
         for obj in list(self._objects.values()):
             yield ("object", obj.object_id, obj.sha256, obj.size_bytes)
+        for versions in list(self._versions.values()):
+            for version in list(versions):
+                subject = f"{version.kind.value}/{version.definition_id}@{version.version}"
+                yield ("definition", subject, version.digest, version.size_bytes)

@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 
 from strongroom import __version__
 from strongroom.adapters import MemoryMetadataStore, SqliteMetadataStore, open_stores
-from strongroom.cli import artifacts, audit, logs, runs, transfer
+from strongroom.cli import artifacts, audit, logs, registry, runs, transfer
 from strongroom.cli._context import (
     EXIT_INTERNAL,
     EXIT_PROBLEMS,
@@ -147,7 +147,7 @@ class VaultInfo(BaseModel):
 async def _describe(vault: Vault, created: bool) -> VaultInfo:
     probe = vault.blobs.locate("0" * 64)
     metadata = vault.metadata
-    page = await vault.runs.list(limit=1)
+    page = await vault.runs.list(limit=1, count_limit=None)  # `runs N`: exact
     return VaultInfo(
         url=vault.url,
         created=created,
@@ -198,6 +198,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(logs.app, name="logs")
 app.add_typer(audit.app, name="audit")
+app.add_typer(registry.app, name="registry")
 app.command("verify")(verify)
 app.command("export")(transfer.export_command)
 app.command("import")(transfer.import_command)

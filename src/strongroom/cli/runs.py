@@ -28,7 +28,8 @@ from strongroom.cli._output import (
     stdout_console,
 )
 from strongroom.errors import ErrorInfo
-from strongroom.models import LogReference, Run, RunQuery, RunStatus, SnapshotRecord
+from strongroom.models import LogReference, Run, RunPage, RunQuery, RunStatus, SnapshotRecord
+from strongroom.models.runs import DEFAULT_COUNT_LIMIT
 from strongroom.services._common import parse
 from strongroom.vault import Vault
 
@@ -37,6 +38,9 @@ __all__ = ["RunDetails", "app"]
 app = typer.Typer(
     help="Create, list, inspect and change runs.", no_args_is_help=True, rich_markup_mode=None
 )
+
+# Totals above this are shown as "10,000+" unless --exact-total is given.
+COUNT_LIMIT = DEFAULT_COUNT_LIMIT
 
 ActorOption = Annotated[
     str | None,
@@ -113,6 +117,15 @@ def list_runs(
     cursor: Annotated[
         str | None, typer.Option("--cursor", help="Next-page cursor printed by the last page.")
     ] = None,
+    exact_total: Annotated[
+        bool,
+        typer.Option(
+            "--exact-total",
+            help=f"Count every matching run; by default the count stops at {COUNT_LIMIT:,} "
+            f"and more are shown as {COUNT_LIMIT:,}+ (counting a large group or a text search "
+            "exactly reads every match).",
+        ),
+    ] = False,
     json_flag: JsonFlag = False,
 ) -> None:
     """List runs, newest first, with filters and keyset pagination."""
@@ -132,6 +145,7 @@ def list_runs(
                 "purpose_contains": search,
                 "limit": limit,
                 "cursor": cursor,
+                "count_limit": None if exact_total else COUNT_LIMIT,
             },
             operation="runs.list",
         )
@@ -144,15 +158,20 @@ def list_runs(
             console.print(Text("No runs match." if page.total == 0 else "No more runs."))
         else:
             print_table(console, runs_table(page.items), flexible="PURPOSE")
-        footer = Text(
-            f"{page.total} run{' matches' if page.total == 1 else 's match'}", style="dim"
-        )
+        footer = Text(matches_text(page), style="dim")
         if page.items:
             footer.append(f"; showing {len(page.items)}", style="dim")
         if page.next_cursor:
             footer.append("; next page: --cursor ", style="dim")
             footer.append(page.next_cursor)
         console.print(footer, soft_wrap=True)
+
+
+def matches_text(page: RunPage) -> str:
+    """``3 runs match``, ``1 run matches``, or ``10,000+ runs match`` (a capped count)."""
+    if not page.total_is_exact:
+        return f"{page.total:,}+ runs match (--exact-total counts them all)"
+    return f"{page.total:,} run{' matches' if page.total == 1 else 's match'}"
 
 
 async def _details(vault: Vault, run_id: str) -> RunDetails:

@@ -13,6 +13,7 @@ from strongroom.models._base import Record, UtcDatetime, utcnow
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "DEFAULT_COUNT_LIMIT",
     "TERMINAL_STATUSES",
     "ArtifactRef",
     "PhaseEvent",
@@ -153,6 +154,10 @@ class RunSnapshot(Record):
     state: RunState
 
 
+# `RunQuery.count_limit`'s default: totals above it are reported as "10,000+".
+DEFAULT_COUNT_LIMIT = 10_000
+
+
 class RunQuery(Record):
     """Filters for the run index. Every filter is optional; results are sorted by time."""
 
@@ -169,9 +174,33 @@ class RunQuery(Record):
     descending: bool = True
     limit: int = Field(default=50, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=512)
+    count_limit: int | None = Field(
+        default=DEFAULT_COUNT_LIMIT,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Count at most this many matching runs for `total`: the database stops reading "
+            "after count_limit + 1 matches, and more are reported as `total` = count_limit "
+            "with `total_is_exact` false. null = an exact count, which reads every match "
+            "(the whole group; every run for `purpose_contains`)."
+        ),
+    )
 
 
 class RunPage(Record):
     items: list[Run]
-    total: int = Field(ge=0, description="Runs matching the filters, ignoring the cursor.")
+    total: int = Field(
+        ge=0,
+        description=(
+            "Runs matching the filters, ignoring the cursor; at most the query's "
+            "`count_limit` (see `total_is_exact`)."
+        ),
+    )
+    total_is_exact: bool = Field(
+        default=True,
+        description=(
+            "False when more than the query's `count_limit` runs match: `total` is then the "
+            "limit (shown as e.g. 10,000+). The cursor still walks every matching run."
+        ),
+    )
     next_cursor: str | None = None

@@ -13,6 +13,9 @@ never check-then-set in the caller:
   appends take, so a line either lands before the seal (and is counted) or is refused.
 Batches are all-or-nothing. Unknown ids raise `NotFound`.
 
+The registry's records (definition versions, channels, approvals) are part of it too: see
+`strongroom.ports.registry.RegistryRecords`, which this port extends.
+
 Adapters: memory (tests and scratch vaults), SQL (SQLite and PostgreSQL).
 """
 
@@ -40,6 +43,7 @@ from strongroom.models import (
     SnapshotRecord,
     VerifyProblem,
 )
+from strongroom.ports.registry import RegistryRecords
 
 __all__ = ["MetadataStore", "closed_log_reference", "sealed_log_conflict"]
 
@@ -67,7 +71,7 @@ def closed_log_reference(ref: LogReference, head: LogEntry | None, at: datetime)
     )
 
 
-class MetadataStore(ABC):
+class MetadataStore(RegistryRecords, ABC):
     backend: str = "abstract"
 
     @abstractmethod
@@ -93,7 +97,10 @@ class MetadataStore(ABC):
     async def query_runs(self, query: RunQuery) -> RunPage:
         """Filter, sort by (query.sort, run_id), keyset-paginate; ``total`` ignores the cursor.
 
-        The cursor is opaque to callers; an undecodable cursor raises `ValidationError`.
+        ``total`` counts at most ``query.count_limit`` matches (all when it is None): more
+        than that -> ``total == count_limit`` and ``total_is_exact`` False (see
+        `strongroom.adapters._cursor.capped_total`). The cursor is opaque to callers; an
+        undecodable cursor raises `ValidationError`.
         """
 
     # -- snapshots ----------------------------------------------------------------------------
@@ -229,7 +236,9 @@ class MetadataStore(ABC):
     @abstractmethod
     def iter_blob_references(self) -> AsyncIterator[tuple[str, str, str, int]]:
         """Every (kind, subject_id, sha256, size_bytes) a record holds: kind is 'snapshot'
-        (subject 'run_id@revision'), 'artifact' or 'object'. Values are the ones reads use."""
+        (subject 'run_id@revision'), 'artifact', 'object' or 'definition' (a published
+        definition version, subject 'kind/definition_id@version'). Values are the ones reads
+        use."""
 
     async def iter_record_problems(self) -> AsyncIterator[VerifyProblem]:
         """Records whose stored form contradicts itself: a row whose copy used for reads does

@@ -78,6 +78,13 @@ class RunService:
         return await self._store.get_run(_run_id(run_id, "runs.get"))
 
     async def list(self, query: RunQuery | None = None, **filters: Any) -> RunPage:
+        """One page of the run index: a `RunQuery`, or its fields as keywords (e.g.
+        ``list(status=["running"], project="docs", limit=50, cursor=page.next_cursor)``).
+
+        ``total`` is capped at ``count_limit`` matches (default 10,000; then
+        ``total_is_exact`` is False); ``count_limit=None`` counts every match, which reads
+        the whole group (or, for ``purpose_contains``, every run).
+        """
         q = query or parse(RunQuery, filters, operation="runs.list")
         return await self._store.query_runs(q)
 

@@ -1,5 +1,6 @@
 """`strongroom verify`: re-hash every blob, check every record's blob exists with the right
-size, replay every run log chain and the audit chain with its Merkle checkpoints."""
+size, replay every run log chain and the audit chain with its Merkle checkpoints, and check
+the registry (definition blobs, channel history against the audit chain)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import Callable
 
 from strongroom.errors import IntegrityError, NotFound, StrongroomError
 from strongroom.models import VerifyProblem, VerifyReport, utcnow
-from strongroom.ports import BlobStore, MetadataStore
+from strongroom.ports import BlobStore, MetadataStore, RegistryRecords
 from strongroom.services.audit import AuditService
 from strongroom.services.logs import LogService
+from strongroom.services.registry import verify_registry
 
 __all__ = ["ProgressCallback", "verify_vault"]
 
@@ -110,6 +112,12 @@ async def verify_vault(
     report.checked["audit_entries"] = count
     report.checked["audit_checkpoints"] = len(await audit.checkpoints())
     progress("audit", 1, 1)
+
+    if isinstance(store, RegistryRecords):
+        counts, found = await verify_registry(store, blobs, audit, verified=sizes)
+        problems.extend(found)
+        report.checked.update(counts)
+        progress("registry", 1, 1)
 
     report.finished_at = utcnow()
     return report

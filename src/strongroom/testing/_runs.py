@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -230,6 +231,55 @@ class RunIndexTests(VaultFixtureContract):
         assert (await vault.runs.list(created_after=future)).total == 0
         assert (await vault.runs.list(created_before=future)).total == 30
         assert (await vault.runs.list(updated_after=created[-1])).total >= 1
+
+    async def test_totals_are_capped_at_count_limit_and_pages_still_walk_every_run(
+        self, vault: Vault
+    ) -> None:
+        matching = [
+            (await vault.runs.create(project="gamma", actor="ana", purpose=f"needle {i}")).run_id
+            for i in range(7)
+        ]
+        for i in range(3):  # not counted: other project, no needle
+            await vault.runs.create(project="delta", actor="ana", purpose=f"hay {i}")
+
+        async def walk(**filters: Any) -> tuple[list[tuple[int, bool]], list[str]]:
+            totals: list[tuple[int, bool]] = []
+            seen: list[str] = []
+            cursor: str | None = None
+            while True:
+                page = await vault.runs.list(limit=3, cursor=cursor, **filters)
+                totals.append((page.total, page.total_is_exact))
+                seen.extend(r.run_id for r in page.items)
+                cursor = page.next_cursor
+                if cursor is None:
+                    return totals, seen
+
+        expected = list(reversed(matching))
+        searches: list[dict[str, Any]] = [{"project": "gamma"}, {"purpose_contains": "NEEDLE"}]
+        for filters in searches:
+            # More matches than the cap: total == cap, not exact; every page says so.
+            totals, seen = await walk(**filters, count_limit=5)
+            assert totals == [(5, False)] * 3
+            assert seen == expected
+            assert (await vault.runs.list(**filters, count_limit=1)).total_is_exact is False
+            # One match over the cap: capped. Exactly the cap, or more, or None: exact.
+            for count_limit in (6, 7, 8, 1_000_000, None):
+                totals, seen = await walk(**filters, count_limit=count_limit)
+                if count_limit == 6:
+                    assert totals == [(6, False)] * 3
+                else:
+                    assert totals == [(7, True)] * 3
+                assert seen == expected
+            # The default cap (10,000) is far above 7.
+            default = await vault.runs.list(**filters)
+            assert (default.total, default.total_is_exact) == (7, True)
+        nothing = await vault.runs.list(project="epsilon", count_limit=1)
+        assert (nothing.total, nothing.total_is_exact, nothing.items) == (0, True, [])
+
+    async def test_count_limit_out_of_range_is_a_validation_error(self, vault: Vault) -> None:
+        for bad in (0, -1, 1_000_001):
+            with pytest.raises(ValidationError):
+                await vault.runs.list(count_limit=bad)
 
     async def test_bad_cursor_is_a_validation_error(self, vault: Vault) -> None:
         with pytest.raises(ValidationError):

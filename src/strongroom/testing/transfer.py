@@ -3,7 +3,9 @@
 - `populate_vault`: realistic contents through the public Vault API: finished, failed,
   cancelled and still-running runs with snapshots, artifacts of every format (one of several
   MiB, streamed), log lines (one redacted), sealed logs, catalog providers / namespaces /
-  objects (one deleted), an unreferenced blob, and audit checkpoints when the vault's
+  objects (one deleted), an unreferenced blob, registry records (through `vault.registry`:
+  two published versions of a sandbox policy, promotions and a rollback, an approved
+  production promotion and a revoked run approval), and audit checkpoints when the vault's
   ``checkpoint_interval`` is small.
 - `snapshot_vault`: every record of every kind (canonical JSON) and every blob's re-hashed
   digest and size, as one dict: two vaults hold the same data iff their snapshots are equal.
@@ -22,7 +24,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from strongroom.models import RunState
+from strongroom.models import (
+    Channel,
+    DefinitionKind,
+    PromotionTarget,
+    RunState,
+    RunTarget,
+    SandboxPolicy,
+)
+from strongroom.models.registry import ResourceLimits
+from strongroom.registry.canonical import canonical_bytes
 from strongroom.services.bundle import RECORD_KINDS
 from strongroom.services.transfer import iter_vault_records
 from strongroom.vault import Vault
@@ -183,7 +194,65 @@ async def populate_vault(
     await vault.catalog.delete_object(ids["objects"].pop(0))
     orphan = await vault.blobs.put_bytes(f"unreferenced {tag}".encode())
     ids["orphan_sha256"] = orphan.sha256
+
+    await _populate_registry(vault, tag, done.run_id, ids)
     return ids
+
+
+async def _populate_registry(vault: Vault, tag: str, run_id: str, ids: dict[str, Any]) -> None:
+    """Registry records through the registry service (so each move is audited, as verify
+    expects): two published versions (blobs, draft moves), promotions and a rollback on
+    staging, an approved production promotion, and a revoked run approval."""
+    registry = vault.registry
+    policy = f"policy-{tag}"
+    published = []
+    for version, memory_mb in (("1.0.0", 256), ("1.1.0", 512)):
+        data = canonical_bytes(
+            SandboxPolicy(
+                sandbox_id=policy,
+                name=f"policy {tag}",
+                version=version,
+                owner="alice",
+                resources=ResourceLimits(cpu_cores=1, memory_mb=memory_mb, timeout_seconds=60),
+            )
+        )
+        result = await registry.publish(data, file_name=f"{policy}.json", actor="alice")
+        published.append(result.version)
+    v1, v2 = published
+    ids["definition_digests"] = [v1.digest, v2.digest]
+    kind = DefinitionKind.SANDBOX_POLICY
+    await registry.promote(
+        kind, policy, v1.version, to=Channel.STAGING, actor="alice", reason="try"
+    )
+    await registry.promote(
+        kind, policy, v2.version, to=Channel.STAGING, actor="alice", reason="next"
+    )
+    await registry.rollback(kind, policy, channel=Channel.STAGING, actor="alice", reason="undo")
+    approval = await registry.approve(
+        PromotionTarget(
+            scope="promotion",
+            kind=kind,
+            definition_id=policy,
+            digest=v2.digest,
+            channel=Channel.PRODUCTION,
+        ),
+        actor="reviewer",
+        reason="looks good",
+    )
+    await registry.promote(
+        kind,
+        policy,
+        v2.version,
+        to=Channel.PRODUCTION,
+        actor="alice",
+        reason="release",
+        approval_id=approval.approval_id,
+    )
+    run_approval = await registry.approve(
+        RunTarget(scope="run", run_id=run_id), actor="reviewer", reason="one run"
+    )
+    await registry.revoke(run_approval.approval_id, actor="admin", reason="not needed")
+    ids["approvals"] = [approval.approval_id, run_approval.approval_id]
 
 
 async def snapshot_vault(vault: Vault) -> dict[str, Any]:

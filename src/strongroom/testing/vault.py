@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from strongroom.testing._artifacts import ArtifactTests
 from strongroom.testing._logs import AuditTests, CatalogTests, LogTests
+from strongroom.testing._registry import RegistryStoreTests
+from strongroom.testing._registry_service import RegistryServiceTests
 from strongroom.testing._runs import RunIndexTests, RunTests, SnapshotTests
 from strongroom.testing._verify import VerifyTests
 
@@ -24,6 +26,8 @@ class VaultTests(
     LogTests,
     AuditTests,
     CatalogTests,
+    RegistryStoreTests,
+    RegistryServiceTests,
     VerifyTests,
 ):
     """Every behaviour a vault promises, independent of its backends."""

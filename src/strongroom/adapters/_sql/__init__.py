@@ -11,9 +11,10 @@ SQLite (aiosqlite runs every call on its own thread: 8-13 hops, ~1.2 ms for a tr
 transaction, against ~0.2 ms for one hop). PostgreSQL follows the same model
 with psycopg 3's sync driver, so the record-kind modules stay dialect-neutral.
 
-Modules: ``tables`` (schema and column types), ``schema`` (Alembic revisions), ``errors``
-(driver errors -> strongroom errors), ``base`` (engine, lifecycle, transactions), ``runs``,
-``logs`` and ``catalog`` (one group of record kinds each) and ``store`` (`SqlMetadataStore`).
+Modules: ``tables`` and ``registry_tables`` (schema and column types), ``schema`` (Alembic
+revisions), ``errors`` (driver errors -> strongroom errors), ``base`` (engine, lifecycle,
+transactions), ``runs``, ``logs``, ``catalog`` and ``registry`` (one group of record kinds
+each) and ``store`` (`SqlMetadataStore`).
 """
 
 from __future__ import annotations

@@ -21,13 +21,14 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
     tuple_,
     update,
 )
 from sqlalchemy.engine import Connection
 
-from strongroom.adapters._cursor import decode_run_cursor, encode_run_cursor
+from strongroom.adapters._cursor import capped_total, decode_run_cursor, encode_run_cursor
 from strongroom.adapters._sql.base import (
     PAGE_SIZE,
     AnyRow,
@@ -59,13 +60,22 @@ __all__ = ["RunRecords", "run_index_statements"]
 def run_index_statements(query: RunQuery) -> tuple[Select[int], Select[str, datetime, str]]:
     """The COUNT (filters only) and the page SELECT (filters + keyset + limit+1) of a query.
 
-    Both are answered from one composite index when the filters match its prefix, e.g.
-    status + project -> ``ix_runs_status_project_created``. A bad cursor -> `ValidationError`.
+    With ``query.count_limit`` the COUNT is capped: it counts the rows of
+    ``SELECT 1 ... LIMIT count_limit + 1``, so the database stops reading after that many
+    matches (more than ``count_limit`` = "count_limit+"); without it, an exact
+    ``SELECT count(*) ... WHERE``. Both are answered from one composite index when the
+    filters match its prefix, e.g. status + project -> ``ix_runs_status_project_created``.
+    A bad cursor -> `ValidationError`.
     """
     c = runs_table.c
     sort_column = c.created_at if query.sort == "created_at" else c.updated_at
     filters = _run_filters(query)
-    count_stmt = select(func.count()).select_from(runs_table).where(*filters)
+    if query.count_limit is None:
+        count_stmt = select(func.count()).select_from(runs_table).where(*filters)
+    else:
+        matches: Select[Any] = select(literal_column("1")).select_from(runs_table).where(*filters)
+        capped = matches.limit(query.count_limit + 1).subquery()
+        count_stmt = select(func.count()).select_from(capped)
     if query.cursor is not None:
         value, after_id = decode_run_cursor(query.cursor)
         # A row-value comparison, which both SQLite and PostgreSQL turn into an index range.
@@ -237,14 +247,15 @@ class RunRecords(SqlStoreBase):
             rows = conn.execute(page_stmt).all()
             return int(total or 0), list(rows)
 
-        total, rows = await self._read("query_runs", op)
+        counted, rows = await self._read("query_runs", op)
         page = rows[: query.limit]
         items = [parse_body(Run, row.body, "run", row.run_id) for row in page]
         next_cursor = None
         if len(rows) > query.limit:
             # From the indexed columns, not the body: the cursor must match what is compared.
             next_cursor = encode_run_cursor(page[-1].sort_value, page[-1].run_id)
-        return RunPage(items=items, total=total, next_cursor=next_cursor)
+        total, exact = capped_total(counted, query.count_limit)
+        return RunPage(items=items, total=total, total_is_exact=exact, next_cursor=next_cursor)
 
     # -- snapshots --------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """`SqlMetadataStore`: the records port on SQLAlchemy Core, assembled from one class per group
-of record kinds (runs, logs, catalog) on `SqlStoreBase`, plus what spans them all: the blob
-references ``verify`` checks against the blob store, and the body-versus-column consistency
-check that catches a row edited by hand.
+of record kinds (runs, logs, catalog, registry) on `SqlStoreBase`, plus what spans them all:
+the blob references ``verify`` checks against the blob store, and the body-versus-column
+consistency check that catches a row edited by hand.
 """
 
 from __future__ import annotations
@@ -15,6 +15,12 @@ from sqlalchemy import Column, Table, select
 from strongroom.adapters._sql.base import AnyRow, parse_body
 from strongroom.adapters._sql.catalog import CatalogRecords
 from strongroom.adapters._sql.logs import LogRecords
+from strongroom.adapters._sql.registry import RegistryRecordsSql, definition_subject
+from strongroom.adapters._sql.registry_tables import (
+    approvals_table,
+    channel_moves_table,
+    definition_versions_table,
+)
 from strongroom.adapters._sql.runs import RunRecords
 from strongroom.adapters._sql.tables import (
     artifacts_table,
@@ -23,7 +29,16 @@ from strongroom.adapters._sql.tables import (
     snapshots_table,
 )
 from strongroom.errors import IntegrityError
-from strongroom.models import ArtifactMetadata, CatalogObject, Run, SnapshotRecord, VerifyProblem
+from strongroom.models import (
+    Approval,
+    ArtifactMetadata,
+    CatalogObject,
+    ChannelMove,
+    DefinitionVersion,
+    Run,
+    SnapshotRecord,
+    VerifyProblem,
+)
 
 __all__ = ["SqlMetadataStore"]
 
@@ -42,10 +57,27 @@ _CHECKED: tuple[
     ),
     ("artifact", artifacts_table, ArtifactMetadata, ("artifact_id",), lambda r: str(r.artifact_id)),
     ("object", catalog_objects_table, CatalogObject, ("object_id",), lambda r: str(r.object_id)),
+    (
+        "definition",
+        definition_versions_table,
+        DefinitionVersion,
+        ("kind", "definition_id", "digest"),
+        lambda r: definition_subject(r.kind, r.definition_id, r.version),
+    ),
+    ("channel_move", channel_moves_table, ChannelMove, ("move_id",), lambda r: str(r.move_id)),
+    ("approval", approvals_table, Approval, ("approval_id",), lambda r: str(r.approval_id)),
 )
 
+# The column (and record field) holding the blob digest of the kinds that point at a blob.
+_BLOB_COLUMN: dict[str, str] = {
+    "snapshot": "sha256",
+    "artifact": "sha256",
+    "object": "sha256",
+    "definition": "digest",
+}
 
-class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords):
+
+class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSql):
     """`MetadataStore` on SQLAlchemy Core. Subclasses supply the engine and the transaction
     discipline (`_create_engine`, optionally `_prepare` and `_run_transaction`)."""
 
@@ -56,7 +88,8 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords):
 
     async def iter_blob_references(self) -> AsyncIterator[tuple[str, str, str, int]]:
         for kind, table, model, keys, subject_of in _CHECKED:
-            if "sha256" not in table.c:
+            column = _BLOB_COLUMN.get(kind)
+            if column is None:
                 continue
             async for row in self._checked_rows(table, keys):
                 subject = subject_of(row)
@@ -64,9 +97,9 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords):
                     record = parse_body(model, row.body, kind, subject)
                 except IntegrityError:
                     # Reported by iter_record_problems; the indexed copy is all there is.
-                    yield (kind, subject, row.sha256, row.size_bytes)
+                    yield (kind, subject, getattr(row, column), row.size_bytes)
                     continue
-                yield (kind, subject, record.sha256, record.size_bytes)  # type: ignore[attr-defined]
+                yield (kind, subject, getattr(record, column), record.size_bytes)  # type: ignore[attr-defined]
 
     async def iter_record_problems(self) -> AsyncIterator[VerifyProblem]:
         for kind, table, model, keys, subject_of in _CHECKED:
@@ -87,7 +120,7 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords):
                     name
                     for name in table.columns.keys()  # noqa: SIM118 - a ColumnCollection
                     if name != "body"
-                    and name in type(record).model_fields
+                    and _is_copied_field(record, name)
                     and _normal(getattr(record, name)) != _normal(getattr(row, name))
                 )
                 if differing:
@@ -100,6 +133,14 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords):
                         "columns (the row was edited)",
                         details={"fields": differing},
                     )
+
+
+def _is_copied_field(record: BaseModel, name: str) -> bool:
+    """A column that copies a field of the record, or a property derived from one (an
+    approval's ``scope``)."""
+    return name in type(record).model_fields or isinstance(
+        getattr(type(record), name, None), property
+    )
 
 
 def _normal(value: Any) -> Any:

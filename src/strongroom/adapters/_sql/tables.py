@@ -248,3 +248,6 @@ catalog_objects_table = Table(
     UniqueConstraint("namespace_id", "path"),
     Index("ix_catalog_objects_path", "path"),
 )
+
+# The registry's tables live in their own module; importing it registers them on `metadata`.
+from strongroom.adapters._sql import registry_tables as _registry_tables  # noqa: E402, F401

@@ -13,6 +13,7 @@ DIR`` reads. Format ``strongroom-bundle``, version 1::
 **Records.** ``<kind>`` is one of `RECORD_KINDS`, listed here in import order (a record only
 refers to kinds above it): ``providers``, ``namespaces``, ``runs``, ``snapshots``,
 ``artifacts``, ``log_entries``, ``log_references``, ``objects`` (catalog objects),
+``definition_versions``, ``channel_moves``, ``approvals`` (the registry's records),
 ``audit_entries``, ``checkpoints`` (audit Merkle checkpoints). Each line is the canonical JSON
 (keys sorted, no whitespace, UTF-8) of one record exactly as `strongroom.models` dumps it
 (``model_dump(mode="json")``; JSON Schemas in ``schemas/``), copied verbatim from the source
@@ -20,7 +21,10 @@ vault: same ids, versions, timestamps and hashes, so log and audit chains and Me
 replay in any vault the bundle is imported into. Order within a file: providers, namespaces
 by id; runs by (created_at, run_id); snapshots and log references by run, in run order;
 artifacts by id; log entries by (run_id, seq); objects by (path, namespace_id); audit entries
-by seq; checkpoints by tree size. Every file exists, possibly empty.
+by seq; checkpoints by tree size; definition versions by (kind, definition_id), oldest first;
+channel moves by definition, in history order; approvals oldest first. Every file exists,
+possibly empty (a bundle written before the registry kinds were added lacks their three
+files and reads as having none).
 
 **manifest.json**::
 
@@ -38,7 +42,8 @@ SHA-256 of every records file; ``counts.blobs`` / ``blob_bytes`` describe the bl
 
 **Checking a bundle without strongroom**: every ``files`` entry hashes to its ``sha256`` and
 has ``records`` lines; every blob file hashes to its own name; every ``sha256`` a snapshot,
-artifact or catalog object record names is a blob file of that ``size_bytes``. `verify_bundle`
+artifact or catalog object record names (and every definition version's ``digest``) is a
+blob file of that ``size_bytes``. `verify_bundle`
 does that and also replays the log and audit chains and recomputes the checkpoints.
 
 **Writing** is resumable: blobs are published atomically (temp file, fsync, link), each records

@@ -18,9 +18,12 @@ import pydantic
 from strongroom._fs import fsync_dir
 from strongroom.errors import NotFound, SerializationError, UnsupportedFormat, map_os_errors
 from strongroom.models import (
+    Approval,
     ArtifactMetadata,
     AuditEntry,
     CatalogObject,
+    ChannelMove,
+    DefinitionVersion,
     LogEntry,
     LogReference,
     MerkleCheckpoint,
@@ -66,13 +69,16 @@ _HASH_CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class RecordKind:
-    """One kind of record: its bundle file, model, primary key and blob reference."""
+    """One kind of record: its bundle file, model, primary key and blob reference.
+    ``optional``: added after format version 1 first shipped, so a bundle written before may
+    lack its file (read as empty)."""
 
     name: str
     model: type[Record]
     label: str
     key: Callable[[Any], str]
     blob: Callable[[Any], tuple[str, int]] | None = None
+    optional: bool = False
 
     @property
     def file(self) -> str:
@@ -94,6 +100,16 @@ RECORD_KINDS: tuple[RecordKind, ...] = (
     RecordKind("log_entries", LogEntry, "log entry", lambda r: f"{r.run_id}#{r.seq}"),
     RecordKind("log_references", LogReference, "log reference", lambda r: r.run_id),
     RecordKind("objects", CatalogObject, "catalog object", lambda r: r.object_id, _blob_of),
+    RecordKind(
+        "definition_versions",
+        DefinitionVersion,
+        "definition version",
+        lambda r: f"{r.kind.value}/{r.definition_id}@{r.version}",
+        lambda r: (r.digest, r.size_bytes),
+        optional=True,
+    ),
+    RecordKind("channel_moves", ChannelMove, "channel move", lambda r: r.move_id, optional=True),
+    RecordKind("approvals", Approval, "approval", lambda r: r.approval_id, optional=True),
     RecordKind("audit_entries", AuditEntry, "audit entry", lambda r: f"#{r.seq}"),
     RecordKind("checkpoints", MerkleCheckpoint, "audit checkpoint", lambda r: f"@{r.tree_size}"),
 )
@@ -181,7 +197,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
         )
     files = data.get("files")
     if not isinstance(files, dict) or any(
-        not isinstance(files.get(kind.file), dict) for kind in RECORD_KINDS
+        not isinstance(files.get(kind.file), dict)
+        for kind in RECORD_KINDS
+        if not (kind.optional and kind.file not in files)
     ):
         raise SerializationError(
             f"{manifest_path} does not list every records file",

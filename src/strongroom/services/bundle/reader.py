@@ -59,6 +59,8 @@ class BundleReader:
         """Records files that are missing or do not match the manifest (blocking)."""
         problems: list[VerifyProblem] = []
         for kind in RECORD_KINDS:
+            if not self.has(kind):
+                continue
             info = self.manifest["files"][kind.file]
             path = self.path / kind.file
             try:
@@ -93,7 +95,13 @@ class BundleReader:
     async def close(self) -> None:
         await self.blobs.close()
 
+    def has(self, kind: RecordKind) -> bool:
+        """False for an optional kind the bundle predates (it has no file: no records)."""
+        return kind.file in self.manifest["files"]
+
     def count(self, kind: RecordKind) -> int | None:
+        if not self.has(kind):
+            return 0
         value = self.manifest.get("counts", {}).get(kind.name)
         return value if isinstance(value, int) else None
 
@@ -101,6 +109,8 @@ class BundleReader:
         self, kind: RecordKind, batch_size: int = _READ_BATCH
     ) -> AsyncIterator[list[Any]]:
         """The kind's records in file order, in batches, each validated as its model."""
+        if not self.has(kind):
+            return
         path = self.path / kind.file
         with io_errors("bundle.read", path):
             handle = await asyncio.to_thread(path.open, "rb")

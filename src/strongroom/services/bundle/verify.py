@@ -23,7 +23,12 @@ from strongroom.services.verify import ProgressCallback
 __all__ = ["verify_bundle"]
 
 
-_REF_KINDS = {"snapshots": "snapshot", "artifacts": "artifact", "objects": "object"}
+_REF_KINDS = {
+    "snapshots": "snapshot",
+    "artifacts": "artifact",
+    "objects": "object",
+    "definition_versions": "definition",
+}
 
 
 def _noop(stage: str, done: int, total: int | None) -> None:

@@ -6,12 +6,15 @@ directory bundle, bundle → vault (see `strongroom.services.bundle` for the bun
     report = await transfer(source_vault, target_vault)                      # vault to vault
 
 What is copied: every record of every kind in `RECORD_KINDS` (providers, namespaces, runs,
-snapshots, artifacts, log entries, log references, catalog objects, audit entries, Merkle
-checkpoints) **verbatim** — same ids, row versions, timestamps, hashes — so every log chain,
-the audit chain and its checkpoints verify in the target; and every blob of the source's blob
-store (referenced or not), streamed, its SHA-256 checked while reading the source and again by
-the target on write (``expected_sha256``). Work happens through the two ports only, so every
-backend pair works.
+snapshots, artifacts, log entries, log references, catalog objects, registry definition
+versions, channel moves and approvals, audit entries, Merkle checkpoints) **verbatim** — same
+ids, row versions, timestamps, hashes — so every log chain, the audit chain and its
+checkpoints verify in the target (channel moves are re-applied in history order through the
+channel compare-and-set, so the target's pointers follow; an approval revoked since the last
+copy is revoked in the target); and every blob of the source's blob store (referenced or
+not), streamed, its SHA-256 checked while reading the source and again by the target on
+write (``expected_sha256``). Work happens through the two ports only, so every backend pair
+works.
 
 How it runs:
 

@@ -38,15 +38,24 @@ async def target_is_earlier_copy(source: Source, sink: Sink) -> bool:
 def updatable(kind: RecordKind, record: Any, old: Any, *, descendant: bool) -> bool:
     """Whether the target's ``old`` is an earlier state of the source's ``record``, rather
     than a different record: the only mutable records are runs (with a row version that
-    only grows), log references (until sealed) and audited catalog entries (``descendant``:
-    `target_is_earlier_copy`)."""
+    only grows), log references (until sealed), audited catalog entries (``descendant``:
+    `target_is_earlier_copy`) and approvals (revoked since: the one change they allow)."""
     if kind.name == "runs":
         return bool(record.version > old.version)
     if kind.name == "log_references":
         return not old.sealed
     if kind.name in ("providers", "namespaces"):
         return descendant
+    if kind.name == "approvals":
+        return (
+            old.revoked_at is None
+            and record.revoked_at is not None
+            and set(differing_fields(record, old)) <= _REVOCATION
+        )
     return False
+
+
+_REVOCATION = frozenset({"revoked_at", "revoked_by", "revoke_reason"})
 
 
 def conflict(

@@ -84,6 +84,10 @@ class VaultSink(Sink):
         # Runs this pass found missing from the target: nothing hangs off them there.
         self._absent_runs: set[str] = set()
         self._artifact_cursor: str | None = None
+        # The target's channel history per definition, read once per pass, and where each
+        # channel will point once the moves seen so far this pass are applied.
+        self._moves: dict[tuple[Any, str], dict[str, Any]] = {}
+        self._pointers: dict[tuple[Any, str], dict[Any, str | None]] = {}
 
     def describe(self) -> dict[str, str]:
         return describe_vault(self.vault)
@@ -92,16 +96,18 @@ class VaultSink(Sink):
         # Snapshots, artifacts, log entries and log references all need a run.
         store = self.store
         return bool(
-            (await store.query_runs(RunQuery(limit=1))).total
+            (await store.query_runs(RunQuery(limit=1, count_limit=1))).total
             or await store.audit_head() is not None
             or await store.list_providers()
             or await store.list_namespaces()
             or await store.list_objects(None, limit=1)
             or await store.list_checkpoints()
+            or await store.list_definitions()
+            or await store.list_approvals()
         )
 
     async def conflict_hint(self) -> str:
-        if (await self.store.query_runs(RunQuery(limit=1))).total == 0:
+        if (await self.store.query_runs(RunQuery(limit=1, count_limit=1))).total == 0:
             return (
                 "; the target holds no run but has its own catalog and audit trail (a vault "
                 "that was initialised on its own, e.g. by `strongroom init`): import into a "
@@ -161,6 +167,21 @@ class VaultSink(Sink):
                     await self._check_object_path(kind, obj)
                 out.append(existing)
             return out
+        if name == "definition_versions":
+            # Same label or same content: either is this record (or a conflicting one).
+            return [
+                await _maybe(
+                    store.get_definition_version(r.kind, r.definition_id, version=r.version)
+                )
+                or await _maybe(
+                    store.get_definition_version(r.kind, r.definition_id, digest=r.digest)
+                )
+                for r in batch
+            ]
+        if name == "channel_moves":
+            return [await self._move_present(kind, move) for move in batch]
+        if name == "approvals":
+            return [await _maybe(store.get_approval(r.approval_id)) for r in batch]
         if name == "audit_entries":
             low, high = batch[0].seq, batch[-1].seq
             audit = await store.read_audit_entries(after_seq=low - 1, limit=high - low + 1)
@@ -171,6 +192,35 @@ class VaultSink(Sink):
                 self._checkpoints = {c.tree_size: c for c in await store.list_checkpoints()}
             return [self._checkpoints.get(r.tree_size) for r in batch]
         raise AssertionError(name)  # pragma: no cover
+
+    async def _move_present(self, kind: RecordKind, move: Any) -> Any | None:
+        """The target's copy of a channel move, or None; a new move must follow where the
+        channel points in the target (after the new moves before it), else the histories
+        diverged: `Conflict` in the check pass, before anything is written."""
+        key = (move.kind, move.definition_id)
+        if key not in self._moves:
+            history = await self.store.list_channel_moves(*key)
+            self._moves[key] = {m.move_id: m for m in history}
+            current = await self.store.get_channels(*key)
+            self._pointers[key] = {c: m.to_digest for c, m in current.items()}
+        existing = self._moves[key].get(move.move_id)
+        if existing is None:
+            pointers = self._pointers[key]
+            at = pointers.get(move.channel)
+            if move.from_digest != at:
+                raise Conflict(
+                    f"channel {move.channel.value} of {move.kind.value} {move.definition_id} "
+                    f"moved differently in the target: it points at {at or 'nothing'} where "
+                    f"the source's move {move.move_id} expects {move.from_digest or 'nothing'}",
+                    operation="transfer",
+                    kind=kind.name,
+                    key=move.move_id,
+                    reason="channel_diverged",
+                    current_digest=at,
+                    expected_digest=move.from_digest,
+                )
+            pointers[move.channel] = move.to_digest
+        return existing
 
     async def _check_object_path(self, kind: RecordKind, obj: Any) -> None:
         """Another object at the same (namespace, path) would make put_object fail later."""
@@ -208,6 +258,8 @@ class VaultSink(Sink):
     async def begin_kind(self, kind: RecordKind, *, check_only: bool) -> None:
         self._checkpoints = None
         self._artifact_cursor = None
+        self._moves = {}
+        self._pointers = {}
         if kind.name == "runs":
             self._absent_runs = set()
 
@@ -239,6 +291,17 @@ class VaultSink(Sink):
         elif name == "objects":
             for r in new:
                 await store.put_object(r)
+        elif name == "definition_versions":
+            for r in new:
+                await store.insert_definition_version(r)
+        elif name == "channel_moves":
+            # In history order, through the compare-and-set: the pointers follow, and a
+            # target whose channel moved on its own refuses (StaleChannel).
+            for r in new:
+                await store.move_channel(r)
+        elif name == "approvals":
+            for r in new:
+                await store.insert_approval(r)  # stored as is, revoked state included
         elif name == "audit_entries":
             await store.append_audit_entries(new)
         elif name == "checkpoints":
@@ -261,6 +324,13 @@ class VaultSink(Sink):
                 await store.put_provider(new)
             elif kind.name == "namespaces":
                 await store.put_namespace(new)
+            elif kind.name == "approvals":
+                await store.revoke_approval(
+                    new.approval_id,
+                    at=new.revoked_at,
+                    by=new.revoked_by,
+                    reason=new.revoke_reason,
+                )
             else:  # pragma: no cover - compare.updatable decides
                 raise AssertionError(kind.name)
 

@@ -99,6 +99,21 @@ async def iter_vault_records(vault: Vault, kind: RecordKind) -> AsyncIterator[li
             limit *= 8
         for start in range(0, len(objects), _BATCH):
             yield objects[start : start + _BATCH]
+    elif name in ("definition_versions", "channel_moves"):
+        # Per definition, by (kind, definition_id): its versions oldest first, or its channel
+        # history in order (re-applied in that order, each move expects the one before).
+        for latest in await store.list_definitions():
+            key = (latest.kind, latest.definition_id)
+            if name == "definition_versions":
+                records: list[Any] = await store.list_definition_versions(*key)
+            else:
+                records = await store.list_channel_moves(*key)
+            if records:
+                yield records
+    elif name == "approvals":
+        approvals = await store.list_approvals()
+        for start in range(0, len(approvals), _BATCH):
+            yield approvals[start : start + _BATCH]
     elif name == "audit_entries":
         seq = 0
         while True:
@@ -161,7 +176,9 @@ class VaultSource(Source):
 
     async def total(self, kind: RecordKind) -> int | None:
         if kind.name == "runs":
-            return (await self.vault.metadata.query_runs(RunQuery(limit=1))).total
+            # The progress total: every run, not the run index's capped count.
+            query = RunQuery(limit=1, count_limit=None)
+            return (await self.vault.metadata.query_runs(query)).total
         if kind.name == "audit_entries":
             head = await self.vault.metadata.audit_head()
             return head.seq if head else 0

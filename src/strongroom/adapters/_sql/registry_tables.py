@@ -1,0 +1,96 @@
+"""The registry's tables: published definition versions, channel pointers with their history,
+and approvals (same conventions as `tables`: ``body`` is the record's JSON as read, the other
+columns are copies kept for keys, filtering and sorting).
+
+- ``definition_versions``: one row per published version. The primary key
+  ``(kind, definition_id, digest)`` and the unique ``(kind, definition_id, version)`` are the
+  real guards of a publish: a racing publisher of the same label or content collides.
+- ``channel_pointers``: where each set channel points now (no body: derived state, moved
+  only by a compare-and-set ``UPDATE ... WHERE digest = <expected>`` in the transaction that
+  appends the move to ``channel_moves``).
+- ``channel_moves``: the history, read in ``(at, move_id)`` order.
+- ``approvals``: listed by ``(created_at, approval_id)``, optionally of one scope.
+
+Importing `tables` imports this module, so ``metadata`` always holds these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from strongroom.adapters._sql.tables import _DIGEST, _ID, _NAME, UtcTimestamp, _key, metadata
+
+__all__ = [
+    "approvals_table",
+    "channel_moves_table",
+    "channel_pointers_table",
+    "definition_versions_table",
+]
+
+_KIND = 32
+_LABEL = 64
+_CHANNEL = 16
+_SCOPE = 16
+
+definition_versions_table = Table(
+    "definition_versions",
+    metadata,
+    Column("kind", String(_KIND), nullable=False),
+    Column("definition_id", _key(_NAME), nullable=False),
+    Column("version", _key(_LABEL), nullable=False),
+    Column("digest", String(_DIGEST), nullable=False),
+    Column("size_bytes", BigInteger(), nullable=False),
+    Column("published_at", UtcTimestamp(), nullable=False),
+    Column("body", Text(), nullable=False),
+    PrimaryKeyConstraint("kind", "definition_id", "digest"),
+    UniqueConstraint("kind", "definition_id", "version"),
+    Index(
+        "ix_definition_versions_kind_definition_id_published_at",
+        "kind",
+        "definition_id",
+        "published_at",
+    ),
+)
+
+channel_pointers_table = Table(
+    "channel_pointers",
+    metadata,
+    Column("kind", String(_KIND), nullable=False),
+    Column("definition_id", _key(_NAME), nullable=False),
+    Column("channel", String(_CHANNEL), nullable=False),
+    Column("digest", String(_DIGEST), nullable=False),
+    Column("move_id", _key(_ID), nullable=False),
+    PrimaryKeyConstraint("kind", "definition_id", "channel"),
+)
+
+channel_moves_table = Table(
+    "channel_moves",
+    metadata,
+    Column("move_id", _key(_ID), primary_key=True),
+    Column("kind", String(_KIND), nullable=False),
+    Column("definition_id", _key(_NAME), nullable=False),
+    Column("channel", String(_CHANNEL), nullable=False),
+    Column("at", UtcTimestamp(), nullable=False),
+    Column("body", Text(), nullable=False),
+    Index("ix_channel_moves_kind_definition_id_at", "kind", "definition_id", "at", "move_id"),
+)
+
+approvals_table = Table(
+    "approvals",
+    metadata,
+    Column("approval_id", _key(_ID), primary_key=True),
+    Column("scope", String(_SCOPE), nullable=False),
+    Column("created_at", UtcTimestamp(), nullable=False),
+    Column("body", Text(), nullable=False),
+    Index("ix_approvals_scope_created_at", "scope", "created_at", "approval_id"),
+    Index("ix_approvals_created_at", "created_at", "approval_id"),
+)

@@ -1,0 +1,73 @@
+"""What the registry service returns (also what `strongroom registry ... --json` prints)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+
+from strongroom.models import (
+    Channel,
+    ChannelMove,
+    DefinitionKind,
+    DefinitionVersion,
+    GovernanceLevel,
+)
+
+__all__ = [
+    "DefinitionSummary",
+    "MoveResult",
+    "PublishResult",
+    "RegistryHistory",
+    "RegistryPolicy",
+]
+
+
+@dataclass(frozen=True)
+class RegistryPolicy:
+    """Who may move what to ``production``.
+
+    ``production_approval_level``: promoting to production a definition that governs
+    execution at this level or above needs an active promotion approval (None: never).
+    A definition governs execution at the highest governance level of the tools it defines
+    (tool manifest) or uses (playbook); a sandbox policy always counts as governing at the
+    threshold (it confines every tool that names it). Project configs never need one.
+
+    ``allow_self_approval``: may the publisher of a version approve it (its tools, its
+    promotion)? False by default: `SelfApproval`.
+    """
+
+    production_approval_level: GovernanceLevel | None = GovernanceLevel.A2
+    allow_self_approval: bool = False
+
+
+class PublishResult(BaseModel):
+    """``created`` False: identical content was already published (nothing was written)."""
+
+    version: DefinitionVersion
+    created: bool
+    object_path: str = Field(description="Catalog path of the stored definition.")
+
+
+class MoveResult(BaseModel):
+    """``moved`` False: the channel already pointed there (nothing was written)."""
+
+    move: ChannelMove
+    moved: bool
+    version: str = Field(description="Label of the version the channel now points at.")
+
+
+class DefinitionSummary(BaseModel):
+    kind: DefinitionKind
+    definition_id: str
+    latest: DefinitionVersion
+    version_count: int
+    channels: dict[Channel, str] = Field(description="Channel -> version label it points at.")
+
+
+class RegistryHistory(BaseModel):
+    kind: DefinitionKind
+    definition_id: str
+    versions: list[DefinitionVersion] = Field(description="Oldest first.")
+    moves: list[ChannelMove] = Field(description="Every channel move, oldest first.")
+    channels: dict[Channel, str] = Field(description="Channel -> version label it points at.")

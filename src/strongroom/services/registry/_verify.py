@@ -1,0 +1,158 @@
+"""The registry's part of `strongroom verify`.
+
+- every published version's blob exists, re-hashes to its digest and has its recorded size;
+- every channel move matches the ``move_digest`` its audit entry recorded (so an edited
+  history row is caught), has an audit entry at all, and follows the previous move of its
+  channel (``from_digest`` = the previous ``to_digest``); an audited move missing from the
+  history (a deleted row) is reported too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from strongroom.errors import IntegrityError, NotFound, StrongroomError
+from strongroom.models import ChannelMove, VerifyProblem
+from strongroom.ports import BlobStore, RegistryRecords
+from strongroom.services.audit import AuditService
+from strongroom.services.registry._service import move_digest
+
+__all__ = ["MOVE_EVENTS", "verify_registry"]
+
+MOVE_EVENTS = frozenset({"registry.published", "registry.promoted", "registry.rolled_back"})
+_PAGE = 5000
+
+
+def _problem(subject: str, code: str, message: str, **details: object) -> VerifyProblem:
+    return VerifyProblem(
+        kind="registry", code=code, subject=subject, message=message, details=dict(details)
+    )
+
+
+async def verify_registry(
+    records: RegistryRecords,
+    blobs: BlobStore,
+    audit: AuditService,
+    *,
+    verified: Mapping[str, int] | None = None,
+) -> tuple[dict[str, int], list[VerifyProblem]]:
+    """Check the registry; returns (counts checked, problems). ``verified``: digest -> size
+    of blobs the caller already re-hashed successfully (others are re-hashed here)."""
+    problems: list[VerifyProblem] = []
+    checked = {"definition_versions": 0, "channel_moves": 0}
+
+    audited: dict[str, tuple[str, int]] = {}
+    after = 0
+    while True:
+        page = await audit.entries(after_seq=after, limit=_PAGE)
+        if not page:
+            break
+        for entry in page:
+            if entry.event in MOVE_EVENTS:
+                move = entry.details.get("move")
+                digest = entry.details.get("move_digest")
+                if isinstance(move, dict) and isinstance(digest, str):
+                    audited[str(move.get("move_id"))] = (digest, entry.seq)
+        after = page[-1].seq
+
+    seen_moves: set[str] = set()
+    for latest in await records.list_definitions():
+        kind, ident = latest.kind, latest.definition_id
+        for version in await records.list_definition_versions(kind, ident):
+            checked["definition_versions"] += 1
+            subject = f"{kind.value}/{ident}@{version.version}"
+            size = verified.get(version.digest) if verified is not None else None
+            if size is None:
+                try:
+                    size = (await blobs.verify(version.digest)).size_bytes
+                except NotFound:
+                    problems.append(
+                        _problem(
+                            subject,
+                            "not_found",
+                            f"{subject}: its definition blob sha256:{version.digest} is missing",
+                            sha256=version.digest,
+                        )
+                    )
+                    continue
+                except (IntegrityError, StrongroomError) as exc:
+                    problems.append(
+                        _problem(
+                            subject,
+                            exc.code,
+                            f"{subject}: its definition blob sha256:{version.digest} fails "
+                            f"verification: {exc.message}",
+                            sha256=version.digest,
+                        )
+                    )
+                    continue
+            if size != version.size_bytes:
+                problems.append(
+                    _problem(
+                        subject,
+                        "integrity_error",
+                        f"{subject} records {version.size_bytes} bytes but its blob has {size}",
+                        sha256=version.digest,
+                    )
+                )
+        heads: dict[str, str] = {}
+        for move in await records.list_channel_moves(kind, ident):
+            checked["channel_moves"] += 1
+            seen_moves.add(move.move_id)
+            problems.extend(_check_move(move, audited, heads))
+            heads[move.channel.value] = move.to_digest
+
+    for move_id, (_, seq) in audited.items():
+        if move_id not in seen_moves:
+            problems.append(
+                _problem(
+                    f"move:{move_id}",
+                    "integrity_error",
+                    f"channel move {move_id} (audit entry {seq}) is missing from the channel "
+                    "history",
+                    audit_seq=seq,
+                )
+            )
+    return checked, problems
+
+
+def _check_move(
+    move: ChannelMove, audited: Mapping[str, tuple[str, int]], heads: Mapping[str, str]
+) -> list[VerifyProblem]:
+    subject = f"{move.kind.value}/{move.definition_id}#{move.channel.value}:{move.move_id}"
+    out: list[VerifyProblem] = []
+    record = audited.get(move.move_id)
+    if record is None:
+        out.append(
+            _problem(
+                subject,
+                "integrity_error",
+                f"channel move {move.move_id} of {move.kind.value} {move.definition_id} has "
+                "no audit entry",
+                move_id=move.move_id,
+            )
+        )
+    elif record[0] != move_digest(move):
+        out.append(
+            _problem(
+                subject,
+                "integrity_error",
+                f"channel move {move.move_id} of {move.kind.value} {move.definition_id} "
+                f"({move.channel.value}) no longer matches its audit entry {record[1]}",
+                move_id=move.move_id,
+                audit_seq=record[1],
+            )
+        )
+    previous = heads.get(move.channel.value)
+    if move.from_digest != previous:
+        out.append(
+            _problem(
+                subject,
+                "integrity_error",
+                f"channel move {move.move_id} starts from "
+                f"{move.from_digest or 'an unset channel'} but the channel held "
+                f"{previous or 'nothing'}",
+                move_id=move.move_id,
+            )
+        )
+    return out
