@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from _sql_tamper import forge_last_channel_move
 from strongroom.adapters import PostgresMetadataStore
 from strongroom.adapters._s3 import S3BlobStore
+from strongroom.models import DefinitionKind
 from strongroom.testing import VaultTests
 from strongroom.vault import Vault
 from test_vault_sqlite_s3 import flip_one_byte
@@ -29,3 +31,6 @@ class TestPostgresS3Vault(VaultTests):
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
         assert isinstance(vault.blobs, S3BlobStore)
         await asyncio.to_thread(flip_one_byte, vault.blobs, sha256)
+
+    async def tamper_channel_move(self, vault: Vault, kind: DefinitionKind, ident: str) -> None:
+        await forge_last_channel_move(vault, kind, ident)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from _sql_tamper import forge_last_channel_move
 from strongroom.adapters import LocalBlobStore
+from strongroom.models import DefinitionKind
 from strongroom.testing import VaultTests
 from strongroom.vault import Vault
 
@@ -31,3 +33,6 @@ class TestSqliteLocalVault(VaultTests):
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
         assert isinstance(vault.blobs, LocalBlobStore)
         flip_one_byte(vault.blobs.root / vault.blobs.locate(sha256).path)
+
+    async def tamper_channel_move(self, vault: Vault, kind: DefinitionKind, ident: str) -> None:
+        await forge_last_channel_move(vault, kind, ident)

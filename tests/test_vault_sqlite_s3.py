@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from _s3_fixtures import client_for
+from _sql_tamper import forge_last_channel_move
 from strongroom.adapters import SqliteMetadataStore
 from strongroom.adapters._s3 import S3BlobStore
+from strongroom.models import DefinitionKind
 from strongroom.testing import VaultTests
 from strongroom.vault import Vault
 
@@ -38,3 +40,6 @@ class TestSqliteS3Vault(VaultTests):
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
         assert isinstance(vault.blobs, S3BlobStore)
         await asyncio.to_thread(flip_one_byte, vault.blobs, sha256)
+
+    async def tamper_channel_move(self, vault: Vault, kind: DefinitionKind, ident: str) -> None:
+        await forge_last_channel_move(vault, kind, ident)
