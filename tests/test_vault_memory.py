@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
+from strongroom.models import DefinitionKind
 from strongroom.testing import VaultTests
 from strongroom.vault import Vault
 
@@ -23,3 +24,8 @@ class TestMemoryVault(VaultTests):
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
         assert isinstance(vault.blobs, MemoryBlobStore)
         vault.blobs._corrupt_for_tests(sha256)
+
+    async def tamper_channel_move(self, vault: Vault, kind: DefinitionKind, ident: str) -> None:
+        assert isinstance(vault.metadata, MemoryMetadataStore)
+        moves = vault.metadata._moves[(kind, ident)]
+        moves[-1] = moves[-1].model_copy(update={"reason": "forged"})
