@@ -1,0 +1,151 @@
+"""Project configs and sandbox policies (with the policy's filesystem, network, environment,
+resource and logging parts)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, Field
+
+from strongroom.ids import ActorName, SafeName
+from strongroom.models._base import Record, UtcDatetime
+from strongroom.models.registry._common import (
+    _ENV_VAR_PATTERN,
+    _HOST_PATTERN,
+    _LANGUAGE_PATTERN,
+    DefinitionBase,
+    DefinitionKind,
+    FilesystemMode,
+    NetworkMode,
+    Ref,
+    RefField,
+    RefKind,
+    Text,
+    Title,
+    VersionLabel,
+)
+
+
+class ProjectSettings(Record):
+    paths: dict[str, Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=dict, description="Named paths (input, output, glossary...)."
+    )
+    languages: list[Annotated[str, Field(pattern=_LANGUAGE_PATTERN)]] = Field(default_factory=list)
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="Default run inputs and options."
+    )
+
+
+class ProjectConfig(DefinitionBase):
+    ID_FIELD: ClassVar[str] = "project_id"
+    KIND: ClassVar[DefinitionKind] = DefinitionKind.PROJECT_CONFIG
+
+    kind: Literal["project_config"] = "project_config"
+    project_id: SafeName
+    name: Title
+    version: VersionLabel
+    description: Text = ""
+    owner: ActorName | None = None
+    created_at: UtcDatetime | None = None
+    updated_at: UtcDatetime | None = None
+    settings: ProjectSettings = Field(default_factory=ProjectSettings)
+    playbooks: list[RefField] = Field(default_factory=list)
+    policies: list[RefField] = Field(default_factory=list, description="Sandbox policies.")
+
+    def references(self) -> Iterator[tuple[str, RefKind, Ref]]:
+        for p, ref in enumerate(self.playbooks):
+            yield f"playbooks[{p}]", RefKind.PLAYBOOK, ref
+        for p, ref in enumerate(self.policies):
+            yield f"policies[{p}]", RefKind.SANDBOX_POLICY, ref
+
+
+# -- sandbox policies --------------------------------------------------------------------------
+
+
+def _check_sandbox_path(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a path must not contain NUL")
+    if ".." in value.replace("\\", "/").split("/"):
+        raise ValueError("a path must not contain a '..' segment")
+    return value
+
+
+SandboxPath = Annotated[
+    str, Field(min_length=1, max_length=1024), AfterValidator(_check_sandbox_path)
+]
+
+
+def _check_redact_pattern(value: str) -> str:
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    if compiled.fullmatch(""):
+        raise ValueError("the pattern matches the empty string, so it would redact everywhere")
+    return value
+
+
+RedactPattern = Annotated[
+    str,
+    Field(min_length=1, max_length=1000, description="Python regular expression."),
+    AfterValidator(_check_redact_pattern),
+]
+
+
+class FilesystemPolicy(Record):
+    """Paths are allowlists; ``mode`` is the ceiling. ``deny-all``: no paths at all;
+    ``read-only``: read ``read_paths``, write nothing (``write_paths`` must be empty);
+    ``read-write``: read ``read_paths`` and ``write_paths``, write ``write_paths``."""
+
+    mode: FilesystemMode = FilesystemMode.DENY_ALL
+    read_paths: list[SandboxPath] = Field(default_factory=list)
+    write_paths: list[SandboxPath] = Field(default_factory=list)
+
+
+class NetworkPolicy(Record):
+    """``deny-all``: no network (lists must be empty). ``allowlist``: only ``allow_hosts``
+    (at least one), on ``allow_ports`` (empty = any port)."""
+
+    mode: NetworkMode = NetworkMode.DENY_ALL
+    allow_hosts: list[Annotated[str, Field(max_length=253, pattern=_HOST_PATTERN)]] = Field(
+        default_factory=list
+    )
+    allow_ports: list[Annotated[int, Field(ge=1, le=65_535)]] = Field(default_factory=list)
+
+
+class SandboxEnvironment(Record):
+    allowlist: list[Annotated[str, Field(pattern=_ENV_VAR_PATTERN)]] = Field(
+        default_factory=list, description="Environment variables passed through; none else."
+    )
+
+
+class ResourceLimits(Record):
+    cpu_cores: float = Field(ge=0.1, le=1024)
+    memory_mb: int = Field(ge=64, le=16_777_216)
+    timeout_seconds: int = Field(ge=1, le=86_400)
+
+
+class LoggingPolicy(Record):
+    redact_patterns: list[RedactPattern] = Field(default_factory=list)
+
+
+class SandboxPolicy(DefinitionBase):
+    ID_FIELD: ClassVar[str] = "sandbox_id"
+    KIND: ClassVar[DefinitionKind] = DefinitionKind.SANDBOX_POLICY
+
+    kind: Literal["sandbox_policy"] = "sandbox_policy"
+    sandbox_id: SafeName
+    name: Title
+    version: VersionLabel
+    owner: ActorName
+    description: Text = ""
+    created_at: UtcDatetime | None = None
+    updated_at: UtcDatetime | None = None
+    execution_lane: Literal["python"] = "python"
+    filesystem: FilesystemPolicy = Field(default_factory=FilesystemPolicy)
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    environment: SandboxEnvironment = Field(default_factory=SandboxEnvironment)
+    resources: ResourceLimits
+    logging: LoggingPolicy = Field(default_factory=LoggingPolicy)
