@@ -4,6 +4,7 @@ directory (`BundleWriter`)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,31 +30,34 @@ async def _maybe(call: Awaitable[T]) -> T | None:
         return None
 
 
-class Sink:
+class Sink(ABC):
     """What the copy engine writes to."""
 
     blobs: BlobStore
 
-    def describe(self) -> dict[str, str]:
-        raise NotImplementedError
+    @abstractmethod
+    def describe(self) -> dict[str, str]: ...
 
+    @abstractmethod
     async def needs_check(self) -> bool:
         """False when the target holds no record at all (nothing can conflict)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def present(self, kind: RecordKind, batch: Sequence[Any]) -> list[Any | None]:
         """The target's record under each record's primary key, or None."""
-        raise NotImplementedError
+        ...
 
     async def begin_kind(self, kind: RecordKind, *, check_only: bool) -> None:
         return None
 
-    async def write(self, kind: RecordKind, new: Sequence[Any], *, check_only: bool) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def write(self, kind: RecordKind, new: Sequence[Any], *, check_only: bool) -> None: ...
 
+    @abstractmethod
     async def replace(self, kind: RecordKind, pairs: Sequence[tuple[Any, Any]]) -> None:
         """Bring records the target holds in an earlier state (second) up to date (first)."""
-        raise NotImplementedError
+        ...
 
     async def audit_head(self) -> tuple[int, str] | None:
         return None
@@ -65,8 +69,8 @@ class Sink:
     async def finish(self, source: dict[str, str], counts: dict[str, int]) -> None:
         return None
 
-    async def verify(self, progress: ProgressCallback) -> VerifyReport:
-        raise NotImplementedError
+    @abstractmethod
+    async def verify(self, progress: ProgressCallback) -> VerifyReport: ...
 
     async def conflict_hint(self) -> str:
         return ""
@@ -358,6 +362,15 @@ class BundleSink(Sink):
 
     async def present(self, kind: RecordKind, batch: Sequence[Any]) -> list[Any | None]:
         return [None] * len(batch)  # a bundle's records files are written whole each time
+
+    async def replace(self, kind: RecordKind, pairs: Sequence[tuple[Any, Any]]) -> None:
+        # `present` reports no record, so the engine never has an earlier state to update.
+        raise Conflict(
+            "a bundle's records are written whole, never updated in place",
+            operation="export",
+            kind=kind.name,
+            reason="bundle_update",
+        )
 
     async def begin_kind(self, kind: RecordKind, *, check_only: bool) -> None:
         await self.writer.begin_kind(kind)

@@ -3,6 +3,7 @@ kind by kind in `RECORD_KINDS` order, and its blob store."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -129,24 +130,26 @@ async def iter_vault_records(vault: Vault, kind: RecordKind) -> AsyncIterator[li
         raise AssertionError(name)
 
 
-class Source:
+class Source(ABC):
     """What the copy engine reads from."""
 
     blobs: BlobStore
 
+    @abstractmethod
     def describe(self) -> dict[str, str]:
         """The report's ``source``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def manifest_source(self) -> dict[str, str]:
         """What a bundle written from this source says about it: backend kinds only."""
-        raise NotImplementedError
+        ...
 
     async def total(self, kind: RecordKind) -> int | None:
         return None
 
-    def records(self, kind: RecordKind) -> AsyncIterator[list[Any]]:
-        raise NotImplementedError
+    @abstractmethod
+    def records(self, kind: RecordKind) -> AsyncIterator[list[Any]]: ...
 
     async def audit_hash(self, seq: int) -> str | None:
         """The hash of the source's audit entry ``seq``, None when it has none."""
