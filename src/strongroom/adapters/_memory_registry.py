@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from strongroom.errors import Conflict, LabelConflict, NotFound, StaleChannel, ValidationError
 from strongroom.models import (
     Approval,
     ApprovalScope,
@@ -14,21 +13,21 @@ from strongroom.models import (
     DefinitionKind,
     DefinitionVersion,
 )
-from strongroom.ports.registry import RegistryRecords
+from strongroom.ports.registry import (
+    RegistryRecords,
+    already_revoked,
+    approval_exists,
+    approval_not_found,
+    digest_exists,
+    label_taken,
+    require_one_selector,
+    stale_channel,
+    version_not_found,
+)
 
 __all__ = ["MemoryRegistryRecords"]
 
 _Key = tuple[DefinitionKind, str]
-
-
-def _not_found_version(kind: DefinitionKind, definition_id: str, what: str) -> NotFound:
-    return NotFound(
-        f"{kind.value} {definition_id} has no version {what}",
-        operation="get_definition_version",
-        kind=kind.value,
-        definition_id=definition_id,
-        version=what,
-    )
 
 
 class MemoryRegistryRecords(RegistryRecords):
@@ -43,24 +42,9 @@ class MemoryRegistryRecords(RegistryRecords):
             versions = self._versions.setdefault((version.kind, version.definition_id), [])
             for existing in versions:
                 if existing.version == version.version:
-                    raise LabelConflict(
-                        f"{version.kind.value} {version.definition_id} already has a version "
-                        f"{version.version} with other content",
-                        operation="publish",
-                        kind=version.kind.value,
-                        definition_id=version.definition_id,
-                        version=version.version,
-                        existing_digest=existing.digest,
-                    )
+                    raise label_taken(version, existing.digest)
                 if existing.digest == version.digest:
-                    raise Conflict(
-                        f"{version.kind.value} {version.definition_id} already has this content "
-                        f"as version {existing.version}",
-                        operation="publish",
-                        reason="digest_exists",
-                        definition_id=version.definition_id,
-                        version=existing.version,
-                    )
+                    raise digest_exists(version, existing.version)
             versions.append(version.model_copy(deep=True))
 
     async def get_definition_version(
@@ -71,15 +55,11 @@ class MemoryRegistryRecords(RegistryRecords):
         version: str | None = None,
         digest: str | None = None,
     ) -> DefinitionVersion:
-        if (version is None) == (digest is None):
-            raise ValidationError(
-                "get_definition_version needs exactly one of version and digest",
-                operation="get_definition_version",
-            )
+        require_one_selector(version, digest)
         for candidate in self._versions.get((kind, definition_id), []):
             if candidate.version == version or candidate.digest == digest:
                 return candidate.model_copy(deep=True)
-        raise _not_found_version(kind, definition_id, version or f"sha256:{digest}")
+        raise version_not_found(kind, definition_id, version or f"sha256:{digest}")
 
     async def list_definition_versions(
         self, kind: DefinitionKind, definition_id: str
@@ -105,20 +85,12 @@ class MemoryRegistryRecords(RegistryRecords):
         async with self._registry_lock:
             key = (move.kind, move.definition_id)
             if not any(v.digest == move.to_digest for v in self._versions.get(key, [])):
-                raise _not_found_version(move.kind, move.definition_id, f"sha256:{move.to_digest}")
+                raise version_not_found(move.kind, move.definition_id, f"sha256:{move.to_digest}")
             history = self._moves.setdefault(key, [])
             current = next((m for m in reversed(history) if m.channel == move.channel), None)
             current_digest = current.to_digest if current else None
             if current_digest != move.from_digest:
-                raise StaleChannel(
-                    f"channel {move.channel.value} of {move.kind.value} {move.definition_id} "
-                    "moved since it was read",
-                    operation="move_channel",
-                    channel=move.channel.value,
-                    definition_id=move.definition_id,
-                    expected_digest=move.from_digest,
-                    current_digest=current_digest,
-                )
+                raise stale_channel(move, current_digest)
             history.append(move.model_copy(deep=True))
 
     async def list_channel_moves(
@@ -129,21 +101,13 @@ class MemoryRegistryRecords(RegistryRecords):
     async def insert_approval(self, approval: Approval) -> None:
         async with self._registry_lock:
             if approval.approval_id in self._approvals:
-                raise Conflict(
-                    f"approval {approval.approval_id} exists",
-                    operation="insert_approval",
-                    approval_id=approval.approval_id,
-                )
+                raise approval_exists(approval.approval_id)
             self._approvals[approval.approval_id] = approval.model_copy(deep=True)
 
     async def get_approval(self, approval_id: str) -> Approval:
         approval = self._approvals.get(approval_id)
         if approval is None:
-            raise NotFound(
-                f"approval {approval_id} not found",
-                operation="get_approval",
-                approval_id=approval_id,
-            )
+            raise approval_not_found(approval_id)
         return approval.model_copy(deep=True)
 
     async def list_approvals(self, scope: ApprovalScope | None = None) -> list[Approval]:
@@ -159,12 +123,7 @@ class MemoryRegistryRecords(RegistryRecords):
         async with self._registry_lock:
             approval = await self.get_approval(approval_id)
             if approval.revoked_at is not None:
-                raise Conflict(
-                    f"approval {approval_id} was already revoked",
-                    operation="revoke_approval",
-                    approval_id=approval_id,
-                    reason="already_revoked",
-                )
+                raise already_revoked(approval_id)
             revoked = approval.model_copy(
                 update={"revoked_at": at, "revoked_by": by, "revoke_reason": reason}
             )

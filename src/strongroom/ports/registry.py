@@ -21,6 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from datetime import datetime
 
+from strongroom.errors import Conflict, LabelConflict, NotFound, StaleChannel, ValidationError
 from strongroom.models import (
     Approval,
     ApprovalScope,
@@ -30,7 +31,17 @@ from strongroom.models import (
     DefinitionVersion,
 )
 
-__all__ = ["RegistryRecords"]
+__all__ = [
+    "RegistryRecords",
+    "already_revoked",
+    "approval_exists",
+    "approval_not_found",
+    "digest_exists",
+    "label_taken",
+    "require_one_selector",
+    "stale_channel",
+    "version_not_found",
+]
 
 
 class RegistryRecords(ABC):
@@ -97,3 +108,80 @@ class RegistryRecords(ABC):
     ) -> Approval:
         """Mark the approval revoked and return it; `NotFound`, or `Conflict` (reason
         ``already_revoked``) if it was revoked before."""
+
+
+# -- the port's errors, built once for every adapter ---------------------------------------------
+
+
+def label_taken(version: DefinitionVersion, existing_digest: str) -> LabelConflict:
+    return LabelConflict(
+        f"{version.kind.value} {version.definition_id} already has a version "
+        f"{version.version} with other content",
+        operation="publish",
+        kind=version.kind.value,
+        definition_id=version.definition_id,
+        version=version.version,
+        existing_digest=existing_digest,
+    )
+
+
+def digest_exists(version: DefinitionVersion, existing_label: str) -> Conflict:
+    return Conflict(
+        f"{version.kind.value} {version.definition_id} already has this content "
+        f"as version {existing_label}",
+        operation="publish",
+        reason="digest_exists",
+        definition_id=version.definition_id,
+        version=existing_label,
+    )
+
+
+def version_not_found(kind: DefinitionKind, definition_id: str, what: str) -> NotFound:
+    return NotFound(
+        f"{kind.value} {definition_id} has no version {what}",
+        operation="get_definition_version",
+        kind=kind.value,
+        definition_id=definition_id,
+        version=what,
+    )
+
+
+def require_one_selector(version: str | None, digest: str | None) -> None:
+    if (version is None) == (digest is None):
+        raise ValidationError(
+            "get_definition_version needs exactly one of version and digest",
+            operation="get_definition_version",
+        )
+
+
+def stale_channel(move: ChannelMove, current_digest: str | None) -> StaleChannel:
+    return StaleChannel(
+        f"channel {move.channel.value} of {move.kind.value} {move.definition_id} "
+        "moved since it was read",
+        operation="move_channel",
+        channel=move.channel.value,
+        definition_id=move.definition_id,
+        expected_digest=move.from_digest,
+        current_digest=current_digest,
+    )
+
+
+def approval_exists(approval_id: str) -> Conflict:
+    return Conflict(
+        f"approval {approval_id} exists", operation="insert_approval", approval_id=approval_id
+    )
+
+
+def approval_not_found(approval_id: str) -> NotFound:
+    return NotFound(
+        f"approval {approval_id} not found", operation="get_approval", approval_id=approval_id
+    )
+
+
+def already_revoked(approval_id: str) -> Conflict:
+    return Conflict(
+        f"approval {approval_id} was already revoked",
+        operation="revoke_approval",
+        approval_id=approval_id,
+        reason="already_revoked",
+    )

@@ -33,11 +33,7 @@ from strongroom.adapters._sql.registry_tables import (
 )
 from strongroom.errors import (
     Conflict,
-    LabelConflict,
-    NotFound,
-    StaleChannel,
     UnsupportedFormat,
-    ValidationError,
 )
 from strongroom.models import (
     Approval,
@@ -46,6 +42,16 @@ from strongroom.models import (
     ChannelMove,
     DefinitionKind,
     DefinitionVersion,
+)
+from strongroom.ports.registry import (
+    already_revoked,
+    approval_exists,
+    approval_not_found,
+    digest_exists,
+    label_taken,
+    require_one_selector,
+    stale_channel,
+    version_not_found,
 )
 
 __all__ = ["RegistryRecordsSql", "definition_subject"]
@@ -106,16 +112,6 @@ def definition_subject(kind: str, definition_id: str, version: str) -> str:
     return f"{kind}/{definition_id}@{version}"
 
 
-def _not_found_version(kind: DefinitionKind, definition_id: str, what: str) -> NotFound:
-    return NotFound(
-        f"{kind.value} {definition_id} has no version {what}",
-        operation="get_definition_version",
-        kind=kind.value,
-        definition_id=definition_id,
-        version=what,
-    )
-
-
 def _insert_or_skip(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING on any unique key (no conflict target); True if the
     row was inserted (RETURNING, not rowcount, which drivers report unevenly here)."""
@@ -170,25 +166,10 @@ class RegistryRecordsSql(SqlStoreBase):
             # Lost to an existing row: name the key it holds (the label is checked first).
             taken = conn.execute(_VERSION_BY_LABEL, {**key, "version": version.version}).first()
             if taken is not None:
-                raise LabelConflict(
-                    f"{version.kind.value} {version.definition_id} already has a version "
-                    f"{version.version} with other content",
-                    operation="publish",
-                    kind=version.kind.value,
-                    definition_id=version.definition_id,
-                    version=version.version,
-                    existing_digest=taken.digest,
-                )
+                raise label_taken(version, taken.digest)
             same = conn.execute(_VERSION_BY_DIGEST, {**key, "digest": version.digest}).first()
             if same is not None:
-                raise Conflict(
-                    f"{version.kind.value} {version.definition_id} already has this content "
-                    f"as version {same.version}",
-                    operation="publish",
-                    reason="digest_exists",
-                    definition_id=version.definition_id,
-                    version=same.version,
-                )
+                raise digest_exists(version, same.version)
             raise Conflict(  # pragma: no cover - a row that collided and vanished
                 f"{version.kind.value} {version.definition_id}: a record with the same key "
                 "already exists",
@@ -208,11 +189,7 @@ class RegistryRecordsSql(SqlStoreBase):
         version: str | None = None,
         digest: str | None = None,
     ) -> DefinitionVersion:
-        if (version is None) == (digest is None):
-            raise ValidationError(
-                "get_definition_version needs exactly one of version and digest",
-                operation="get_definition_version",
-            )
+        require_one_selector(version, digest)
         key = {"kind": kind.value, "definition_id": definition_id}
         stmt: Executable
         params: dict[str, Any]
@@ -224,7 +201,7 @@ class RegistryRecordsSql(SqlStoreBase):
             params = {**key, "digest": digest}
         rows = await self._read("get_definition_version", fetch_all(stmt, params), **key)
         if not rows:
-            raise _not_found_version(kind, definition_id, version or f"sha256:{digest}")
+            raise version_not_found(kind, definition_id, version or f"sha256:{digest}")
         return _parse_version(rows[0], kind.value, definition_id)
 
     async def list_definition_versions(
@@ -280,7 +257,7 @@ class RegistryRecordsSql(SqlStoreBase):
         def op(conn: Connection) -> None:
             exists = conn.execute(_VERSION_BY_DIGEST, {**key, "digest": move.to_digest}).first()
             if exists is None:
-                raise _not_found_version(move.kind, move.definition_id, f"sha256:{move.to_digest}")
+                raise version_not_found(move.kind, move.definition_id, f"sha256:{move.to_digest}")
             if move.from_digest is None:
                 values = {**pointer, "digest": move.to_digest, "move_id": move.move_id}
                 moved = _insert_or_skip(conn, channel_pointers_table, values)
@@ -301,15 +278,7 @@ class RegistryRecordsSql(SqlStoreBase):
                 )
             if not moved:
                 current = conn.execute(_POINTER, pointer).scalar()
-                raise StaleChannel(
-                    f"channel {move.channel.value} of {move.kind.value} {move.definition_id} "
-                    "moved since it was read",
-                    operation="move_channel",
-                    channel=move.channel.value,
-                    definition_id=move.definition_id,
-                    expected_digest=move.from_digest,
-                    current_digest=current,
-                )
+                raise stale_channel(move, current)
             conn.execute(channel_moves_table.insert().values(move_row))
 
         await self._write("move_channel", op, **pointer, move_id=move.move_id)
@@ -333,11 +302,7 @@ class RegistryRecordsSql(SqlStoreBase):
 
         def op(conn: Connection) -> None:
             if not _insert_or_skip(conn, approvals_table, values):
-                raise Conflict(
-                    f"approval {approval.approval_id} exists",
-                    operation="insert_approval",
-                    approval_id=approval.approval_id,
-                )
+                raise approval_exists(approval.approval_id)
 
         await self._write("insert_approval", op, approval_id=approval.approval_id)
 
@@ -347,11 +312,7 @@ class RegistryRecordsSql(SqlStoreBase):
             "get_approval", fetch_scalar(_GET_APPROVAL, params), approval_id=approval_id
         )
         if body is None:
-            raise NotFound(
-                f"approval {approval_id} not found",
-                operation="get_approval",
-                approval_id=approval_id,
-            )
+            raise approval_not_found(approval_id)
         return parse_body(Approval, body, "approval", approval_id)
 
     async def list_approvals(self, scope: ApprovalScope | None = None) -> list[Approval]:
@@ -369,19 +330,10 @@ class RegistryRecordsSql(SqlStoreBase):
         def op(conn: Connection) -> Approval:
             body = conn.execute(_LOCK_APPROVAL, {"approval_id": approval_id}).scalar()
             if body is None:
-                raise NotFound(
-                    f"approval {approval_id} not found",
-                    operation="get_approval",
-                    approval_id=approval_id,
-                )
+                raise approval_not_found(approval_id)
             approval = parse_body(Approval, body, "approval", approval_id)
             if approval.revoked_at is not None:
-                raise Conflict(
-                    f"approval {approval_id} was already revoked",
-                    operation="revoke_approval",
-                    approval_id=approval_id,
-                    reason="already_revoked",
-                )
+                raise already_revoked(approval_id)
             revoked = approval.model_copy(
                 update={"revoked_at": at, "revoked_by": by, "revoke_reason": reason}
             )
