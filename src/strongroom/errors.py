@@ -22,7 +22,12 @@ adapter's ``map_db_errors``), re-raising ``from exc`` so the cause stays inspect
     │   └── SelfApproval         (PermissionError)    code "self_approval"
     ├── ApprovalRequired                              code "approval_required"
     ├── SandboxViolation                              code "sandbox_violation"
+    ├── SandboxUnavailable                            code "sandbox_unavailable"
+    ├── ToolFailed                                    code "tool_failed"
+    │   ├── HandlerException                          code "handler_exception"
+    │   └── MemoryExceeded                            code "memory_exceeded"
     └── OperationTimeout         (TimeoutError)       code "timeout"
+    (ValidationError also has SchemaValidationFailed, code "schema_validation_failed")
 
 The indented codes refine their parent's: ``except ValidationError`` also catches an
 ``InvalidContract``, and the CLI exits with the parent's exit code (`family_code`).
@@ -42,18 +47,23 @@ __all__ = [
     "Conflict",
     "DependencyCycle",
     "ErrorInfo",
+    "HandlerException",
     "IntegrityError",
     "InvalidContract",
     "LabelConflict",
+    "MemoryExceeded",
     "NotFound",
     "OperationTimeout",
     "PermissionDenied",
+    "SandboxUnavailable",
     "SandboxViolation",
+    "SchemaValidationFailed",
     "SelfApproval",
     "SerializationError",
     "StaleChannel",
     "StorageIOError",
     "StrongroomError",
+    "ToolFailed",
     "UnknownReference",
     "UnsupportedFormat",
     "ValidationError",
@@ -136,6 +146,31 @@ class SandboxViolation(StrongroomError):
     code = "sandbox_violation"
 
 
+class SandboxUnavailable(StrongroomError):
+    """The host cannot enforce what a sandbox policy asks (and degraded isolation was not
+    accepted)."""
+
+    code = "sandbox_unavailable"
+
+
+class ToolFailed(StrongroomError):
+    """A tool ran and failed (the execution lane's failures other than the ones above)."""
+
+    code = "tool_failed"
+
+
+class HandlerException(ToolFailed):
+    """The tool's function raised (the traceback, redacted, is in the details)."""
+
+    code = "handler_exception"
+
+
+class MemoryExceeded(ToolFailed):
+    """The tool went over its memory limit."""
+
+    code = "memory_exceeded"
+
+
 class OperationTimeout(StrongroomError, TimeoutError):
     code = "timeout"
 
@@ -173,6 +208,13 @@ class StaleChannel(Conflict):
     code = "stale_channel"
 
 
+class SchemaValidationFailed(ValidationError):
+    """A tool's input or output does not match its contract's schema (``details.path`` is
+    the JSON path of the first mismatch)."""
+
+    code = "schema_validation_failed"
+
+
 class SelfApproval(PermissionDenied):
     """An actor tried to approve their own publication or promotion."""
 
@@ -192,8 +234,13 @@ _BY_CODE: dict[str, type[StrongroomError]] = {
         PermissionDenied,
         ApprovalRequired,
         SandboxViolation,
+        SandboxUnavailable,
+        ToolFailed,
+        HandlerException,
+        MemoryExceeded,
         OperationTimeout,
         InvalidContract,
+        SchemaValidationFailed,
         UnknownReference,
         DependencyCycle,
         LabelConflict,

@@ -55,6 +55,18 @@ class Vault:
         self.catalog = CatalogService(metadata, blobs, self.audit)
         self.registry = RegistryService(metadata, blobs, self.audit, self.catalog)
 
+    def local_paths(self) -> list[Path]:
+        """The directories on this machine that hold the vault's files (the SQLite database's
+        folder, the local blob root): what a sandboxed tool must never be able to reach."""
+        found: list[Path] = []
+        database = getattr(self.metadata, "path", None)
+        if isinstance(database, Path):
+            found.append(database.parent)
+        root = getattr(self.blobs, "root", None)
+        if isinstance(root, Path):
+            found.append(root)
+        return found
+
     @classmethod
     async def open(
         cls,

@@ -60,6 +60,8 @@ EXIT_CODES: dict[str, int] = {
     "approval_required": 10,
     "sandbox_violation": 11,
     "timeout": 12,
+    "sandbox_unavailable": 13,
+    "tool_failed": 14,
     "internal": EXIT_INTERNAL,
 }
 

@@ -22,6 +22,7 @@ from strongroom.models.catalog import (
     ProviderStatus,
     ProviderType,
 )
+from strongroom.models.execution import RunnerRequest, RunnerResponse, RunnerStatus
 from strongroom.models.logs import LEVEL_ORDER, LogEntry, LogLevel, LogLine, LogQuery, LogReference
 from strongroom.models.registry import (
     Approval,
@@ -126,6 +127,9 @@ __all__ = [
     "RunState",
     "RunStatus",
     "RunTarget",
+    "RunnerRequest",
+    "RunnerResponse",
+    "RunnerStatus",
     "SandboxPolicy",
     "SnapshotRecord",
     "Step",

@@ -112,6 +112,9 @@ class Run(Record):
     trace: Trace | None = None
     last_error: ErrorInfo | None = None
     progress: Progress = Field(default_factory=Progress)
+    summary: str | None = Field(
+        default=None, max_length=4000, description="What the run did, in a few sentences."
+    )
     parent_run_id: EntityId | None = None
     previous_run_id: EntityId | None = None
     version: int = Field(default=1, ge=1)

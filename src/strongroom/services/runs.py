@@ -36,6 +36,7 @@ _MUTABLE_FIELDS = frozenset(
         "inputs",
         "outputs",
         "progress",
+        "summary",
         "trace",
         "last_error",
         "playbook",

@@ -1,0 +1,133 @@
+"""What a sandboxed tool may ask the runner to do for it.
+
+A confined tool cannot open the vault (Landlock keeps its files out of reach), so the few
+operations that need the vault are done by the runner on the tool's behalf, over the control
+channel: each request is checked, performed with the runner's own services and listed in the
+invocation's audit record. Only built-in tools (`strongroom.tools.reference`) get these
+services; any other tool's requests are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from strongroom.errors import NotFound, StrongroomError, ValidationError
+from strongroom.models import ArtifactRole
+
+if TYPE_CHECKING:
+    from strongroom.vault import Vault
+
+__all__ = ["HOST_SERVICE_ENTRYPOINTS", "HostServices"]
+
+#: Modules whose tools get host services.
+HOST_SERVICE_ENTRYPOINTS: tuple[str, ...] = ("strongroom.tools.reference",)
+
+HOST_CALL_TIMEOUT = 600.0
+
+
+class HostServices:
+    """Callable from the launcher's thread: ``services(op, params) -> result``."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        run_id: str,
+        tool_id: str,
+        request_id: str,
+        actor: str,
+    ) -> None:
+        self._vault = vault
+        self._loop = loop
+        self._run_id = run_id
+        self._tool_id = tool_id
+        self._request_id = request_id
+        self._actor = actor
+        self.artifact_ids: list[str] = []
+        self._ops: dict[str, Callable[..., Coroutine[Any, Any, Any]]] = {
+            "fetch_object": self.fetch_object,
+            "record_summary": self.record_summary,
+        }
+
+    def __call__(self, op: str, params: dict[str, Any]) -> Any:
+        handler = self._ops.get(op)
+        if handler is None:
+            raise ValidationError(f"unknown host operation {op!r}", operation="host." + op[:40])
+        future = asyncio.run_coroutine_threadsafe(handler(**params), self._loop)
+        try:
+            return future.result(timeout=HOST_CALL_TIMEOUT)
+        except TypeError as exc:
+            raise ValidationError(
+                f"bad parameters for {op}: {exc}", operation="host." + op
+            ) from exc
+        except StrongroomError:
+            raise
+        except Exception as exc:
+            raise ValidationError(f"{op} failed: {exc}", operation="host." + op) from exc
+
+    async def fetch_object(self, bucket: str, key: str) -> dict[str, Any]:
+        """Copy the catalog object ``key`` of namespace ``bucket`` into an artifact of the
+        run (streamed; the bytes are verified against the object's digest on the way)."""
+        if not isinstance(bucket, str) or not isinstance(key, str):
+            raise ValidationError("bucket and key must be strings", operation="host.fetch_object")
+        await self._vault.catalog.namespace(bucket)  # NotFound for an unknown namespace
+        found = [
+            obj
+            for obj in await self._vault.catalog.objects(bucket, prefix=key, limit=1000)
+            if obj.path == key
+        ]
+        if not found:
+            raise NotFound(
+                f"no object {key!r} in namespace {bucket!r}",
+                operation="host.fetch_object",
+                reason="no_such_object",
+            )
+        obj = found[-1]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in self._vault.blobs.get_stream(obj.sha256):
+                yield chunk
+
+        artifact = await self._vault.artifacts.put_stream(
+            self._run_id,
+            chunks(),
+            role=ArtifactRole.CUSTOM,
+            name=posixpath.basename(key) or "object",
+            format="binary",
+            media_type=obj.content_type,
+            step=None,
+            metadata={
+                "tool_id": self._tool_id,
+                "request_id": self._request_id,
+                "source": f"catalog:{bucket}/{key}",
+                "object_id": obj.object_id,
+            },
+        )
+        self.artifact_ids.append(artifact.artifact_id)
+        return {
+            "uri": artifact.location.uri,
+            "content_type": obj.content_type,
+            "size_bytes": artifact.size_bytes,
+            "sha256": artifact.sha256,
+            "artifact_id": artifact.artifact_id,
+        }
+
+    async def record_summary(self, summary: str) -> dict[str, Any]:
+        """Record ``summary`` on the run record (compare-and-set, audited)."""
+        if not isinstance(summary, str) or not summary.strip():
+            raise ValidationError("summary must be a non-empty string", operation="host.summary")
+        run = await self._vault.runs.update(self._run_id, summary=summary)
+        await self._vault.audit.record(
+            {
+                "event": "run.summary_recorded",
+                "actor": self._actor,
+                "subject_type": "run",
+                "subject_id": self._run_id,
+                "details": {"tool_id": self._tool_id, "request_id": self._request_id},
+            }
+        )
+        return {"recorded": True, "summary": run.summary or ""}

@@ -1,0 +1,96 @@
+"""Turning what happened to a sandboxed process into a result: success with output, or one of
+the lane's failure codes, and whether a retry may help."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from strongroom.sandbox.launch import LaunchResult
+
+__all__ = ["RETRYABLE", "Outcome", "classify"]
+
+#: Failures a second attempt may cure (a hung or crashed handler); the others are decided by
+#: the tool, its input or the policy, and would fail the same way again.
+RETRYABLE = frozenset({"timeout", "handler_exception"})
+
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGKILL}
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    output: Any = None
+    code: str | None = None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    traceback: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return not self.ok and self.code in RETRYABLE
+
+    def error(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+def classify(result: LaunchResult, *, timeout: float, memory_bytes: int | None) -> Outcome:
+    """The outcome of one attempt, from the runner's own observations first (timeout, signal,
+    peak memory) and the child's message second."""
+    peak = result.max_rss_kib * 1024
+    if result.timed_out:
+        return Outcome(
+            ok=False,
+            code="timeout",
+            message=f"the tool did not finish within {timeout:g} s; its process group was killed",
+            details={"timeout_seconds": timeout, "limit": "wall_clock"},
+        )
+    if result.signal == signal.SIGXCPU:
+        return Outcome(
+            ok=False,
+            code="timeout",
+            message="the tool used up its CPU-time budget",
+            details={"limit": "cpu_time", "cpu_seconds": result.usage()["cpu_seconds"]},
+        )
+    message = result.message
+    if message is not None and message.get("type") == "result":
+        return Outcome(ok=True, output=message.get("output"))
+    if message is not None and message.get("type") == "error":
+        details = message.get("details")
+        return Outcome(
+            ok=False,
+            code=str(message.get("code") or "handler_exception"),
+            message=str(message.get("message") or ""),
+            details=details if isinstance(details, dict) else {},
+            traceback=message.get("traceback")
+            if isinstance(message.get("traceback"), str)
+            else None,
+        )
+    near_limit = memory_bytes is not None and peak >= 0.9 * memory_bytes
+    if result.signal in _CRASH_SIGNALS and near_limit:
+        return Outcome(
+            ok=False,
+            code="memory_exceeded",
+            message=f"the tool was killed near its memory limit (peak {peak // 1048576} MiB)",
+            details={"signal": signal.Signals(result.signal).name, "peak_memory_bytes": peak},
+        )
+    if result.signal is not None:
+        name = (
+            signal.Signals(result.signal).name
+            if result.signal in signal.valid_signals()
+            else str(result.signal)
+        )
+        return Outcome(
+            ok=False,
+            code="handler_exception",
+            message=f"the tool's process died from {name} before returning a result",
+            details={"signal": name},
+        )
+    return Outcome(
+        ok=False,
+        code="handler_exception",
+        message=f"the tool's process exited with status {result.exit_code} "
+        "before returning a result",
+        details={"exit_code": result.exit_code},
+    )

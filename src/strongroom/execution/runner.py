@@ -1,0 +1,476 @@
+"""The governed execution lane: run one tool, once, under its policy, and say what happened.
+
+    runner = ToolRunner(vault, RunnerOptions(workdir=Path("project")))
+    response = await runner.run({"request_id": new_id(), "tool_id": "load_csv",
+                                 "tool_version": "1.2.0", "input": {"path": "data/in/a.csv"}})
+
+`ToolRunner.run` resolves the tool and its sandbox policy from the registry, applies the
+governance level (A2/A3 need an approval), validates the input against the tool's request
+schema, plans the sandbox against what this host can enforce (refusing with
+``sandbox_unavailable`` unless degraded isolation is accepted, which is audited), launches
+the confined process, retries retryable failures with backoff, validates the output, stores
+output (and, for A3, input) payloads as artifacts, writes the captured stdout/stderr
+(redacted) as the run's log lines, and audits a ``start`` and an ``end`` record per attempt.
+Refusals return a failure response and are audited too; only a request that names nothing
+(an unknown tool or run) raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from strongroom.errors import (
+    SandboxUnavailable,
+    StrongroomError,
+    ValidationError,
+)
+from strongroom.execution.governance import Governance, check_governance
+from strongroom.execution.host_services import HOST_SERVICE_ENTRYPOINTS, HostServices
+from strongroom.execution.outcome import Outcome, classify
+from strongroom.execution.payloads import schema_problem, store_payloads, tool_log_lines
+from strongroom.models import (
+    DefinitionKind,
+    DefinitionVersion,
+    RunnerRequest,
+    RunnerResponse,
+    RunnerStatus,
+    RunStatus,
+    SandboxPolicy,
+    ToolDefinition,
+    utcnow,
+)
+from strongroom.models.registry import Ref
+from strongroom.sandbox.host import disabled_layers, probe_host
+from strongroom.sandbox.launch import LaunchResult, launch
+from strongroom.sandbox.plan import SandboxLimits, SandboxPlan, plan_sandbox
+from strongroom.services._common import parse
+from strongroom.services.redaction import DEFAULT_REDACT_PATTERNS, Redactor
+
+if TYPE_CHECKING:
+    from strongroom.vault import Vault
+
+__all__ = ["BUILTIN_POLICY", "RunnerOptions", "ToolRunner"]
+
+#: The policy of a tool that names none: nothing readable but the runtime, nothing writable
+#: but its scratch folder, no network, 512 MiB.
+BUILTIN_POLICY = SandboxPolicy.model_validate(
+    {
+        "sandbox_id": "builtin-deny-all",
+        "name": "Built-in: no files, no network",
+        "version": "1",
+        "owner": "strongroom",
+        "filesystem": {"mode": "deny-all"},
+        "network": {"mode": "deny-all"},
+        "resources": {"cpu_cores": 1, "memory_mb": 512, "timeout_seconds": 3600},
+    }
+)
+BUILTIN_POLICY_DIGEST = hashlib.sha256(BUILTIN_POLICY.model_dump_json().encode()).hexdigest()
+
+TOOLS_PROJECT = "tools"
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How this runner launches tools. ``workdir`` is where relative policy paths point and
+    the tool's working directory; ``tool_paths`` are folders put on the tool's ``sys.path``
+    (readable in the sandbox); ``disabled_layers`` switches layers off (None: from
+    ``STRONGROOM_SANDBOX_DISABLE``); ``python`` is the interpreter tools run in."""
+
+    workdir: Path = field(default_factory=Path.cwd)
+    tool_paths: tuple[Path, ...] = ()
+    allow_degraded: bool = False
+    disabled_layers: frozenset[str] | None = None
+    python: str = sys.executable
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    output_limit: int = 8 * 1024 * 1024
+
+
+@dataclass
+class _Invocation:
+    """Everything resolved about one request before anything runs."""
+
+    request: RunnerRequest
+    manifest: DefinitionVersion
+    tool: ToolDefinition
+    policy: SandboxPolicy
+    policy_ref: str
+    policy_digest: str
+    governance: Governance
+    run_id: str
+    ad_hoc_run: bool
+    input_sha256: str
+    started_at: Any = field(default_factory=utcnow)
+
+    def subject(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request.request_id,
+            "run_id": self.run_id,
+            "tool_id": self.tool.tool_id,
+            "tool_version": self.tool.version,
+            "manifest_id": self.manifest.definition_id,
+            "manifest_version": self.manifest.version,
+            "tool_digest": self.manifest.digest,
+            "policy": self.policy_ref,
+            "policy_digest": self.policy_digest,
+            "governance": self.governance.level.value,
+            "caller": self.request.caller,
+            "input_sha256": self.input_sha256,
+        }
+
+
+class ToolRunner:
+    def __init__(self, vault: Vault, options: RunnerOptions | None = None) -> None:
+        self._vault = vault
+        self.options = options or RunnerOptions()
+
+    # -- the public call ----------------------------------------------------------------------
+
+    async def run(
+        self, request: RunnerRequest | dict[str, Any], *, allow_degraded: bool | None = None
+    ) -> RunnerResponse:
+        req = (
+            request
+            if isinstance(request, RunnerRequest)
+            else parse(RunnerRequest, request, operation="runner.run")
+        )
+        degraded_ok = self.options.allow_degraded if allow_degraded is None else allow_degraded
+        inv = await self._resolve(req)
+        try:
+            return await self._govern_and_run(inv, degraded_ok)
+        except StrongroomError as exc:
+            return await self._refuse(inv, exc.code, exc.message, exc.details)
+
+    # -- resolution ---------------------------------------------------------------------------
+
+    async def _resolve(self, req: RunnerRequest) -> _Invocation:
+        ref = req.tool_id if req.tool_version is None else f"{req.tool_id}@{req.tool_version}"
+        manifest, tool = await self._vault.registry.resolve_tool(ref)
+        policy, policy_ref, policy_digest = await self._policy(tool)
+        ad_hoc = req.run_id is None
+        if req.run_id is not None:
+            await self._vault.runs.get(req.run_id)  # NotFound for an unknown run
+            run_id = req.run_id
+        else:
+            run = await self._vault.runs.create(
+                project=TOOLS_PROJECT,
+                actor=req.caller,
+                purpose=f"tools run {tool.tool_id}@{tool.version}",
+                trace=req.trace,
+            )
+            await self._vault.runs.start(run.run_id)
+            run_id = run.run_id
+        payload = json.dumps(req.input, sort_keys=True, separators=(",", ":")).encode()
+        return _Invocation(
+            request=req,
+            manifest=manifest,
+            tool=tool,
+            policy=policy,
+            policy_ref=policy_ref,
+            policy_digest=policy_digest,
+            governance=Governance.of(tool, req.governance),
+            run_id=run_id,
+            ad_hoc_run=ad_hoc,
+            input_sha256=hashlib.sha256(payload).hexdigest(),
+        )
+
+    async def _policy(self, tool: ToolDefinition) -> tuple[SandboxPolicy, str, str]:
+        refs = list(tool.policy_refs)
+        if not refs:
+            return BUILTIN_POLICY, "builtin-deny-all@1", BUILTIN_POLICY_DIGEST
+        if len(refs) > 1:
+            raise ValidationError(
+                f"tool {tool.tool_id} names {len(refs)} sandbox policies; the runner enforces "
+                "exactly one (merge them into one policy)",
+                operation="runner.policy",
+                policy_refs=[str(r) for r in refs],
+            )
+        ref: Ref = refs[0]
+        version, definition = await self._vault.registry.get(
+            DefinitionKind.SANDBOX_POLICY, ref.id, ref.selector
+        )
+        assert isinstance(definition, SandboxPolicy)
+        return definition, f"{ref.id}@{version.version}", version.digest
+
+    # -- governance, sandbox plan, attempts ---------------------------------------------------
+
+    async def _govern_and_run(self, inv: _Invocation, degraded_ok: bool) -> RunnerResponse:
+        await check_governance(self._vault, inv.governance, inv.tool, inv.manifest, inv.run_id)
+        problem = schema_problem(inv.tool.contract.request_schema, inv.request.input, "input")
+        if problem is not None:
+            raise problem
+        caps = probe_host(self.options.python)
+        disabled = (
+            self.options.disabled_layers
+            if self.options.disabled_layers is not None
+            else disabled_layers()
+        )
+        timeout = float(
+            min(
+                inv.tool.constraints.timeout_seconds,
+                inv.policy.resources.timeout_seconds,
+                inv.request.timeout_seconds or 86_400,
+            )
+        )
+        attempts = 1 + inv.tool.constraints.max_retries
+        outcome = Outcome(ok=False, code="handler_exception")
+        last_plan: SandboxPlan | None = None
+        last_result: LaunchResult | None = None
+        for attempt in range(1, attempts + 1):
+            scratch = Path(tempfile.mkdtemp(prefix="strongroom-sandbox-"))
+            proxy = None
+            try:
+                if inv.policy.network.mode.value == "allowlist":
+                    from strongroom.sandbox._proxy import EgressProxy
+
+                    proxy = EgressProxy(
+                        inv.policy.network.allow_hosts, inv.policy.network.allow_ports
+                    )
+                    proxy.start()
+                plan = plan_sandbox(
+                    inv.policy,
+                    caps,
+                    level=inv.governance.level,
+                    workdir=self.options.workdir,
+                    scratch=scratch,
+                    tool_paths=self.options.tool_paths,
+                    protected=self._vault.local_paths(),
+                    timeout_seconds=timeout,
+                    proxy_port=proxy.port if proxy else None,
+                    disabled=disabled,
+                    limits=self.options.limits,
+                )
+                if attempt == 1:
+                    await self._check_isolation(inv, plan, degraded_ok)
+                last_plan = plan
+                outcome, last_result = await self._attempt(inv, plan, scratch, attempt, proxy)
+            finally:
+                if proxy is not None:
+                    proxy.close()
+                shutil.rmtree(scratch, ignore_errors=True)
+            if outcome.ok or not outcome.retryable or attempt == attempts:
+                break
+            delay = min(
+                self.options.backoff_seconds * 2 ** (attempt - 1), self.options.max_backoff_seconds
+            )
+            await asyncio.sleep(delay)
+        return await self._finish(inv, outcome, attempt, last_plan, last_result)
+
+    async def _check_isolation(
+        self, inv: _Invocation, plan: SandboxPlan, degraded_ok: bool
+    ) -> None:
+        if not plan.missing:
+            return
+        if not degraded_ok:
+            raise SandboxUnavailable(
+                f"this host cannot enforce what policy {inv.policy_ref} needs: "
+                f"{', '.join(plan.missing)} (pass --allow-degraded to run with less isolation; "
+                "that is audited)",
+                operation="runner.sandbox",
+                missing_layers=plan.missing,
+                enforced_layers=plan.enforced,
+            )
+        await self._audit("execution.degraded_accepted", inv, {"missing_layers": plan.missing})
+
+    async def _attempt(
+        self,
+        inv: _Invocation,
+        plan: SandboxPlan,
+        scratch: Path,
+        attempt: int,
+        proxy: Any,
+    ) -> tuple[Outcome, LaunchResult]:
+        host = None
+        if inv.tool.entrypoint.partition(":")[0] in HOST_SERVICE_ENTRYPOINTS:
+            host = HostServices(
+                self._vault,
+                asyncio.get_running_loop(),
+                run_id=inv.run_id,
+                tool_id=inv.tool.tool_id,
+                request_id=inv.request.request_id,
+                actor=inv.request.caller,
+            )
+        await self._audit(
+            "execution.start",
+            inv,
+            {"attempt": attempt, "sandbox": plan.describe(), "degraded": bool(plan.missing)},
+        )
+        bootstrap_plan = {
+            "entrypoint": inv.tool.entrypoint,
+            "input": inv.request.input,
+            "cwd": str(self.options.workdir.resolve()),
+            "sys_path": [str(p.resolve()) for p in self.options.tool_paths],
+            "layers": plan.layers,
+        }
+        drop = plan.layers.get("drop_uid")
+        result = await asyncio.to_thread(
+            launch,
+            bootstrap_plan,
+            python=self.options.python,
+            env=plan.env,
+            timeout=plan.timeout_seconds,
+            host=host,
+            output_limit=self.options.output_limit,
+            sandbox_uid=int(drop["uid"]) if drop else None,
+        )
+        rlimits = plan.layers.get("rlimits") or {}
+        outcome = classify(result, timeout=plan.timeout_seconds, memory_bytes=rlimits.get("as"))
+        if outcome.ok:
+            problem = schema_problem(inv.tool.contract.response_schema, outcome.output, "output")
+            if problem is not None:
+                outcome = Outcome(
+                    ok=False, code=problem.code, message=problem.message, details=problem.details
+                )
+        denied = [e.to_dict() for e in proxy.events() if not e.allowed] if proxy else []
+        if denied and not outcome.ok and outcome.code == "handler_exception":
+            outcome.code = "sandbox_violation"
+            outcome.details = {**outcome.details, "denied_connections": denied}
+        redactor = Redactor([*DEFAULT_REDACT_PATTERNS, *inv.policy.logging.redact_patterns])
+        if outcome.traceback:
+            outcome.details["traceback"] = redactor.text(outcome.traceback)
+        outcome.message = redactor.text(outcome.message)
+        lines = tool_log_lines(result, redactor, inv.tool.tool_id, inv.request.request_id, attempt)
+        if lines:
+            await self._vault.logs.append_many(inv.run_id, lines)
+        enforced = _enforced_layers(plan, result)
+        await self._audit(
+            "execution.end",
+            inv,
+            {
+                "attempt": attempt,
+                "status": "success" if outcome.ok else "failure",
+                "error_code": outcome.code,
+                "exit_code": result.exit_code,
+                "signal": result.signal,
+                "layers_enforced": enforced,
+                "layers_missing": plan.missing,
+                "usage": result.usage(),
+                "output_sha256": _digest(outcome.output) if outcome.ok else None,
+                "leftover_processes_killed": result.leftover_processes,
+                "host_calls": result.host_calls,
+                "denied_connections": denied,
+                "output_truncated": result.output_truncated,
+                "violation": outcome.details if outcome.code == "sandbox_violation" else None,
+            },
+        )
+        outcome.details.setdefault("attempt", attempt)
+        if host is not None:
+            outcome.details["host_artifacts"] = host.artifact_ids
+        result.confined = {"enforced": enforced, **(result.confined or {})}
+        return outcome, result
+
+    # -- endings --------------------------------------------------------------------------------
+
+    async def _finish(
+        self,
+        inv: _Invocation,
+        outcome: Outcome,
+        attempts: int,
+        plan: SandboxPlan | None,
+        result: LaunchResult | None,
+    ) -> RunnerResponse:
+        artifact_ids: list[str] = []
+        if outcome.ok:
+            artifact_ids = await store_payloads(self._vault, inv, outcome.output)
+            if inv.governance.needs_review:
+                await self._audit("execution.review_required", inv, {"artifact_ids": artifact_ids})
+        artifact_ids += list(outcome.details.pop("host_artifacts", []) or [])
+        enforced = list((result.confined or {}).get("enforced", [])) if result else []
+        response = parse(
+            RunnerResponse,
+            {
+                "request_id": inv.request.request_id,
+                "run_id": inv.run_id,
+                "tool_id": inv.tool.tool_id,
+                "tool_version": inv.tool.version,
+                "status": RunnerStatus.SUCCESS if outcome.ok else RunnerStatus.FAILURE,
+                "started_at": inv.started_at,
+                "finished_at": utcnow(),
+                "output": outcome.output if outcome.ok else None,
+                "error": None if outcome.ok else outcome.error(),
+                "trace": inv.request.trace,
+                "needs_review": inv.governance.needs_review and outcome.ok,
+                "attempts": attempts,
+                "artifact_ids": artifact_ids,
+                "layers": enforced,
+                "degraded": bool(plan and plan.missing),
+                "usage": result.usage() if result else {},
+            },
+            operation="runner.run",
+        )
+        await self._close_ad_hoc_run(inv, response)
+        return response
+
+    async def _refuse(
+        self, inv: _Invocation, code: str, message: str, details: dict[str, Any]
+    ) -> RunnerResponse:
+        await self._audit("execution.refused", inv, {"error_code": code, "reason": message})
+        response = parse(
+            RunnerResponse,
+            {
+                "request_id": inv.request.request_id,
+                "run_id": inv.run_id,
+                "tool_id": inv.tool.tool_id,
+                "tool_version": inv.tool.version,
+                "status": RunnerStatus.FAILURE,
+                "started_at": inv.started_at,
+                "finished_at": utcnow(),
+                "error": {"code": code, "message": message, "details": details},
+                "trace": inv.request.trace,
+            },
+            operation="runner.run",
+        )
+        await self._close_ad_hoc_run(inv, response)
+        return response
+
+    async def _close_ad_hoc_run(self, inv: _Invocation, response: RunnerResponse) -> None:
+        if not inv.ad_hoc_run:
+            return
+        run = await self._vault.runs.get(inv.run_id)
+        if run.status is not RunStatus.RUNNING:
+            return
+        if response.ok:
+            await self._vault.runs.complete(inv.run_id)
+        else:
+            assert response.error is not None
+            await self._vault.runs.fail(inv.run_id, response.error)
+
+    async def _audit(self, event: str, inv: _Invocation, details: dict[str, Any]) -> None:
+        await self._vault.audit.record(
+            {
+                "event": event,
+                "actor": inv.request.caller,
+                "subject_type": "tool_invocation",
+                "subject_id": inv.request.request_id,
+                "details": {**inv.subject(), **details},
+            }
+        )
+
+
+def _enforced_layers(plan: SandboxPlan, result: LaunchResult) -> list[str]:
+    """The layers that held for this attempt: the plan's, minus what the child reported it
+    could not apply (Landlock's TCP rules need ABI 4; its scoping ABI 6)."""
+    enforced = list(plan.enforced)
+    landlock = (result.confined or {}).get("landlock")
+    if isinstance(landlock, dict):
+        if not landlock.get("net") and "landlock_net" in enforced:
+            enforced.remove("landlock_net")
+        if not landlock.get("scoped") and "landlock_scope" in enforced:
+            enforced.remove("landlock_scope")
+    if result.confined is None:  # the child never confirmed its confinement
+        enforced = [layer for layer in enforced if layer in ("session", "timeout", "env_scrub")]
+    return enforced
+
+
+def _digest(value: Any) -> str:
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(data).hexdigest()

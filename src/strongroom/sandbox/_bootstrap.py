@@ -1,0 +1,376 @@
+"""The sandboxed child's entry point: confine this process, then run one tool.
+
+The runner starts ``python -I <this file> <control-fd>`` in a new session with a scrubbed
+environment, sends one JSON line on the control socket (the plan: layers, entry point, input)
+and reads JSON lines back. This file uses the standard library only and runs as a plain
+script, so confining a tool never imports strongroom itself.
+
+Order of confinement (each step only narrows what the next one can do):
+
+1. network namespace (``unshare``; with a user namespace when not root): no interface but a
+   loopback that stays down, so no route anywhere;
+2. rlimits: CPU seconds, address space, file size, open files, processes, no core dumps;
+3. when root: drop to the plan's unprivileged uid/gid (so ``RLIMIT_NPROC`` applies; root is
+   exempt from it), keeping only CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so the interpreter,
+   which may live in a 0700 home, stays readable: Landlock, not Unix permissions, decides
+   which paths are reachable;
+4. Landlock: the file system is deny-by-default (read: the runtime and the policy's
+   read_paths; write: the policy's write_paths and a private scratch directory), TCP connect
+   only to the egress proxy's port, no signals or abstract sockets outside the sandbox;
+5. seccomp: no sockets but TCP (allowlist) or none (deny-all), no ptrace, no namespaces, no
+   setsid (the process group must stay killable), no mounts, no io_uring, no bpf.
+
+Then the tool's module is imported and its function called with the input. Messages sent
+back: ``{"type": "host", ...}`` (a host-service request, answered by the runner),
+``{"type": "result", "output": ...}`` or ``{"type": "error", "code": ..., ...}``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import resource
+import socket
+import sys
+import traceback
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAP_DAC_OVERRIDE = 1
+CAP_DAC_READ_SEARCH = 2
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+MAX_MESSAGE = 256 * 1024 * 1024
+
+_libc: Any = None
+
+
+def _c() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+# -- the control channel ---------------------------------------------------------------------
+
+
+class Channel:
+    """JSON lines over the control socket (the runner holds the other end)."""
+
+    def __init__(self, fd: int) -> None:
+        self._sock = socket.socket(fileno=fd)
+        self._reader = self._sock.makefile("rb")
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+        self._sock.sendall(data)
+
+    def receive(self) -> dict[str, Any]:
+        line = self._reader.readline(MAX_MESSAGE)
+        if not line:
+            raise EOFError("the runner closed the control channel")
+        message = json.loads(line)
+        if not isinstance(message, dict):
+            raise ValueError("control message is not an object")
+        return message
+
+
+class Host:
+    """What a tool may ask the runner to do for it (the ``host`` parameter of a tool that
+    declares one). Each call is one request/response on the control channel; the runner
+    decides and audits. The sandbox itself never touches the vault."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._next = 0
+
+    def call(self, op: str, **params: Any) -> Any:
+        self._next += 1
+        self._channel.send({"type": "host", "id": self._next, "op": op, "params": params})
+        reply = self._channel.receive()
+        if reply.get("type") != "host_result" or reply.get("id") != self._next:
+            raise RuntimeError("unexpected reply from the runner")
+        if "error" in reply:
+            error = reply["error"]
+            raise HostError(error.get("code", "error"), error.get("message", ""))
+        return reply.get("result")
+
+
+class HostError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+# -- the layers ------------------------------------------------------------------------------
+
+
+def enter_network_namespace(as_root: bool) -> None:
+    """A new, empty network namespace. Root can create one directly; anyone else needs a
+    user namespace first (mapping their own uid, so nothing is gained)."""
+    if as_root:
+        _check(_c().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        return
+    uid, gid = os.geteuid(), os.getegid()
+    _check(_c().unshare(CLONE_NEWUSER | CLONE_NEWNET), "unshare(CLONE_NEWUSER|CLONE_NEWNET)")
+    with open("/proc/self/setgroups", "w") as handle:
+        handle.write("deny")
+    with open("/proc/self/uid_map", "w") as handle:
+        handle.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as handle:
+        handle.write(f"{gid} {gid} 1")
+
+
+RLIMITS = {
+    "cpu": resource.RLIMIT_CPU,
+    "as": resource.RLIMIT_AS,
+    "fsize": resource.RLIMIT_FSIZE,
+    "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,
+    "core": resource.RLIMIT_CORE,
+}
+
+
+def apply_rlimits(limits: dict[str, int]) -> None:
+    for name, value in limits.items():
+        resource.setrlimit(RLIMITS[name], (value, value))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _capset(caps: int) -> None:
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    data[0].effective = data[0].permitted = data[0].inheritable = caps & 0xFFFFFFFF
+    data[1].effective = data[1].permitted = data[1].inheritable = caps >> 32
+    _check(_c().capset(ctypes.byref(header), data), "capset")
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Root -> ``uid``/``gid`` with no supplementary groups, keeping only the two DAC
+    capabilities (also as ambient capabilities, so a helper program the tool starts can read
+    the runtime too). Every other capability leaves the bounding set."""
+    libc = _c()
+    keep = (1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH)
+    with open("/proc/sys/kernel/cap_last_cap") as handle:
+        last_cap = int(handle.read())
+    for cap in range(last_cap + 1):
+        if not keep & (1 << cap):
+            _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+    _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "PR_SET_KEEPCAPS")
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    _capset(keep)
+    _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "raise ambient")
+    _check(libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "PR_SET_KEEPCAPS")
+
+
+def _import_layer(name: str) -> Any:
+    sys.path.insert(0, _HERE)
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(_HERE)
+
+
+def confine(plan: dict[str, Any]) -> dict[str, Any]:
+    """Apply the plan's layers in order; return what each one did (for the audit)."""
+    layers: dict[str, Any] = plan["layers"]
+    done: dict[str, Any] = {}
+    as_root = os.geteuid() == 0
+    # Import the layer modules before Landlock takes the right to read them away.
+    landlock = _import_layer("_landlock") if layers.get("landlock") else None
+    seccomp = _import_layer("_seccomp") if layers.get("seccomp") else None
+    if layers.get("netns"):
+        enter_network_namespace(as_root)
+        done["netns"] = True
+    if layers.get("rlimits"):
+        apply_rlimits(layers["rlimits"])
+        done["rlimits"] = layers["rlimits"]
+    if layers.get("drop_uid") and as_root:
+        target = layers["drop_uid"]
+        drop_privileges(int(target["uid"]), int(target["gid"]))
+        done["drop_uid"] = target
+    os.chdir(plan["cwd"])
+    if landlock is not None:
+        spec = layers["landlock"]
+        done["landlock"] = landlock.restrict_self(
+            read_paths=spec["read_paths"],
+            write_paths=spec["write_paths"],
+            connect_tcp=spec.get("connect_tcp", []),
+        )
+    if seccomp is not None:
+        seccomp.install(allow_inet_stream=bool(layers["seccomp"]["allow_inet_stream"]))
+        done["seccomp"] = {"denied": list(seccomp.DENIED), **layers["seccomp"]}
+    return done
+
+
+# -- running the tool ------------------------------------------------------------------------
+
+
+def _load(entrypoint: str) -> Any:
+    module_name, _, attribute = entrypoint.partition(":")
+    module = __import__(module_name, fromlist=["_"])
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _wants_host(function: Any) -> bool:
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return False
+    names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+    return "host" in names
+
+
+def _violation(exc: OSError) -> dict[str, Any]:
+    return {
+        "errno": errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+        "path": exc.filename if isinstance(exc.filename, str) else None,
+        "reason": exc.strerror or str(exc),
+    }
+
+
+def run_tool(plan: dict[str, Any], channel: Channel) -> dict[str, Any]:
+    for path in reversed(plan.get("sys_path", [])):
+        sys.path.insert(0, path)
+    try:
+        function = _load(plan["entrypoint"])
+        if _wants_host(function):
+            output = function(plan["input"], host=Host(channel))
+        else:
+            output = function(plan["input"])
+        json.dumps(output, allow_nan=False)
+    except MemoryError:
+        return {"type": "error", "code": "memory_exceeded", "message": "out of memory"}
+    except PermissionError as exc:
+        return {
+            "type": "error",
+            "code": "sandbox_violation",
+            "message": f"denied by the sandbox: {exc}",
+            "details": _violation(exc),
+            "traceback": traceback.format_exc(),
+        }
+    except (TypeError, ValueError) as exc:
+        if "JSON serializable" in str(exc) or "Out of range float" in str(exc):
+            return {
+                "type": "error",
+                "code": "handler_exception",
+                "message": f"the tool's output is not JSON: {exc}",
+            }
+        return _exception(exc)
+    except BaseException as exc:
+        return _exception(exc)
+    return {"type": "result", "output": output}
+
+
+def _exception(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "code": "handler_exception",
+        "message": f"{type(exc).__name__}: {exc}",
+        "details": {"exception": type(exc).__name__},
+        "traceback": traceback.format_exc(),
+    }
+
+
+def probe() -> dict[str, Any]:
+    """What this host lets a child do (run by the runner once per process, in a child, so
+    nothing here touches the runner itself)."""
+    found: dict[str, Any] = {"euid": os.geteuid(), "platform": sys.platform}
+    try:
+        landlock = _import_layer("_landlock")
+        found["landlock_abi"] = landlock.abi_version()
+    except Exception as exc:
+        found["landlock_abi"] = 0
+        found["landlock_error"] = str(exc)
+    try:
+        seccomp = _import_layer("_seccomp")
+        ok, reason = seccomp.supported()
+        found["seccomp"] = bool(ok)
+        found["seccomp_reason"] = reason
+    except Exception as exc:
+        found["seccomp"] = False
+        found["seccomp_reason"] = str(exc)
+    pid = os.fork()
+    if pid == 0:  # try the namespaces in a grandchild: they cannot be left again
+        try:
+            enter_network_namespace(os.geteuid() == 0)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    found["netns"] = os.waitstatus_to_exitcode(status) == 0
+    found["python_path"] = [p for p in sys.path if p and os.path.isabs(p)]
+    found["prefixes"] = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    return found
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["--probe"]:
+        sys.stdout.write(json.dumps(probe()) + "\n")
+        return 0
+    channel = Channel(int(argv[1]))
+    plan = channel.receive()
+    try:
+        enforced = confine(plan)
+    except BaseException as exc:
+        channel.send(
+            {
+                "type": "error",
+                "code": "sandbox_unavailable",
+                "message": f"could not confine the tool: {exc}",
+                "details": {"exception": type(exc).__name__},
+            }
+        )
+        return 3
+    channel.send({"type": "confined", "layers": enforced})
+    message = run_tool(plan, channel)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        channel.send(message)
+    except (TypeError, ValueError) as exc:
+        channel.send({"type": "error", "code": "handler_exception", "message": str(exc)})
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,761 @@
+"""The egress proxy of the sandbox's network allowlist.
+
+In ``allowlist`` mode the confined tool may open TCP connections only to this proxy (Landlock
+and seccomp enforce that elsewhere) and is pointed at it through ``HTTP_PROXY``/``HTTPS_PROXY``/
+``ALL_PROXY`` (and their lower-case spellings). The proxy runs inside the trusted runner, decides
+per connection whether the requested ``host:port`` is allowed, and records every decision as a
+:class:`ProxyEvent` for the audit trail.
+
+Two request forms are served, standard library only:
+
+* ``CONNECT host:port HTTP/1.1`` (HTTPS and any other TCP protocol): when allowed, the proxy
+  opens the upstream connection itself, answers ``200 Connection Established`` and relays bytes
+  both ways. A half-close is passed on (the other direction keeps flowing) and the tunnel ends
+  when both directions have ended or either side fails.
+* Absolute-form plain HTTP (``GET http://host:port/path HTTP/1.1``): the request line is
+  rewritten to origin-form, hop-by-hop headers are dropped, ``Host`` is set from the URI and
+  ``Connection: close`` is forced; the rest of the client stream (the body, whatever its
+  framing) is relayed unchanged and the response is relayed back until the origin closes. **One
+  request per client connection**: a client that wants a second request opens a new connection
+  (HTTP clients do this on their own when the connection closes).
+
+Anything else (origin-form requests, ``https://`` URIs outside CONNECT, malformed request lines
+or headers, a head over 64 KiB, a head that does not arrive within 30 s) gets ``400`` and a
+denied event. Connections beyond ``max_connections`` get ``503`` before their request is read.
+
+Policy
+------
+Ports: an empty ``allow_ports`` means 80 and 443 only; otherwise exactly the listed ports.
+
+Hosts are compared case-insensitively and without a trailing dot. ``*.example.com`` matches any
+subdomain at any depth (``a.example.com``, ``a.b.example.com``) but not ``example.com`` itself.
+An IP literal (IPv4, or IPv6 in brackets in a request) is allowed only when that same address is
+listed; wildcards never match addresses. Names whose last label is numeric (``127.1``,
+``0x7f000001``, ``2130706433``), which the C resolver would read as addresses, are rejected as
+invalid, so an address cannot be smuggled in as a "name". Non-ASCII names are rejected: tools
+must send the IDNA (``xn--``) form, and the allowlist must list that form.
+
+DNS rebinding
+-------------
+The allowlist is about *names*: the name the tool asked for is checked before any resolution,
+and the proxy then resolves it itself and connects to the result. Nothing the tool resolves is
+trusted, and there is no check-then-use gap between a checked address and a connected one
+because no address is checked. The flip side is that whoever controls DNS for an allowed name
+(for a wildcard: any name under it) decides where the connection lands, including loopback,
+link-local metadata endpoints or the runner's LAN. Listing a name therefore trusts its DNS
+owner; no filtering of the resolved addresses is done here.
+
+Events
+------
+One event per client connection. ``allowed`` is the policy decision: a connection that the
+policy allowed but whose upstream could not be reached is ``allowed=True`` with a reason
+starting ``upstream`` (and the client got ``502``). ``at`` is the time of the decision; the event
+is appended when the connection ends, so ``bytes_up`` (client to upstream: the rewritten request
+head plus everything relayed after it; for CONNECT, what followed the CONNECT head) and
+``bytes_down`` (upstream to client, not counting the proxy's own status line) are final. A tunnel
+still open is therefore not yet in :meth:`EgressProxy.events`; :meth:`EgressProxy.close` ends
+open tunnels and records them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+__all__ = ["EgressProxy", "ProxyEvent", "host_allowed"]
+
+_log = logging.getLogger(__name__)
+
+MAX_HEAD_BYTES = 64 * 1024
+"""The largest request head (request line plus headers) the proxy reads."""
+
+_HEAD_TIMEOUT = 30.0
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 256 * 1024
+_CLOSE_TIMEOUT = 2.0
+_CHUNK = 64 * 1024
+_DEFAULT_PORTS = frozenset({80, 443})
+
+_REASON_ALLOWED = "allowed"
+_REASON_HOST = "host not in allowlist"
+_REASON_PORT = "port not allowed"
+_REASON_BUSY = "too many connections"
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ProxyEvent:
+    """One decision of the egress proxy, as recorded for the audit trail."""
+
+    host: str
+    port: int
+    allowed: bool
+    reason: str
+    method: str
+    bytes_up: int
+    bytes_down: int
+    at: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "allowed": self.allowed,
+            "reason": self.reason,
+            "method": self.method,
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "at": self.at,
+        }
+
+
+# --- host names and patterns -------------------------------------------------------------------
+
+
+def _normalize_host(host: str) -> str | None:
+    """The canonical form of a host (lower case, no brackets or trailing dot), None if invalid."""
+    if not host or not host.isascii():
+        return None
+    bracketed = host.startswith("[") and host.endswith("]")
+    name = host[1:-1] if bracketed else host
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        if bracketed:
+            return None
+    else:
+        if bracketed and address.version != 6:
+            return None
+        return str(address)
+    name = name.lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name or len(name) > 253:
+        return None
+    labels = name.split(".")
+    if not all(_LABEL.fullmatch(label) for label in labels):
+        return None
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        return None  # the C resolver would read this as an address (127.1, 0x7f000001)
+    return name
+
+
+def _is_address(normalized: str) -> bool:
+    try:
+        ipaddress.ip_address(normalized)
+    except ValueError:
+        return False
+    return True
+
+
+def _normalize_pattern(pattern: str) -> str | None:
+    """``*.`` plus a canonical name for wildcards, else the canonical host; None if invalid."""
+    if pattern.startswith("*."):
+        base = _normalize_host(pattern[2:])
+        if base is None or _is_address(base):
+            return None
+        return "*." + base
+    return _normalize_host(pattern)
+
+
+def _matches(normalized_host: str, normalized_patterns: Sequence[str]) -> bool:
+    is_address = _is_address(normalized_host)
+    for pattern in normalized_patterns:
+        if pattern.startswith("*."):
+            # A valid name never starts with ".", so a suffix match leaves at least one label.
+            if not is_address and normalized_host.endswith(pattern[1:]):
+                return True
+        elif pattern == normalized_host:
+            return True
+    return False
+
+
+def host_allowed(host: str, patterns: Sequence[str]) -> bool:
+    """Whether ``host`` is allowed by the allowlist ``patterns``.
+
+    Case-insensitive and trailing-dot-insensitive. ``*.example.com`` matches subdomains at any
+    depth but not ``example.com``; IP literals (IPv6 optionally in brackets) match only the same
+    address listed literally. An invalid host never matches; invalid patterns are ignored.
+    """
+    normalized = _normalize_host(host)
+    if normalized is None:
+        return False
+    usable = [p for p in (_normalize_pattern(pattern) for pattern in patterns) if p is not None]
+    return _matches(normalized, usable)
+
+
+# --- request parsing -----------------------------------------------------------------------------
+
+
+class _BadRequest(Exception):
+    def __init__(self, reason: str, method: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.method = method
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    host: str
+    port: int
+    version: str
+    authority: str = ""
+    path: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_connect(self) -> bool:
+        return self.method == "CONNECT"
+
+
+def _split_authority(authority: str, default_port: int | None, method: str) -> tuple[str, int]:
+    if not authority or "@" in authority:
+        raise _BadRequest("invalid authority", method)
+    port_text: str | None
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            raise _BadRequest("invalid authority", method)
+        raw_host, rest = authority[: end + 1], authority[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise _BadRequest("invalid authority", method)
+        port_text = rest[1:] if rest else None
+    else:
+        raw_host, sep, port_text = authority.rpartition(":")
+        if not sep:
+            raw_host, port_text = authority, None
+        if ":" in raw_host:
+            raise _BadRequest("IPv6 literal must be in brackets", method)
+    if not port_text:
+        if default_port is None:
+            raise _BadRequest("missing port", method)
+        port = default_port
+    else:
+        if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):
+            raise _BadRequest("invalid port", method)
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise _BadRequest("invalid port", method)
+    host = _normalize_host(raw_host)
+    if host is None:
+        raise _BadRequest("invalid host", method)
+    return host, port
+
+
+def _parse_headers(lines: Sequence[bytes], method: str) -> tuple[tuple[str, str], ...]:
+    headers: list[tuple[str, str]] = []
+    for raw in lines:
+        if raw[:1] in (b" ", b"\t"):
+            raise _BadRequest("obsolete header folding", method)
+        if b"\r" in raw or b"\0" in raw:
+            raise _BadRequest("invalid header", method)
+        text = raw.decode("latin-1")
+        name, sep, value = text.partition(":")
+        if not sep or not _TOKEN.fullmatch(name):
+            raise _BadRequest("invalid header", method)
+        headers.append((name, value.strip(" \t")))
+    return tuple(headers)
+
+
+def _parse_request(lines: Sequence[bytes]) -> _Request:
+    try:
+        request_line = lines[0].decode("ascii")
+    except UnicodeDecodeError:
+        raise _BadRequest("non-ASCII request line") from None
+    parts = request_line.split(" ")
+    if len(parts) != 3:
+        raise _BadRequest("malformed request line")
+    method, target, version = parts
+    if not _TOKEN.fullmatch(method):
+        raise _BadRequest("malformed request line")
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise _BadRequest("unsupported HTTP version", method)
+    headers = _parse_headers(lines[1:], method)
+    if method == "CONNECT":
+        host, port = _split_authority(target, None, method)
+        return _Request(method, host, port, version)
+    scheme = target[:8].lower()
+    if scheme.startswith("http://"):
+        rest = target[7:]
+        cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        authority, path = rest[:cut], rest[cut:]
+        path = path.partition("#")[0]
+        if not path.startswith("/"):
+            path = "/" + path
+        host, port = _split_authority(authority, 80, method)
+        return _Request(method, host, port, version, authority, path, headers)
+    if scheme == "https://":
+        raise _BadRequest("https:// requests must use CONNECT", method)
+    raise _BadRequest("unsupported request form", method)
+
+
+async def _read_head(reader: asyncio.StreamReader) -> list[bytes]:
+    lines: list[bytes] = []
+    total = 0
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise _BadRequest("header too large") from None
+        except asyncio.IncompleteReadError as exc:
+            reason = "incomplete request" if exc.partial or lines else "empty request"
+            raise _BadRequest(reason) from None
+        total += len(line)
+        if total > MAX_HEAD_BYTES:
+            raise _BadRequest("header too large")
+        line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if line:
+            lines.append(line)
+        elif lines:
+            return lines
+        # Empty lines before the request line are ignored (RFC 9112, section 2.2).
+
+
+# --- relaying ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Counter:
+    up: int = 0
+    down: int = 0
+
+    def add_up(self, n: int) -> None:
+        self.up += n
+
+    def add_down(self, n: int) -> None:
+        self.down += n
+
+
+async def _pump(
+    src: asyncio.StreamReader, dst: asyncio.StreamWriter, count: Callable[[int], None]
+) -> bool:
+    """Copy src to dst until EOF, then half-close dst. False when a connection failed."""
+    try:
+        while True:
+            data = await src.read(_CHUNK)
+            if not data:
+                break
+            dst.write(data)
+            count(len(data))
+            await dst.drain()
+        if dst.can_write_eof() and not dst.is_closing():
+            dst.write_eof()
+    except (OSError, RuntimeError):
+        return False
+    return True
+
+
+async def _relay(
+    client_reader: asyncio.StreamReader,
+    client_writer: asyncio.StreamWriter,
+    upstream_reader: asyncio.StreamReader,
+    upstream_writer: asyncio.StreamWriter,
+    counter: _Counter,
+    *,
+    end_with_response: bool,
+) -> None:
+    up = asyncio.create_task(_pump(client_reader, upstream_writer, counter.add_up))
+    down = asyncio.create_task(_pump(upstream_reader, client_writer, counter.add_down))
+    try:
+        pending: set[asyncio.Task[bool]] = {up, down}
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if end_with_response and down in done:
+                break
+            if not all(task.result() for task in done):
+                break
+    finally:
+        for task in (up, down):
+            task.cancel()
+        await asyncio.gather(up, down, return_exceptions=True)
+
+
+async def _close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close a connection, dropping unsent data if it does not flush in time.
+
+    The socket itself is closed by the loop a turn after ``abort()``; the proxy's shutdown runs
+    a few more turns before stopping the loop.
+    """
+    writer.close()
+    try:
+        async with asyncio.timeout(_CLOSE_TIMEOUT):
+            await writer.wait_closed()
+    except (OSError, TimeoutError):
+        writer.transport.abort()
+    except asyncio.CancelledError:
+        writer.transport.abort()
+        raise
+
+
+async def _respond(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    status: int,
+    phrase: str,
+    body: str,
+) -> None:
+    """Send a short plain-text response and finish the connection politely.
+
+    After the response the proxy half-closes and reads (and drops) what the client still sends
+    for a moment, so that closing with unread request bytes does not reset the connection before
+    the client has read the answer.
+    """
+    data = (body + "\n").encode("utf-8")
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(data)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with contextlib.suppress(OSError, RuntimeError, TimeoutError):
+        writer.write(head.encode("ascii") + data)
+        async with asyncio.timeout(_LINGER_SECONDS):
+            await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            remaining = _LINGER_BYTES
+            while remaining > 0:
+                chunk = await reader.read(min(_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
+
+
+# --- the proxy -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Runtime:
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    server: asyncio.Server | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    active: int = 0
+    closing: bool = False
+
+
+class EgressProxy:
+    """An allowlisting HTTP forward proxy on its own event loop in a daemon thread.
+
+    ``allow_hosts`` are names, ``*.`` wildcards or IP literals (see :func:`host_allowed`);
+    ``allow_ports`` empty means 80 and 443. ``deny-all`` mode needs no proxy at all, but an
+    empty ``allow_hosts`` denies (and records) everything.
+    """
+
+    def __init__(
+        self,
+        allow_hosts: Sequence[str],
+        allow_ports: Sequence[int] = (),
+        *,
+        bind_host: str = "127.0.0.1",
+        connect_timeout: float = 10.0,
+        max_connections: int = 64,
+    ) -> None:
+        if isinstance(allow_hosts, str):
+            raise TypeError("allow_hosts must be a sequence of strings, not a string")
+        patterns: list[str] = []
+        for pattern in allow_hosts:
+            normalized = _normalize_pattern(pattern) if isinstance(pattern, str) else None
+            if normalized is None:
+                raise ValueError(f"invalid allow_hosts entry: {pattern!r}")
+            patterns.append(normalized)
+        ports: set[int] = set()
+        for port in allow_ports:
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValueError(f"invalid allow_ports entry: {port!r}")
+            ports.add(port)
+        if not connect_timeout > 0:
+            raise ValueError("connect_timeout must be positive")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._patterns = tuple(patterns)
+        self._ports = frozenset(ports) or _DEFAULT_PORTS
+        self._bind_host = bind_host
+        self._connect_timeout = connect_timeout
+        self._max_connections = max_connections
+        self._lock = threading.Lock()
+        self._events: list[ProxyEvent] = []
+        self._state = "new"
+        self._runtime: _Runtime | None = None
+        self._port = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> int:
+        """Start serving on an ephemeral port of ``bind_host``; returns the port."""
+        with self._lock:
+            if self._state != "new":
+                raise RuntimeError(f"EgressProxy cannot start: it is {self._state}")
+            self._state = "starting"
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(
+            target=self._run_loop, args=(loop,), name="strongroom-egress-proxy", daemon=True
+        )
+        runtime = _Runtime(loop, thread)
+        thread.start()
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._start_server(runtime), loop)
+            self._port = future.result(timeout=30)
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            with self._lock:
+                self._state = "closed"
+            raise
+        with self._lock:
+            self._runtime = runtime
+            self._state = "running"
+        return self._port
+
+    def close(self) -> None:
+        """Stop accepting, end every open connection (recording it), and join the thread.
+
+        Idempotent; a proxy that was never started just becomes closed.
+        """
+        with self._lock:
+            runtime = self._runtime
+            if self._state == "starting":
+                raise RuntimeError("EgressProxy is starting")
+            self._state = "closed"
+            self._runtime = None
+        if runtime is None:
+            return
+        if threading.current_thread() is runtime.thread:
+            raise RuntimeError("EgressProxy.close() cannot be called from the proxy's own thread")
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(runtime), runtime.loop)
+        try:
+            future.result(timeout=60)
+        except Exception:
+            _log.exception("egress proxy: shutdown failed")
+        runtime.loop.call_soon_threadsafe(runtime.loop.stop)
+        runtime.thread.join()
+
+    def __enter__(self) -> EgressProxy:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            raise RuntimeError("EgressProxy has not been started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._bind_host}]" if ":" in self._bind_host else self._bind_host
+        return f"http://{host}:{self.port}"
+
+    def events(self) -> list[ProxyEvent]:
+        """A copy of the events recorded so far (thread-safe)."""
+        with self._lock:
+            return list(self._events)
+
+    # --- event loop side ---------------------------------------------------------------------
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _start_server(self, runtime: _Runtime) -> int:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # Python 3.11's stream callback calls task.exception() on the handler task, which
+            # raises (and logs an error) when the task ended cancelled: never let it.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._handle(runtime, reader, writer)
+
+        server = await asyncio.start_server(
+            handle, self._bind_host, 0, limit=MAX_HEAD_BYTES, reuse_address=True
+        )
+        runtime.server = server
+        port: int = server.sockets[0].getsockname()[1]
+        return port
+
+    async def _shutdown(self, runtime: _Runtime) -> None:
+        runtime.closing = True
+        if runtime.server is not None:
+            runtime.server.close()
+        # Connections accepted just before the close reach their handler a few loop turns
+        # later; keep draining until the set has stayed empty for a while.
+        quiet = 0
+        while quiet < 3:
+            tasks = list(runtime.tasks)
+            if tasks:
+                quiet = 0
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            else:
+                quiet += 1
+                await asyncio.sleep(0.01)
+        if runtime.server is not None:
+            await runtime.server.wait_closed()
+        await asyncio.get_running_loop().shutdown_default_executor()
+
+    def _record(self, event: ProxyEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def _decide(self, host: str, port: int) -> str:
+        if not _matches(host, self._patterns):
+            return _REASON_HOST
+        if port not in self._ports:
+            return _REASON_PORT
+        return _REASON_ALLOWED
+
+    async def _handle(
+        self, runtime: _Runtime, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            runtime.tasks.add(task)
+        try:
+            if runtime.closing:
+                return
+            if runtime.active >= self._max_connections:
+                self._record(ProxyEvent("", 0, False, _REASON_BUSY, "", 0, 0, time.time()))
+                await _respond(reader, writer, 503, "Service Unavailable", _REASON_BUSY)
+                return
+            runtime.active += 1
+            try:
+                await self._serve(reader, writer)
+            finally:
+                runtime.active -= 1
+        except asyncio.CancelledError:
+            pass  # the proxy is closing; the event (if any) was recorded by _serve
+        except Exception:
+            _log.exception("egress proxy: unexpected error in connection handler")
+        finally:
+            try:
+                await _close_writer(writer)
+            except Exception:
+                _log.exception("egress proxy: closing a client connection failed")
+            if task is not None:
+                runtime.tasks.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(_HEAD_TIMEOUT):
+                lines = await _read_head(reader)
+            request = _parse_request(lines)
+        except (_BadRequest, TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, _BadRequest) else "request head timed out"
+            method = exc.method if isinstance(exc, _BadRequest) else ""
+            self._record(ProxyEvent("", 0, False, reason, method, 0, 0, time.time()))
+            await _respond(reader, writer, 400, "Bad Request", f"bad request: {reason}")
+            return
+
+        at = time.time()
+        target = f"{request.host}:{request.port}"
+        decision = self._decide(request.host, request.port)
+        if decision != _REASON_ALLOWED:
+            self._record(
+                ProxyEvent(request.host, request.port, False, decision, request.method, 0, 0, at)
+            )
+            await _respond(reader, writer, 403, "Forbidden", f"{target} denied: {decision}")
+            return
+
+        counter = _Counter()
+        outcome = _REASON_ALLOWED
+        try:
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    upstream_reader, upstream_writer = await asyncio.open_connection(
+                        request.host, request.port, limit=_CHUNK
+                    )
+            except TimeoutError:
+                outcome = "upstream connect timed out"
+            except OSError as exc:
+                outcome = f"upstream connect failed: {_describe(exc)}"
+            if outcome != _REASON_ALLOWED:
+                await _respond(reader, writer, 502, "Bad Gateway", f"{target}: {outcome}")
+                return
+            try:
+                if request.is_connect:
+                    writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    await writer.drain()
+                else:
+                    head = _forward_head(request)
+                    upstream_writer.write(head)
+                    counter.add_up(len(head))
+                await _relay(
+                    reader,
+                    writer,
+                    upstream_reader,
+                    upstream_writer,
+                    counter,
+                    end_with_response=not request.is_connect,
+                )
+            finally:
+                await _close_writer(upstream_writer)
+        finally:
+            self._record(
+                ProxyEvent(
+                    request.host,
+                    request.port,
+                    True,
+                    outcome,
+                    request.method,
+                    counter.up,
+                    counter.down,
+                    at,
+                )
+            )
+
+
+def _forward_head(request: _Request) -> bytes:
+    """The origin-form request head sent upstream for an absolute-form request."""
+    named_by_connection: set[str] = set()
+    for name, value in request.headers:
+        if name.lower() in ("connection", "proxy-connection"):
+            named_by_connection.update(t.strip().lower() for t in value.split(","))
+    # The body's framing stays whatever the Connection header claims: it is relayed unchanged.
+    drop = (_HOP_BY_HOP | named_by_connection) - {"content-length", "transfer-encoding"}
+    out = [f"{request.method} {request.path} {request.version}", f"Host: {request.authority}"]
+    out.extend(f"{name}: {value}" for name, value in request.headers if name.lower() not in drop)
+    out.append("Connection: close")
+    return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")

@@ -1,0 +1,298 @@
+"""Start the bootstrap in a fresh process, talk to it, and bring the whole process group down.
+
+`launch` is synchronous (the runner calls it in a worker thread): one selector loop watches
+the child's stdout, stderr, control socket and pidfd against the wall-clock deadline. Resource
+usage comes from ``wait4`` (the kernel's figures, not the child's say-so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from strongroom.sandbox.host import BOOTSTRAP
+
+__all__ = ["HostHandler", "LaunchResult", "launch"]
+
+HostHandler = Callable[[str, dict[str, Any]], Any]
+"""``(op, params) -> result``; raise a `StrongroomError` to answer with an error."""
+
+MAX_CONTROL_LINE = 256 * 1024 * 1024
+DRAIN_SECONDS = 2.0
+
+
+@dataclass
+class LaunchResult:
+    """What happened to one sandboxed process."""
+
+    message: dict[str, Any] | None = None
+    confined: dict[str, Any] | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    wall_seconds: float = 0.0
+    cpu_user_seconds: float = 0.0
+    cpu_system_seconds: float = 0.0
+    max_rss_kib: int = 0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    output_truncated: bool = False
+    leftover_processes: bool = False
+    host_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def usage(self) -> dict[str, Any]:
+        return {
+            "wall_seconds": round(self.wall_seconds, 6),
+            "cpu_user_seconds": round(self.cpu_user_seconds, 6),
+            "cpu_system_seconds": round(self.cpu_system_seconds, 6),
+            "cpu_seconds": round(self.cpu_user_seconds + self.cpu_system_seconds, 6),
+            "peak_memory_bytes": self.max_rss_kib * 1024,
+        }
+
+
+class _Capture:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, data: bytes) -> None:
+        room = self.limit - self.size
+        if room <= 0:
+            self.truncated = True
+            return
+        if len(data) > room:
+            data = data[:room]
+            self.truncated = True
+        self.parts.append(data)
+        self.size += len(data)
+
+    def value(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    data = json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+    with contextlib.suppress(OSError):  # the child is gone; its exit status says why
+        sock.sendall(data)
+
+
+def _answer(handler: HostHandler | None, message: dict[str, Any]) -> dict[str, Any]:
+    from strongroom.errors import StrongroomError
+
+    reply: dict[str, Any] = {"type": "host_result", "id": message.get("id")}
+    op, params = message.get("op"), message.get("params")
+    if handler is None:
+        reply["error"] = {"code": "permission_denied", "message": "no host services for this tool"}
+    elif not isinstance(op, str) or not isinstance(params, dict):
+        reply["error"] = {"code": "validation_error", "message": "malformed host request"}
+    else:
+        try:
+            reply["result"] = handler(op, params)
+        except StrongroomError as exc:
+            reply["error"] = {"code": exc.code, "message": exc.message}
+    return reply
+
+
+def kill_group(pgid: int) -> bool:
+    """SIGKILL every process of the group; True if there was any."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_uid(uid: int) -> bool:
+    """SIGKILL every process running as ``uid`` (root runner, per-invocation uid): catches
+    anything that left the process group on a host without seccomp."""
+    found = False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == uid:
+                os.kill(int(entry.name), signal.SIGKILL)
+                found = True
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def launch(
+    plan: dict[str, Any],
+    *,
+    python: str,
+    env: dict[str, str],
+    timeout: float,
+    host: HostHandler | None = None,
+    output_limit: int = 8 * 1024 * 1024,
+    sandbox_uid: int | None = None,
+) -> LaunchResult:
+    """Run the bootstrap with ``plan``; never raises for what the tool does."""
+    result = LaunchResult()
+    parent_sock, child_sock = socket.socketpair()
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            [python, "-I", "-B", str(BOOTSTRAP), str(child_sock.fileno())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=plan["cwd"],
+            pass_fds=(child_sock.fileno(),),
+            start_new_session=True,
+        )
+    finally:
+        child_sock.close()
+    pgid = proc.pid
+    deadline = started + timeout
+    out, err = _Capture(output_limit), _Capture(output_limit)
+    control = bytearray()
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    pidfd = os.pidfd_open(proc.pid)
+    selector = selectors.DefaultSelector()
+    try:
+        selector.register(proc.stdout, selectors.EVENT_READ, out)
+        selector.register(proc.stderr, selectors.EVENT_READ, err)
+        selector.register(parent_sock, selectors.EVENT_READ, "control")
+        selector.register(pidfd, selectors.EVENT_READ, "exit")
+        _send(parent_sock, plan)
+        exited = False
+        status = 0
+        while not exited:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and not result.timed_out:
+                result.timed_out = True
+                kill_group(pgid)
+            events = selector.select(timeout=max(remaining, 0.05) if not result.timed_out else 1.0)
+            for key, _ in events:
+                if key.data == "exit":
+                    _, status, rusage = os.wait4(proc.pid, 0)
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    result.cpu_user_seconds = rusage.ru_utime
+                    result.cpu_system_seconds = rusage.ru_stime
+                    result.max_rss_kib = rusage.ru_maxrss
+                    exited = True
+                elif key.data == "control":
+                    _read_control(parent_sock, control, result, host, selector)
+                else:
+                    capture: _Capture = key.data
+                    chunk = os.read(key.fd, 65536)
+                    if chunk:
+                        capture.add(chunk)
+                    else:
+                        selector.unregister(key.fileobj)
+        result.wall_seconds = time.monotonic() - started
+        # Anything the tool left behind (same process group: setsid is denied) dies now.
+        result.leftover_processes = kill_group(pgid)
+        if sandbox_uid is not None:
+            result.leftover_processes = kill_uid(sandbox_uid) or result.leftover_processes
+        _drain(selector, out, err, parent_sock, control, result, host)
+        if os.WIFSIGNALED(status):
+            result.signal = os.WTERMSIG(status)
+        else:
+            result.exit_code = os.WEXITSTATUS(status)
+    finally:
+        selector.close()
+        os.close(pidfd)
+        parent_sock.close()
+        proc.stdout.close()
+        proc.stderr.close()
+        if proc.returncode is None:
+            kill_group(pgid)
+            proc.wait()
+    result.stdout, result.stderr = out.value(), err.value()
+    result.output_truncated = out.truncated or err.truncated
+    return result
+
+
+def _read_control(
+    sock: socket.socket,
+    buffer: bytearray,
+    result: LaunchResult,
+    host: HostHandler | None,
+    selector: selectors.BaseSelector,
+) -> None:
+    try:
+        chunk = sock.recv(1024 * 1024)
+    except OSError:
+        chunk = b""
+    if not chunk:
+        selector.unregister(sock)
+        return
+    buffer.extend(chunk)
+    if len(buffer) > MAX_CONTROL_LINE:
+        buffer.clear()
+        result.message = {
+            "type": "error",
+            "code": "handler_exception",
+            "message": "the tool's output is larger than 256 MiB",
+        }
+        return
+    while (end := buffer.find(b"\n")) >= 0:
+        line = bytes(buffer[:end])
+        del buffer[: end + 1]
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(message, dict):
+            continue
+        kind = message.get("type")
+        if kind == "host":
+            reply = _answer(host, message)
+            result.host_calls.append(
+                {"op": message.get("op"), "ok": "error" not in reply, "error": reply.get("error")}
+            )
+            _send(sock, reply)
+        elif kind == "confined":
+            layers = message.get("layers")
+            result.confined = layers if isinstance(layers, dict) else {}
+        elif kind in ("result", "error") and result.message is None:
+            result.message = message
+
+
+def _drain(
+    selector: selectors.BaseSelector,
+    out: _Capture,
+    err: _Capture,
+    sock: socket.socket,
+    control: bytearray,
+    result: LaunchResult,
+    host: HostHandler | None,
+) -> None:
+    """Read what is still buffered in the pipes after the group is dead (bounded)."""
+    until = time.monotonic() + DRAIN_SECONDS
+    while selector.get_map() and time.monotonic() < until:
+        events = selector.select(timeout=0.05)
+        if not events:
+            break
+        for key, _ in events:
+            if key.data == "exit":
+                selector.unregister(key.fileobj)
+            elif key.data == "control":
+                _read_control(sock, control, result, None, selector)
+            else:
+                capture: _Capture = key.data
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    capture.add(chunk)
+                else:
+                    selector.unregister(key.fileobj)

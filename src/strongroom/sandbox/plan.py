@@ -1,0 +1,254 @@
+"""From a sandbox policy and the host's capabilities to a concrete plan: which layers run,
+with which paths, limits and environment, and which layers the policy needs but this host
+cannot give (`SandboxPlan.missing`; the runner refuses unless degraded isolation is accepted).
+
+Layers every sandboxed tool needs: ``session``, ``timeout``, ``env_scrub``, ``rlimits``,
+``landlock_fs``, ``seccomp`` and, when the runner is root, ``unprivileged_uid``. An
+``allowlist`` network also needs ``landlock_net`` (TCP only to the proxy) and the
+``egress_proxy``. ``netns`` and ``landlock_scope`` are defence in depth: used when present,
+never required, so hosts without user namespaces still run tools (see docs/security.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from strongroom.errors import SandboxViolation
+from strongroom.models.registry import FilesystemMode, GovernanceLevel, NetworkMode, SandboxPolicy
+from strongroom.sandbox.host import HostCapabilities
+
+__all__ = ["SandboxLimits", "SandboxPlan", "plan_sandbox"]
+
+MIB = 1024 * 1024
+
+#: Read (and execute) access every tool needs: the shared libraries and helper programs.
+SYSTEM_READ_PATHS: tuple[str, ...] = (
+    "/usr",
+    "/bin",
+    "/lib",
+    "/lib64",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
+)
+#: What an allowlisted network needs besides: certificates to check TLS through the proxy.
+TLS_READ_PATHS: tuple[str, ...] = ("/etc/ssl", "/etc/ca-certificates", "/etc/pki")
+SYSTEM_WRITE_PATHS: tuple[str, ...] = ("/dev/null",)
+
+REQUIRED_LAYERS: tuple[str, ...] = (
+    "session",
+    "timeout",
+    "env_scrub",
+    "rlimits",
+    "landlock_fs",
+    "seccomp",
+)
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Limits the policy does not set (runner-wide defaults)."""
+
+    max_file_bytes: int = 1024 * MIB
+    max_open_files: int = 256
+    max_processes: int = 64
+    uid_base: int = 1_850_000_000
+    uid_range: int = 250_000_000
+
+
+@dataclass
+class SandboxPlan:
+    """What the bootstrap is told to enforce, and what the audit records about it."""
+
+    layers: dict[str, Any]
+    enforced: list[str]
+    missing: list[str]
+    skipped: dict[str, str]
+    read_paths: list[str]
+    write_paths: list[str]
+    env: dict[str, str]
+    timeout_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "enforced": self.enforced,
+            "missing": self.missing,
+            "skipped": self.skipped,
+            "read_paths": self.read_paths,
+            "write_paths": self.write_paths,
+            "env": sorted(self.env),
+            "timeout_seconds": self.timeout_seconds,
+            "rlimits": self.layers.get("rlimits"),
+            "notes": self.notes,
+        }
+
+
+def _resolve(paths: Iterable[str], workdir: Path) -> list[str]:
+    out: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        path = path if path.is_absolute() else workdir / path
+        out.append(os.path.realpath(path))
+    return out
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def _check_protected(paths: Sequence[str], protected: Sequence[Path], policy_id: str) -> None:
+    guarded = [os.path.realpath(p) for p in protected]
+    for path in paths:
+        for vault_path in guarded:
+            if _overlaps(path, vault_path):
+                raise SandboxViolation(
+                    f"policy {policy_id} would let the tool reach the vault's own files "
+                    f"({path} overlaps {vault_path})",
+                    operation="sandbox.plan",
+                    reason="policy_reaches_vault",
+                    path=path,
+                )
+
+
+def _count_processes(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += 1
+            except OSError:
+                continue
+    return count
+
+
+def plan_sandbox(
+    policy: SandboxPolicy,
+    caps: HostCapabilities,
+    *,
+    level: GovernanceLevel,
+    workdir: Path,
+    scratch: Path,
+    tool_paths: Sequence[Path] = (),
+    protected: Sequence[Path] = (),
+    timeout_seconds: float,
+    proxy_port: int | None = None,
+    disabled: frozenset[str] = frozenset(),
+    limits: SandboxLimits | None = None,
+    environ: dict[str, str] | None = None,
+) -> SandboxPlan:
+    """The plan for running one tool under ``policy`` on this host."""
+    limits = limits or SandboxLimits()
+    environ = dict(os.environ) if environ is None else environ
+    available = caps.available()
+    notes: list[str] = []
+
+    def usable(layer: str) -> bool:
+        return available.get(layer, False) and layer not in disabled
+
+    fs = policy.filesystem
+    requested_reads = list(fs.read_paths) if fs.mode is not FilesystemMode.DENY_ALL else []
+    requested_writes = list(fs.write_paths) if fs.mode is FilesystemMode.READ_WRITE else []
+    if level is GovernanceLevel.A0 and requested_writes:
+        notes.append("governance A0 is read-only: write_paths are readable, not writable")
+        requested_reads += requested_writes
+        requested_writes = []
+    policy_reads = _resolve(requested_reads, workdir)
+    policy_writes = _resolve(requested_writes, workdir)
+    _check_protected(policy_reads + policy_writes, protected, policy.sandbox_id)
+
+    allowlist = policy.network.mode is NetworkMode.ALLOWLIST
+    runtime = [*caps.prefixes, *caps.python_path, *(str(p) for p in tool_paths)]
+    reads = _dedupe(
+        [*runtime, *SYSTEM_READ_PATHS, *(TLS_READ_PATHS if allowlist else ()), *policy_reads]
+    )
+    writes = _dedupe([str(scratch), *SYSTEM_WRITE_PATHS, *policy_writes])
+
+    required = list(REQUIRED_LAYERS)
+    if caps.root:
+        required.append("unprivileged_uid")
+    if allowlist:
+        required += ["landlock_net", "egress_proxy"]
+    optional = ["landlock_scope"] if allowlist else ["netns", "landlock_net", "landlock_scope"]
+
+    enforced = [layer for layer in required if usable(layer)]
+    missing = [layer for layer in required if not usable(layer)]
+    skipped: dict[str, str] = {}
+    for layer in optional:
+        if layer in disabled:
+            skipped[layer] = "disabled by the runner"
+        elif not available.get(layer, False):
+            skipped[layer] = "not available on this host"
+        else:
+            enforced.append(layer)
+    if allowlist:
+        skipped["netns"] = "an allowlisted network reaches the egress proxy on the host's loopback"
+
+    layers: dict[str, Any] = {}
+    if "rlimits" in enforced:
+        cpu_seconds = max(1, math.ceil(policy.resources.cpu_cores * timeout_seconds)) + 1
+        nproc = limits.max_processes
+        if not caps.root:  # counted per real uid: leave room for what this user already runs
+            nproc += _count_processes(os.getuid())
+        layers["rlimits"] = {
+            "cpu": cpu_seconds,
+            "as": policy.resources.memory_mb * MIB,
+            "fsize": limits.max_file_bytes,
+            "nofile": limits.max_open_files,
+            "nproc": nproc,
+            "core": 0,
+        }
+    if "unprivileged_uid" in enforced:
+        # A fresh uid per invocation: RLIMIT_NPROC counts per uid, and processes of an
+        # earlier invocation may not be reaped yet.
+        uid = limits.uid_base + secrets.randbelow(limits.uid_range)
+        layers["drop_uid"] = {"uid": uid, "gid": uid}
+    if "netns" in enforced:
+        layers["netns"] = True
+    if "landlock_fs" in enforced:
+        layers["landlock"] = {
+            "read_paths": reads,
+            "write_paths": writes,
+            "connect_tcp": [proxy_port] if allowlist and proxy_port else [],
+        }
+    if "seccomp" in enforced:
+        layers["seccomp"] = {"allow_inet_stream": allowlist}
+
+    env = {name: environ[name] for name in policy.environment.allowlist if name in environ}
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(
+        {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(scratch), "TMPDIR": str(scratch)}
+    )
+    if allowlist and proxy_port:
+        url = f"http://127.0.0.1:{proxy_port}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            env[name] = env[name.lower()] = url
+        env["NO_PROXY"] = env["no_proxy"] = ""
+
+    return SandboxPlan(
+        layers=layers,
+        enforced=enforced,
+        missing=missing,
+        skipped=skipped,
+        read_paths=reads,
+        write_paths=writes,
+        env=env,
+        timeout_seconds=timeout_seconds,
+        notes=notes,
+    )
+
+
+def _dedupe(paths: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for path in paths:
+        seen.setdefault(path, None)
+    return list(seen)

@@ -1,0 +1,1 @@
+"""Tools that ship with strongroom (run through the governed execution lane)."""

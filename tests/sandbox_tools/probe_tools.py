@@ -1,0 +1,140 @@
+"""Hostile tools: each tries one way out of the sandbox. None of them catches the error the
+sandbox raises, so the runner sees (and audits) the denial; the tests then check that the
+side effect did not happen."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import socket
+import subprocess
+import time
+from typing import Any
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _denied(what: str) -> PermissionError:
+    err = ctypes.get_errno()
+    return PermissionError(err, f"{what}: {os.strerror(err)}")
+
+
+def read_secret(request: dict[str, Any]) -> dict[str, Any]:
+    with open(request["path"]) as handle:
+        return {"leaked": handle.read()}
+
+
+def write_outside(request: dict[str, Any]) -> dict[str, Any]:
+    with open(request["path"], "w") as handle:
+        handle.write("escaped")
+    return {"wrote": request["path"]}
+
+
+def write_via_symlink(request: dict[str, Any]) -> dict[str, Any]:
+    link = os.path.join(request["write_dir"], "link")
+    os.symlink(request["target"], link)
+    with open(link, "w") as handle:
+        handle.write("escaped")
+    return {"wrote": request["target"]}
+
+
+def write_dotdot(request: dict[str, Any]) -> dict[str, Any]:
+    path = os.path.join(request["write_dir"], "..", request["name"])
+    with open(path, "w") as handle:
+        handle.write("escaped")
+    return {"wrote": path}
+
+
+def tcp_connect(request: dict[str, Any]) -> dict[str, Any]:
+    with socket.create_connection(("127.0.0.1", int(request["port"])), timeout=5) as conn:
+        conn.sendall(b"hello")
+        return {"received": conn.recv(100).decode()}
+
+
+def udp_send(request: dict[str, Any]) -> dict[str, Any]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"escaped", ("127.0.0.1", int(request["port"])))
+    return {"sent": True}
+
+
+def resolve_dns(request: dict[str, Any]) -> dict[str, Any]:
+    infos = socket.getaddrinfo(request["host"], 443)
+    return {"addresses": sorted({str(info[4][0]) for info in infos})}
+
+
+def fork_bomb(request: dict[str, Any]) -> dict[str, Any]:
+    children = 0
+    try:
+        for _ in range(int(request.get("max", 10_000))):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(600)
+                os._exit(0)
+            children += 1
+    except BlockingIOError as exc:  # EAGAIN: the process limit
+        return {"forked": children, "stopped_by": errno.errorcode[exc.errno or 0]}
+    return {"forked": children, "stopped_by": None}
+
+
+def allocate(request: dict[str, Any]) -> dict[str, Any]:
+    block = bytearray(int(request.get("bytes", 4 << 30)))
+    return {"allocated": len(block)}
+
+
+def spin(request: dict[str, Any]) -> dict[str, Any]:
+    while True:
+        pass
+
+
+def leave_child(request: dict[str, Any]) -> dict[str, Any]:
+    child = subprocess.Popen(["/bin/sleep", "300"], start_new_session=False)
+    escaped = None
+    try:
+        pid = os.fork()
+        if pid == 0:
+            with contextlib.suppress(PermissionError):
+                os.setsid()  # try to leave the process group
+            time.sleep(300)
+            os._exit(0)
+        escaped = pid
+    except OSError:
+        pass
+    return {"pids": [child.pid, escaped]}
+
+
+def dump_environment(request: dict[str, Any]) -> dict[str, Any]:
+    return {"environ": dict(os.environ)}
+
+
+def read_parent_environ(request: dict[str, Any]) -> dict[str, Any]:
+    with open(f"/proc/{request['pid']}/environ", "rb") as handle:
+        return {"leaked": handle.read().decode(errors="replace")}
+
+
+def ptrace_sibling(request: dict[str, Any]) -> dict[str, Any]:
+    ptrace_attach = 16
+    if _libc.ptrace(ptrace_attach, int(request["pid"]), None, None) != 0:
+        raise _denied("ptrace(PTRACE_ATTACH)")
+    return {"attached": True}
+
+
+def new_user_namespace(request: dict[str, Any]) -> dict[str, Any]:
+    clone_newuser = 0x10000000
+    if _libc.unshare(clone_newuser) != 0:
+        raise _denied("unshare(CLONE_NEWUSER)")
+    with open("/proc/self/uid_map", "w") as handle:
+        handle.write(f"0 {os.getuid()} 1")
+    return {"uid_in_namespace": os.getuid()}
+
+
+def write_vault(request: dict[str, Any]) -> dict[str, Any]:
+    with open(request["path"], "ab") as handle:
+        handle.write(b"tampered")
+    return {"wrote": request["path"]}
+
+
+def signal_runner(request: dict[str, Any]) -> dict[str, Any]:
+    os.kill(int(request["pid"]), 0)
+    return {"reached": True}

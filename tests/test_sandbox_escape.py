@@ -1,0 +1,286 @@
+"""The escape-probe suite: hostile tools (tests/sandbox_tools/probe_tools.py) try every way
+out the issue lists. Each must be blocked or capped, the side effect must not happen, and the
+invocation's audit record must say what was denied. The whole suite runs twice: with every
+layer this host has, and with the namespace layer off (a host without user namespaces),
+where Landlock + seccomp + rlimits must hold on their own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from _lane import Lane, manifest, open_lane, policy, require_sandbox, tool
+
+PROBES = [
+    "read_secret",
+    "write_outside",
+    "write_via_symlink",
+    "write_dotdot",
+    "tcp_connect",
+    "udp_send",
+    "resolve_dns",
+    "fork_bomb",
+    "allocate",
+    "spin",
+    "leave_child",
+    "dump_environment",
+    "read_parent_environ",
+    "ptrace_sibling",
+    "new_user_namespace",
+    "write_vault",
+    "signal_runner",
+]
+
+RUNNER_SECRET = "runner-secret-9f3c1e"
+
+
+@pytest.fixture(params=["all-layers", "no-namespaces"])
+async def lane(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Lane]:
+    require_sandbox()
+    disabled = frozenset({"netns"}) if request.param == "no-namespaces" else frozenset()
+    lane = await open_lane(tmp_path, disabled=disabled)
+    tools = [tool(name, f"probe_tools:{name}", timeout=20) for name in PROBES]
+    tools[PROBES.index("spin")]["constraints"]["timeout_seconds"] = 2
+    await lane.publish(policy(), manifest(tools))
+    (tmp_path / "secret.txt").write_text("top secret: s3cr3t-v4lue")
+    try:
+        yield lane
+    finally:
+        await lane.vault.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A local TCP service that answers anyone who reaches it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    reached: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                reached.append(conn.recv(100))
+                conn.sendall(b"pwned")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield port
+    server.close()
+    thread.join(timeout=5)
+    assert not reached, "a sandboxed tool reached the local service"
+
+
+@pytest.fixture
+def udp_sink() -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.5)
+    yield sock
+    try:
+        data = sock.recv(100)
+    except TimeoutError:
+        data = b""
+    sock.close()
+    assert data == b"", "a sandboxed tool sent a UDP datagram"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, killed and waiting for init to reap it, is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _denied(details: dict[str, object], code: str = "sandbox_violation") -> None:
+    assert details["status"] == "failure"
+    assert details["error_code"] == code, details
+
+
+async def test_read_secret_outside_read_paths(lane: Lane) -> None:
+    response = await lane.run("read_secret", {"path": str(lane.root / "secret.txt")})
+    assert response.error is not None
+    assert response.error.code == "sandbox_violation"
+    end = await lane.end_record(response)
+    _denied(end)
+    assert end["violation"]["path"] == str(lane.root / "secret.txt")
+    assert "s3cr3t" not in response.model_dump_json()
+    # reading inside read_paths works under the same policy
+    (lane.workdir / "in" / "ok.txt").write_text("fine")
+    allowed = await lane.run("read_secret", {"path": "in/ok.txt"})
+    assert allowed.ok
+    assert allowed.output == {"leaked": "fine"}
+
+
+async def test_write_outside_write_paths(lane: Lane) -> None:
+    target = lane.root / "escaped.txt"
+    for path in (str(target), str(lane.workdir / "in" / "x.txt")):
+        response = await lane.run("write_outside", {"path": path})
+        _denied(await lane.end_record(response))
+    assert not target.exists()
+    assert not (lane.workdir / "in" / "x.txt").exists()
+    ok = await lane.run("write_outside", {"path": "out/fine.txt"})
+    assert ok.ok
+    assert (lane.workdir / "out" / "fine.txt").read_text() == "escaped"
+
+
+async def test_write_through_symlink(lane: Lane) -> None:
+    target = lane.root / "secret.txt"
+    response = await lane.run("write_via_symlink", {"write_dir": "out", "target": str(target)})
+    _denied(await lane.end_record(response))
+    assert target.read_text() == "top secret: s3cr3t-v4lue"
+
+
+async def test_write_through_dotdot(lane: Lane) -> None:
+    response = await lane.run("write_dotdot", {"write_dir": "out", "name": "escaped.txt"})
+    _denied(await lane.end_record(response))
+    assert not (lane.workdir / "escaped.txt").exists()
+
+
+async def test_tcp_to_local_service(lane: Lane, listener: int) -> None:
+    response = await lane.run("tcp_connect", {"port": listener})
+    end = await lane.end_record(response)
+    _denied(end)
+    assert "seccomp" in end["layers_enforced"]
+
+
+async def test_udp(lane: Lane, udp_sink: socket.socket) -> None:
+    response = await lane.run("udp_send", {"port": udp_sink.getsockname()[1]})
+    _denied(await lane.end_record(response))
+
+
+async def test_dns_resolution_fails(lane: Lane) -> None:
+    response = await lane.run("resolve_dns", {"host": "example.com"})
+    assert not response.ok
+    end = await lane.end_record(response)
+    # getaddrinfo reports a failed lookup (no resolver config readable, no UDP socket)
+    # rather than a PermissionError, so the code is the handler's.
+    assert end["status"] == "failure"
+    assert end["error_code"] in ("handler_exception", "sandbox_violation")
+    assert response.error is not None
+    assert "gaierror" in response.error.message
+
+
+async def test_fork_bomb_is_capped(lane: Lane) -> None:
+    response = await lane.run("fork_bomb", {"max": 5000})
+    assert response.ok, response.error
+    assert response.output["stopped_by"] == "EAGAIN"
+    end = await lane.end_record(response)
+    start = next(e for e in await lane.audit(response.request_id) if e.event == "execution.start")
+    nproc = start.details["sandbox"]["rlimits"]["nproc"]
+    assert 0 < response.output["forked"] < nproc
+    assert end["leftover_processes_killed"] is True
+
+
+async def test_allocating_4_gib_is_capped(lane: Lane) -> None:
+    response = await lane.run("allocate", {"bytes": 4 << 30})
+    assert response.error is not None
+    assert response.error.code == "memory_exceeded"
+    end = await lane.end_record(response)
+    assert end["error_code"] == "memory_exceeded"
+    assert end["usage"]["peak_memory_bytes"] < 256 * 1024 * 1024
+
+
+async def test_spinning_forever_times_out(lane: Lane) -> None:
+    response = await lane.run("spin")
+    assert response.error is not None
+    assert response.error.code == "timeout"
+    end = await lane.end_record(response)
+    assert end["error_code"] == "timeout"
+    assert 1.5 < end["usage"]["wall_seconds"] < 15
+
+
+async def test_children_left_behind_are_killed(lane: Lane) -> None:
+    response = await lane.run("leave_child")
+    assert response.ok, response.error
+    pids = [pid for pid in response.output["pids"] if pid]
+    assert pids
+    assert not [pid for pid in pids if _alive(pid)]
+    end = await lane.end_record(response)
+    assert end["leftover_processes_killed"] is True
+
+
+async def test_runner_environment_is_not_visible(
+    lane: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNER_TOKEN", RUNNER_SECRET)
+    monkeypatch.setenv("LANE_VISIBLE", "allowed")
+    response = await lane.run("dump_environment")
+    assert response.ok
+    environ = response.output["environ"]
+    assert "RUNNER_TOKEN" not in environ
+    assert RUNNER_SECRET not in str(environ)
+    assert environ["LANE_VISIBLE"] == "allowed"
+    leak = await lane.run("read_parent_environ", {"pid": os.getpid()})
+    _denied(await lane.end_record(leak))
+    assert RUNNER_SECRET not in leak.model_dump_json()
+
+
+async def test_ptrace_of_a_sibling(lane: Lane) -> None:
+    sibling = subprocess.Popen(["/bin/sleep", "60"])  # noqa: ASYNC220 - returns at once
+    try:
+        response = await lane.run("ptrace_sibling", {"pid": sibling.pid})
+        _denied(await lane.end_record(response))
+        assert sibling.poll() is None
+    finally:
+        sibling.send_signal(signal.SIGKILL)
+        sibling.wait()
+
+
+async def test_new_user_namespace(lane: Lane) -> None:
+    response = await lane.run("new_user_namespace")
+    end = await lane.end_record(response)
+    _denied(end)
+    assert "unshare" in str(end["violation"])
+
+
+async def test_vault_files_are_out_of_reach(lane: Lane) -> None:
+    database = lane.root / "vault" / "vault.db"
+    before = database.read_bytes()
+    response = await lane.run("write_vault", {"path": str(database)})
+    _denied(await lane.end_record(response))
+    blobs = next(p for p in (lane.root / "vault" / "blobs").rglob("*") if p.is_file())
+    response = await lane.run("write_vault", {"path": str(blobs)})
+    _denied(await lane.end_record(response))
+    assert database.read_bytes()[: len(before)] == before
+    report = await lane.vault.verify()
+    assert report.ok, report
+
+
+async def test_signals_to_the_runner(lane: Lane) -> None:
+    response = await lane.run("signal_runner", {"pid": os.getpid()})
+    assert not response.ok
+    end = await lane.end_record(response)
+    assert end["error_code"] == "sandbox_violation"
+
+
+async def test_policy_that_reaches_the_vault_is_refused(lane: Lane) -> None:
+    await lane.publish(
+        policy(
+            sandbox_id="too-wide",
+            filesystem={"mode": "read-only", "read_paths": [str(lane.root)]},
+        ),
+        manifest(
+            [tool("wide_reader", "probe_tools:read_secret", policy_refs=["too-wide@1.0.0"])],
+            manifest_id="wide-tools",
+        ),
+    )
+    response = await lane.run("wide_reader", {"path": str(lane.root / "secret.txt")})
+    assert response.error is not None
+    assert response.error.code == "sandbox_violation"
+    assert response.error.details["reason"] == "policy_reaches_vault"
+    refused = [e for e in await lane.audit(response.request_id) if e.event == "execution.refused"]
+    assert refused
+    assert refused[0].details["error_code"] == "sandbox_violation"
