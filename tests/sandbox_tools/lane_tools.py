@@ -54,3 +54,8 @@ def write_file(request: dict[str, Any]) -> dict[str, Any]:
     with open(request["path"], "w") as handle:
         handle.write(request.get("text", "x"))
     return {"written": request["path"]}
+
+
+def call_host(request: dict[str, Any], host: Any) -> dict[str, Any]:
+    """Tries the host services reserved for the built-in tools."""
+    return dict(host.call("record_summary", summary=request["summary"]))

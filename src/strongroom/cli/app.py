@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 
 from strongroom import __version__
 from strongroom.adapters import MemoryMetadataStore, SqliteMetadataStore, open_stores
-from strongroom.cli import artifacts, audit, logs, registry, runs, transfer
+from strongroom.cli import artifacts, audit, logs, registry, runs, tools, transfer
 from strongroom.cli._context import (
     EXIT_INTERNAL,
     EXIT_PROBLEMS,
@@ -199,6 +199,8 @@ app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(logs.app, name="logs")
 app.add_typer(audit.app, name="audit")
 app.add_typer(registry.app, name="registry")
+app.add_typer(tools.app, name="tools")
+app.add_typer(tools.sandbox_app, name="sandbox")
 app.command("verify")(verify)
 app.command("export")(transfer.export_command)
 app.command("import")(transfer.import_command)
