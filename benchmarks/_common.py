@@ -49,6 +49,7 @@ class Sizes:
     search_queries: int = 50  # measured purpose text searches (benchmark 4; each scans all runs)
     insert_sample: int = 1000  # runs inserted one by one through insert_run (benchmark 4)
     log_lines: int = 20_000  # lines per batch size (benchmark 5)
+    sandbox_runs: int = 100  # measured no-op tool invocations (benchmark 6)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -63,6 +64,7 @@ class Sizes:
             search_queries=20,
             insert_sample=200,
             log_lines=3000,
+            sandbox_runs=50,
         )
 
     def override(self, values: dict[str, int | None]) -> Sizes:

@@ -39,7 +39,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import artifact_large, artifact_small, log_append, run_index, run_latency
+from benchmarks import (
+    artifact_large,
+    artifact_small,
+    log_append,
+    run_index,
+    run_latency,
+    sandbox_overhead,
+)
 from benchmarks._backends import BACKENDS, Backend, BackendUnavailable, make_backend
 from benchmarks._common import Context, Figure, Sizes
 
@@ -47,7 +54,14 @@ BenchmarkFn = Callable[[Context], Coroutine[Any, Any, list[Figure]]]
 
 BENCHMARKS: dict[str, tuple[str, BenchmarkFn]] = {
     module.NAME: (module.TITLE, module.run)
-    for module in (artifact_large, artifact_small, run_latency, run_index, log_append)
+    for module in (
+        artifact_large,
+        artifact_small,
+        run_latency,
+        run_index,
+        log_append,
+        sandbox_overhead,
+    )
 }
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,9 +32,7 @@ import errno
 import json
 import os
 import resource
-import socket
 import sys
-import traceback
 from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -74,20 +72,28 @@ def _check(result: int, what: str) -> int:
 
 
 class Channel:
-    """JSON lines over the control socket (the runner holds the other end)."""
+    """JSON lines over the control socket (the runner holds the other end). Plain ``os``
+    reads and writes: the ``socket`` module would cost a few milliseconds per start."""
 
     def __init__(self, fd: int) -> None:
-        self._sock = socket.socket(fileno=fd)
-        self._reader = self._sock.makefile("rb")
+        self._fd = fd
+        self._buffer = b""
 
     def send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
-        self._sock.sendall(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def receive(self) -> dict[str, Any]:
-        line = self._reader.readline(MAX_MESSAGE)
-        if not line:
-            raise EOFError("the runner closed the control channel")
+        while b"\n" not in self._buffer:
+            chunk = os.read(self._fd, 1 << 20)
+            if not chunk:
+                raise EOFError("the runner closed the control channel")
+            self._buffer += chunk
+            if len(self._buffer) > MAX_MESSAGE:
+                raise ValueError("control message too large")
+        line, _, self._buffer = self._buffer.partition(b"\n")
         message = json.loads(line)
         if not isinstance(message, dict):
             raise ValueError("control message is not an object")
@@ -283,7 +289,7 @@ def run_tool(plan: dict[str, Any], channel: Channel) -> dict[str, Any]:
             "code": "sandbox_violation",
             "message": f"denied by the sandbox: {exc}",
             "details": _violation(exc),
-            "traceback": traceback.format_exc(),
+            "traceback": _format_exc(),
         }
     except (TypeError, ValueError) as exc:
         if "JSON serializable" in str(exc) or "Out of range float" in str(exc):
@@ -298,13 +304,19 @@ def run_tool(plan: dict[str, Any], channel: Channel) -> dict[str, Any]:
     return {"type": "result", "output": output}
 
 
+def _format_exc() -> str:
+    import traceback  # only on failure: it costs milliseconds at start-up
+
+    return traceback.format_exc()
+
+
 def _exception(exc: BaseException) -> dict[str, Any]:
     return {
         "type": "error",
         "code": "handler_exception",
         "message": f"{type(exc).__name__}: {exc}",
         "details": {"exception": type(exc).__name__},
-        "traceback": traceback.format_exc(),
+        "traceback": _format_exc(),
     }
 
 
