@@ -101,9 +101,7 @@ async def test_given_run_is_used_and_left_open(lane: Lane) -> None:
 async def test_tool_without_policy_runs_under_the_builtin_deny_all(lane: Lane) -> None:
     response = await lane.run("no_policy", {"text": "x"})
     assert response.ok, response.error
-    start = next(
-        e for e in await lane.audit(response.request_id) if e.event == "execution.start"
-    )
+    start = next(e for e in await lane.audit(response.request_id) if e.event == "execution.start")
     assert start.details["policy"] == "builtin-deny-all@1"
     assert str(lane.workdir / "in") not in start.details["sandbox"]["read_paths"]
 

@@ -59,3 +59,11 @@ def write_file(request: dict[str, Any]) -> dict[str, Any]:
 def call_host(request: dict[str, Any], host: Any) -> dict[str, Any]:
     """Tries the host services reserved for the built-in tools."""
     return dict(host.call("record_summary", summary=request["summary"]))
+
+
+def http_get(request: dict[str, Any]) -> dict[str, Any]:
+    """GET a URL the standard way (urllib honours the HTTP_PROXY the runner sets)."""
+    import urllib.request
+
+    with urllib.request.urlopen(request["url"], timeout=10) as response:
+        return {"status": response.status, "body": response.read().decode()}

@@ -47,7 +47,8 @@ from strongroom.models import (
     ToolDefinition,
     utcnow,
 )
-from strongroom.models.registry import Ref
+from strongroom.models.registry import NetworkMode, Ref
+from strongroom.sandbox._proxy import EgressProxy
 from strongroom.sandbox.host import disabled_layers, probe_host
 from strongroom.sandbox.launch import LaunchResult, launch
 from strongroom.sandbox.plan import SandboxLimits, SandboxPlan, plan_sandbox
@@ -227,15 +228,10 @@ class ToolRunner:
         last_result: LaunchResult | None = None
         for attempt in range(1, attempts + 1):
             scratch = Path(tempfile.mkdtemp(prefix="strongroom-sandbox-"))
-            proxy = None
+            proxy: EgressProxy | None = None
             try:
-                if inv.policy.network.mode.value == "allowlist":
-                    from strongroom.sandbox._proxy import EgressProxy
-
-                    proxy = EgressProxy(
-                        inv.policy.network.allow_hosts, inv.policy.network.allow_ports
-                    )
-                    proxy.start()
+                if inv.policy.network.mode is NetworkMode.ALLOWLIST:
+                    proxy = _start_proxy(inv)
                 plan = plan_sandbox(
                     inv.policy,
                     caps,
@@ -255,7 +251,7 @@ class ToolRunner:
                 outcome, last_result = await self._attempt(inv, plan, scratch, attempt, proxy)
             finally:
                 if proxy is not None:
-                    proxy.close()
+                    await asyncio.to_thread(proxy.close)
                 shutil.rmtree(scratch, ignore_errors=True)
             if outcome.ok or not outcome.retryable or attempt == attempts:
                 break
@@ -287,7 +283,7 @@ class ToolRunner:
         plan: SandboxPlan,
         scratch: Path,
         attempt: int,
-        proxy: Any,
+        proxy: EgressProxy | None,
     ) -> tuple[Outcome, LaunchResult]:
         host = None
         if inv.tool.entrypoint.partition(":")[0] in HOST_SERVICE_ENTRYPOINTS:
@@ -454,6 +450,20 @@ class ToolRunner:
                 "details": {**inv.subject(), **details},
             }
         )
+
+
+def _start_proxy(inv: _Invocation) -> EgressProxy:
+    network = inv.policy.network
+    try:
+        proxy = EgressProxy(network.allow_hosts, network.allow_ports)
+    except ValueError as exc:
+        raise ValidationError(
+            f"policy {inv.policy_ref} has an unusable network allowlist: {exc}",
+            operation="runner.sandbox",
+            reason="bad_allowlist",
+        ) from None
+    proxy.start()
+    return proxy
 
 
 def _enforced_layers(plan: SandboxPlan, result: LaunchResult) -> list[str]:

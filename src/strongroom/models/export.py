@@ -40,6 +40,8 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     models.ChannelMove,
     models.Approval,
     models.PersistenceRecord,
+    models.RunnerRequest,
+    models.RunnerResponse,
 )
 
 

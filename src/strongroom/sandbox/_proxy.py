@@ -133,7 +133,7 @@ class ProxyEvent:
         }
 
 
-# --- host names and patterns -------------------------------------------------------------------
+# --- host names and patterns ---------------------------------------------------------------------
 
 
 def _normalize_host(host: str) -> str | None:
@@ -623,7 +623,7 @@ class EgressProxy:
         # later; keep draining until the set has stayed empty for a while.
         quiet = 0
         while quiet < 3:
-            tasks = list(runtime.tasks)
+            tasks = [task for task in runtime.tasks if not task.done()]
             if tasks:
                 quiet = 0
                 for task in tasks:
@@ -653,6 +653,7 @@ class EgressProxy:
         task = asyncio.current_task()
         if task is not None:
             runtime.tasks.add(task)
+            task.add_done_callback(runtime.tasks.discard)
         try:
             if runtime.closing:
                 return
@@ -674,8 +675,6 @@ class EgressProxy:
                 await _close_writer(writer)
             except Exception:
                 _log.exception("egress proxy: closing a client connection failed")
-            if task is not None:
-                runtime.tasks.discard(task)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

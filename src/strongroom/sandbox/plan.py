@@ -111,8 +111,9 @@ def _check_protected(paths: Sequence[str], protected: Sequence[Path], policy_id:
         for vault_path in guarded:
             if _overlaps(path, vault_path):
                 raise SandboxViolation(
-                    f"policy {policy_id} would let the tool reach the vault's own files "
-                    f"({path} overlaps {vault_path})",
+                    f"the sandbox (policy {policy_id}, tool paths and runtime) would let the "
+                    f"tool reach the vault's own files ({path} overlaps {vault_path}); keep the "
+                    "vault outside every path a tool may read or write",
                     operation="sandbox.plan",
                     reason="policy_reaches_vault",
                     path=path,
@@ -164,7 +165,6 @@ def plan_sandbox(
         requested_writes = []
     policy_reads = _resolve(requested_reads, workdir)
     policy_writes = _resolve(requested_writes, workdir)
-    _check_protected(policy_reads + policy_writes, protected, policy.sandbox_id)
 
     allowlist = policy.network.mode is NetworkMode.ALLOWLIST
     runtime = [*caps.prefixes, *caps.python_path, *(str(p) for p in tool_paths)]
@@ -172,6 +172,7 @@ def plan_sandbox(
         [*runtime, *SYSTEM_READ_PATHS, *(TLS_READ_PATHS if allowlist else ()), *policy_reads]
     )
     writes = _dedupe([str(scratch), *SYSTEM_WRITE_PATHS, *policy_writes])
+    _check_protected([*reads, *writes], protected, policy.sandbox_id)
 
     required = list(REQUIRED_LAYERS)
     if caps.root:

@@ -1,0 +1,113 @@
+"""An allowlisted network: the tool reaches listed hosts through the runner's egress proxy;
+a host not on the list is refused by the proxy, a direct connection around the proxy by
+Landlock, UDP by seccomp. Every refusal is in the audit record."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from _lane import Lane, manifest, open_lane, policy, require_sandbox, tool
+from strongroom.sandbox.host import probe_host
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"hello from {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def web() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+async def lane(tmp_path: Path, web: int) -> AsyncIterator[Lane]:
+    require_sandbox()
+    if not probe_host().available()["landlock_net"]:
+        pytest.skip("Landlock ABI 4 (TCP rules) is needed to pin connections to the proxy")
+    lane = await open_lane(tmp_path)
+    net_policy = policy(
+        sandbox_id="web-policy",
+        network={"mode": "allowlist", "allow_hosts": ["127.0.0.1"], "allow_ports": [web]},
+    )
+    tools = [
+        tool(name, entry, level="A0", policy_refs=["web-policy@1.0.0"])
+        for name, entry in (
+            ("http_get", "lane_tools:http_get"),
+            ("tcp_connect", "probe_tools:tcp_connect"),
+            ("udp_send", "probe_tools:udp_send"),
+            ("resolve_dns", "probe_tools:resolve_dns"),
+        )
+    ]
+    await lane.publish(net_policy, manifest(tools))
+    try:
+        yield lane
+    finally:
+        await lane.vault.close()
+
+
+async def test_listed_host_is_reachable_through_the_proxy(lane: Lane, web: int) -> None:
+    response = await lane.run("http_get", {"url": f"http://127.0.0.1:{web}/ok"})
+    assert response.ok, response.error
+    assert response.output == {"status": 200, "body": "hello from /ok"}
+    assert "egress_proxy" in response.layers
+    assert "landlock_net" in response.layers
+    end = await lane.end_record(response)
+    assert end["denied_connections"] == []
+
+
+async def test_unlisted_host_is_refused_and_audited(lane: Lane, web: int) -> None:
+    response = await lane.run("http_get", {"url": f"http://localhost:{web}/secret"})
+    assert response.error is not None
+    assert response.error.code == "sandbox_violation"
+    end = await lane.end_record(response)
+    assert end["error_code"] == "sandbox_violation"
+    [denied] = end["denied_connections"]
+    assert denied["host"] == "localhost"
+    assert denied["allowed"] is False
+
+
+async def test_unlisted_port_is_refused(lane: Lane, web: int) -> None:
+    other = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = other.getsockname()[1]
+        response = await lane.run("http_get", {"url": f"http://127.0.0.1:{port}/"})
+    finally:
+        other.close()
+    assert response.error is not None
+    assert response.error.code == "sandbox_violation"
+    end = await lane.end_record(response)
+    assert end["denied_connections"][0]["port"] == port
+
+
+async def test_direct_connection_around_the_proxy_is_blocked(lane: Lane, web: int) -> None:
+    response = await lane.run("tcp_connect", {"port": web})
+    assert response.error is not None
+    assert response.error.code == "sandbox_violation"
+
+
+async def test_udp_and_dns_stay_blocked(lane: Lane) -> None:
+    udp = await lane.run("udp_send", {"port": 53})
+    assert udp.error is not None
+    assert udp.error.code == "sandbox_violation"
+    dns = await lane.run("resolve_dns", {"host": "example.com"})
+    assert not dns.ok
