@@ -14,19 +14,25 @@ from strongroom.errors import (
     ApprovalRequired,
     Conflict,
     DependencyCycle,
+    DigestDrift,
     ErrorInfo,
+    HandlerException,
     IntegrityError,
     InvalidContract,
     LabelConflict,
+    MemoryExceeded,
     NotFound,
     OperationTimeout,
     PermissionDenied,
+    SandboxUnavailable,
     SandboxViolation,
+    SchemaValidationFailed,
     SelfApproval,
     SerializationError,
     StaleChannel,
     StorageIOError,
     StrongroomError,
+    ToolFailed,
     UnknownReference,
     UnsupportedFormat,
     ValidationError,
@@ -47,6 +53,8 @@ STABLE_CODES: dict[type[StrongroomError], str] = {
     PermissionDenied: "permission_denied",
     ApprovalRequired: "approval_required",
     SandboxViolation: "sandbox_violation",
+    SandboxUnavailable: "sandbox_unavailable",
+    ToolFailed: "tool_failed",
     OperationTimeout: "timeout",
     # refined codes: subclasses of a family above
     InvalidContract: "invalid_contract",
@@ -55,6 +63,10 @@ STABLE_CODES: dict[type[StrongroomError], str] = {
     LabelConflict: "version_label_taken",
     StaleChannel: "stale_channel",
     SelfApproval: "self_approval",
+    SchemaValidationFailed: "schema_validation_failed",
+    DigestDrift: "digest_drift",
+    HandlerException: "handler_exception",
+    MemoryExceeded: "memory_exceeded",
 }
 
 # The builtin each error also inherits, as the module docstring's tree documents.
@@ -76,6 +88,12 @@ BUILTINS: dict[type[StrongroomError], type[Exception] | None] = {
     LabelConflict: None,
     StaleChannel: None,
     SelfApproval: PermissionError,
+    SandboxUnavailable: None,
+    ToolFailed: None,
+    HandlerException: None,
+    MemoryExceeded: None,
+    SchemaValidationFailed: ValueError,
+    DigestDrift: None,
 }
 
 # The family each refined code belongs to (``except ValidationError`` catches an
@@ -87,6 +105,10 @@ FAMILIES: dict[type[StrongroomError], type[StrongroomError]] = {
     LabelConflict: Conflict,
     StaleChannel: Conflict,
     SelfApproval: PermissionDenied,
+    SchemaValidationFailed: ValidationError,
+    DigestDrift: Conflict,
+    HandlerException: ToolFailed,
+    MemoryExceeded: ToolFailed,
 }
 
 

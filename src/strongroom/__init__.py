@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         UnsupportedFormat,
         ValidationError,
     )
+    from strongroom.pipeline import PipelineRun
     from strongroom.sync import SyncVault
     from strongroom.vault import DEFAULT_VAULT_URL, Vault
 
@@ -44,6 +45,7 @@ __all__ = [
     "NotFound",
     "OperationTimeout",
     "PermissionDenied",
+    "PipelineRun",
     "SandboxUnavailable",
     "SandboxViolation",
     "SerializationError",
@@ -57,7 +59,11 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-_HOMES = {"SyncVault": "strongroom.sync", "Vault": "strongroom.vault"}
+_HOMES = {
+    "PipelineRun": "strongroom.pipeline",
+    "SyncVault": "strongroom.sync",
+    "Vault": "strongroom.vault",
+}
 _HOMES["DEFAULT_VAULT_URL"] = "strongroom.vault"
 
 

@@ -12,10 +12,12 @@ adapter's ``map_db_errors``), re-raising ``from exc`` so the cause stays inspect
     ├── ValidationError          (ValueError)         code "validation_error"
     │   ├── InvalidContract      (ValueError)         code "invalid_contract"
     │   ├── UnknownReference     (ValueError)         code "unknown_reference"
-    │   └── DependencyCycle      (ValueError)         code "dependency_cycle"
+    │   ├── DependencyCycle      (ValueError)         code "dependency_cycle"
+    │   └── SchemaValidationFailed (ValueError)       code "schema_validation_failed"
     ├── Conflict                                      code "conflict"
     │   ├── LabelConflict                             code "version_label_taken"
-    │   └── StaleChannel                              code "stale_channel"
+    │   ├── StaleChannel                              code "stale_channel"
+    │   └── DigestDrift                               code "digest_drift"
     ├── UnsupportedFormat        (ValueError)         code "unsupported_format"
     ├── IntegrityError                                code "integrity_error"
     ├── PermissionDenied         (PermissionError)    code "permission_denied"
@@ -27,7 +29,6 @@ adapter's ``map_db_errors``), re-raising ``from exc`` so the cause stays inspect
     │   ├── HandlerException                          code "handler_exception"
     │   └── MemoryExceeded                            code "memory_exceeded"
     └── OperationTimeout         (TimeoutError)       code "timeout"
-    (ValidationError also has SchemaValidationFailed, code "schema_validation_failed")
 
 The indented codes refine their parent's: ``except ValidationError`` also catches an
 ``InvalidContract``, and the CLI exits with the parent's exit code (`family_code`).
@@ -46,6 +47,7 @@ __all__ = [
     "ApprovalRequired",
     "Conflict",
     "DependencyCycle",
+    "DigestDrift",
     "ErrorInfo",
     "HandlerException",
     "IntegrityError",
@@ -215,6 +217,13 @@ class SchemaValidationFailed(ValidationError):
     code = "schema_validation_failed"
 
 
+class DigestDrift(Conflict):
+    """A definition a run started with (playbook, tool, project config) now resolves to
+    different content; resuming needs ``--force``."""
+
+    code = "digest_drift"
+
+
 class SelfApproval(PermissionDenied):
     """An actor tried to approve their own publication or promotion."""
 
@@ -245,6 +254,7 @@ _BY_CODE: dict[str, type[StrongroomError]] = {
         DependencyCycle,
         LabelConflict,
         StaleChannel,
+        DigestDrift,
         SelfApproval,
     )
 }

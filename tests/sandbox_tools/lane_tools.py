@@ -67,3 +67,9 @@ def http_get(request: dict[str, Any]) -> dict[str, Any]:
 
     with urllib.request.urlopen(request["url"], timeout=10) as response:
         return {"status": response.status, "body": response.read().decode()}
+
+
+def add(request: dict[str, Any]) -> dict[str, Any]:
+    """``{x, y}`` -> ``{sum}``; sleeps ``delay`` seconds first (to make steps overlap)."""
+    time.sleep(float(request.get("delay", 0)))
+    return {"sum": request["x"] + request["y"]}

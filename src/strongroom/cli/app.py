@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 
 from strongroom import __version__
 from strongroom.adapters import MemoryMetadataStore, SqliteMetadataStore, open_stores
-from strongroom.cli import artifacts, audit, logs, registry, runs, tools, transfer
+from strongroom.cli import artifacts, audit, logs, orchestrate, registry, runs, tools, transfer
 from strongroom.cli._context import (
     EXIT_INTERNAL,
     EXIT_PROBLEMS,
@@ -200,6 +200,9 @@ app.add_typer(logs.app, name="logs")
 app.add_typer(audit.app, name="audit")
 app.add_typer(registry.app, name="registry")
 app.add_typer(tools.app, name="tools")
+app.command("run")(orchestrate.run)
+app.command("resume")(orchestrate.resume)
+app.command("cancel")(orchestrate.cancel)
 app.add_typer(tools.sandbox_app, name="sandbox")
 app.command("verify")(verify)
 app.command("export")(transfer.export_command)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, Field
+from rich.table import Table
 from rich.text import Text
 
 from strongroom.cli._context import (
@@ -28,8 +29,17 @@ from strongroom.cli._output import (
     stdout_console,
 )
 from strongroom.errors import ErrorInfo
-from strongroom.models import LogReference, Run, RunPage, RunQuery, RunStatus, SnapshotRecord
+from strongroom.models import (
+    ArtifactMetadata,
+    LogReference,
+    Run,
+    RunPage,
+    RunQuery,
+    RunStatus,
+    SnapshotRecord,
+)
 from strongroom.models.runs import DEFAULT_COUNT_LIMIT
+from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState
 from strongroom.services._common import parse
 from strongroom.vault import Vault
 
@@ -59,6 +69,13 @@ class RunDetails(BaseModel):
     artifact_count: int
     artifact_bytes: int
     log: LogReference
+    steps: list[StepState] = Field(
+        default_factory=list,
+        description="The step timeline of a playbook run (from the latest snapshot).",
+    )
+    artifacts: list[ArtifactMetadata] = Field(
+        default_factory=list, description="The run's artifacts, oldest first (at most 200)."
+    )
 
 
 @app.command("create")
@@ -179,6 +196,11 @@ async def _details(vault: Vault, run_id: str) -> RunDetails:
     history = await vault.snapshots.history(run.run_id)
     manifest = await vault.artifacts.manifest(run.run_id)
     log = await vault.logs.reference(run.run_id)
+    steps: list[StepState] = []
+    if history:
+        plan = (await vault.snapshots.load(run.run_id)).state.data.get(STATE_KEY)
+        if isinstance(plan, dict):
+            steps = list(PlanState.model_validate(plan).steps.values())
     return RunDetails(
         run=run,
         latest_snapshot=history[-1] if history else None,
@@ -186,6 +208,8 @@ async def _details(vault: Vault, run_id: str) -> RunDetails:
         artifact_count=len(manifest.artifacts),
         artifact_bytes=manifest.total_bytes,
         log=log,
+        steps=steps,
+        artifacts=manifest.artifacts[:200],
     )
 
 
@@ -198,7 +222,76 @@ def show(ctx: typer.Context, run_id: RunIdArg, json_flag: JsonFlag = False) -> N
         if state.json:
             print_json(details)
             return
-        print_lines(stdout_console(), key_values(_detail_rows(details)))
+        console = stdout_console()
+        print_lines(console, key_values(_detail_rows(details)))
+        if details.steps:
+            console.print(_step_table(details.steps))
+        if details.artifacts:
+            console.print(_artifact_table(details.artifacts, details.artifact_count))
+
+
+_STEP_STYLES = {
+    "completed": "green",
+    "failed": "red",
+    "running": "cyan",
+    "waiting_approval": "yellow",
+    "cancelled": "magenta",
+}
+
+
+def _step_table(steps: list[StepState]) -> Table:
+    table = Table(
+        "step",
+        "status",
+        "tool",
+        "started",
+        "duration",
+        "artifacts",
+        "error",
+        title="steps",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    for step in steps:
+        duration = step.duration_seconds()
+        error = f"[{step.error.code}] {step.error.message}" if step.error else ""
+        table.add_row(
+            step.step_id,
+            Text(step.status.value, style=_STEP_STYLES.get(step.status.value, "dim")),
+            f"{step.tool_id}@{step.tool_version}",
+            iso(step.started_at) if step.started_at else "-",
+            f"{duration:.2f} s" if duration is not None else "-",
+            str(len(step.artifact_ids)),
+            error[:120],
+        )
+    return table
+
+
+def _artifact_table(artifacts: list[ArtifactMetadata], total: int) -> Table:
+    title = (
+        "artifacts" if total <= len(artifacts) else f"artifacts (first {len(artifacts)} of {total})"
+    )
+    table = Table(
+        "artifact_id",
+        "role",
+        "step",
+        "name",
+        "size",
+        title=title,
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    for artifact in artifacts:
+        table.add_row(
+            artifact.artifact_id,
+            artifact.role.value,
+            artifact.step or artifact.phase or "-",
+            artifact.name or "-",
+            human_size(artifact.size_bytes),
+        )
+    return table
 
 
 def _detail_rows(details: RunDetails) -> list[tuple[str, str | Text]]:

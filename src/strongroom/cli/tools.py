@@ -22,7 +22,7 @@ from strongroom.models.registry import Ref
 from strongroom.sandbox.host import LAYERS, disabled_layers, probe_host
 from strongroom.vault import Vault
 
-__all__ = ["app", "sandbox_app"]
+__all__ = ["TOOL_PATH_ENV", "app", "sandbox_app", "tool_paths"]
 
 app = typer.Typer(
     help="Run registry tools through the governed execution lane.",
@@ -59,7 +59,7 @@ def _read_input(raw: str) -> Any:
         ) from None
 
 
-def _tool_paths(given: list[Path] | None) -> tuple[Path, ...]:
+def tool_paths(given: list[Path] | None) -> tuple[Path, ...]:
     paths = list(given or [])
     paths += [Path(p) for p in os.environ.get(TOOL_PATH_ENV, "").split(os.pathsep) if p]
     for path in paths:
@@ -127,7 +127,7 @@ def run(
         payload = _read_input(input_)
         options = RunnerOptions(
             workdir=workdir.resolve(),
-            tool_paths=_tool_paths(tool_path),
+            tool_paths=tool_paths(tool_path),
             allow_degraded=allow_degraded,
         )
         selector = ref.selector

@@ -38,7 +38,13 @@ class Outcome:
 def classify(result: LaunchResult, *, timeout: float, memory_bytes: int | None) -> Outcome:
     """The outcome of one attempt, from the runner's own observations first (timeout, signal,
     peak memory) and the child's message second."""
-    peak = result.max_rss_kib * 1024
+    peak = result.peak_kib * 1024
+    if result.cancelled:
+        return Outcome(
+            ok=False,
+            code="cancelled",
+            message="the run was cancelled; the tool's process group was killed",
+        )
     if result.timed_out:
         return Outcome(
             ok=False,

@@ -43,7 +43,8 @@ def schema_problem(schema: Any, data: Any, where: str) -> SchemaValidationFailed
 
 
 async def store_payloads(vault: Vault, inv: _Invocation, output: Any) -> list[str]:
-    """The output as a JSON artifact of the run (A1: tagged ``needs-review``); A3 also keeps
+    """The output as a JSON artifact of the run, with the invocation's role and step (A1:
+    tagged ``needs-review``; not stored when the caller said so, except A3); A3 also keeps
     the input."""
     common = {
         "tool_id": inv.tool.tool_id,
@@ -57,16 +58,20 @@ async def store_payloads(vault: Vault, inv: _Invocation, output: Any) -> list[st
             inv.run_id,
             json.dumps(inv.request.input, ensure_ascii=False).encode(),
             role=ArtifactRole.CUSTOM,
+            step=inv.step,
             name=f"{inv.tool.tool_id}.input.json",
             format="json",
             metadata={**common, "payload": "input"},
         )
         ids.append(stored.artifact_id)
     review = inv.governance.needs_review
+    if not inv.store_output and not inv.governance.stores_payloads:
+        return ids
     stored = await vault.artifacts.put_bytes(
         inv.run_id,
         json.dumps(output, ensure_ascii=False).encode(),
-        role=ArtifactRole.PHASE_OUTPUT,
+        role=inv.output_role,
+        step=inv.step,
         name=f"{inv.tool.tool_id}.output.json",
         format="json",
         metadata={**common, "payload": "output", "review": "pending" if review else "none"},

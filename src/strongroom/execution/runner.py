@@ -20,14 +20,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import (
+    Conflict,
     SandboxUnavailable,
     StrongroomError,
     ValidationError,
@@ -37,6 +40,7 @@ from strongroom.execution.host_services import HOST_SERVICE_ENTRYPOINTS, HostSer
 from strongroom.execution.outcome import Outcome, classify
 from strongroom.execution.payloads import schema_problem, store_payloads, tool_log_lines
 from strongroom.models import (
+    ArtifactRole,
     DefinitionKind,
     DefinitionVersion,
     RunnerRequest,
@@ -111,6 +115,10 @@ class _Invocation:
     ad_hoc_run: bool
     input_sha256: str
     started_at: Any = field(default_factory=utcnow)
+    cancel: threading.Event | None = None
+    step: str | None = None
+    output_role: ArtifactRole = ArtifactRole.PHASE_OUTPUT
+    store_output: bool = True
 
     def subject(self) -> dict[str, Any]:
         return {
@@ -137,8 +145,19 @@ class ToolRunner:
     # -- the public call ----------------------------------------------------------------------
 
     async def run(
-        self, request: RunnerRequest | dict[str, Any], *, allow_degraded: bool | None = None
+        self,
+        request: RunnerRequest | dict[str, Any],
+        *,
+        allow_degraded: bool | None = None,
+        cancel: threading.Event | None = None,
+        step: str | None = None,
+        output_role: ArtifactRole = ArtifactRole.PHASE_OUTPUT,
+        store_output: bool = True,
     ) -> RunnerResponse:
+        """Run the request's tool once (plus retries). ``cancel`` set from another task or
+        thread kills the running attempt (error code ``cancelled``). ``step``,
+        ``output_role`` and ``store_output`` describe the output artifact (the orchestrator
+        sets them from the playbook step's persistence policy)."""
         req = (
             request
             if isinstance(request, RunnerRequest)
@@ -146,6 +165,8 @@ class ToolRunner:
         )
         degraded_ok = self.options.allow_degraded if allow_degraded is None else allow_degraded
         inv = await self._resolve(req)
+        inv.cancel, inv.step = cancel, step
+        inv.output_role, inv.store_output = ArtifactRole(output_role), store_output
         try:
             return await self._govern_and_run(inv, degraded_ok)
         except StrongroomError as exc:
@@ -255,6 +276,8 @@ class ToolRunner:
                 shutil.rmtree(scratch, ignore_errors=True)
             if outcome.ok or not outcome.retryable or attempt == attempts:
                 break
+            if inv.cancel is not None and inv.cancel.is_set():
+                break
             delay = min(
                 self.options.backoff_seconds * 2 ** (attempt - 1), self.options.max_backoff_seconds
             )
@@ -306,6 +329,7 @@ class ToolRunner:
             "cwd": str(self.options.workdir.resolve()),
             "sys_path": [str(p.resolve()) for p in self.options.tool_paths],
             "layers": plan.layers,
+            "runner_pid": os.getpid(),
         }
         drop = plan.layers.get("drop_uid")
         result = await asyncio.to_thread(
@@ -317,6 +341,7 @@ class ToolRunner:
             host=host,
             output_limit=self.options.output_limit,
             sandbox_uid=int(drop["uid"]) if drop else None,
+            cancel=inv.cancel,
         )
         rlimits = plan.layers.get("rlimits") or {}
         outcome = classify(result, timeout=plan.timeout_seconds, memory_bytes=rlimits.get("as"))
@@ -335,8 +360,12 @@ class ToolRunner:
             outcome.details["traceback"] = redactor.text(outcome.traceback)
         outcome.message = redactor.text(outcome.message)
         lines = tool_log_lines(result, redactor, inv.tool.tool_id, inv.request.request_id, attempt)
+        dropped_lines = 0
         if lines:
-            await self._vault.logs.append_many(inv.run_id, lines)
+            try:
+                await self._vault.logs.append_many(inv.run_id, lines)
+            except Conflict:  # the run ended meanwhile (cancelled): its log is sealed
+                dropped_lines = len(lines)
         enforced = _enforced_layers(plan, result)
         await self._audit(
             "execution.end",
@@ -355,6 +384,7 @@ class ToolRunner:
                 "host_calls": result.host_calls,
                 "denied_connections": denied,
                 "output_truncated": result.output_truncated,
+                "log_lines_dropped": dropped_lines,
                 "violation": outcome.details if outcome.code == "sandbox_violation" else None,
             },
         )

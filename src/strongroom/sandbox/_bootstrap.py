@@ -27,6 +27,7 @@ back: ``{"type": "host", ...}`` (a host-service request, answered by the runner)
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -40,6 +41,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 
+PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
@@ -229,6 +231,11 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
         target = layers["drop_uid"]
         drop_privileges(int(target["uid"]), int(target["gid"]))
         done["drop_uid"] = target
+    # Die with the runner (a SIGKILLed orchestrator must not leave its tool running). Set
+    # after the uid change, which clears it; then check the runner did not die meanwhile.
+    _check(_c().prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0), "PR_SET_PDEATHSIG")
+    if os.getppid() != int(plan.get("supervisor_pid", os.getppid())):
+        os._exit(137)
     os.chdir(plan["cwd"])
     if landlock is not None:
         spec = layers["landlock"]
@@ -352,12 +359,54 @@ def probe() -> dict[str, Any]:
     return found
 
 
+def supervise(plan: dict[str, Any], channel: Channel) -> None:
+    """Fork: the child goes on to confine itself and run the tool; this process stays
+    outside the confinement, waits for it and reports its resource usage.
+
+    Why: the kernel carries a process's peak RSS across ``fork`` + ``exec``, so the runner's
+    ``wait4`` would report the runner's own (large) RSS as the tool's peak. A child forked
+    from this small interpreter starts near its real size. The child's status is mirrored
+    (same exit code, or death by the same signal) so the runner sees what the tool did.
+    """
+    _check(_c().prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0), "PR_SET_PDEATHSIG")
+    if os.getppid() != int(plan.get("runner_pid", os.getppid())):
+        os._exit(137)
+    plan["supervisor_pid"] = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        return
+    while True:
+        try:
+            _, status, usage = os.wait4(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    with contextlib.suppress(OSError):
+        channel.send(
+            {
+                "type": "usage",
+                "max_rss_kib": usage.ru_maxrss,
+                "cpu_user_seconds": usage.ru_utime,
+                "cpu_system_seconds": usage.ru_stime,
+            }
+        )
+    if os.WIFSIGNALED(status):
+        import signal
+
+        number = os.WTERMSIG(status)
+        signal.signal(number, signal.SIG_DFL)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.kill(os.getpid(), number)
+    os._exit(os.WEXITSTATUS(status))
+
+
 def main(argv: list[str]) -> int:
     if argv[1:] == ["--probe"]:
         sys.stdout.write(json.dumps(probe()) + "\n")
         return 0
     channel = Channel(int(argv[1]))
     plan = channel.receive()
+    supervise(plan, channel)  # returns in the child only
     try:
         enforced = confine(plan)
     except BaseException as exc:

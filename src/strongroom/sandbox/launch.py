@@ -14,6 +14,7 @@ import selectors
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,15 +40,23 @@ class LaunchResult:
     exit_code: int | None = None
     signal: int | None = None
     timed_out: bool = False
+    cancelled: bool = False
     wall_seconds: float = 0.0
     cpu_user_seconds: float = 0.0
     cpu_system_seconds: float = 0.0
     max_rss_kib: int = 0
+    tool_max_rss_kib: int | None = None
     stdout: bytes = b""
     stderr: bytes = b""
     output_truncated: bool = False
     leftover_processes: bool = False
     host_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def peak_kib(self) -> int:
+        """The tool's peak RSS: from the bootstrap's supervisor when it reported (the
+        runner's own ``wait4`` figure includes the runner's RSS at fork), else ``wait4``'s."""
+        return self.tool_max_rss_kib if self.tool_max_rss_kib is not None else self.max_rss_kib
 
     def usage(self) -> dict[str, Any]:
         return {
@@ -55,7 +64,7 @@ class LaunchResult:
             "cpu_user_seconds": round(self.cpu_user_seconds, 6),
             "cpu_system_seconds": round(self.cpu_system_seconds, 6),
             "cpu_seconds": round(self.cpu_user_seconds + self.cpu_system_seconds, 6),
-            "peak_memory_bytes": self.max_rss_kib * 1024,
+            "peak_memory_bytes": self.peak_kib * 1024,
         }
 
 
@@ -142,8 +151,10 @@ def launch(
     host: HostHandler | None = None,
     output_limit: int = 8 * 1024 * 1024,
     sandbox_uid: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> LaunchResult:
-    """Run the bootstrap with ``plan``; never raises for what the tool does."""
+    """Run the bootstrap with ``plan``; never raises for what the tool does. Setting
+    ``cancel`` kills the process group (checked at least every 0.2 s)."""
     result = LaunchResult()
     parent_sock, child_sock = socket.socketpair()
     started = time.monotonic()
@@ -181,7 +192,11 @@ def launch(
             if remaining <= 0 and not result.timed_out:
                 result.timed_out = True
                 kill_group(pgid)
-            events = selector.select(timeout=max(remaining, 0.05) if not result.timed_out else 1.0)
+            if cancel is not None and cancel.is_set() and not result.cancelled:
+                result.cancelled = True
+                kill_group(pgid)
+            wait = max(min(remaining, 0.2 if cancel is not None else remaining), 0.05)
+            events = selector.select(timeout=1.0 if result.timed_out else wait)
             for key, _ in events:
                 if key.data == "exit":
                     _, status, rusage = os.wait4(proc.pid, 0)
@@ -267,6 +282,10 @@ def _read_control(
             result.confined = layers if isinstance(layers, dict) else {}
         elif kind in ("result", "error") and result.message is None:
             result.message = message
+        elif kind == "usage" and isinstance(message.get("max_rss_kib"), int):
+            # Sent by the bootstrap's supervisor after the tool's process ended; the last one
+            # wins, so a tool cannot pre-empt it with a made-up figure.
+            result.tool_max_rss_kib = int(message["max_rss_kib"])
 
 
 def _drain(

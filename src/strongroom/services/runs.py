@@ -143,7 +143,7 @@ class RunService:
             )
         now = utcnow()
         changes: dict[str, Any] = {"status": target, "updated_at": now}
-        if target is RunStatus.RUNNING:
+        if target is RunStatus.RUNNING and current.started_at is None:
             changes["started_at"] = now
         if target in TERMINAL_STATUSES:
             changes["completed_at"] = now

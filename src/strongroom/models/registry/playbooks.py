@@ -162,7 +162,7 @@ class Playbook(DefinitionBase):
     owner: ActorName | None = None
     created_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
-    steps: list[Step] = Field(min_length=1, max_length=1000)
+    steps: list[Step] = Field(min_length=1, max_length=10_000)
 
     def references(self) -> Iterator[tuple[str, RefKind, Ref]]:
         for s, step in enumerate(self.steps):

@@ -1,0 +1,298 @@
+"""`strongroom run`, `strongroom resume`, `strongroom cancel`: playbooks through the
+orchestrator, with live progress (or a JSON event stream with ``--json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from strongroom.cli._context import (
+    CliState,
+    JsonFlag,
+    cli_state,
+    emit_error,
+    exit_code_for,
+    reported_errors,
+)
+from strongroom.cli._output import stdout_console
+from strongroom.cli.tools import TOOL_PATH_ENV, tool_paths
+from strongroom.errors import ValidationError
+from strongroom.execution import RunnerOptions
+from strongroom.models import RunStatus
+from strongroom.orchestrator import Event, Orchestrator, RunResult, StepStatus
+from strongroom.vault import Vault
+
+__all__ = ["cancel", "resume", "run"]
+
+_STYLES = {
+    "pending": "dim",
+    "running": "cyan",
+    "completed": "green",
+    "failed": "red",
+    "waiting_approval": "yellow",
+    "cancelled": "magenta",
+}
+
+ToolPathOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--tool-path", help=f"Folder with tool modules (repeatable; also ${TOOL_PATH_ENV})."
+    ),
+]
+WorkdirOption = Annotated[
+    Path,
+    typer.Option(
+        "--workdir", help="The tools' working directory; policy paths are relative to it."
+    ),
+]
+ParallelOption = Annotated[
+    int, typer.Option("--max-parallel", min=1, max=256, help="Independent steps run at once.")
+]
+ActorOption = Annotated[
+    str, typer.Option("--actor", envvar="STRONGROOM_ACTOR", help="Who runs it (audited).")
+]
+
+
+def parse_inputs(values: list[str]) -> dict[str, Any]:
+    """``key=value`` (the value is JSON if it parses, else a string) or ``@file.json`` (an
+    object whose keys are inputs)."""
+    found: dict[str, Any] = {}
+    for raw in values:
+        if raw.startswith("@"):
+            path = Path(raw[1:])
+            try:
+                document = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ValidationError(
+                    f"cannot read inputs from {path}: {exc}",
+                    operation="cli.run",
+                    reason="bad_input_file",
+                ) from None
+            if not isinstance(document, dict):
+                raise ValidationError(
+                    f"{path} must hold a JSON object of inputs", operation="cli.run"
+                )
+            found.update(document)
+            continue
+        key, sep, value = raw.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError(
+                f"--input takes KEY=VALUE or @file.json, not {raw!r}",
+                operation="cli.run",
+                reason="bad_input",
+            )
+        try:
+            found[key.strip()] = json.loads(value)
+        except ValueError:
+            found[key.strip()] = value
+    return found
+
+
+class Progress:
+    """Rich live table of the steps (text mode) or one JSON object per event (--json)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.rows: dict[str, Event] = {}
+        self.console = stdout_console()
+        self.live: Live | None = None
+
+    def __call__(self, event: Event) -> None:
+        if self.as_json:
+            sys.stdout.write(json.dumps(event.to_dict(), default=str) + "\n")
+            sys.stdout.flush()
+            return
+        if event.step_id is not None:
+            self.rows[event.step_id] = event
+        if self.live is not None:
+            self.live.update(self.table(event))
+
+    def table(self, last: Event | None = None) -> Table:
+        table = Table("step", "tool", "status", "duration", "artifacts", box=None, pad_edge=False)
+        for step_id, event in self.rows.items():
+            status = event.status or ""
+            duration = (
+                f"{event.duration_seconds:.2f} s" if event.duration_seconds is not None else ""
+            )
+            table.add_row(
+                step_id,
+                event.tool or "",
+                Text(status, style=_STYLES.get(status, "")),
+                duration,
+                str(event.artifacts or ""),
+            )
+        if last is not None:
+            table.caption = f"{last.completed}/{last.total} steps completed"
+        return table
+
+    @contextmanager
+    def shown(self) -> Iterator[None]:
+        if self.as_json:
+            yield
+            return
+        with Live(self.table(), console=self.console, refresh_per_second=8) as live:
+            self.live = live
+            try:
+                yield
+            finally:
+                self.live = None
+
+
+def _options(workdir: Path, paths: list[Path] | None) -> RunnerOptions:
+    return RunnerOptions(workdir=workdir.resolve(), tool_paths=tool_paths(paths))
+
+
+def _report(state: CliState, result: RunResult) -> None:
+    """The last word: where things are, and the exit code that says how it ended."""
+    run = result.run
+    summary = {
+        "run_id": run.run_id,
+        "status": run.status.value,
+        "steps": {k: v.status.value for k, v in result.plan.steps.items()},
+        "last_error": run.last_error.model_dump() if run.last_error else None,
+    }
+    if state.json:
+        sys.stdout.write(json.dumps({"kind": "result", **summary}) + "\n")
+    else:
+        console = stdout_console()
+        console.print(
+            Text(
+                f"run {run.run_id}: {run.status.value}", style=_STYLES.get(run.status.value, "bold")
+            )
+        )
+        waiting = [s for s in result.plan.steps.values() if s.status is StepStatus.WAITING_APPROVAL]
+        for step in waiting:
+            command = (step.error.details if step.error else {}).get("command")
+            console.print(f"  step {step.step_id} needs an approval: {command}")
+        if waiting:
+            console.print(f"  then: strongroom resume {run.run_id}")
+        console.print(f"  details: strongroom runs show {run.run_id}")
+    if run.status is RunStatus.COMPLETED:
+        return
+    if run.status is RunStatus.PAUSED:
+        raise typer.Exit(exit_code_for("approval_required"))
+    if run.last_error is not None:
+        if not state.json:
+            emit_error(False, run.last_error.model_dump())
+        raise typer.Exit(exit_code_for(run.last_error.code))
+    raise typer.Exit(1)
+
+
+async def _publish_local(vault: Vault, data: bytes, name: str, actor: str) -> str:
+    """A playbook file: published (a draft; identical content is a no-op), then run by its
+    digest."""
+    result = await vault.registry.publish(data, file_name=name, actor=actor)
+    version = result.version
+    return f"{version.definition_id}@sha256:{version.digest}"
+
+
+def run(
+    ctx: typer.Context,
+    playbook: Annotated[
+        str,
+        typer.Argument(
+            help="PLAYBOOK, PLAYBOOK@VERSION, PLAYBOOK@CHANNEL, or a playbook file "
+            "(published as a draft first)."
+        ),
+    ],
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project config (ID[@VERSION|@CHANNEL]).")
+    ] = None,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="KEY=VALUE (JSON or text) or @file.json; repeatable."),
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Id of the new run.")] = None,
+    max_parallel: ParallelOption = 4,
+    tool_path: ToolPathOption = None,
+    workdir: WorkdirOption = Path("."),
+    actor: ActorOption = "local",
+    json_flag: JsonFlag = False,
+) -> None:
+    """Run a playbook through the sandboxed execution lane, persisting after every step.
+    Exits 0 when the run completes, 10 when it paused for an approval (the approve and
+    resume commands are printed), else the failing step's error code."""
+    state = cli_state(ctx, json_flag)
+    progress = Progress(state.json)
+    with reported_errors(state):
+        values = parse_inputs(inputs or [])
+        options = _options(workdir, tool_path)
+        local = Path(playbook)
+        data = local.read_bytes() if local.is_file() else None
+
+        async def work(vault: Vault) -> RunResult:
+            ref = playbook
+            if data is not None:
+                ref = await _publish_local(vault, data, local.name, actor)
+            orchestrator = Orchestrator(
+                vault, options, max_parallel=max_parallel, actor=actor, on_event=progress
+            )
+            with progress.shown():
+                return await orchestrator.start(ref, project=project, inputs=values, run_id=run_id)
+
+        result = state.run(work)
+    _report(state, result)
+
+
+def resume(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Continue even if the playbook, a tool or the project config changed since "
+            "the run started (audited).",
+        ),
+    ] = False,
+    tool_path: ToolPathOption = None,
+    workdir: WorkdirOption = Path("."),
+    actor: ActorOption = "local",
+    json_flag: JsonFlag = False,
+) -> None:
+    """Continue a run from its latest snapshot: completed steps are skipped, the step that was
+    in flight runs again. A failed or cancelled run continues as a new run."""
+    state = cli_state(ctx, json_flag)
+    progress = Progress(state.json)
+    with reported_errors(state):
+        options = _options(workdir, tool_path)
+
+        async def work(vault: Vault) -> RunResult:
+            orchestrator = Orchestrator(vault, options, actor=actor, on_event=progress)
+            with progress.shown():
+                return await orchestrator.resume(run_id, force=force)
+
+        result = state.run(work)
+    _report(state, result)
+
+
+def cancel(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (audited).")] = "cancelled",
+    actor: ActorOption = "local",
+    json_flag: JsonFlag = False,
+) -> None:
+    """Cancel a run: an orchestrator running it kills the running step's process group within
+    a second; everything persisted so far stays."""
+    state = cli_state(ctx, json_flag)
+    with reported_errors(state):
+
+        async def work(vault: Vault) -> Any:
+            return await Orchestrator(vault, actor=actor).cancel(run_id, reason=reason)
+
+        cancelled = state.run(work)
+    if state.json:
+        sys.stdout.write(cancelled.model_dump_json() + "\n")
+    else:
+        Console().print(f"run {run_id}: {cancelled.status.value}")

@@ -1,0 +1,16 @@
+"""The orchestrator: runs a registry playbook step by step through the governed execution
+lane, durably (a snapshot after every transition), with resume, approvals and cancel."""
+
+from strongroom.orchestrator.engine import DigestDrift, Orchestrator, RunResult
+from strongroom.orchestrator.events import Event
+from strongroom.orchestrator.state import PlanState, StepState, StepStatus
+
+__all__ = [
+    "DigestDrift",
+    "Event",
+    "Orchestrator",
+    "PlanState",
+    "RunResult",
+    "StepState",
+    "StepStatus",
+]

@@ -1,0 +1,82 @@
+"""What the orchestrator persists about a playbook run: one `PlanState` in the run state
+snapshot's ``data["orchestrator"]``, with a `StepState` per step. Everything resume needs is
+here: the definitions' digests (to refuse drift), the run's inputs, and per step its status,
+pinned tool, output artifact (or inline output) and last error."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from strongroom.errors import ErrorInfo
+from strongroom.ids import Digest, EntityId, SafeName
+from strongroom.models._base import Record, UtcDatetime
+from strongroom.models.artifacts import ArtifactRole
+
+__all__ = ["STATE_KEY", "PlanState", "StepState", "StepStatus"]
+
+STATE_KEY = "orchestrator"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    WAITING_APPROVAL = "waiting_approval"
+    CANCELLED = "cancelled"
+
+
+class StepState(Record):
+    step_id: SafeName
+    status: StepStatus = StepStatus.PENDING
+    tool_id: SafeName
+    tool_version: str
+    manifest_digest: Digest
+    tool_ref: str = Field(description="The step's tool reference as the playbook wrote it.")
+    upstream: list[SafeName] = Field(default_factory=list)
+    output_role: ArtifactRole = ArtifactRole.PHASE_OUTPUT
+    starts: int = Field(default=0, ge=0, description="Times the orchestrator started it.")
+    request_id: EntityId | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    output_artifact_id: EntityId | None = None
+    output_sha256: Digest | None = None
+    output: Any = Field(default=None, description="Inline output when it is not stored.")
+    artifact_ids: list[EntityId] = Field(default_factory=list)
+    needs_review: bool = False
+    error: ErrorInfo | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status is StepStatus.COMPLETED
+
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class PlanState(Record):
+    playbook_ref: str
+    playbook_id: SafeName
+    playbook_version: str
+    playbook_digest: Digest
+    project_ref: str | None = None
+    project_id: SafeName | None = None
+    project_version: str | None = None
+    project_digest: Digest | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    max_parallel: int = Field(default=4, ge=1, le=256)
+    steps: dict[str, StepState] = Field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for step in self.steps.values():
+            found[step.status.value] = found.get(step.status.value, 0) + 1
+        return found
+
+    def completed(self) -> int:
+        return sum(1 for step in self.steps.values() if step.done)

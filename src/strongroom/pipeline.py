@@ -1,0 +1,738 @@
+"""Embedding API: persist a pipeline that your own code orchestrates (a script, Airflow, an
+agent loop) and resume it after a crash.
+
+    from strongroom import Vault
+    from strongroom.pipeline import PipelineRun
+
+    async with await Vault.open("./.strongroom") as vault:
+        async with PipelineRun.open(vault, project="docs", run_id=previous_or_none) as run:
+            if not run.completed("ingest"):
+                async with run.phase("ingest") as phase:
+                    await phase.output(load())                   # JSON -> phase_output artifact
+                    await phase.artifact(b"a,b\\n", name="raw.csv")
+                    phase.state["cursor"] = 120                  # saved in every snapshot
+            segments = await run.output("ingest")                # read back, sha256 verified
+
+A `PipelineRun` is a run record (pending -> running -> completed | failed | cancelled), a
+chain of state snapshots (`RunState`, compare-and-set on the revision) and the run's log.
+Each phase writes a snapshot when it starts and one when it completes or fails; the snapshot
+written at completion lists the phase's artifacts and is the resume point. Everything goes
+through the vault's services, so it works on every backend. The rules for opening, resuming
+and finishing are in `PipelineRun.open` and ``docs/embedding.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import pydantic
+from pydantic import BaseModel
+
+from strongroom.errors import (
+    Conflict,
+    ErrorInfo,
+    NotFound,
+    SerializationError,
+    StrongroomError,
+    ValidationError,
+)
+from strongroom.ids import check_name
+from strongroom.models import (
+    ALLOWED_TRANSITIONS,
+    ArtifactFormat,
+    ArtifactMetadata,
+    ArtifactRole,
+    LogLevel,
+    PhaseEvent,
+    Progress,
+    Run,
+    RunState,
+    RunStatus,
+)
+from strongroom.services.redaction import Redactor
+from strongroom.vault import Vault
+
+__all__ = ["OUTPUT_NAME", "Phase", "PipelineRun", "error_info"]
+
+M = TypeVar("M", bound=BaseModel)
+
+#: File name of a phase's JSON output artifact (``phase.output(...)``).
+OUTPUT_NAME = "output.json"
+# Metadata key marking the output artifact among a phase's artifacts.
+_OUTPUT_MARK = "pipeline_output"
+_MAX_ERROR_MESSAGE = 2000
+_redactor = Redactor()
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """The `ErrorInfo` recorded for ``exc``: a `StrongroomError` keeps its code and details;
+    anything else becomes code ``exception`` with the exception type in the details.
+    Messages pass through the default secret redaction (they land in records)."""
+    if isinstance(exc, StrongroomError):
+        info = exc.to_info()
+        return info.model_copy(
+            update={
+                "message": _redactor.text(info.message),
+                "details": _redactor.value(info.details),
+            }
+        )
+    if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
+        return ErrorInfo(
+            code="cancelled",
+            message=f"interrupted by {type(exc).__name__}",
+            details={"type": type(exc).__name__},
+        )
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    text = str(exc)
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return ErrorInfo(
+        code="exception",
+        message=_redactor.text(message[:_MAX_ERROR_MESSAGE]),
+        details={"type": name},
+    )
+
+
+def _encode_json(value: Any, phase: str) -> bytes:
+    if isinstance(value, BaseModel):
+        return value.model_dump_json().encode()
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"output of phase {phase!r} is not JSON-serializable: {exc}",
+            operation="pipeline.output",
+            phase=phase,
+        ) from exc
+
+
+def _phase_name(name: str, operation: str) -> str:
+    try:
+        return check_name(name)
+    except ValueError as exc:
+        raise ValidationError(
+            f"invalid phase name {name[:80]!r}: {exc}", operation=operation
+        ) from exc
+
+
+def _completed_in_order(state: RunState) -> list[str]:
+    ordered: list[str] = []
+    for event in state.phase_history:
+        if event.status in ("completed", "skipped") and event.phase not in ordered:
+            ordered.append(event.phase)
+    done = [name for name in ordered if name in state.phase_artifacts]
+    return done + sorted(set(state.phase_artifacts) - set(done))
+
+
+class Phase:
+    """One execution of a phase; an async context manager made by `PipelineRun.phase`.
+
+    Inside it, `output` and `artifact` store artifacts at once (durable when the call
+    returns); they become the phase's outputs when the block exits cleanly, which records
+    a ``completed`` event and saves the snapshot that a resume starts from. An exception
+    records ``failed`` (with its `ErrorInfo`), saves a snapshot and propagates.
+    """
+
+    def __init__(self, run: PipelineRun, name: str) -> None:
+        self.run = run
+        self.name = name
+        #: Artifacts stored by this execution of the phase, in order.
+        self.artifacts: list[ArtifactMetadata] = []
+        self._output: ArtifactMetadata | None = None
+        self._entered = False
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The run's free-form state (`PipelineRun.data`, `RunState.data`): saved in every
+        snapshot and loaded back on resume. Must be JSON-serializable."""
+        return self.run.data
+
+    async def output(self, value: Any, *, description: str | None = None) -> ArtifactMetadata:
+        """Store the phase's JSON output (a pydantic model or any JSON-serializable value) as
+        a ``phase_output`` artifact named ``output.json``; read it back with
+        `PipelineRun.output`. One output per phase."""
+        self._require_open("pipeline.output")
+        if self._output is not None:
+            raise Conflict(
+                f"phase {self.name!r} already has an output",
+                operation="pipeline.output",
+                run_id=self.run.run_id,
+                phase=self.name,
+                reason="output_already_set",
+            )
+        meta = await self.run.vault.artifacts.put_bytes(
+            self.run.run_id,
+            _encode_json(value, self.name),
+            role=ArtifactRole.PHASE_OUTPUT,
+            format=ArtifactFormat.JSON,
+            phase=self.name,
+            name=OUTPUT_NAME,
+            description=description,
+            metadata={_OUTPUT_MARK: True},
+        )
+        self._output = meta
+        self.artifacts.append(meta)
+        return meta
+
+    async def artifact(
+        self,
+        data: bytes | Path,
+        *,
+        name: str,
+        role: ArtifactRole | str = ArtifactRole.PHASE_OUTPUT,
+        **spec: Any,
+    ) -> ArtifactMetadata:
+        """Store an extra artifact of the phase: ``bytes``, or a `Path` whose file is
+        streamed (any size). ``spec`` takes the other `ArtifactInput` fields (``format``,
+        ``label``, ``description``, ``metadata``, ``tags``...); the format follows the name's
+        extension unless given."""
+        self._require_open("pipeline.artifact")
+        vault, run_id = self.run.vault, self.run.run_id
+        if isinstance(data, Path):
+            meta = await vault.artifacts.put_file(
+                run_id, data, name=name, role=role, phase=self.name, **spec
+            )
+        else:
+            meta = await vault.artifacts.put_bytes(
+                run_id, data, name=name, role=role, phase=self.name, **spec
+            )
+        self.artifacts.append(meta)
+        return meta
+
+    async def log(
+        self, event: str, message: str = "", *, level: LogLevel | str = LogLevel.INFO, **data: Any
+    ) -> None:
+        """Append a line to the run's log, tagged with this phase."""
+        await self.run.log(event, message, level=level, phase=self.name, **data)
+
+    def _require_open(self, operation: str) -> None:
+        if not self._entered or self.run._open_phase is not self:
+            raise Conflict(
+                f"phase {self.name!r} is not open: use it inside `async with run.phase(...)`",
+                operation=operation,
+                run_id=self.run.run_id,
+                phase=self.name,
+                reason="phase_not_open",
+            )
+
+    async def __aenter__(self) -> Phase:
+        await self.run._begin_phase(self)
+        self._entered = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self.run._complete_phase(self)
+        else:
+            await self.run._fail_phase(self, exc)
+
+
+class PipelineRun:
+    """A pipeline run persisted in a vault. Made by `PipelineRun.open` (an async context
+    manager); see there for the open/resume rules."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        record: Run,
+        state: RunState,
+        revision: int,
+        *,
+        actor: str,
+        resumed: bool,
+    ) -> None:
+        self.vault = vault
+        #: The run record as last written by this object (``version`` is its CAS token).
+        self.record = record
+        #: The resumable state; the latest snapshot holds it as of revision `revision`.
+        self.state = state
+        #: The latest snapshot revision of this run (0 = none yet).
+        self.revision = revision
+        self.actor = actor
+        #: True when `open` continued or replaced an existing run.
+        self.resumed = resumed
+        self._open_phase: Phase | None = None
+        self._closed = False
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        vault: Vault,
+        *,
+        project: str,
+        purpose: str = "",
+        run_id: str | None = None,
+        actor: str = "local",
+        steps_total: int | None = None,
+        complete_on_exit: bool = True,
+    ) -> _PipelineContext:
+        """Open a pipeline run, as an async context manager yielding the `PipelineRun`.
+
+        Without ``run_id``: create a run of ``project`` and start it (pending -> running).
+
+        With ``run_id`` (resume), by the run's status:
+
+        - ``running`` (the process that ran it died), or ``pending`` (or any other status
+          the state machine lets go back to ``running``): continue it in place from its
+          latest snapshot. A phase that had started but neither completed nor
+          failed gets a ``failed`` event with code ``interrupted``; it will run again.
+        - ``failed`` or ``cancelled``: the state machine forbids restarting it, so a NEW run
+          is created with ``previous_run_id`` = ``run_id``, carrying over the old run's
+          completed phases (their artifact ids, recorded as ``skipped`` events), its
+          free-form ``data`` and progress. Use the new ``run.run_id`` from then on.
+        - ``completed``: refused with `Conflict` (reason ``run_completed``).
+
+        A run of another project is refused with `Conflict` (``project_mismatch``), and so is
+        a playbook run of strongroom's orchestrator (``playbook_run``).
+
+        Leaving the block normally completes the run (sealing its log) unless
+        ``complete_on_exit=False``, which leaves it running for a later process to resume
+        (one process per phase, as in Airflow). An exception fails the run with
+        ``last_error`` set and propagates; `KeyboardInterrupt`, `asyncio.CancelledError`
+        and other non-`Exception` exits cancel it (best effort) and propagate.
+
+        ``steps_total`` is the number of phases, for the run's progress display.
+        """
+        return _PipelineContext(
+            lambda: cls._start(
+                vault,
+                project=project,
+                purpose=purpose,
+                run_id=run_id,
+                actor=actor,
+                steps_total=steps_total,
+            ),
+            complete_on_exit=complete_on_exit,
+        )
+
+    @classmethod
+    async def _start(
+        cls,
+        vault: Vault,
+        *,
+        project: str,
+        purpose: str,
+        run_id: str | None,
+        actor: str,
+        steps_total: int | None,
+    ) -> PipelineRun:
+        if run_id is None:
+            progress = Progress(steps_total=steps_total)
+            record = await vault.runs.create(
+                project=project, actor=actor, purpose=purpose, progress=progress
+            )
+            record = await vault.runs.start(
+                record.run_id, expected_version=record.version, actor=actor
+            )
+            run = cls(vault, record, RunState(progress=progress), 0, actor=actor, resumed=False)
+            await run.log("pipeline.opened", f"pipeline run opened: {purpose}" if purpose else "")
+            return run
+
+        old = await vault.runs.get(run_id)
+        if old.project != project:
+            raise Conflict(
+                f"run {old.run_id} belongs to project {old.project!r}, not {project!r}",
+                operation="pipeline.open",
+                run_id=old.run_id,
+                reason="project_mismatch",
+            )
+        if old.playbook is not None:
+            raise Conflict(
+                f"run {old.run_id} runs playbook {old.playbook.playbook_id!r}: it belongs to "
+                "strongroom's orchestrator (resume it with `strongroom resume`)",
+                operation="pipeline.open",
+                run_id=old.run_id,
+                reason="playbook_run",
+            )
+        if old.status is RunStatus.COMPLETED:
+            await vault.logs.seal(old.run_id, actor=actor)  # idempotent; repairs a cut seal
+            raise Conflict(
+                f"run {old.run_id} is completed and cannot be resumed: its outputs are "
+                "final (start a new run to recompute them)",
+                operation="pipeline.open",
+                run_id=old.run_id,
+                reason="run_completed",
+            )
+        revision = await vault.snapshots.latest_revision(old.run_id)
+        state = (await vault.snapshots.load(old.run_id)).state if revision else RunState()
+        if old.status is RunStatus.RUNNING or RunStatus.RUNNING in ALLOWED_TRANSITIONS[old.status]:
+            # running (its process died), or not yet/no longer running but allowed back
+            # (pending; paused where the state machine has it): continue in place
+            return await cls._continue(vault, old, state, revision, actor, steps_total)
+        await vault.logs.seal(old.run_id, actor=actor)  # idempotent; repairs a cut seal
+        return await cls._replace(vault, old, state, purpose, actor, steps_total)
+
+    @classmethod
+    async def _continue(
+        cls,
+        vault: Vault,
+        record: Run,
+        state: RunState,
+        revision: int,
+        actor: str,
+        steps_total: int | None,
+    ) -> PipelineRun:
+        if record.status is not RunStatus.RUNNING:
+            record = await vault.runs.start(
+                record.run_id, expected_version=record.version, actor=actor
+            )
+        if steps_total is not None:
+            state.progress = state.progress.model_copy(update={"steps_total": steps_total})
+        run = cls(vault, record, state, revision, actor=actor, resumed=True)
+        await run.log(
+            "pipeline.resumed",
+            f"resumed in place at snapshot revision {revision}",
+            revision=revision,
+            completed_phases=run.completed_phases,
+        )
+        interrupted = run._interrupted_phases()
+        for name in interrupted:
+            error = ErrorInfo(
+                code="interrupted",
+                message=f"phase {name!r} started but its process stopped before it ended",
+                details={"phase": name},
+            )
+            state.phase_history.append(PhaseEvent(phase=name, status="failed", error=error))
+            await run.log("phase.interrupted", error.message, level=LogLevel.WARNING, phase=name)
+        if interrupted:
+            await run._save()
+        return run
+
+    @classmethod
+    async def _replace(
+        cls,
+        vault: Vault,
+        old: Run,
+        old_state: RunState,
+        purpose: str,
+        actor: str,
+        steps_total: int | None,
+    ) -> PipelineRun:
+        carried = {
+            name: list(old_state.phase_artifacts[name]) for name in _completed_in_order(old_state)
+        }
+        progress = Progress(
+            steps_total=steps_total if steps_total is not None else old_state.progress.steps_total,
+            steps_completed=len(carried),
+        )
+        record = await vault.runs.create(
+            project=old.project,
+            actor=actor,
+            purpose=purpose or old.purpose,
+            progress=progress,
+            previous_run_id=old.run_id,
+        )
+        state = RunState(
+            phase_history=[
+                PhaseEvent(phase=name, status="skipped", revision=1, artifact_ids=ids)
+                for name, ids in carried.items()
+            ],
+            phase_revisions=dict.fromkeys(carried, 1),
+            phase_artifacts=carried,
+            progress=progress,
+            data=dict(old_state.data),
+        )
+        run = cls(vault, record, state, 0, actor=actor, resumed=True)
+        await run._save()  # revision 1: the carried-over phases are durable before any work
+        run.record = await vault.runs.start(
+            record.run_id, expected_version=record.version, actor=actor
+        )
+        await run.log(
+            "pipeline.resumed",
+            f"new run replacing {old.status.value} run {old.run_id}",
+            previous_run_id=old.run_id,
+            carried_phases=list(carried),
+        )
+        return run
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def previous_run_id(self) -> str | None:
+        """The failed/cancelled run this one replaced, if any."""
+        return self.record.previous_run_id
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Free-form, JSON-serializable pipeline state (`RunState.data`): saved in every
+        snapshot, loaded back on resume, carried over to a replacement run."""
+        return self.state.data
+
+    @property
+    def completed_phases(self) -> list[str]:
+        """Phases whose outputs are recorded (completed here or carried over), in the order
+        they completed (snapshots store dicts with sorted keys, so the order comes from the
+        phase history)."""
+        return _completed_in_order(self.state)
+
+    def completed(self, name: str) -> bool:
+        """Whether phase ``name`` has completed (in this run or a run it replaced): skip it
+        and read its results with `output` / `outputs`."""
+        return name in self.state.phase_artifacts
+
+    async def outputs(self, name: str) -> list[ArtifactMetadata]:
+        """Every artifact of completed phase ``name``, in the order they were stored (the
+        output is the one named ``output.json``). Read one with ``vault.artifacts.get_bytes(id)``,
+        which verifies its sha256."""
+        ids = self._completed_ids(name, "pipeline.outputs")
+        return [await self.vault.artifacts.get(artifact_id) for artifact_id in ids]
+
+    @overload
+    async def output(self, name: str) -> Any: ...
+
+    @overload
+    async def output(self, name: str, model: type[M]) -> M: ...
+
+    async def output(self, name: str, model: type[M] | None = None) -> Any:
+        """The JSON output of completed phase ``name``, read from its artifact (the bytes
+        are verified against their sha256: a damaged blob raises `IntegrityError`), parsed
+        as ``model`` when given. `NotFound` if the phase has not completed or stored no
+        output."""
+        for meta in await self.outputs(name):
+            if meta.metadata.get(_OUTPUT_MARK) is True:
+                data = await self.vault.artifacts.get_bytes(meta.artifact_id)
+                if model is None:
+                    return json.loads(data)
+                try:
+                    return model.model_validate_json(data)
+                except pydantic.ValidationError as exc:
+                    raise SerializationError(
+                        f"output of phase {name!r} does not parse as {model.__name__}: {exc}",
+                        operation="pipeline.output",
+                        run_id=self.run_id,
+                        artifact_id=meta.artifact_id,
+                    ) from exc
+        raise NotFound(
+            f"phase {name!r} completed without an output (see `outputs` for its artifacts)",
+            operation="pipeline.output",
+            run_id=self.run_id,
+            phase=name,
+        )
+
+    def _completed_ids(self, name: str, operation: str) -> list[str]:
+        ids = self.state.phase_artifacts.get(name)
+        if ids is None:
+            raise NotFound(
+                f"phase {name!r} has not completed in run {self.run_id}",
+                operation=operation,
+                run_id=self.run_id,
+                phase=name,
+            )
+        return ids
+
+    def _interrupted_phases(self) -> list[str]:
+        last: dict[str, str] = {}
+        for event in self.state.phase_history:
+            last[event.phase] = event.status
+        return [name for name, status in last.items() if status == "started"]
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def phase(self, name: str) -> Phase:
+        """A new execution of phase ``name``, to use as ``async with run.phase(name) as p``.
+        `Conflict` on entering if the phase has completed (check `completed` first) or if
+        another phase is open."""
+        return Phase(self, _phase_name(name, "pipeline.phase"))
+
+    async def log(
+        self,
+        event: str,
+        message: str = "",
+        *,
+        level: LogLevel | str = LogLevel.INFO,
+        phase: str | None = None,
+        **data: Any,
+    ) -> None:
+        """Append a line to the run's hash-chained log (redacted before storage)."""
+        await self.vault.logs.append(
+            self.run_id,
+            {"level": level, "event": event, "phase": phase, "message": message, "data": data},
+        )
+
+    async def _save(self) -> None:
+        """Append the next snapshot, compare-and-set on the revision this object last saw:
+        another process writing the same run makes this raise `Conflict`."""
+        record = await self.vault.snapshots.save(
+            self.run_id, self.state, expected_revision=self.revision
+        )
+        self.revision = record.revision
+
+    async def _update(self, **changes: Any) -> None:
+        self.record = await self.vault.runs.update(
+            self.run_id, expected_version=self.record.version, **changes
+        )
+
+    def _require_running(self, operation: str) -> None:
+        if self._closed:
+            raise Conflict(
+                f"pipeline run {self.run_id} is closed",
+                operation=operation,
+                run_id=self.run_id,
+                reason="run_closed",
+            )
+
+    async def _begin_phase(self, phase: Phase) -> None:
+        self._require_running("pipeline.phase")
+        if self.completed(phase.name):
+            raise Conflict(
+                f"phase {phase.name!r} already completed in run {self.run_id}; "
+                "check run.completed(name) and read run.output(name) instead",
+                operation="pipeline.phase",
+                run_id=self.run_id,
+                phase=phase.name,
+                reason="phase_completed",
+            )
+        if self._open_phase is not None:
+            raise Conflict(
+                f"phase {self._open_phase.name!r} is still open; phases run one at a time",
+                operation="pipeline.phase",
+                run_id=self.run_id,
+                phase=phase.name,
+                reason="phase_open",
+            )
+        self._open_phase = phase
+        try:
+            self.state.phase_history.append(PhaseEvent(phase=phase.name, status="started"))
+            self.state.progress = self.state.progress.model_copy(
+                update={"message": f"{phase.name} running"}
+            )
+            await self.log("phase.started", f"{phase.name}: started", phase=phase.name)
+            await self._save()
+            await self._update(current_phase=phase.name, progress=self.state.progress)
+        except BaseException:
+            self._open_phase = None
+            raise
+
+    async def _complete_phase(self, phase: Phase) -> None:
+        try:
+            ids = [meta.artifact_id for meta in phase.artifacts]
+            revision = self.revision + 1
+            self.state.phase_history.append(
+                PhaseEvent(
+                    phase=phase.name, status="completed", revision=revision, artifact_ids=ids
+                )
+            )
+            self.state.phase_artifacts[phase.name] = ids
+            self.state.phase_revisions[phase.name] = revision
+            self.state.progress = self.state.progress.model_copy(
+                update={
+                    "steps_completed": len(self.state.phase_artifacts),
+                    "message": f"{phase.name} done",
+                }
+            )
+            await self._save()
+            await self._update(progress=self.state.progress)
+            await self.log(
+                "phase.completed",
+                f"{phase.name}: completed",
+                phase=phase.name,
+                revision=revision,
+                artifact_ids=ids,
+            )
+        finally:
+            self._open_phase = None
+
+    async def _fail_phase(self, phase: Phase, exc: BaseException) -> None:
+        error = error_info(exc)
+        try:
+            self.state.phase_history.append(
+                PhaseEvent(
+                    phase=phase.name,
+                    status="failed",
+                    artifact_ids=[meta.artifact_id for meta in phase.artifacts],
+                    error=error,
+                )
+            )
+            self.state.last_error = error
+            self.state.progress = self.state.progress.model_copy(
+                update={"message": f"{phase.name} failed"}
+            )
+            await self.log(
+                "phase.failed",
+                f"{phase.name}: {error.message}",
+                level=LogLevel.ERROR,
+                phase=phase.name,
+                error=error.model_dump(mode="json"),
+            )
+            await self._save()
+        except Exception as bookkeeping:  # never hide the phase's own exception
+            exc.add_note(f"strongroom could not record the failed phase: {bookkeeping!r}")
+        finally:
+            self._open_phase = None
+
+    async def _finish(self, exc: BaseException | None, *, complete: bool) -> None:
+        """End the run as the context exits (see `open`)."""
+        if self._closed:
+            return
+        self._closed = True
+        if exc is None:
+            if not complete:
+                await self.log("pipeline.detached", "left running for a later process")
+                return
+            await self.log("pipeline.completed", "pipeline completed")
+            await self._update(progress=self.state.progress, current_phase=None)
+            self.record = await self.vault.runs.complete(
+                self.run_id, expected_version=self.record.version, actor=self.actor
+            )
+            return
+        error = error_info(exc)
+        try:
+            if isinstance(exc, Exception):
+                await self.log(
+                    "pipeline.failed",
+                    error.message,
+                    level=LogLevel.ERROR,
+                    error=error.model_dump(mode="json"),
+                )
+                self.record = await self.vault.runs.fail(self.run_id, error, actor=self.actor)
+            else:
+                await self.log("pipeline.cancelled", error.message, level=LogLevel.WARNING)
+                self.record = await self.vault.runs.cancel(
+                    self.run_id, error=error, actor=self.actor
+                )
+        except Exception as bookkeeping:  # never hide the run's own exception
+            exc.add_note(f"strongroom could not record the run's end: {bookkeeping!r}")
+
+
+class _PipelineContext:
+    """What `PipelineRun.open` returns: ``async with`` it to get the `PipelineRun`."""
+
+    def __init__(
+        self, start: Callable[[], Awaitable[PipelineRun]], *, complete_on_exit: bool
+    ) -> None:
+        self._start = start
+        self._complete = complete_on_exit
+        self._run: PipelineRun | None = None
+
+    async def __aenter__(self) -> PipelineRun:
+        self._run = await self._start()
+        return self._run
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._run is not None:
+            await self._run._finish(exc, complete=self._complete)
