@@ -28,6 +28,7 @@ from rich.text import Text
 
 from strongroom.cli._context import emit_error, exit_code_for
 from strongroom.cli._output import iso, plain_table, print_table, stdout_console
+from strongroom.demo_pipeline import PipelineDemo, print_main_job, run_main_job
 from strongroom.demo_registry import publish_examples
 from strongroom.errors import StrongroomError
 from strongroom.models import (
@@ -40,6 +41,7 @@ from strongroom.models import (
     Progress,
     Run,
     RunState,
+    RunStatus,
     SnapshotRecord,
     VerifyReport,
 )
@@ -53,6 +55,7 @@ PHASES = ("ingest", "translate", "qa", "export")
 TARGET_LANGUAGE = "fr"
 DOCUMENT = "user-guide.md"
 FAKE_API_KEY = "sk-demo-1234567890abcdef"  # not a real key: it shows redaction at work
+DEMO_WORKDIR = "./.strongroom-demo"  # the main job's working folder (a copy of examples/project)
 
 
 class SourceSegment(BaseModel):
@@ -505,10 +508,14 @@ def _print_summary(console: Console, result: DemoResult, url: str, shown_url: st
         console.print(Text(f"  {command}"), soft_wrap=True)
 
 
-async def _main(url: str) -> tuple[DemoResult, list[tuple[str, PublishResult]]]:
+async def _main(
+    url: str, workdir: Path
+) -> tuple[DemoResult, list[tuple[str, PublishResult]], PipelineDemo | None]:
     async with await Vault.open(url) as vault:
         result = await record_demo_run(vault)
-        return result, await publish_examples(vault)
+        published = await publish_examples(vault)
+        job = await run_main_job(vault, workdir) if published else None
+        return result, published, job
 
 
 def _print_registry(console: Console, published: list[tuple[str, PublishResult]], cli: str) -> None:
@@ -531,8 +538,9 @@ def _print_registry(console: Console, published: list[tuple[str, PublishResult]]
 
 def main() -> int:
     url = os.environ.get("STRONGROOM_URL") or DEFAULT_VAULT_URL
+    workdir = Path(os.environ.get("STRONGROOM_DEMO_WORKDIR", DEMO_WORKDIR))
     try:
-        result, published = asyncio.run(_main(url))
+        result, published, job = asyncio.run(_main(url, workdir))
     except StrongroomError as exc:
         emit_error(False, exc.to_dict())
         return exit_code_for(exc.code)
@@ -541,7 +549,10 @@ def main() -> int:
     _print_summary(console, result, url, shown)
     cli = _cli_command() + (f" --vault {shlex.quote(url)}" if url != DEFAULT_VAULT_URL else "")
     _print_registry(console, published, cli)
-    return 0 if result.report.ok else 1
+    if job is not None:
+        print_main_job(console, job, cli)
+    completed = job is None or job.finished.status is RunStatus.COMPLETED
+    return 0 if result.report.ok and completed else 1
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def _report(state: CliState, result: RunResult) -> None:
     summary = {
         "run_id": run.run_id,
         "status": run.status.value,
-        "steps": {k: v.status.value for k, v in result.plan.steps.items()},
+        "steps": {s.step_id: s.status.value for s in result.plan.ordered()},
         "last_error": run.last_error.model_dump() if run.last_error else None,
     }
     if state.json:
@@ -170,7 +170,7 @@ def _report(state: CliState, result: RunResult) -> None:
                 f"run {run.run_id}: {run.status.value}", style=_STYLES.get(run.status.value, "bold")
             )
         )
-        waiting = [s for s in result.plan.steps.values() if s.status is StepStatus.WAITING_APPROVAL]
+        waiting = [s for s in result.plan.ordered() if s.status is StepStatus.WAITING_APPROVAL]
         for step in waiting:
             command = (step.error.details if step.error else {}).get("command")
             console.print(f"  step {step.step_id} needs an approval: {command}")

@@ -200,7 +200,7 @@ async def _details(vault: Vault, run_id: str) -> RunDetails:
     if history:
         plan = (await vault.snapshots.load(run.run_id)).state.data.get(STATE_KEY)
         if isinstance(plan, dict):
-            steps = list(PlanState.model_validate(plan).steps.values())
+            steps = PlanState.model_validate(plan).ordered()
     return RunDetails(
         run=run,
         latest_snapshot=history[-1] if history else None,

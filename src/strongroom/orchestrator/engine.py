@@ -171,6 +171,7 @@ class Orchestrator:
             inputs={**defaults, **inputs},
             max_parallel=self._max_parallel,
             steps=steps,
+            order=list(steps),
             **project_fields,
         )
         return plan, definition
@@ -243,6 +244,9 @@ class Orchestrator:
             run, state, revision = await self._successor(run, plan, state)
         elif run.status is RunStatus.PENDING or run.status is RunStatus.PAUSED:
             await self._vault.runs.start(run_id)
+        if run.last_error is not None and run.status is not RunStatus.FAILED:
+            await self._vault.runs.update(run.run_id, last_error=None)
+        state.last_error = None
         drive = _Drive(run.run_id, plan, state, revision)
         await self._persist(drive)
         await self._audit(
@@ -301,6 +305,7 @@ class Orchestrator:
         )
         update: dict[str, Any] = {
             "steps": fresh,
+            "order": list(fresh),
             "playbook_version": version.version,
             "playbook_digest": version.digest,
         }
@@ -373,10 +378,10 @@ class Orchestrator:
     @staticmethod
     def _ready(plan: PlanState, running: dict[str, asyncio.Task[None]]) -> list[str]:
         return [
-            step_id
-            for step_id, step in plan.steps.items()
+            step.step_id
+            for step in plan.ordered()
             if step.status is StepStatus.PENDING
-            and step_id not in running
+            and step.step_id not in running
             and all(plan.steps[up].done for up in step.upstream)
         ]
 
@@ -536,8 +541,8 @@ class Orchestrator:
     async def _finish(self, drive: _Drive) -> RunResult:
         plan = drive.plan
         statuses = [step.status for step in plan.steps.values()]
-        failed = next((s for s in plan.steps.values() if s.status is StepStatus.FAILED), None)
-        waiting = [s for s in plan.steps.values() if s.status is StepStatus.WAITING_APPROVAL]
+        failed = next((s for s in plan.ordered() if s.status is StepStatus.FAILED), None)
+        waiting = [s for s in plan.ordered() if s.status is StepStatus.WAITING_APPROVAL]
         run = await self._vault.runs.get(drive.run_id)
         drive.state.data[STATE_KEY] = plan.model_dump(mode="json")
         if run.status is RunStatus.CANCELLED or drive.cancel.is_set():
@@ -554,7 +559,7 @@ class Orchestrator:
             await self._vault.runs.fail(drive.run_id, failed.error)
             self._emit(Event.run("run_failed", drive))
         elif waiting:
-            error = self._approval_error(waiting)
+            error = self._approval_error(waiting, drive.run_id)
             drive.state.last_error = error
             await self._persist(drive)
             await self._vault.runs.update(drive.run_id, last_error=error)
@@ -568,7 +573,7 @@ class Orchestrator:
         elif all(status is StepStatus.COMPLETED for status in statuses):
             await self._persist(drive)
             outputs = [
-                {"artifact_id": s.output_artifact_id, "role": ArtifactRole.EXPORT.value}
+                {"artifact_id": s.output_artifact_id, "sha256": s.output_sha256}
                 for s in plan.steps.values()
                 if s.output_artifact_id is not None and s.output_role is ArtifactRole.EXPORT
             ]
@@ -581,13 +586,15 @@ class Orchestrator:
         return RunResult(run=run, plan=plan, revision=drive.revision)
 
     @staticmethod
-    def _approval_error(waiting: list[StepState]) -> ErrorInfo:
+    def _approval_error(waiting: list[StepState], run_id: str) -> ErrorInfo:
         commands = [str((s.error.details if s.error else {}).get("command", "")) for s in waiting]
         steps = ", ".join(s.step_id for s in waiting)
+        listed = "; ".join(c for c in commands if c)
         return ErrorInfo(
             code="approval_required",
-            message=f"paused: step(s) {steps} need an approval; approve, then "
-            f"`strongroom resume RUN_ID`: {'; '.join(c for c in commands if c)}",
+            message=f"paused: step(s) {steps} need an approval ({listed}, "
+            f"or approve this run: strongroom registry approve --run {run_id} ...), then "
+            f"`strongroom resume {run_id}`",
             details={"steps": [s.step_id for s in waiting], "commands": commands},
         )
 

@@ -71,6 +71,14 @@ class PlanState(Record):
     inputs: dict[str, Any] = Field(default_factory=dict)
     max_parallel: int = Field(default=4, ge=1, le=256)
     steps: dict[str, StepState] = Field(default_factory=dict)
+    order: list[SafeName] = Field(
+        default_factory=list, description="Step ids in execution order (snapshots sort keys)."
+    )
+
+    def ordered(self) -> list[StepState]:
+        """The steps in execution order."""
+        known = [self.steps[s] for s in self.order if s in self.steps]
+        return known + [s for k, s in self.steps.items() if k not in set(self.order)]
 
     def counts(self) -> dict[str, int]:
         found: dict[str, int] = {}
