@@ -10,7 +10,7 @@ from strongroom.errors import ErrorInfo
 from strongroom.models import utcnow
 
 if TYPE_CHECKING:
-    from strongroom.orchestrator.engine import _Drive
+    from strongroom.orchestrator.driver import Driver
     from strongroom.orchestrator.state import StepState
 
 __all__ = ["Event"]
@@ -31,7 +31,7 @@ class Event:
     at: str = field(default_factory=lambda: utcnow().isoformat())
 
     @classmethod
-    def run(cls, kind: str, drive: _Drive, *, error: ErrorInfo | None = None) -> Event:
+    def run(cls, kind: str, drive: Driver, *, error: ErrorInfo | None = None) -> Event:
         return cls(
             kind=kind,
             run_id=drive.run_id,
@@ -41,7 +41,7 @@ class Event:
         )
 
     @classmethod
-    def step(cls, kind: str, drive: _Drive, step: StepState) -> Event:
+    def step(cls, kind: str, drive: Driver, step: StepState) -> Event:
         return cls(
             kind=kind,
             run_id=drive.run_id,

@@ -1,0 +1,367 @@
+"""Driving one run of a plan: schedule the ready steps, run each through the execution lane,
+persist every transition, end the run. One `Driver` per orchestrator process and run; the
+decisions before it (what to run, whether a resume may go on) are `Orchestrator`'s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from strongroom.errors import Conflict, IntegrityError, StrongroomError
+from strongroom.execution import ToolRunner
+from strongroom.ids import new_id
+from strongroom.models import (
+    ArtifactRole,
+    ErrorInfo,
+    PhaseEvent,
+    Playbook,
+    Run,
+    RunState,
+    RunStatus,
+    utcnow,
+)
+from strongroom.models.registry import Step
+from strongroom.orchestrator.events import Event
+from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState, StepStatus
+from strongroom.orchestrator.wiring import step_request
+
+if TYPE_CHECKING:
+    from strongroom.vault import Vault
+
+__all__ = ["CANCEL_POLL_SECONDS", "Driver", "RunResult", "audit"]
+
+CANCEL_POLL_SECONDS = 0.5
+
+
+@dataclass
+class RunResult:
+    run: Run
+    plan: PlanState
+    revision: int
+
+    @property
+    def status(self) -> RunStatus:
+        return self.run.status
+
+
+async def audit(vault: Vault, actor: str, event: str, run_id: str, details: dict[str, Any]) -> None:
+    await vault.audit.record(
+        {
+            "event": event,
+            "actor": actor,
+            "subject_type": "run",
+            "subject_id": run_id,
+            "details": details,
+        }
+    )
+
+
+class Driver:
+    """The mutable state of one drive of a run, and the loop that drives it."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        runner: ToolRunner,
+        playbook: Playbook,
+        *,
+        run_id: str,
+        plan: PlanState,
+        state: RunState,
+        revision: int,
+        actor: str,
+        on_event: Callable[[Event], None],
+    ) -> None:
+        self._vault = vault
+        self._runner = runner
+        self._actor = actor
+        self._on_event = on_event
+        self.playbook = playbook
+        self.run_id = run_id
+        self.plan = plan
+        self.state = state
+        self.revision = revision
+        self.lock = asyncio.Lock()
+        self.cancel = threading.Event()
+        self.outputs: dict[str, Any] = {}
+        self.stop_scheduling = False
+
+    async def run(self) -> RunResult:
+        """Schedule ready steps (up to ``max_parallel`` at once) until none is left, then
+        end the run according to what the steps did."""
+        running: dict[str, asyncio.Task[None]] = {}
+        by_id = {step.step_id: step for step in self.playbook.steps}
+        watcher = asyncio.create_task(self._watch_cancel())
+        try:
+            while True:
+                if not self.stop_scheduling and not self.cancel.is_set():
+                    for step_id in self._ready(self.plan, running):
+                        if len(running) >= self.plan.max_parallel:
+                            break
+                        step = by_id[step_id]
+                        running[step_id] = asyncio.create_task(self._run_step(step))
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+                for step_id in [s for s, task in running.items() if task in done]:
+                    task = running.pop(step_id)
+                    task.result()  # an unexpected error in the orchestrator itself propagates
+        finally:
+            watcher.cancel()
+            for task in running.values():
+                task.cancel()
+        return await self._finish()
+
+    @staticmethod
+    def _ready(plan: PlanState, running: dict[str, asyncio.Task[None]]) -> list[str]:
+        return [
+            step.step_id
+            for step in plan.ordered()
+            if step.status is StepStatus.PENDING
+            and step.step_id not in running
+            and all(plan.steps[up].done for up in step.upstream)
+        ]
+
+    async def _watch_cancel(self) -> None:
+        while not self.cancel.is_set():
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            run = await self._vault.runs.get(self.run_id)
+            if run.status is RunStatus.CANCELLED:
+                self.cancel.set()
+
+    async def _run_step(self, step: Step) -> None:
+        state = self.plan.steps[step.step_id]
+        async with self.lock:
+            state.status = StepStatus.RUNNING
+            state.starts += 1
+            state.request_id = new_id()
+            state.started_at = utcnow()
+            state.finished_at = None
+            state.error = None
+            self.state.data[STATE_KEY] = self.plan.model_dump(mode="json")
+            await self.persist()
+            await self._log("step.started", step.step_id, f"step {step.step_id} started")
+            self.emit(Event.step("step_started", self, state))
+        try:
+            request = await step_request(step, self.plan, self._output, self._check_artifact)
+        except StrongroomError as exc:
+            await self._settle(step, StepStatus.FAILED, error=exc.to_info())
+            return
+        response = await self._runner.run(
+            {
+                "request_id": state.request_id,
+                "run_id": self.run_id,
+                "tool_id": state.tool_id,
+                "tool_version": f"sha256:{state.manifest_digest}",
+                "caller": self._actor,
+                "input": request,
+            },
+            cancel=self.cancel,
+            step=step.step_id,
+            output_role=step.persistence.role,
+            store_output=step.persistence.store_output,
+        )
+        if response.ok:
+            await self._settle(
+                step,
+                StepStatus.COMPLETED,
+                output=response.output,
+                artifact_ids=response.artifact_ids,
+                needs_review=response.needs_review,
+            )
+            return
+        assert response.error is not None
+        status = {
+            "approval_required": StepStatus.WAITING_APPROVAL,
+            "cancelled": StepStatus.CANCELLED,
+        }.get(response.error.code, StepStatus.FAILED)
+        await self._settle(step, status, error=response.error)
+
+    async def _settle(
+        self,
+        step: Step,
+        status: StepStatus,
+        *,
+        output: Any = None,
+        artifact_ids: list[str] | None = None,
+        needs_review: bool = False,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        state = self.plan.steps[step.step_id]
+        async with self.lock:
+            state.status = status
+            state.finished_at = utcnow()
+            state.error = error
+            state.needs_review = needs_review
+            if status is StepStatus.COMPLETED:
+                ids = list(artifact_ids or [])
+                state.artifact_ids = ids
+                if step.persistence.store_output and ids:
+                    state.output_artifact_id = ids[-1]
+                    meta = await self._vault.artifacts.get(ids[-1])
+                    state.output_sha256 = meta.sha256
+                    state.output = None
+                else:
+                    state.output = output
+                self.outputs[step.step_id] = output
+                self.state.phase_artifacts[step.step_id] = ids
+            elif status is not StepStatus.WAITING_APPROVAL:
+                self.stop_scheduling = True
+            self.state.phase_history.append(
+                PhaseEvent(
+                    phase=step.step_id,
+                    status="completed" if status is StepStatus.COMPLETED else "failed",
+                    revision=self.revision + 1,
+                    artifact_ids=list(artifact_ids or []),
+                    error=error,
+                )
+            )
+            completed = self.plan.completed()
+            self.state.progress = self.state.progress.model_copy(
+                update={"steps_completed": completed, "message": f"{step.step_id} {status.value}"}
+            )
+            self.state.data[STATE_KEY] = self.plan.model_dump(mode="json")
+            await self.persist()
+            await self._vault.runs.update(
+                self.run_id,
+                current_step=step.step_id,
+                progress={
+                    "steps_total": len(self.plan.steps),
+                    "steps_completed": completed,
+                    "message": f"{step.step_id} {status.value}",
+                },
+            )
+            level = "info" if status is StepStatus.COMPLETED else "warning"
+            message = f"step {step.step_id} {status.value}"
+            if error is not None:
+                message += f": {error.code}: {error.message}"
+            await self._log(f"step.{status.value}", step.step_id, message, level=level)
+            self.emit(Event.step(f"step_{status.value}", self, state))
+
+    async def _output(self, step_id: str) -> Any:
+        """An upstream step's output: in memory, inline in the plan, or read back from its
+        artifact (verified against its sha256 on the way)."""
+        if step_id in self.outputs:
+            return self.outputs[step_id]
+        state = self.plan.steps[step_id]
+        if state.output_artifact_id is None:
+            value = state.output
+        else:
+            data = await self._vault.artifacts.get_bytes(state.output_artifact_id)
+            meta = await self._vault.artifacts.get(state.output_artifact_id)
+            if state.output_sha256 is not None and meta.sha256 != state.output_sha256:
+                raise IntegrityError(
+                    f"the output artifact of step {step_id} is not the one the run recorded",
+                    operation="orchestrator.resume",
+                    artifact_id=state.output_artifact_id,
+                )
+            value = json.loads(data)
+        self.outputs[step_id] = value
+        return value
+
+    async def _check_artifact(self, artifact_id: str, sha256: str | None) -> str:
+        meta = await self._vault.artifacts.get(artifact_id)
+        if sha256 is not None and meta.sha256 != sha256:
+            raise IntegrityError(
+                f"artifact {artifact_id} is not the pinned content",
+                operation="orchestrator.wire",
+                artifact_id=artifact_id,
+            )
+        return meta.sha256
+
+    # -- ending --------------------------------------------------------------------------------
+
+    async def _finish(self) -> RunResult:
+        plan = self.plan
+        statuses = [step.status for step in plan.steps.values()]
+        failed = next((s for s in plan.ordered() if s.status is StepStatus.FAILED), None)
+        waiting = [s for s in plan.ordered() if s.status is StepStatus.WAITING_APPROVAL]
+        run = await self._vault.runs.get(self.run_id)
+        self.state.data[STATE_KEY] = plan.model_dump(mode="json")
+        if run.status is RunStatus.CANCELLED or self.cancel.is_set():
+            for step in plan.steps.values():
+                if step.status is StepStatus.RUNNING:
+                    step.status = StepStatus.CANCELLED
+            self.state.data[STATE_KEY] = plan.model_dump(mode="json")
+            await self.persist()
+            self.emit(Event.run("run_cancelled", self))
+        elif failed is not None:
+            assert failed.error is not None
+            self.state.last_error = failed.error
+            await self.persist()
+            await self._vault.runs.fail(self.run_id, failed.error)
+            self.emit(Event.run("run_failed", self))
+        elif waiting:
+            error = self._approval_error(waiting, self.run_id)
+            self.state.last_error = error
+            await self.persist()
+            await self._vault.runs.update(self.run_id, last_error=error)
+            await self._vault.runs.transition(self.run_id, RunStatus.PAUSED)
+            await audit(
+                self._vault,
+                self._actor,
+                "orchestrator.run_paused",
+                self.run_id,
+                {"waiting": [s.step_id for s in waiting], "commands": error.details["commands"]},
+            )
+            self.emit(Event.run("run_paused", self, error=error))
+        elif all(status is StepStatus.COMPLETED for status in statuses):
+            await self.persist()
+            outputs = [
+                {"artifact_id": s.output_artifact_id, "sha256": s.output_sha256}
+                for s in plan.steps.values()
+                if s.output_artifact_id is not None and s.output_role is ArtifactRole.EXPORT
+            ]
+            if outputs:
+                await self._vault.runs.update(self.run_id, outputs=outputs)
+            await self._vault.runs.complete(self.run_id)
+            await audit(
+                self._vault,
+                self._actor,
+                "orchestrator.run_completed",
+                self.run_id,
+                {"steps": len(statuses)},
+            )
+            self.emit(Event.run("run_completed", self))
+        run = await self._vault.runs.get(self.run_id)
+        return RunResult(run=run, plan=plan, revision=self.revision)
+
+    @staticmethod
+    def _approval_error(waiting: list[StepState], run_id: str) -> ErrorInfo:
+        commands = [str((s.error.details if s.error else {}).get("command", "")) for s in waiting]
+        steps = ", ".join(s.step_id for s in waiting)
+        listed = "; ".join(c for c in commands if c)
+        return ErrorInfo(
+            code="approval_required",
+            message=f"paused: step(s) {steps} need an approval ({listed}, "
+            f"or approve this run: strongroom registry approve --run {run_id} ...), then "
+            f"`strongroom resume {run_id}`",
+            details={"steps": [s.step_id for s in waiting], "commands": commands},
+        )
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def persist(self) -> None:
+        record = await self._vault.snapshots.save(
+            self.run_id, self.state, expected_revision=self.revision
+        )
+        self.revision = record.revision
+
+    async def _log(self, event: str, step_id: str, message: str, *, level: str = "info") -> None:
+        try:
+            await self._vault.logs.append(
+                self.run_id,
+                {"event": event, "level": level, "phase": step_id, "message": message},
+            )
+        except Conflict:
+            # The run was cancelled under us (its log is sealed): stop like the watcher would.
+            if (await self._vault.runs.get(self.run_id)).status is not RunStatus.CANCELLED:
+                raise
+            self.cancel.set()
+
+    def emit(self, event: Event) -> None:
+        self._on_event(event)
