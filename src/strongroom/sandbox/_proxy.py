@@ -61,14 +61,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+
+from strongroom.sandbox._proxy_rules import (
+    BadRequest,
+    forward_head,
+    host_allowed,
+    matches,
+    normalize_pattern,
+    parse_request,
+)
 
 __all__ = ["EgressProxy", "ProxyEvent", "host_allowed"]
 
@@ -88,23 +95,6 @@ _REASON_ALLOWED = "allowed"
 _REASON_HOST = "host not in allowlist"
 _REASON_PORT = "port not allowed"
 _REASON_BUSY = "too many connections"
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
-_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "upgrade",
-        "host",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -133,187 +123,6 @@ class ProxyEvent:
         }
 
 
-# --- host names and patterns ---------------------------------------------------------------------
-
-
-def _normalize_host(host: str) -> str | None:
-    """The canonical form of a host (lower case, no brackets or trailing dot), None if invalid."""
-    if not host or not host.isascii():
-        return None
-    bracketed = host.startswith("[") and host.endswith("]")
-    name = host[1:-1] if bracketed else host
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        if bracketed:
-            return None
-    else:
-        if bracketed and address.version != 6:
-            return None
-        return str(address)
-    name = name.lower()
-    if name.endswith("."):
-        name = name[:-1]
-    if not name or len(name) > 253:
-        return None
-    labels = name.split(".")
-    if not all(_LABEL.fullmatch(label) for label in labels):
-        return None
-    if _NUMERIC_LABEL.fullmatch(labels[-1]):
-        return None  # the C resolver would read this as an address (127.1, 0x7f000001)
-    return name
-
-
-def _is_address(normalized: str) -> bool:
-    try:
-        ipaddress.ip_address(normalized)
-    except ValueError:
-        return False
-    return True
-
-
-def _normalize_pattern(pattern: str) -> str | None:
-    """``*.`` plus a canonical name for wildcards, else the canonical host; None if invalid."""
-    if pattern.startswith("*."):
-        base = _normalize_host(pattern[2:])
-        if base is None or _is_address(base):
-            return None
-        return "*." + base
-    return _normalize_host(pattern)
-
-
-def _matches(normalized_host: str, normalized_patterns: Sequence[str]) -> bool:
-    is_address = _is_address(normalized_host)
-    for pattern in normalized_patterns:
-        if pattern.startswith("*."):
-            # A valid name never starts with ".", so a suffix match leaves at least one label.
-            if not is_address and normalized_host.endswith(pattern[1:]):
-                return True
-        elif pattern == normalized_host:
-            return True
-    return False
-
-
-def host_allowed(host: str, patterns: Sequence[str]) -> bool:
-    """Whether ``host`` is allowed by the allowlist ``patterns``.
-
-    Case-insensitive and trailing-dot-insensitive. ``*.example.com`` matches subdomains at any
-    depth but not ``example.com``; IP literals (IPv6 optionally in brackets) match only the same
-    address listed literally. An invalid host never matches; invalid patterns are ignored.
-    """
-    normalized = _normalize_host(host)
-    if normalized is None:
-        return False
-    usable = [p for p in (_normalize_pattern(pattern) for pattern in patterns) if p is not None]
-    return _matches(normalized, usable)
-
-
-# --- request parsing -----------------------------------------------------------------------------
-
-
-class _BadRequest(Exception):
-    def __init__(self, reason: str, method: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.method = method
-
-
-@dataclass(frozen=True)
-class _Request:
-    method: str
-    host: str
-    port: int
-    version: str
-    authority: str = ""
-    path: str = ""
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def is_connect(self) -> bool:
-        return self.method == "CONNECT"
-
-
-def _split_authority(authority: str, default_port: int | None, method: str) -> tuple[str, int]:
-    if not authority or "@" in authority:
-        raise _BadRequest("invalid authority", method)
-    port_text: str | None
-    if authority.startswith("["):
-        end = authority.find("]")
-        if end < 0:
-            raise _BadRequest("invalid authority", method)
-        raw_host, rest = authority[: end + 1], authority[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise _BadRequest("invalid authority", method)
-        port_text = rest[1:] if rest else None
-    else:
-        raw_host, sep, port_text = authority.rpartition(":")
-        if not sep:
-            raw_host, port_text = authority, None
-        if ":" in raw_host:
-            raise _BadRequest("IPv6 literal must be in brackets", method)
-    if not port_text:
-        if default_port is None:
-            raise _BadRequest("missing port", method)
-        port = default_port
-    else:
-        if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):
-            raise _BadRequest("invalid port", method)
-        port = int(port_text)
-        if not 1 <= port <= 65535:
-            raise _BadRequest("invalid port", method)
-    host = _normalize_host(raw_host)
-    if host is None:
-        raise _BadRequest("invalid host", method)
-    return host, port
-
-
-def _parse_headers(lines: Sequence[bytes], method: str) -> tuple[tuple[str, str], ...]:
-    headers: list[tuple[str, str]] = []
-    for raw in lines:
-        if raw[:1] in (b" ", b"\t"):
-            raise _BadRequest("obsolete header folding", method)
-        if b"\r" in raw or b"\0" in raw:
-            raise _BadRequest("invalid header", method)
-        text = raw.decode("latin-1")
-        name, sep, value = text.partition(":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise _BadRequest("invalid header", method)
-        headers.append((name, value.strip(" \t")))
-    return tuple(headers)
-
-
-def _parse_request(lines: Sequence[bytes]) -> _Request:
-    try:
-        request_line = lines[0].decode("ascii")
-    except UnicodeDecodeError:
-        raise _BadRequest("non-ASCII request line") from None
-    parts = request_line.split(" ")
-    if len(parts) != 3:
-        raise _BadRequest("malformed request line")
-    method, target, version = parts
-    if not _TOKEN.fullmatch(method):
-        raise _BadRequest("malformed request line")
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
-        raise _BadRequest("unsupported HTTP version", method)
-    headers = _parse_headers(lines[1:], method)
-    if method == "CONNECT":
-        host, port = _split_authority(target, None, method)
-        return _Request(method, host, port, version)
-    scheme = target[:8].lower()
-    if scheme.startswith("http://"):
-        rest = target[7:]
-        cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-        authority, path = rest[:cut], rest[cut:]
-        path = path.partition("#")[0]
-        if not path.startswith("/"):
-            path = "/" + path
-        host, port = _split_authority(authority, 80, method)
-        return _Request(method, host, port, version, authority, path, headers)
-    if scheme == "https://":
-        raise _BadRequest("https:// requests must use CONNECT", method)
-    raise _BadRequest("unsupported request form", method)
-
-
 async def _read_head(reader: asyncio.StreamReader) -> list[bytes]:
     lines: list[bytes] = []
     total = 0
@@ -321,13 +130,13 @@ async def _read_head(reader: asyncio.StreamReader) -> list[bytes]:
         try:
             line = await reader.readuntil(b"\n")
         except asyncio.LimitOverrunError:
-            raise _BadRequest("header too large") from None
+            raise BadRequest("header too large") from None
         except asyncio.IncompleteReadError as exc:
             reason = "incomplete request" if exc.partial or lines else "empty request"
-            raise _BadRequest(reason) from None
+            raise BadRequest(reason) from None
         total += len(line)
         if total > MAX_HEAD_BYTES:
-            raise _BadRequest("header too large")
+            raise BadRequest("header too large")
         line = line[:-1]
         if line.endswith(b"\r"):
             line = line[:-1]
@@ -488,7 +297,7 @@ class EgressProxy:
             raise TypeError("allow_hosts must be a sequence of strings, not a string")
         patterns: list[str] = []
         for pattern in allow_hosts:
-            normalized = _normalize_pattern(pattern) if isinstance(pattern, str) else None
+            normalized = normalize_pattern(pattern) if isinstance(pattern, str) else None
             if normalized is None:
                 raise ValueError(f"invalid allow_hosts entry: {pattern!r}")
             patterns.append(normalized)
@@ -641,7 +450,7 @@ class EgressProxy:
             self._events.append(event)
 
     def _decide(self, host: str, port: int) -> str:
-        if not _matches(host, self._patterns):
+        if not matches(host, self._patterns):
             return _REASON_HOST
         if port not in self._ports:
             return _REASON_PORT
@@ -680,10 +489,10 @@ class EgressProxy:
         try:
             async with asyncio.timeout(_HEAD_TIMEOUT):
                 lines = await _read_head(reader)
-            request = _parse_request(lines)
-        except (_BadRequest, TimeoutError) as exc:
-            reason = exc.reason if isinstance(exc, _BadRequest) else "request head timed out"
-            method = exc.method if isinstance(exc, _BadRequest) else ""
+            request = parse_request(lines)
+        except (BadRequest, TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, BadRequest) else "request head timed out"
+            method = exc.method if isinstance(exc, BadRequest) else ""
             self._record(ProxyEvent("", 0, False, reason, method, 0, 0, time.time()))
             await _respond(reader, writer, 400, "Bad Request", f"bad request: {reason}")
             return
@@ -718,7 +527,7 @@ class EgressProxy:
                     writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                     await writer.drain()
                 else:
-                    head = _forward_head(request)
+                    head = forward_head(request)
                     upstream_writer.write(head)
                     counter.add_up(len(head))
                 await _relay(
@@ -744,17 +553,3 @@ class EgressProxy:
                     at,
                 )
             )
-
-
-def _forward_head(request: _Request) -> bytes:
-    """The origin-form request head sent upstream for an absolute-form request."""
-    named_by_connection: set[str] = set()
-    for name, value in request.headers:
-        if name.lower() in ("connection", "proxy-connection"):
-            named_by_connection.update(t.strip().lower() for t in value.split(","))
-    # The body's framing stays whatever the Connection header claims: it is relayed unchanged.
-    drop = (_HOP_BY_HOP | named_by_connection) - {"content-length", "transfer-encoding"}
-    out = [f"{request.method} {request.path} {request.version}", f"Host: {request.authority}"]
-    out.extend(f"{name}: {value}" for name, value in request.headers if name.lower() not in drop)
-    out.append("Connection: close")
-    return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
