@@ -1,52 +1,23 @@
-"""Embedding API: persist a pipeline that your own code orchestrates (a script, Airflow, an
-agent loop) and resume it after a crash.
-
-    from strongroom import Vault
-    from strongroom.pipeline import PipelineRun
-
-    async with await Vault.open("./.strongroom") as vault:
-        async with PipelineRun.open(vault, project="docs", run_id=previous_or_none) as run:
-            if not run.completed("ingest"):
-                async with run.phase("ingest") as phase:
-                    await phase.output(load())                   # JSON -> phase_output artifact
-                    await phase.artifact(b"a,b\\n", name="raw.csv")
-                    phase.state["cursor"] = 120                  # saved in every snapshot
-            segments = await run.output("ingest")                # read back, sha256 verified
-
-A `PipelineRun` is a run record (pending -> running -> completed | failed | cancelled), a
-chain of state snapshots (`RunState`, compare-and-set on the revision) and the run's log.
-Each phase writes a snapshot when it starts and one when it completes or fails; the snapshot
-written at completion lists the phase's artifacts and is the resume point. Everything goes
-through the vault's services, so it works on every backend. The rules for opening, resuming
-and finishing are in `PipelineRun.open` and ``docs/embedding.md``.
-"""
+"""`PipelineRun`: open or resume a run, record its phases, finish it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, overload
 
 import pydantic
-from pydantic import BaseModel
 
 from strongroom.errors import (
     Conflict,
     ErrorInfo,
     NotFound,
     SerializationError,
-    StrongroomError,
-    ValidationError,
 )
-from strongroom.ids import check_name
 from strongroom.models import (
     ALLOWED_TRANSITIONS,
-    ArtifactFormat,
     ArtifactMetadata,
-    ArtifactRole,
     LogLevel,
     PhaseEvent,
     Progress,
@@ -54,191 +25,11 @@ from strongroom.models import (
     RunState,
     RunStatus,
 )
-from strongroom.services.redaction import Redactor
+from strongroom.pipeline._common import OUTPUT_MARK, M, completed_in_order, error_info, phase_name
+from strongroom.pipeline._phase import Phase
 from strongroom.vault import Vault
 
-__all__ = ["OUTPUT_NAME", "Phase", "PipelineRun", "error_info"]
-
-M = TypeVar("M", bound=BaseModel)
-
-#: File name of a phase's JSON output artifact (``phase.output(...)``).
-OUTPUT_NAME = "output.json"
-# Metadata key marking the output artifact among a phase's artifacts.
-_OUTPUT_MARK = "pipeline_output"
-_MAX_ERROR_MESSAGE = 2000
-_redactor = Redactor()
-
-
-def error_info(exc: BaseException) -> ErrorInfo:
-    """The `ErrorInfo` recorded for ``exc``: a `StrongroomError` keeps its code and details;
-    anything else becomes code ``exception`` with the exception type in the details.
-    Messages pass through the default secret redaction (they land in records)."""
-    if isinstance(exc, StrongroomError):
-        info = exc.to_info()
-        return info.model_copy(
-            update={
-                "message": _redactor.text(info.message),
-                "details": _redactor.value(info.details),
-            }
-        )
-    if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
-        return ErrorInfo(
-            code="cancelled",
-            message=f"interrupted by {type(exc).__name__}",
-            details={"type": type(exc).__name__},
-        )
-    kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
-    text = str(exc)
-    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return ErrorInfo(
-        code="exception",
-        message=_redactor.text(message[:_MAX_ERROR_MESSAGE]),
-        details={"type": name},
-    )
-
-
-def _encode_json(value: Any, phase: str) -> bytes:
-    if isinstance(value, BaseModel):
-        return value.model_dump_json().encode()
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(
-            f"output of phase {phase!r} is not JSON-serializable: {exc}",
-            operation="pipeline.output",
-            phase=phase,
-        ) from exc
-
-
-def _phase_name(name: str, operation: str) -> str:
-    try:
-        return check_name(name)
-    except ValueError as exc:
-        raise ValidationError(
-            f"invalid phase name {name[:80]!r}: {exc}", operation=operation
-        ) from exc
-
-
-def _completed_in_order(state: RunState) -> list[str]:
-    ordered: list[str] = []
-    for event in state.phase_history:
-        if event.status in ("completed", "skipped") and event.phase not in ordered:
-            ordered.append(event.phase)
-    done = [name for name in ordered if name in state.phase_artifacts]
-    return done + sorted(set(state.phase_artifacts) - set(done))
-
-
-class Phase:
-    """One execution of a phase; an async context manager made by `PipelineRun.phase`.
-
-    Inside it, `output` and `artifact` store artifacts at once (durable when the call
-    returns); they become the phase's outputs when the block exits cleanly, which records
-    a ``completed`` event and saves the snapshot that a resume starts from. An exception
-    records ``failed`` (with its `ErrorInfo`), saves a snapshot and propagates.
-    """
-
-    def __init__(self, run: PipelineRun, name: str) -> None:
-        self.run = run
-        self.name = name
-        #: Artifacts stored by this execution of the phase, in order.
-        self.artifacts: list[ArtifactMetadata] = []
-        self._output: ArtifactMetadata | None = None
-        self._entered = False
-
-    @property
-    def state(self) -> dict[str, Any]:
-        """The run's free-form state (`PipelineRun.data`, `RunState.data`): saved in every
-        snapshot and loaded back on resume. Must be JSON-serializable."""
-        return self.run.data
-
-    async def output(self, value: Any, *, description: str | None = None) -> ArtifactMetadata:
-        """Store the phase's JSON output (a pydantic model or any JSON-serializable value) as
-        a ``phase_output`` artifact named ``output.json``; read it back with
-        `PipelineRun.output`. One output per phase."""
-        self._require_open("pipeline.output")
-        if self._output is not None:
-            raise Conflict(
-                f"phase {self.name!r} already has an output",
-                operation="pipeline.output",
-                run_id=self.run.run_id,
-                phase=self.name,
-                reason="output_already_set",
-            )
-        meta = await self.run.vault.artifacts.put_bytes(
-            self.run.run_id,
-            _encode_json(value, self.name),
-            role=ArtifactRole.PHASE_OUTPUT,
-            format=ArtifactFormat.JSON,
-            phase=self.name,
-            name=OUTPUT_NAME,
-            description=description,
-            metadata={_OUTPUT_MARK: True},
-        )
-        self._output = meta
-        self.artifacts.append(meta)
-        return meta
-
-    async def artifact(
-        self,
-        data: bytes | Path,
-        *,
-        name: str,
-        role: ArtifactRole | str = ArtifactRole.PHASE_OUTPUT,
-        **spec: Any,
-    ) -> ArtifactMetadata:
-        """Store an extra artifact of the phase: ``bytes``, or a `Path` whose file is
-        streamed (any size). ``spec`` takes the other `ArtifactInput` fields (``format``,
-        ``label``, ``description``, ``metadata``, ``tags``...); the format follows the name's
-        extension unless given."""
-        self._require_open("pipeline.artifact")
-        vault, run_id = self.run.vault, self.run.run_id
-        if isinstance(data, Path):
-            meta = await vault.artifacts.put_file(
-                run_id, data, name=name, role=role, phase=self.name, **spec
-            )
-        else:
-            meta = await vault.artifacts.put_bytes(
-                run_id, data, name=name, role=role, phase=self.name, **spec
-            )
-        self.artifacts.append(meta)
-        return meta
-
-    async def log(
-        self, event: str, message: str = "", *, level: LogLevel | str = LogLevel.INFO, **data: Any
-    ) -> None:
-        """Append a line to the run's log, tagged with this phase."""
-        await self.run.log(event, message, level=level, phase=self.name, **data)
-
-    def _require_open(self, operation: str) -> None:
-        if not self._entered or self.run._open_phase is not self:
-            raise Conflict(
-                f"phase {self.name!r} is not open: use it inside `async with run.phase(...)`",
-                operation=operation,
-                run_id=self.run.run_id,
-                phase=self.name,
-                reason="phase_not_open",
-            )
-
-    async def __aenter__(self) -> Phase:
-        await self.run._begin_phase(self)
-        self._entered = True
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            await self.run._complete_phase(self)
-        else:
-            await self.run._fail_phase(self, exc)
+__all__ = ["PipelineRun"]
 
 
 class PipelineRun:
@@ -425,7 +216,7 @@ class PipelineRun:
         steps_total: int | None,
     ) -> PipelineRun:
         carried = {
-            name: list(old_state.phase_artifacts[name]) for name in _completed_in_order(old_state)
+            name: list(old_state.phase_artifacts[name]) for name in completed_in_order(old_state)
         }
         progress = Progress(
             steps_total=steps_total if steps_total is not None else old_state.progress.steps_total,
@@ -483,7 +274,7 @@ class PipelineRun:
         """Phases whose outputs are recorded (completed here or carried over), in the order
         they completed (snapshots store dicts with sorted keys, so the order comes from the
         phase history)."""
-        return _completed_in_order(self.state)
+        return completed_in_order(self.state)
 
     def completed(self, name: str) -> bool:
         """Whether phase ``name`` has completed (in this run or a run it replaced): skip it
@@ -509,7 +300,7 @@ class PipelineRun:
         as ``model`` when given. `NotFound` if the phase has not completed or stored no
         output."""
         for meta in await self.outputs(name):
-            if meta.metadata.get(_OUTPUT_MARK) is True:
+            if meta.metadata.get(OUTPUT_MARK) is True:
                 data = await self.vault.artifacts.get_bytes(meta.artifact_id)
                 if model is None:
                     return json.loads(data)
@@ -552,7 +343,7 @@ class PipelineRun:
         """A new execution of phase ``name``, to use as ``async with run.phase(name) as p``.
         `Conflict` on entering if the phase has completed (check `completed` first) or if
         another phase is open."""
-        return Phase(self, _phase_name(name, "pipeline.phase"))
+        return Phase(self, phase_name(name, "pipeline.phase"))
 
     async def log(
         self,

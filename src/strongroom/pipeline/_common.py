@@ -1,0 +1,105 @@
+"""Shared pieces of the embedding API: error conversion, JSON encoding, phase names."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from strongroom.errors import (
+    ErrorInfo,
+    SerializationError,
+    StrongroomError,
+    ValidationError,
+)
+from strongroom.ids import check_name
+from strongroom.models import (
+    RunState,
+)
+from strongroom.services.redaction import Redactor
+
+__all__ = [
+    "MAX_ERROR_MESSAGE",
+    "OUTPUT_MARK",
+    "OUTPUT_NAME",
+    "M",
+    "completed_in_order",
+    "encode_json",
+    "error_info",
+    "phase_name",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+#: File name of a phase's JSON output artifact (``phase.output(...)``).
+OUTPUT_NAME = "output.json"
+# Metadata key marking the output artifact among a phase's artifacts.
+OUTPUT_MARK = "pipeline_output"
+MAX_ERROR_MESSAGE = 2000
+_redactor = Redactor()
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """The `ErrorInfo` recorded for ``exc``: a `StrongroomError` keeps its code and details;
+    anything else becomes code ``exception`` with the exception type in the details.
+    Messages pass through the default secret redaction (they land in records)."""
+    if isinstance(exc, StrongroomError):
+        info = exc.to_info()
+        return info.model_copy(
+            update={
+                "message": _redactor.text(info.message),
+                "details": _redactor.value(info.details),
+            }
+        )
+    if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
+        return ErrorInfo(
+            code="cancelled",
+            message=f"interrupted by {type(exc).__name__}",
+            details={"type": type(exc).__name__},
+        )
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    text = str(exc)
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return ErrorInfo(
+        code="exception",
+        message=_redactor.text(message[:MAX_ERROR_MESSAGE]),
+        details={"type": name},
+    )
+
+
+def encode_json(value: Any, phase: str) -> bytes:
+    if isinstance(value, BaseModel):
+        return value.model_dump_json().encode()
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"output of phase {phase!r} is not JSON-serializable: {exc}",
+            operation="pipeline.output",
+            phase=phase,
+        ) from exc
+
+
+def phase_name(name: str, operation: str) -> str:
+    try:
+        return check_name(name)
+    except ValueError as exc:
+        raise ValidationError(
+            f"invalid phase name {name[:80]!r}: {exc}", operation=operation
+        ) from exc
+
+
+def completed_in_order(state: RunState) -> list[str]:
+    ordered: list[str] = []
+    for event in state.phase_history:
+        if event.status in ("completed", "skipped") and event.phase not in ordered:
+            ordered.append(event.phase)
+    done = [name for name in ordered if name in state.phase_artifacts]
+    return done + sorted(set(state.phase_artifacts) - set(done))
