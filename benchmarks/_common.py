@@ -50,6 +50,9 @@ class Sizes:
     insert_sample: int = 1000  # runs inserted one by one through insert_run (benchmark 4)
     log_lines: int = 20_000  # lines per batch size (benchmark 5)
     sandbox_runs: int = 100  # measured no-op tool invocations (benchmark 6)
+    orchestrator_steps: int = 100  # steps of the stub-runner chain (benchmark 7)
+    orchestrator_resume_steps: int = 10_000  # steps of the resumed run, all but 1 done (7)
+    orchestrator_repeats: int = 5  # measured stub runs and resumes (benchmark 7)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -65,6 +68,8 @@ class Sizes:
             insert_sample=200,
             log_lines=3000,
             sandbox_runs=50,
+            orchestrator_resume_steps=2000,
+            orchestrator_repeats=2,
         )
 
     def override(self, values: dict[str, int | None]) -> Sizes:

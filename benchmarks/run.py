@@ -43,6 +43,7 @@ from benchmarks import (
     artifact_large,
     artifact_small,
     log_append,
+    orchestrator,
     run_index,
     run_latency,
     sandbox_overhead,
@@ -61,6 +62,7 @@ BENCHMARKS: dict[str, tuple[str, BenchmarkFn]] = {
         run_index,
         log_append,
         sandbox_overhead,
+        orchestrator,
     )
 }
 

@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from strongroom.errors import Conflict
 from strongroom.execution import RunnerOptions
 from strongroom.orchestrator import Orchestrator
 from strongroom.vault import Vault
@@ -82,7 +83,13 @@ async def work(
         if mode == "start":
             result = await orchestrator.start(PLAYBOOK_REF, inputs=INPUTS, run_id=run_id)
         elif mode == "resume":
-            result = await orchestrator.resume(run_id)
+            try:
+                result = await orchestrator.resume(run_id)
+            except Conflict as exc:
+                if exc.details.get("reason") != "no_plan":
+                    raise
+                # Killed before its plan was saved: no step ran; start it again, same id.
+                result = await orchestrator.start(PLAYBOOK_REF, inputs=INPUTS, run_id=run_id)
         else:
             raise ValueError(f"unknown mode {mode!r}")
         return {"status": result.status.value, "run_id": result.run.run_id}

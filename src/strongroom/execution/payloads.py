@@ -42,10 +42,12 @@ def schema_problem(schema: Any, data: Any, where: str) -> SchemaValidationFailed
     )
 
 
-async def store_payloads(vault: Vault, inv: _Invocation, output: Any) -> list[str]:
+async def store_payloads(
+    vault: Vault, inv: _Invocation, output: Any
+) -> tuple[list[str], str | None]:
     """The output as a JSON artifact of the run, with the invocation's role and step (A1:
     tagged ``needs-review``; not stored when the caller said so, except A3); A3 also keeps
-    the input."""
+    the input. Returns the artifact ids (the output's last) and the output's sha256."""
     common = {
         "tool_id": inv.tool.tool_id,
         "tool_version": inv.tool.version,
@@ -66,7 +68,7 @@ async def store_payloads(vault: Vault, inv: _Invocation, output: Any) -> list[st
         ids.append(stored.artifact_id)
     review = inv.governance.needs_review
     if not inv.store_output and not inv.governance.stores_payloads:
-        return ids
+        return ids, None
     stored = await vault.artifacts.put_bytes(
         inv.run_id,
         json.dumps(output, ensure_ascii=False).encode(),
@@ -78,7 +80,7 @@ async def store_payloads(vault: Vault, inv: _Invocation, output: Any) -> list[st
         tags=["needs-review"] if review else [],
     )
     ids.append(stored.artifact_id)
-    return ids
+    return ids, stored.sha256
 
 
 def tool_log_lines(

@@ -405,11 +405,13 @@ class ToolRunner:
         result: LaunchResult | None,
     ) -> RunnerResponse:
         artifact_ids: list[str] = []
+        output_sha256: str | None = None
         if outcome.ok:
-            artifact_ids = await store_payloads(self._vault, inv, outcome.output)
+            artifact_ids, output_sha256 = await store_payloads(self._vault, inv, outcome.output)
             if inv.governance.needs_review:
                 await self._audit("execution.review_required", inv, {"artifact_ids": artifact_ids})
-        artifact_ids += list(outcome.details.pop("host_artifacts", []) or [])
+        # What the tool asked the host to store first; the output artifact stays the last id.
+        artifact_ids = list(outcome.details.pop("host_artifacts", []) or []) + artifact_ids
         enforced = list((result.confined or {}).get("enforced", [])) if result else []
         response = parse(
             RunnerResponse,
@@ -427,6 +429,7 @@ class ToolRunner:
                 "needs_review": inv.governance.needs_review and outcome.ok,
                 "attempts": attempts,
                 "artifact_ids": artifact_ids,
+                "output_sha256": output_sha256,
                 "layers": enforced,
                 "degraded": bool(plan and plan.missing),
                 "usage": result.usage() if result else {},

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from strongroom.errors import ErrorInfo
-from strongroom.ids import ActorName, EntityId, SafeName
+from strongroom.ids import ActorName, Digest, EntityId, SafeName
 from strongroom.models._base import Record, UtcDatetime, utcnow
 from strongroom.models.registry import GovernanceLevel
 from strongroom.models.runs import Trace
@@ -57,6 +57,9 @@ class RunnerResponse(Record):
     needs_review: bool = False
     attempts: int = Field(default=1, ge=1)
     artifact_ids: list[EntityId] = Field(default_factory=list)
+    output_sha256: Digest | None = Field(
+        default=None, description="sha256 of the stored output artifact (the last artifact id)."
+    )
     layers: list[str] = Field(default_factory=list, description="Isolation layers enforced.")
     degraded: bool = False
     usage: dict[str, Any] = Field(default_factory=dict)

@@ -89,6 +89,17 @@ class Driver:
         self.cancel = threading.Event()
         self.outputs: dict[str, Any] = {}
         self.stop_scheduling = False
+        # The plan as JSON, kept in the state and updated one step at a time: dumping the
+        # whole plan at every transition would make a run's cost grow with its square.
+        self._plan_json: dict[str, Any] = plan.model_dump(mode="json")
+        self.state.data[STATE_KEY] = self._plan_json
+
+    def _sync(self, step_id: str | None = None) -> None:
+        if step_id is None:
+            self._plan_json = self.plan.model_dump(mode="json")
+        else:
+            self._plan_json["steps"][step_id] = self.plan.steps[step_id].model_dump(mode="json")
+        self.state.data[STATE_KEY] = self._plan_json
 
     async def run(self) -> RunResult:
         """Schedule ready steps (up to ``max_parallel`` at once) until none is left, then
@@ -142,7 +153,7 @@ class Driver:
             state.started_at = utcnow()
             state.finished_at = None
             state.error = None
-            self.state.data[STATE_KEY] = self.plan.model_dump(mode="json")
+            self._sync(step.step_id)
             await self.persist()
             await self._log("step.started", step.step_id, f"step {step.step_id} started")
             self.emit(Event.step("step_started", self, state))
@@ -171,6 +182,7 @@ class Driver:
                 StepStatus.COMPLETED,
                 output=response.output,
                 artifact_ids=response.artifact_ids,
+                output_sha256=response.output_sha256,
                 needs_review=response.needs_review,
             )
             return
@@ -188,6 +200,7 @@ class Driver:
         *,
         output: Any = None,
         artifact_ids: list[str] | None = None,
+        output_sha256: str | None = None,
         needs_review: bool = False,
         error: ErrorInfo | None = None,
     ) -> None:
@@ -200,10 +213,9 @@ class Driver:
             if status is StepStatus.COMPLETED:
                 ids = list(artifact_ids or [])
                 state.artifact_ids = ids
-                if step.persistence.store_output and ids:
+                if step.persistence.store_output and ids and output_sha256 is not None:
                     state.output_artifact_id = ids[-1]
-                    meta = await self._vault.artifacts.get(ids[-1])
-                    state.output_sha256 = meta.sha256
+                    state.output_sha256 = output_sha256
                     state.output = None
                 else:
                     state.output = output
@@ -224,7 +236,7 @@ class Driver:
             self.state.progress = self.state.progress.model_copy(
                 update={"steps_completed": completed, "message": f"{step.step_id} {status.value}"}
             )
-            self.state.data[STATE_KEY] = self.plan.model_dump(mode="json")
+            self._sync(step.step_id)
             await self.persist()
             await self._vault.runs.update(
                 self.run_id,
@@ -281,12 +293,11 @@ class Driver:
         failed = next((s for s in plan.ordered() if s.status is StepStatus.FAILED), None)
         waiting = [s for s in plan.ordered() if s.status is StepStatus.WAITING_APPROVAL]
         run = await self._vault.runs.get(self.run_id)
-        self.state.data[STATE_KEY] = plan.model_dump(mode="json")
         if run.status is RunStatus.CANCELLED or self.cancel.is_set():
             for step in plan.steps.values():
                 if step.status is StepStatus.RUNNING:
                     step.status = StepStatus.CANCELLED
-            self.state.data[STATE_KEY] = plan.model_dump(mode="json")
+            self._sync()
             await self.persist()
             self.emit(Event.run("run_cancelled", self))
         elif failed is not None:

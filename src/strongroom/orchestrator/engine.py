@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from strongroom.errors import (
     Conflict,
     DigestDrift,
+    NotFound,
     ValidationError,
 )
 from strongroom.execution import RunnerOptions, ToolRunner
@@ -78,21 +79,48 @@ class Orchestrator:
         """Resolve the playbook (and project config), create the run, persist the plan and
         drive it. ``inputs`` override the project config's ``settings.defaults``."""
         plan, playbook_def = await self._plan(playbook, project, inputs or {})
-        run = await self._vault.runs.create(
-            project=plan.project_id or PROJECT_FALLBACK,
-            actor=self._actor,
-            purpose=playbook_def.name,
-            playbook={"playbook_id": plan.playbook_id, "version_digest": plan.playbook_digest},
-            progress={"steps_total": len(plan.steps), "steps_completed": 0},
-            **({"run_id": run_id} if run_id else {}),
-        )
-        await self._vault.runs.start(run.run_id)
+        run = await self._reusable(run_id) if run_id is not None else None
+        if run is None:
+            run = await self._vault.runs.create(
+                project=plan.project_id or PROJECT_FALLBACK,
+                actor=self._actor,
+                purpose=playbook_def.name,
+                playbook={"playbook_id": plan.playbook_id, "version_digest": plan.playbook_digest},
+                progress={"steps_total": len(plan.steps), "steps_completed": 0},
+                **({"run_id": run_id} if run_id else {}),
+            )
+        # The plan is saved before the run starts: a run without a snapshot never ran a step.
         state = RunState(progress=run.progress, data={STATE_KEY: plan.model_dump(mode="json")})
         drive = self._driver(playbook_def, run.run_id, plan, state, 0)
         await drive.persist()
+        if run.status is RunStatus.PENDING:
+            await self._vault.runs.start(run.run_id)
         await self._audit("orchestrator.run_started", run.run_id, self._definitions(plan))
         drive.emit(Event.run("run_started", drive))
         return await drive.run()
+
+    async def _reusable(self, run_id: str) -> Run | None:
+        """``--run-id`` of a run that exists: only one that was interrupted before its plan
+        was saved may be started again (it never ran a step); None if there is no such run."""
+        try:
+            run = await self._vault.runs.get(run_id)
+        except NotFound:
+            return None
+        if await self._vault.snapshots.latest_revision(run_id) > 0:
+            raise Conflict(
+                f"run {run_id} already started; continue it with `strongroom resume {run_id}`",
+                operation="orchestrator.start",
+                run_id=run_id,
+                reason="already_started",
+            )
+        if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+            raise Conflict(
+                f"run {run_id} is {run.status.value}; start a new run instead",
+                operation="orchestrator.start",
+                run_id=run_id,
+                reason=run.status.value,
+            )
+        return run
 
     async def _plan(
         self, playbook: str, project: str | None, inputs: dict[str, Any]
@@ -176,6 +204,15 @@ class Orchestrator:
                 run_id=run_id,
                 reason="completed",
             )
+        if await self._vault.snapshots.latest_revision(run_id) == 0:
+            playbook_id = run.playbook.playbook_id if run.playbook else "PLAYBOOK"
+            raise Conflict(
+                f"run {run_id} stopped before its plan was saved, so no step ran; start it "
+                f"again with the same arguments: strongroom run {playbook_id} --run-id {run_id}",
+                operation="orchestrator.resume",
+                run_id=run_id,
+                reason="no_plan",
+            )
         snapshot = await self._vault.snapshots.load(run_id)
         raw = snapshot.state.data.get(STATE_KEY)
         if not isinstance(raw, dict):
@@ -211,7 +248,10 @@ class Orchestrator:
             await self._vault.runs.update(run.run_id, last_error=None)
         state.last_error = None
         drive = self._driver(playbook_def, run.run_id, plan, state, revision)
-        await drive.persist()
+        if revision == 0 or drift:
+            # A successor run's first snapshot, or the re-pinned plan of a forced resume. (In
+            # place, the next step start writes the reset statuses anyway.)
+            await drive.persist()
         await self._audit(
             "orchestrator.run_resumed",
             run.run_id,

@@ -1,7 +1,12 @@
 """What the orchestrator persists about a playbook run: one `PlanState` in the run state
 snapshot's ``data["orchestrator"]``, with a `StepState` per step. Everything resume needs is
 here: the definitions' digests (to refuse drift), the run's inputs, and per step its status,
-pinned tool, output artifact (or inline output) and last error."""
+pinned tool, output artifact (or inline output) and last error.
+
+Ids and digests are plain strings here, not the validated id types: every value comes from
+a definition the registry validated or from the orchestrator itself, the snapshot holding
+them is read back digest-verified, and re-validating ten thousand steps on every resume
+costs more than the rest of the resume."""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from typing import Any
 from pydantic import Field
 
 from strongroom.errors import ErrorInfo
-from strongroom.ids import Digest, EntityId, SafeName
 from strongroom.models._base import Record, UtcDatetime
 from strongroom.models.artifacts import ArtifactRole
 
@@ -30,22 +34,22 @@ class StepStatus(StrEnum):
 
 
 class StepState(Record):
-    step_id: SafeName
+    step_id: str
     status: StepStatus = StepStatus.PENDING
-    tool_id: SafeName
+    tool_id: str
     tool_version: str
-    manifest_digest: Digest
+    manifest_digest: str
     tool_ref: str = Field(description="The step's tool reference as the playbook wrote it.")
-    upstream: list[SafeName] = Field(default_factory=list)
+    upstream: list[str] = Field(default_factory=list)
     output_role: ArtifactRole = ArtifactRole.PHASE_OUTPUT
     starts: int = Field(default=0, ge=0, description="Times the orchestrator started it.")
-    request_id: EntityId | None = None
+    request_id: str | None = None
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
-    output_artifact_id: EntityId | None = None
-    output_sha256: Digest | None = None
+    output_artifact_id: str | None = None
+    output_sha256: str | None = None
     output: Any = Field(default=None, description="Inline output when it is not stored.")
-    artifact_ids: list[EntityId] = Field(default_factory=list)
+    artifact_ids: list[str] = Field(default_factory=list)
     needs_review: bool = False
     error: ErrorInfo | None = None
 
@@ -61,24 +65,27 @@ class StepState(Record):
 
 class PlanState(Record):
     playbook_ref: str
-    playbook_id: SafeName
+    playbook_id: str
     playbook_version: str
-    playbook_digest: Digest
+    playbook_digest: str
     project_ref: str | None = None
-    project_id: SafeName | None = None
+    project_id: str | None = None
     project_version: str | None = None
-    project_digest: Digest | None = None
+    project_digest: str | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     max_parallel: int = Field(default=4, ge=1, le=256)
     steps: dict[str, StepState] = Field(default_factory=dict)
-    order: list[SafeName] = Field(
+    order: list[str] = Field(
         default_factory=list, description="Step ids in execution order (snapshots sort keys)."
     )
 
     def ordered(self) -> list[StepState]:
         """The steps in execution order."""
         known = [self.steps[s] for s in self.order if s in self.steps]
-        return known + [s for k, s in self.steps.items() if k not in set(self.order)]
+        if len(known) == len(self.steps):
+            return known
+        listed = set(self.order)
+        return known + [s for k, s in self.steps.items() if k not in listed]
 
     def counts(self) -> dict[str, int]:
         found: dict[str, int] = {}
