@@ -120,6 +120,23 @@ class _Invocation:
     output_role: ArtifactRole = ArtifactRole.PHASE_OUTPUT
     store_output: bool = True
 
+    def response(self, **fields: Any) -> RunnerResponse:
+        """The response to this request, finished now, with ``fields`` on top."""
+        return parse(
+            RunnerResponse,
+            {
+                "request_id": self.request.request_id,
+                "run_id": self.run_id,
+                "tool_id": self.tool.tool_id,
+                "tool_version": self.tool.version,
+                "started_at": self.started_at,
+                "finished_at": utcnow(),
+                "trace": self.request.trace,
+                **fields,
+            },
+            operation="runner.run",
+        )
+
     def subject(self) -> dict[str, Any]:
         return {
             "request_id": self.request.request_id,
@@ -413,28 +430,17 @@ class ToolRunner:
         # What the tool asked the host to store first; the output artifact stays the last id.
         artifact_ids = list(outcome.details.pop("host_artifacts", []) or []) + artifact_ids
         enforced = list((result.confined or {}).get("enforced", [])) if result else []
-        response = parse(
-            RunnerResponse,
-            {
-                "request_id": inv.request.request_id,
-                "run_id": inv.run_id,
-                "tool_id": inv.tool.tool_id,
-                "tool_version": inv.tool.version,
-                "status": RunnerStatus.SUCCESS if outcome.ok else RunnerStatus.FAILURE,
-                "started_at": inv.started_at,
-                "finished_at": utcnow(),
-                "output": outcome.output if outcome.ok else None,
-                "error": None if outcome.ok else outcome.error(),
-                "trace": inv.request.trace,
-                "needs_review": inv.governance.needs_review and outcome.ok,
-                "attempts": attempts,
-                "artifact_ids": artifact_ids,
-                "output_sha256": output_sha256,
-                "layers": enforced,
-                "degraded": bool(plan and plan.missing),
-                "usage": result.usage() if result else {},
-            },
-            operation="runner.run",
+        response = inv.response(
+            status=RunnerStatus.SUCCESS if outcome.ok else RunnerStatus.FAILURE,
+            output=outcome.output if outcome.ok else None,
+            error=None if outcome.ok else outcome.error(),
+            needs_review=inv.governance.needs_review and outcome.ok,
+            attempts=attempts,
+            artifact_ids=artifact_ids,
+            output_sha256=output_sha256,
+            layers=enforced,
+            degraded=bool(plan and plan.missing),
+            usage=result.usage() if result else {},
         )
         await self._close_ad_hoc_run(inv, response)
         return response
@@ -443,20 +449,9 @@ class ToolRunner:
         self, inv: _Invocation, code: str, message: str, details: dict[str, Any]
     ) -> RunnerResponse:
         await self._audit("execution.refused", inv, {"error_code": code, "reason": message})
-        response = parse(
-            RunnerResponse,
-            {
-                "request_id": inv.request.request_id,
-                "run_id": inv.run_id,
-                "tool_id": inv.tool.tool_id,
-                "tool_version": inv.tool.version,
-                "status": RunnerStatus.FAILURE,
-                "started_at": inv.started_at,
-                "finished_at": utcnow(),
-                "error": {"code": code, "message": message, "details": details},
-                "trace": inv.request.trace,
-            },
-            operation="runner.run",
+        response = inv.response(
+            status=RunnerStatus.FAILURE,
+            error={"code": code, "message": message, "details": details},
         )
         await self._close_ad_hoc_run(inv, response)
         return response

@@ -208,12 +208,7 @@ def launch(
                 elif key.data == "control":
                     _read_control(parent_sock, control, result, host, selector)
                 else:
-                    capture: _Capture = key.data
-                    chunk = os.read(key.fd, 65536)
-                    if chunk:
-                        capture.add(chunk)
-                    else:
-                        selector.unregister(key.fileobj)
+                    _read_pipe(selector, key)
         result.wall_seconds = time.monotonic() - started
         # Anything the tool left behind (same process group: setsid is denied) dies now.
         result.leftover_processes = kill_group(pgid)
@@ -236,6 +231,16 @@ def launch(
     result.stdout, result.stderr = out.value(), err.value()
     result.output_truncated = out.truncated or err.truncated
     return result
+
+
+def _read_pipe(selector: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+    """One chunk of the tool's stdout or stderr into its capture; EOF unregisters the pipe."""
+    capture: _Capture = key.data
+    chunk = os.read(key.fd, 65536)
+    if chunk:
+        capture.add(chunk)
+    else:
+        selector.unregister(key.fileobj)
 
 
 def _read_control(
@@ -309,9 +314,4 @@ def _drain(
             elif key.data == "control":
                 _read_control(sock, control, result, None, selector)
             else:
-                capture: _Capture = key.data
-                chunk = os.read(key.fd, 65536)
-                if chunk:
-                    capture.add(chunk)
-                else:
-                    selector.unregister(key.fileobj)
+                _read_pipe(selector, key)
