@@ -237,7 +237,10 @@ class Driver:
                 update={"steps_completed": completed, "message": f"{step.step_id} {status.value}"}
             )
             self._sync(step.step_id)
-            await self.persist()
+            if step.persistence.snapshot or status is not StepStatus.COMPLETED:
+                await self.persist()
+            # else (``snapshot: false``): the completion rides in the next snapshot; a crash
+            # before it runs the step again, like any step in flight.
             await self._vault.runs.update(
                 self.run_id,
                 current_step=step.step_id,
