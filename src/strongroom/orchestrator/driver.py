@@ -155,7 +155,6 @@ class Driver:
             state.error = None
             self._sync(step.step_id)
             await self.persist()
-            await self._log("step.started", step.step_id, f"step {step.step_id} started")
             self.emit(Event.step("step_started", self, state))
         try:
             request = await step_request(step, self.plan, self._output, self._check_artifact)
@@ -254,7 +253,16 @@ class Driver:
             message = f"step {step.step_id} {status.value}"
             if error is not None:
                 message += f": {error.code}: {error.message}"
-            await self._log(f"step.{status.value}", step.step_id, message, level=level)
+            # The start line is written with the end line (its own timestamp): one log append
+            # per step instead of two; the start itself is in the step-start snapshot.
+            started = {
+                "event": "step.started",
+                "phase": step.step_id,
+                "message": f"step {step.step_id} started",
+                "timestamp": state.started_at or utcnow(),
+            }
+            ended = {"event": f"step.{status.value}", "level": level, "phase": step.step_id}
+            await self._log([started, {**ended, "message": message}])
             self.emit(Event.step(f"step_{status.value}", self, state))
 
     async def _output(self, step_id: str) -> Any:
@@ -365,12 +373,9 @@ class Driver:
         )
         self.revision = record.revision
 
-    async def _log(self, event: str, step_id: str, message: str, *, level: str = "info") -> None:
+    async def _log(self, lines: list[dict[str, Any]]) -> None:
         try:
-            await self._vault.logs.append(
-                self.run_id,
-                {"event": event, "level": level, "phase": step_id, "message": message},
-            )
+            await self._vault.logs.append_many(self.run_id, lines)
         except Conflict:
             # The run was cancelled under us (its log is sealed): stop like the watcher would.
             if (await self._vault.runs.get(self.run_id)).status is not RunStatus.CANCELLED:
