@@ -295,3 +295,21 @@ async def test_failure_stops_the_run_and_resume_continues_as_a_new_run(lane: Lan
     assert plan.steps["shaky"].starts == 2
     with pytest.raises(Conflict):
         await orchestrator(lane).resume(again.run.run_id)
+
+
+async def test_a_step_without_its_own_snapshot_rides_in_the_next(lane: Lane) -> None:
+    steps = [
+        add_step("a", {"value": 1}, {"value": 1}),
+        add_step("b", {"from_step": "a", "pointer": "/sum"}, {"value": 1}),
+    ]
+    steps[0]["persistence"] = {"snapshot": False}
+    await lane.publish(playbook(steps))
+    result = await orchestrator(lane).start("sums@1.0.0")
+    assert result.status is RunStatus.COMPLETED
+    # run start, a start, (no a end), b start (carrying a's completion), b end, run end
+    history = await lane.vault.snapshots.history(result.run.run_id)
+    assert len(history) == 5
+    second = await lane.vault.snapshots.load(result.run.run_id, revision=3)
+    plan = PlanState.model_validate(second.state.data[STATE_KEY])
+    assert plan.steps["a"].status is StepStatus.COMPLETED
+    assert plan.steps["b"].status is StepStatus.RUNNING
