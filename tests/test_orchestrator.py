@@ -105,9 +105,9 @@ async def test_diamond_runs_end_to_end_and_persists_every_transition(lane: Lane)
         assert data.step == step_id
         outputs[step_id] = (await lane.vault.artifacts.get_bytes(step.output_artifact_id)).decode()
     assert outputs["d"] == '{"sum": 114}'
-    # run start, then a start and an end per step, then run end
+    # run start, then a start and an end per step (the last step's end is the final state)
     history = await lane.vault.snapshots.history(run_id)
-    assert len(history) == 1 + 2 * 4 + 1
+    assert len(history) == 1 + 2 * 4
     run = await lane.vault.runs.get(run_id)
     assert run.progress.steps_completed == 4
     assert run.progress.steps_total == 4
@@ -306,9 +306,9 @@ async def test_a_step_without_its_own_snapshot_rides_in_the_next(lane: Lane) -> 
     await lane.publish(playbook(steps))
     result = await orchestrator(lane).start("sums@1.0.0")
     assert result.status is RunStatus.COMPLETED
-    # run start, a start, (no a end), b start (carrying a's completion), b end, run end
+    # run start, a start, (no a end), b start (carrying a's completion), b end = final state
     history = await lane.vault.snapshots.history(result.run.run_id)
-    assert len(history) == 5
+    assert len(history) == 4
     second = await lane.vault.snapshots.load(result.run.run_id, revision=3)
     plan = PlanState.model_validate(second.state.data[STATE_KEY])
     assert plan.steps["a"].status is StepStatus.COMPLETED

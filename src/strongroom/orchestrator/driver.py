@@ -89,10 +89,12 @@ class Driver:
         self.cancel = threading.Event()
         self.outputs: dict[str, Any] = {}
         self.stop_scheduling = False
+        self._run: Run | None = None
         # The plan as JSON, kept in the state and updated one step at a time: dumping the
         # whole plan at every transition would make a run's cost grow with its square.
         self._plan_json: dict[str, Any] = plan.model_dump(mode="json")
         self.state.data[STATE_KEY] = self._plan_json
+        self._dirty = True
 
     def _sync(self, step_id: str | None = None) -> None:
         if step_id is None:
@@ -100,6 +102,7 @@ class Driver:
         else:
             self._plan_json["steps"][step_id] = self.plan.steps[step_id].model_dump(mode="json")
         self.state.data[STATE_KEY] = self._plan_json
+        self._dirty = True
 
     async def run(self) -> RunResult:
         """Schedule ready steps (up to ``max_parallel`` at once) until none is left, then
@@ -240,8 +243,7 @@ class Driver:
                 await self.persist()
             # else (``snapshot: false``): the completion rides in the next snapshot; a crash
             # before it runs the step again, like any step in flight.
-            await self._vault.runs.update(
-                self.run_id,
+            await self._update_run(
                 current_step=step.step_id,
                 progress={
                     "steps_total": len(self.plan.steps),
@@ -332,7 +334,8 @@ class Driver:
             )
             self.emit(Event.run("run_paused", self, error=error))
         elif all(status is StepStatus.COMPLETED for status in statuses):
-            await self.persist()
+            if self._dirty:  # else the last step's snapshot is already the final state
+                await self.persist()
             outputs = [
                 {"artifact_id": s.output_artifact_id, "sha256": s.output_sha256}
                 for s in plan.steps.values()
@@ -368,10 +371,21 @@ class Driver:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def persist(self) -> None:
+        # This driver owns the run's snapshot chain: the unique revision key refuses a second
+        # writer, so the pre-read of the latest revision is skipped.
         record = await self._vault.snapshots.save(
-            self.run_id, self.state, expected_revision=self.revision
+            self.run_id, self.state, expected_revision=self.revision, precheck=False
         )
         self.revision = record.revision
+        self._dirty = False
+
+    async def _update_run(self, **changes: Any) -> None:
+        """Update the run record from the copy the last update returned (no read first); if
+        someone else changed the run meanwhile (a cancel), read it and apply again."""
+        try:
+            self._run = await self._vault.runs.update(self.run_id, current=self._run, **changes)
+        except Conflict:
+            self._run = await self._vault.runs.update(self.run_id, **changes)
 
     async def _log(self, lines: list[dict[str, Any]]) -> None:
         try:

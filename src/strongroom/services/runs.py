@@ -90,9 +90,18 @@ class RunService:
         return await self._store.query_runs(q)
 
     async def update(
-        self, run_id: str, *, expected_version: int | None = None, **changes: Any
+        self,
+        run_id: str,
+        *,
+        expected_version: int | None = None,
+        current: Run | None = None,
+        **changes: Any,
     ) -> Run:
-        """Change descriptive fields (phase, step, progress, outputs...). Compare-and-set."""
+        """Change descriptive fields (phase, step, progress, outputs...). Compare-and-set.
+
+        ``current`` is the caller's copy of the record (what a previous update returned): the
+        update then applies to it without reading the run first, and fails with `Conflict`
+        if anyone changed the run since."""
         unknown = set(changes) - _MUTABLE_FIELDS
         if unknown:
             raise ValidationError(
@@ -100,7 +109,8 @@ class RunService:
                 operation="runs.update",
                 run_id=run_id,
             )
-        current = await self.get(run_id)
+        if current is None or current.run_id != run_id:
+            current = await self.get(run_id)
         version = expected_version if expected_version is not None else current.version
         updated = parse(
             Run,
