@@ -163,14 +163,11 @@ async def test_udp(lane: Lane, udp_sink: socket.socket) -> None:
 
 async def test_dns_resolution_fails(lane: Lane) -> None:
     response = await lane.run("resolve_dns", {"host": "example.com"})
-    assert not response.ok
-    end = await lane.end_record(response)
-    # getaddrinfo reports a failed lookup (no resolver config readable, no UDP socket)
-    # rather than a PermissionError, so the code is the handler's.
-    assert end["status"] == "failure"
-    assert end["error_code"] in ("handler_exception", "sandbox_violation")
     assert response.error is not None
-    assert "gaierror" in response.error.message
+    assert response.error.code == "sandbox_violation"
+    end = await lane.end_record(response)
+    _denied(end)
+    assert end["violation"]["reason"] == "dns_blocked"
 
 
 async def test_fork_bomb_is_capped(lane: Lane) -> None:

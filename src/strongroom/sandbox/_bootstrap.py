@@ -298,6 +298,18 @@ def run_tool(plan: dict[str, Any], channel: Channel) -> dict[str, Any]:
             "details": _violation(exc),
             "traceback": _format_exc(),
         }
+    except OSError as exc:
+        if type(exc).__name__ != "gaierror":  # socket.gaierror, without importing socket
+            return _exception(exc)
+        # No resolver configuration is readable and no UDP socket can be opened: a name
+        # lookup can only fail in here (allowlisted hosts are resolved by the runner's proxy).
+        return {
+            "type": "error",
+            "code": "sandbox_violation",
+            "message": f"name resolution is blocked by the sandbox: {exc}",
+            "details": {"reason": "dns_blocked", "errno": str(exc.errno)},
+            "traceback": _format_exc(),
+        }
     except (TypeError, ValueError) as exc:
         if "JSON serializable" in str(exc) or "Out of range float" in str(exc):
             return {
