@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -36,6 +37,7 @@ __all__ = [
     "exit_code_for",
     "parse_json_object",
     "parse_timestamp",
+    "read_json_value",
     "reported_errors",
 ]
 
@@ -154,6 +156,30 @@ def reported_errors(state: CliState) -> Iterator[None]:
 
 
 # -- parsing command-line values into structured errors -----------------------------------------
+
+
+def read_json_value(raw: str, *, option: str) -> Any:
+    """An option's JSON value, given inline or as ``@file.json``; `ValidationError` naming
+    the option (or the file) when it cannot be read or parsed."""
+    where = option
+    if raw.startswith("@"):
+        path = Path(raw[1:])
+        where = str(path)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValidationError(
+                f"cannot read {path}: {exc.strerror or exc}",
+                operation="cli",
+                reason="unreadable_input",
+                path=str(path),
+            ) from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValidationError(
+            f"{where} is not valid JSON: {exc}", operation="cli", reason="bad_json"
+        ) from None
 
 
 def parse_json_object(text: str, *, option: str) -> dict[str, Any]:

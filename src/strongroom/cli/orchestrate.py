@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -22,6 +21,7 @@ from strongroom.cli._context import (
     cli_state,
     emit_error,
     exit_code_for,
+    read_json_value,
     reported_errors,
 )
 from strongroom.cli._output import stdout_console
@@ -69,18 +69,10 @@ def parse_inputs(values: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for raw in values:
         if raw.startswith("@"):
-            path = Path(raw[1:])
-            try:
-                document = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ValidationError(
-                    f"cannot read inputs from {path}: {exc}",
-                    operation="cli.run",
-                    reason="bad_input_file",
-                ) from None
+            document = read_json_value(raw, option="--input")
             if not isinstance(document, dict):
                 raise ValidationError(
-                    f"{path} must hold a JSON object of inputs", operation="cli.run"
+                    f"{raw[1:]} must hold a JSON object of inputs", operation="cli.run"
                 )
             found.update(document)
             continue
@@ -295,4 +287,4 @@ def cancel(
     if state.json:
         sys.stdout.write(cancelled.model_dump_json() + "\n")
     else:
-        Console().print(f"run {run_id}: {cancelled.status.value}")
+        stdout_console().print(f"run {run_id}: {cancelled.status.value}")

@@ -6,13 +6,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from strongroom.cli._context import JsonFlag, cli_state, emit_error, exit_code_for, reported_errors
+from strongroom.cli._context import (
+    JsonFlag,
+    cli_state,
+    emit_error,
+    exit_code_for,
+    read_json_value,
+    reported_errors,
+)
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
 from strongroom.errors import ValidationError
 from strongroom.execution import RunnerOptions, ToolRunner
@@ -34,29 +41,6 @@ sandbox_app = typer.Typer(
 )
 
 TOOL_PATH_ENV = "STRONGROOM_TOOL_PATH"
-
-
-def _read_input(raw: str) -> Any:
-    """``--input '{"a": 1}'`` or ``--input @file.json``."""
-    where = "--input"
-    if raw.startswith("@"):
-        path = Path(raw[1:])
-        where = str(path)
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ValidationError(
-                f"cannot read {path}: {exc.strerror or exc}",
-                operation="cli.tools.run",
-                reason="unreadable_input",
-                path=str(path),
-            ) from None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ValidationError(
-            f"{where} is not valid JSON: {exc}", operation="cli.tools.run", reason="bad_json"
-        ) from None
 
 
 def tool_paths(given: list[Path] | None) -> tuple[Path, ...]:
@@ -124,7 +108,7 @@ def run(
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         ref = Ref.parse(tool)
-        payload = _read_input(input_)
+        payload = read_json_value(input_, option="--input")
         options = RunnerOptions(
             workdir=workdir.resolve(),
             tool_paths=tool_paths(tool_path),
