@@ -85,6 +85,8 @@ async def test_success_stores_output_logs_and_audit(lane: Lane) -> None:
     [artifact_id] = response.artifact_ids
     stored = await lane.vault.artifacts.get_bytes(artifact_id)
     assert b'"hello"' in stored
+    # the audit's output digest names the stored artifact
+    assert end["output_sha256"] == (await lane.vault.artifacts.get(artifact_id)).sha256
     run = await lane.vault.runs.get(response.run_id)
     assert run.status is RunStatus.COMPLETED
 

@@ -26,6 +26,7 @@ class Outcome:
     message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     traceback: str | None = None
+    payload: bytes | None = None  # the output as stored (see payloads.encode_payload)
 
     @property
     def retryable(self) -> bool:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from strongroom.execution.runner import _Invocation
     from strongroom.vault import Vault
 
-__all__ = ["schema_problem", "store_payloads", "tool_log_lines"]
+__all__ = ["encode_payload", "schema_problem", "store_payloads", "tool_log_lines"]
 
 MAX_LOG_LINES = 10_000
 MAX_LINE_CHARS = 65_536
@@ -42,8 +42,14 @@ def schema_problem(schema: Any, data: Any, where: str) -> SchemaValidationFailed
     )
 
 
+def encode_payload(value: Any) -> bytes:
+    """The bytes a tool's input or output is stored as; the audit's input/output digests are
+    the sha256 of these same bytes, so they name the artifacts."""
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
 async def store_payloads(
-    vault: Vault, inv: _Invocation, output: Any
+    vault: Vault, inv: _Invocation, output: bytes
 ) -> tuple[list[str], str | None]:
     """The output as a JSON artifact of the run, with the invocation's role and step (A1:
     tagged ``needs-review``; not stored when the caller said so, except A3); A3 also keeps
@@ -58,7 +64,7 @@ async def store_payloads(
     if inv.governance.stores_payloads:
         stored = await vault.artifacts.put_bytes(
             inv.run_id,
-            json.dumps(inv.request.input, ensure_ascii=False).encode(),
+            inv.input_payload,
             role=ArtifactRole.CUSTOM,
             step=inv.step,
             name=f"{inv.tool.tool_id}.input.json",
@@ -71,7 +77,7 @@ async def store_payloads(
         return ids, None
     stored = await vault.artifacts.put_bytes(
         inv.run_id,
-        json.dumps(output, ensure_ascii=False).encode(),
+        output,
         role=inv.output_role,
         step=inv.step,
         name=f"{inv.tool.tool_id}.output.json",

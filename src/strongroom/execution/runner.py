@@ -18,8 +18,8 @@ Refusals return a failure response and are audited too; only a request that name
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -38,7 +38,12 @@ from strongroom.errors import (
 from strongroom.execution.governance import Governance, check_governance
 from strongroom.execution.host_services import HOST_SERVICE_ENTRYPOINTS, HostServices
 from strongroom.execution.outcome import Outcome, classify
-from strongroom.execution.payloads import schema_problem, store_payloads, tool_log_lines
+from strongroom.execution.payloads import (
+    encode_payload,
+    schema_problem,
+    store_payloads,
+    tool_log_lines,
+)
 from strongroom.models import (
     ArtifactRole,
     DefinitionKind,
@@ -113,7 +118,7 @@ class _Invocation:
     governance: Governance
     run_id: str
     ad_hoc_run: bool
-    input_sha256: str
+    input_payload: bytes
     started_at: Any = field(default_factory=utcnow)
     cancel: threading.Event | None = None
     step: str | None = None
@@ -150,7 +155,7 @@ class _Invocation:
             "policy_digest": self.policy_digest,
             "governance": self.governance.level.value,
             "caller": self.request.caller,
-            "input_sha256": self.input_sha256,
+            "input_sha256": hashlib.sha256(self.input_payload).hexdigest(),
         }
 
 
@@ -208,7 +213,6 @@ class ToolRunner:
             )
             await self._vault.runs.start(run.run_id)
             run_id = run.run_id
-        payload = json.dumps(req.input, sort_keys=True, separators=(",", ":")).encode()
         return _Invocation(
             request=req,
             manifest=manifest,
@@ -219,7 +223,7 @@ class ToolRunner:
             governance=Governance.of(tool, req.governance),
             run_id=run_id,
             ad_hoc_run=ad_hoc,
-            input_sha256=hashlib.sha256(payload).hexdigest(),
+            input_payload=encode_payload(req.input),
         )
 
     async def _policy(self, tool: ToolDefinition) -> tuple[SandboxPolicy, str, str]:
@@ -368,11 +372,12 @@ class ToolRunner:
                 outcome = Outcome(
                     ok=False, code=problem.code, message=problem.message, details=problem.details
                 )
+        payload = outcome.payload = encode_payload(outcome.output) if outcome.ok else None
         denied = [e.to_dict() for e in proxy.events() if not e.allowed] if proxy else []
         if denied and not outcome.ok and outcome.code == "handler_exception":
             outcome.code = "sandbox_violation"
             outcome.details = {**outcome.details, "denied_connections": denied}
-        redactor = Redactor([*DEFAULT_REDACT_PATTERNS, *inv.policy.logging.redact_patterns])
+        redactor = _redactor(tuple(inv.policy.logging.redact_patterns))
         if outcome.traceback:
             outcome.details["traceback"] = redactor.text(outcome.traceback)
         outcome.message = redactor.text(outcome.message)
@@ -396,7 +401,7 @@ class ToolRunner:
                 "layers_enforced": enforced,
                 "layers_missing": plan.missing,
                 "usage": result.usage(),
-                "output_sha256": _digest(outcome.output) if outcome.ok else None,
+                "output_sha256": hashlib.sha256(payload).hexdigest() if payload else None,
                 "leftover_processes_killed": result.leftover_processes,
                 "host_calls": result.host_calls,
                 "denied_connections": denied,
@@ -424,7 +429,8 @@ class ToolRunner:
         artifact_ids: list[str] = []
         output_sha256: str | None = None
         if outcome.ok:
-            artifact_ids, output_sha256 = await store_payloads(self._vault, inv, outcome.output)
+            assert outcome.payload is not None
+            artifact_ids, output_sha256 = await store_payloads(self._vault, inv, outcome.payload)
             if inv.governance.needs_review:
                 await self._audit("execution.review_required", inv, {"artifact_ids": artifact_ids})
         # What the tool asked the host to store first; the output artifact stays the last id.
@@ -509,6 +515,7 @@ def _enforced_layers(plan: SandboxPlan, result: LaunchResult) -> list[str]:
     return enforced
 
 
-def _digest(value: Any) -> str:
-    data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(data).hexdigest()
+@functools.lru_cache(maxsize=64)
+def _redactor(policy_patterns: tuple[str, ...]) -> Redactor:
+    """The redactor of a policy's patterns (plus the defaults), compiled once."""
+    return Redactor([*DEFAULT_REDACT_PATTERNS, *policy_patterns])

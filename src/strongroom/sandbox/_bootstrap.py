@@ -287,7 +287,6 @@ def run_tool(plan: dict[str, Any], channel: Channel) -> dict[str, Any]:
             output = function(plan["input"], host=Host(channel))
         else:
             output = function(plan["input"])
-        json.dumps(output, allow_nan=False)
     except MemoryError:
         return {"type": "error", "code": "memory_exceeded", "message": "out of memory"}
     except PermissionError as exc:
@@ -310,14 +309,6 @@ def run_tool(plan: dict[str, Any], channel: Channel) -> dict[str, Any]:
             "details": {"reason": "dns_blocked", "errno": str(exc.errno)},
             "traceback": _format_exc(),
         }
-    except (TypeError, ValueError) as exc:
-        if "JSON serializable" in str(exc) or "Out of range float" in str(exc):
-            return {
-                "type": "error",
-                "code": "handler_exception",
-                "message": f"the tool's output is not JSON: {exc}",
-            }
-        return _exception(exc)
     except BaseException as exc:
         return _exception(exc)
     return {"type": "result", "output": output}
@@ -436,9 +427,15 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        channel.send(message)
+        channel.send(message)  # encoding the output here is also what checks it is JSON
     except (TypeError, ValueError) as exc:
-        channel.send({"type": "error", "code": "handler_exception", "message": str(exc)})
+        channel.send(
+            {
+                "type": "error",
+                "code": "handler_exception",
+                "message": f"the tool's output is not JSON: {exc}",
+            }
+        )
     return 0
 
 
