@@ -276,7 +276,6 @@ class Driver:
         if state.output_artifact_id is None:
             value = state.output
         else:
-            data = await self._vault.artifacts.get_bytes(state.output_artifact_id)
             meta = await self._vault.artifacts.get(state.output_artifact_id)
             if state.output_sha256 is not None and meta.sha256 != state.output_sha256:
                 raise IntegrityError(
@@ -284,7 +283,7 @@ class Driver:
                     operation="orchestrator.resume",
                     artifact_id=state.output_artifact_id,
                 )
-            value = json.loads(data)
+            value = json.loads(await self._vault.blobs.get_bytes(meta.sha256))  # verified read
         self.outputs[step_id] = value
         return value
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from strongroom.errors import StrongroomError
 from strongroom.sandbox.host import BOOTSTRAP
 
 __all__ = ["HostHandler", "LaunchResult", "launch"]
@@ -97,8 +98,6 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 def _answer(handler: HostHandler | None, message: dict[str, Any]) -> dict[str, Any]:
-    from strongroom.errors import StrongroomError
-
     reply: dict[str, Any] = {"type": "host_result", "id": message.get("id")}
     op, params = message.get("op"), message.get("params")
     if handler is None:

@@ -101,6 +101,10 @@ def _resolve(paths: Iterable[str], workdir: Path) -> list[str]:
     return out
 
 
+def _unique(paths: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(paths))
+
+
 def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
@@ -168,10 +172,10 @@ def plan_sandbox(
 
     allowlist = policy.network.mode is NetworkMode.ALLOWLIST
     runtime = [*caps.prefixes, *caps.python_path, *(str(p) for p in tool_paths)]
-    reads = _dedupe(
+    reads = _unique(
         [*runtime, *SYSTEM_READ_PATHS, *(TLS_READ_PATHS if allowlist else ()), *policy_reads]
     )
-    writes = _dedupe([str(scratch), *SYSTEM_WRITE_PATHS, *policy_writes])
+    writes = _unique([str(scratch), *SYSTEM_WRITE_PATHS, *policy_writes])
     _check_protected([*reads, *writes], protected, policy.sandbox_id)
 
     required = list(REQUIRED_LAYERS)
@@ -246,10 +250,3 @@ def plan_sandbox(
         timeout_seconds=timeout_seconds,
         notes=notes,
     )
-
-
-def _dedupe(paths: Iterable[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for path in paths:
-        seen.setdefault(path, None)
-    return list(seen)
