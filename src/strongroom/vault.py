@@ -25,6 +25,7 @@ from strongroom.services import (
     Redactor,
     RunService,
     SnapshotService,
+    TransitionService,
     verify_vault,
 )
 from strongroom.services.registry import RegistryService
@@ -52,6 +53,7 @@ class Vault:
         self.logs = LogService(metadata, self.audit, self.artifacts, Redactor(redact_patterns))
         self.runs = RunService(metadata, self.audit, self.logs)
         self.snapshots = SnapshotService(metadata, blobs)
+        self.transitions = TransitionService(metadata, self.snapshots, self.runs, self.logs)
         self.catalog = CatalogService(metadata, blobs, self.audit)
         self.registry = RegistryService(metadata, blobs, self.audit, self.catalog)
 

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from strongroom.adapters._cursor import capped_total, decode_run_cursor, encode_run_cursor
 from strongroom.adapters._memory_registry import MemoryRegistryRecords
-from strongroom.errors import Conflict, NotFound
+from strongroom.errors import Conflict, NotFound, ValidationError
 from strongroom.models import (
     LEVEL_ORDER,
     ArtifactMetadata,
@@ -97,6 +97,58 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
             stored = run.model_copy(update={"version": expected_version + 1}, deep=True)
             self._runs[run.run_id] = stored
             return _copy(stored)
+
+    async def record_transition(
+        self,
+        *,
+        snapshot: SnapshotRecord | None = None,
+        run: Run | None = None,
+        expected_version: int = 0,
+        log_entries: Sequence[LogEntry] = (),
+    ) -> Run | None:
+        run_ids = {
+            *([snapshot.run_id] if snapshot else []),
+            *([run.run_id] if run else []),
+            *(entry.run_id for entry in log_entries),
+        }
+        if len(run_ids) > 1:
+            raise ValidationError(
+                "record_transition: every part must belong to the same run",
+                operation="record_transition",
+                run_ids=sorted(run_ids),
+            )
+        if not run_ids:
+            return None
+        run_id = next(iter(run_ids))
+        async with self._lock:  # every check first, then every write: all or nothing
+            current = self._require_run(run_id, "record_transition")
+            history = self._snapshots.get(run_id, [])
+            if snapshot is not None and any(s.revision == snapshot.revision for s in history):
+                raise Conflict(
+                    f"snapshot revision {snapshot.revision} of run {run_id} exists",
+                    operation="record_transition",
+                    run_id=run_id,
+                    reason="stale_revision",
+                )
+            if run is not None and current.version != expected_version:
+                raise Conflict(
+                    f"run {run_id} is at version {current.version}, not {expected_version}",
+                    operation="record_transition",
+                    run_id=run_id,
+                    reason="stale_version",
+                )
+            if log_entries:
+                self._check_log_append(run_id, log_entries)
+            stored: Run | None = None
+            if snapshot is not None:
+                self._snapshots[run_id] = sorted(
+                    [*history, _copy(snapshot)], key=lambda s: s.revision
+                )
+            if run is not None:
+                stored = run.model_copy(update={"version": expected_version + 1}, deep=True)
+                self._runs[run_id] = stored
+            self._logs.setdefault(run_id, []).extend(_copy(e) for e in log_entries)
+            return _copy(stored) if stored is not None else None
 
     async def query_runs(self, query: RunQuery) -> RunPage:
         after = decode_run_cursor(query.cursor) if query.cursor else None
@@ -236,20 +288,23 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
         async with self._lock:
             run_id = entries[0].run_id
             self._require_run(run_id, "append_log_entries")
-            ref = self._log_refs.get(run_id)
-            if ref is not None and ref.sealed:
-                raise sealed_log_conflict(run_id)
-            chain = self._logs.setdefault(run_id, [])
-            expected = len(chain) + 1
-            for offset, entry in enumerate(entries):
-                if entry.run_id != run_id or entry.seq != expected + offset:
-                    raise Conflict(
-                        f"log of run {run_id} moved on concurrently",
-                        operation="append_log_entries",
-                        run_id=run_id,
-                        reason=f"expected seq {expected + offset}, got {entry.seq}",
-                    )
-            chain.extend(_copy(e) for e in entries)
+            self._check_log_append(run_id, entries)
+            self._logs.setdefault(run_id, []).extend(_copy(e) for e in entries)
+
+    def _check_log_append(self, run_id: str, entries: Sequence[LogEntry]) -> None:
+        ref = self._log_refs.get(run_id)
+        if ref is not None and ref.sealed:
+            raise sealed_log_conflict(run_id)
+        expected = len(self._logs.get(run_id, [])) + 1
+        for offset, entry in enumerate(entries):
+            if entry.run_id != run_id or entry.seq != expected + offset:
+                raise Conflict(
+                    f"log of run {run_id} moved on concurrently (expected seq "
+                    f"{expected + offset}, got {entry.seq})",
+                    operation="append_log_entries",
+                    run_id=run_id,
+                    reason="stale_head",
+                )
 
     async def read_log_entries(self, run_id: str, query: LogQuery) -> list[LogEntry]:
         min_rank = LEVEL_ORDER[query.min_level] if query.min_level else 0

@@ -10,7 +10,9 @@ never check-then-set in the caller:
 - ``append_log_entries`` / ``append_audit_entries`` rely on the unique (chain, seq) key the
   same way: the caller computes the chain from the head it read, a racing writer collides;
 - ``close_log`` seals a run's log at its head in one transaction with the row lock the
-  appends take, so a line either lands before the seal (and is counted) or is refused.
+  appends take, so a line either lands before the seal (and is counted) or is refused;
+- ``record_transition`` writes a snapshot record, a run update and log lines of one run in
+  one transaction (the orchestrator's step transitions), each part under its own rule above.
 Batches are all-or-nothing. Unknown ids raise `NotFound`.
 
 The registry's records (definition versions, channels, approvals) are part of it too: see
@@ -116,6 +118,26 @@ class MetadataStore(RegistryRecords, ABC):
     @abstractmethod
     async def list_snapshots(self, run_id: str) -> list[SnapshotRecord]:
         """Every revision of a run, oldest first."""
+
+    # -- a run's state change, in one transaction ---------------------------------------------
+
+    @abstractmethod
+    async def record_transition(
+        self,
+        *,
+        snapshot: SnapshotRecord | None = None,
+        run: Run | None = None,
+        expected_version: int = 0,
+        log_entries: Sequence[LogEntry] = (),
+    ) -> Run | None:
+        """What one change of a run's state writes, all or nothing: ``insert_snapshot``,
+        ``update_run(run, expected_version=...)`` and ``append_log_entries`` (each optional,
+        all of one run), under the same rules as those methods, in one transaction. Returns
+        the stored run (None without ``run``).
+
+        Conflicts carry a ``reason`` saying which part lost: ``stale_revision`` (the snapshot
+        revision exists), ``stale_version`` (the run changed), ``stale_head`` (the log moved
+        on) or ``sealed`` (the log is sealed)."""
 
     # -- artifacts ----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Services over the two ports: runs, snapshots, artifacts, logs, audit, catalog, verify."""
+"""Services over the two ports: runs, snapshots, transitions, artifacts, logs, audit, catalog,
+verify."""
 
 from strongroom.services.artifacts import ArtifactInput, ArtifactService
 from strongroom.services.audit import AuditService, merkle_root
@@ -7,6 +8,7 @@ from strongroom.services.logs import LogService
 from strongroom.services.redaction import DEFAULT_REDACT_PATTERNS, Redactor
 from strongroom.services.runs import RunService
 from strongroom.services.snapshots import SnapshotService
+from strongroom.services.transitions import Transition, TransitionService
 from strongroom.services.verify import ProgressCallback, verify_vault
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "Redactor",
     "RunService",
     "SnapshotService",
+    "Transition",
+    "TransitionService",
     "merkle_root",
     "verify_vault",
 ]

@@ -65,14 +65,20 @@ def chain_hash(body: dict[str, Any]) -> str:
 
 
 async def retry_on_conflict(
-    attempt: Callable[[], Awaitable[T]], *, attempts: int = 50, base_delay: float = 0.001
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 50,
+    base_delay: float = 0.001,
+    final: frozenset[str] = frozenset({"sealed"}),
 ) -> T:
-    """Re-run a read-compute-append ``attempt`` when a racing writer won the compare-and-set."""
+    """Re-run a read-compute-append ``attempt`` when a racing writer won the compare-and-set.
+    A `Conflict` whose ``reason`` is in ``final`` (a sealed log) is raised at once: trying
+    again cannot help."""
     for i in range(attempts):
         try:
             return await attempt()
-        except Conflict:
-            if i == attempts - 1:
+        except Conflict as exc:
+            if i == attempts - 1 or exc.details.get("reason") in final:
                 raise
             await asyncio.sleep(random.uniform(0, base_delay * (2 ** min(i, 8))))
     raise AssertionError("unreachable")

@@ -72,9 +72,50 @@ class LogService:
         self, run_id: str, lines: Sequence[LogLine | dict[str, Any]]
     ) -> list[LogEntry]:
         run_id = _run_id(run_id)
-        parsed = [parse(LogLine, line, operation="logs.append", run_id=run_id) for line in lines]
-        if not parsed:
+        redacted = self.prepare(run_id, lines)
+        if not redacted:
             return []
+        await self.ensure_reference(run_id)
+        first_try = True
+
+        async def attempt() -> list[LogEntry]:
+            nonlocal first_try
+            out = await self.chain(run_id, redacted, cached=first_try)
+            first_try = False
+            try:
+                await self._store.append_log_entries(out)
+            except Conflict:
+                self.forget(run_id)
+                raise
+            self.remember(out)
+            return out
+
+        return await retry_on_conflict(attempt)
+
+    # -- the halves of append_many (`TransitionService` stores the entries with a snapshot) --
+
+    def prepare(
+        self, run_id: str, lines: Sequence[LogLine | dict[str, Any]]
+    ) -> list[tuple[LogLine, dict[str, Any]]]:
+        """Validate and redact lines: each as its `LogLine` and its redacted JSON body."""
+        run_id = _run_id(run_id)
+        parsed = [parse(LogLine, line, operation="logs.append", run_id=run_id) for line in lines]
+        # One JSON-mode dump per line: the hash is taken over exactly the form that
+        # LogEntry.model_dump(mode="json") produces, so verify recomputes it bit for bit.
+        redacted: list[tuple[LogLine, dict[str, Any]]] = []
+        for line in parsed:
+            body = line.model_dump(mode="json")
+            body["message"] = self._redactor.text(body["message"])
+            body["data"] = self._redactor.value(body["data"])
+            redacted.append((line, body))
+        return redacted
+
+    async def ensure_reference(self, run_id: str) -> None:
+        """Create the run's log reference if it has none; `Conflict` (``sealed``) if its log
+        is sealed. Skipped for a run this service appended to already (the store checks the
+        seal again inside every append)."""
+        if run_id in self._heads:
+            return
         ref = await self._store.get_log_reference(run_id)
         if ref is None:
             await self._store.get_run(run_id)  # NotFound for an unknown run
@@ -93,31 +134,25 @@ class LogService:
         elif ref.sealed:
             # Fail fast; the store re-checks inside the append transaction.
             raise sealed_log_conflict(run_id)
-        # One JSON-mode dump per line: the hash is taken over exactly the form that
-        # LogEntry.model_dump(mode="json") produces, so verify recomputes it bit for bit.
-        redacted: list[tuple[LogLine, dict[str, Any]]] = []
-        for line in parsed:
-            body = line.model_dump(mode="json")
-            body["message"] = self._redactor.text(body["message"])
-            body["data"] = self._redactor.value(body["data"])
-            redacted.append((line, body))
-        first_try = True
 
-        async def attempt() -> list[LogEntry]:
-            nonlocal first_try
-            cached = self._heads.get(run_id) if first_try else None
-            first_try = False
-            if cached is None:
-                head = await self._store.log_head(run_id)
-                cached = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-            seq, prev = cached
-            out: list[LogEntry] = []
-            for line, body in redacted:
-                seq += 1
-                digest = chain_hash({**body, "run_id": run_id, "seq": seq, "prev_hash": prev})
-                # Every field was validated as a LogLine (and run_id by the store), so the
-                # entry is assembled without a second validation pass.
-                entry = LogEntry.model_construct(
+    async def chain(
+        self, run_id: str, redacted: list[tuple[LogLine, dict[str, Any]]], *, cached: bool = True
+    ) -> list[LogEntry]:
+        """The entries that continue the run's chain from its head (the last one this
+        service saw when ``cached``, else read), hashed; not stored yet."""
+        head = self._heads.get(run_id) if cached else None
+        if head is None:
+            entry = await self._store.log_head(run_id)
+            head = (entry.seq, entry.hash) if entry else (0, GENESIS_HASH)
+        seq, prev = head
+        out: list[LogEntry] = []
+        for line, body in redacted:
+            seq += 1
+            digest = chain_hash({**body, "run_id": run_id, "seq": seq, "prev_hash": prev})
+            # Every field was validated as a LogLine (and run_id by the store), so the
+            # entry is assembled without a second validation pass.
+            out.append(
+                LogEntry.model_construct(
                     run_id=run_id,
                     seq=seq,
                     timestamp=line.timestamp,
@@ -129,17 +164,18 @@ class LogService:
                     prev_hash=prev,
                     hash=digest,
                 )
-                prev = digest
-                out.append(entry)
-            try:
-                await self._store.append_log_entries(out)
-            except Conflict:
-                self._heads.pop(run_id, None)
-                raise
-            self._heads[run_id] = (seq, prev)
-            return out
+            )
+            prev = digest
+        return out
 
-        return await retry_on_conflict(attempt)
+    def remember(self, entries: Sequence[LogEntry]) -> None:
+        """Entries were stored: their last one is the run's head."""
+        if entries:
+            self._heads[entries[-1].run_id] = (entries[-1].seq, entries[-1].hash)
+
+    def forget(self, run_id: str) -> None:
+        """A stored head may be stale (a Conflict): read it again next time."""
+        self._heads.pop(run_id, None)
 
     async def read(self, run_id: str, query: LogQuery | None = None) -> list[LogEntry]:
         query = query or LogQuery()

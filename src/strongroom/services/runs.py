@@ -102,6 +102,21 @@ class RunService:
         ``current`` is the caller's copy of the record (what a previous update returned): the
         update then applies to it without reading the run first, and fails with `Conflict`
         if anyone changed the run since."""
+        updated, version = await self.prepare_update(
+            run_id, expected_version=expected_version, current=current, **changes
+        )
+        return await self._store.update_run(updated, expected_version=version)
+
+    async def prepare_update(
+        self,
+        run_id: str,
+        *,
+        expected_version: int | None = None,
+        current: Run | None = None,
+        **changes: Any,
+    ) -> tuple[Run, int]:
+        """The first half of `update`: the changed run and the version it must replace
+        (`TransitionService` writes it with the rest of a transition)."""
         unknown = set(changes) - _MUTABLE_FIELDS
         if unknown:
             raise ValidationError(
@@ -118,7 +133,7 @@ class RunService:
             operation="runs.update",
             run_id=run_id,
         )
-        return await self._store.update_run(updated, expected_version=version)
+        return updated, version
 
     async def transition(
         self,

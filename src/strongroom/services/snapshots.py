@@ -15,7 +15,7 @@ from strongroom.models import RunSnapshot, RunState, SnapshotRecord, canonical_j
 from strongroom.ports import BlobStore, MetadataStore
 from strongroom.services._common import parse, validation_error
 
-__all__ = ["SnapshotService"]
+__all__ = ["SnapshotService", "stale_snapshot"]
 
 
 def _state_json(state: RunState) -> bytes:
@@ -51,6 +51,28 @@ class SnapshotService:
         still refuses a stale write, but only after the state's blob was stored (it stays
         unreferenced until garbage collection). Ignored for the first revision, whose check
         also makes an unknown run fail before anything is written."""
+        record = await self.prepare(
+            run_id, state, expected_revision=expected_revision, precheck=precheck
+        )
+        try:
+            await self._store.insert_snapshot(record)
+        except Conflict as exc:
+            # The unique (run_id, revision) key is the real compare-and-set: a racing writer
+            # that passed the check above collides here.
+            raise stale_snapshot(run_id, expected_revision, None) from exc
+        return record
+
+    async def prepare(
+        self,
+        run_id: str,
+        state: RunState | dict[str, Any],
+        *,
+        expected_revision: int,
+        precheck: bool = False,
+    ) -> SnapshotRecord:
+        """The first half of `save`: validate, check, store the state's blob and return the
+        record that `save` would insert (`TransitionService` inserts it with the rest of a
+        transition)."""
         if expected_revision < 0:
             raise ValidationError(
                 "expected_revision must be >= 0", operation="snapshots.save", run_id=run_id
@@ -61,22 +83,15 @@ class SnapshotService:
             if latest == 0:
                 await self._store.get_run(run_id)  # NotFound before any blob is written
             if latest != expected_revision:
-                raise _stale(run_id, expected_revision, latest)
+                raise stale_snapshot(run_id, expected_revision, latest)
         payload = _state_json(parsed)
         blob = await self._blobs.put_bytes(payload)
-        record = SnapshotRecord(
+        return SnapshotRecord(
             run_id=run_id,
             revision=expected_revision + 1,
             sha256=blob.sha256,
             size_bytes=blob.size_bytes,
         )
-        try:
-            await self._store.insert_snapshot(record)
-        except Conflict as exc:
-            # The unique (run_id, revision) key is the real compare-and-set: a racing writer
-            # that passed the check above collides here.
-            raise _stale(run_id, expected_revision, None) from exc
-        return record
 
     async def load(self, run_id: str, revision: int | None = None) -> RunSnapshot:
         """The latest snapshot (or ``revision``), verified against its digest and size."""
@@ -108,7 +123,8 @@ class SnapshotService:
             return 0
 
 
-def _stale(run_id: str, expected: int, latest: int | None) -> Conflict:
+def stale_snapshot(run_id: str, expected: int, latest: int | None) -> Conflict:
+    """What a save of a revision that is not the next one raises."""
     found = f", latest is {latest}" if latest is not None else ""
     return Conflict(
         f"snapshot of run {run_id} is stale: expected revision {expected}{found}",

@@ -13,6 +13,7 @@ from strongroom.testing._logs import AuditTests, CatalogTests, LogTests
 from strongroom.testing._registry import RegistryStoreTests
 from strongroom.testing._registry_service import RegistryServiceTests
 from strongroom.testing._runs import RunIndexTests, RunTests, SnapshotTests
+from strongroom.testing._transitions import TransitionTests
 from strongroom.testing._verify import VerifyTests
 
 __all__ = ["VaultTests"]
@@ -21,6 +22,7 @@ __all__ = ["VaultTests"]
 class VaultTests(
     RunTests,
     SnapshotTests,
+    TransitionTests,
     RunIndexTests,
     ArtifactTests,
     LogTests,

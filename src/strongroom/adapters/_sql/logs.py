@@ -14,6 +14,7 @@ from sqlalchemy import Dialect, Table, bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.base import (
+    Operation,
     SqlStoreBase,
     check_limit,
     fetch_all,
@@ -142,6 +143,17 @@ class LogRecords(SqlStoreBase):
                 operation="append_log_entries",
                 run_id=run_id,
             )
+        await self._write(
+            "append_log_entries",
+            self._append_log_op(entries),
+            run_id=entries[0].run_id,
+            first_seq=entries[0].seq,
+            last_seq=entries[-1].seq,
+        )
+
+    def _append_log_op(self, entries: Sequence[LogEntry]) -> Operation[None]:
+        """The statements of `append_log_entries` (one run's batch), for one transaction."""
+        run_id = entries[0].run_id
         dialect = self._require_engine().dialect
         to_db = _TIMESTAMP.process_bind_param
         rows = [_log_row(entry, to_db(entry.timestamp, dialect)) for entry in entries]
@@ -153,13 +165,7 @@ class LogRecords(SqlStoreBase):
             _require_next_seqs("append_log_entries", head, entries, run_id=run_id)
             _driver_executemany(conn, log_entries_table, rows)
 
-        await self._write(
-            "append_log_entries",
-            op,
-            run_id=entries[0].run_id,
-            first_seq=entries[0].seq,
-            last_seq=entries[-1].seq,
-        )
+        return op
 
     async def read_log_entries(self, run_id: str, query: LogQuery) -> list[LogEntry]:
         c = log_entries_table.c

@@ -32,6 +32,7 @@ from strongroom.adapters._cursor import capped_total, decode_run_cursor, encode_
 from strongroom.adapters._sql.base import (
     PAGE_SIZE,
     AnyRow,
+    Operation,
     SqlStoreBase,
     fetch_all,
     fetch_scalar,
@@ -175,6 +176,10 @@ def _existing(conn: Connection, column: Column[str], values: Sequence[str]) -> s
 _INSERT_RUN: Final = insert(runs_table)
 _GET_RUN: Final = select(runs_table.c.body).where(runs_table.c.run_id == bindparam("run_id"))
 _INSERT_SNAPSHOT: Final = insert(snapshots_table)
+_SNAPSHOT_EXISTS: Final = select(literal(1)).where(
+    snapshots_table.c.run_id == bindparam("run_id"),
+    snapshots_table.c.revision == bindparam("revision"),
+)
 _LATEST_SNAPSHOT: Final = (
     select(snapshots_table.c.body)
     .where(snapshots_table.c.run_id == bindparam("run_id"))
@@ -207,6 +212,12 @@ class RunRecords(SqlStoreBase):
         return parse_body(Run, body, "run", run_id)
 
     async def update_run(self, run: Run, *, expected_version: int) -> Run:
+        stored, op = self._update_run_op(run, expected_version)
+        await self._write("update_run", op, run_id=run.run_id)
+        return stored
+
+    def _update_run_op(self, run: Run, expected_version: int) -> tuple[Run, Operation[None]]:
+        """The stored run and the statements of `update_run` (for one transaction of several)."""
         stored = run.model_copy(update={"version": expected_version + 1})
         row = _run_row(stored)
         del row["run_id"]
@@ -235,8 +246,7 @@ class RunRecords(SqlStoreBase):
                 actual_version=actual,
             )
 
-        await self._write("update_run", op, run_id=run.run_id)
-        return stored
+        return stored, op
 
     async def query_runs(self, query: RunQuery) -> RunPage:
         count_stmt, page_stmt = run_index_statements(query)
@@ -266,6 +276,26 @@ class RunRecords(SqlStoreBase):
             conn.execute(_INSERT_SNAPSHOT, row)
 
         await self._write("insert_snapshot", op, run_id=record.run_id, revision=record.revision)
+
+    def _insert_snapshot_op(self, record: SnapshotRecord) -> Operation[None]:
+        """`insert_snapshot` inside a larger transaction: an existing revision is refused by
+        name (``stale_revision``) before the insert, so the caller can tell which part of
+        the transaction lost; the unique key still decides a race."""
+        row = _snapshot_row(record)
+
+        def op(conn: Connection) -> None:
+            if conn.scalar(_SNAPSHOT_EXISTS, row) is not None:
+                raise Conflict(
+                    f"snapshot revision {record.revision} of run {record.run_id} exists",
+                    operation="insert_snapshot",
+                    backend=self.backend,
+                    reason="stale_revision",
+                    run_id=record.run_id,
+                    revision=record.revision,
+                )
+            conn.execute(_INSERT_SNAPSHOT, row)
+
+        return op
 
     async def get_snapshot(self, run_id: str, revision: int | None = None) -> SnapshotRecord:
         if revision is None:

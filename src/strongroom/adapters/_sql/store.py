@@ -6,13 +6,14 @@ consistency check that catches a row edited by hand.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Column, Table, select
+from sqlalchemy.engine import Connection
 
-from strongroom.adapters._sql.base import AnyRow, parse_body
+from strongroom.adapters._sql.base import AnyRow, Operation, parse_body
 from strongroom.adapters._sql.catalog import CatalogRecords
 from strongroom.adapters._sql.logs import LogRecords
 from strongroom.adapters._sql.registry import RegistryRecordsSql, definition_subject
@@ -28,13 +29,14 @@ from strongroom.adapters._sql.tables import (
     runs_table,
     snapshots_table,
 )
-from strongroom.errors import IntegrityError
+from strongroom.errors import IntegrityError, ValidationError
 from strongroom.models import (
     Approval,
     ArtifactMetadata,
     CatalogObject,
     ChannelMove,
     DefinitionVersion,
+    LogEntry,
     Run,
     SnapshotRecord,
     VerifyProblem,
@@ -79,7 +81,48 @@ _BLOB_COLUMN: dict[str, str] = {
 
 class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSql):
     """`MetadataStore` on SQLAlchemy Core. Subclasses supply the engine and the transaction
-    discipline (`_create_engine`, optionally `_prepare` and `_run_transaction`)."""
+    discipline (`_create_engine`, optionally `_prepare` and `_run_transaction`).
+
+    ``record_transition`` runs the statements of ``insert_snapshot``, ``update_run`` and
+    ``append_log_entries`` (built by their ``_*_op`` halves) in one transaction."""
+
+    async def record_transition(
+        self,
+        *,
+        snapshot: SnapshotRecord | None = None,
+        run: Run | None = None,
+        expected_version: int = 0,
+        log_entries: Sequence[LogEntry] = (),
+    ) -> Run | None:
+        ops: list[Operation[None]] = []
+        stored: Run | None = None
+        run_ids = {
+            *([snapshot.run_id] if snapshot else []),
+            *([run.run_id] if run else []),
+            *(entry.run_id for entry in log_entries),
+        }
+        if len(run_ids) > 1:
+            raise ValidationError(
+                "record_transition: every part must belong to the same run",
+                operation="record_transition",
+                run_ids=sorted(run_ids),
+            )
+        if snapshot is not None:
+            ops.append(self._insert_snapshot_op(snapshot))
+        if run is not None:
+            stored, op = self._update_run_op(run, expected_version)
+            ops.append(op)
+        if log_entries:
+            ops.append(self._append_log_op(log_entries))
+        if not ops:
+            return None
+
+        def transaction(conn: Connection) -> None:
+            for op in ops:
+                op(conn)
+
+        await self._write("record_transition", transaction, run_id=next(iter(run_ids)))
+        return stored
 
     async def _checked_rows(self, table: Table, keys: tuple[str, ...]) -> AsyncIterator[AnyRow]:
         columns: list[Column[Any]] = [table.c[k] for k in keys]
