@@ -93,7 +93,12 @@ async def test_diamond_runs_end_to_end(lane: Lane) -> None:
         data = await lane.vault.artifacts.get_bytes(step.output_artifact_id)
         outputs[step_id] = json.loads(data)
     assert outputs == {"a": {"sum": 2}, "b": {"sum": 12}, "c": {"sum": 102}, "d": {"sum": 114}}
-    assert len(await lane.vault.snapshots.history(run_id)) == 1 + 2 * 4
+    # the plan, a's start, then one per settling step (with the steps it made ready)
+    assert len(await lane.vault.snapshots.history(run_id)) == 6
+    log = [(e.event, e.phase) for e in await lane.vault.logs.read(run_id)]
+    assert sorted(log) == sorted(
+        (event, step) for step in "abcd" for event in ("step.started", "step.completed")
+    )
     assert await executions(lane, run_id) == dict.fromkeys("abcd", 1)
     run = await lane.vault.runs.get(run_id)
     assert run.progress.steps_completed == 4

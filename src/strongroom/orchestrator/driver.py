@@ -88,6 +88,8 @@ class Driver:
         self.lock = asyncio.Lock()
         self.cancel = threading.Event()
         self.outputs: dict[str, Any] = {}
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._steps = {step.step_id: step for step in playbook.steps}
         self.stop_scheduling = False
         self._run: Run | None = None
         # The plan as JSON, kept in the state and updated one step at a time: dumping the
@@ -105,40 +107,62 @@ class Driver:
         self._dirty = True
 
     async def run(self) -> RunResult:
-        """Schedule ready steps (up to ``max_parallel`` at once) until none is left, then
-        end the run according to what the steps did."""
-        running: dict[str, asyncio.Task[None]] = {}
-        by_id = {step.step_id: step for step in self.playbook.steps}
+        """Start the ready steps (up to ``max_parallel`` at once), then wait: each step that
+        settles starts the steps it made ready, in the same transition. Ends the run when no
+        step is left running."""
         watcher = asyncio.create_task(self._watch_cancel())
         try:
-            while True:
-                if not self.stop_scheduling and not self.cancel.is_set():
-                    for step_id in self._ready(self.plan, running):
-                        if len(running) >= self.plan.max_parallel:
-                            break
-                        step = by_id[step_id]
-                        running[step_id] = asyncio.create_task(self._run_step(step))
-                if not running:
-                    break
-                done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
-                for step_id in [s for s, task in running.items() if task in done]:
-                    task = running.pop(step_id)
+            async with self.lock:
+                started = self._start_ready()
+                if started:
+                    await self.persist()
+                self._launch(started)
+            while self.running:
+                done, _ = await asyncio.wait(
+                    list(self.running.values()), return_when=asyncio.FIRST_COMPLETED
+                )
+                for step_id in [s for s, task in self.running.items() if task in done]:
+                    task = self.running.pop(step_id)
                     task.result()  # an unexpected error in the orchestrator itself propagates
         finally:
             watcher.cancel()
-            for task in running.values():
+            for task in self.running.values():
                 task.cancel()
         return await self._finish()
 
-    @staticmethod
-    def _ready(plan: PlanState, running: dict[str, asyncio.Task[None]]) -> list[str]:
-        return [
-            step.step_id
-            for step in plan.ordered()
-            if step.status is StepStatus.PENDING
-            and step.step_id not in running
-            and all(plan.steps[up].done for up in step.upstream)
-        ]
+    def _start_ready(self) -> list[Step]:
+        """Mark the steps that may start now RUNNING (in the plan only): every upstream step
+        done, within ``max_parallel``, unless the run stops scheduling. The caller persists
+        that before it launches them, so a step never runs without a snapshot saying so."""
+        if self.stop_scheduling or self.cancel.is_set():
+            return []
+        plan = self.plan
+        slots = plan.max_parallel - sum(
+            1 for state in plan.steps.values() if state.status is StepStatus.RUNNING
+        )
+        started: list[Step] = []
+        for state in plan.ordered():
+            if len(started) >= slots:
+                break
+            if state.status is not StepStatus.PENDING:
+                continue
+            if not all(plan.steps[up].done for up in state.upstream):
+                continue
+            state.status = StepStatus.RUNNING
+            state.starts += 1
+            state.request_id = new_id()
+            state.started_at = utcnow()
+            state.finished_at = None
+            state.error = None
+            self._sync(state.step_id)
+            started.append(self._steps[state.step_id])
+        return started
+
+    def _launch(self, steps: list[Step]) -> None:
+        """Run the steps `_start_ready` marked, once their start is persisted."""
+        for step in steps:
+            self.running[step.step_id] = asyncio.create_task(self._run_step(step))
+            self.emit(Event.step("step_started", self, self.plan.steps[step.step_id]))
 
     async def _watch_cancel(self) -> None:
         while not self.cancel.is_set():
@@ -149,16 +173,6 @@ class Driver:
 
     async def _run_step(self, step: Step) -> None:
         state = self.plan.steps[step.step_id]
-        async with self.lock:
-            state.status = StepStatus.RUNNING
-            state.starts += 1
-            state.request_id = new_id()
-            state.started_at = utcnow()
-            state.finished_at = None
-            state.error = None
-            self._sync(step.step_id)
-            await self.persist()
-            self.emit(Event.step("step_started", self, state))
         try:
             request = await step_request(step, self.plan, self._output, self._check_artifact)
         except StrongroomError as exc:
@@ -239,33 +253,49 @@ class Driver:
                 update={"steps_completed": completed, "message": f"{step.step_id} {status.value}"}
             )
             self._sync(step.step_id)
-            if step.persistence.snapshot or status is not StepStatus.COMPLETED:
-                await self.persist()
-            # else (``snapshot: false``): the completion rides in the next snapshot; a crash
-            # before it runs the step again, like any step in flight.
-            await self._update_run(
-                current_step=step.step_id,
-                progress={
-                    "steps_total": len(self.plan.steps),
-                    "steps_completed": completed,
-                    "message": f"{step.step_id} {status.value}",
-                },
-            )
+            # The steps this one made ready start in the same transition: one snapshot says
+            # "a completed, b running" (a chain costs one snapshot per step, not two).
+            started = self._start_ready()
             level = "info" if status is StepStatus.COMPLETED else "warning"
             message = f"step {step.step_id} {status.value}"
             if error is not None:
                 message += f": {error.code}: {error.message}"
-            # The start line is written with the end line (its own timestamp): one log append
-            # per step instead of two; the start itself is in the step-start snapshot.
-            started = {
-                "event": "step.started",
-                "phase": step.step_id,
-                "message": f"step {step.step_id} started",
-                "timestamp": state.started_at or utcnow(),
-            }
-            ended = {"event": f"step.{status.value}", "level": level, "phase": step.step_id}
-            await self._log([started, {**ended, "message": message}])
+            # The start line is written with the end line (its own timestamp): the start
+            # itself is in the step-start snapshot.
+            lines: list[dict[str, Any]] = [
+                {
+                    "event": "step.started",
+                    "phase": step.step_id,
+                    "message": f"step {step.step_id} started",
+                    "timestamp": state.started_at or utcnow(),
+                },
+                {
+                    "event": f"step.{status.value}",
+                    "level": level,
+                    "phase": step.step_id,
+                    "message": message,
+                },
+            ]
+            # One transaction: the snapshot, the run's progress and the two log lines. With
+            # ``snapshot: false`` and no step starting, the completion rides in the next
+            # snapshot instead; a crash before it runs the step again, like any in flight.
+            await self._commit(
+                snapshot=bool(started)
+                or step.persistence.snapshot
+                or status is not StepStatus.COMPLETED,
+                run_changes={
+                    "current_step": step.step_id,
+                    "progress": {
+                        "steps_total": len(self.plan.steps),
+                        "steps_completed": completed,
+                        "message": f"{step.step_id} {status.value}",
+                    },
+                },
+                log_lines=lines,
+            )
             self.emit(Event.step(f"step_{status.value}", self, state))
+            if not self.cancel.is_set():  # else `_finish` marks them cancelled
+                self._launch(started)
 
     async def _output(self, step_id: str) -> Any:
         """An upstream step's output: in memory, inline in the plan, or read back from its
@@ -370,30 +400,43 @@ class Driver:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def persist(self) -> None:
-        # This driver owns the run's snapshot chain: the unique revision key refuses a second
-        # writer, so the pre-read of the latest revision is skipped.
-        record = await self._vault.snapshots.save(
-            self.run_id, self.state, expected_revision=self.revision, precheck=False
-        )
-        self.revision = record.revision
-        self._dirty = False
+        """Save the state as the run's next snapshot."""
+        await self._commit(snapshot=True)
 
-    async def _update_run(self, **changes: Any) -> None:
-        """Update the run record from the copy the last update returned (no read first); if
-        someone else changed the run meanwhile (a cancel), read it and apply again."""
+    async def _commit(
+        self,
+        *,
+        snapshot: bool,
+        run_changes: dict[str, Any] | None = None,
+        log_lines: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """One transaction of the state (when ``snapshot``), run record changes and log
+        lines. This driver owns the run's snapshot chain, so the revision is not read first
+        (the unique revision key refuses a second writer), and the run is updated from the
+        copy the last update returned (re-read only if someone changed it meanwhile)."""
         try:
-            self._run = await self._vault.runs.update(self.run_id, current=self._run, **changes)
-        except Conflict:
-            self._run = await self._vault.runs.update(self.run_id, **changes)
-
-    async def _log(self, lines: list[dict[str, Any]]) -> None:
-        try:
-            await self._vault.logs.append_many(self.run_id, lines)
-        except Conflict:
-            # The run was cancelled under us (its log is sealed): stop like the watcher would.
+            done = await self._vault.transitions.record(
+                self.run_id,
+                state=self.state if snapshot else None,
+                expected_revision=self.revision if snapshot else None,
+                current=self._run,
+                run_changes=run_changes,
+                log_lines=log_lines or (),
+            )
+        except Conflict as exc:
+            if exc.details.get("reason") != "sealed":
+                raise
+            # The run was cancelled under us (its log is sealed): nothing of this transition
+            # was written; stop like the watcher would (`_finish` saves the state).
             if (await self._vault.runs.get(self.run_id)).status is not RunStatus.CANCELLED:
                 raise
             self.cancel.set()
+            return
+        if done.snapshot is not None:
+            self.revision = done.snapshot.revision
+            self._dirty = False
+        if done.run is not None:
+            self._run = done.run
 
     def emit(self, event: Event) -> None:
         self._on_event(event)
