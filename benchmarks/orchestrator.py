@@ -5,8 +5,9 @@ takes, and what a real sandboxed step costs end to end.
   previous one's output) driven with a stub `ToolRunner` whose ``run()`` returns a successful
   `RunnerResponse` at once, after storing the output artifact exactly as the real runner does
   (``artifacts.put_bytes`` with the step's role and id). What is left is the orchestrator's
-  own work per step: wiring, two compare-and-set snapshots (step start and end), the run
-  record update, two log lines and the output artifact. Median of ``orchestrator_repeats``
+  own work per step: wiring, one transaction (the compare-and-set snapshot that records the
+  step's end and the next step's start, the run record update, two log lines) and the output
+  artifact. Median of ``orchestrator_repeats``
   runs, in ms per step. Baseline (same vault, interleaved with the runs): the irreducible
   durable work of a resumable step, one ``snapshots.save`` of a one-step state plus one
   ``artifacts.put_bytes`` of the same output, per step. The difference is the price of the
@@ -310,7 +311,8 @@ async def run(ctx: Context) -> list[Figure]:
         Figure(
             benchmark=NAME,
             name=f"orchestrator overhead per step, {steps}-step chain, stub runner "
-            "(wiring, 2 snapshots, run update, logs, output artifact), median",
+            "(wiring, 1 transaction: snapshot + run update + log lines; output artifact), "
+            "median",
             unit="ms/step",
             value=ms_ours,
             higher_is_better=False,

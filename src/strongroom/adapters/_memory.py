@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from strongroom.adapters._cursor import capped_total, decode_run_cursor, encode_run_cursor
 from strongroom.adapters._memory_registry import MemoryRegistryRecords
-from strongroom.errors import Conflict, NotFound, ValidationError
+from strongroom.errors import Conflict, NotFound
 from strongroom.models import (
     LEVEL_ORDER,
     ArtifactMetadata,
@@ -30,7 +30,12 @@ from strongroom.models import (
     RunQuery,
     SnapshotRecord,
 )
-from strongroom.ports.metadata import MetadataStore, closed_log_reference, sealed_log_conflict
+from strongroom.ports.metadata import (
+    MetadataStore,
+    closed_log_reference,
+    sealed_log_conflict,
+    transition_run_id,
+)
 
 __all__ = ["MemoryMetadataStore"]
 
@@ -106,20 +111,9 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
         expected_version: int = 0,
         log_entries: Sequence[LogEntry] = (),
     ) -> Run | None:
-        run_ids = {
-            *([snapshot.run_id] if snapshot else []),
-            *([run.run_id] if run else []),
-            *(entry.run_id for entry in log_entries),
-        }
-        if len(run_ids) > 1:
-            raise ValidationError(
-                "record_transition: every part must belong to the same run",
-                operation="record_transition",
-                run_ids=sorted(run_ids),
-            )
-        if not run_ids:
+        run_id = transition_run_id(snapshot, run, log_entries)
+        if run_id is None:
             return None
-        run_id = next(iter(run_ids))
         async with self._lock:  # every check first, then every write: all or nothing
             current = self._require_run(run_id, "record_transition")
             history = self._snapshots.get(run_id, [])

@@ -7,7 +7,9 @@ execution lane, persist after every transition, resume exactly where a run stopp
     result = await orchestrator.resume(result.run.run_id)      # after a crash or an approval
 
 Persistence: the run record and a state snapshot (`PlanState` in ``data["orchestrator"]``)
-are written at run start, at every step start, completion and failure, and at run end. A
+are written at run start, at every step start, completion and failure, and at run end; a
+step that settles starts the steps it made ready in the same snapshot, and the snapshot, the
+run's progress and the step's log lines are one transaction (`vault.transitions`). A
 snapshot is compare-and-set on its revision, so two orchestrators can never both drive one
 run: the second one's first write fails with `Conflict`. Each step's output is an artifact
 (its persistence role), read back verified on resume.
@@ -250,7 +252,7 @@ class Orchestrator:
         drive = self._driver(playbook_def, run.run_id, plan, state, revision)
         if revision == 0 or drift:
             # A successor run's first snapshot, or the re-pinned plan of a forced resume. (In
-            # place, the next step start writes the reset statuses anyway.)
+            # place, the first transition of the drive writes the reset statuses anyway.)
             await drive.persist()
         await self._audit(
             "orchestrator.run_resumed",

@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from strongroom.errors import Conflict
+from strongroom.errors import Conflict, ValidationError
 from strongroom.models import (
     ArtifactMetadata,
     ArtifactQuery,
@@ -47,7 +47,12 @@ from strongroom.models import (
 )
 from strongroom.ports.registry import RegistryRecords
 
-__all__ = ["MetadataStore", "closed_log_reference", "sealed_log_conflict"]
+__all__ = [
+    "MetadataStore",
+    "closed_log_reference",
+    "sealed_log_conflict",
+    "transition_run_id",
+]
 
 
 def sealed_log_conflict(run_id: str) -> Conflict:
@@ -71,6 +76,25 @@ def closed_log_reference(ref: LogReference, head: LogEntry | None, at: datetime)
             "updated_at": at,
         }
     )
+
+
+def transition_run_id(
+    snapshot: SnapshotRecord | None, run: Run | None, log_entries: Sequence[LogEntry]
+) -> str | None:
+    """The one run the parts of a `record_transition` belong to (None when there are no
+    parts); `ValidationError` when they name several."""
+    run_ids = {
+        *([snapshot.run_id] if snapshot else []),
+        *([run.run_id] if run else []),
+        *(entry.run_id for entry in log_entries),
+    }
+    if len(run_ids) > 1:
+        raise ValidationError(
+            "record_transition: every part must belong to the same run",
+            operation="record_transition",
+            run_ids=sorted(run_ids),
+        )
+    return next(iter(run_ids), None)
 
 
 class MetadataStore(RegistryRecords, ABC):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from strongroom.errors import Conflict, NotFound, ValidationError
-from strongroom.models import Run
+from strongroom.models import Run, SnapshotRecord
 from strongroom.testing._base import VaultFixtureContract
 from strongroom.vault import Vault
 
@@ -191,7 +191,17 @@ class TransitionTests(VaultFixtureContract):
             await vault.transitions.record(run.run_id, state={"data": {}})
         with pytest.raises(ValidationError):  # not a run state
             await vault.transitions.record(run.run_id, state={"bogus": 1}, expected_revision=0)
+        other = await self.new_run(vault)
+        with pytest.raises(ValidationError):  # the store refuses parts of two runs
+            await vault.metadata.record_transition(
+                snapshot=SnapshotRecord(
+                    run_id=run.run_id, revision=1, sha256="0" * 64, size_bytes=0
+                ),
+                run=other,
+                expected_version=other.version,
+            )
         assert await self._state(vault, run) == before
+        assert await self._state(vault, other) == (0, other.version, 0, [])
         with pytest.raises(NotFound):
             await vault.transitions.record(
                 str(uuid.uuid4()), state={"data": {}}, expected_revision=0

@@ -29,7 +29,7 @@ from strongroom.adapters._sql.tables import (
     runs_table,
     snapshots_table,
 )
-from strongroom.errors import IntegrityError, ValidationError
+from strongroom.errors import IntegrityError
 from strongroom.models import (
     Approval,
     ArtifactMetadata,
@@ -41,6 +41,7 @@ from strongroom.models import (
     SnapshotRecord,
     VerifyProblem,
 )
+from strongroom.ports.metadata import transition_run_id
 
 __all__ = ["SqlMetadataStore"]
 
@@ -96,17 +97,7 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSq
     ) -> Run | None:
         ops: list[Operation[None]] = []
         stored: Run | None = None
-        run_ids = {
-            *([snapshot.run_id] if snapshot else []),
-            *([run.run_id] if run else []),
-            *(entry.run_id for entry in log_entries),
-        }
-        if len(run_ids) > 1:
-            raise ValidationError(
-                "record_transition: every part must belong to the same run",
-                operation="record_transition",
-                run_ids=sorted(run_ids),
-            )
+        run_id = transition_run_id(snapshot, run, log_entries)
         if snapshot is not None:
             ops.append(self._insert_snapshot_op(snapshot))
         if run is not None:
@@ -121,7 +112,7 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSq
             for op in ops:
                 op(conn)
 
-        await self._write("record_transition", transaction, run_id=next(iter(run_ids)))
+        await self._write("record_transition", transaction, run_id=run_id)
         return stored
 
     async def _checked_rows(self, table: Table, keys: tuple[str, ...]) -> AsyncIterator[AnyRow]:
