@@ -355,10 +355,7 @@ class PipelineRun:
         **data: Any,
     ) -> None:
         """Append a line to the run's hash-chained log (redacted before storage)."""
-        await self.vault.logs.append(
-            self.run_id,
-            {"level": level, "event": event, "phase": phase, "message": message, "data": data},
-        )
+        await self.vault.logs.append(self.run_id, _line(event, message, level, phase, data))
 
     async def _save(self) -> None:
         """Append the next snapshot, compare-and-set on the revision this object last saw:
@@ -367,6 +364,24 @@ class PipelineRun:
             self.run_id, self.state, expected_revision=self.revision
         )
         self.revision = record.revision
+
+    async def _transition(
+        self, line: dict[str, Any], run_changes: dict[str, Any] | None = None
+    ) -> None:
+        """Like `_save`, with the run record's changes and a log line in the same
+        transaction: a phase's start, end or failure is all stored or not at all."""
+        done = await self.vault.transitions.record(
+            self.run_id,
+            state=self.state,
+            expected_revision=self.revision,
+            current=self.record,
+            run_changes=run_changes,
+            log_lines=[line],
+        )
+        assert done.snapshot is not None
+        self.revision = done.snapshot.revision
+        if done.run is not None:
+            self.record = done.run
 
     async def _update(self, **changes: Any) -> None:
         self.record = await self.vault.runs.update(
@@ -407,9 +422,10 @@ class PipelineRun:
             self.state.progress = self.state.progress.model_copy(
                 update={"message": f"{phase.name} running"}
             )
-            await self.log("phase.started", f"{phase.name}: started", phase=phase.name)
-            await self._save()
-            await self._update(current_phase=phase.name, progress=self.state.progress)
+            await self._transition(
+                _line("phase.started", f"{phase.name}: started", LogLevel.INFO, phase.name, {}),
+                {"current_phase": phase.name, "progress": self.state.progress},
+            )
         except BaseException:
             self._open_phase = None
             raise
@@ -431,14 +447,15 @@ class PipelineRun:
                     "message": f"{phase.name} done",
                 }
             )
-            await self._save()
-            await self._update(progress=self.state.progress)
-            await self.log(
-                "phase.completed",
-                f"{phase.name}: completed",
-                phase=phase.name,
-                revision=revision,
-                artifact_ids=ids,
+            await self._transition(
+                _line(
+                    "phase.completed",
+                    f"{phase.name}: completed",
+                    LogLevel.INFO,
+                    phase.name,
+                    {"revision": revision, "artifact_ids": ids},
+                ),
+                {"progress": self.state.progress},
             )
         finally:
             self._open_phase = None
@@ -458,14 +475,15 @@ class PipelineRun:
             self.state.progress = self.state.progress.model_copy(
                 update={"message": f"{phase.name} failed"}
             )
-            await self.log(
-                "phase.failed",
-                f"{phase.name}: {error.message}",
-                level=LogLevel.ERROR,
-                phase=phase.name,
-                error=error.model_dump(mode="json"),
+            await self._transition(
+                _line(
+                    "phase.failed",
+                    f"{phase.name}: {error.message}",
+                    LogLevel.ERROR,
+                    phase.name,
+                    {"error": error.model_dump(mode="json")},
+                )
             )
-            await self._save()
         except Exception as bookkeeping:  # never hide the phase's own exception
             exc.add_note(f"strongroom could not record the failed phase: {bookkeeping!r}")
         finally:
@@ -527,3 +545,9 @@ class _PipelineContext:
     ) -> None:
         if self._run is not None:
             await self._run._finish(exc, complete=self._complete)
+
+
+def _line(
+    event: str, message: str, level: LogLevel | str, phase: str | None, data: dict[str, Any]
+) -> dict[str, Any]:
+    return {"level": level, "event": event, "phase": phase, "message": message, "data": data}
