@@ -64,10 +64,20 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from strongroom.sandbox._proxy_io import (
+    CHUNK,
+    MAX_HEAD_BYTES,
+    Counter,
+    close_writer,
+    describe,
+    read_head,
+    relay,
+    respond,
+)
 from strongroom.sandbox._proxy_rules import (
     BadRequest,
     forward_head,
@@ -81,14 +91,7 @@ __all__ = ["EgressProxy", "ProxyEvent", "host_allowed"]
 
 _log = logging.getLogger(__name__)
 
-MAX_HEAD_BYTES = 64 * 1024
-"""The largest request head (request line plus headers) the proxy reads."""
-
 _HEAD_TIMEOUT = 30.0
-_LINGER_SECONDS = 1.0
-_LINGER_BYTES = 256 * 1024
-_CLOSE_TIMEOUT = 2.0
-_CHUNK = 64 * 1024
 _DEFAULT_PORTS = frozenset({80, 443})
 
 _REASON_ALLOWED = "allowed"
@@ -121,146 +124,6 @@ class ProxyEvent:
             "bytes_down": self.bytes_down,
             "at": self.at,
         }
-
-
-async def _read_head(reader: asyncio.StreamReader) -> list[bytes]:
-    lines: list[bytes] = []
-    total = 0
-    while True:
-        try:
-            line = await reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError:
-            raise BadRequest("header too large") from None
-        except asyncio.IncompleteReadError as exc:
-            reason = "incomplete request" if exc.partial or lines else "empty request"
-            raise BadRequest(reason) from None
-        total += len(line)
-        if total > MAX_HEAD_BYTES:
-            raise BadRequest("header too large")
-        line = line[:-1]
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if line:
-            lines.append(line)
-        elif lines:
-            return lines
-        # Empty lines before the request line are ignored (RFC 9112, section 2.2).
-
-
-# --- relaying ------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Counter:
-    up: int = 0
-    down: int = 0
-
-    def add_up(self, n: int) -> None:
-        self.up += n
-
-    def add_down(self, n: int) -> None:
-        self.down += n
-
-
-async def _pump(
-    src: asyncio.StreamReader, dst: asyncio.StreamWriter, count: Callable[[int], None]
-) -> bool:
-    """Copy src to dst until EOF, then half-close dst. False when a connection failed."""
-    try:
-        while True:
-            data = await src.read(_CHUNK)
-            if not data:
-                break
-            dst.write(data)
-            count(len(data))
-            await dst.drain()
-        if dst.can_write_eof() and not dst.is_closing():
-            dst.write_eof()
-    except (OSError, RuntimeError):
-        return False
-    return True
-
-
-async def _relay(
-    client_reader: asyncio.StreamReader,
-    client_writer: asyncio.StreamWriter,
-    upstream_reader: asyncio.StreamReader,
-    upstream_writer: asyncio.StreamWriter,
-    counter: _Counter,
-    *,
-    end_with_response: bool,
-) -> None:
-    up = asyncio.create_task(_pump(client_reader, upstream_writer, counter.add_up))
-    down = asyncio.create_task(_pump(upstream_reader, client_writer, counter.add_down))
-    try:
-        pending: set[asyncio.Task[bool]] = {up, down}
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if end_with_response and down in done:
-                break
-            if not all(task.result() for task in done):
-                break
-    finally:
-        for task in (up, down):
-            task.cancel()
-        await asyncio.gather(up, down, return_exceptions=True)
-
-
-async def _close_writer(writer: asyncio.StreamWriter) -> None:
-    """Close a connection, dropping unsent data if it does not flush in time.
-
-    The socket itself is closed by the loop a turn after ``abort()``; the proxy's shutdown runs
-    a few more turns before stopping the loop.
-    """
-    writer.close()
-    try:
-        async with asyncio.timeout(_CLOSE_TIMEOUT):
-            await writer.wait_closed()
-    except (OSError, TimeoutError):
-        writer.transport.abort()
-    except asyncio.CancelledError:
-        writer.transport.abort()
-        raise
-
-
-async def _respond(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    status: int,
-    phrase: str,
-    body: str,
-) -> None:
-    """Send a short plain-text response and finish the connection politely.
-
-    After the response the proxy half-closes and reads (and drops) what the client still sends
-    for a moment, so that closing with unread request bytes does not reset the connection before
-    the client has read the answer.
-    """
-    data = (body + "\n").encode("utf-8")
-    head = (
-        f"HTTP/1.1 {status} {phrase}\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(data)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    with contextlib.suppress(OSError, RuntimeError, TimeoutError):
-        writer.write(head.encode("ascii") + data)
-        async with asyncio.timeout(_LINGER_SECONDS):
-            await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-            remaining = _LINGER_BYTES
-            while remaining > 0:
-                chunk = await reader.read(min(_CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{type(exc).__name__}: {exc.strerror}"
-    return type(exc).__name__
 
 
 # --- the proxy -----------------------------------------------------------------------------------
@@ -468,7 +331,7 @@ class EgressProxy:
                 return
             if runtime.active >= self._max_connections:
                 self._record(ProxyEvent("", 0, False, _REASON_BUSY, "", 0, 0, time.time()))
-                await _respond(reader, writer, 503, "Service Unavailable", _REASON_BUSY)
+                await respond(reader, writer, 503, "Service Unavailable", _REASON_BUSY)
                 return
             runtime.active += 1
             try:
@@ -481,20 +344,20 @@ class EgressProxy:
             _log.exception("egress proxy: unexpected error in connection handler")
         finally:
             try:
-                await _close_writer(writer)
+                await close_writer(writer)
             except Exception:
                 _log.exception("egress proxy: closing a client connection failed")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(_HEAD_TIMEOUT):
-                lines = await _read_head(reader)
+                lines = await read_head(reader)
             request = parse_request(lines)
         except (BadRequest, TimeoutError) as exc:
             reason = exc.reason if isinstance(exc, BadRequest) else "request head timed out"
             method = exc.method if isinstance(exc, BadRequest) else ""
             self._record(ProxyEvent("", 0, False, reason, method, 0, 0, time.time()))
-            await _respond(reader, writer, 400, "Bad Request", f"bad request: {reason}")
+            await respond(reader, writer, 400, "Bad Request", f"bad request: {reason}")
             return
 
         at = time.time()
@@ -504,23 +367,23 @@ class EgressProxy:
             self._record(
                 ProxyEvent(request.host, request.port, False, decision, request.method, 0, 0, at)
             )
-            await _respond(reader, writer, 403, "Forbidden", f"{target} denied: {decision}")
+            await respond(reader, writer, 403, "Forbidden", f"{target} denied: {decision}")
             return
 
-        counter = _Counter()
+        counter = Counter()
         outcome = _REASON_ALLOWED
         try:
             try:
                 async with asyncio.timeout(self._connect_timeout):
                     upstream_reader, upstream_writer = await asyncio.open_connection(
-                        request.host, request.port, limit=_CHUNK
+                        request.host, request.port, limit=CHUNK
                     )
             except TimeoutError:
                 outcome = "upstream connect timed out"
             except OSError as exc:
-                outcome = f"upstream connect failed: {_describe(exc)}"
+                outcome = f"upstream connect failed: {describe(exc)}"
             if outcome != _REASON_ALLOWED:
-                await _respond(reader, writer, 502, "Bad Gateway", f"{target}: {outcome}")
+                await respond(reader, writer, 502, "Bad Gateway", f"{target}: {outcome}")
                 return
             try:
                 if request.is_connect:
@@ -530,7 +393,7 @@ class EgressProxy:
                     head = forward_head(request)
                     upstream_writer.write(head)
                     counter.add_up(len(head))
-                await _relay(
+                await relay(
                     reader,
                     writer,
                     upstream_reader,
@@ -539,7 +402,7 @@ class EgressProxy:
                     end_with_response=not request.is_connect,
                 )
             finally:
-                await _close_writer(upstream_writer)
+                await close_writer(upstream_writer)
         finally:
             self._record(
                 ProxyEvent(
