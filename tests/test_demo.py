@@ -13,7 +13,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from strongroom.cli import app
-from strongroom.demo import FAKE_API_KEY, PHASES, record_demo_run
+from strongroom.demo_translation import FAKE_API_KEY, PHASES, record_demo_run
 from strongroom.models import ArtifactFormat, ArtifactRole, RunStatus
 from strongroom.vault import Vault
 
