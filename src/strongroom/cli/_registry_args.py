@@ -1,0 +1,91 @@
+"""Shared arguments of the `strongroom registry ...` commands: the --actor, --kind and --reason
+options, and the parsers that turn their text (a definition kind, an ID@SELECTOR reference, a
+channel name) into models, raising the CLI's usual ``ValidationError``/``NotFound`` so that
+`registry.py` (publish and reading) and `registry_review.py` (channels and approvals) report
+bad input identically."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from strongroom.errors import NotFound, ValidationError
+from strongroom.models import Channel, DefinitionKind, Ref
+from strongroom.vault import Vault
+
+__all__ = [
+    "ActorOption",
+    "KindOption",
+    "ReasonOption",
+    "infer_kind",
+    "parse_channel",
+    "parse_kind",
+    "parse_ref",
+]
+
+ActorOption = Annotated[
+    str,
+    typer.Option(
+        "--actor", envvar="STRONGROOM_ACTOR", help="Who does this (recorded in the audit trail)."
+    ),
+]
+KindOption = Annotated[
+    str | None,
+    typer.Option(
+        "--kind",
+        "-k",
+        help="tool_manifest, playbook, project_config or sandbox_policy (needed only when "
+        "the id exists in several kinds).",
+    ),
+]
+ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded).")]
+
+
+def parse_kind(value: str | None) -> DefinitionKind | None:
+    if value is None:
+        return None
+    try:
+        return DefinitionKind(value)
+    except ValueError:
+        raise ValidationError(
+            f"--kind must be one of {', '.join(k.value for k in DefinitionKind)}, got {value!r}",
+            operation="cli.registry",
+            reason="bad_kind",
+        ) from None
+
+
+def parse_ref(text: str) -> Ref:
+    try:
+        return Ref.parse(text)
+    except ValueError as exc:
+        raise ValidationError(str(exc), operation="cli.registry", reason="bad_reference") from None
+
+
+async def infer_kind(vault: Vault, ident: str, kind: DefinitionKind | None) -> DefinitionKind:
+    if kind is not None:
+        return kind
+    kinds = await vault.registry.kinds_of(ident)
+    if not kinds:
+        raise NotFound(
+            f"no definition {ident} in the registry", operation="cli.registry", definition_id=ident
+        )
+    if len(kinds) > 1:
+        raise ValidationError(
+            f"{ident} names a {' and a '.join(k.value for k in kinds)}: say which with --kind",
+            operation="cli.registry",
+            reason="ambiguous_id",
+            kinds=[k.value for k in kinds],
+        )
+    return kinds[0]
+
+
+def parse_channel(value: str, option: str) -> Channel:
+    try:
+        return Channel(value)
+    except ValueError:
+        raise ValidationError(
+            f"{option} must be draft, staging or production, got {value!r}",
+            operation="cli.registry",
+            reason="bad_channel",
+        ) from None
