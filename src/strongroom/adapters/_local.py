@@ -2,21 +2,19 @@
 
 Writers stream into ``<root>/tmp/``, fsync, then hard-link the temp file into place (atomic and
 never replacing: an existing name already holds the same bytes) and fsync the shard directory.
-Readers hash while streaming. Every blocking call runs in a worker thread. POSIX only.
+Readers hash while streaming. Every blocking call runs in a worker thread. POSIX only. The
+file-level primitives (temp files, durable directories, linking, hashing readers) live in
+`strongroom.adapters._local_fs`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import hashlib
 import os
 import re
-import secrets
 import stat
-import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +23,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from strongroom._fs import fsync_dir
+from strongroom.adapters._local_fs import (
+    BlobReader,
+    TempWriter,
+    link_no_replace,
+    mkdir_durable,
+    start_temp_writer,
+    sweep_stale_temps,
+    write_durable_temp,
+)
 from strongroom.errors import IntegrityError, NotFound, ValidationError, map_os_errors
 from strongroom.models import BlobInfo, BlobLocation
 from strongroom.ports.blobs import CHUNK_SIZE, BlobStore, check_blob_digest
@@ -34,7 +41,6 @@ __all__ = ["DEFAULT_STALE_TEMP_AFTER", "LocalBlobStore"]
 DEFAULT_STALE_TEMP_AFTER = 3600.0
 """Seconds after its last write before `open()` may delete an unlocked temp file."""
 
-_BLOB_MODE = 0o444
 # put_stream hands the writer thread batches of this size: one thread hop per batch, and the
 # loop gathers the next batch from the source while the previous one is hashed and written.
 _WRITE_BATCH = 4 * 1024 * 1024
@@ -50,20 +56,11 @@ _MAX_READ = 16 * 1024 * 1024
 # Concurrent fsyncs let the filesystem group them into one journal commit (measured on ext4:
 # ~2,600 sequential fsyncs/s against ~4,700/s with 16 threads), which put_many relies on.
 _FSYNC_WORKERS = 16
-# link(2) failures meaning "no hard links on this filesystem": fall back to rename(2).
-_LINK_UNSUPPORTED = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")  # used with fullmatch: "$" would allow a "\n"
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 
 _T = TypeVar("_T")
 _A = TypeVar("_A")
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _run_all(
@@ -98,106 +95,6 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     """Done-callback marking an abandoned future's exception as seen (no 'never retrieved' log)."""
     if not future.cancelled():
         future.exception()
-
-
-class _TempWriter:
-    """One temp file being written by put_stream.
-
-    Calls come from worker threads; the lock serialises them so `discard` (cleanup after a
-    failure or cancellation) waits for an in-flight `write` and never closes a descriptor under
-    it. The writer holds an flock on the file so the stale-temp sweep never takes a live one.
-    """
-
-    def __init__(self, path: str, fd: int) -> None:
-        self.path = path
-        self._fd = fd
-        self._lock = threading.Lock()
-        self._hasher = hashlib.sha256()
-        self.size = 0
-
-    def write(self, batch: Sequence[bytes | bytearray]) -> None:
-        with self._lock:
-            if self._fd < 0:
-                raise OSError(errno.EBADF, "temp blob already closed")
-            for piece in batch:
-                self._hasher.update(piece)
-                _write_all(self._fd, piece)
-                self.size += len(piece)
-
-    def hexdigest(self) -> str:
-        return self._hasher.hexdigest()
-
-    def seal(self) -> None:
-        """Make the bytes and the read-only mode durable, then close."""
-        with self._lock:
-            fd, self._fd = self._fd, -1
-            try:
-                os.fchmod(fd, _BLOB_MODE)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def discard(self) -> None:
-        """Close and remove the temp file. Idempotent; never raises."""
-        with self._lock:
-            if self._fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(self._fd)
-                self._fd = -1
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-
-
-class _Reader:
-    """An open blob file read chunk by chunk from worker threads, hashing as it goes.
-
-    `close_soon` is called from the event loop: if a read is in flight (e.g. the consumer was
-    cancelled mid-chunk) the reading thread closes the descriptor when it is done, so the loop
-    never blocks and a descriptor is never closed under a read.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._state = threading.Lock()  # guards the flags only, never held during I/O
-        self._busy = False
-        self._close_requested = False
-        self._hasher = hashlib.sha256()
-
-    def read(self, size: int, count: int) -> list[bytes]:
-        """Up to ``count`` chunks of ``size`` bytes (fewer at the end; none at EOF)."""
-        with self._state:
-            if self._fd < 0:
-                return []
-            self._busy = True
-        try:
-            chunks: list[bytes] = []
-            while len(chunks) < count:
-                data = os.read(self._fd, size)
-                if not data:
-                    break
-                self._hasher.update(data)
-                chunks.append(data)
-            return chunks
-        finally:
-            with self._state:
-                self._busy = False
-                if self._close_requested:
-                    self._close_locked()
-
-    def hexdigest(self) -> str:
-        return self._hasher.hexdigest()
-
-    def close_soon(self) -> None:
-        with self._state:
-            if self._busy:
-                self._close_requested = True
-            else:
-                self._close_locked()
-
-    def _close_locked(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
 
 
 @dataclass(slots=True)
@@ -236,7 +133,7 @@ class LocalBlobStore(BlobStore):
     def _open_sync(self) -> None:
         with self._os_errors("open"):
             for directory in (str(self.root), self._blobs_dir, self._tmp_dir):
-                self._mkdir_durable(directory)
+                mkdir_durable(directory)
             self._sweep_temp()
 
     def _sweep_temp(self) -> int:
@@ -245,28 +142,7 @@ class LocalBlobStore(BlobStore):
         A live put_stream writer holds an flock on its temp file, and put_many temp files live
         for milliseconds, so neither is taken; a SIGKILLed writer's lock died with it.
         """
-        removed = 0
-        horizon = time.time() - self.stale_temp_after
-        with os.scandir(self._tmp_dir) as entries:
-            for entry in entries:
-                try:
-                    if not entry.is_file(follow_symlinks=False):
-                        continue
-                    if entry.stat(follow_symlinks=False).st_mtime > horizon:
-                        continue
-                    fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue  # a writer still holds it
-                    else:
-                        os.unlink(entry.path)
-                        removed += 1
-                    finally:
-                        os.close(fd)
-                except FileNotFoundError:
-                    continue  # another process swept it first
-        return removed
+        return sweep_stale_temps(self._tmp_dir, time.time() - self.stale_temp_after)
 
     async def _ensure_open(self) -> None:
         if not self._opened:
@@ -309,53 +185,16 @@ class LocalBlobStore(BlobStore):
             path=self._rel(hexd),
         )
 
-    @staticmethod
-    def _mkdir_durable(path: str, dirs_to_sync: set[str] | None = None) -> None:
-        """mkdir -p whose new entries are made durable: each changed parent is fsynced now,
-        or added to ``dirs_to_sync`` for a batch to fsync once."""
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            return
-        except FileNotFoundError:
-            LocalBlobStore._mkdir_durable(os.path.dirname(path), dirs_to_sync)
-            try:
-                os.mkdir(path)
-            except FileExistsError:
-                return
-        if dirs_to_sync is None:
-            fsync_dir(os.path.dirname(path))
-        else:
-            dirs_to_sync.add(os.path.dirname(path))
-
-    def _new_temp(self) -> tuple[str, int]:
-        path = os.path.join(self._tmp_dir, f"{os.getpid()}-{secrets.token_hex(8)}.tmp")
-        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-
     def _publish(self, temp: str, hexd: str, dirs_to_sync: set[str]) -> None:
         """Give the fsynced temp file its final name without ever replacing an existing blob."""
         final = self._abs(hexd)
         shard = os.path.dirname(final)
         try:
-            self._link_no_replace(temp, final)
+            link_no_replace(temp, final)
         except FileNotFoundError:
-            self._mkdir_durable(shard, dirs_to_sync)  # first blob in this shard
-            self._link_no_replace(temp, final)
+            mkdir_durable(shard, dirs_to_sync)  # first blob in this shard
+            link_no_replace(temp, final)
         dirs_to_sync.add(shard)
-
-    @staticmethod
-    def _link_no_replace(temp: str, final: str) -> None:
-        try:
-            os.link(temp, final)
-        except FileExistsError:
-            return  # same digest, same bytes: deduplicated
-        except OSError as exc:
-            if exc.errno not in _LINK_UNSUPPORTED:
-                raise
-            # No hard links here. rename(2) replaces, but a concurrent writer of the same digest
-            # holds the same bytes, so the worst case is an identical file swapped in atomically.
-            if not os.path.exists(final):
-                os.rename(temp, final)
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -410,19 +249,7 @@ class LocalBlobStore(BlobStore):
             raise self._mismatch("put", expected, hexd)
         if os.path.exists(self._abs(hexd)):
             return _Staged(hexd, len(data), None)
-        temp, fd = self._new_temp()
-        ok = False
-        try:
-            _write_all(fd, data)
-            os.fchmod(fd, _BLOB_MODE)
-            os.fsync(fd)
-            ok = True
-        finally:
-            os.close(fd)
-            if not ok:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-        return _Staged(hexd, len(data), temp)
+        return _Staged(hexd, len(data), write_durable_temp(self._tmp_dir, data))
 
     async def put_stream(
         self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None
@@ -468,19 +295,12 @@ class LocalBlobStore(BlobStore):
             await asyncio.shield(loop.run_in_executor(None, writer.discard))
             raise
 
-    def _start_temp(self) -> _TempWriter:
+    def _start_temp(self) -> TempWriter:
         with self._os_errors("put"):
-            path, fd = self._new_temp()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # tells the temp sweep a writer is alive
-            except BaseException:
-                os.close(fd)
-                os.unlink(path)
-                raise
-            return _TempWriter(path, fd)
+            return start_temp_writer(self._tmp_dir)
 
     def _finish_temp(
-        self, writer: _TempWriter, batch: Sequence[bytes | bytearray], expected: str | None
+        self, writer: TempWriter, batch: Sequence[bytes | bytearray], expected: str | None
     ) -> BlobInfo:
         with self._os_errors("put"):
             writer.write(batch)
@@ -509,7 +329,7 @@ class LocalBlobStore(BlobStore):
         return self._stream(hexd, chunk_size)
 
     async def _stream(self, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
-        reader = _Reader(await asyncio.to_thread(self._open_blob, "get", hexd))
+        reader = BlobReader(await asyncio.to_thread(self._open_blob, "get", hexd))
         loop = asyncio.get_running_loop()
         # Each thread hop reads about _READ_AHEAD bytes (several chunks when they are small),
         # and the next hop already runs while the consumer handles this batch, so disk, hashing
