@@ -17,6 +17,7 @@ from _lane import APPROVER, Lane, manifest, open_lane, policy, require_sandbox, 
 from strongroom.errors import Conflict, NotFound
 from strongroom.models import RunStatus
 from strongroom.orchestrator import DigestDrift, Orchestrator, PlanState, StepStatus
+from strongroom.orchestrator import driver as driver_module
 from strongroom.orchestrator.state import STATE_KEY
 
 
@@ -256,6 +257,32 @@ async def test_cancel_kills_the_running_step_and_keeps_what_was_persisted(lane: 
     assert plan.steps["never"].status is StepStatus.PENDING
     assert plan.steps["a"].output_artifact_id is not None
     await lane.vault.artifacts.get_bytes(plan.steps["a"].output_artifact_id)
+
+
+async def test_a_cancel_that_lands_as_a_step_ends_starts_nothing_more(
+    lane: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run is cancelled (its log sealed) by someone else while a step runs, and the
+    step ends before the orchestrator's watcher notices: the step's transition is refused
+    whole (sealed log), the steps it would have started are never launched and stay pending,
+    and the step's own completion is kept by the last snapshot."""
+    monkeypatch.setattr(driver_module, "CANCEL_POLL_SECONDS", 60.0)  # the watcher stays asleep
+    steps = [
+        add_step("slow", {"value": 1}, {"value": 1}, delay=2.0),
+        add_step("next", {"from_step": "slow", "pointer": "/sum"}, {"value": 1}),
+    ]
+    await lane.publish(playbook(steps))
+    task = asyncio.create_task(orchestrator(lane).start("sums@1.0.0"))
+    run_id = await _running_step(lane, "slow")
+    await lane.vault.runs.cancel(run_id)  # another process: no orchestrator involved
+    result = await asyncio.wait_for(task, timeout=60)
+    assert result.status is RunStatus.CANCELLED
+    plan = await plan_of(lane, run_id)
+    assert plan.steps["slow"].status is StepStatus.COMPLETED
+    assert plan.steps["slow"].output_artifact_id is not None
+    assert plan.steps["next"].status is StepStatus.PENDING
+    assert plan.steps["next"].starts == 0
+    assert (await executions(lane, run_id))["next"] == 0
 
 
 async def _running_step(lane: Lane, step_id: str) -> str:

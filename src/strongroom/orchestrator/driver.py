@@ -89,6 +89,7 @@ class Driver:
         self.cancel = threading.Event()
         self.outputs: dict[str, Any] = {}
         self.running: dict[str, asyncio.Task[None]] = {}
+        self._before_start: dict[str, StepState] = {}  # marked to start, not yet launched
         self._steps = {step.step_id: step for step in playbook.steps}
         self.stop_scheduling = False
         self._run: Run | None = None
@@ -148,6 +149,7 @@ class Driver:
                 continue
             if not all(plan.steps[up].done for up in state.upstream):
                 continue
+            self._before_start[state.step_id] = state.model_copy()
             state.status = StepStatus.RUNNING
             state.starts += 1
             state.request_id = new_id()
@@ -158,9 +160,17 @@ class Driver:
             started.append(self._steps[state.step_id])
         return started
 
+    def _unstart(self, steps: list[Step]) -> None:
+        """Take back `_start_ready`'s marks when the transition that carried them was not
+        stored: those steps never started."""
+        for step in steps:
+            self.plan.steps[step.step_id] = self._before_start.pop(step.step_id)
+            self._sync(step.step_id)
+
     def _launch(self, steps: list[Step]) -> None:
         """Run the steps `_start_ready` marked, once their start is persisted."""
         for step in steps:
+            self._before_start.pop(step.step_id, None)
             self.running[step.step_id] = asyncio.create_task(self._run_step(step))
             self.emit(Event.step("step_started", self, self.plan.steps[step.step_id]))
 
@@ -279,7 +289,7 @@ class Driver:
             # One transaction: the snapshot, the run's progress and the two log lines. With
             # ``snapshot: false`` and no step starting, the completion rides in the next
             # snapshot instead; a crash before it runs the step again, like any in flight.
-            await self._commit(
+            stored = await self._commit(
                 snapshot=bool(started)
                 or step.persistence.snapshot
                 or status is not StepStatus.COMPLETED,
@@ -294,8 +304,11 @@ class Driver:
                 log_lines=lines,
             )
             self.emit(Event.step(f"step_{status.value}", self, state))
-            if not self.cancel.is_set():  # else `_finish` marks them cancelled
+            if stored and not self.cancel.is_set():
                 self._launch(started)
+            elif not stored:
+                self._unstart(started)
+            # (stored, then cancelled: their start is persisted; `_finish` cancels them)
 
     async def _output(self, step_id: str) -> Any:
         """An upstream step's output: in memory, inline in the plan, or read back from its
@@ -400,7 +413,8 @@ class Driver:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def persist(self) -> None:
-        """Save the state as the run's next snapshot."""
+        """Save the state as the run's next snapshot (never refused for a sealed log: it
+        appends no lines)."""
         await self._commit(snapshot=True)
 
     async def _commit(
@@ -409,11 +423,12 @@ class Driver:
         snapshot: bool,
         run_changes: dict[str, Any] | None = None,
         log_lines: list[dict[str, Any]] | None = None,
-    ) -> None:
+    ) -> bool:
         """One transaction of the state (when ``snapshot``), run record changes and log
-        lines. This driver owns the run's snapshot chain, so the revision is not read first
-        (the unique revision key refuses a second writer), and the run is updated from the
-        copy the last update returned (re-read only if someone changed it meanwhile)."""
+        lines; False when the run turned out cancelled (nothing was stored). This driver owns
+        the run's snapshot chain, so the revision is not read first (the unique revision key
+        refuses a second writer), and the run is updated from the copy the last update
+        returned (re-read only if someone changed it meanwhile)."""
         try:
             done = await self._vault.transitions.record(
                 self.run_id,
@@ -431,12 +446,13 @@ class Driver:
             if (await self._vault.runs.get(self.run_id)).status is not RunStatus.CANCELLED:
                 raise
             self.cancel.set()
-            return
+            return False
         if done.snapshot is not None:
             self.revision = done.snapshot.revision
             self._dirty = False
         if done.run is not None:
             self._run = done.run
+        return True
 
     def emit(self, event: Event) -> None:
         self._on_event(event)
