@@ -138,3 +138,30 @@ def write_vault(request: dict[str, Any]) -> dict[str, Any]:
 def signal_runner(request: dict[str, Any]) -> dict[str, Any]:
     os.kill(int(request["pid"]), 0)
     return {"reached": True}
+
+
+def orphans(request: dict[str, Any]) -> dict[str, Any]:
+    """Start descendants meant to outlive the runner: a double-forked grandchild (reparented
+    away from the tool), one that also tries to leave the process group, and a plain child;
+    write every pid (the tool's too) to ``request["pid_file"]``, then wait to be killed."""
+    pids = [os.getpid()]
+    reader, writer = os.pipe()
+    for leave_group in (False, True):
+        middle = os.fork()
+        if middle == 0:
+            grandchild = os.fork()
+            if grandchild == 0:
+                if leave_group:
+                    with contextlib.suppress(PermissionError):
+                        os.setsid()
+                time.sleep(300)
+                os._exit(0)
+            os.write(writer, f"{grandchild}\n".encode())
+            os._exit(0)  # the grandchild is an orphan from here on
+        os.waitpid(middle, 0)
+    pids += [int(line) for line in os.read(reader, 1024).decode().split()]
+    pids.append(subprocess.Popen(["/bin/sleep", "300"]).pid)
+    with open(request["pid_file"], "w") as handle:
+        handle.write(" ".join(map(str, pids)))
+    time.sleep(300)
+    return {"pids": pids}

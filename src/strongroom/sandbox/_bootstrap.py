@@ -20,6 +20,10 @@ Order of confinement (each step only narrows what the next one can do):
 5. seccomp: no sockets but TCP (allowlist) or none (deny-all), no ptrace, no namespaces, no
    setsid (the process group must stay killable), no mounts, no io_uring, no bpf.
 
+Before any of that, the process forks: the parent stays outside as the tool's supervisor
+(it reports the tool's resource usage and, should the runner die, kills the tool's process
+group and uid, see `supervise`), the child confines itself and runs the tool.
+
 Then the tool's module is imported and its function called with the input. Messages sent
 back: ``{"type": "host", ...}`` (a host-service request, answered by the runner),
 ``{"type": "result", "output": ...}`` or ``{"type": "error", "code": ..., ...}``.
@@ -33,6 +37,7 @@ import errno
 import json
 import os
 import resource
+import signal
 import sys
 from typing import Any
 
@@ -371,12 +376,23 @@ def supervise(plan: dict[str, Any], channel: Channel) -> None:
     from this small interpreter starts near its real size. The child's status is mirrored
     (same exit code, or death by the same signal) so the runner sees what the tool did.
     """
-    _check(_c().prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0), "PR_SET_PDEATHSIG")
+    target = plan["layers"].get("drop_uid") or {}
+    tool_uid = int(target["uid"]) if "uid" in target and os.geteuid() == 0 else None
+
+    def die_with_the_runner(signum: int, frame: Any) -> None:
+        _take_down(tool_uid)
+
+    # When the runner dies (SIGKILLed orchestrator), the tool dies with this process (its
+    # PDEATHSIG), but what the tool started would be left running, orphaned. So this
+    # process gets a catchable signal instead and takes everything down first.
+    signal.signal(signal.SIGTERM, die_with_the_runner)
+    _check(_c().prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "PR_SET_PDEATHSIG")
     if os.getppid() != int(plan.get("runner_pid", os.getppid())):
         os._exit(137)
     plan["supervisor_pid"] = os.getpid()
     pid = os.fork()
     if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         return
     while True:
         try:
@@ -394,13 +410,28 @@ def supervise(plan: dict[str, Any], channel: Channel) -> None:
             }
         )
     if os.WIFSIGNALED(status):
-        import signal
-
         number = os.WTERMSIG(status)
         signal.signal(number, signal.SIG_DFL)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.kill(os.getpid(), number)
     os._exit(os.WEXITSTATUS(status))
+
+
+def _take_down(tool_uid: int | None) -> None:
+    """SIGKILL every process the tool may have started, then this one: the process group
+    (seccomp keeps a tool from leaving it) and, as root, every process of the tool's own
+    uid (one per invocation, so nothing else runs as it)."""
+    if tool_uid is not None:
+        with contextlib.suppress(OSError):
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == tool_uid:
+                        os.kill(int(entry.name), signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.killpg(0, signal.SIGKILL)  # our own group, this process included
+    os._exit(137)
 
 
 def main(argv: list[str]) -> int:
