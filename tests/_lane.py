@@ -120,11 +120,18 @@ class Lane:
 
 
 async def open_lane(
-    root: Path, *, disabled: frozenset[str] = frozenset(), backoff: float = 0.01
+    root: Path,
+    *,
+    disabled: frozenset[str] = frozenset(),
+    backoff: float = 0.01,
+    url: str | None = None,
+    blobs_url: str | None = None,
 ) -> Lane:
+    """A lane under ``root``: the embedded vault ``root/vault``, or the vault at ``url``
+    (with ``blobs_url``) for the other backend pairs."""
     (root / "work" / "in").mkdir(parents=True)
     (root / "work" / "out").mkdir()
-    vault = await Vault.open(root / "vault")
+    vault = await Vault.open(url or root / "vault", blobs_url=blobs_url)
     runner = ToolRunner(
         vault,
         RunnerOptions(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -91,6 +92,12 @@ async def executions(lane: Lane, run_id: str) -> dict[str, int]:
 
 
 async def test_diamond_runs_end_to_end_and_persists_every_transition(lane: Lane) -> None:
+    await check_diamond(lane)
+
+
+async def check_diamond(lane: Lane) -> None:
+    """The diamond a -> (b, c) -> d end to end, and what it persisted (shared with
+    tests/test_orchestrator_backends.py, which runs it on every backend pair)."""
     await lane.publish(playbook(DIAMOND))
     result = await orchestrator(lane).start("sums@1.0.0", inputs={"x": 1})
     assert result.status is RunStatus.COMPLETED
@@ -105,10 +112,17 @@ async def test_diamond_runs_end_to_end_and_persists_every_transition(lane: Lane)
         data = await lane.vault.artifacts.get(step.output_artifact_id)
         assert data.step == step_id
         outputs[step_id] = (await lane.vault.artifacts.get_bytes(step.output_artifact_id)).decode()
-    assert outputs["d"] == '{"sum": 114}'
+    assert outputs == {
+        "a": '{"sum": 2}',
+        "b": '{"sum": 12}',
+        "c": '{"sum": 102}',
+        "d": '{"sum": 114}',
+    }
+    assert await executions(lane, run_id) == dict.fromkeys("abcd", 1)
     # One snapshot per transition: the plan before the run starts, a's start, then every
     # settling step with the steps it made ready (a completed -> b and c start together).
     history = await lane.vault.snapshots.history(run_id)
+    assert len(history) == 6
     seen = []
     for record in history:
         state = (await lane.vault.snapshots.load(run_id, revision=record.revision)).state
@@ -118,6 +132,10 @@ async def test_diamond_runs_end_to_end_and_persists_every_transition(lane: Lane)
     assert seen[:3] == ["pppp", "rppp", "crrp"]
     assert seen[3] in ("ccrp", "crcp")
     assert seen[4:] == ["cccr", "cccc"]
+    log = [(e.event, e.phase) for e in await lane.vault.logs.read(run_id)]
+    assert sorted(log) == sorted(
+        (event, step) for step in "abcd" for event in ("step.started", "step.completed")
+    )
     run = await lane.vault.runs.get(run_id)
     assert run.progress.steps_completed == 4
     assert run.progress.steps_total == 4
@@ -127,6 +145,8 @@ async def test_diamond_runs_end_to_end_and_persists_every_transition(lane: Lane)
     assert "orchestrator.run_started" in events
     assert "orchestrator.run_completed" in events
     assert (await lane.vault.logs.reference(run_id)).sealed_artifact_id is not None
+    report = await lane.vault.verify()
+    assert report.ok, report.problems
 
 
 async def test_independent_steps_run_concurrently_up_to_the_limit(lane: Lane) -> None:
@@ -155,6 +175,12 @@ async def test_independent_steps_run_concurrently_up_to_the_limit(lane: Lane) ->
 
 
 async def test_approval_pauses_and_resume_continues(lane: Lane) -> None:
+    await check_approval_pause_and_resume(lane)
+
+
+async def check_approval_pause_and_resume(lane: Lane) -> None:
+    """A step needing an approval pauses the run while independent work goes on; after the
+    approval, resume runs only what had not completed (shared with the backend tests)."""
     steps = [
         add_step("a", {"value": 1}, {"value": 1}),
         add_step(
@@ -192,8 +218,9 @@ async def test_approval_pauses_and_resume_continues(lane: Lane) -> None:
     assert plan.steps["a"].starts == 1
     assert plan.steps["side"].starts == 1
     assert plan.steps["gate"].starts == 2
-    counts = await executions(lane, run_id)
-    assert counts == {"a": 1, "gate": 1, "side": 1, "after": 1}
+    assert await executions(lane, run_id) == {"a": 1, "gate": 1, "side": 1, "after": 1}
+    after = await lane.vault.artifacts.get_bytes(plan.steps["after"].output_artifact_id or "")
+    assert json.loads(after) == {"sum": 4}
 
 
 async def test_resume_refuses_digest_drift_unless_forced(lane: Lane) -> None:
