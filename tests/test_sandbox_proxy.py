@@ -62,31 +62,28 @@ class _EchoServer(socketserver.ThreadingTCPServer):
     daemon_threads = False
 
 
+def _serve(server: socketserver.TCPServer) -> Iterator[int]:
+    """Serve on a thread for the duration of a fixture; yield the port."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @pytest.fixture
 def http_port() -> Iterator[int]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = False
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    yield from _serve(server)
 
 
 @pytest.fixture
 def echo_port() -> Iterator[int]:
-    server = _EchoServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    yield from _serve(_EchoServer(("127.0.0.1", 0), _Echo))
 
 
 @pytest.fixture
