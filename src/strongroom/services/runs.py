@@ -94,16 +94,11 @@ class RunService:
         run_id: str,
         *,
         expected_version: int | None = None,
-        current: Run | None = None,
         **changes: Any,
     ) -> Run:
-        """Change descriptive fields (phase, step, progress, outputs...). Compare-and-set.
-
-        ``current`` is the caller's copy of the record (what a previous update returned): the
-        update then applies to it without reading the run first, and fails with `Conflict`
-        if anyone changed the run since."""
+        """Change descriptive fields (phase, step, progress, outputs...). Compare-and-set."""
         updated, version = await self.prepare_update(
-            run_id, expected_version=expected_version, current=current, **changes
+            run_id, expected_version=expected_version, **changes
         )
         return await self._store.update_run(updated, expected_version=version)
 
@@ -116,7 +111,10 @@ class RunService:
         **changes: Any,
     ) -> tuple[Run, int]:
         """The first half of `update`: the changed run and the version it must replace
-        (`TransitionService` writes it with the rest of a transition)."""
+        (`TransitionService` writes it with the rest of a transition). ``current`` is the
+        caller's copy of the record (what a previous write returned): the change then applies
+        to it without reading the run first, and the write fails with `Conflict` if anyone
+        changed the run since."""
         unknown = set(changes) - _MUTABLE_FIELDS
         if unknown:
             raise ValidationError(

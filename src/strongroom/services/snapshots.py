@@ -41,18 +41,11 @@ class SnapshotService:
         state: RunState | dict[str, Any],
         *,
         expected_revision: int,
-        precheck: bool = True,
     ) -> SnapshotRecord:
         """Append revision ``expected_revision + 1``; `Conflict` if the latest revision is not
-        ``expected_revision`` (0 = the run has no snapshot yet).
-
-        ``precheck=False`` skips reading the latest revision first (one round trip fewer, for
-        a writer that owns the chain, like the orchestrator): the unique (run, revision) key
-        still refuses a stale write, but only after the state's blob was stored (it stays
-        unreferenced until garbage collection). Ignored for the first revision, whose check
-        also makes an unknown run fail before anything is written."""
+        ``expected_revision`` (0 = the run has no snapshot yet)."""
         record = await self.prepare(
-            run_id, state, expected_revision=expected_revision, precheck=precheck
+            run_id, state, expected_revision=expected_revision, precheck=True
         )
         try:
             await self._store.insert_snapshot(record)
@@ -72,7 +65,13 @@ class SnapshotService:
     ) -> SnapshotRecord:
         """The first half of `save`: validate, check, store the state's blob and return the
         record that `save` would insert (`TransitionService` inserts it with the rest of a
-        transition)."""
+        transition).
+
+        ``precheck=False`` skips reading the latest revision first (one round trip fewer, for
+        a writer that owns the chain, like the orchestrator): the unique (run, revision) key
+        still refuses a stale insert, but only after the state's blob was stored (it stays
+        unreferenced until garbage collection). The first revision is always checked, which
+        also makes an unknown run fail before anything is written."""
         if expected_revision < 0:
             raise ValidationError(
                 "expected_revision must be >= 0", operation="snapshots.save", run_id=run_id
