@@ -57,7 +57,6 @@ from strongroom.models import (
     utcnow,
 )
 from strongroom.models.registry import NetworkMode, Ref
-from strongroom.sandbox._proxy import EgressProxy
 from strongroom.sandbox.host import disabled_layers, probe_host
 from strongroom.sandbox.launch import LaunchResult, launch
 from strongroom.sandbox.plan import SandboxLimits, SandboxPlan, plan_sandbox
@@ -65,6 +64,7 @@ from strongroom.services._common import parse
 from strongroom.services.redaction import DEFAULT_REDACT_PATTERNS, Redactor
 
 if TYPE_CHECKING:
+    from strongroom.sandbox._proxy import EgressProxy
     from strongroom.vault import Vault
 
 __all__ = ["BUILTIN_POLICY", "RunnerOptions", "ToolRunner"]
@@ -119,6 +119,7 @@ class _Invocation:
     run_id: str
     ad_hoc_run: bool
     input_payload: bytes
+    input_sha256: str
     started_at: Any = field(default_factory=utcnow)
     cancel: threading.Event | None = None
     step: str | None = None
@@ -155,7 +156,7 @@ class _Invocation:
             "policy_digest": self.policy_digest,
             "governance": self.governance.level.value,
             "caller": self.request.caller,
-            "input_sha256": hashlib.sha256(self.input_payload).hexdigest(),
+            "input_sha256": self.input_sha256,
         }
 
 
@@ -213,6 +214,7 @@ class ToolRunner:
             )
             await self._vault.runs.start(run.run_id)
             run_id = run.run_id
+        payload = encode_payload(req.input)
         return _Invocation(
             request=req,
             manifest=manifest,
@@ -223,7 +225,8 @@ class ToolRunner:
             governance=Governance.of(tool, req.governance),
             run_id=run_id,
             ad_hoc_run=ad_hoc,
-            input_payload=encode_payload(req.input),
+            input_payload=payload,
+            input_sha256=hashlib.sha256(payload).hexdigest(),
         )
 
     async def _policy(self, tool: ToolDefinition) -> tuple[SandboxPolicy, str, str]:
@@ -487,6 +490,10 @@ class ToolRunner:
 
 
 def _start_proxy(inv: _Invocation) -> EgressProxy:
+    # Imported here: only allowlist policies need it, and every CLI command imports this
+    # module.
+    from strongroom.sandbox._proxy import EgressProxy
+
     network = inv.policy.network
     try:
         proxy = EgressProxy(network.allow_hosts, network.allow_ports)

@@ -236,11 +236,9 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
         target = layers["drop_uid"]
         drop_privileges(int(target["uid"]), int(target["gid"]))
         done["drop_uid"] = target
-    # Die with the runner (a SIGKILLed orchestrator must not leave its tool running). Set
-    # after the uid change, which clears it; then check the runner did not die meanwhile.
-    _check(_c().prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0), "PR_SET_PDEATHSIG")
-    if os.getppid() != int(plan.get("supervisor_pid", os.getppid())):
-        os._exit(137)
+    # Die with the supervisor (which itself takes everything down when the runner dies). Set
+    # after the uid change, which clears it.
+    _die_with_parent(signal.SIGKILL, plan["supervisor_pid"])
     os.chdir(plan["cwd"])
     if landlock is not None:
         spec = layers["landlock"]
@@ -386,9 +384,7 @@ def supervise(plan: dict[str, Any], channel: Channel) -> None:
     # PDEATHSIG), but what the tool started would be left running, orphaned. So this
     # process gets a catchable signal instead and takes everything down first.
     signal.signal(signal.SIGTERM, die_with_the_runner)
-    _check(_c().prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "PR_SET_PDEATHSIG")
-    if os.getppid() != int(plan.get("runner_pid", os.getppid())):
-        os._exit(137)
+    _die_with_parent(signal.SIGTERM, plan.get("runner_pid"))
     plan["supervisor_pid"] = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -400,15 +396,8 @@ def supervise(plan: dict[str, Any], channel: Channel) -> None:
             break
         except InterruptedError:
             continue
-    with contextlib.suppress(OSError):
-        channel.send(
-            {
-                "type": "usage",
-                "max_rss_kib": usage.ru_maxrss,
-                "cpu_user_seconds": usage.ru_utime,
-                "cpu_system_seconds": usage.ru_stime,
-            }
-        )
+    with contextlib.suppress(OSError):  # (CPU time: the runner's wait4 of this process)
+        channel.send({"type": "usage", "max_rss_kib": usage.ru_maxrss})
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         signal.signal(number, signal.SIG_DFL)
@@ -417,10 +406,19 @@ def supervise(plan: dict[str, Any], channel: Channel) -> None:
     os._exit(os.WEXITSTATUS(status))
 
 
+def _die_with_parent(sig: int, parent_pid: int | None) -> None:
+    """Get ``sig`` when the parent dies (``PR_SET_PDEATHSIG``); then exit at once if it died
+    already, before the setting took effect (``parent_pid`` None: no check)."""
+    _check(_c().prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "PR_SET_PDEATHSIG")
+    if parent_pid is not None and os.getppid() != int(parent_pid):
+        os._exit(137)
+
+
 def _take_down(tool_uid: int | None) -> None:
     """SIGKILL every process the tool may have started, then this one: the process group
     (seccomp keeps a tool from leaving it) and, as root, every process of the tool's own
-    uid (one per invocation, so nothing else runs as it)."""
+    uid (one per invocation, so nothing else runs as it). The uid scan is the twin of
+    `strongroom.sandbox.launch.kill_uid`: this script may import nothing of strongroom."""
     if tool_uid is not None:
         with contextlib.suppress(OSError):
             for entry in os.scandir("/proc"):

@@ -30,6 +30,7 @@ HostHandler = Callable[[str, dict[str, Any]], Any]
 
 MAX_CONTROL_LINE = 256 * 1024 * 1024
 DRAIN_SECONDS = 2.0
+_CANCEL_POLL = 0.2  # seconds between looks at a cancel event
 
 
 @dataclass
@@ -127,7 +128,8 @@ def kill_group(pgid: int) -> bool:
 
 def kill_uid(uid: int) -> bool:
     """SIGKILL every process running as ``uid`` (root runner, per-invocation uid): catches
-    anything that left the process group on a host without seccomp."""
+    anything that left the process group on a host without seccomp. (Its twin for a runner
+    that died is `_bootstrap._take_down`, which may not import this module.)"""
     found = False
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -194,7 +196,8 @@ def launch(
             if cancel is not None and cancel.is_set() and not result.cancelled:
                 result.cancelled = True
                 kill_group(pgid)
-            wait = max(min(remaining, 0.2 if cancel is not None else remaining), 0.05)
+            # with a cancel event, wake at least every _CANCEL_POLL seconds to look at it
+            wait = max(min(remaining, _CANCEL_POLL) if cancel is not None else remaining, 0.05)
             events = selector.select(timeout=1.0 if result.timed_out else wait)
             for key, _ in events:
                 if key.data == "exit":
@@ -289,7 +292,7 @@ def _read_control(
         elif kind == "usage" and isinstance(message.get("max_rss_kib"), int):
             # Sent by the bootstrap's supervisor after the tool's process ended; the last one
             # wins, so a tool cannot pre-empt it with a made-up figure.
-            result.tool_max_rss_kib = int(message["max_rss_kib"])
+            result.tool_max_rss_kib = message["max_rss_kib"]
 
 
 def _drain(
