@@ -37,6 +37,7 @@ from typing import Any
 
 from benchmarks._common import Context, Figure, Target, median
 from strongroom.execution import RunnerOptions, ToolRunner
+from strongroom.execution.payloads import encode_payload
 from strongroom.ids import new_id
 from strongroom.models import (
     ArtifactRole,
@@ -78,7 +79,10 @@ _TOOL_SOURCE = 'def step(request):\n    return {"sum": request["x"] + request["y
 
 class StubRunner(ToolRunner):
     """Returns success at once (``{"sum": x + y}``), storing the output artifact the way the
-    real runner does, so the orchestrator's persistence cost is all there is."""
+    real runner does (`store_payloads`: same encoding, role, step and name) and answering
+    with its id and sha256, so the orchestrator takes the path it takes for a real tool
+    (the output recorded by reference, read back from the artifact on resume) and its
+    persistence cost is all there is."""
 
     async def run(
         self,
@@ -95,10 +99,11 @@ class StubRunner(ToolRunner):
         data = req.input if isinstance(req.input, dict) else {}
         output = {"sum": data.get("x", 0) + data.get("y", 0)}
         artifact_ids: list[str] = []
+        sha256 = None
         if store_output and req.run_id is not None:
             stored = await self._vault.artifacts.put_bytes(
                 req.run_id,
-                json.dumps(output).encode(),
+                encode_payload(output),
                 role=ArtifactRole(output_role),
                 step=step,
                 name=f"{req.tool_id}.output.json",
@@ -106,6 +111,7 @@ class StubRunner(ToolRunner):
                 metadata={"tool_id": req.tool_id, "request_id": req.request_id},
             )
             artifact_ids.append(stored.artifact_id)
+            sha256 = stored.sha256
         return RunnerResponse.model_validate(
             {
                 "request_id": req.request_id,
@@ -117,6 +123,7 @@ class StubRunner(ToolRunner):
                 "finished_at": utcnow(),
                 "output": output,
                 "artifact_ids": artifact_ids,
+                "output_sha256": sha256,
             }
         )
 
@@ -197,6 +204,8 @@ async def _overhead(vault: Vault, steps: int, repeats: int) -> tuple[list[float]
         elapsed = time.perf_counter() - start
         if result.status is not RunStatus.COMPLETED:
             raise RuntimeError(f"the stub run ended {result.status.value}")
+        if any(s.output_artifact_id is None for s in result.plan.steps.values()):
+            raise RuntimeError("the stub run kept outputs inline: not the real runner's path")
         run = await vault.runs.create(project="bench-baseline", actor="bench")
         start = time.perf_counter()
         revision = 0
