@@ -258,9 +258,12 @@ class Driver:
                     error=error,
                 )
             )
-            completed = self.plan.completed()
             self.state.progress = self.state.progress.model_copy(
-                update={"steps_completed": completed, "message": f"{step.step_id} {status.value}"}
+                update={
+                    "steps_total": len(self.plan.steps),
+                    "steps_completed": self.plan.completed(),
+                    "message": f"{step.step_id} {status.value}",
+                }
             )
             self._sync(step.step_id)
             # The steps this one made ready start in the same transition: one snapshot says
@@ -293,14 +296,7 @@ class Driver:
                 snapshot=bool(started)
                 or step.persistence.snapshot
                 or status is not StepStatus.COMPLETED,
-                run_changes={
-                    "current_step": step.step_id,
-                    "progress": {
-                        "steps_total": len(self.plan.steps),
-                        "steps_completed": completed,
-                        "message": f"{step.step_id} {status.value}",
-                    },
-                },
+                run_changes={"current_step": step.step_id, "progress": self.state.progress},
                 log_lines=lines,
             )
             self.emit(Event.step(f"step_{status.value}", self, state))
@@ -319,25 +315,31 @@ class Driver:
         if state.output_artifact_id is None:
             value = state.output
         else:
-            meta = await self._vault.artifacts.get(state.output_artifact_id)
-            if state.output_sha256 is not None and meta.sha256 != state.output_sha256:
-                raise IntegrityError(
-                    f"the output artifact of step {step_id} is not the one the run recorded",
-                    operation="orchestrator.resume",
-                    artifact_id=state.output_artifact_id,
-                )
-            value = json.loads(await self._vault.blobs.get_bytes(meta.sha256))  # verified read
+            sha256 = await self._artifact_sha256(
+                state.output_artifact_id,
+                state.output_sha256,
+                f"the output artifact of step {step_id} is not the one the run recorded",
+                "orchestrator.resume",
+            )
+            value = json.loads(await self._vault.blobs.get_bytes(sha256))  # verified read
         self.outputs[step_id] = value
         return value
 
     async def _check_artifact(self, artifact_id: str, sha256: str | None) -> str:
+        return await self._artifact_sha256(
+            artifact_id,
+            sha256,
+            f"artifact {artifact_id} is not the pinned content",
+            "orchestrator.wire",
+        )
+
+    async def _artifact_sha256(
+        self, artifact_id: str, expected: str | None, message: str, operation: str
+    ) -> str:
+        """The artifact's sha256, `IntegrityError` (``message``) if it is not ``expected``."""
         meta = await self._vault.artifacts.get(artifact_id)
-        if sha256 is not None and meta.sha256 != sha256:
-            raise IntegrityError(
-                f"artifact {artifact_id} is not the pinned content",
-                operation="orchestrator.wire",
-                artifact_id=artifact_id,
-            )
+        if expected is not None and meta.sha256 != expected:
+            raise IntegrityError(message, operation=operation, artifact_id=artifact_id)
         return meta.sha256
 
     # -- ending --------------------------------------------------------------------------------
@@ -359,14 +361,13 @@ class Driver:
             assert failed.error is not None
             self.state.last_error = failed.error
             await self.persist()
-            await self._vault.runs.fail(self.run_id, failed.error)
+            run = await self._vault.runs.fail(self.run_id, failed.error)
             self.emit(Event.run("run_failed", self))
         elif waiting:
             error = self._approval_error(waiting, self.run_id)
             self.state.last_error = error
             await self.persist()
-            await self._vault.runs.update(self.run_id, last_error=error)
-            await self._vault.runs.transition(self.run_id, RunStatus.PAUSED)
+            run = await self._vault.runs.transition(self.run_id, RunStatus.PAUSED, error=error)
             await audit(
                 self._vault,
                 self._actor,
@@ -385,7 +386,7 @@ class Driver:
             ]
             if outputs:
                 await self._vault.runs.update(self.run_id, outputs=outputs)
-            await self._vault.runs.complete(self.run_id)
+            run = await self._vault.runs.complete(self.run_id)
             await audit(
                 self._vault,
                 self._actor,
@@ -394,7 +395,6 @@ class Driver:
                 {"steps": len(statuses)},
             )
             self.emit(Event.run("run_completed", self))
-        run = await self._vault.runs.get(self.run_id)
         return RunResult(run=run, plan=plan, revision=self.revision)
 
     @staticmethod

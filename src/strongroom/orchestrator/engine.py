@@ -92,7 +92,7 @@ class Orchestrator:
                 **({"run_id": run_id} if run_id else {}),
             )
         # The plan is saved before the run starts: a run without a snapshot never ran a step.
-        state = RunState(progress=run.progress, data={STATE_KEY: plan.model_dump(mode="json")})
+        state = RunState(progress=run.progress)  # the Driver puts the plan in its data
         drive = self._driver(playbook_def, run.run_id, plan, state, 0)
         await drive.persist()
         if run.status is RunStatus.PENDING:
@@ -243,7 +243,8 @@ class Orchestrator:
         state = snapshot.state
         revision = snapshot.record.revision
         if run.status in (RunStatus.FAILED, RunStatus.CANCELLED):
-            run, state, revision = await self._successor(run, plan, state)
+            run, state = await self._successor(run, plan, state)
+            revision = 0
         elif run.status is RunStatus.PENDING or run.status is RunStatus.PAUSED:
             await self._vault.runs.start(run_id)
         if run.last_error is not None and run.status is not RunStatus.FAILED:
@@ -254,6 +255,8 @@ class Orchestrator:
             # A successor run's first snapshot, or the re-pinned plan of a forced resume. (In
             # place, the first transition of the drive writes the reset statuses anyway.)
             await drive.persist()
+        if run.status is RunStatus.PENDING:  # a successor starts once its plan is saved
+            await self._vault.runs.start(run.run_id)
         await self._audit(
             "orchestrator.run_resumed",
             run.run_id,
@@ -322,11 +325,10 @@ class Orchestrator:
             update.update(project_version=pversion.version, project_digest=pversion.digest)
         return plan.model_copy(update=update)
 
-    async def _successor(
-        self, run: Run, plan: PlanState, state: RunState
-    ) -> tuple[Run, RunState, int]:
-        """A failed or cancelled run is final; its continuation is a new run that carries the
-        completed steps (their artifacts stay the old run's, referenced by id)."""
+    async def _successor(self, run: Run, plan: PlanState, state: RunState) -> tuple[Run, RunState]:
+        """A failed or cancelled run is final; its continuation is a new (pending) run that
+        carries the completed steps (their artifacts stay the old run's, referenced by id).
+        The caller saves its plan before starting it, as `start` does."""
         successor = await self._vault.runs.create(
             project=run.project,
             actor=self._actor,
@@ -335,14 +337,12 @@ class Orchestrator:
             previous_run_id=run.run_id,
             progress={"steps_total": len(plan.steps), "steps_completed": plan.completed()},
         )
-        await self._vault.runs.start(successor.run_id)
-        fresh = RunState(
+        fresh = RunState(  # the plan goes into data[STATE_KEY] by the Driver
             phase_history=list(state.phase_history),
             phase_artifacts=dict(state.phase_artifacts),
             progress=successor.progress,
-            data={STATE_KEY: plan.model_dump(mode="json")},
         )
-        return successor, fresh, 0
+        return successor, fresh
 
     # -- cancelling ----------------------------------------------------------------------------
 
