@@ -56,6 +56,14 @@ _STATUS_STYLES = {
     "failed": "red",
     "cancelled": "magenta",
 }
+STEP_STYLES = {  # a playbook step's status (run statuses: `status_text`)
+    "pending": "dim",
+    "running": "cyan",
+    "completed": "green",
+    "failed": "red",
+    "waiting_approval": "yellow",
+    "cancelled": "magenta",
+}
 _LEVEL_STYLES = {
     "debug": "dim",
     "info": "",

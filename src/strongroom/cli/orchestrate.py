@@ -24,7 +24,7 @@ from strongroom.cli._context import (
     read_json_value,
     reported_errors,
 )
-from strongroom.cli._output import stdout_console
+from strongroom.cli._output import STEP_STYLES, stdout_console
 from strongroom.cli.tools import TOOL_PATH_ENV, tool_paths
 from strongroom.errors import ValidationError
 from strongroom.execution import RunnerOptions
@@ -34,14 +34,6 @@ from strongroom.vault import Vault
 
 __all__ = ["cancel", "resume", "run"]
 
-_STYLES = {
-    "pending": "dim",
-    "running": "cyan",
-    "completed": "green",
-    "failed": "red",
-    "waiting_approval": "yellow",
-    "cancelled": "magenta",
-}
 
 ToolPathOption = Annotated[
     list[Path] | None,
@@ -119,7 +111,7 @@ class Progress:
             table.add_row(
                 step_id,
                 event.tool or "",
-                Text(status, style=_STYLES.get(status, "")),
+                Text(status, style=STEP_STYLES.get(status, "")),
                 duration,
                 str(event.artifacts or ""),
             )
@@ -159,7 +151,8 @@ def _report(state: CliState, result: RunResult) -> None:
         console = stdout_console()
         console.print(
             Text(
-                f"run {run.run_id}: {run.status.value}", style=_STYLES.get(run.status.value, "bold")
+                f"run {run.run_id}: {run.status.value}",
+                style=STEP_STYLES.get(run.status.value, "bold"),
             )
         )
         waiting = [s for s in result.plan.ordered() if s.status is StepStatus.WAITING_APPROVAL]

@@ -18,6 +18,7 @@ from strongroom.cli._context import (
     reported_errors,
 )
 from strongroom.cli._output import (
+    STEP_STYLES,
     human_size,
     iso,
     key_values,
@@ -230,15 +231,6 @@ def show(ctx: typer.Context, run_id: RunIdArg, json_flag: JsonFlag = False) -> N
             console.print(_artifact_table(details.artifacts, details.artifact_count))
 
 
-_STEP_STYLES = {
-    "completed": "green",
-    "failed": "red",
-    "running": "cyan",
-    "waiting_approval": "yellow",
-    "cancelled": "magenta",
-}
-
-
 def _step_table(steps: list[StepState]) -> Table:
     table = Table(
         "step",
@@ -258,7 +250,7 @@ def _step_table(steps: list[StepState]) -> Table:
         error = f"[{step.error.code}] {step.error.message}" if step.error else ""
         table.add_row(
             step.step_id,
-            Text(step.status.value, style=_STEP_STYLES.get(step.status.value, "dim")),
+            Text(step.status.value, style=STEP_STYLES.get(step.status.value, "dim")),
             f"{step.tool_id}@{step.tool_version}",
             iso(step.started_at) if step.started_at else "-",
             f"{duration:.2f} s" if duration is not None else "-",
