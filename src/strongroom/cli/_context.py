@@ -29,6 +29,7 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_PROBLEMS",
     "EXIT_USAGE",
+    "TOOL_PATH_ENV",
     "CliState",
     "JsonFlag",
     "RunIdArg",
@@ -39,6 +40,7 @@ __all__ = [
     "parse_timestamp",
     "read_json_value",
     "reported_errors",
+    "tool_paths",
 ]
 
 T = TypeVar("T")
@@ -156,6 +158,24 @@ def reported_errors(state: CliState) -> Iterator[None]:
 
 
 # -- parsing command-line values into structured errors -----------------------------------------
+
+
+TOOL_PATH_ENV = "STRONGROOM_TOOL_PATH"
+
+
+def tool_paths(given: list[Path] | None) -> tuple[Path, ...]:
+    """The --tool-path folders, then $STRONGROOM_TOOL_PATH's; each must be a directory."""
+    paths = list(given or [])
+    paths += [Path(p) for p in os.environ.get(TOOL_PATH_ENV, "").split(os.pathsep) if p]
+    for path in paths:
+        if not path.is_dir():
+            raise ValidationError(
+                f"tool path {path} is not a directory",
+                operation="cli.tools.run",
+                reason="bad_tool_path",
+                path=str(path),
+            )
+    return tuple(path.resolve() for path in paths)
 
 
 def read_json_value(raw: str, *, option: str) -> Any:

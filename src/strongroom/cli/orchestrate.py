@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from strongroom.cli._context import (
+    TOOL_PATH_ENV,
     CliState,
     JsonFlag,
     cli_state,
@@ -23,9 +24,9 @@ from strongroom.cli._context import (
     exit_code_for,
     read_json_value,
     reported_errors,
+    tool_paths,
 )
 from strongroom.cli._output import STEP_STYLES, stdout_console
-from strongroom.cli.tools import TOOL_PATH_ENV, tool_paths
 from strongroom.errors import ValidationError
 from strongroom.execution import RunnerOptions
 from strongroom.models import RunStatus

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,15 +12,16 @@ from rich.table import Table
 from rich.text import Text
 
 from strongroom.cli._context import (
+    TOOL_PATH_ENV,
     JsonFlag,
     cli_state,
     emit_error,
     exit_code_for,
     read_json_value,
     reported_errors,
+    tool_paths,
 )
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
-from strongroom.errors import ValidationError
 from strongroom.execution import RunnerOptions, ToolRunner
 from strongroom.ids import new_id
 from strongroom.models import RunnerResponse
@@ -29,7 +29,7 @@ from strongroom.models.registry import Ref
 from strongroom.sandbox.host import LAYERS, disabled_layers, probe_host
 from strongroom.vault import Vault
 
-__all__ = ["TOOL_PATH_ENV", "app", "sandbox_app", "tool_paths"]
+__all__ = ["app", "sandbox_app"]
 
 app = typer.Typer(
     help="Run registry tools through the governed execution lane.",
@@ -39,22 +39,6 @@ app = typer.Typer(
 sandbox_app = typer.Typer(
     help="Inspect the sandbox of the execution lane.", no_args_is_help=True, rich_markup_mode=None
 )
-
-TOOL_PATH_ENV = "STRONGROOM_TOOL_PATH"
-
-
-def tool_paths(given: list[Path] | None) -> tuple[Path, ...]:
-    paths = list(given or [])
-    paths += [Path(p) for p in os.environ.get(TOOL_PATH_ENV, "").split(os.pathsep) if p]
-    for path in paths:
-        if not path.is_dir():
-            raise ValidationError(
-                f"tool path {path} is not a directory",
-                operation="cli.tools.run",
-                reason="bad_tool_path",
-                path=str(path),
-            )
-    return tuple(path.resolve() for path in paths)
 
 
 @app.command("run")
