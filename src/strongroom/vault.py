@@ -7,16 +7,21 @@ metadata store and a blob store chosen by URL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from strongroom.adapters import open_stores, safe_url
-from strongroom.models import VerifyReport
+from strongroom.adapters import open_stores, open_witness, safe_url
+from strongroom.errors import ValidationError
+from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key, sign_tree_head
+from strongroom.models import MerkleCheckpoint, VerifyReport
 from strongroom.ports import BlobStore, MetadataStore
 from strongroom.services import (
     DEFAULT_REDACT_PATTERNS,
+    Anchor,
     ArtifactService,
     AuditService,
     CatalogService,
@@ -30,9 +35,86 @@ from strongroom.services import (
 )
 from strongroom.services.registry import RegistryService
 
-__all__ = ["DEFAULT_VAULT_URL", "Vault"]
+__all__ = [
+    "ANCHOR_ENV_VAR",
+    "DEFAULT_VAULT_URL",
+    "IntegrityOptions",
+    "Vault",
+    "anchor_to",
+    "signed_head",
+]
 
 DEFAULT_VAULT_URL = "./.strongroom"
+
+
+@dataclass(frozen=True)
+class IntegrityOptions:
+    """How a vault proves its own integrity beyond the hash chains (docs/security.md).
+
+    ``checkpoint_seconds``: also take a checkpoint when a write comes this long after the
+    last one (None: only every ``checkpoint_interval`` entries). ``signing_key``: signs every
+    checkpoint (a key kept outside the vault: `strongroom keys init`). ``anchor``: called with
+    every new checkpoint to append its signed head to a witness outside the vault.
+    ``log_head_lines`` / ``log_head_seconds``: an open run log's head enters the audit chain
+    at every run transition and at least this often between them."""
+
+    checkpoint_seconds: float | None = 300.0
+    signing_key: SigningKey | None = None
+    anchor: Anchor | None = None
+    log_head_lines: int = 100
+    log_head_seconds: float = 5.0
+
+    @classmethod
+    def from_environment(cls) -> IntegrityOptions:
+        """The defaults a vault opens with: the signing key at `default_key_path` (the
+        ``STRONGROOM_SIGNING_KEY`` file, else the user's config directory) if there is one,
+        and, when ``STRONGROOM_ANCHOR`` names a witness (a file, a directory or an
+        ``s3://`` URL), every checkpoint's signed head appended to it (that needs the key)."""
+        key = load_signing_key()
+        target = os.environ.get(ANCHOR_ENV_VAR, "").strip()
+        if not target:
+            return cls(signing_key=key)
+        if key is None:
+            raise ValidationError(
+                f"{ANCHOR_ENV_VAR} is set but there is no signing key to sign the anchored "
+                "heads: run `strongroom keys init` (or unset it)",
+                operation="vault.open",
+                reason="anchor_needs_key",
+            )
+        return cls(signing_key=key, anchor=anchor_to(target, key))
+
+
+ANCHOR_ENV_VAR = "STRONGROOM_ANCHOR"
+
+
+def anchor_to(target: str, key: SigningKey) -> Anchor:
+    """An `Anchor` that appends each checkpoint's head, signed with ``key``, to the witness
+    at ``target``."""
+    witness = open_witness(target)
+
+    async def anchor(checkpoint: MerkleCheckpoint) -> None:
+        await witness.append(signed_head(checkpoint, key))
+
+    return anchor
+
+
+def signed_head(checkpoint: MerkleCheckpoint, key: SigningKey) -> SignedTreeHead:
+    """The checkpoint's tree head as a witness stores it: the checkpoint's own signature
+    when ``key`` made it, else signed now."""
+    if (
+        checkpoint.signature is not None
+        and checkpoint.signed_at is not None
+        and checkpoint.public_key == key.public_key_hex
+    ):
+        return SignedTreeHead(
+            tree_size=checkpoint.tree_size,
+            root_hash=checkpoint.root_hash,
+            timestamp=checkpoint.signed_at,
+            key_id=key.key_id,
+            public_key=key.public_key_hex,
+            signature=checkpoint.signature,
+        )
+    return sign_tree_head(key, checkpoint.tree_size, checkpoint.root_hash)
 
 
 class Vault:
@@ -44,14 +126,29 @@ class Vault:
         url: str = "memory://",
         redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
         checkpoint_interval: int = 1000,
+        integrity: IntegrityOptions | None = None,
     ) -> None:
+        options = integrity if integrity is not None else IntegrityOptions()
         self.url = url
         self.metadata = metadata
         self.blobs = blobs
-        self.audit = AuditService(metadata, checkpoint_interval=checkpoint_interval)
+        self.integrity = options
+        self.audit = AuditService(
+            metadata,
+            checkpoint_interval=checkpoint_interval,
+            checkpoint_seconds=options.checkpoint_seconds,
+            signing_key=options.signing_key,
+            anchor=options.anchor,
+        )
         self.artifacts = ArtifactService(metadata, blobs)
-        self.logs = LogService(metadata, self.audit, self.artifacts, Redactor(redact_patterns))
-        self.runs = RunService(metadata, self.audit, self.logs)
+        self.logs = LogService(
+            metadata,
+            self.artifacts,
+            Redactor(redact_patterns),
+            head_every_lines=options.log_head_lines,
+            head_every_seconds=options.log_head_seconds,
+        )
+        self.runs = RunService(metadata, self.logs)
         self.snapshots = SnapshotService(metadata, blobs)
         self.transitions = TransitionService(metadata, self.snapshots, self.runs, self.logs)
         self.catalog = CatalogService(metadata, blobs, self.audit)
@@ -77,6 +174,7 @@ class Vault:
         blobs_url: str | Path | None = None,
         redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
         checkpoint_interval: int = 1000,
+        integrity: IntegrityOptions | None = None,
         create: bool = True,
         bootstrap: bool = True,
     ) -> Self:
@@ -99,12 +197,15 @@ class Vault:
         await metadata.open()
         try:
             await blobs.open()
+            if integrity is None:
+                integrity = IntegrityOptions.from_environment()
             vault = cls(
                 metadata,
                 blobs,
                 url=safe_url(text),
                 redact_patterns=redact_patterns,
                 checkpoint_interval=checkpoint_interval,
+                integrity=integrity,
             )
             if bootstrap:
                 probe = blobs.locate("0" * 64)
@@ -132,7 +233,24 @@ class Vault:
     ) -> None:
         await self.close()
 
-    async def verify(self, *, on_progress: ProgressCallback | None = None) -> VerifyReport:
+    async def verify(
+        self,
+        *,
+        on_progress: ProgressCallback | None = None,
+        anchors: Sequence[SignedTreeHead] = (),
+        trusted_keys: Collection[str] | None = None,
+    ) -> VerifyReport:
+        """Check everything (see `strongroom.services.verify_vault`). ``anchors``: signed
+        heads read from a witness outside the vault; ``trusted_keys``: the public keys whose
+        signatures count (default: the configured signing key's, if any)."""
+        if trusted_keys is None and self.integrity.signing_key is not None:
+            trusted_keys = {self.integrity.signing_key.public_key_hex}
         return await verify_vault(
-            self.metadata, self.blobs, self.logs, self.audit, on_progress=on_progress
+            self.metadata,
+            self.blobs,
+            self.logs,
+            self.audit,
+            on_progress=on_progress,
+            anchors=anchors,
+            trusted_keys=trusted_keys,
         )

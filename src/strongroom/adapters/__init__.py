@@ -35,6 +35,7 @@ from strongroom.errors import NotFound, ValidationError
 from strongroom.ports import BlobStore, MetadataStore
 
 if TYPE_CHECKING:
+    from strongroom.adapters._anchors import Witness
     from strongroom.adapters._postgres import PostgresMetadataStore
     from strongroom.adapters._s3 import S3BlobStore
 
@@ -47,10 +48,19 @@ __all__ = [
     "SqliteMetadataStore",
     "embedded_paths",
     "open_stores",
+    "open_witness",
     "safe_url",
 ]
 
 _POSTGRES_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
+
+
+def open_witness(target: str | Path) -> Witness:
+    """The anchor witness at ``target``: a JSONL file, a directory, or ``s3://bucket/prefix``
+    (see `strongroom.adapters._anchors`). Imported on use: obstore loads only for S3."""
+    from strongroom.adapters._anchors import open_witness as _open
+
+    return _open(target)
 
 
 def __getattr__(name: str) -> object:

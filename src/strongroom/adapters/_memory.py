@@ -18,24 +18,32 @@ from strongroom.models import (
     ArtifactMetadata,
     ArtifactQuery,
     AuditEntry,
+    AuditEvent,
+    BoundRecord,
     CatalogObject,
     LogEntry,
     LogQuery,
     LogReference,
-    MerkleCheckpoint,
     Namespace,
     Provider,
+    RecordBinding,
     Run,
     RunPage,
     RunQuery,
     SnapshotRecord,
+    VerifyProblem,
+    bind,
+    bind_deleted,
+    binding_id,
+    record_digest,
 )
 from strongroom.ports.metadata import (
-    MetadataStore,
+    ChainRow,
     closed_log_reference,
     sealed_log_conflict,
     transition_run_id,
 )
+from strongroom.ports.verify import binding_problem, log_head_problem
 
 __all__ = ["MemoryMetadataStore"]
 
@@ -47,7 +55,7 @@ def _copy(record: _M) -> _M:
     return record.model_copy(deep=True)
 
 
-class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
+class MemoryMetadataStore(MemoryRegistryRecords):
     backend = "memory"
 
     def __init__(self) -> None:
@@ -58,8 +66,6 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
         self._artifacts: dict[str, ArtifactMetadata] = {}
         self._logs: dict[str, list[LogEntry]] = {}
         self._log_refs: dict[str, LogReference] = {}
-        self._audit: list[AuditEntry] = []
-        self._checkpoints: dict[int, MerkleCheckpoint] = {}
         self._providers: dict[str, Provider] = {}
         self._namespaces: dict[str, Namespace] = {}
         self._objects: dict[str, CatalogObject] = {}
@@ -78,18 +84,26 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
 
     # -- runs ---------------------------------------------------------------------------------
 
-    async def insert_run(self, run: Run) -> None:
+    def _log_head_of(self, run_id: str) -> LogEntry | None:
+        chain = self._logs.get(run_id)
+        return chain[-1] if chain else None
+
+    async def insert_run(self, run: Run, *, audit: AuditEvent | None = None) -> None:
         async with self._lock:
             if run.run_id in self._runs:
                 raise Conflict(
                     f"run {run.run_id} already exists", operation="insert_run", run_id=run.run_id
                 )
             self._runs[run.run_id] = _copy(run)
+            entries = self._bind(audit, [bind(run)])
+        await self._audit_appended(entries)
 
     async def get_run(self, run_id: str) -> Run:
         return _copy(self._require_run(run_id, "get_run"))
 
-    async def update_run(self, run: Run, *, expected_version: int) -> Run:
+    async def update_run(
+        self, run: Run, *, expected_version: int, audit: AuditEvent | None = None
+    ) -> Run:
         async with self._lock:
             current = self._require_run(run.run_id, "update_run")
             if current.version != expected_version:
@@ -101,7 +115,9 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
                 )
             stored = run.model_copy(update={"version": expected_version + 1}, deep=True)
             self._runs[run.run_id] = stored
-            return _copy(stored)
+            entries = self._bind(audit, [bind(stored)], log_run=run.run_id)
+        await self._audit_appended(entries)
+        return _copy(stored)
 
     async def record_transition(
         self,
@@ -110,6 +126,7 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
         run: Run | None = None,
         expected_version: int = 0,
         log_entries: Sequence[LogEntry] = (),
+        audit: AuditEvent | None = None,
     ) -> Run | None:
         run_id = transition_run_id(snapshot, run, log_entries)
         if run_id is None:
@@ -134,15 +151,20 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
             if log_entries:
                 self._check_log_append(run_id, log_entries)
             stored: Run | None = None
+            bindings: list[RecordBinding] = []
             if snapshot is not None:
                 self._snapshots[run_id] = sorted(
                     [*history, _copy(snapshot)], key=lambda s: s.revision
                 )
+                bindings.append(bind(snapshot))
             if run is not None:
                 stored = run.model_copy(update={"version": expected_version + 1}, deep=True)
                 self._runs[run_id] = stored
+                bindings.append(bind(stored))
             self._logs.setdefault(run_id, []).extend(_copy(e) for e in log_entries)
-            return _copy(stored) if stored is not None else None
+            entries = self._bind(audit, bindings, log_run=run_id)
+        await self._audit_appended(entries)
+        return _copy(stored) if stored is not None else None
 
     async def query_runs(self, query: RunQuery) -> RunPage:
         after = decode_run_cursor(query.cursor) if query.cursor else None
@@ -194,7 +216,9 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
 
     # -- snapshots ----------------------------------------------------------------------------
 
-    async def insert_snapshot(self, record: SnapshotRecord) -> None:
+    async def insert_snapshot(
+        self, record: SnapshotRecord, *, audit: AuditEvent | None = None
+    ) -> None:
         async with self._lock:
             self._require_run(record.run_id, "insert_snapshot")
             history = self._snapshots.setdefault(record.run_id, [])
@@ -207,6 +231,8 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
                 )
             history.append(_copy(record))
             history.sort(key=lambda s: s.revision)
+            entries = self._bind(audit, [bind(record)])
+        await self._audit_appended(entries)
 
     async def get_snapshot(self, run_id: str, revision: int | None = None) -> SnapshotRecord:
         history = self._snapshots.get(run_id, [])
@@ -226,7 +252,9 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
 
     # -- artifacts ----------------------------------------------------------------------------
 
-    async def insert_artifacts(self, artifacts: Sequence[ArtifactMetadata]) -> None:
+    async def insert_artifacts(
+        self, artifacts: Sequence[ArtifactMetadata], *, audit: AuditEvent | None = None
+    ) -> None:
         async with self._lock:
             seen: set[str] = set()
             for art in artifacts:
@@ -240,6 +268,8 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
                 seen.add(art.artifact_id)
             for art in artifacts:
                 self._artifacts[art.artifact_id] = _copy(art)
+            entries = self._bind(audit, [bind(art) for art in artifacts])
+        await self._audit_appended(entries)
 
     async def get_artifact(self, artifact_id: str) -> ArtifactMetadata:
         art = self._artifacts.get(artifact_id)
@@ -276,7 +306,9 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
 
     # -- logs ---------------------------------------------------------------------------------
 
-    async def append_log_entries(self, entries: Sequence[LogEntry]) -> None:
+    async def append_log_entries(
+        self, entries: Sequence[LogEntry], *, audit: AuditEvent | None = None
+    ) -> None:
         if not entries:
             return
         async with self._lock:
@@ -284,6 +316,8 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
             self._require_run(run_id, "append_log_entries")
             self._check_log_append(run_id, entries)
             self._logs.setdefault(run_id, []).extend(_copy(e) for e in entries)
+            appended = self._bind(audit, [], log_run=run_id)
+        await self._audit_appended(appended)
 
     def _check_log_append(self, run_id: str, entries: Sequence[LogEntry]) -> None:
         ref = self._log_refs.get(run_id)
@@ -324,14 +358,20 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
     async def count_log_entries(self, run_id: str) -> int:
         return len(self._logs.get(run_id, []))
 
-    async def put_log_reference(self, ref: LogReference, *, if_absent: bool = False) -> None:
+    async def put_log_reference(
+        self, ref: LogReference, *, if_absent: bool = False, audit: AuditEvent | None = None
+    ) -> None:
         async with self._lock:
             self._require_run(ref.run_id, "put_log_reference")
             if if_absent and ref.run_id in self._log_refs:
                 return
             self._log_refs[ref.run_id] = ref.model_copy(deep=True)
+            entries = self._bind(audit, [bind(ref)], log_run=ref.run_id)
+        await self._audit_appended(entries)
 
-    async def close_log(self, run_id: str, at: datetime) -> LogReference:
+    async def close_log(
+        self, run_id: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> LogReference:
         async with self._lock:
             self._require_run(run_id, "close_log")
             chain = self._logs.get(run_id, [])
@@ -341,58 +381,30 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
             if not ref.sealed:
                 ref = closed_log_reference(ref, chain[-1] if chain else None, at)
                 self._log_refs[run_id] = ref
-            return ref.model_copy(deep=True)
+            entries = self._bind(audit, [bind(ref)], log_run=run_id)
+        await self._audit_appended(entries)
+        return ref.model_copy(deep=True)
 
     async def get_log_reference(self, run_id: str) -> LogReference | None:
         ref = self._log_refs.get(run_id)
         return ref.model_copy(deep=True) if ref else None
+
+    async def iter_log_rows(self, run_id: str) -> AsyncIterator[ChainRow[LogEntry]]:
+        for position, entry in enumerate(list(self._logs.get(run_id, [])), start=1):
+            yield ChainRow(key=position, entry=_copy(entry), column_hash=entry.hash)
 
     async def iter_log_run_ids(self) -> AsyncIterator[str]:
         for run_id in list(self._logs):
             if self._logs[run_id]:
                 yield run_id
 
-    # -- audit --------------------------------------------------------------------------------
-
-    async def append_audit_entries(self, entries: Sequence[AuditEntry]) -> None:
-        if not entries:
-            return
-        async with self._lock:
-            expected = len(self._audit) + 1
-            for offset, entry in enumerate(entries):
-                if entry.seq != expected + offset:
-                    raise Conflict(
-                        "audit log moved on concurrently",
-                        operation="append_audit_entries",
-                        reason=f"expected seq {expected + offset}, got {entry.seq}",
-                    )
-            self._audit.extend(_copy(e) for e in entries)
-
-    async def audit_head(self) -> AuditEntry | None:
-        return _copy(self._audit[-1]) if self._audit else None
-
-    async def read_audit_entries(
-        self, *, after_seq: int = 0, limit: int = 1000
-    ) -> list[AuditEntry]:
-        return [_copy(e) for e in self._audit[after_seq : after_seq + limit]]
-
-    async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
-        async with self._lock:
-            if checkpoint.tree_size in self._checkpoints:
-                raise Conflict(
-                    f"checkpoint at tree size {checkpoint.tree_size} already exists",
-                    operation="insert_checkpoint",
-                )
-            self._checkpoints[checkpoint.tree_size] = checkpoint.model_copy(deep=True)
-
-    async def list_checkpoints(self) -> list[MerkleCheckpoint]:
-        return [self._checkpoints[k].model_copy(deep=True) for k in sorted(self._checkpoints)]
-
     # -- catalog ------------------------------------------------------------------------------
 
-    async def put_provider(self, provider: Provider) -> None:
+    async def put_provider(self, provider: Provider, *, audit: AuditEvent | None = None) -> None:
         async with self._lock:
             self._providers[provider.provider_id] = provider.model_copy(deep=True)
+            entries = self._bind(audit, [bind(provider)])
+        await self._audit_appended(entries)
 
     async def get_provider(self, provider_id: str) -> Provider:
         found = self._providers.get(provider_id)
@@ -403,13 +415,15 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
     async def list_providers(self) -> list[Provider]:
         return [self._providers[k].model_copy(deep=True) for k in sorted(self._providers)]
 
-    async def put_namespace(self, namespace: Namespace) -> None:
+    async def put_namespace(self, namespace: Namespace, *, audit: AuditEvent | None = None) -> None:
         async with self._lock:
             if namespace.provider_id not in self._providers:
                 raise NotFound(
                     f"provider {namespace.provider_id} not found", operation="put_namespace"
                 )
             self._namespaces[namespace.namespace_id] = namespace.model_copy(deep=True)
+            entries = self._bind(audit, [bind(namespace)])
+        await self._audit_appended(entries)
 
     async def get_namespace(self, namespace_id: str) -> Namespace:
         found = self._namespaces.get(namespace_id)
@@ -424,7 +438,7 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
             if provider_id is None or self._namespaces[k].provider_id == provider_id
         ]
 
-    async def put_object(self, obj: CatalogObject) -> None:
+    async def put_object(self, obj: CatalogObject, *, audit: AuditEvent | None = None) -> None:
         async with self._lock:
             if obj.namespace_id not in self._namespaces:
                 raise NotFound(f"namespace {obj.namespace_id} not found", operation="put_object")
@@ -440,6 +454,8 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
                         path=obj.path,
                     )
             self._objects[obj.object_id] = obj.model_copy(deep=True)
+            entries = self._bind(audit, [bind(obj)])
+        await self._audit_appended(entries)
 
     async def get_object(self, object_id: str) -> CatalogObject:
         found = self._objects.get(object_id)
@@ -459,10 +475,12 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
         chosen.sort(key=lambda o: (o.path, o.namespace_id))
         return [o.model_copy(deep=True) for o in chosen[:limit]]
 
-    async def delete_object(self, object_id: str) -> None:
+    async def delete_object(self, object_id: str, *, audit: AuditEvent | None = None) -> None:
         async with self._lock:
             if self._objects.pop(object_id, None) is None:
                 raise NotFound(f"object {object_id} not found", operation="delete_object")
+            entries = self._bind(audit, [bind_deleted("object", object_id)])
+        await self._audit_appended(entries)
 
     # -- references ---------------------------------------------------------------------------
 
@@ -478,3 +496,45 @@ class MemoryMetadataStore(MemoryRegistryRecords, MetadataStore):
             for version in list(versions):
                 subject = f"{version.kind.value}/{version.definition_id}@{version.version}"
                 yield ("definition", subject, version.digest, version.size_bytes)
+
+    # -- bindings -----------------------------------------------------------------------------
+
+    def _bound_records(self) -> list[BoundRecord]:
+        records: list[BoundRecord] = [*self._runs.values()]
+        for history in self._snapshots.values():
+            records.extend(history)
+        records.extend(self._artifacts.values())
+        records.extend(self._log_refs.values())
+        records.extend(self._providers.values())
+        records.extend(self._namespaces.values())
+        records.extend(self._objects.values())
+        for versions in self._versions.values():
+            records.extend(versions)
+        for moves in self._moves.values():
+            records.extend(moves)
+        records.extend(self._approvals.values())
+        return records
+
+    async def iter_binding_problems(self) -> AsyncIterator[VerifyProblem]:
+        latest: dict[tuple[str, str], tuple[int, RecordBinding]] = {}
+        for entry in self._audit:
+            for record in entry.records:
+                latest[(record.type, record.id)] = (entry.seq, record)
+        present: set[tuple[str, str]] = set()
+        for rec in self._bound_records():
+            key = binding_id(rec)
+            present.add(key)
+            problem = binding_problem(*key, record_digest(rec), latest.get(key))
+            if problem is not None:
+                yield problem
+        for (kind, ident), (seq, record) in latest.items():
+            if kind == "log":
+                chain = self._logs.get(ident, [])
+                at = record.seq or 0
+                found = chain[at - 1].hash if 0 < at <= len(chain) else None
+                if at > 0 and found != record.digest:
+                    yield log_head_problem(ident, seq, record, found)
+            elif (kind, ident) not in present:
+                problem = binding_problem(kind, ident, None, (seq, record))
+                if problem is not None:
+                    yield problem

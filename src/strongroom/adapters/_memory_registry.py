@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from strongroom.adapters._memory_audit import MemoryAuditRecords
 from strongroom.models import (
     Approval,
     ApprovalScope,
+    AuditEvent,
     Channel,
     ChannelMove,
     DefinitionKind,
     DefinitionVersion,
+    bind,
 )
 from strongroom.ports.registry import (
-    RegistryRecords,
     already_revoked,
     approval_exists,
     approval_not_found,
@@ -30,14 +32,17 @@ __all__ = ["MemoryRegistryRecords"]
 _Key = tuple[DefinitionKind, str]
 
 
-class MemoryRegistryRecords(RegistryRecords):
+class MemoryRegistryRecords(MemoryAuditRecords):
     def __init__(self) -> None:
+        MemoryAuditRecords.__init__(self)
         self._registry_lock = asyncio.Lock()
         self._versions: dict[_Key, list[DefinitionVersion]] = {}
         self._moves: dict[_Key, list[ChannelMove]] = {}
         self._approvals: dict[str, Approval] = {}
 
-    async def insert_definition_version(self, version: DefinitionVersion) -> None:
+    async def insert_definition_version(
+        self, version: DefinitionVersion, *, audit: AuditEvent | None = None
+    ) -> None:
         async with self._registry_lock:
             versions = self._versions.setdefault((version.kind, version.definition_id), [])
             for existing in versions:
@@ -46,6 +51,8 @@ class MemoryRegistryRecords(RegistryRecords):
                 if existing.digest == version.digest:
                     raise digest_exists(version, existing.version)
             versions.append(version.model_copy(deep=True))
+            entries = self._bind(audit, [bind(version)])
+        await self._audit_appended(entries)
 
     async def get_definition_version(
         self,
@@ -81,7 +88,7 @@ class MemoryRegistryRecords(RegistryRecords):
             current[move.channel] = move.model_copy(deep=True)
         return current
 
-    async def move_channel(self, move: ChannelMove) -> None:
+    async def move_channel(self, move: ChannelMove, *, audit: AuditEvent | None = None) -> None:
         async with self._registry_lock:
             key = (move.kind, move.definition_id)
             if not any(v.digest == move.to_digest for v in self._versions.get(key, [])):
@@ -92,17 +99,21 @@ class MemoryRegistryRecords(RegistryRecords):
             if current_digest != move.from_digest:
                 raise stale_channel(move, current_digest)
             history.append(move.model_copy(deep=True))
+            entries = self._bind(audit, [bind(move)])
+        await self._audit_appended(entries)
 
     async def list_channel_moves(
         self, kind: DefinitionKind, definition_id: str
     ) -> list[ChannelMove]:
         return [m.model_copy(deep=True) for m in self._moves.get((kind, definition_id), [])]
 
-    async def insert_approval(self, approval: Approval) -> None:
+    async def insert_approval(self, approval: Approval, *, audit: AuditEvent | None = None) -> None:
         async with self._registry_lock:
             if approval.approval_id in self._approvals:
                 raise approval_exists(approval.approval_id)
             self._approvals[approval.approval_id] = approval.model_copy(deep=True)
+            entries = self._bind(audit, [bind(approval)])
+        await self._audit_appended(entries)
 
     async def get_approval(self, approval_id: str) -> Approval:
         approval = self._approvals.get(approval_id)
@@ -118,7 +129,13 @@ class MemoryRegistryRecords(RegistryRecords):
         ]
 
     async def revoke_approval(
-        self, approval_id: str, *, at: datetime, by: str, reason: str
+        self,
+        approval_id: str,
+        *,
+        at: datetime,
+        by: str,
+        reason: str,
+        audit: AuditEvent | None = None,
     ) -> Approval:
         async with self._registry_lock:
             approval = await self.get_approval(approval_id)
@@ -128,4 +145,6 @@ class MemoryRegistryRecords(RegistryRecords):
                 update={"revoked_at": at, "revoked_by": by, "revoke_reason": reason}
             )
             self._approvals[approval_id] = revoked
-            return revoked.model_copy(deep=True)
+            entries = self._bind(audit, [bind(revoked)])
+        await self._audit_appended(entries)
+        return revoked.model_copy(deep=True)

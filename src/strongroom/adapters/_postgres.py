@@ -94,6 +94,15 @@ MIGRATION_LOCK_KEY: Final = int.from_bytes(
 )
 
 
+# pg_advisory_xact_lock key that orders audit appends (held from the append to COMMIT).
+AUDIT_LOCK_KEY: Final = int.from_bytes(
+    hashlib.sha256(b"strongroom.audit-chain").digest()[:8], "big", signed=True
+)
+
+
+_AUDIT_LOCK: Final = text("SELECT pg_advisory_xact_lock(:key)")
+
+
 def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
     value = getattr(exc.orig, "sqlstate", None)
     return value if isinstance(value, str) else None
@@ -249,6 +258,10 @@ class PostgresMetadataStore(SqlMetadataStore):
     def _lock_for_migration(self, conn: Connection) -> None:
         # Released by the migration transaction's COMMIT or ROLLBACK (also if we are killed).
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+    def _lock_audit(self, conn: Connection) -> None:
+        # Taken as the last step of a write: held only from the audit append to COMMIT.
+        conn.execute(_AUDIT_LOCK, {"key": AUDIT_LOCK_KEY})
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -13,7 +13,17 @@ from typer.core import TyperGroup
 
 from strongroom import __version__
 from strongroom.adapters import MemoryMetadataStore, SqliteMetadataStore, open_stores
-from strongroom.cli import artifacts, audit, logs, orchestrate, registry, runs, tools, transfer
+from strongroom.cli import (
+    artifacts,
+    audit,
+    keys,
+    logs,
+    orchestrate,
+    registry,
+    runs,
+    tools,
+    transfer,
+)
 from strongroom.cli._context import (
     EXIT_INTERNAL,
     EXIT_PROBLEMS,
@@ -198,6 +208,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(logs.app, name="logs")
 app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
 app.add_typer(registry.app, name="registry")
 app.add_typer(tools.app, name="tools")
 app.command("run")(orchestrate.run)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import BaseModel
 from rich.text import Text
 
+from strongroom.adapters import open_witness
 from strongroom.cli._context import JsonFlag, cli_state, reported_errors
 from strongroom.cli._output import audit_table, print_json, print_table, stdout_console
 from strongroom.errors import ValidationError
+from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key
 from strongroom.models import AuditEntry, MerkleCheckpoint
-from strongroom.vault import Vault
+from strongroom.vault import Vault, signed_head
 
-__all__ = ["AuditView", "app"]
+__all__ = ["AnchorView", "AuditView", "app"]
 
 app = typer.Typer(help="Read the audit trail.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -80,3 +83,56 @@ def show(
         if view.next_after is not None:
             footer.append(f"; next page: --after {view.next_after}", style="dim")
         console.print(footer, soft_wrap=True)
+
+
+class AnchorView(BaseModel):
+    """What `audit anchor --json` prints."""
+
+    witness: str
+    head: SignedTreeHead
+
+
+async def _anchor(vault: Vault, target: str, key: SigningKey) -> AnchorView:
+    checkpoint = await vault.audit.checkpoint()
+    if checkpoint is None:
+        raise ValidationError(
+            "the audit log is empty: nothing to anchor yet", operation="audit.anchor"
+        )
+    witness = open_witness(target)
+    head = signed_head(checkpoint, key)
+    await witness.append(head)
+    return AnchorView(witness=witness.describe(), head=head)
+
+
+@app.command("anchor")
+def anchor(
+    ctx: typer.Context,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The witness outside the vault: a JSONL file, a directory, or s3://bucket/prefix.",
+        ),
+    ],
+    key_path: Annotated[
+        Path | None, typer.Option("--key", help="The signing key (default: strongroom keys).")
+    ] = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Checkpoint the audit log now, sign its head and append it to a witness outside the
+    vault; `strongroom verify --anchor` then proves the vault still extends it (no rollback,
+    no truncated tail). Set STRONGROOM_ANCHOR to do this after every checkpoint."""
+    state = cli_state(ctx, json_flag)
+    with reported_errors(state):
+        key = load_signing_key(key_path, required=True)
+        assert key is not None
+        view = state.run(lambda vault: _anchor(vault, to, key))
+        if state.json:
+            print_json(view)
+            return
+        stdout_console().print(
+            Text(
+                f"anchored {view.head.tree_size} entries, root {view.head.root_hash}, "
+                f"signed by {view.head.key_id}, to {view.witness}"
+            )
+        )

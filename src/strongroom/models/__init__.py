@@ -12,7 +12,16 @@ from strongroom.models.artifacts import (
     BlobInfo,
     BlobLocation,
 )
-from strongroom.models.audit import AuditEntry, AuditEvent, MerkleCheckpoint
+from strongroom.models.audit import (
+    BINDING_TYPES,
+    AuditEntry,
+    AuditEvent,
+    BindingType,
+    MerkleCheckpoint,
+    RecordBinding,
+    record_digest,
+)
+from strongroom.models.bindings import BoundRecord, bind, bind_deleted, bind_log_head, binding_id
 from strongroom.models.catalog import (
     CatalogObject,
     Encryption,
@@ -22,6 +31,7 @@ from strongroom.models.catalog import (
     ProviderStatus,
     ProviderType,
 )
+from strongroom.models.chain import GENESIS_HASH, chain_audit_events, chain_hash, entry_hash
 from strongroom.models.execution import RunnerRequest, RunnerResponse, RunnerStatus
 from strongroom.models.logs import LEVEL_ORDER, LogEntry, LogLevel, LogLine, LogQuery, LogReference
 from strongroom.models.registry import (
@@ -71,7 +81,9 @@ from strongroom.models.verify import VerifyProblem, VerifyReport
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "BINDING_TYPES",
     "DEFAULT_MEDIA_TYPES",
+    "GENESIS_HASH",
     "LEVEL_ORDER",
     "TERMINAL_STATUSES",
     "Approval",
@@ -84,8 +96,10 @@ __all__ = [
     "ArtifactRole",
     "AuditEntry",
     "AuditEvent",
+    "BindingType",
     "BlobInfo",
     "BlobLocation",
+    "BoundRecord",
     "CatalogObject",
     "Channel",
     "ChannelAction",
@@ -116,6 +130,7 @@ __all__ = [
     "ProviderStatus",
     "ProviderType",
     "Record",
+    "RecordBinding",
     "Ref",
     "RefKind",
     "Run",
@@ -140,6 +155,14 @@ __all__ = [
     "Trace",
     "VerifyProblem",
     "VerifyReport",
+    "bind",
+    "bind_deleted",
+    "bind_log_head",
+    "binding_id",
     "canonical_json",
+    "chain_audit_events",
+    "chain_hash",
+    "entry_hash",
+    "record_digest",
     "utcnow",
 ]

@@ -1,15 +1,63 @@
-"""Audit records: one global append-only hash-chained log, with Merkle checkpoints."""
+"""Audit records: one global append-only hash-chained log, with Merkle checkpoints.
+
+Every durable record write appends an audit entry in the same transaction, carrying a
+`RecordBinding` per record it wrote: the record's type, id and canonical digest
+(`record_digest`). ``verify`` recomputes each record's digest and compares it with the latest
+binding the chain holds for it, so a record rewritten, re-pointed or deleted behind
+strongroom's back no longer matches the chain."""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from typing import Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from strongroom.ids import ActorName, Digest
-from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models._base import Record, UtcDatetime, canonical_json, utcnow
 
-__all__ = ["AuditEntry", "AuditEvent", "MerkleCheckpoint"]
+__all__ = [
+    "BINDING_TYPES",
+    "AuditEntry",
+    "AuditEvent",
+    "BindingType",
+    "MerkleCheckpoint",
+    "RecordBinding",
+    "record_digest",
+]
+
+# What a binding can name. "log" binds a run's log head (``seq`` and the head's hash);
+# every other type binds a whole record by its canonical digest.
+BindingType = Literal[
+    "run",
+    "snapshot",
+    "artifact",
+    "log",
+    "log_ref",
+    "provider",
+    "namespace",
+    "object",
+    "definition",
+    "channel_move",
+    "approval",
+]
+BINDING_TYPES: tuple[str, ...] = get_args(BindingType)
+
+
+def record_digest(record: BaseModel) -> str:
+    """sha256 of the record's canonical JSON: what a binding carries and verify recomputes."""
+    return hashlib.sha256(canonical_json(record.model_dump(mode="json"))).hexdigest()
+
+
+class RecordBinding(Record):
+    """One record an audit entry vouches for: its state after the write (``digest``), or its
+    deletion (``digest`` None). For a log head: ``id`` is the run, ``seq`` the head's position
+    and ``digest`` its hash."""
+
+    type: BindingType
+    id: str = Field(min_length=1, max_length=400)
+    digest: Digest | None = None
+    seq: int | None = Field(default=None, ge=0)
 
 
 class AuditEvent(Record):
@@ -21,6 +69,10 @@ class AuditEvent(Record):
     subject_id: str = Field(max_length=256)
     details: dict[str, Any] = Field(default_factory=dict)
     timestamp: UtcDatetime = Field(default_factory=utcnow)
+    records: list[RecordBinding] = Field(
+        default_factory=list,
+        description="Bindings to add besides the ones the store computes for what it wrote.",
+    )
 
 
 class AuditEntry(Record):
@@ -33,13 +85,30 @@ class AuditEntry(Record):
     subject_type: str
     subject_id: str
     details: dict[str, Any] = Field(default_factory=dict)
+    records: list[RecordBinding] = Field(
+        default_factory=list,
+        description="The records this entry vouches for. Left out of the hashed body when "
+        "empty, so entries written before bindings existed keep their hash.",
+    )
     prev_hash: Digest
     hash: Digest
 
 
 class MerkleCheckpoint(Record):
-    """RFC 6962 Merkle tree head over audit entries 1..tree_size (leaf = entry hash bytes)."""
+    """RFC 6962 Merkle tree head over audit entries 1..tree_size (leaf = entry hash bytes).
+
+    ``compact_range`` holds the roots of the perfect subtrees the first ``tree_size`` leaves
+    decompose into (left to right): the next checkpoint continues from it instead of reading
+    the whole chain again. verify never trusts it: it recomputes every root from the entries.
+    A signed checkpoint also carries an Ed25519 signature over its tree head
+    (`strongroom.integrity.tree_head_payload` of tree_size, root_hash and ``signed_at``),
+    made with a key kept outside the vault."""
 
     tree_size: int = Field(ge=1)
     root_hash: Digest
     created_at: UtcDatetime = Field(default_factory=utcnow)
+    compact_range: list[Digest] = Field(default_factory=list, max_length=64)
+    signed_at: UtcDatetime | None = None
+    key_id: str | None = Field(default=None, max_length=64)
+    public_key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    signature: str | None = Field(default=None, pattern=r"^[0-9a-f]{128}$")

@@ -15,6 +15,16 @@ never check-then-set in the caller:
   one transaction (the orchestrator's step transitions), each part under its own rule above.
 Batches are all-or-nothing. Unknown ids raise `NotFound`.
 
+Audit bindings: every method that writes a record takes ``audit``, an `AuditEvent`. When it is
+given, the store appends it to the audit chain **in the same transaction** as the write,
+chained from the head it reads under the audit lock, with a `RecordBinding` for every record
+it wrote (computed by the store from exactly what it stored) and, for a run update or a log
+append, the run's log head. So there is never a record without its entry, or the reverse.
+Without ``audit`` the write is verbatim (``strongroom import`` copies records and the chain
+that already binds them). ``append_audit_events`` appends events that bind nothing of their
+own; ``append_audit_entries`` copies entries verbatim. The store keeps an index of every
+binding (type, id, seq) so a read can check a record against its latest binding.
+
 The registry's records (definition versions, channels, approvals) are part of it too: see
 `strongroom.ports.registry.RegistryRecords`, which this port extends.
 
@@ -24,14 +34,17 @@ Adapters: memory (tests and scratch vaults), SQL (SQLite and PostgreSQL).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
-from strongroom.errors import Conflict, ValidationError
+from strongroom.errors import Conflict, IntegrityError, ValidationError
 from strongroom.models import (
     ArtifactMetadata,
     ArtifactQuery,
     AuditEntry,
+    AuditEvent,
     CatalogObject,
     LogEntry,
     LogQuery,
@@ -39,6 +52,7 @@ from strongroom.models import (
     MerkleCheckpoint,
     Namespace,
     Provider,
+    RecordBinding,
     Run,
     RunPage,
     RunQuery,
@@ -48,11 +62,39 @@ from strongroom.models import (
 from strongroom.ports.registry import RegistryRecords
 
 __all__ = [
+    "AuditListener",
+    "ChainRow",
     "MetadataStore",
     "closed_log_reference",
     "sealed_log_conflict",
     "transition_run_id",
 ]
+
+
+E = TypeVar("E", AuditEntry, LogEntry)
+
+# Called after a transaction that appended audit entries committed: (first seq, last seq).
+AuditListener = Callable[[int, int], Awaitable[None]]
+
+
+@dataclass
+class ChainRow(Generic[E]):
+    """One stored row of a hash chain, as verify reads it: by the row's own key (``key``),
+    never by a value inside the body (a forged body cannot make a reader go back or loop).
+
+    ``entry`` is the parsed body, or None with ``error`` when it does not validate;
+    ``column_hash`` the hash column kept beside the body (None where there is none);
+    ``bindings`` the store's binding index rows for this seq (audit rows of stores that keep
+    an index separate from the bodies; None otherwise); ``columns`` the other copies of body
+    fields the row keeps for queries (level, event, phase, timestamp of a log line), which
+    must agree with the body."""
+
+    key: int
+    entry: E | None
+    error: IntegrityError | None = None
+    column_hash: str | None = None
+    bindings: list[RecordBinding] | None = field(default=None)
+    columns: dict[str, object] | None = field(default=None)
 
 
 def sealed_log_conflict(run_id: str) -> Conflict:
@@ -110,13 +152,15 @@ class MetadataStore(RegistryRecords, ABC):
     # -- runs ---------------------------------------------------------------------------------
 
     @abstractmethod
-    async def insert_run(self, run: Run) -> None: ...
+    async def insert_run(self, run: Run, *, audit: AuditEvent | None = None) -> None: ...
 
     @abstractmethod
     async def get_run(self, run_id: str) -> Run: ...
 
     @abstractmethod
-    async def update_run(self, run: Run, *, expected_version: int) -> Run:
+    async def update_run(
+        self, run: Run, *, expected_version: int, audit: AuditEvent | None = None
+    ) -> Run:
         """Replace the run if its stored version is ``expected_version``; returns the stored run."""
 
     @abstractmethod
@@ -132,7 +176,9 @@ class MetadataStore(RegistryRecords, ABC):
     # -- snapshots ----------------------------------------------------------------------------
 
     @abstractmethod
-    async def insert_snapshot(self, record: SnapshotRecord) -> None:
+    async def insert_snapshot(
+        self, record: SnapshotRecord, *, audit: AuditEvent | None = None
+    ) -> None:
         """`Conflict` if (run_id, revision) exists; `NotFound` if the run does not."""
 
     @abstractmethod
@@ -153,6 +199,7 @@ class MetadataStore(RegistryRecords, ABC):
         run: Run | None = None,
         expected_version: int = 0,
         log_entries: Sequence[LogEntry] = (),
+        audit: AuditEvent | None = None,
     ) -> Run | None:
         """What one change of a run's state writes, all or nothing: ``insert_snapshot``,
         ``update_run(run, expected_version=...)`` and ``append_log_entries`` (each optional,
@@ -166,7 +213,9 @@ class MetadataStore(RegistryRecords, ABC):
     # -- artifacts ----------------------------------------------------------------------------
 
     @abstractmethod
-    async def insert_artifacts(self, artifacts: Sequence[ArtifactMetadata]) -> None:
+    async def insert_artifacts(
+        self, artifacts: Sequence[ArtifactMetadata], *, audit: AuditEvent | None = None
+    ) -> None:
         """All-or-nothing. `NotFound` if a run is missing, `Conflict` on a duplicate id."""
 
     @abstractmethod
@@ -179,7 +228,9 @@ class MetadataStore(RegistryRecords, ABC):
     # -- logs ---------------------------------------------------------------------------------
 
     @abstractmethod
-    async def append_log_entries(self, entries: Sequence[LogEntry]) -> None:
+    async def append_log_entries(
+        self, entries: Sequence[LogEntry], *, audit: AuditEvent | None = None
+    ) -> None:
         """Append entries of one run's chain (consecutive seqs). `Conflict` if a seq exists,
         or (reason ``sealed``) if the run's log reference is sealed: checked in the same
         transaction, so no line lands after a seal."""
@@ -196,12 +247,16 @@ class MetadataStore(RegistryRecords, ABC):
     async def count_log_entries(self, run_id: str) -> int: ...
 
     @abstractmethod
-    async def put_log_reference(self, ref: LogReference, *, if_absent: bool = False) -> None:
+    async def put_log_reference(
+        self, ref: LogReference, *, if_absent: bool = False, audit: AuditEvent | None = None
+    ) -> None:
         """Insert or replace a run's log reference; with ``if_absent``, insert only when the
         run has none (an existing one, sealed or not, is left alone)."""
 
     @abstractmethod
-    async def close_log(self, run_id: str, at: datetime) -> LogReference:
+    async def close_log(
+        self, run_id: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> LogReference:
         """Atomically mark the run's log sealed at its current head (``entry_count`` and
         ``head_hash`` of the head, ``updated_at=at``; the reference is created if missing) and
         return the stored reference. From then on `append_log_entries` refuses the run. A log
@@ -218,7 +273,51 @@ class MetadataStore(RegistryRecords, ABC):
 
     @abstractmethod
     async def append_audit_entries(self, entries: Sequence[AuditEntry]) -> None:
-        """Append consecutive entries. `Conflict` if a seq exists (a racing writer won)."""
+        """Append consecutive entries verbatim (an import). `Conflict` if a seq exists (a
+        racing writer won). Their bindings enter the binding index."""
+
+    @abstractmethod
+    async def append_audit_events(self, events: Sequence[AuditEvent]) -> list[AuditEntry]:
+        """Chain ``events`` onto the audit log (under the audit lock, in one transaction) and
+        return the entries stored."""
+
+    @abstractmethod
+    def iter_audit_rows(self, after_seq: int = 0) -> AsyncIterator[ChainRow[AuditEntry]]:
+        """Every stored audit row with key > ``after_seq``, in key order, with its binding
+        index rows: what verify replays."""
+
+    @abstractmethod
+    def iter_log_rows(self, run_id: str) -> AsyncIterator[ChainRow[LogEntry]]:
+        """Every stored log row of a run, in key order."""
+
+    @abstractmethod
+    async def read_audit_hashes(self, *, after_seq: int, limit: int) -> list[tuple[int, str]]:
+        """(seq, hash) of the entries after ``after_seq``, from the hash column: what a
+        checkpoint is computed from (verify recomputes every hash from the bodies)."""
+
+    @abstractmethod
+    async def latest_binding(
+        self, record_type: str, record_id: str
+    ) -> tuple[AuditEntry, RecordBinding] | None:
+        """The newest audit entry that binds the record, and its binding of it; None when
+        no entry names it. The entry is read from the chain itself, so a caller can check it
+        (its hash, that it really carries the binding) rather than trust the index."""
+
+    @abstractmethod
+    def iter_binding_problems(self) -> AsyncIterator[VerifyProblem]:
+        """Every record whose canonical digest is not the one its latest binding carries, has
+        no binding, or is missing while the chain says it exists (and log heads the chain
+        carried that the log no longer has)."""
+
+    def set_audit_listener(self, listener: AuditListener | None) -> None:
+        """Call ``listener(first_seq, last_seq)`` after every committed transaction that
+        appended audit entries (the audit service takes checkpoints from it)."""
+        self._audit_listener = listener
+
+    async def _audit_appended(self, entries: Sequence[AuditEntry]) -> None:
+        listener = getattr(self, "_audit_listener", None)
+        if listener is not None and entries:
+            await listener(entries[0].seq, entries[-1].seq)
 
     @abstractmethod
     async def audit_head(self) -> AuditEntry | None: ...
@@ -240,7 +339,7 @@ class MetadataStore(RegistryRecords, ABC):
     # -- catalog ------------------------------------------------------------------------------
 
     @abstractmethod
-    async def put_provider(self, provider: Provider) -> None:
+    async def put_provider(self, provider: Provider, *, audit: AuditEvent | None = None) -> None:
         """Insert or replace."""
 
     @abstractmethod
@@ -250,7 +349,7 @@ class MetadataStore(RegistryRecords, ABC):
     async def list_providers(self) -> list[Provider]: ...
 
     @abstractmethod
-    async def put_namespace(self, namespace: Namespace) -> None:
+    async def put_namespace(self, namespace: Namespace, *, audit: AuditEvent | None = None) -> None:
         """Insert or replace. `NotFound` if its provider is missing."""
 
     @abstractmethod
@@ -260,7 +359,7 @@ class MetadataStore(RegistryRecords, ABC):
     async def list_namespaces(self, provider_id: str | None = None) -> list[Namespace]: ...
 
     @abstractmethod
-    async def put_object(self, obj: CatalogObject) -> None:
+    async def put_object(self, obj: CatalogObject, *, audit: AuditEvent | None = None) -> None:
         """Insert or replace by object_id; (namespace_id, path) is unique: another object at
         the same path raises `Conflict`. `NotFound` if the namespace is missing."""
 
@@ -274,7 +373,7 @@ class MetadataStore(RegistryRecords, ABC):
         """Objects ordered by path."""
 
     @abstractmethod
-    async def delete_object(self, object_id: str) -> None:
+    async def delete_object(self, object_id: str, *, audit: AuditEvent | None = None) -> None:
         """`NotFound` if absent."""
 
     # -- references (verify, GC) --------------------------------------------------------------

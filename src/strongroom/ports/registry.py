@@ -13,7 +13,9 @@ check-then-set in the caller:
   same transaction.
 - ``revoke_approval`` applies only to an approval not yet revoked.
 
-Every record store implements this port next to `MetadataStore` (memory, SQL).
+Every record store implements this port next to `MetadataStore` (memory, SQL). Each write
+takes ``audit`` and binds what it wrote into the audit chain in the same transaction, as
+`MetadataStore` describes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from strongroom.errors import Conflict, LabelConflict, NotFound, StaleChannel, V
 from strongroom.models import (
     Approval,
     ApprovalScope,
+    AuditEvent,
     Channel,
     ChannelMove,
     DefinitionKind,
@@ -46,7 +49,9 @@ __all__ = [
 
 class RegistryRecords(ABC):
     @abstractmethod
-    async def insert_definition_version(self, version: DefinitionVersion) -> None:
+    async def insert_definition_version(
+        self, version: DefinitionVersion, *, audit: AuditEvent | None = None
+    ) -> None:
         """Store a published version. `LabelConflict` if the definition already has this
         label, `Conflict` (reason ``digest_exists``) if it already has this digest."""
 
@@ -79,7 +84,7 @@ class RegistryRecords(ABC):
         ``move.to_digest``)."""
 
     @abstractmethod
-    async def move_channel(self, move: ChannelMove) -> None:
+    async def move_channel(self, move: ChannelMove, *, audit: AuditEvent | None = None) -> None:
         """Point ``move.channel`` at ``move.to_digest`` and append ``move`` to the history,
         atomically, only if the channel now points at ``move.from_digest`` (None: unset);
         otherwise `StaleChannel` naming the current digest. `NotFound` if ``to_digest`` is
@@ -92,7 +97,7 @@ class RegistryRecords(ABC):
         """The definition's channel history (every channel), oldest first."""
 
     @abstractmethod
-    async def insert_approval(self, approval: Approval) -> None:
+    async def insert_approval(self, approval: Approval, *, audit: AuditEvent | None = None) -> None:
         """`Conflict` if the approval id exists."""
 
     @abstractmethod
@@ -104,7 +109,13 @@ class RegistryRecords(ABC):
 
     @abstractmethod
     async def revoke_approval(
-        self, approval_id: str, *, at: datetime, by: str, reason: str
+        self,
+        approval_id: str,
+        *,
+        at: datetime,
+        by: str,
+        reason: str,
+        audit: AuditEvent | None = None,
     ) -> Approval:
         """Mark the approval revoked and return it; `NotFound`, or `Conflict` (reason
         ``already_revoked``) if it was revoked before."""

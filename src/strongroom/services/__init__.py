@@ -2,7 +2,7 @@
 verify."""
 
 from strongroom.services.artifacts import ArtifactInput, ArtifactService
-from strongroom.services.audit import AuditService, merkle_root
+from strongroom.services.audit import Anchor, AuditService, merkle_root
 from strongroom.services.catalog import CatalogService
 from strongroom.services.logs import LogService
 from strongroom.services.redaction import DEFAULT_REDACT_PATTERNS, Redactor
@@ -13,6 +13,7 @@ from strongroom.services.verify import ProgressCallback, verify_vault
 
 __all__ = [
     "DEFAULT_REDACT_PATTERNS",
+    "Anchor",
     "ArtifactInput",
     "ArtifactService",
     "AuditService",

@@ -4,15 +4,15 @@ bounded retry of compare-and-set appends."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, TypeVar
 
 import pydantic
 
 from strongroom.errors import Conflict, ValidationError
-from strongroom.models import VerifyProblem, canonical_json
+from strongroom.models import GENESIS_HASH, VerifyProblem, chain_hash, entry_hash
+from strongroom.models.chain import ChainedEntry
 
 __all__ = [
     "GENESIS_HASH",
@@ -26,8 +26,6 @@ __all__ = [
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 T = TypeVar("T")
-
-GENESIS_HASH = "0" * 64
 
 
 def parse(model: type[M], data: Any, *, operation: str, **details: Any) -> M:
@@ -59,11 +57,6 @@ def validation_error(
     )
 
 
-def chain_hash(body: dict[str, Any]) -> str:
-    """sha256 over the canonical JSON of an entry body (which includes its prev_hash)."""
-    return hashlib.sha256(canonical_json(body)).hexdigest()
-
-
 async def retry_on_conflict(
     attempt: Callable[[], Awaitable[T]],
     *,
@@ -84,28 +77,12 @@ async def retry_on_conflict(
     raise AssertionError("unreachable")
 
 
-class ChainedEntry(Protocol):
-    """A log or audit entry: its hash covers every other field, including prev_hash."""
-
-    seq: int
-    prev_hash: str
-    hash: str
-
-    def model_dump(self, *, mode: str, exclude: set[str]) -> dict[str, Any]: ...
-
-    def model_copy(self, *, update: dict[str, Any]) -> Self: ...
-
-
 E = TypeVar("E", bound=ChainedEntry)
-
-
-def entry_hash(entry: ChainedEntry) -> str:
-    return chain_hash(entry.model_dump(mode="json", exclude={"hash"}))
 
 
 def seal_entry(entry: E) -> E:
     """Return ``entry`` with its hash computed over the exact JSON form it is stored in."""
-    return entry.model_copy(update={"hash": entry_hash(entry)})
+    return entry.model_copy(update={"hash": entry_hash(entry)})  # type: ignore[attr-defined, no-any-return]
 
 
 def verify_chain(

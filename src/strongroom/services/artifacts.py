@@ -19,6 +19,7 @@ import pydantic
 from pydantic import BaseModel
 
 from strongroom.errors import (
+    IntegrityError,
     SerializationError,
     UnsupportedFormat,
     ValidationError,
@@ -32,7 +33,10 @@ from strongroom.models import (
     ArtifactMetadata,
     ArtifactQuery,
     ArtifactRole,
+    AuditEvent,
     BlobInfo,
+    entry_hash,
+    record_digest,
 )
 from strongroom.ports import CHUNK_SIZE, BlobStore, MetadataStore
 from strongroom.services._common import parse, validation_error
@@ -206,7 +210,7 @@ class ArtifactService:
         fmt = await self._prepare(run_id, description)
         blob = await self._blobs.put_stream(_checked(chunks, fmt, "artifacts.put"))
         artifact = self._describe(run_id, blob, description, fmt)
-        await self._store.insert_artifacts([artifact])
+        await self._store.insert_artifacts([artifact], audit=stored_event(run_id, [artifact]))
         return artifact
 
     async def put_bytes(self, run_id: str, data: bytes, **spec: Any) -> ArtifactMetadata:
@@ -218,7 +222,7 @@ class ArtifactService:
         _check_payload(data, fmt, "artifacts.put")
         blob = await self._blobs.put_bytes(data)
         artifact = self._describe(run_id, blob, description, fmt)
-        await self._store.insert_artifacts([artifact])
+        await self._store.insert_artifacts([artifact], audit=stored_event(run_id, [artifact]))
         return artifact
 
     async def put_file(self, run_id: str, path: str | Path, **spec: Any) -> ArtifactMetadata:
@@ -271,7 +275,7 @@ class ArtifactService:
             self._describe(run_id, blob, spec, fmt)
             for blob, spec, fmt in zip(blobs, specs, formats, strict=True)
         ]
-        await self._store.insert_artifacts(artifacts)
+        await self._store.insert_artifacts(artifacts, audit=stored_event(run_id, artifacts))
         return artifacts
 
     # -- reading --------------------------------------------------------------------------------
@@ -279,19 +283,54 @@ class ArtifactService:
     async def get(self, artifact_id: str) -> ArtifactMetadata:
         return await self._store.get_artifact(_artifact_id(artifact_id))
 
+    async def get_bound(self, artifact_id: str) -> ArtifactMetadata:
+        """The artifact's record, checked against the audit entry that vouches for it: a
+        record edited or re-pointed at another blob behind strongroom's back is
+        `IntegrityError`, never served (the blob's bytes are checked against the digest as
+        they are read). Every read of an artifact's bytes goes through this."""
+        meta = await self.get(artifact_id)
+        found = await self._store.latest_binding("artifact", meta.artifact_id)
+        details = {"operation": "artifacts.get", "artifact_id": meta.artifact_id}
+        if found is None:
+            raise IntegrityError(
+                f"artifact {meta.artifact_id} has no audit entry vouching for it: it was "
+                "written behind strongroom's back (run `strongroom verify`)",
+                reason="unbound",
+                **details,
+            )
+        entry, binding = found
+        if entry_hash(entry) != entry.hash:
+            raise IntegrityError(
+                f"audit entry #{entry.seq}, which vouches for artifact {meta.artifact_id}, "
+                "was edited (run `strongroom verify`)",
+                reason="audit_entry_edited",
+                **details,
+            )
+        digest = record_digest(meta)
+        if binding.digest != digest:
+            raise IntegrityError(
+                f"artifact {meta.artifact_id} is not the record audit entry #{entry.seq} "
+                "vouches for: it was edited or re-pointed (run `strongroom verify`)",
+                reason="digest_mismatch",
+                expected=binding.digest,
+                found=digest,
+                **details,
+            )
+        return meta
+
     async def stream(self, artifact_id: str) -> AsyncIterator[bytes]:
         """The artifact's bytes as verified chunks (`IntegrityError` after the last one on
         mismatch: use ``get_bytes`` or ``get_file`` when nothing unverified may be used)."""
-        meta = await self.get(artifact_id)
+        meta = await self.get_bound(artifact_id)
         return self._blobs.get_stream(meta.sha256)
 
     async def get_bytes(self, artifact_id: str) -> bytes:
-        meta = await self.get(artifact_id)
+        meta = await self.get_bound(artifact_id)
         return await self._blobs.get_bytes(meta.sha256)
 
     async def get_file(self, artifact_id: str, dest: str | Path) -> ArtifactMetadata:
         """Write the artifact to ``dest`` atomically: only verified bytes ever appear there."""
-        meta = await self.get(artifact_id)
+        meta = await self.get_bound(artifact_id)
         dest = Path(dest)
         with map_os_errors("artifacts.get_file", backend="local", path=str(dest)):
             fd, tmp_name = await asyncio.to_thread(
@@ -312,7 +351,7 @@ class ArtifactService:
         return meta
 
     async def get_model(self, artifact_id: str, model: type[M]) -> M:
-        meta = await self.get(artifact_id)
+        meta = await self.get_bound(artifact_id)
         _require_format(meta, ArtifactFormat.JSON)
         data = await self._blobs.get_bytes(meta.sha256)
         try:
@@ -327,7 +366,7 @@ class ArtifactService:
         after the models it yielded, so callers that must not act on unverified data collect
         the sequence first.
         """
-        meta = await self.get(artifact_id)
+        meta = await self.get_bound(artifact_id)
         _require_format(meta, ArtifactFormat.JSONL)
         pending = b""
         line_no = 0
@@ -362,6 +401,16 @@ class ArtifactService:
         return ArtifactManifest(
             run_id=run_id, artifacts=items, total_bytes=sum(a.size_bytes for a in items)
         )
+
+
+def stored_event(run_id: str, artifacts: Sequence[ArtifactMetadata]) -> AuditEvent:
+    """The audit event artifacts are written with (the store binds each of them)."""
+    return AuditEvent(
+        event="artifact.stored",
+        subject_type="run",
+        subject_id=run_id,
+        details={"count": len(artifacts)},
+    )
 
 
 def _require_format(meta: ArtifactMetadata, fmt: ArtifactFormat) -> None:

@@ -1,155 +1,185 @@
-"""The audit service: one global append-only hash-chained log of governance events, with
-RFC 6962 Merkle checkpoints every ``checkpoint_interval`` entries."""
+"""The audit service: one global append-only hash-chained log of governance events and record
+bindings, with RFC 6962 Merkle checkpoints every ``checkpoint_interval`` entries (and every
+``checkpoint_seconds``), signed with a key kept outside the vault when one is configured, and
+anchored to a witness outside the vault when one is configured.
+
+The chain itself is built by the records store, inside the transaction of the write each
+entry vouches for (`MetadataStore.append_audit_events` and the ``audit=`` of every write).
+This service reacts to appends (the store's audit listener) to take checkpoints, and replays
+the chain for ``verify``.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from strongroom.errors import Conflict
-from strongroom.models import AuditEntry, AuditEvent, MerkleCheckpoint, VerifyProblem
+from strongroom.errors import Conflict, StrongroomError
+from strongroom.integrity import MerkleAccumulator, SigningKey, merkle_root, tree_head_payload
+from strongroom.models import AuditEntry, AuditEvent, MerkleCheckpoint, utcnow
 from strongroom.ports import MetadataStore
-from strongroom.services._common import (
-    GENESIS_HASH,
-    parse,
-    retry_on_conflict,
-    seal_entry,
-    verify_chain,
-)
+from strongroom.ports.metadata import ChainRow
+from strongroom.services._common import parse
 
-__all__ = ["AuditService", "merkle_root"]
+__all__ = ["Anchor", "AuditService", "merkle_root"]
 
+# Called with each new checkpoint: appends its signed head to a witness outside the vault.
+Anchor = Callable[[MerkleCheckpoint], Awaitable[None]]
 
-def _leaf(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def merkle_root(leaves: Sequence[bytes]) -> str:
-    """RFC 6962 Merkle Tree Hash over ``leaves`` (each leaf's data, not yet leaf-hashed)."""
-    if not leaves:
-        return hashlib.sha256(b"").hexdigest()
-    level = [_leaf(x) for x in leaves]
-    return _mth(level).hex()
-
-
-def _mth(hashed: Sequence[bytes]) -> bytes:
-    # Iterative form of RFC 6962 section 2.1: split at the largest power of two < n.
-    n = len(hashed)
-    if n == 1:
-        return hashed[0]
-    k = 1 << ((n - 1).bit_length() - 1)
-    return _node(_mth(hashed[:k]), _mth(hashed[k:]))
+_HASH_PAGE = 5000
 
 
 class AuditService:
-    def __init__(self, store: MetadataStore, *, checkpoint_interval: int = 1000) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        *,
+        checkpoint_interval: int = 1000,
+        checkpoint_seconds: float | None = 300.0,
+        signing_key: SigningKey | None = None,
+        anchor: Anchor | None = None,
+    ) -> None:
         if checkpoint_interval < 1:
             raise ValueError("checkpoint_interval must be >= 1")
         self._store = store
         self.checkpoint_interval = checkpoint_interval
-        # The last head this process appended: saves a read per event. Another process
-        # appending meanwhile makes our append collide (Conflict), and we re-read.
-        self._head: tuple[int, str] | None = None
+        self.checkpoint_seconds = checkpoint_seconds
+        self.signing_key = signing_key
+        self.anchor = anchor
+        # The newest checkpoint this process knows (None: not read yet) and when it was
+        # taken (monotonic clock), for the time-based checkpoints.
+        self._last: MerkleCheckpoint | None = None
+        self._last_known = False
+        self._last_at = time.monotonic()
+        # Failures after the write committed (a checkpoint or an anchor that could not be
+        # written): the write stands, the next checkpoint retries; `strongroom audit` shows
+        # them, and verify --anchor reports a stale witness.
+        self.errors: list[StrongroomError] = []
+        store.set_audit_listener(self._appended)
 
     async def record(self, event: AuditEvent | dict[str, Any]) -> AuditEntry:
         return (await self.record_many([event]))[0]
 
     async def record_many(self, events: Sequence[AuditEvent | dict[str, Any]]) -> list[AuditEntry]:
+        """Append events that bind no record of their own (an execution, a refusal...)."""
         parsed = [parse(AuditEvent, e, operation="audit.record") for e in events]
+        return await self._store.append_audit_events(parsed)
 
-        async def attempt() -> list[AuditEntry]:
-            if self._head is None:
-                head = await self._store.audit_head()
-                self._head = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-            seq, prev = self._head
-            out: list[AuditEntry] = []
-            for ev in parsed:
-                seq += 1
-                body: dict[str, Any] = {
-                    "seq": seq,
-                    "timestamp": ev.timestamp.isoformat(),
-                    "event": ev.event,
-                    "actor": ev.actor,
-                    "subject_type": ev.subject_type,
-                    "subject_id": ev.subject_id,
-                    "details": ev.details,
-                    "prev_hash": prev,
-                }
-                entry = seal_entry(AuditEntry.model_validate({**body, "hash": GENESIS_HASH}))
-                prev = entry.hash
-                out.append(entry)
+    # -- checkpoints --------------------------------------------------------------------------
+
+    async def _appended(self, first_seq: int, last_seq: int) -> None:
+        n = self.checkpoint_interval
+        due = list(range(-(-first_seq // n) * n, last_seq + 1, n))
+        if (
+            not due
+            and self.checkpoint_seconds is not None
+            and time.monotonic() - self._last_at >= self.checkpoint_seconds
+        ):
+            last = await self._latest_checkpoint()
+            if last is None or last.tree_size < last_seq:
+                due = [last_seq]
+        for size in due:
             try:
-                await self._store.append_audit_entries(out)
-            except Conflict:
-                self._head = None
-                raise
-            self._head = (seq, prev)
-            return out
+                await self.checkpoint(size)
+            except StrongroomError as exc:
+                self.errors.append(exc)
 
-        entries = await retry_on_conflict(attempt)
-        for entry in entries:
-            if entry.seq % self.checkpoint_interval == 0:
-                await self._checkpoint(entry.seq)
-        return entries
+    async def _latest_checkpoint(self) -> MerkleCheckpoint | None:
+        if not self._last_known:
+            found = await self._store.list_checkpoints()
+            self._last = found[-1] if found else None
+            self._last_known = True
+        return self._last
 
-    async def _checkpoint(self, tree_size: int) -> None:
-        leaves = [bytes.fromhex(e.hash) for e in await self._read_all(tree_size)]
-        with contextlib.suppress(Conflict):  # another writer made the same checkpoint
-            await self._store.insert_checkpoint(
-                MerkleCheckpoint(tree_size=tree_size, root_hash=merkle_root(leaves))
+    async def checkpoint(self, tree_size: int | None = None) -> MerkleCheckpoint | None:
+        """Take (and sign, and anchor, as configured) a checkpoint over the first
+        ``tree_size`` entries (default: all); None when the chain is empty. Continues from
+        the newest earlier checkpoint's compact range, so its cost is the entries since."""
+        if tree_size is None:
+            head = await self._store.audit_head()
+            if head is None:
+                return None
+            tree_size = head.seq
+        base = await self._latest_checkpoint()
+        if base is None or base.tree_size > tree_size or not base.compact_range:
+            base = await self._base_for(tree_size)
+        acc = (
+            MerkleAccumulator.from_compact_range(
+                base.tree_size, [bytes.fromhex(h) for h in base.compact_range]
             )
-
-    async def _read_all(self, upto: int | None = None) -> list[AuditEntry]:
-        out: list[AuditEntry] = []
-        after = 0
-        while upto is None or after < upto:
-            limit = 5000 if upto is None else min(5000, upto - after)
-            page = await self._store.read_audit_entries(after_seq=after, limit=limit)
+            if base is not None and base.compact_range
+            else MerkleAccumulator()
+        )
+        after = acc.size
+        while after < tree_size:
+            page = await self._store.read_audit_hashes(
+                after_seq=after, limit=min(_HASH_PAGE, tree_size - after)
+            )
             if not page:
-                break
-            out.extend(page)
-            after = page[-1].seq
-        return out
+                return None  # the chain is shorter than asked (it was cut): verify says so
+            for seq, digest in page:
+                if seq != after + 1:
+                    return None
+                acc.append(bytes.fromhex(digest))
+                after = seq
+        checkpoint = self._sign(
+            MerkleCheckpoint(
+                tree_size=tree_size,
+                root_hash=acc.root(),
+                compact_range=[h.hex() for h in acc.compact_range()],
+            )
+        )
+        try:
+            await self._store.insert_checkpoint(checkpoint)
+        except Conflict:
+            # Another writer took this checkpoint first; theirs covers the same entries.
+            self._last_known = False
+            return checkpoint
+        if self._last is None or checkpoint.tree_size >= self._last.tree_size:
+            self._last, self._last_known = checkpoint, True
+        self._last_at = time.monotonic()
+        if self.anchor is not None:
+            try:
+                await self.anchor(checkpoint)
+            except StrongroomError as exc:
+                self.errors.append(exc)
+        return checkpoint
+
+    async def _base_for(self, tree_size: int) -> MerkleCheckpoint | None:
+        usable = [
+            c
+            for c in await self._store.list_checkpoints()
+            if c.tree_size <= tree_size and c.compact_range
+        ]
+        return usable[-1] if usable else None
+
+    def _sign(self, checkpoint: MerkleCheckpoint) -> MerkleCheckpoint:
+        key = self.signing_key
+        if key is None:
+            return checkpoint
+        at = utcnow()
+        payload = tree_head_payload(checkpoint.tree_size, checkpoint.root_hash, at)
+        return checkpoint.model_copy(
+            update={
+                "signed_at": at,
+                "key_id": key.key_id,
+                "public_key": key.public_key_hex,
+                "signature": key.sign(payload),
+            }
+        )
+
+    # -- reading ------------------------------------------------------------------------------
 
     async def entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         return await self._store.read_audit_entries(after_seq=after_seq, limit=limit)
+
+    def rows(self, after_seq: int = 0) -> AsyncIterator[ChainRow[AuditEntry]]:
+        """Every stored row in key order (what verify replays)."""
+        return self._store.iter_audit_rows(after_seq)
 
     async def head(self) -> AuditEntry | None:
         return await self._store.audit_head()
 
     async def checkpoints(self) -> list[MerkleCheckpoint]:
         return await self._store.list_checkpoints()
-
-    async def verify(self) -> tuple[int, list[VerifyProblem]]:
-        """Replay the chain and recompute every checkpoint; returns (entries checked, problems)."""
-        problems: list[VerifyProblem] = []
-        entries = await self._read_all()
-        problems.extend(verify_chain(entries, subject_prefix="audit", kind="audit_chain"))
-        leaves = [bytes.fromhex(e.hash) for e in entries]
-        for cp in await self._store.list_checkpoints():
-            if cp.tree_size > len(leaves):
-                problems.append(
-                    VerifyProblem(
-                        kind="audit_checkpoint",
-                        code="integrity_error",
-                        subject=f"checkpoint@{cp.tree_size}",
-                        message=f"checkpoint covers {cp.tree_size} entries but the audit log "
-                        f"has {len(leaves)}: entries were removed",
-                    )
-                )
-            elif merkle_root(leaves[: cp.tree_size]) != cp.root_hash:
-                problems.append(
-                    VerifyProblem(
-                        kind="audit_checkpoint",
-                        code="integrity_error",
-                        subject=f"checkpoint@{cp.tree_size}",
-                        message="Merkle root of the audit log no longer matches its checkpoint",
-                    )
-                )
-        return len(entries), problems

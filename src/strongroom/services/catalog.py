@@ -82,15 +82,15 @@ class CatalogService:
         self, provider: Provider | dict[str, Any], *, actor: str = "system"
     ) -> Provider:
         parsed = parse(Provider, provider, operation="catalog.put_provider")
-        await self._store.put_provider(parsed)
-        await self._audit.record(
-            AuditEvent(
+        await self._store.put_provider(
+            parsed,
+            audit=AuditEvent(
                 event="catalog.provider.put",
                 actor=actor,
                 subject_type="provider",
                 subject_id=parsed.provider_id,
                 details=parsed.model_dump(mode="json"),
-            )
+            ),
         )
         return parsed
 
@@ -98,15 +98,15 @@ class CatalogService:
         self, namespace: Namespace | dict[str, Any], *, actor: str = "system"
     ) -> Namespace:
         parsed = parse(Namespace, namespace, operation="catalog.put_namespace")
-        await self._store.put_namespace(parsed)
-        await self._audit.record(
-            AuditEvent(
+        await self._store.put_namespace(
+            parsed,
+            audit=AuditEvent(
                 event="catalog.namespace.put",
                 actor=actor,
                 subject_type="namespace",
                 subject_id=parsed.namespace_id,
                 details=parsed.model_dump(mode="json"),
-            )
+            ),
         )
         return parsed
 
@@ -152,15 +152,15 @@ class CatalogService:
         await self._store.get_namespace(draft.namespace_id)
         blob = await self._blobs.put_bytes(data)
         obj = draft.model_copy(update={"sha256": blob.sha256})
-        await self._store.put_object(obj)
-        await self._audit.record(
-            AuditEvent(
+        await self._store.put_object(
+            obj,
+            audit=AuditEvent(
                 event="catalog.object.put",
                 actor=actor,
                 subject_type="object",
                 subject_id=obj.object_id,
                 details={"namespace_id": namespace_id, "path": path, "sha256": blob.sha256},
-            )
+            ),
         )
         return obj
 
@@ -179,13 +179,13 @@ class CatalogService:
     async def delete_object(self, object_id: str, *, actor: str = "system") -> None:
         """Remove the record (the blob stays until garbage collection finds it unreferenced)."""
         obj = await self._store.get_object(object_id)
-        await self._store.delete_object(object_id)
-        await self._audit.record(
-            AuditEvent(
+        await self._store.delete_object(
+            object_id,
+            audit=AuditEvent(
                 event="catalog.object.deleted",
                 actor=actor,
                 subject_type="object",
                 subject_id=object_id,
                 details={"namespace_id": obj.namespace_id, "path": obj.path, "sha256": obj.sha256},
-            )
+            ),
         )

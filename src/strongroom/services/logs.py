@@ -3,11 +3,13 @@ readable with filters, and sealed into an immutable JSONL artifact when the run 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import Conflict, NotFound, ValidationError
 from strongroom.ids import check_entity_id
+from strongroom.integrity import MerkleAccumulator
 from strongroom.models import (
     ArtifactFormat,
     ArtifactMetadata,
@@ -27,17 +29,14 @@ from strongroom.services._common import (
     chain_hash,
     parse,
     retry_on_conflict,
-    verify_chain,
 )
-from strongroom.services.audit import AuditService, merkle_root
+from strongroom.services._replay import ChainReplay
 from strongroom.services.redaction import Redactor
 
 if TYPE_CHECKING:
     from strongroom.services.artifacts import ArtifactService
 
 __all__ = ["LogService"]
-
-_PAGE = 5000
 
 
 def _run_id(value: str) -> str:
@@ -53,17 +52,30 @@ class LogService:
     def __init__(
         self,
         store: MetadataStore,
-        audit: AuditService,
         artifacts: ArtifactService,
         redactor: Redactor,
+        *,
+        head_every_lines: int = 100,
+        head_every_seconds: float = 5.0,
     ) -> None:
         self._store = store
-        self._audit = audit
         self._artifacts = artifacts
         self._redactor = redactor
         # Last known chain head per run: saves a read per batch; a stale head only costs a
         # Conflict and a re-read, never a wrong chain.
         self._heads: dict[str, tuple[int, str]] = {}
+        # An open log's head is carried into the audit chain with every run transition and,
+        # between them, by an append once ``head_every_lines`` lines or ``head_every_seconds``
+        # passed since the head this process last carried: truncating an open log is caught
+        # down to that head (see docs/security.md for the window).
+        if head_every_lines < 1 or head_every_seconds < 0:
+            raise ValidationError(
+                "head_every_lines must be >= 1 and head_every_seconds >= 0",
+                operation="logs.configure",
+            )
+        self.head_every_lines = head_every_lines
+        self.head_every_seconds = head_every_seconds
+        self._carried: dict[str, tuple[int, float]] = {}  # run -> (seq, monotonic time)
 
     async def append(self, run_id: str, line: LogLine | dict[str, Any]) -> LogEntry:
         return (await self.append_many(run_id, [line]))[0]
@@ -82,12 +94,25 @@ class LogService:
             nonlocal first_try
             out = await self.chain(run_id, redacted, cached=first_try)
             first_try = False
+            carry = self._head_due(run_id, out[-1].seq)
             try:
-                await self._store.append_log_entries(out)
+                await self._store.append_log_entries(
+                    out,
+                    audit=AuditEvent(
+                        event="log.head",
+                        subject_type="run",
+                        subject_id=run_id,
+                        details={"seq": out[-1].seq},
+                    )
+                    if carry
+                    else None,
+                )
             except Conflict:
                 self.forget(run_id)
                 raise
             self.remember(out)
+            if carry:
+                self.carried(run_id, out[-1].seq)
             return out
 
         return await retry_on_conflict(attempt)
@@ -130,6 +155,7 @@ class LogService:
                     entry_count=0,
                 ),
                 if_absent=True,
+                audit=AuditEvent(event="log.opened", subject_type="run", subject_id=run_id),
             )
         elif ref.sealed:
             # Fail fast; the store re-checks inside the append transaction.
@@ -168,6 +194,21 @@ class LogService:
             prev = digest
         return out
 
+    def _head_due(self, run_id: str, seq: int) -> bool:
+        last = self._carried.get(run_id)
+        if last is None:
+            self._carried[run_id] = (0, time.monotonic())
+            return seq >= self.head_every_lines
+        carried_seq, at = last
+        return (
+            seq - carried_seq >= self.head_every_lines
+            or time.monotonic() - at >= self.head_every_seconds
+        )
+
+    def carried(self, run_id: str, seq: int) -> None:
+        """The run's log head at ``seq`` entered the audit chain (a run write carries it)."""
+        self._carried[run_id] = (seq, time.monotonic())
+
     def remember(self, entries: Sequence[LogEntry]) -> None:
         """Entries were stored: their last one is the run's head."""
         if entries:
@@ -185,16 +226,13 @@ class LogService:
         return entries
 
     async def iter_entries(self, run_id: str) -> AsyncIterator[LogEntry]:
-        after = 0
-        while True:
-            page = await self._store.read_log_entries(
-                run_id, LogQuery(after_seq=after, limit=_PAGE)
-            )
-            for entry in page:
-                yield entry
-            if len(page) < _PAGE:
-                return
-            after = page[-1].seq
+        """Every line of the run's log in order, paged by the rows' own keys (a forged seq
+        inside a line cannot send the reader back); `IntegrityError` at a damaged line."""
+        async for row in self._store.iter_log_rows(run_id):
+            if row.entry is None:
+                assert row.error is not None
+                raise row.error
+            yield row.entry
 
     async def tail(self, run_id: str, n: int = 20) -> list[LogEntry]:
         count = await self._store.count_log_entries(run_id)
@@ -232,8 +270,14 @@ class LogService:
         # before the close and is counted, or is refused after it); then write exactly the
         # closed chain. A crash in between leaves a closed log without its artifact, which the
         # next seal() completes.
-        ref = await self._store.close_log(run_id, utcnow())
-        leaves: list[bytes] = []
+        ref = await self._store.close_log(
+            run_id,
+            utcnow(),
+            audit=AuditEvent(
+                event="log.closed", actor=actor, subject_type="run", subject_id=run_id
+            ),
+        )
+        leaves = MerkleAccumulator()
 
         async def lines() -> AsyncIterator[bytes]:
             async for entry in self.iter_entries(run_id):
@@ -251,7 +295,7 @@ class LogService:
             namespace="logs",
             description="Sealed hash-chained run log",
         )
-        root = merkle_root(leaves)
+        root = leaves.root()
         now = utcnow()
         sealed = ref.model_copy(
             update={
@@ -261,9 +305,9 @@ class LogService:
                 "updated_at": now,
             }
         )
-        await self._store.put_log_reference(sealed)
-        await self._audit.record(
-            AuditEvent(
+        await self._store.put_log_reference(
+            sealed,
+            audit=AuditEvent(
                 event="log.sealed",
                 actor=actor,
                 subject_type="run",
@@ -271,36 +315,42 @@ class LogService:
                 details={
                     "artifact_id": artifact.artifact_id,
                     "sha256": artifact.sha256,
-                    "entry_count": len(leaves),
+                    "entry_count": leaves.size,
                     "head_hash": sealed.head_hash,
                     "merkle_root": root,
                 },
-            )
+            ),
         )
         return artifact
 
     async def verify_run(self, run_id: str) -> tuple[int, list[VerifyProblem]]:
-        entries = [e async for e in self.iter_entries(run_id)]
-        problems = verify_chain(entries, subject_prefix=f"log:{run_id}", kind="log_chain")
+        """Replay the run's chain by its rows' keys (bounded memory, no loop a forged body
+        could cause) and, for a sealed log, check the count and head it was sealed at."""
+        replay = ChainReplay(kind="log_chain", prefix=f"log:{run_id}")
+        async for row in self._store.iter_log_rows(run_id):
+            replay.feed(row)
+        problems = replay.problems
         ref = await self._store.get_log_reference(run_id)
         if ref is not None and ref.sealed:
-            if ref.entry_count != len(entries):
+            if ref.entry_count != replay.count:
                 problems.append(
                     VerifyProblem(
                         kind="log_chain",
                         code="integrity_error",
                         subject=f"log:{run_id}",
                         message=f"log was sealed with {ref.entry_count} entries but now has "
-                        f"{len(entries)}",
+                        f"{replay.count}",
+                        details={"expected": ref.entry_count, "found": replay.count},
                     )
                 )
-            if entries and ref.head_hash != entries[-1].hash:
+            if replay.count and ref.head_hash != replay.prev:
                 problems.append(
                     VerifyProblem(
                         kind="log_chain",
                         code="integrity_error",
                         subject=f"log:{run_id}",
                         message="log head no longer matches the head recorded at sealing",
+                        details={"expected": ref.head_hash, "found": replay.prev},
                     )
                 )
             if ref.sealed_artifact_id:
@@ -315,4 +365,4 @@ class LogService:
                             message="sealed log artifact record is missing",
                         )
                     )
-        return len(entries), problems
+        return replay.count, problems

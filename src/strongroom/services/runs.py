@@ -23,7 +23,6 @@ from strongroom.models import (
 )
 from strongroom.ports import MetadataStore
 from strongroom.services._common import parse
-from strongroom.services.audit import AuditService
 from strongroom.services.logs import LogService
 
 __all__ = ["RunService"]
@@ -52,9 +51,8 @@ def _run_id(value: str, operation: str) -> str:
 
 
 class RunService:
-    def __init__(self, store: MetadataStore, audit: AuditService, logs: LogService) -> None:
+    def __init__(self, store: MetadataStore, logs: LogService) -> None:
         self._store = store
-        self._audit = audit
         self._logs = logs
 
     async def create(self, *, project: str, actor: str = "local", **fields: Any) -> Run:
@@ -63,15 +61,15 @@ class RunService:
         data = {"run_id": new_id(), **fields, "project": project, "actor": actor}
         data.update(created_at=now, updated_at=now, status=RunStatus.PENDING, version=1)
         run = parse(Run, data, operation="runs.create")
-        await self._store.insert_run(run)
-        await self._audit.record(
-            AuditEvent(
+        await self._store.insert_run(
+            run,
+            audit=AuditEvent(
                 event="run.created",
                 actor=run.actor,
                 subject_type="run",
                 subject_id=run.run_id,
                 details={"project": run.project, "source": run.source.value},
-            )
+            ),
         )
         return run
 
@@ -100,7 +98,11 @@ class RunService:
         updated, version = await self.prepare_update(
             run_id, expected_version=expected_version, **changes
         )
-        return await self._store.update_run(updated, expected_version=version)
+        return await self._store.update_run(
+            updated,
+            expected_version=version,
+            audit=update_event(updated, sorted(changes)),
+        )
 
     async def prepare_update(
         self,
@@ -183,22 +185,31 @@ class RunService:
         updated = parse(
             Run, {**current.model_dump(), **changes}, operation="runs.transition", run_id=run_id
         )
-        stored = await self._store.update_run(updated, expected_version=current.version)
+        if target in TERMINAL_STATUSES:
+            event = AuditEvent(
+                event="run.ended",
+                actor=actor,
+                subject_type="run",
+                subject_id=run_id,
+                details={
+                    "status": target.value,
+                    "outcome": updated.outcome.value if updated.outcome else None,
+                    "error_code": updated.last_error.code if updated.last_error else None,
+                },
+            )
+        else:
+            event = AuditEvent(
+                event="run.status",
+                actor=actor,
+                subject_type="run",
+                subject_id=run_id,
+                details={"from": current.status.value, "to": target.value},
+            )
+        stored = await self._store.update_run(
+            updated, expected_version=current.version, audit=event
+        )
         if target in TERMINAL_STATUSES:
             await self._logs.seal(run_id, actor=actor)
-            await self._audit.record(
-                AuditEvent(
-                    event="run.ended",
-                    actor=actor,
-                    subject_type="run",
-                    subject_id=run_id,
-                    details={
-                        "status": target.value,
-                        "outcome": stored.outcome.value if stored.outcome else None,
-                        "error_code": stored.last_error.code if stored.last_error else None,
-                    },
-                )
-            )
         return stored
 
     async def start(self, run_id: str, **kw: Any) -> Run:
@@ -212,6 +223,16 @@ class RunService:
 
     async def cancel(self, run_id: str, **kw: Any) -> Run:
         return await self.transition(run_id, RunStatus.CANCELLED, **kw)
+
+
+def update_event(run: Run, fields: list[str]) -> AuditEvent:
+    """The audit event a change of a run's descriptive fields is written with."""
+    return AuditEvent(
+        event="run.updated",
+        subject_type="run",
+        subject_id=run.run_id,
+        details={"fields": fields, "version": run.version + 1},
+    )
 
 
 def _blank() -> dict[str, Any]:

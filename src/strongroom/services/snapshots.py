@@ -11,11 +11,11 @@ from typing import Any
 import pydantic
 
 from strongroom.errors import Conflict, IntegrityError, NotFound, ValidationError
-from strongroom.models import RunSnapshot, RunState, SnapshotRecord, canonical_json
+from strongroom.models import AuditEvent, RunSnapshot, RunState, SnapshotRecord, canonical_json
 from strongroom.ports import BlobStore, MetadataStore
 from strongroom.services._common import parse, validation_error
 
-__all__ = ["SnapshotService", "stale_snapshot"]
+__all__ = ["SnapshotService", "snapshot_event", "stale_snapshot"]
 
 
 def _state_json(state: RunState) -> bytes:
@@ -48,7 +48,7 @@ class SnapshotService:
             run_id, state, expected_revision=expected_revision, precheck=True
         )
         try:
-            await self._store.insert_snapshot(record)
+            await self._store.insert_snapshot(record, audit=snapshot_event(record))
         except Conflict as exc:
             # The unique (run_id, revision) key is the real compare-and-set: a racing writer
             # that passed the check above collides here.
@@ -120,6 +120,16 @@ class SnapshotService:
             return (await self._store.get_snapshot(run_id)).revision
         except NotFound:
             return 0
+
+
+def snapshot_event(record: SnapshotRecord) -> AuditEvent:
+    """The audit event a snapshot is written with."""
+    return AuditEvent(
+        event="snapshot.saved",
+        subject_type="run",
+        subject_id=record.run_id,
+        details={"revision": record.revision},
+    )
 
 
 def stale_snapshot(run_id: str, expected: int, latest: int | None) -> Conflict:

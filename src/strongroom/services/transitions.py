@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strongroom.errors import Conflict, ValidationError
-from strongroom.models import LogEntry, LogLine, Run, RunState, SnapshotRecord
+from strongroom.models import AuditEvent, LogEntry, LogLine, Run, RunState, SnapshotRecord
 from strongroom.ports import MetadataStore
 from strongroom.services._common import retry_on_conflict
 from strongroom.services.logs import LogService
@@ -92,7 +92,20 @@ class TransitionService:
             first = False
             try:
                 stored = await self._store.record_transition(
-                    snapshot=snapshot, run=run, expected_version=version, log_entries=entries
+                    snapshot=snapshot,
+                    run=run,
+                    expected_version=version,
+                    log_entries=entries,
+                    audit=AuditEvent(
+                        event="run.transition",
+                        subject_type="run",
+                        subject_id=run_id,
+                        details={
+                            "revision": snapshot.revision if snapshot else None,
+                            "version": version + 1 if run is not None else None,
+                            "lines": len(entries),
+                        },
+                    ),
                 )
             except Conflict as exc:
                 self._logs.forget(run_id)
@@ -102,6 +115,9 @@ class TransitionService:
                     raise stale_snapshot(run_id, expected_revision, None) from exc
                 raise
             self._logs.remember(entries)
+            head = entries[-1].seq if entries else None
+            if head is not None:
+                self._logs.carried(run_id, head)
             return Transition(snapshot=snapshot, run=stored, log_entries=entries)
 
         return await retry_on_conflict(attempt, final=_FINAL)

@@ -11,9 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from strongroom.errors import Conflict, NotFound, ValidationError
-from strongroom.models import LogEntry, LogQuery
+from strongroom.models import GENESIS_HASH, LogEntry, LogQuery, entry_hash
 from strongroom.services import merkle_root
-from strongroom.services._common import GENESIS_HASH, entry_hash
 from strongroom.testing._base import VaultFixtureContract
 from strongroom.vault import Vault
 
@@ -177,13 +176,16 @@ class AuditTests(VaultFixtureContract):
         events = [(e.event, e.subject_id) for e in entries if e.subject_type == "run"]
         assert events == [
             ("run.created", run.run_id),
-            ("log.sealed", run.run_id),
+            ("run.status", run.run_id),
             ("run.ended", run.run_id),
+            ("log.closed", run.run_id),
+            ("artifact.stored", run.run_id),
+            ("log.sealed", run.run_id),
         ]
         assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
-        count, problems = await vault.audit.verify()
-        assert count == len(entries)
-        assert problems == []
+        report = await vault.verify()
+        assert report.checked["audit_entries"] == len(entries)
+        assert report.problems == []
 
     async def test_checkpoints_are_rfc6962_roots(self, vault: Vault) -> None:
         for _ in range(10):

@@ -15,6 +15,7 @@ from strongroom.ids import new_id
 from strongroom.models import (
     Approval,
     ApprovalScope,
+    AuditEvent,
     Channel,
     ChannelAction,
     ChannelMove,
@@ -63,8 +64,13 @@ async def publish_example(
         published_at=at,
         publisher="tester",
     )
-    await vault.metadata.insert_definition_version(record)
+    await vault.metadata.insert_definition_version(record, audit=_STORED)
     return record
+
+
+# What the conformance tests' own store writes are audited as (a write through the port with
+# an event is bound into the audit chain like a service's).
+_STORED = AuditEvent(event="test.stored", subject_type="test", subject_id="registry")
 
 
 def example_move(
@@ -310,7 +316,7 @@ class RegistryStoreTests(VaultFixtureContract):
         report = await vault.verify()
         assert report.ok, report.problems
         missing = version.model_copy(update={"version": "2.0.0", "digest": "c" * 64})
-        await vault.metadata.insert_definition_version(missing)
+        await vault.metadata.insert_definition_version(missing, audit=_STORED)
         report = await vault.verify()
         (problem,) = [p for p in report.problems if p.kind == "definition"]
         assert (problem.kind, problem.code) == ("definition", "not_found")

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
+from strongroom.adapters._sql.audit import AuditRecords
 from strongroom.adapters._sql.base import (
-    SqlStoreBase,
     check_limit,
     fetch_all,
     fetch_scalar,
@@ -23,7 +23,7 @@ from strongroom.adapters._sql.tables import (
     namespaces_table,
     providers_table,
 )
-from strongroom.models import CatalogObject, Namespace, Provider
+from strongroom.models import AuditEvent, CatalogObject, Namespace, Provider, bind, bind_deleted
 
 __all__ = ["CatalogRecords"]
 
@@ -49,16 +49,18 @@ def _prefix_successor(prefix: str) -> str | None:
     return None
 
 
-class CatalogRecords(SqlStoreBase):
+class CatalogRecords(AuditRecords):
     """The provider, namespace and object methods of `SqlMetadataStore`."""
 
-    async def put_provider(self, provider: Provider) -> None:
+    async def put_provider(self, provider: Provider, *, audit: AuditEvent | None = None) -> None:
         values = {"provider_id": provider.provider_id, "body": provider.model_dump_json()}
 
         def op(conn: Connection) -> None:
             conn.execute(self._upsert(conn, providers_table, values, ["provider_id"]))
 
-        await self._write("put_provider", op, provider_id=provider.provider_id)
+        await self._write_bound(
+            "put_provider", op, audit, [bind(provider)], provider_id=provider.provider_id
+        )
 
     async def get_provider(self, provider_id: str) -> Provider:
         stmt = select(providers_table.c.body).where(providers_table.c.provider_id == provider_id)
@@ -76,7 +78,7 @@ class CatalogRecords(SqlStoreBase):
         rows = await self._read("list_providers", fetch_all(stmt))
         return [parse_body(Provider, row.body, "provider", row.provider_id) for row in rows]
 
-    async def put_namespace(self, namespace: Namespace) -> None:
+    async def put_namespace(self, namespace: Namespace, *, audit: AuditEvent | None = None) -> None:
         values = {
             "namespace_id": namespace.namespace_id,
             "provider_id": namespace.provider_id,
@@ -86,9 +88,11 @@ class CatalogRecords(SqlStoreBase):
         def op(conn: Connection) -> None:
             conn.execute(self._upsert(conn, namespaces_table, values, ["namespace_id"]))
 
-        await self._write(
+        await self._write_bound(
             "put_namespace",
             op,
+            audit,
+            [bind(namespace)],
             namespace_id=namespace.namespace_id,
             provider_id=namespace.provider_id,
         )
@@ -113,14 +117,20 @@ class CatalogRecords(SqlStoreBase):
         rows = await self._read("list_namespaces", fetch_all(stmt), provider_id=provider_id)
         return [parse_body(Namespace, row.body, "namespace", row.namespace_id) for row in rows]
 
-    async def put_object(self, obj: CatalogObject) -> None:
+    async def put_object(self, obj: CatalogObject, *, audit: AuditEvent | None = None) -> None:
         values = _object_row(obj)
 
         def op(conn: Connection) -> None:
             conn.execute(self._upsert(conn, catalog_objects_table, values, ["object_id"]))
 
-        await self._write(
-            "put_object", op, object_id=obj.object_id, namespace_id=obj.namespace_id, uri=obj.path
+        await self._write_bound(
+            "put_object",
+            op,
+            audit,
+            [bind(obj)],
+            object_id=obj.object_id,
+            namespace_id=obj.namespace_id,
+            uri=obj.path,
         )
 
     async def get_object(self, object_id: str) -> CatalogObject:
@@ -152,13 +162,16 @@ class CatalogRecords(SqlStoreBase):
         rows = await self._read("list_objects", fetch_all(stmt), namespace_id=namespace_id)
         return [parse_body(CatalogObject, row.body, "object", row.object_id) for row in rows]
 
-    async def delete_object(self, object_id: str) -> None:
-        def op(conn: Connection) -> int:
+    async def delete_object(self, object_id: str, *, audit: AuditEvent | None = None) -> None:
+        def op(conn: Connection) -> None:
             result = conn.execute(
                 delete(catalog_objects_table).where(catalog_objects_table.c.object_id == object_id)
             )
-            return result.rowcount
+            if result.rowcount == 0:  # raised inside: nothing, not even the audit entry, lands
+                raise self._not_found(
+                    "delete_object", f"no object {object_id}", object_id=object_id
+                )
 
-        deleted = await self._write("delete_object", op, object_id=object_id)
-        if deleted == 0:
-            raise self._not_found("delete_object", f"no object {object_id}", object_id=object_id)
+        await self._write_bound(
+            "delete_object", op, audit, [bind_deleted("object", object_id)], object_id=object_id
+        )

@@ -1,6 +1,6 @@
-"""The append-only hash chains: each run's log (with its log reference) and the vault's audit
-log with its Merkle checkpoints. A batch must continue its chain from the head it was built on;
-log lines take a hot-path bulk insert that bypasses SQLAlchemy's per-row processing.
+"""Each run's append-only hash-chained log, with its log reference. A batch must continue its
+chain from the head it was built on; log lines take a hot-path bulk insert that bypasses
+SQLAlchemy's per-row processing. (The audit chain is in ``audit.py``.)
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Dialect, Table, bindparam, func, insert, select
+from sqlalchemy import Dialect, Table, bindparam, case, func, insert, select
 from sqlalchemy.engine import Connection
 
+from strongroom.adapters._sql.audit import MAX_BODY_CHARS, AuditRecords
 from strongroom.adapters._sql.base import (
+    PAGE_SIZE,
     Operation,
-    SqlStoreBase,
-    check_limit,
     fetch_all,
     fetch_first,
     fetch_scalar,
@@ -24,21 +24,19 @@ from strongroom.adapters._sql.base import (
 )
 from strongroom.adapters._sql.tables import (
     UtcTimestamp,
-    audit_checkpoints_table,
-    audit_entries_table,
     log_entries_table,
     log_refs_table,
 )
-from strongroom.errors import Conflict, ValidationError
+from strongroom.errors import Conflict, IntegrityError, ValidationError
 from strongroom.models import (
     LEVEL_ORDER,
-    AuditEntry,
+    AuditEvent,
     LogEntry,
     LogQuery,
     LogReference,
-    MerkleCheckpoint,
+    bind,
 )
-from strongroom.ports.metadata import closed_log_reference, sealed_log_conflict
+from strongroom.ports.metadata import ChainRow, closed_log_reference, sealed_log_conflict
 
 __all__ = ["LogRecords"]
 
@@ -57,7 +55,7 @@ def _log_row(entry: LogEntry, timestamp: Any) -> dict[str, Any]:
 
 
 def _require_next_seqs(
-    operation: str, head: int | None, entries: Sequence[LogEntry | AuditEntry], **details: Any
+    operation: str, head: int | None, entries: Sequence[LogEntry], **details: Any
 ) -> None:
     """A batch must continue the chain right after its head: head+1, head+2, ... Anything
     else means the caller computed it from a stale head (another writer appended first)."""
@@ -126,14 +124,12 @@ def _is_sealed(body: str | None) -> bool:
     return body is not None and bool(json.loads(body).get("sealed"))
 
 
-_AUDIT_HEAD_SEQ: Final = select(func.max(audit_entries_table.c.seq))
-_INSERT_AUDIT: Final = insert(audit_entries_table)
+class LogRecords(AuditRecords):
+    """The run log methods of `SqlMetadataStore`."""
 
-
-class LogRecords(SqlStoreBase):
-    """The run log and audit log methods of `SqlMetadataStore`."""
-
-    async def append_log_entries(self, entries: Sequence[LogEntry]) -> None:
+    async def append_log_entries(
+        self, entries: Sequence[LogEntry], *, audit: AuditEvent | None = None
+    ) -> None:
         if not entries:
             return
         run_id = entries[0].run_id
@@ -143,9 +139,12 @@ class LogRecords(SqlStoreBase):
                 operation="append_log_entries",
                 run_id=run_id,
             )
-        await self._write(
+        await self._write_bound(
             "append_log_entries",
             self._append_log_op(entries),
+            audit,
+            (),
+            log_run=run_id,
             run_id=entries[0].run_id,
             first_seq=entries[0].seq,
             last_seq=entries[-1].seq,
@@ -207,16 +206,31 @@ class LogRecords(SqlStoreBase):
 
         return await self._read("count_log_entries", op, run_id=run_id)
 
-    async def put_log_reference(self, ref: LogReference, *, if_absent: bool = False) -> None:
+    async def put_log_reference(
+        self, ref: LogReference, *, if_absent: bool = False, audit: AuditEvent | None = None
+    ) -> None:
         values = {"run_id": ref.run_id, "body": ref.model_dump_json()}
 
-        def op(conn: Connection) -> None:
-            build = self._insert_if_absent if if_absent else self._upsert
-            conn.execute(build(conn, log_refs_table, values, ["run_id"]))
+        def op(conn: Connection) -> bool:
+            if if_absent:
+                conn.execute(self._insert_if_absent(conn, log_refs_table, values, ["run_id"]))
+                # Ours unless another writer's reference was there first (drivers report
+                # rowcount unevenly for ON CONFLICT DO NOTHING: compare what is stored).
+                stored = conn.scalar(_GET_LOG_REFERENCE, {"run_id": ref.run_id})
+                return bool(stored == values["body"])
+            conn.execute(self._upsert(conn, log_refs_table, values, ["run_id"]))
+            return True
 
-        await self._write("put_log_reference", op, run_id=ref.run_id)
+        def bindings(written: bool) -> list[Any]:
+            return [bind(ref)] if written else []
 
-    async def close_log(self, run_id: str, at: datetime) -> LogReference:
+        await self._write_bound(
+            "put_log_reference", op, audit, bindings, log_run=ref.run_id, run_id=ref.run_id
+        )
+
+    async def close_log(
+        self, run_id: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> LogReference:
         def op(conn: Connection) -> LogReference:
             body = conn.scalar(_LOCK_LOG_REFERENCE, {"run_id": run_id})
             if body is None:
@@ -236,69 +250,72 @@ class LogRecords(SqlStoreBase):
             conn.execute(self._upsert(conn, log_refs_table, values, ["run_id"]))
             return closed
 
-        return await self._write("close_log", op, run_id=run_id)
+        # A log sealed before is returned as it is; binding it again is harmless.
+        return await self._write_bound(
+            "close_log", op, audit, lambda ref: [bind(ref)], log_run=run_id, run_id=run_id
+        )
 
     async def get_log_reference(self, run_id: str) -> LogReference | None:
         fetch = fetch_scalar(_GET_LOG_REFERENCE, {"run_id": run_id})
         body = await self._read("get_log_reference", fetch, run_id=run_id)
         return None if body is None else parse_body(LogReference, body, "log_reference", run_id)
 
+    async def iter_log_rows(self, run_id: str) -> AsyncIterator[ChainRow[LogEntry]]:
+        c = log_entries_table.c
+        capped = case((func.length(c.body) > MAX_BODY_CHARS, None), else_=c.body)
+        stmt = (
+            select(
+                c.seq,
+                c.hash,
+                c.level,
+                c.event,
+                c.phase,
+                c.timestamp,
+                capped.label("body"),
+                func.length(c.body).label("chars"),
+            )
+            .where(c.run_id == run_id, c.seq > bindparam("after"))
+            .order_by(c.seq)
+            .limit(PAGE_SIZE)
+        )
+        after = 0
+        while True:
+            rows = await self._read(
+                "iter_log_rows", fetch_all(stmt, {"after": after}), run_id=run_id
+            )
+            for row in rows:
+                subject = f"log:{run_id}#{row.seq}"
+                entry: LogEntry | None = None
+                error: IntegrityError | None = None
+                if row.body is None:
+                    error = IntegrityError(
+                        f"log line {subject} is {row.chars} characters long, over the "
+                        f"{MAX_BODY_CHARS} verify reads: the row was edited",
+                        subject=subject,
+                        reason="oversized_record",
+                    )
+                else:
+                    try:
+                        entry = parse_body(LogEntry, row.body, "log_entry", subject)
+                    except IntegrityError as exc:
+                        error = exc
+                yield ChainRow(
+                    key=int(row.seq),
+                    entry=entry,
+                    error=error,
+                    column_hash=str(row.hash),
+                    columns={
+                        "level": row.level,
+                        "event": row.event,
+                        "phase": row.phase,
+                        "timestamp": row.timestamp,
+                    },
+                )
+            if len(rows) < PAGE_SIZE:
+                return
+            after = int(rows[-1].seq)
+
     async def iter_log_run_ids(self) -> AsyncIterator[str]:
         run_id = log_entries_table.c.run_id
         async for row in self._keyset_pages(select(run_id).distinct(), [run_id]):
             yield row.run_id
-
-    # -- audit ------------------------------------------------------------------------------
-
-    async def append_audit_entries(self, entries: Sequence[AuditEntry]) -> None:
-        if not entries:
-            return
-        rows = [
-            {"seq": entry.seq, "hash": entry.hash, "body": entry.model_dump_json()}
-            for entry in entries
-        ]
-
-        def op(conn: Connection) -> None:
-            head = conn.scalar(_AUDIT_HEAD_SEQ)
-            _require_next_seqs("append_audit_entries", head, entries)
-            conn.execute(_INSERT_AUDIT, rows)
-
-        await self._write(
-            "append_audit_entries", op, first_seq=entries[0].seq, last_seq=entries[-1].seq
-        )
-
-    async def audit_head(self) -> AuditEntry | None:
-        c = audit_entries_table.c
-        stmt = select(c.seq, c.body).order_by(c.seq.desc()).limit(1)
-
-        row = await self._read("audit_head", fetch_first(stmt))
-        return (
-            None if row is None else parse_body(AuditEntry, row.body, "audit_entry", str(row.seq))
-        )
-
-    async def read_audit_entries(
-        self, *, after_seq: int = 0, limit: int = 1000
-    ) -> list[AuditEntry]:
-        check_limit(limit, "read_audit_entries")
-        c = audit_entries_table.c
-        stmt = select(c.seq, c.body).where(c.seq > after_seq).order_by(c.seq).limit(limit)
-
-        rows = await self._read("read_audit_entries", fetch_all(stmt))
-        return [parse_body(AuditEntry, row.body, "audit_entry", str(row.seq)) for row in rows]
-
-    async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
-        row = {"tree_size": checkpoint.tree_size, "body": checkpoint.model_dump_json()}
-
-        def op(conn: Connection) -> None:
-            conn.execute(insert(audit_checkpoints_table), row)
-
-        await self._write("insert_checkpoint", op, tree_size=checkpoint.tree_size)
-
-    async def list_checkpoints(self) -> list[MerkleCheckpoint]:
-        c = audit_checkpoints_table.c
-        stmt = select(c.tree_size, c.body).order_by(c.tree_size)
-
-        rows = await self._read("list_checkpoints", fetch_all(stmt))
-        return [
-            parse_body(MerkleCheckpoint, row.body, "checkpoint", str(row.tree_size)) for row in rows
-        ]

@@ -24,7 +24,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
-from strongroom.adapters._sql.base import SqlStoreBase, fetch_all, fetch_scalar, parse_body
+from strongroom.adapters._sql.audit import AuditRecords
+from strongroom.adapters._sql.base import fetch_all, fetch_scalar, parse_body
 from strongroom.adapters._sql.registry_tables import (
     approvals_table,
     channel_moves_table,
@@ -38,10 +39,12 @@ from strongroom.errors import (
 from strongroom.models import (
     Approval,
     ApprovalScope,
+    AuditEvent,
     Channel,
     ChannelMove,
     DefinitionKind,
     DefinitionVersion,
+    bind,
 )
 from strongroom.ports.registry import (
     already_revoked,
@@ -151,12 +154,14 @@ def _parse_move(row: Any) -> ChannelMove:
     return parse_body(ChannelMove, row.body, "channel_move", str(row.move_id))
 
 
-class RegistryRecordsSql(SqlStoreBase):
+class RegistryRecordsSql(AuditRecords):
     """The registry methods of `SqlMetadataStore`."""
 
     # -- definition versions ----------------------------------------------------------------
 
-    async def insert_definition_version(self, version: DefinitionVersion) -> None:
+    async def insert_definition_version(
+        self, version: DefinitionVersion, *, audit: AuditEvent | None = None
+    ) -> None:
         values = _version_row(version)
         key = {"kind": version.kind.value, "definition_id": version.definition_id}
 
@@ -179,7 +184,9 @@ class RegistryRecordsSql(SqlStoreBase):
                 version=version.version,
             )
 
-        await self._write("publish", op, **key, version=version.version)
+        await self._write_bound(
+            "publish", op, audit, [bind(version)], **key, version=version.version
+        )
 
     async def get_definition_version(
         self,
@@ -244,7 +251,7 @@ class RegistryRecordsSql(SqlStoreBase):
         moves = {move.channel: move for move in map(_parse_move, rows)}
         return {channel: moves[channel] for channel in Channel if channel in moves}
 
-    async def move_channel(self, move: ChannelMove) -> None:
+    async def move_channel(self, move: ChannelMove, *, audit: AuditEvent | None = None) -> None:
         key = {"kind": move.kind.value, "definition_id": move.definition_id}
         pointer = {**key, "channel": move.channel.value}
         move_row = {
@@ -281,7 +288,9 @@ class RegistryRecordsSql(SqlStoreBase):
                 raise stale_channel(move, current)
             conn.execute(channel_moves_table.insert().values(move_row))
 
-        await self._write("move_channel", op, **pointer, move_id=move.move_id)
+        await self._write_bound(
+            "move_channel", op, audit, [bind(move)], **pointer, move_id=move.move_id
+        )
 
     async def list_channel_moves(
         self, kind: DefinitionKind, definition_id: str
@@ -292,7 +301,7 @@ class RegistryRecordsSql(SqlStoreBase):
 
     # -- approvals --------------------------------------------------------------------------
 
-    async def insert_approval(self, approval: Approval) -> None:
+    async def insert_approval(self, approval: Approval, *, audit: AuditEvent | None = None) -> None:
         values = {
             "approval_id": approval.approval_id,
             "scope": approval.scope.value,
@@ -304,7 +313,9 @@ class RegistryRecordsSql(SqlStoreBase):
             if not _insert_or_skip(conn, approvals_table, values):
                 raise approval_exists(approval.approval_id)
 
-        await self._write("insert_approval", op, approval_id=approval.approval_id)
+        await self._write_bound(
+            "insert_approval", op, audit, [bind(approval)], approval_id=approval.approval_id
+        )
 
     async def get_approval(self, approval_id: str) -> Approval:
         params = {"approval_id": approval_id}
@@ -325,7 +336,13 @@ class RegistryRecordsSql(SqlStoreBase):
         return [parse_body(Approval, row.body, "approval", row.approval_id) for row in rows]
 
     async def revoke_approval(
-        self, approval_id: str, *, at: datetime, by: str, reason: str
+        self,
+        approval_id: str,
+        *,
+        at: datetime,
+        by: str,
+        reason: str,
+        audit: AuditEvent | None = None,
     ) -> Approval:
         def op(conn: Connection) -> Approval:
             body = conn.execute(_LOCK_APPROVAL, {"approval_id": approval_id}).scalar()
@@ -344,4 +361,10 @@ class RegistryRecordsSql(SqlStoreBase):
             )
             return revoked
 
-        return await self._write("revoke_approval", op, approval_id=approval_id)
+        return await self._write_bound(
+            "revoke_approval",
+            op,
+            audit,
+            lambda revoked: [bind(revoked)],
+            approval_id=approval_id,
+        )

@@ -29,11 +29,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._cursor import capped_total, decode_run_cursor, encode_run_cursor
+from strongroom.adapters._sql.audit import AuditRecords
 from strongroom.adapters._sql.base import (
     PAGE_SIZE,
     AnyRow,
     Operation,
-    SqlStoreBase,
     fetch_all,
     fetch_scalar,
     parse_body,
@@ -49,10 +49,12 @@ from strongroom.errors import Conflict
 from strongroom.models import (
     ArtifactMetadata,
     ArtifactQuery,
+    AuditEvent,
     Run,
     RunPage,
     RunQuery,
     SnapshotRecord,
+    bind,
 )
 
 __all__ = ["RunRecords", "run_index_statements"]
@@ -192,16 +194,16 @@ _SNAPSHOT_AT: Final = select(snapshots_table.c.body).where(
 )
 
 
-class RunRecords(SqlStoreBase):
+class RunRecords(AuditRecords):
     """The run, snapshot and artifact methods of `SqlMetadataStore`."""
 
-    async def insert_run(self, run: Run) -> None:
+    async def insert_run(self, run: Run, *, audit: AuditEvent | None = None) -> None:
         row = _run_row(run)
 
         def op(conn: Connection) -> None:
             conn.execute(_INSERT_RUN, row)
 
-        await self._write("insert_run", op, run_id=run.run_id)
+        await self._write_bound("insert_run", op, audit, [bind(run)], run_id=run.run_id)
 
     async def get_run(self, run_id: str) -> Run:
         body = await self._read(
@@ -211,9 +213,13 @@ class RunRecords(SqlStoreBase):
             raise self._not_found("get_run", f"no run {run_id}", run_id=run_id)
         return parse_body(Run, body, "run", run_id)
 
-    async def update_run(self, run: Run, *, expected_version: int) -> Run:
+    async def update_run(
+        self, run: Run, *, expected_version: int, audit: AuditEvent | None = None
+    ) -> Run:
         stored, op = self._update_run_op(run, expected_version)
-        await self._write("update_run", op, run_id=run.run_id)
+        await self._write_bound(
+            "update_run", op, audit, [bind(stored)], log_run=run.run_id, run_id=run.run_id
+        )
         return stored
 
     def _update_run_op(self, run: Run, expected_version: int) -> tuple[Run, Operation[None]]:
@@ -269,13 +275,22 @@ class RunRecords(SqlStoreBase):
 
     # -- snapshots --------------------------------------------------------------------------
 
-    async def insert_snapshot(self, record: SnapshotRecord) -> None:
+    async def insert_snapshot(
+        self, record: SnapshotRecord, *, audit: AuditEvent | None = None
+    ) -> None:
         row = _snapshot_row(record)
 
         def op(conn: Connection) -> None:
             conn.execute(_INSERT_SNAPSHOT, row)
 
-        await self._write("insert_snapshot", op, run_id=record.run_id, revision=record.revision)
+        await self._write_bound(
+            "insert_snapshot",
+            op,
+            audit,
+            [bind(record)],
+            run_id=record.run_id,
+            revision=record.revision,
+        )
 
     def _insert_snapshot_op(self, record: SnapshotRecord) -> Operation[None]:
         """`insert_snapshot` inside a larger transaction: an existing revision is refused by
@@ -326,7 +341,9 @@ class RunRecords(SqlStoreBase):
 
     # -- artifacts --------------------------------------------------------------------------
 
-    async def insert_artifacts(self, artifacts: Sequence[ArtifactMetadata]) -> None:
+    async def insert_artifacts(
+        self, artifacts: Sequence[ArtifactMetadata], *, audit: AuditEvent | None = None
+    ) -> None:
         if not artifacts:
             return
         rows = [_artifact_row(artifact) for artifact in artifacts]
@@ -363,7 +380,13 @@ class RunRecords(SqlStoreBase):
             if tag_rows:
                 conn.execute(insert(artifact_tags_table), tag_rows)
 
-        await self._write("insert_artifacts", op, artifact_id=ids[0] if len(ids) == 1 else None)
+        await self._write_bound(
+            "insert_artifacts",
+            op,
+            audit,
+            [bind(artifact) for artifact in artifacts],
+            artifact_id=ids[0] if len(ids) == 1 else None,
+        )
 
     async def get_artifact(self, artifact_id: str) -> ArtifactMetadata:
         stmt = select(artifacts_table.c.body).where(artifacts_table.c.artifact_id == artifact_id)

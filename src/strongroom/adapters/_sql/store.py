@@ -14,6 +14,7 @@ from sqlalchemy import Column, Table, select
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.base import AnyRow, Operation, parse_body
+from strongroom.adapters._sql.binding_check import BindingChecks
 from strongroom.adapters._sql.catalog import CatalogRecords
 from strongroom.adapters._sql.logs import LogRecords
 from strongroom.adapters._sql.registry import RegistryRecordsSql, definition_subject
@@ -25,7 +26,9 @@ from strongroom.adapters._sql.registry_tables import (
 from strongroom.adapters._sql.runs import RunRecords
 from strongroom.adapters._sql.tables import (
     artifacts_table,
+    audit_checkpoints_table,
     catalog_objects_table,
+    log_refs_table,
     runs_table,
     snapshots_table,
 )
@@ -33,13 +36,18 @@ from strongroom.errors import IntegrityError
 from strongroom.models import (
     Approval,
     ArtifactMetadata,
+    AuditEvent,
     CatalogObject,
     ChannelMove,
     DefinitionVersion,
     LogEntry,
+    LogReference,
+    MerkleCheckpoint,
+    RecordBinding,
     Run,
     SnapshotRecord,
     VerifyProblem,
+    bind,
 )
 from strongroom.ports.metadata import transition_run_id
 
@@ -68,6 +76,14 @@ _CHECKED: tuple[
         lambda r: definition_subject(r.kind, r.definition_id, r.version),
     ),
     ("channel_move", channel_moves_table, ChannelMove, ("move_id",), lambda r: str(r.move_id)),
+    (
+        "audit_checkpoint",
+        audit_checkpoints_table,
+        MerkleCheckpoint,
+        ("tree_size",),
+        lambda r: f"checkpoint@{r.tree_size}",
+    ),
+    ("log_ref", log_refs_table, LogReference, ("run_id",), lambda r: f"log:{r.run_id}"),
     ("approval", approvals_table, Approval, ("approval_id",), lambda r: str(r.approval_id)),
 )
 
@@ -80,7 +96,7 @@ _BLOB_COLUMN: dict[str, str] = {
 }
 
 
-class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSql):
+class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSql, BindingChecks):
     """`MetadataStore` on SQLAlchemy Core. Subclasses supply the engine and the transaction
     discipline (`_create_engine`, optionally `_prepare` and `_run_transaction`).
 
@@ -94,15 +110,19 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSq
         run: Run | None = None,
         expected_version: int = 0,
         log_entries: Sequence[LogEntry] = (),
+        audit: AuditEvent | None = None,
     ) -> Run | None:
         ops: list[Operation[None]] = []
+        bindings: list[RecordBinding] = []
         stored: Run | None = None
         run_id = transition_run_id(snapshot, run, log_entries)
         if snapshot is not None:
             ops.append(self._insert_snapshot_op(snapshot))
+            bindings.append(bind(snapshot))
         if run is not None:
             stored, op = self._update_run_op(run, expected_version)
             ops.append(op)
+            bindings.append(bind(stored))
         if log_entries:
             ops.append(self._append_log_op(log_entries))
         if not ops:
@@ -112,7 +132,9 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSq
             for op in ops:
                 op(conn)
 
-        await self._write("record_transition", transaction, run_id=run_id)
+        await self._write_bound(
+            "record_transition", transaction, audit, bindings, log_run=run_id, run_id=run_id
+        )
         return stored
 
     async def _checked_rows(self, table: Table, keys: tuple[str, ...]) -> AsyncIterator[AnyRow]:

@@ -44,6 +44,7 @@ __all__ = [
     "UtcTimestamp",
     "artifact_tags_table",
     "artifacts_table",
+    "audit_bindings_table",
     "audit_checkpoints_table",
     "audit_entries_table",
     "catalog_objects_table",
@@ -210,6 +211,22 @@ audit_entries_table = Table(
     Column("seq", _seq(), primary_key=True, autoincrement=False),
     Column("hash", String(_DIGEST), nullable=False),
     Column("body", Text(), nullable=False),
+)
+
+# The binding index: one row per record an audit entry binds (a copy of the entry body's
+# ``records``), so "the latest binding of artifact X" is an index lookup. verify checks it row
+# for row against the chain's bodies, so editing it is caught like editing the chain.
+audit_bindings_table = Table(
+    "audit_bindings",
+    metadata,
+    Column("seq", BigInteger(), nullable=False),
+    Column("pos", Integer(), nullable=False),
+    Column("record_type", String(32), nullable=False),
+    Column("record_id", _key(400), nullable=False),
+    Column("digest", String(_DIGEST), nullable=True),
+    Column("log_seq", BigInteger(), nullable=True),
+    PrimaryKeyConstraint("seq", "pos"),
+    Index("ix_audit_bindings_record_type_record_id_seq", "record_type", "record_id", "seq"),
 )
 
 audit_checkpoints_table = Table(

@@ -120,15 +120,15 @@ class RegistryApprovals(RegistryReader):
                 actor=actor,
                 scope=approval.scope.value,
             )
-        await self.records.insert_approval(approval)
-        await self._audit.record(
-            AuditEvent(
+        await self.records.insert_approval(
+            approval,
+            audit=AuditEvent(
                 event="registry.approved",
                 actor=actor,
                 subject_type="approval",
                 subject_id=approval.approval_id,
                 details=approval.model_dump(mode="json"),
-            )
+            ),
         )
         return approval
 
@@ -163,19 +163,21 @@ class RegistryApprovals(RegistryReader):
         ``registry.revoked``."""
         if not reason.strip():
             raise ValidationError("a revocation needs a reason", operation="registry.revoke")
-        revoked = await self.records.revoke_approval(
-            approval_id, at=utcnow(), by=actor, reason=reason
-        )
-        await self._audit.record(
-            AuditEvent(
+        # The event is written with the revocation; its scope is the approval's, read first.
+        scope = (await self.records.get_approval(approval_id)).scope
+        return await self.records.revoke_approval(
+            approval_id,
+            at=utcnow(),
+            by=actor,
+            reason=reason,
+            audit=AuditEvent(
                 event="registry.revoked",
                 actor=actor,
                 subject_type="approval",
                 subject_id=approval_id,
-                details={"reason": reason, "scope": revoked.scope.value},
-            )
+                details={"reason": reason, "scope": scope.value},
+            ),
         )
-        return revoked
 
     async def approvals(self, scope: ApprovalScope | str | None = None) -> builtins.list[Approval]:
         return await self.records.list_approvals(ApprovalScope(scope) if scope else None)

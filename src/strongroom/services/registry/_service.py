@@ -160,7 +160,16 @@ class RegistryService(RegistryApprovals):
             source_file=_safe_file_name(file_name),
         )
         try:
-            await records.insert_definition_version(version)
+            await records.insert_definition_version(
+                version,
+                audit=AuditEvent(
+                    event="registry.version.stored",
+                    actor=actor,
+                    subject_type=kind.value,
+                    subject_id=ident,
+                    details={"version": label, "digest": digest},
+                ),
+            )
         except Conflict as exc:
             if exc.details.get("reason") != "digest_exists":
                 raise
@@ -422,7 +431,16 @@ class RegistryService(RegistryApprovals):
                 approval_id=approval_id,
             )
             try:
-                await self.records.move_channel(move)
+                await self.records.move_channel(
+                    move,
+                    audit=AuditEvent(
+                        event="registry.channel.moved",
+                        actor=actor,
+                        subject_type=kind.value,
+                        subject_id=ident,
+                        details={"channel": channel.value, "move_id": move.move_id},
+                    ),
+                )
             except StaleChannel:
                 if expected is not _CURRENT or attempt == attempts - 1:
                     raise

@@ -20,7 +20,6 @@ from strongroom.services.registry._service import move_digest
 __all__ = ["MOVE_EVENTS", "verify_registry"]
 
 MOVE_EVENTS = frozenset({"registry.published", "registry.promoted", "registry.rolled_back"})
-_PAGE = 5000
 
 
 def _problem(subject: str, code: str, message: str, **details: object) -> VerifyProblem:
@@ -42,18 +41,14 @@ async def verify_registry(
     checked = {"definition_versions": 0, "channel_moves": 0}
 
     audited: dict[str, tuple[str, int]] = {}
-    after = 0
-    while True:
-        page = await audit.entries(after_seq=after, limit=_PAGE)
-        if not page:
-            break
-        for entry in page:
-            if entry.event in MOVE_EVENTS:
-                move = entry.details.get("move")
-                digest = entry.details.get("move_digest")
-                if isinstance(move, dict) and isinstance(digest, str):
-                    audited[str(move.get("move_id"))] = (digest, entry.seq)
-        after = page[-1].seq
+    # By the rows' own keys: a forged seq inside a body cannot send the walk back.
+    async for row in audit.rows():
+        entry = row.entry
+        if entry is not None and entry.event in MOVE_EVENTS:
+            move = entry.details.get("move")
+            digest = entry.details.get("move_digest")
+            if isinstance(move, dict) and isinstance(digest, str):
+                audited[str(move.get("move_id"))] = (digest, row.key)
 
     seen_moves: set[str] = set()
     for latest in await records.list_definitions():

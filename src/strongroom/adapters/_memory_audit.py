@@ -1,0 +1,128 @@
+"""The audit chain in memory: the half of `MemoryMetadataStore` that chains audit events and
+keeps the latest binding of each record. A write binds what it stored by calling `_bind` in
+the same synchronous stretch as the write itself (no ``await`` between them), which is what
+"one transaction" means on one event loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from strongroom.errors import Conflict
+from strongroom.models import (
+    GENESIS_HASH,
+    AuditEntry,
+    AuditEvent,
+    LogEntry,
+    MerkleCheckpoint,
+    RecordBinding,
+    bind_log_head,
+    chain_audit_events,
+)
+from strongroom.ports.metadata import ChainRow, MetadataStore
+
+__all__ = ["MemoryAuditRecords"]
+
+
+class MemoryAuditRecords(MetadataStore):
+    def __init__(self) -> None:
+        self._audit: list[AuditEntry] = []
+        self._checkpoints: dict[int, MerkleCheckpoint] = {}
+        self._bound_at: dict[tuple[str, str], int] = {}  # (type, id) -> newest binding seq
+
+    def _log_head_of(self, run_id: str) -> LogEntry | None:
+        """The run's log head, for the log binding a run write carries (the store knows)."""
+        return None
+
+    def _bind(
+        self,
+        audit: AuditEvent | None,
+        bindings: Sequence[RecordBinding],
+        *,
+        log_run: str | None = None,
+    ) -> list[AuditEntry]:
+        """Append ``audit`` with ``bindings`` (and ``log_run``'s log head); call it right
+        after the write, with no ``await`` in between."""
+        if audit is None:
+            return []
+        bound = list(bindings)
+        if log_run is not None:
+            head = self._log_head_of(log_run)
+            if head is not None:
+                bound.append(bind_log_head(head))
+        return self._chain([(audit, bound)])
+
+    def _chain(
+        self, events: Sequence[tuple[AuditEvent, Sequence[RecordBinding]]]
+    ) -> list[AuditEntry]:
+        last = self._audit[-1] if self._audit else None
+        head_seq, head_hash = (last.seq, last.hash) if last else (0, GENESIS_HASH)
+        return self._extend(chain_audit_events(events, head_seq=head_seq, head_hash=head_hash))
+
+    def _extend(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
+        for entry in entries:
+            self._audit.append(entry.model_copy(deep=True))
+            for record in entry.records:
+                self._bound_at[(record.type, record.id)] = entry.seq
+        return list(entries)
+
+    async def append_audit_events(self, events: Sequence[AuditEvent]) -> list[AuditEntry]:
+        entries = self._chain([(e, ()) for e in events])
+        await self._audit_appended(entries)
+        return entries
+
+    async def append_audit_entries(self, entries: Sequence[AuditEntry]) -> None:
+        if not entries:
+            return
+        expected = len(self._audit) + 1
+        for offset, entry in enumerate(entries):
+            if entry.seq != expected + offset:
+                raise Conflict(
+                    "audit log moved on concurrently",
+                    operation="append_audit_entries",
+                    reason="stale_head",
+                    expected_seq=expected + offset,
+                    seq=entry.seq,
+                )
+        self._extend(entries)
+
+    async def audit_head(self) -> AuditEntry | None:
+        return self._audit[-1].model_copy(deep=True) if self._audit else None
+
+    async def read_audit_entries(
+        self, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditEntry]:
+        return [e.model_copy(deep=True) for e in self._audit[after_seq : after_seq + limit]]
+
+    async def read_audit_hashes(self, *, after_seq: int, limit: int) -> list[tuple[int, str]]:
+        return [(e.seq, e.hash) for e in self._audit[after_seq : after_seq + limit]]
+
+    async def iter_audit_rows(self, after_seq: int = 0) -> AsyncIterator[ChainRow[AuditEntry]]:
+        for position in range(after_seq, len(self._audit)):
+            entry = self._audit[position]
+            yield ChainRow(
+                key=position + 1,
+                entry=entry.model_copy(deep=True),
+                column_hash=entry.hash,
+                bindings=list(entry.records),
+            )
+
+    async def latest_binding(
+        self, record_type: str, record_id: str
+    ) -> tuple[AuditEntry, RecordBinding] | None:
+        seq = self._bound_at.get((record_type, record_id))
+        if seq is None:
+            return None
+        entry = self._audit[seq - 1]
+        binding = [r for r in entry.records if r.type == record_type and r.id == record_id][-1]
+        return entry.model_copy(deep=True), binding
+
+    async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
+        if checkpoint.tree_size in self._checkpoints:
+            raise Conflict(
+                f"checkpoint at tree size {checkpoint.tree_size} already exists",
+                operation="insert_checkpoint",
+            )
+        self._checkpoints[checkpoint.tree_size] = checkpoint.model_copy(deep=True)
+
+    async def list_checkpoints(self) -> list[MerkleCheckpoint]:
+        return [self._checkpoints[k].model_copy(deep=True) for k in sorted(self._checkpoints)]

@@ -1,0 +1,372 @@
+"""The vault's audit chain on SQL: entries chained inside the transaction of the write they
+vouch for, the binding index beside them, Merkle checkpoints, and the row-keyed readers verify
+replays.
+
+Chaining happens in the store, under the audit lock (PostgreSQL: a transaction-scoped
+advisory lock taken as the last step of the write, so it is held only from there to COMMIT;
+SQLite: its write transaction is exclusive anyway), from the head read after the lock. So two
+writers never build on the same head, and a record is never committed without its entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy.engine import Connection
+
+from strongroom.adapters._sql.base import (
+    AnyRow,
+    Operation,
+    SqlStoreBase,
+    check_limit,
+    fetch_all,
+    fetch_first,
+    parse_body,
+)
+from strongroom.adapters._sql.tables import (
+    audit_bindings_table,
+    audit_checkpoints_table,
+    audit_entries_table,
+    log_entries_table,
+)
+from strongroom.errors import Conflict, IntegrityError
+from strongroom.models import (
+    GENESIS_HASH,
+    AuditEntry,
+    AuditEvent,
+    MerkleCheckpoint,
+    RecordBinding,
+    chain_audit_events,
+)
+from strongroom.ports.metadata import ChainRow
+
+__all__ = ["AUDIT_PAGE", "MAX_BODY_CHARS", "AuditRecords", "Bindings"]
+
+T = TypeVar("T")
+
+# What a write binds: a fixed list, or one computed from the write's result.
+Bindings = Sequence[RecordBinding] | Callable[[Any], Sequence[RecordBinding]]
+
+# Rows per page when replaying the chain, and the largest body verify will parse: a row
+# edited to hold gigabytes is reported, not loaded (memory stays bounded by the two).
+AUDIT_PAGE: Final = 256
+MAX_BODY_CHARS: Final = 1 << 20
+
+_AUDIT_HEAD: Final = (
+    select(audit_entries_table.c.seq, audit_entries_table.c.hash)
+    .order_by(audit_entries_table.c.seq.desc())
+    .limit(1)
+)
+_AUDIT_HEAD_SEQ: Final = select(func.max(audit_entries_table.c.seq))
+_INSERT_AUDIT: Final = insert(audit_entries_table)
+_INSERT_BINDINGS: Final = insert(audit_bindings_table)
+_LOG_HEAD: Final = (
+    select(log_entries_table.c.seq, log_entries_table.c.hash)
+    .where(log_entries_table.c.run_id == bindparam("run_id"))
+    .order_by(log_entries_table.c.seq.desc())
+    .limit(1)
+)
+_LATEST_BINDING_SEQ: Final = (
+    select(audit_bindings_table.c.seq)
+    .where(
+        audit_bindings_table.c.record_type == bindparam("record_type"),
+        audit_bindings_table.c.record_id == bindparam("record_id"),
+    )
+    .order_by(audit_bindings_table.c.seq.desc())
+    .limit(1)
+)
+_ENTRY_AT: Final = select(audit_entries_table.c.body).where(
+    audit_entries_table.c.seq == bindparam("seq")
+)
+
+
+def binding_rows(entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "seq": entry.seq,
+            "pos": pos,
+            "record_type": b.type,
+            "record_id": b.id,
+            "digest": b.digest,
+            "log_seq": b.seq,
+        }
+        for entry in entries
+        for pos, b in enumerate(entry.records)
+    ]
+
+
+def row_binding(row: AnyRow) -> RecordBinding:
+    return RecordBinding.model_validate(
+        {"type": row.record_type, "id": row.record_id, "digest": row.digest, "seq": row.log_seq}
+    )
+
+
+def _require_next(head: int | None, entries: Sequence[AuditEntry]) -> None:
+    expected = (head or 0) + 1
+    for offset, entry in enumerate(entries):
+        if entry.seq != expected + offset:
+            raise Conflict(
+                "append_audit_entries: the chain moved on concurrently (expected seq "
+                f"{expected + offset}, got {entry.seq}); re-read the head and retry",
+                operation="append_audit_entries",
+                reason="stale_head",
+                expected_seq=expected + offset,
+                seq=entry.seq,
+            )
+
+
+class AuditRecords(SqlStoreBase):
+    """The audit chain methods of `SqlMetadataStore`, and `_write_bound`, through which every
+    record write binds what it stored."""
+
+    def _lock_audit(self, conn: Connection) -> None:
+        """Serialize audit appends until COMMIT. SQLite needs nothing (its write transactions
+        are exclusive); PostgreSQL takes a transaction-scoped advisory lock."""
+
+    def _chain_events(
+        self,
+        conn: Connection,
+        events: Sequence[tuple[AuditEvent, Sequence[RecordBinding]]],
+        *,
+        log_run: str | None = None,
+    ) -> list[AuditEntry]:
+        """Inside a write transaction: chain ``events`` from the current head and insert them
+        with their binding index rows. ``log_run``: also bind that run's log head (read
+        here, so it is the head this transaction leaves)."""
+        if log_run is not None:
+            head = conn.execute(_LOG_HEAD, {"run_id": log_run}).first()
+            if head is not None:
+                extra = RecordBinding(type="log", id=log_run, digest=head.hash, seq=head.seq)
+                *rest, (last_event, last_bindings) = events
+                events = [*rest, (last_event, [*last_bindings, extra])]
+        self._lock_audit(conn)
+        row = conn.execute(_AUDIT_HEAD).first()
+        head_seq, head_hash = (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
+        entries = chain_audit_events(events, head_seq=head_seq, head_hash=head_hash)
+        conn.execute(
+            _INSERT_AUDIT,
+            [{"seq": e.seq, "hash": e.hash, "body": e.model_dump_json()} for e in entries],
+        )
+        bindings = binding_rows(entries)
+        if bindings:
+            conn.execute(_INSERT_BINDINGS, bindings)
+        return entries
+
+    async def _write_bound(
+        self,
+        operation: str,
+        op: Operation[T],
+        audit: AuditEvent | None,
+        bindings: Bindings,
+        *,
+        log_run: str | None = None,
+        **details: Any,
+    ) -> T:
+        """Run ``op`` as `_write` does; with ``audit``, append it to the chain in the same
+        transaction, binding ``bindings`` (or ``bindings(result)``) and, with ``log_run``,
+        that run's log head."""
+        if audit is None:
+            return await self._write(operation, op, **details)
+
+        def transaction(conn: Connection) -> tuple[T, list[AuditEntry]]:
+            result = op(conn)
+            bound = bindings(result) if callable(bindings) else bindings
+            entries = self._chain_events(conn, [(audit, bound)], log_run=log_run)
+            return result, entries
+
+        result, entries = await self._write(operation, transaction, **details)
+        await self._audit_appended(entries)
+        return result
+
+    # -- the port's audit methods -----------------------------------------------------------
+
+    async def append_audit_events(self, events: Sequence[AuditEvent]) -> list[AuditEntry]:
+        if not events:
+            return []
+
+        def op(conn: Connection) -> list[AuditEntry]:
+            return self._chain_events(conn, [(event, ()) for event in events])
+
+        entries = await self._write("append_audit_events", op)
+        await self._audit_appended(entries)
+        return entries
+
+    async def append_audit_entries(self, entries: Sequence[AuditEntry]) -> None:
+        if not entries:
+            return
+        rows = [{"seq": e.seq, "hash": e.hash, "body": e.model_dump_json()} for e in entries]
+        bindings = binding_rows(entries)
+
+        def op(conn: Connection) -> None:
+            self._lock_audit(conn)
+            _require_next(conn.scalar(_AUDIT_HEAD_SEQ), entries)
+            conn.execute(_INSERT_AUDIT, rows)
+            if bindings:
+                conn.execute(_INSERT_BINDINGS, bindings)
+
+        await self._write(
+            "append_audit_entries", op, first_seq=entries[0].seq, last_seq=entries[-1].seq
+        )
+
+    async def audit_head(self) -> AuditEntry | None:
+        c = audit_entries_table.c
+        stmt = select(c.seq, c.body).order_by(c.seq.desc()).limit(1)
+
+        row = await self._read("audit_head", fetch_first(stmt))
+        return (
+            None if row is None else parse_body(AuditEntry, row.body, "audit_entry", str(row.seq))
+        )
+
+    async def read_audit_entries(
+        self, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditEntry]:
+        check_limit(limit, "read_audit_entries")
+        c = audit_entries_table.c
+        stmt = select(c.seq, c.body).where(c.seq > after_seq).order_by(c.seq).limit(limit)
+
+        rows = await self._read("read_audit_entries", fetch_all(stmt))
+        return [parse_body(AuditEntry, row.body, "audit_entry", str(row.seq)) for row in rows]
+
+    async def read_audit_hashes(self, *, after_seq: int, limit: int) -> list[tuple[int, str]]:
+        check_limit(limit, "read_audit_hashes")
+        c = audit_entries_table.c
+        stmt = select(c.seq, c.hash).where(c.seq > after_seq).order_by(c.seq).limit(limit)
+        rows = await self._read("read_audit_hashes", fetch_all(stmt))
+        return [(int(row.seq), str(row.hash)) for row in rows]
+
+    async def iter_audit_rows(self, after_seq: int = 0) -> AsyncIterator[ChainRow[AuditEntry]]:
+        c = audit_entries_table.c
+        b = audit_bindings_table.c
+        capped = case((func.length(c.body) > MAX_BODY_CHARS, None), else_=c.body)
+        entries_stmt = (
+            select(c.seq, c.hash, capped.label("body"), func.length(c.body).label("chars"))
+            .where(c.seq > bindparam("after"))
+            .order_by(c.seq)
+            .limit(AUDIT_PAGE)
+        )
+        index_stmt = (
+            select(b.seq, b.pos, b.record_type, b.record_id, b.digest, b.log_seq)
+            .where(b.seq > bindparam("after"), b.seq <= bindparam("upto"))
+            .order_by(b.seq, b.pos)
+        )
+        tail_stmt = (
+            select(b.seq, b.pos, b.record_type, b.record_id, b.digest, b.log_seq)
+            .where(b.seq > bindparam("after"))
+            .order_by(b.seq, b.pos)
+            .limit(AUDIT_PAGE)
+        )
+        after = after_seq
+        while True:
+
+            def page(conn: Connection, after: int = after) -> tuple[list[AnyRow], list[AnyRow]]:
+                rows = list(conn.execute(entries_stmt, {"after": after}).all())
+                if rows:
+                    index = conn.execute(index_stmt, {"after": after, "upto": rows[-1].seq})
+                else:
+                    index = conn.execute(tail_stmt, {"after": after})
+                return rows, list(index.all())
+
+            rows, index = await self._read("iter_audit_rows", page)
+            by_seq: dict[int, list[RecordBinding]] = {}
+            orphans: dict[int, list[RecordBinding]] = {}
+            keys = {int(r.seq) for r in rows}
+            for irow in index:
+                target = by_seq if int(irow.seq) in keys else orphans
+                target.setdefault(int(irow.seq), []).append(row_binding(irow))
+            for seq in sorted(orphans):
+                yield ChainRow(
+                    key=seq,
+                    entry=None,
+                    error=IntegrityError(
+                        f"the binding index names audit entry #{seq}, which does not exist",
+                        kind="audit_binding",
+                        subject=f"audit#{seq}",
+                        reason="orphan_binding",
+                    ),
+                    bindings=orphans[seq],
+                )
+            if not rows:
+                if not index:
+                    return
+                after = int(index[-1].seq)
+                continue
+            for row in rows:
+                seq = int(row.seq)
+                entry: AuditEntry | None = None
+                error: IntegrityError | None = None
+                if row.body is None:
+                    error = IntegrityError(
+                        f"audit entry #{seq} is {row.chars} characters long, over the "
+                        f"{MAX_BODY_CHARS} verify reads: the row was edited",
+                        kind="audit_entry",
+                        subject=f"audit#{seq}",
+                        reason="oversized_record",
+                    )
+                else:
+                    try:
+                        entry = parse_body(AuditEntry, row.body, "audit_entry", f"audit#{seq}")
+                    except IntegrityError as exc:
+                        error = exc
+                yield ChainRow(
+                    key=seq,
+                    entry=entry,
+                    error=error,
+                    column_hash=str(row.hash),
+                    bindings=by_seq.get(seq, []),
+                )
+            after = int(rows[-1].seq)
+
+    async def latest_binding(
+        self, record_type: str, record_id: str
+    ) -> tuple[AuditEntry, RecordBinding] | None:
+        params = {"record_type": record_type, "record_id": record_id}
+
+        def op(conn: Connection) -> tuple[int, str | None] | None:
+            seq = conn.scalar(_LATEST_BINDING_SEQ, params)
+            if seq is None:
+                return None
+            return int(seq), conn.scalar(_ENTRY_AT, {"seq": seq})
+
+        found = await self._read("latest_binding", op, **params)
+        if found is None:
+            return None
+        seq, body = found
+        subject = f"{record_type}:{record_id}"
+        if body is None:
+            raise IntegrityError(
+                f"the binding index names audit entry #{seq} for {subject}, which does not "
+                "exist: the audit log was edited",
+                subject=subject,
+                reason="orphan_binding",
+            )
+        entry = parse_body(AuditEntry, body, "audit_entry", f"audit#{seq}")
+        matching = [r for r in entry.records if r.type == record_type and r.id == record_id]
+        if not matching:
+            raise IntegrityError(
+                f"audit entry #{seq} does not bind {subject} although the binding index says "
+                "it does: the index or the entry was edited",
+                subject=subject,
+                reason="binding_mismatch",
+            )
+        return entry, matching[-1]
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
+        row = {"tree_size": checkpoint.tree_size, "body": checkpoint.model_dump_json()}
+
+        def op(conn: Connection) -> None:
+            conn.execute(insert(audit_checkpoints_table), row)
+
+        await self._write("insert_checkpoint", op, tree_size=checkpoint.tree_size)
+
+    async def list_checkpoints(self) -> list[MerkleCheckpoint]:
+        c = audit_checkpoints_table.c
+        stmt = select(c.tree_size, c.body).order_by(c.tree_size)
+
+        rows = await self._read("list_checkpoints", fetch_all(stmt))
+        return [
+            parse_body(MerkleCheckpoint, row.body, "checkpoint", str(row.tree_size)) for row in rows
+        ]

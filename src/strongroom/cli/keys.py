@@ -1,0 +1,75 @@
+"""`strongroom keys ...`: the Ed25519 key that signs audit checkpoints and anchored heads. It
+lives outside the vault (the user's config directory, or the file ``STRONGROOM_SIGNING_KEY``
+names), so whoever can rewrite the vault cannot re-sign its history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from strongroom.cli._context import JsonFlag, cli_state, reported_errors
+from strongroom.cli._output import print_json, stdout_console
+from strongroom.integrity import default_key_path, init_key, load_signing_key, public_key_path
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="The signing key of audit checkpoints (kept outside the vault).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+PathOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--path",
+        help="The key file (default: $STRONGROOM_SIGNING_KEY, else "
+        "~/.config/strongroom/signing-key.pem).",
+    ),
+]
+
+
+@app.command("init")
+def init(
+    ctx: typer.Context,
+    path: PathOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing key (old signatures stay valid).")
+    ] = False,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Create the signing key (0600) and its public key beside it; refuses to overwrite."""
+    state = cli_state(ctx, json_flag)
+    with reported_errors(state):
+        info = init_key(path, overwrite=force)
+        if state.json:
+            print_json(info)
+            return
+        console = stdout_console()
+        console.print(Text(f"signing key {info.key_id} written to {info.path}"))
+        console.print(Text(f"public key (give it to auditors): {info.public_key_path}"))
+
+
+@app.command("show")
+def show(ctx: typer.Context, path: PathOption = None, json_flag: JsonFlag = False) -> None:
+    """Print the key id and public key of the signing key (never the private key)."""
+    state = cli_state(ctx, json_flag)
+    with reported_errors(state):
+        where = path or default_key_path()
+        key = load_signing_key(where, required=True)
+        assert key is not None
+        view = {
+            "path": str(where),
+            "public_key_path": str(public_key_path(where)),
+            "key_id": key.key_id,
+            "public_key": key.public_key_hex,
+        }
+        if state.json:
+            print_json(view)
+            return
+        console = stdout_console()
+        for name, value in view.items():
+            console.print(Text(f"{name}: {value}"))

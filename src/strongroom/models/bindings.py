@@ -1,0 +1,66 @@
+"""How each kind of record is named in the audit chain: `bind` makes the `RecordBinding` a
+write carries, from exactly the record that was stored."""
+
+from __future__ import annotations
+
+from strongroom.models.artifacts import ArtifactMetadata
+from strongroom.models.audit import BindingType, RecordBinding, record_digest
+from strongroom.models.catalog import CatalogObject, Namespace, Provider
+from strongroom.models.logs import LogEntry, LogReference
+from strongroom.models.registry import Approval, ChannelMove, DefinitionVersion
+from strongroom.models.runs import Run, SnapshotRecord
+
+__all__ = ["BoundRecord", "bind", "bind_deleted", "bind_log_head", "binding_id"]
+
+BoundRecord = (
+    Run
+    | SnapshotRecord
+    | ArtifactMetadata
+    | LogReference
+    | Provider
+    | Namespace
+    | CatalogObject
+    | DefinitionVersion
+    | ChannelMove
+    | Approval
+)
+
+
+def binding_id(record: BoundRecord) -> tuple[BindingType, str]:
+    """(type, id) of a record in the audit chain."""
+    if isinstance(record, Run):
+        return "run", record.run_id
+    if isinstance(record, SnapshotRecord):
+        return "snapshot", f"{record.run_id}@{record.revision}"
+    if isinstance(record, ArtifactMetadata):
+        return "artifact", record.artifact_id
+    if isinstance(record, LogReference):
+        return "log_ref", record.run_id
+    if isinstance(record, Provider):
+        return "provider", record.provider_id
+    if isinstance(record, Namespace):
+        return "namespace", record.namespace_id
+    if isinstance(record, CatalogObject):
+        return "object", record.object_id
+    if isinstance(record, DefinitionVersion):
+        return "definition", f"{record.kind.value}/{record.definition_id}@{record.version}"
+    if isinstance(record, ChannelMove):
+        return "channel_move", record.move_id
+    if isinstance(record, Approval):
+        return "approval", record.approval_id
+    raise TypeError(f"no audit binding for {type(record).__name__}")  # pragma: no cover
+
+
+def bind(record: BoundRecord) -> RecordBinding:
+    kind, ident = binding_id(record)
+    return RecordBinding.model_construct(
+        type=kind, id=ident, digest=record_digest(record), seq=None
+    )
+
+
+def bind_deleted(kind: BindingType, ident: str) -> RecordBinding:
+    return RecordBinding.model_validate({"type": kind, "id": ident, "digest": None})
+
+
+def bind_log_head(head: LogEntry) -> RecordBinding:
+    return RecordBinding.model_construct(type="log", id=head.run_id, digest=head.hash, seq=head.seq)
