@@ -8,9 +8,12 @@ forged value inside a row cannot make the walk go back or loop."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import sqlite3
+import tempfile
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from pathlib import Path
 
-from strongroom.errors import IntegrityError, NotFound, StrongroomError
+from strongroom.errors import NotFound, StrongroomError
 from strongroom.integrity import SignedTreeHead
 from strongroom.models import VerifyProblem, VerifyReport, utcnow
 from strongroom.ports import BlobStore, MetadataStore, RegistryRecords
@@ -46,28 +49,182 @@ async def verify_vault(
     report = VerifyReport()
     problems = report.problems
 
-    digests = [d async for d in blobs.iter_digests()]
-    sizes: dict[str, int] = {}
-    for i, digest in enumerate(digests, start=1):
-        try:
-            sizes[digest] = (await blobs.verify(digest)).size_bytes
-        except IntegrityError as exc:
-            problems.append(_problem("blob", digest, exc))
-        except NotFound:
-            pass  # deleted while we walked: not a corruption
-        except StrongroomError as exc:
-            problems.append(_problem("blob", digest, exc))
-        progress("blobs", i, len(digests))
-    report.checked["blobs"] = len(digests)
+    with _Scratch() as scratch:
+        await _check_blobs(store, blobs, scratch, report, progress)
+        records = 0
+        async for problem in store.iter_record_problems():
+            records += 1
+            problems.append(problem)
+        progress("records", 1, 1)
+        report.checked["inconsistent_records"] = records
 
-    referenced: set[str] = set()
-    damaged = {p.subject: p for p in problems}
+        lines = chains = 0
+        async for run_id in store.iter_log_run_ids():
+            count, found = await logs.verify_run(run_id)
+            chains += 1
+            lines += count
+            problems.extend(found)
+            progress("logs", chains, None)
+        report.checked["log_chains"] = chains
+        report.checked["log_entries"] = lines
+
+        head = await audit.head()
+        replay = AuditReplay(await audit.checkpoints(), anchors, trusted_keys)
+        replay.plan_proof(head.seq if head else 0)
+        total = head.seq if head else None
+        async for row in audit.rows():
+            replay.feed(row)
+            if replay.count % 1000 == 0:
+                progress("audit", replay.count, total)
+        replay.finish()
+        problems.extend(replay.problems)
+        report.checked["audit_entries"] = replay.count
+        report.checked["audit_checkpoints"] = len(replay.checkpoints)
+        report.checked["signed_checkpoints"] = replay.signed_checkpoints
+        report.checked["anchored_heads"] = len(replay.anchors)
+        progress("audit", replay.count, replay.count)
+
+        bound = 0
+        async for problem in store.iter_binding_problems():
+            bound += 1
+            problems.append(problem)
+        report.checked["binding_problems"] = bound
+        progress("bindings", 1, 1)
+
+        if isinstance(store, RegistryRecords):
+            counts, found = await verify_registry(store, blobs, audit, verified=scratch.sizes)
+            problems.extend(found)
+            report.checked.update(counts)
+            progress("registry", 1, 1)
+
+    report.finished_at = utcnow()
+    return report
+
+
+class _Scratch:
+    """verify's working set on disk (a temporary SQLite file): every blob's digest and
+    verified size, and which are referenced. A vault of millions of blobs costs disk pages
+    here, not memory."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="strongroom-verify-")
+        self.db = sqlite3.connect(Path(self._dir.name) / "scratch.db")
+        self.db.executescript(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -8192;"
+            "CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER, referenced INTEGER)"
+        )
+
+    @property
+    def sizes(self) -> Mapping[str, int]:
+        """Verified blob sizes by digest, read from disk on lookup."""
+        return _Sizes(self.db)
+
+    def __enter__(self) -> _Scratch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.close()
+        self._dir.cleanup()
+
+    def add(self, digests: Sequence[str]) -> None:
+        self.db.executemany(
+            "INSERT OR IGNORE INTO blobs (digest) VALUES (?)", [(d,) for d in digests]
+        )
+
+    def pages(self, size: int = 1000) -> Iterator[list[str]]:
+        after = ""
+        while True:
+            page = [
+                row[0]
+                for row in self.db.execute(
+                    "SELECT digest FROM blobs WHERE digest > ? ORDER BY digest LIMIT ?",
+                    (after, size),
+                )
+            ]
+            if not page:
+                return
+            yield page
+            after = page[-1]
+
+    def set_size(self, digest: str, size: int) -> None:
+        self.db.execute("UPDATE blobs SET size = ? WHERE digest = ?", (size, digest))
+
+    def reference(self, digest: str) -> int | None:
+        """Mark the blob referenced; its verified size (None: not verified or not there)."""
+        self.db.execute("UPDATE blobs SET referenced = 1 WHERE digest = ?", (digest,))
+        row = self.db.execute("SELECT size FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else row[0]
+
+    def count(self, where: str = "1") -> int:
+        return int(self.db.execute(f"SELECT count(*) FROM blobs WHERE {where}").fetchone()[0])
+
+
+class _Sizes(Mapping[str, int]):
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __getitem__(self, digest: str) -> int:
+        row = self._db.execute(
+            "SELECT size FROM blobs WHERE digest = ? AND size IS NOT NULL", (digest,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(digest)
+        return int(row[0])
+
+    def __iter__(self) -> Iterator[str]:
+        for (digest,) in self._db.execute("SELECT digest FROM blobs WHERE size IS NOT NULL"):
+            yield str(digest)
+
+    def __len__(self) -> int:
+        return int(
+            self._db.execute("SELECT count(*) FROM blobs WHERE size IS NOT NULL").fetchone()[0]
+        )
+
+
+async def _check_blobs(
+    store: MetadataStore,
+    blobs: BlobStore,
+    scratch: _Scratch,
+    report: VerifyReport,
+    progress: ProgressCallback,
+) -> None:
+    """Re-hash every blob, then check every record's blob exists with the size it records."""
+    problems = report.problems
+    batch: list[str] = []
+    async for digest in blobs.iter_digests():
+        batch.append(digest)
+        if len(batch) >= 1000:
+            scratch.add(batch)
+            batch = []
+    scratch.add(batch)
+    total = scratch.count()
+    done = 0
+    damaged: dict[str, VerifyProblem] = {}
+    for page in scratch.pages():
+        for digest in page:
+            done += 1
+            try:
+                scratch.set_size(digest, (await blobs.verify(digest)).size_bytes)
+            except NotFound:
+                pass  # deleted while we walked: not a corruption
+            except StrongroomError as exc:
+                problem = _problem("blob", digest, exc)
+                problems.append(problem)
+                damaged[digest] = problem
+            progress("blobs", done, total)
+    report.checked["blobs"] = total
+
     refs = 0
     async for kind, subject, digest, size in store.iter_blob_references():
         refs += 1
-        referenced.add(digest)
-        if digest not in sizes:
-            if not await blobs.exists(digest):
+        verified = scratch.reference(digest)
+        if verified is None:
+            if digest in damaged:
+                # Reported once under "blob"; name who depends on it there.
+                users = damaged[digest].details.setdefault("referenced_by", [])
+                if len(users) < 100:
+                    users.append(f"{kind}:{subject}")
+            elif not await blobs.exists(digest):
                 problems.append(
                     VerifyProblem(
                         kind=kind,
@@ -77,78 +234,25 @@ async def verify_vault(
                         details={"sha256": digest},
                     )
                 )
-            elif digest in damaged:
-                # Reported once under "blob"; name who depends on it there.
-                problem = damaged[digest]
-                problem.details.setdefault("referenced_by", []).append(f"{kind}:{subject}")
-        elif sizes[digest] != size:
+        elif verified != size:
             problems.append(
                 VerifyProblem(
                     kind=kind,
                     code="integrity_error",
                     subject=subject,
-                    message=f"{kind} {subject} records {size} bytes but its blob has "
-                    f"{sizes[digest]}",
-                    details={"sha256": digest},
+                    message=f"{kind} {subject} records {size} bytes but its blob has {verified}",
+                    details={"sha256": digest, "expected": size, "found": verified},
                 )
             )
-        progress("references", refs, None)
+        if refs % 1000 == 0:
+            progress("references", refs, None)
     report.checked["references"] = refs
     for problem in damaged.values():
         users = problem.details.get("referenced_by")
         if users:
             problem.message += f" (used by {', '.join(users[:5])}"
             problem.message += f" and {len(users) - 5} more)" if len(users) > 5 else ")"
-    report.checked["unreferenced_blobs"] = len(set(sizes) - referenced)
-
-    records = 0
-    async for problem in store.iter_record_problems():
-        records += 1
-        problems.append(problem)
-    progress("records", 1, 1)
-    report.checked["inconsistent_records"] = records
-
-    run_ids = [r async for r in store.iter_log_run_ids()]
-    lines = 0
-    for i, run_id in enumerate(run_ids, start=1):
-        count, found = await logs.verify_run(run_id)
-        lines += count
-        problems.extend(found)
-        progress("logs", i, len(run_ids))
-    report.checked["log_chains"] = len(run_ids)
-    report.checked["log_entries"] = lines
-
-    head = await audit.head()
-    replay = AuditReplay(await audit.checkpoints(), anchors, trusted_keys)
-    replay.plan_proof(head.seq if head else 0)
-    total = head.seq if head else None
-    async for row in audit.rows():
-        replay.feed(row)
-        if replay.count % 1000 == 0:
-            progress("audit", replay.count, total)
-    replay.finish()
-    problems.extend(replay.problems)
-    report.checked["audit_entries"] = replay.count
-    report.checked["audit_checkpoints"] = len(replay.checkpoints)
-    report.checked["signed_checkpoints"] = replay.signed_checkpoints
-    report.checked["anchored_heads"] = len(replay.anchors)
-    progress("audit", replay.count, replay.count)
-
-    bound = 0
-    async for problem in store.iter_binding_problems():
-        bound += 1
-        problems.append(problem)
-    report.checked["binding_problems"] = bound
-    progress("bindings", 1, 1)
-
-    if isinstance(store, RegistryRecords):
-        counts, found = await verify_registry(store, blobs, audit, verified=sizes)
-        problems.extend(found)
-        report.checked.update(counts)
-        progress("registry", 1, 1)
-
-    report.finished_at = utcnow()
-    return report
+    report.checked["unreferenced_blobs"] = scratch.count("referenced IS NULL AND size IS NOT NULL")
 
 
 def _problem(kind: str, subject: str, exc: StrongroomError) -> VerifyProblem:
