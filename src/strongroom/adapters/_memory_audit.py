@@ -15,6 +15,7 @@ from strongroom.models import (
     LogEntry,
     MerkleCheckpoint,
     RecordBinding,
+    bind,
     bind_log_head,
     chain_audit_events,
 )
@@ -116,13 +117,16 @@ class MemoryAuditRecords(MetadataStore):
         binding = [r for r in entry.records if r.type == record_type and r.id == record_id][-1]
         return entry.model_copy(deep=True), binding
 
-    async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
+    async def insert_checkpoint(
+        self, checkpoint: MerkleCheckpoint, *, audit: AuditEvent | None = None
+    ) -> None:
         if checkpoint.tree_size in self._checkpoints:
             raise Conflict(
                 f"checkpoint at tree size {checkpoint.tree_size} already exists",
                 operation="insert_checkpoint",
             )
         self._checkpoints[checkpoint.tree_size] = checkpoint.model_copy(deep=True)
+        await self._audit_appended(self._bind(audit, [bind(checkpoint)]))
 
     async def list_checkpoints(self) -> list[MerkleCheckpoint]:
         return [self._checkpoints[k].model_copy(deep=True) for k in sorted(self._checkpoints)]

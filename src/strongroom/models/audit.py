@@ -40,6 +40,7 @@ BindingType = Literal[
     "definition",
     "channel_move",
     "approval",
+    "checkpoint",
 ]
 BINDING_TYPES: tuple[str, ...] = get_args(BindingType)
 

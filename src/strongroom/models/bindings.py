@@ -4,7 +4,7 @@ write carries, from exactly the record that was stored."""
 from __future__ import annotations
 
 from strongroom.models.artifacts import ArtifactMetadata
-from strongroom.models.audit import BindingType, RecordBinding, record_digest
+from strongroom.models.audit import BindingType, MerkleCheckpoint, RecordBinding, record_digest
 from strongroom.models.catalog import CatalogObject, Namespace, Provider
 from strongroom.models.logs import LogEntry, LogReference
 from strongroom.models.registry import Approval, ChannelMove, DefinitionVersion
@@ -23,6 +23,7 @@ BoundRecord = (
     | DefinitionVersion
     | ChannelMove
     | Approval
+    | MerkleCheckpoint
 )
 
 
@@ -48,6 +49,8 @@ def binding_id(record: BoundRecord) -> tuple[BindingType, str]:
         return "channel_move", record.move_id
     if isinstance(record, Approval):
         return "approval", record.approval_id
+    if isinstance(record, MerkleCheckpoint):
+        return "checkpoint", str(record.tree_size)
     raise TypeError(f"no audit binding for {type(record).__name__}")  # pragma: no cover
 
 

@@ -329,7 +329,9 @@ class MetadataStore(RegistryRecords, ABC):
         """Entries with seq > after_seq, in seq order."""
 
     @abstractmethod
-    async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
+    async def insert_checkpoint(
+        self, checkpoint: MerkleCheckpoint, *, audit: AuditEvent | None = None
+    ) -> None:
         """`Conflict` if a checkpoint for that tree_size exists."""
 
     @abstractmethod

@@ -17,7 +17,7 @@ from typing import Any
 
 from strongroom.errors import Conflict, StrongroomError
 from strongroom.integrity import MerkleAccumulator, SigningKey, merkle_root, tree_head_payload
-from strongroom.models import AuditEntry, AuditEvent, MerkleCheckpoint, utcnow
+from strongroom.models import AuditEntry, AuditEvent, MerkleCheckpoint, RecordBinding, utcnow
 from strongroom.ports import MetadataStore
 from strongroom.ports.metadata import ChainRow
 from strongroom.services._common import parse
@@ -52,6 +52,7 @@ class AuditService:
         self._last: MerkleCheckpoint | None = None
         self._last_known = False
         self._last_at = time.monotonic()
+        self._checkpointing = False
         # Failures after the write committed (a checkpoint or an anchor that could not be
         # written): the write stands, the next checkpoint retries; `strongroom audit` shows
         # them, and verify --anchor reports a stale witness.
@@ -69,6 +70,8 @@ class AuditService:
     # -- checkpoints --------------------------------------------------------------------------
 
     async def _appended(self, first_seq: int, last_seq: int) -> None:
+        if self._checkpointing:
+            return  # the checkpoint's own audit entry: the next write takes it into account
         n = self.checkpoint_interval
         due = list(range(-(-first_seq // n) * n, last_seq + 1, n))
         if (
@@ -85,6 +88,17 @@ class AuditService:
             except StrongroomError as exc:
                 self.errors.append(exc)
 
+    async def checkpoint(self, tree_size: int | None = None) -> MerkleCheckpoint | None:
+        """Take (and sign, and anchor, as configured) a checkpoint over the first
+        ``tree_size`` entries (default: all); None when the chain is empty. Continues from
+        the newest earlier checkpoint's compact range, so its cost is the entries since.
+        The checkpoint row is bound into the chain by an ``audit.checkpoint`` entry."""
+        self._checkpointing = True
+        try:
+            return await self._checkpoint(tree_size)
+        finally:
+            self._checkpointing = False
+
     async def _latest_checkpoint(self) -> MerkleCheckpoint | None:
         if not self._last_known:
             found = await self._store.list_checkpoints()
@@ -92,10 +106,7 @@ class AuditService:
             self._last_known = True
         return self._last
 
-    async def checkpoint(self, tree_size: int | None = None) -> MerkleCheckpoint | None:
-        """Take (and sign, and anchor, as configured) a checkpoint over the first
-        ``tree_size`` entries (default: all); None when the chain is empty. Continues from
-        the newest earlier checkpoint's compact range, so its cost is the entries since."""
+    async def _checkpoint(self, tree_size: int | None) -> MerkleCheckpoint | None:
         if tree_size is None:
             head = await self._store.audit_head()
             if head is None:
@@ -131,7 +142,16 @@ class AuditService:
             )
         )
         try:
-            await self._store.insert_checkpoint(checkpoint)
+            # Bound like any record, so removing or editing a checkpoint row is caught.
+            await self._store.insert_checkpoint(
+                checkpoint,
+                audit=AuditEvent(
+                    event="audit.checkpoint",
+                    subject_type="audit",
+                    subject_id=str(tree_size),
+                    details={"root_hash": checkpoint.root_hash, "key_id": checkpoint.key_id},
+                ),
+            )
         except Conflict:
             # Another writer took this checkpoint first; theirs covers the same entries.
             self._last_known = False
@@ -168,6 +188,50 @@ class AuditService:
                 "signature": key.sign(payload),
             }
         )
+
+    async def adopt_unbound(self, *, actor: str = "local", batch: int = 1000) -> int:
+        """Bind every record that has no audit binding (written by a strongroom from before
+        bindings existed, or imported without its chain) as it is now, in ``audit.adopted``
+        entries of up to ``batch`` records; returns how many were bound. Trust on first use:
+        this vouches for whatever the records hold today, so run `verify` first and adopt
+        only a vault you trust; the entries say who adopted what and when."""
+        pending: list[RecordBinding] = []
+        total = 0
+
+        async def flush() -> None:
+            nonlocal pending, total
+            if pending:
+                await self._store.append_audit_events(
+                    [
+                        AuditEvent(
+                            event="audit.adopted",
+                            actor=actor,
+                            subject_type="vault",
+                            subject_id="records",
+                            details={"count": len(pending)},
+                            records=pending,
+                        )
+                    ]
+                )
+                total += len(pending)
+                pending = []
+
+        found = [
+            p
+            async for p in self._store.iter_binding_problems()
+            if p.details.get("reason") == "unbound"
+        ]
+        for problem in found:
+            kind, _, ident = problem.subject.partition(":")
+            pending.append(
+                RecordBinding.model_validate(
+                    {"type": kind, "id": ident, "digest": problem.details["found"]}
+                )
+            )
+            if len(pending) >= batch:
+                await flush()
+        await flush()
+        return total
 
     # -- reading ------------------------------------------------------------------------------
 

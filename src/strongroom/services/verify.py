@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from strongroom.errors import NotFound, StrongroomError
+from strongroom.errors import IntegrityError, NotFound, StrongroomError
 from strongroom.integrity import SignedTreeHead
 from strongroom.models import VerifyProblem, VerifyReport, utcnow
 from strongroom.ports import BlobStore, MetadataStore, RegistryRecords
@@ -69,7 +69,11 @@ async def verify_vault(
         report.checked["log_entries"] = lines
 
         head = await audit.head()
-        replay = AuditReplay(await audit.checkpoints(), anchors, trusted_keys)
+        try:
+            checkpoints = await audit.checkpoints()
+        except IntegrityError:
+            checkpoints = []  # a checkpoint row that does not parse: reported with the records
+        replay = AuditReplay(checkpoints, anchors, trusted_keys)
         replay.plan_proof(head.seq if head else 0)
         total = head.seq if head else None
         async for row in audit.rows():
@@ -247,6 +251,7 @@ async def _check_blobs(
         if refs % 1000 == 0:
             progress("references", refs, None)
     report.checked["references"] = refs
+    progress("references", refs, refs)
     for problem in damaged.values():
         users = problem.details.get("referenced_by")
         if users:

@@ -38,6 +38,7 @@ from strongroom.models import (
     AuditEvent,
     MerkleCheckpoint,
     RecordBinding,
+    bind,
     chain_audit_events,
 )
 from strongroom.ports.metadata import ChainRow
@@ -354,13 +355,17 @@ class AuditRecords(SqlStoreBase):
 
     # -- checkpoints ------------------------------------------------------------------------
 
-    async def insert_checkpoint(self, checkpoint: MerkleCheckpoint) -> None:
+    async def insert_checkpoint(
+        self, checkpoint: MerkleCheckpoint, *, audit: AuditEvent | None = None
+    ) -> None:
         row = {"tree_size": checkpoint.tree_size, "body": checkpoint.model_dump_json()}
 
         def op(conn: Connection) -> None:
             conn.execute(insert(audit_checkpoints_table), row)
 
-        await self._write("insert_checkpoint", op, tree_size=checkpoint.tree_size)
+        await self._write_bound(
+            "insert_checkpoint", op, audit, [bind(checkpoint)], tree_size=checkpoint.tree_size
+        )
 
     async def list_checkpoints(self) -> list[MerkleCheckpoint]:
         c = audit_checkpoints_table.c

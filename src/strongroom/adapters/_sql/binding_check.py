@@ -29,6 +29,7 @@ from strongroom.adapters._sql.registry_tables import (
 from strongroom.adapters._sql.tables import (
     artifacts_table,
     audit_bindings_table,
+    audit_checkpoints_table,
     catalog_objects_table,
     log_entries_table,
     log_refs_table,
@@ -46,6 +47,7 @@ from strongroom.models import (
     ChannelMove,
     DefinitionVersion,
     LogReference,
+    MerkleCheckpoint,
     Namespace,
     Provider,
     RecordBinding,
@@ -77,6 +79,10 @@ class _Bound:
 
 def _one(value: str) -> tuple[Any, ...]:
     return (value,)
+
+
+def _size(value: str) -> tuple[Any, ...] | None:
+    return (int(value),) if value.isdigit() else None
 
 
 def _snapshot_key(value: str) -> tuple[Any, ...] | None:
@@ -115,6 +121,14 @@ _BOUND: tuple[_Bound, ...] = (
     ),
     _Bound("channel_move", channel_moves_table, ChannelMove, ("move_id",), ("move_id",), _one),
     _Bound("approval", approvals_table, Approval, ("approval_id",), ("approval_id",), _one),
+    _Bound(
+        "checkpoint",
+        audit_checkpoints_table,
+        MerkleCheckpoint,
+        ("tree_size",),
+        ("tree_size",),
+        _size,
+    ),
 )
 
 _b = audit_bindings_table.c

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Column, Table, select
+from sqlalchemy import Column, Select, Table, select
 from sqlalchemy.engine import Connection
 
-from strongroom.adapters._sql.base import AnyRow, Operation, parse_body
+from strongroom.adapters._sql.base import PAGE_SIZE, AnyRow, Operation, fetch_all, parse_body
 from strongroom.adapters._sql.binding_check import BindingChecks
 from strongroom.adapters._sql.catalog import CatalogRecords
 from strongroom.adapters._sql.logs import LogRecords
@@ -25,6 +25,7 @@ from strongroom.adapters._sql.registry_tables import (
 )
 from strongroom.adapters._sql.runs import RunRecords
 from strongroom.adapters._sql.tables import (
+    artifact_tags_table,
     artifacts_table,
     audit_checkpoints_table,
     catalog_objects_table,
@@ -157,7 +158,68 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSq
                     continue
                 yield (kind, subject, getattr(record, column), record.size_bytes)  # type: ignore[attr-defined]
 
+    async def _tag_problems(self) -> AsyncIterator[VerifyProblem]:
+        """The tag index (what "artifacts tagged X" reads) must hold exactly each artifact's
+        tags: an edited, added or removed tag row is reported."""
+        art, tags = artifacts_table.c, artifact_tags_table.c
+        after: str | None = None
+        while True:
+            stmt = select(art.artifact_id, art.body).order_by(art.artifact_id).limit(PAGE_SIZE)
+            if after is not None:
+                stmt = stmt.where(art.artifact_id > after)
+
+            def page(
+                conn: Connection, stmt: Select[Any] = stmt
+            ) -> tuple[list[AnyRow], dict[str, set[str]]]:
+                rows = list(conn.execute(stmt).all())
+                ids = [r.artifact_id for r in rows]
+                indexed: dict[str, set[str]] = {i: set() for i in ids}
+                if ids:
+                    query = select(tags.artifact_id, tags.tag).where(tags.artifact_id.in_(ids))
+                    for t in conn.execute(query):
+                        indexed[t.artifact_id].add(t.tag)
+                return rows, indexed
+
+            rows, indexed = await self._read("iter_record_problems", page)
+            for row in rows:
+                try:
+                    record = parse_body(ArtifactMetadata, row.body, "artifact", row.artifact_id)
+                except IntegrityError:
+                    continue  # reported with the record checks
+                if set(record.tags) != indexed[row.artifact_id]:
+                    yield VerifyProblem(
+                        kind="artifact",
+                        code="integrity_error",
+                        subject=str(row.artifact_id),
+                        message=f"the tag index of artifact {row.artifact_id} differs from its "
+                        "record's tags (the index was edited)",
+                        details={
+                            "expected": sorted(record.tags),
+                            "found": sorted(indexed[row.artifact_id]),
+                        },
+                    )
+            if len(rows) < PAGE_SIZE:
+                break
+            after = str(rows[-1].artifact_id)
+        orphans = (
+            select(tags.artifact_id)
+            .outerjoin(artifacts_table, art.artifact_id == tags.artifact_id)
+            .where(art.artifact_id.is_(None))
+            .distinct()
+            .limit(PAGE_SIZE)
+        )
+        for orphan in await self._read("iter_record_problems", fetch_all(orphans)):
+            yield VerifyProblem(
+                kind="artifact",
+                code="integrity_error",
+                subject=str(orphan.artifact_id),
+                message=f"the tag index names artifact {orphan.artifact_id}, which does not "
+                "exist (the index was edited)",
+            )
+
     async def iter_record_problems(self) -> AsyncIterator[VerifyProblem]:
+        async for problem in self._tag_problems():
+            yield problem
         for kind, table, model, keys, subject_of in _CHECKED:
             async for row in self._checked_rows(table, keys):
                 subject = subject_of(row)

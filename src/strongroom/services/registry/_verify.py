@@ -91,11 +91,29 @@ async def verify_registry(
                     )
                 )
         heads: dict[str, str] = {}
+        last: dict[str, str] = {}  # channel -> the move that set it last, by the history
         for move in await records.list_channel_moves(kind, ident):
             checked["channel_moves"] += 1
             seen_moves.add(move.move_id)
             problems.extend(_check_move(move, audited, heads))
             heads[move.channel.value] = move.to_digest
+            last[move.channel.value] = move.move_id
+        pointers = {
+            c.value: m.move_id for c, m in (await records.get_channels(kind, ident)).items()
+        }
+        for channel in sorted(set(last) | set(pointers)):
+            if pointers.get(channel) != last.get(channel):
+                problems.append(
+                    _problem(
+                        f"{kind.value}/{ident}#{channel}",
+                        "integrity_error",
+                        f"channel {channel} of {kind.value} {ident} points at move "
+                        f"{pointers.get(channel) or 'nothing'}, but its history ends with "
+                        f"{last.get(channel) or 'nothing'}: the pointer was edited",
+                        expected=last.get(channel),
+                        found=pointers.get(channel),
+                    )
+                )
 
     for move_id, (_, seq) in audited.items():
         if move_id not in seen_moves:
