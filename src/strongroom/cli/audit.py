@@ -136,3 +136,31 @@ def anchor(
                 f"signed by {view.head.key_id}, to {view.witness}"
             )
         )
+
+
+@app.command("adopt")
+def adopt(
+    ctx: typer.Context,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm: vouch for the unbound records as they are.")
+    ] = False,
+    actor: Annotated[str, typer.Option("--actor", help="Who adopts them.")] = "local",
+    json_flag: JsonFlag = False,
+) -> None:
+    """Bind every record that has no audit binding (a vault written before bindings existed)
+    as it is now. Trust on first use: run `strongroom verify` first; adopt only a vault you
+    trust."""
+    state = cli_state(ctx, json_flag)
+    with reported_errors(state):
+        if not yes:
+            raise ValidationError(
+                "adopting vouches for every unbound record as it is now: check the vault with "
+                "`strongroom verify` first, then run `strongroom audit adopt --yes`",
+                operation="audit.adopt",
+                reason="confirmation_required",
+            )
+        count = state.run(lambda vault: vault.audit.adopt_unbound(actor=actor))
+        if state.json:
+            print_json({"adopted": count})
+            return
+        stdout_console().print(Text(f"adopted {count} unbound record(s) into the audit chain"))
