@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from _sql_tamper import drop_append_only_guards
 from strongroom.adapters._sql import encode_run_cursor
 from strongroom.adapters._sqlite import SqliteMetadataStore, open_sqlite_store
 from strongroom.errors import Conflict, IntegrityError, NotFound, ValidationError
@@ -692,6 +693,7 @@ async def test_blob_references_cover_every_record_kind_across_pages(
 
 def edit_row(db: Path, sql: str, *params: Any) -> None:
     with sqlite3.connect(db) as conn:
+        drop_append_only_guards(conn)  # an intruder who owns the file drops them first
         assert conn.execute(sql, params).rowcount == 1
     conn.close()
 

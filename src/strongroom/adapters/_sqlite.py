@@ -126,6 +126,9 @@ class SqliteMetadataStore(SqlMetadataStore):
             try:
                 cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
                 cursor.execute("PRAGMA foreign_keys = ON")
+                # A REPLACE that removes a row fires its DELETE trigger too (the append-only
+                # guards of migration 0004 would not see it otherwise).
+                cursor.execute("PRAGMA recursive_triggers = ON")
                 cursor.execute(f"PRAGMA synchronous = {synchronous}")
             finally:
                 cursor.close()
