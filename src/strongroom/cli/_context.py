@@ -87,16 +87,24 @@ class CliState:
     json: bool = False
     blobs_url: str | None = None
 
-    def run(self, work: Callable[[Vault], Awaitable[T]], *, create: bool = False) -> T:
+    def run(
+        self,
+        work: Callable[[Vault], Awaitable[T]],
+        *,
+        create: bool = False,
+        bootstrap: bool = True,
+    ) -> T:
         """Open the vault, await ``work(vault)``, close the vault: one event loop per command.
 
         Only commands that start something (``init``, ``runs create``) create a missing vault;
         the rest report `not_found`, so a mistyped ``--vault`` never makes an empty vault.
+        ``bootstrap=False`` opens without adding the default catalog entries a vault lacks
+        (`verify` must not repair what it is checking).
         """
 
         async def main() -> T:
             async with await Vault.open(
-                self.vault_url, blobs_url=self.blobs_url, create=create
+                self.vault_url, blobs_url=self.blobs_url, create=create, bootstrap=bootstrap
             ) as vault:
                 return await work(vault)
 

@@ -97,7 +97,9 @@ def verify(
         trusted = _trusted(trusted_key or [])
         stages = StageProgress(_STAGES, label_width=28, hidden=state.json)
         with stages:
-            report = state.run(lambda vault: _verify(vault, anchor, trusted, stages))
+            report = state.run(
+                lambda vault: _verify(vault, anchor, trusted, stages), bootstrap=False
+            )
             stages.finish()
         if state.json:
             print_json({**report.model_dump(mode="json"), "ok": report.ok})

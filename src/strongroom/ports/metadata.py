@@ -95,6 +95,7 @@ class ChainRow(Generic[E]):
     column_hash: str | None = None
     bindings: list[RecordBinding] | None = field(default=None)
     columns: dict[str, object] | None = field(default=None)
+    positions: list[int] | None = field(default=None)  # of ``bindings`` in the index
 
 
 def sealed_log_conflict(run_id: str) -> Conflict:

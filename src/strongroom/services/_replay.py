@@ -22,6 +22,7 @@ from strongroom.models import (
     AuditEntry,
     LogEntry,
     MerkleCheckpoint,
+    RecordBinding,
     VerifyProblem,
     entry_hash,
 )
@@ -54,6 +55,10 @@ def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
 
     sub(old_size, 0, new_size, True)
     return out
+
+
+def _key(binding: RecordBinding) -> tuple[object, ...]:
+    return (binding.type, binding.id, binding.digest, binding.seq)
 
 
 @dataclass
@@ -147,7 +152,10 @@ class ChainReplay:
         if (
             row.bindings is not None
             and isinstance(entry, AuditEntry)
-            and [b.model_dump() for b in row.bindings] != [b.model_dump() for b in entry.records]
+            and (
+                [_key(b) for b in row.bindings] != [_key(b) for b in entry.records]
+                or (row.positions is not None and row.positions != list(range(len(row.positions))))
+            )
         ):
             self.problem(
                 row.key,

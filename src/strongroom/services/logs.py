@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from strongroom.errors import Conflict, NotFound, ValidationError
+from strongroom.errors import Conflict, IntegrityError, NotFound, ValidationError
 from strongroom.ids import check_entity_id
 from strongroom.integrity import MerkleAccumulator
 from strongroom.models import (
@@ -330,7 +330,10 @@ class LogService:
         async for row in self._store.iter_log_rows(run_id):
             replay.feed(row)
         problems = replay.problems
-        ref = await self._store.get_log_reference(run_id)
+        try:
+            ref = await self._store.get_log_reference(run_id)
+        except IntegrityError:
+            ref = None  # a reference that does not parse is reported with the records
         if ref is not None and ref.sealed:
             if ref.entry_count != replay.count:
                 problems.append(
@@ -356,6 +359,8 @@ class LogService:
             if ref.sealed_artifact_id:
                 try:
                     await self._artifacts.get(ref.sealed_artifact_id)
+                except IntegrityError:
+                    pass  # the artifact record does not parse: reported with the records
                 except NotFound:
                     problems.append(
                         VerifyProblem(

@@ -96,7 +96,12 @@ async def verify_vault(
         progress("bindings", 1, 1)
 
         if isinstance(store, RegistryRecords):
-            counts, found = await verify_registry(store, blobs, audit, verified=scratch.sizes)
+            try:
+                counts, found = await verify_registry(store, blobs, audit, verified=scratch.sizes)
+            except IntegrityError as exc:
+                # A registry row that does not parse stops this stage; it is named here
+                # and with the records.
+                counts, found = {}, [_problem("registry", exc.details.get("subject", "?"), exc)]
             problems.extend(found)
             report.checked.update(counts)
             progress("registry", 1, 1)

@@ -99,8 +99,10 @@ def binding_rows(entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
 
 
 def row_binding(row: AnyRow) -> RecordBinding:
-    return RecordBinding.model_validate(
-        {"type": row.record_type, "id": row.record_id, "digest": row.digest, "seq": row.log_seq}
+    """An index row as a binding, unvalidated: a hand-edited row must still compare (and
+    differ from the chain's body), not stop the read."""
+    return RecordBinding.model_construct(
+        type=row.record_type, id=row.record_id, digest=row.digest, seq=row.log_seq
     )
 
 
@@ -271,11 +273,13 @@ class AuditRecords(SqlStoreBase):
 
             rows, index = await self._read("iter_audit_rows", page)
             by_seq: dict[int, list[RecordBinding]] = {}
+            positions: dict[int, list[int]] = {}
             orphans: dict[int, list[RecordBinding]] = {}
             keys = {int(r.seq) for r in rows}
             for irow in index:
                 target = by_seq if int(irow.seq) in keys else orphans
                 target.setdefault(int(irow.seq), []).append(row_binding(irow))
+                positions.setdefault(int(irow.seq), []).append(int(irow.pos))
             for seq in sorted(orphans):
                 yield ChainRow(
                     key=seq,
@@ -316,6 +320,7 @@ class AuditRecords(SqlStoreBase):
                     error=error,
                     column_hash=str(row.hash),
                     bindings=by_seq.get(seq, []),
+                    positions=positions.get(seq, []),
                 )
             after = int(rows[-1].seq)
 

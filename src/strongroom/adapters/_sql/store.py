@@ -21,6 +21,7 @@ from strongroom.adapters._sql.registry import RegistryRecordsSql, definition_sub
 from strongroom.adapters._sql.registry_tables import (
     approvals_table,
     channel_moves_table,
+    channel_pointers_table,
     definition_versions_table,
 )
 from strongroom.adapters._sql.runs import RunRecords
@@ -30,6 +31,8 @@ from strongroom.adapters._sql.tables import (
     audit_checkpoints_table,
     catalog_objects_table,
     log_refs_table,
+    namespaces_table,
+    providers_table,
     runs_table,
     snapshots_table,
 )
@@ -44,6 +47,8 @@ from strongroom.models import (
     LogEntry,
     LogReference,
     MerkleCheckpoint,
+    Namespace,
+    Provider,
     RecordBinding,
     Run,
     SnapshotRecord,
@@ -85,6 +90,8 @@ _CHECKED: tuple[
         lambda r: f"checkpoint@{r.tree_size}",
     ),
     ("log_ref", log_refs_table, LogReference, ("run_id",), lambda r: f"log:{r.run_id}"),
+    ("provider", providers_table, Provider, ("provider_id",), lambda r: str(r.provider_id)),
+    ("namespace", namespaces_table, Namespace, ("namespace_id",), lambda r: str(r.namespace_id)),
     ("approval", approvals_table, Approval, ("approval_id",), lambda r: str(r.approval_id)),
 )
 
@@ -217,7 +224,40 @@ class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSq
                 "exist (the index was edited)",
             )
 
+    async def _pointer_problems(self) -> AsyncIterator[VerifyProblem]:
+        """Each channel pointer row must be exactly what its move set: the definition, the
+        channel and the digest (what a promotion's compare-and-set reads)."""
+        ptr, mv = channel_pointers_table.c, channel_moves_table.c
+        stmt = select(ptr.kind, ptr.definition_id, ptr.channel, ptr.digest, ptr.move_id, mv.body)
+        stmt = stmt.outerjoin(channel_moves_table, mv.move_id == ptr.move_id)
+        async for row in self._keyset_pages(stmt, [ptr.kind, ptr.definition_id, ptr.channel]):
+            subject = f"{row.kind}/{row.definition_id}#{row.channel}"
+            try:
+                move = (
+                    None
+                    if row.body is None
+                    else parse_body(ChannelMove, row.body, "channel_move", str(row.move_id))
+                )
+            except IntegrityError:
+                continue  # reported with the records
+            expected = (
+                None
+                if move is None
+                else (move.kind.value, move.definition_id, move.channel.value, move.to_digest)
+            )
+            if expected != (row.kind, row.definition_id, row.channel, row.digest):
+                yield VerifyProblem(
+                    kind="registry",
+                    code="integrity_error",
+                    subject=subject,
+                    message=f"channel pointer {subject} is not what its move {row.move_id} set "
+                    "(the pointer was edited)",
+                    details={"move_id": row.move_id, "expected": expected, "found": row.digest},
+                )
+
     async def iter_record_problems(self) -> AsyncIterator[VerifyProblem]:
+        async for problem in self._pointer_problems():
+            yield problem
         async for problem in self._tag_problems():
             yield problem
         for kind, table, model, keys, subject_of in _CHECKED:

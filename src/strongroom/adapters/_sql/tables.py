@@ -84,8 +84,15 @@ class UtcTimestamp(TypeDecorator[datetime]):
         if value is None:
             return None
         if isinstance(value, str):
-            return datetime.fromisoformat(value)
-        assert isinstance(value, datetime)
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                # Text that is no timestamp can only be a hand edit (SQLite stores text):
+                # read as missing, so the column-versus-body check names the row instead of
+                # the whole read failing.
+                return None
+        if not isinstance(value, datetime):
+            return None
         return value.astimezone(UTC)
 
 
