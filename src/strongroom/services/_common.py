@@ -19,7 +19,6 @@ __all__ = [
     "chain_hash",
     "parse",
     "retry_on_conflict",
-    "seal_entry",
     "validation_error",
     "verify_chain",
 ]
@@ -75,14 +74,6 @@ async def retry_on_conflict(
                 raise
             await asyncio.sleep(random.uniform(0, base_delay * (2 ** min(i, 8))))
     raise AssertionError("unreachable")
-
-
-E = TypeVar("E", bound=ChainedEntry)
-
-
-def seal_entry(entry: E) -> E:
-    """Return ``entry`` with its hash computed over the exact JSON form it is stored in."""
-    return entry.model_copy(update={"hash": entry_hash(entry)})  # type: ignore[attr-defined, no-any-return]
 
 
 def verify_chain(
