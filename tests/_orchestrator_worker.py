@@ -4,9 +4,11 @@
 
 Opens the vault (a directory or ``postgresql://`` URL, with its blob store URL when given),
 prints ``ready`` once everything is imported and the vault is open, then starts run RUN_ID of
-`PLAYBOOK_REF` (with `INPUTS`) or resumes it, and prints the outcome as one JSON line
-(``{"status": ..., "run_id": ...}``). The test SIGKILLs it at random moments; a worker that is
-not killed exits 0 whatever the run's status (the test checks it), 1 on an unexpected error.
+`PLAYBOOK_REF` (with `INPUTS`) or resumes it, printing ``event KIND [STEP_ID]`` for each event
+the orchestrator reports (``run_started``, ``step_started root``, ``step_completed root``...),
+and prints the outcome as one JSON line (``{"status": ..., "run_id": ...}``). The test
+SIGKILLs it at points of that progress; a worker that is not killed exits 0 whatever the run's
+status (the test checks it), 1 on an unexpected error.
 
 `playbook()` is the definition the test publishes: a DAG of `lane_tools:add` steps with
 parallel branches and short delays, so that kills land while steps are in flight.
@@ -23,7 +25,7 @@ from typing import Any
 
 from strongroom.errors import Conflict
 from strongroom.execution import RunnerOptions
-from strongroom.orchestrator import Orchestrator
+from strongroom.orchestrator import Event, Orchestrator
 from strongroom.vault import Vault
 
 TOOLS_DIR = Path(__file__).with_name("sandbox_tools")
@@ -39,6 +41,11 @@ def _add(step_id: str, x: Any, y: Any, delay: float) -> dict[str, Any]:
         "tool": "add@1.0.0",
         "inputs": {"x": x, "y": y, "delay": {"value": delay}},
     }
+
+
+def report(event: Event) -> None:
+    """One progress line per orchestrator event, flushed at once: the test kills on these."""
+    print(f"event {event.kind} {event.step_id or ''}".rstrip(), flush=True)
 
 
 def _from(step_id: str) -> dict[str, str]:
@@ -78,6 +85,7 @@ async def work(
             RunnerOptions(workdir=workdir, tool_paths=(TOOLS_DIR,), backoff_seconds=0.01),
             max_parallel=MAX_PARALLEL,
             actor="kill-worker",
+            on_event=report,
         )
         print("ready", flush=True)
         if mode == "start":

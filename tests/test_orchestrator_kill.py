@@ -3,10 +3,12 @@ every run then resumes to completion with the outputs of an uninterrupted run, a
 the run had recorded as completed is executed again.
 
 The orchestrator runs in worker processes (``_orchestrator_worker.py``: one start or resume of
-one run of an eight-step DAG of sandboxed ``lane_tools:add`` steps, max_parallel 2). After one
-uninterrupted reference run, the test starts run after run, SIGKILLs each worker after a
-seeded random delay (spread over a run's life, sometimes 0, sometimes before the worker is
-even ready) and resumes the run with new workers, each possibly killed too, until it
+one run of an eight-step DAG of sandboxed ``lane_tools:add`` steps, max_parallel 2), which
+print a line per orchestrator event. After one uninterrupted reference run, the test starts
+run after run, SIGKILLs each worker at a seeded random point of its progress (after its K-th
+event plus a random part of a typical gap between events, so spread over what is left of
+the run however fast the machine is; sometimes the moment it is ready, sometimes before it
+is even ready) and resumes the run with new workers, each possibly killed too, until it
 completes. ``STRONGROOM_ORCHESTRATOR_KILLS`` overrides how many kills the test delivers at
 least (default `DEFAULT_KILLS`).
 
@@ -20,6 +22,7 @@ output may have been stored but not yet recorded). A step recorded COMPLETED is 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import selectors
@@ -28,9 +31,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 import pytest
@@ -51,8 +55,8 @@ SEED = 20_251_203
 MAX_KILLS_PER_RUN = 6  # then the next worker is left to finish, so every run ends
 EARLY_KILL = 0.08  # share of workers killed before they said ready (in their imports)
 ZERO_DELAY = 0.1  # share killed the moment they are ready
-WORKER_TIMEOUT = 120.0
-LEFTOVER_GRACE = 2.0
+WORKER_TIMEOUT = 120.0  # longest wait for a worker's next progress, or for its end
+LEFTOVER_GRACE = 30.0  # polled: only a machine too slow to reap them in time waits it out
 
 
 def wanted_kills(default: int = DEFAULT_KILLS) -> int:
@@ -95,6 +99,8 @@ class Campaign:
     rng: random.Random
     life: float  # seconds from a worker's "ready" to the end of an uninterrupted run
     stderr: Path
+    startup: float = 0.0  # seconds from a worker's spawn to its "ready"
+    events: int = 0  # events an uninterrupted run reports
     reference: dict[str, Any] = field(default_factory=dict)
     runs: list[RunRecord] = field(default_factory=list)
     descendants: list[tuple[psutil.Process, str]] = field(default_factory=list)
@@ -121,6 +127,9 @@ async def prepare(target: KillTarget) -> None:
 
 
 class Worker:
+    """One worker process, its stdout followed line by line: ``ready``, then ``event ...``
+    lines (`_orchestrator_worker.py`), then the outcome."""
+
     def __init__(self, campaign: Campaign, mode: str, run_id: str) -> None:
         self.began = time.monotonic()
         with campaign.stderr.open("ab") as stderr:
@@ -131,27 +140,73 @@ class Worker:
                 env={**os.environ, "PYTHONWARNINGS": "error"},
             )
         self.stderr = campaign.stderr
-        self._selector = selectors.DefaultSelector()
         assert self.process.stdout is not None
-        self._selector.register(self.process.stdout, selectors.EVENT_READ)
+        self._fd = self.process.stdout.fileno()  # read raw: no buffer hides lines from select
+        os.set_blocking(self._fd, False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._fd, selectors.EVENT_READ)
+        self._partial = b""
+        self._eof = False
+        self.lines: list[str] = []  # after "ready" and the events: the outcome
         self.ready_at: float | None = None
+        self.events = 0
+
+    def _read(self, deadline: float) -> None:
+        """Take in what the worker printed, waiting until ``deadline`` for something."""
+        if self._eof or not self._selector.select(max(0.0, deadline - time.monotonic())):
+            return
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._eof = True
+                return
+            now = time.monotonic()
+            *lines, self._partial = (self._partial + chunk).split(b"\n")
+            for line in (raw.decode().strip() for raw in lines):
+                if line == "ready" and self.ready_at is None:
+                    self.ready_at = now
+                elif line.startswith("event "):
+                    self.events += 1
+                else:
+                    self.lines.append(line)
+
+    def _wait(self, reached: Callable[[], bool], deadline: float) -> bool:
+        """Follow the worker until ``reached`` holds (True) or it closed its output (False)."""
+        while not reached():
+            if self._eof:
+                return False
+            if time.monotonic() >= deadline:
+                self.fail("made no progress in time")
+            self._read(deadline)
+        return True
 
     def wait_ready(self, deadline: float) -> bool:
         """True once it printed ``ready``; False when it ended first."""
-        assert self.process.stdout is not None
-        if not self._selector.select(max(0.0, deadline - time.monotonic())):
-            self.fail("did not get ready in time")
-        line = self.process.stdout.readline().decode().strip()
-        if line == "ready":
-            self.ready_at = time.monotonic()
-            return True
-        if line:
-            self.fail(f"said {line!r} instead of ready")
-        return False
+        ready = self._wait(lambda: self.ready_at is not None, deadline)
+        if not ready and self.lines:
+            self.fail(f"said {self.lines[0]!r} instead of ready")
+        return ready
 
-    def wait(self, timeout: float | None) -> int | None:
+    def wait_events(self, count: int, deadline: float) -> bool:
+        """True once it reported ``count`` events; False when it ended first."""
+        return self._wait(lambda: self.events >= count, deadline)
+
+    def linger(self, seconds: float) -> None:
+        """Let it go on for ``seconds``, following its output meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._eof and time.monotonic() < deadline:
+            self._read(deadline)
+
+    def wait(self, timeout: float) -> int | None:
+        """Its exit code once it ended within ``timeout`` seconds (its output read), else None."""
+        deadline = time.monotonic() + timeout
+        while not self._eof and time.monotonic() < deadline:
+            self._read(deadline)
         try:
-            return self.process.wait(timeout=timeout)
+            return self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             return None
 
@@ -165,25 +220,32 @@ class Worker:
         children = [(child, " ".join(_cmdline(child))) for child in found]
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+        self.close()
         return children
 
-    def outcome(self) -> dict[str, Any]:
+    def close(self) -> None:
+        self._selector.close()
         assert self.process.stdout is not None
-        rest = self.process.stdout.read().decode().strip().splitlines()
         self.process.stdout.close()
-        if self.process.returncode != 0 or not rest:
+
+    def outcome(self) -> dict[str, Any]:
+        """The outcome line of a worker that ended by itself."""
+        self.wait(WORKER_TIMEOUT)  # the rest of its output
+        self.close()
+        if self.process.returncode != 0 or not self.lines:
             self.fail(f"ended with code {self.process.returncode}")
-        result: dict[str, Any] = json.loads(rest[-1])
+        result: dict[str, Any] = json.loads(self.lines[-1])
         return result
 
-    def fail(self, what: str) -> None:
+    def fail(self, what: str) -> NoReturn:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         tail = self.stderr.read_text(errors="replace")[-3000:]
-        raise AssertionError(f"orchestrator worker {what}; stderr tail:\n{tail}")
+        raise AssertionError(
+            f"orchestrator worker {what} (ready: {self.ready_at is not None}, "
+            f"{self.events} events); stderr tail:\n{tail}"
+        )
 
 
 async def plan_of(vault: Vault, run_id: str) -> PlanState | None:
@@ -217,24 +279,44 @@ async def executions(vault: Vault, run_id: str) -> Counter[str]:
 
 
 async def reference_run(campaign: Campaign) -> None:
-    """One uninterrupted run: the outputs every killed run must end with, and its duration."""
+    """One uninterrupted run: the outputs every killed run must end with, its duration and
+    the number of events it reports."""
     run_id = new_id()
     worker = Worker(campaign, "start", run_id)
     assert worker.wait_ready(time.monotonic() + WORKER_TIMEOUT)
     if worker.wait(WORKER_TIMEOUT) is None:
         worker.fail("did not finish the reference run")
     assert worker.ready_at is not None
+    campaign.startup = worker.ready_at - worker.began
     campaign.life = time.monotonic() - worker.ready_at
+    campaign.events = worker.events
     assert worker.outcome() == {"status": "completed", "run_id": run_id}
     campaign.reference = await outputs_of(campaign.vault, run_id)
     assert set((await executions(campaign.vault, run_id)).values()) == {1}
 
 
+async def events_left(campaign: Campaign, run_id: str) -> int:
+    """How many events a worker on this run would still report: a start or resume, then a
+    start and an end for every step not completed yet, then the run's end."""
+    plan = await plan_of(campaign.vault, run_id)
+    if plan is None:
+        return campaign.events
+    left = sum(step.status is not StepStatus.COMPLETED for step in plan.steps.values())
+    return 2 + 2 * left
+
+
 async def drive_until_complete(campaign: Campaign) -> RunRecord:
-    """Start one run and resume it until it completes, killing workers on the way."""
+    """Start one run and resume it until it completes, killing workers on the way.
+
+    A kill waits for progress, not for time: for the worker's K-th event (K drawn up to a
+    fifth past the events it has left, so that some workers finish) and then for a random
+    part of a typical gap between two events, so that it lands inside the step work that
+    follows; or it comes the moment the worker is ready; or (`EARLY_KILL`) before it is ready,
+    at a random part of the time a worker took to get ready."""
     record = RunRecord(new_id())
     campaign.runs.append(record)
     rng = campaign.rng
+    gap = campaign.life / max(1, campaign.events)
     while True:
         run = await _find_run(campaign.vault, record.run_id)
         if run is not None and run.status is RunStatus.COMPLETED:
@@ -243,20 +325,24 @@ async def drive_until_complete(campaign: Campaign) -> RunRecord:
         # worker's resume gets `no_plan` and starts it again under the same id.
         mode = "start" if run is None else "resume"
         kill_it = record.kills < MAX_KILLS_PER_RUN
+        left = await events_left(campaign, record.run_id)
         record.workers += 1
         worker = Worker(campaign, mode, record.run_id)
         deadline = time.monotonic() + WORKER_TIMEOUT
         killed = False
         if kill_it and rng.random() < EARLY_KILL:
-            ended = worker.wait(rng.uniform(0, 0.5))
-            if ended is None:
+            worker.linger(rng.uniform(0, 1) * campaign.startup)
+            if worker.process.poll() is None:
+                campaign.early_kills += worker.ready_at is None
                 campaign.descendants += worker.kill()
                 killed = True
-                campaign.early_kills += 1
-        elif worker.wait_ready(deadline):
-            delay = 0.0 if rng.random() < ZERO_DELAY else rng.uniform(0, campaign.life * 1.2)
-            ended = worker.wait(delay) if kill_it else worker.wait(WORKER_TIMEOUT)
-            if ended is None and kill_it:
+        elif worker.wait_ready(deadline) and kill_it:
+            reached = True  # the moment it is ready, or:
+            if rng.random() >= ZERO_DELAY:
+                reached = worker.wait_events(rng.randint(1, math.ceil(left * 1.2)), deadline)
+                if reached:
+                    worker.linger(rng.uniform(0, 1) * gap)
+            if reached and worker.process.poll() is None:
                 campaign.descendants += worker.kill()
                 killed = True
         if killed:
@@ -342,12 +428,14 @@ async def kill_campaign(target: KillTarget, kills: int, stderr: Path, seed: int 
         bootstraps = [p.pid for p, cmd in campaign.descendants if "_bootstrap.py" in cmd]
         report = await vault.verify()
         assert report.ok, report.problems
+        in_flight = sum(sum(run.in_flight.values()) for run in campaign.runs)
         print(
             f"\n{campaign.kills} kills ({campaign.early_kills} before ready) over "
             f"{len(campaign.runs)} runs and {sum(r.workers for r in campaign.runs)} workers; "
-            f"{extra} re-executions of in-flight steps; {len(campaign.descendants)} "
-            f"descendants of killed workers ({len(bootstraps)} sandboxes), none left; "
-            f"reference run {campaign.life:.2f} s"
+            f"{in_flight} steps caught in flight, {extra} re-executions of them; "
+            f"{len(campaign.descendants)} descendants of killed workers ({len(bootstraps)} "
+            f"sandboxes), none left; reference run {campaign.life:.2f} s, "
+            f"{campaign.events} events"
         )
         return campaign
     finally:
@@ -362,3 +450,5 @@ async def test_killed_orchestrator_resumes_every_run_to_the_same_outputs(tmp_pat
     campaign = await kill_campaign(target, kills, tmp_path / "workers.stderr")
     assert campaign.kills >= kills
     assert len(campaign.runs) >= 2
+    # Kills on progress: some caught a step in flight, however slow the machine is.
+    assert any(run.in_flight for run in campaign.runs), "no kill caught a step in flight"
