@@ -53,6 +53,9 @@ class Sizes:
     orchestrator_steps: int = 100  # steps of the stub-runner chain (benchmark 7)
     orchestrator_resume_steps: int = 10_000  # steps of the resumed run, all but 1 done (7)
     orchestrator_repeats: int = 5  # measured stub runs and resumes (benchmark 7)
+    verify_records: int = 1_000_000  # bound artifact records in the verified vault (8)
+    verify_audit: int = 1_000_000  # audit entries in it (benchmark 8; also 1/10 of both)
+    verify_blobs: int = 2000  # 256 KiB blobs for verify's blob rate (benchmark 8)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -70,6 +73,9 @@ class Sizes:
             sandbox_runs=50,
             orchestrator_resume_steps=2000,
             orchestrator_repeats=2,
+            verify_records=20_000,
+            verify_audit=20_000,
+            verify_blobs=50,
         )
 
     def override(self, values: dict[str, int | None]) -> Sizes:

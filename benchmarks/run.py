@@ -4,10 +4,12 @@ Writes ``bench-results/latest.json`` (every figure, the sizes, the machine and i
 prints a Markdown table of the figures beside their baselines to stdout; progress goes to
 stderr. Examples::
 
-    python -m benchmarks.run                      # everything, full sizes (about 5-10 min)
+    python -m benchmarks.run                      # everything, full sizes (about 20-30 min;
+                                                  # verify_large alone builds 1M records: 12-20)
     python -m benchmarks.run --quick              # smoke run with small sizes (about 1 min)
     python -m benchmarks.run --only run_index --index-runs 20000
     python -m benchmarks.run --only log_append --profile   # + cProfile of the benchmark
+    python -m benchmarks.run --only verify_large --verify-records 100000 --verify-audit 100000
     python -m benchmarks.run --backend postgres-s3 --quick # PostgreSQL + S3 (moto)
     python -m benchmarks.run --backend all --only run_index --index-runs 1000000
 
@@ -47,6 +49,7 @@ from benchmarks import (
     run_index,
     run_latency,
     sandbox_overhead,
+    verify_large,
 )
 from benchmarks._backends import BACKENDS, Backend, BackendUnavailable, make_backend
 from benchmarks._common import Context, Figure, Sizes
@@ -63,6 +66,7 @@ BENCHMARKS: dict[str, tuple[str, BenchmarkFn]] = {
         log_append,
         sandbox_overhead,
         orchestrator,
+        verify_large,
     )
 }
 
@@ -138,7 +142,8 @@ def _load() -> list[float]:
 
 
 def _cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds every process has used since boot, CPU seconds this process has used)."""
+    """(CPU seconds every process has used since boot, CPU seconds this process and its
+    finished children have used: verify_large's verify process, the sandbox's tools)."""
     busy = 0.0
     try:
         with open("/proc/stat", encoding="ascii") as handle:
@@ -147,8 +152,9 @@ def _cpu_seconds() -> tuple[float, float]:
         busy = (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         pass
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return busy, usage.ru_utime + usage.ru_stime
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy, own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _share(seconds: float, wall: float) -> float:
