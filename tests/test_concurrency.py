@@ -194,7 +194,12 @@ async def test_eight_processes_of_mixed_operations_lose_nothing_and_never_see_a_
         head = await vault.audit.head()
         expected_audit = audit_before + sum(r["audit_events"] for r in reports)
         assert head is not None
-        assert head.seq == expected_audit
+        # Every write is audited now (and checkpoints and log heads add entries), so the
+        # workers' count of governance events is a floor; what must hold exactly is that
+        # every record is bound and every chain intact.
+        assert head.seq >= expected_audit
+        report = await vault.verify()
+        assert report.ok, report.problems[:5]
 
 
 @pytest.mark.slow
