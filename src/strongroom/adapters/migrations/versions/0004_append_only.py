@@ -95,6 +95,8 @@ from typing import Final
 
 from alembic import op
 
+from strongroom.errors import UnsupportedFormat
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -176,6 +178,17 @@ def _sqlite_downgrade() -> None:
         op.execute(f"DROP TRIGGER {table}_no_update")
 
 
+def _unsupported(dialect: str) -> UnsupportedFormat:
+    # strongroom runs on SQLite and PostgreSQL only (adapters.open_stores refuses the rest).
+    return UnsupportedFormat(
+        f"no append-only guards for SQL dialect {dialect!r}: strongroom supports SQLite and "
+        "PostgreSQL",
+        operation="migrate",
+        backend=dialect,
+        reason="unsupported_dialect",
+    )
+
+
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
@@ -183,7 +196,7 @@ def upgrade() -> None:
     elif dialect == "sqlite":
         _sqlite_upgrade()
     else:
-        raise NotImplementedError(f"no append-only guards for SQL dialect {dialect!r}")
+        raise _unsupported(dialect)
 
 
 def downgrade() -> None:
@@ -193,4 +206,4 @@ def downgrade() -> None:
     elif dialect == "sqlite":
         _sqlite_downgrade()
     else:
-        raise NotImplementedError(f"no append-only guards for SQL dialect {dialect!r}")
+        raise _unsupported(dialect)
