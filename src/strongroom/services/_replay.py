@@ -253,31 +253,40 @@ class AuditReplay(ChainReplay):
         while self._cp < len(self.checkpoints) and self.checkpoints[self._cp].tree_size <= size:
             cp = self.checkpoints[self._cp]
             self._cp += 1
-            if cp.tree_size == size and self.acc.root() != cp.root_hash:
-                self.problems.append(
-                    VerifyProblem(
-                        kind="audit_checkpoint",
-                        code="integrity_error",
-                        subject=f"checkpoint@{cp.tree_size}",
-                        message="Merkle root of the audit log no longer matches its checkpoint",
-                        details={"expected": cp.root_hash, "found": self.acc.root()},
-                    )
-                )
+            self._check_root(
+                "audit_checkpoint",
+                f"checkpoint@{cp.tree_size}",
+                cp.tree_size,
+                cp.root_hash,
+                "Merkle root of the audit log no longer matches its checkpoint",
+            )
         while self._an < len(self.anchors) and self.anchors[self._an].tree_size <= size:
             head = self.anchors[self._an]
             self._an += 1
-            if head.tree_size == size and self.acc.root() != head.root_hash:
-                self.problems.append(
-                    VerifyProblem(
-                        kind="audit_anchor",
-                        code="integrity_error",
-                        subject=f"anchor@{head.tree_size}",
-                        message=f"the audit log's first {head.tree_size} entries are not the "
-                        "ones anchored outside the vault: history was rewritten",
-                        details={"expected": head.root_hash, "found": self.acc.root()},
-                    )
-                )
+            self._check_root(
+                "audit_anchor",
+                f"anchor@{head.tree_size}",
+                head.tree_size,
+                head.root_hash,
+                f"the audit log's first {head.tree_size} entries are not the ones anchored "
+                "outside the vault: history was rewritten",
+            )
         return leaf
+
+    def _check_root(
+        self, kind: str, subject: str, tree_size: int, expected: str, message: str
+    ) -> None:
+        """The root over the first ``tree_size`` leaves, if that is where the replay is."""
+        if tree_size == self.acc.size and self.acc.root() != expected:
+            self.problems.append(
+                VerifyProblem(
+                    kind=kind,
+                    code="integrity_error",
+                    subject=subject,
+                    message=message,
+                    details={"expected": expected, "found": self.acc.root()},
+                )
+            )
 
     def finish(self) -> None:
         size = self.acc.size
