@@ -198,8 +198,8 @@ async def test_eight_processes_of_mixed_operations_lose_nothing_and_never_see_a_
         # workers' count of governance events is a floor; what must hold exactly is that
         # every record is bound and every chain intact.
         assert head.seq >= expected_audit
-        report = await vault.verify()
-        assert report.ok, report.problems[:5]
+        verified = await vault.verify()
+        assert verified.ok, verified.problems[:5]
 
 
 @pytest.mark.slow
