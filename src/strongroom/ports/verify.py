@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from strongroom.models import RecordBinding, VerifyProblem
 
-__all__ = ["binding_problem", "log_head_problem"]
+__all__ = ["BINDING_REASONS", "binding_problem", "log_head_problem"]
+
+# The ``reason`` of every problem `binding_problem` and `log_head_problem` make.
+BINDING_REASONS = frozenset(
+    {"unbound", "deleted", "resurrected", "digest_mismatch", "log_truncated", "log_head_mismatch"}
+)
 
 
 def binding_problem(

@@ -8,9 +8,10 @@ from strongroom.services.registry._results import (
     RegistryPolicy,
 )
 from strongroom.services.registry._service import ApprovalTarget, RegistryService, move_digest
-from strongroom.services.registry._verify import verify_registry
+from strongroom.services.registry._verify import MOVE_EVENTS, collect_move, verify_registry
 
 __all__ = [
+    "MOVE_EVENTS",
     "ApprovalTarget",
     "DefinitionSummary",
     "MoveResult",
@@ -18,6 +19,7 @@ __all__ = [
     "RegistryHistory",
     "RegistryPolicy",
     "RegistryService",
+    "collect_move",
     "move_digest",
     "verify_registry",
 ]

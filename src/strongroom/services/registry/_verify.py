@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from strongroom.errors import IntegrityError, NotFound, StrongroomError
-from strongroom.models import ChannelMove, VerifyProblem
+from strongroom.models import AuditEntry, ChannelMove, VerifyProblem
 from strongroom.ports import BlobStore, RegistryRecords
+from strongroom.ports.metadata import ChainRow
 from strongroom.services.audit import AuditService
 from strongroom.services.registry._service import move_digest
 
-__all__ = ["MOVE_EVENTS", "verify_registry"]
+__all__ = ["MOVE_EVENTS", "collect_move", "verify_registry"]
 
 MOVE_EVENTS = frozenset({"registry.published", "registry.promoted", "registry.rolled_back"})
 
@@ -34,21 +35,25 @@ async def verify_registry(
     audit: AuditService,
     *,
     verified: Mapping[str, int] | None = None,
+    audited: Mapping[str, tuple[str, int]] | None = None,
+    audited_through: int = 0,
 ) -> tuple[dict[str, int], list[VerifyProblem]]:
     """Check the registry; returns (counts checked, problems). ``verified``: digest -> size
-    of blobs the caller already re-hashed successfully (others are re-hashed here)."""
+    of blobs the caller already re-hashed successfully (others are re-hashed here).
+    ``audited``: what `collect_move` gathered from the audit rows the caller already walked,
+    up to the row key ``audited_through`` (rows appended since are walked here); None: the
+    audit chain is walked here."""
     problems: list[VerifyProblem] = []
     checked = {"definition_versions": 0, "channel_moves": 0}
 
-    audited: dict[str, tuple[str, int]] = {}
+    later: dict[str, tuple[str, int]] = {}
     # By the rows' own keys: a forged seq inside a body cannot send the walk back.
-    async for row in audit.rows():
-        entry = row.entry
-        if entry is not None and entry.event in MOVE_EVENTS:
-            move = entry.details.get("move")
-            digest = entry.details.get("move_digest")
-            if isinstance(move, dict) and isinstance(digest, str):
-                audited[str(move.get("move_id"))] = (digest, row.key)
+    async for row in audit.rows(0 if audited is None else audited_through):
+        collect_move(later, row)
+    if audited is None:
+        audited = later
+    elif later:  # moves audited while the caller walked on: a later row wins, as in one walk
+        audited = {**audited, **later}
 
     seen_moves: set[str] = set()
     for latest in await records.list_definitions():
@@ -127,6 +132,17 @@ async def verify_registry(
                 )
             )
     return checked, problems
+
+
+def collect_move(audited: dict[str, tuple[str, int]], row: ChainRow[AuditEntry]) -> None:
+    """Note in ``audited`` (move_id -> (move_digest, row key)) the channel move that the
+    audit ``row`` records, if it records one."""
+    entry = row.entry
+    if entry is not None and entry.event in MOVE_EVENTS:
+        move = entry.details.get("move")
+        digest = entry.details.get("move_digest")
+        if isinstance(move, dict) and isinstance(digest, str):
+            audited[str(move.get("move_id"))] = (digest, row.key)
 
 
 def _check_move(
