@@ -19,7 +19,7 @@ from strongroom.models import (
     bind_log_head,
     chain_audit_events,
 )
-from strongroom.ports.metadata import ChainRow, MetadataStore
+from strongroom.ports.metadata import ChainRow, MetadataStore, binding_key
 
 __all__ = ["MemoryAuditRecords"]
 
@@ -104,7 +104,7 @@ class MemoryAuditRecords(MetadataStore):
                 key=position + 1,
                 entry=entry.model_copy(deep=True),
                 column_hash=entry.hash,
-                bindings=list(entry.records),
+                bindings=[binding_key(b) for b in entry.records],
             )
 
     async def latest_binding(

@@ -21,7 +21,14 @@ from strongroom.models.audit import (
     RecordBinding,
     record_digest,
 )
-from strongroom.models.bindings import BoundRecord, bind, bind_deleted, bind_log_head, binding_id
+from strongroom.models.bindings import (
+    BoundRecord,
+    bind,
+    bind_deleted,
+    bind_log_head,
+    binding_id,
+    stored_body,
+)
 from strongroom.models.catalog import (
     CatalogObject,
     Encryption,
@@ -31,7 +38,15 @@ from strongroom.models.catalog import (
     ProviderStatus,
     ProviderType,
 )
-from strongroom.models.chain import GENESIS_HASH, chain_audit_events, chain_hash, entry_hash
+from strongroom.models.chain import (
+    GENESIS_HASH,
+    MAX_BINDINGS_PER_ENTRY,
+    chain_audit_events,
+    chain_audit_rows,
+    chain_hash,
+    entry_hash,
+    stored_entry_matches,
+)
 from strongroom.models.execution import RunnerRequest, RunnerResponse, RunnerStatus
 from strongroom.models.logs import LEVEL_ORDER, LogEntry, LogLevel, LogLine, LogQuery, LogReference
 from strongroom.models.registry import (
@@ -85,6 +100,7 @@ __all__ = [
     "DEFAULT_MEDIA_TYPES",
     "GENESIS_HASH",
     "LEVEL_ORDER",
+    "MAX_BINDINGS_PER_ENTRY",
     "TERMINAL_STATUSES",
     "Approval",
     "ApprovalScope",
@@ -161,8 +177,11 @@ __all__ = [
     "binding_id",
     "canonical_json",
     "chain_audit_events",
+    "chain_audit_rows",
     "chain_hash",
     "entry_hash",
     "record_digest",
+    "stored_body",
+    "stored_entry_matches",
     "utcnow",
 ]

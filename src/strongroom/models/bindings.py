@@ -1,8 +1,16 @@
 """How each kind of record is named in the audit chain: `bind` makes the `RecordBinding` a
-write carries, from exactly the record that was stored."""
+write carries, from exactly the record that was stored.
+
+A bound record is stored as `stored_body`: its canonical JSON (the bytes its digest is taken
+over) as text. verify can then check a stored record against its binding by hashing the stored
+text, without parsing or re-serializing it; a body stored in another form (an older vault) is
+still checked, by the slower parse-and-recompute path."""
 
 from __future__ import annotations
 
+import hashlib
+
+from strongroom.models._base import canonical_json
 from strongroom.models.artifacts import ArtifactMetadata
 from strongroom.models.audit import BindingType, MerkleCheckpoint, RecordBinding, record_digest
 from strongroom.models.catalog import CatalogObject, Namespace, Provider
@@ -10,7 +18,14 @@ from strongroom.models.logs import LogEntry, LogReference
 from strongroom.models.registry import Approval, ChannelMove, DefinitionVersion
 from strongroom.models.runs import Run, SnapshotRecord
 
-__all__ = ["BoundRecord", "bind", "bind_deleted", "bind_log_head", "binding_id"]
+__all__ = [
+    "BoundRecord",
+    "bind",
+    "bind_deleted",
+    "bind_log_head",
+    "binding_id",
+    "stored_body",
+]
 
 BoundRecord = (
     Run
@@ -54,11 +69,20 @@ def binding_id(record: BoundRecord) -> tuple[BindingType, str]:
     raise TypeError(f"no audit binding for {type(record).__name__}")  # pragma: no cover
 
 
-def bind(record: BoundRecord) -> RecordBinding:
+def stored_body(record: BoundRecord) -> str:
+    """The text a records store keeps for a bound record: its canonical JSON, whose sha256
+    is `record_digest` (and which every reader parses like any JSON form of the record)."""
+    return canonical_json(record.model_dump(mode="json")).decode("utf-8")
+
+
+def bind(record: BoundRecord, body: str | None = None) -> RecordBinding:
+    """The binding of ``record``; ``body``: its `stored_body`, when the caller has it (its
+    digest is then the hash of that text, not recomputed from the record)."""
     kind, ident = binding_id(record)
-    return RecordBinding.model_construct(
-        type=kind, id=ident, digest=record_digest(record), seq=None
+    digest = (
+        record_digest(record) if body is None else hashlib.sha256(body.encode("utf-8")).hexdigest()
     )
+    return RecordBinding.model_construct(type=kind, id=ident, digest=digest, seq=None)
 
 
 def bind_deleted(kind: BindingType, ident: str) -> RecordBinding:

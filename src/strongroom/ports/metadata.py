@@ -63,8 +63,10 @@ from strongroom.ports.registry import RegistryRecords
 
 __all__ = [
     "AuditListener",
+    "BindingKey",
     "ChainRow",
     "MetadataStore",
+    "binding_key",
     "closed_log_reference",
     "sealed_log_conflict",
     "transition_run_id",
@@ -84,18 +86,29 @@ class ChainRow(Generic[E]):
 
     ``entry`` is the parsed body, or None with ``error`` when it does not validate;
     ``column_hash`` the hash column kept beside the body (None where there is none);
-    ``bindings`` the store's binding index rows for this seq (audit rows of stores that keep
-    an index separate from the bodies; None otherwise); ``columns`` the other copies of body
-    fields the row keeps for queries (level, event, phase, timestamp of a log line), which
-    must agree with the body."""
+    ``bindings`` the store's binding index rows for this seq as `binding_key` tuples (audit
+    rows of stores that keep an index separate from the bodies; None otherwise); ``columns``
+    the other copies of body fields the row keeps for queries (level, event, phase,
+    timestamp of a log line), which must agree with the body; ``text`` the body as stored,
+    when the store has it (a replay can then check the hash against the stored text
+    without re-serializing the entry)."""
 
     key: int
     entry: E | None
     error: IntegrityError | None = None
     column_hash: str | None = None
-    bindings: list[RecordBinding] | None = field(default=None)
+    bindings: list[BindingKey] | None = field(default=None)
     columns: dict[str, object] | None = field(default=None)
     positions: list[int] | None = field(default=None)  # of ``bindings`` in the index
+    text: str | None = None
+
+
+# A binding as compared by verify: (type, id, digest, log seq).
+BindingKey = tuple[str, str, str | None, int | None]
+
+
+def binding_key(binding: RecordBinding) -> BindingKey:
+    return (binding.type, binding.id, binding.digest, binding.seq)
 
 
 def sealed_log_conflict(run_id: str) -> Conflict:
@@ -397,3 +410,12 @@ class MetadataStore(RegistryRecords, ABC):
         """
         return
         yield  # an async generator that yields nothing
+
+    async def iter_all_record_problems(self) -> AsyncIterator[VerifyProblem]:
+        """What `iter_record_problems` and `iter_binding_problems` yield, together (verify
+        calls this). A store that can check each record against its columns and its binding
+        in one read overrides it (the SQL stores do)."""
+        async for problem in self.iter_record_problems():
+            yield problem
+        async for problem in self.iter_binding_problems():
+            yield problem

@@ -22,11 +22,11 @@ from strongroom.models import (
     AuditEntry,
     LogEntry,
     MerkleCheckpoint,
-    RecordBinding,
     VerifyProblem,
     entry_hash,
+    stored_entry_matches,
 )
-from strongroom.ports.metadata import ChainRow
+from strongroom.ports.metadata import ChainRow, binding_key
 
 __all__ = ["AuditReplay", "ChainReplay", "consistency_ranges"]
 
@@ -55,10 +55,6 @@ def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
 
     sub(old_size, 0, new_size, True)
     return out
-
-
-def _key(binding: RecordBinding) -> tuple[object, ...]:
-    return (binding.type, binding.id, binding.digest, binding.seq)
 
 
 @dataclass
@@ -121,8 +117,9 @@ class ChainReplay:
                 expected=self.prev,
                 found=entry.prev_hash,
             )
-        recomputed = entry_hash(entry)
-        if recomputed != entry.hash:
+        if (row.text is None or not stored_entry_matches(row.text, entry.hash)) and (
+            recomputed := entry_hash(entry)
+        ) != entry.hash:
             self.problem(
                 row.key,
                 "entry content does not match its hash (edited after writing)",
@@ -153,7 +150,7 @@ class ChainReplay:
             row.bindings is not None
             and isinstance(entry, AuditEntry)
             and (
-                [_key(b) for b in row.bindings] != [_key(b) for b in entry.records]
+                row.bindings != [binding_key(b) for b in entry.records]
                 or (row.positions is not None and row.positions != list(range(len(row.positions))))
             )
         ):

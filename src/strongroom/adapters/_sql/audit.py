@@ -11,12 +11,14 @@ writers never build on the same head, and a record is never committed without it
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import bindparam, case, func, insert, select
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.base import (
+    MAX_RECORD_CHARS,
     AnyRow,
     Operation,
     SqlStoreBase,
@@ -24,6 +26,7 @@ from strongroom.adapters._sql.base import (
     fetch_all,
     fetch_first,
     parse_body,
+    rows_within_budget,
 )
 from strongroom.adapters._sql.tables import (
     audit_bindings_table,
@@ -39,21 +42,20 @@ from strongroom.models import (
     MerkleCheckpoint,
     RecordBinding,
     bind,
-    chain_audit_events,
+    chain_audit_rows,
+    stored_body,
 )
-from strongroom.ports.metadata import ChainRow
+from strongroom.ports.metadata import BindingKey, ChainRow
 
-__all__ = ["AUDIT_PAGE", "MAX_BODY_CHARS", "AuditRecords", "Bindings"]
+__all__ = ["AUDIT_PAGE", "AuditRecords", "Bindings"]
 
 T = TypeVar("T")
 
 # What a write binds: a fixed list, or one computed from the write's result.
 Bindings = Sequence[RecordBinding] | Callable[[Any], Sequence[RecordBinding]]
 
-# Rows per page when replaying the chain, and the largest body verify will parse: a row
-# edited to hold gigabytes is reported, not loaded (memory stays bounded by the two).
+# Entries per page when replaying the chain (see `rows_within_budget` for the characters).
 AUDIT_PAGE: Final = 256
-MAX_BODY_CHARS: Final = 1 << 20
 
 _AUDIT_HEAD: Final = (
     select(audit_entries_table.c.seq, audit_entries_table.c.hash)
@@ -106,6 +108,79 @@ def row_binding(row: AnyRow) -> RecordBinding:
     )
 
 
+_c = audit_entries_table.c
+_bi = audit_bindings_table.c
+_CHARS = func.length(_c.body)
+_PAGE_SIZES: Final = (
+    select(_c.seq, _CHARS).where(_c.seq > bindparam("after")).order_by(_c.seq).limit(AUDIT_PAGE)
+)
+_PAGE_ROWS: Final = (
+    select(_c.seq, _c.hash, case((_CHARS > MAX_RECORD_CHARS, None), else_=_c.body), _CHARS)
+    .where(_c.seq > bindparam("after"), _c.seq <= bindparam("upto"))
+    .order_by(_c.seq)
+)
+_INDEX_COLUMNS: Final = (_bi.seq, _bi.pos, _bi.record_type, _bi.record_id, _bi.digest, _bi.log_seq)
+_PAGE_INDEX: Final = (
+    select(*_INDEX_COLUMNS)
+    .where(_bi.seq > bindparam("after"), _bi.seq <= bindparam("upto"))
+    .order_by(_bi.seq, _bi.pos)
+    .limit(bindparam("most"))
+)
+_TAIL_INDEX: Final = (
+    select(*_INDEX_COLUMNS)
+    .where(_bi.seq > bindparam("after"))
+    .order_by(_bi.seq, _bi.pos)
+    .limit(AUDIT_PAGE)
+)
+# A stored binding takes more than this many characters of its entry's body, so a page's
+# bodies bound how many index rows can be genuine.
+_MIN_BINDING_CHARS: Final = 40
+
+
+@dataclass
+class _AuditPage:
+    """One page of the audit chain as verify reads it: at most `AUDIT_PAGE` entries and
+    `PAGE_CHARS` characters of bodies, with their binding index rows."""
+
+    rows: list[tuple[int, str, str | None, int]] = field(default_factory=list)
+    bindings: dict[int, list[BindingKey]] = field(default_factory=dict)
+    positions: dict[int, list[int]] = field(default_factory=dict)
+    orphans: dict[int, list[BindingKey]] = field(default_factory=dict)  # index rows, no entry
+    overflow: int | None = None  # more index rows than the bodies can bind, up to this seq
+    last_index: int | None = None  # past the last entry: the last index row read
+
+
+def _read_audit_page(conn: Connection, after: int) -> _AuditPage:
+    page = _AuditPage()
+    sizes = conn.execute(_PAGE_SIZES, {"after": after}).all()
+    if sizes:
+        count = rows_within_budget(size for _, size in sizes)
+        upto = int(sizes[count - 1][0])
+        page.rows = [
+            (int(seq), str(column_hash), body, int(chars or 0))
+            for seq, column_hash, body, chars in conn.execute(
+                _PAGE_ROWS, {"after": after, "upto": upto}
+            )
+        ]
+        chars = sum(size or 0 for _, size in sizes[:count] if (size or 0) <= MAX_RECORD_CHARS)
+        most = chars // _MIN_BINDING_CHARS + 1
+        index = conn.execute(_PAGE_INDEX, {"after": after, "upto": upto, "most": most + 1})
+        index_rows = index.all()
+        if len(index_rows) > most:
+            page.overflow = upto
+            index_rows = index_rows[:most]
+    else:
+        index_rows = conn.execute(_TAIL_INDEX, {"after": after}).all()
+        if index_rows:
+            page.last_index = int(index_rows[-1][0])
+    keys = {row[0] for row in page.rows}
+    for seq, pos, record_type, record_id, digest, log_seq in index_rows:
+        target = page.bindings if seq in keys else page.orphans
+        target.setdefault(int(seq), []).append((record_type, record_id, digest, log_seq))
+        page.positions.setdefault(int(seq), []).append(int(pos))
+    return page
+
+
 def _require_next(head: int | None, entries: Sequence[AuditEntry]) -> None:
     expected = (head or 0) + 1
     for offset, entry in enumerate(entries):
@@ -147,11 +222,11 @@ class AuditRecords(SqlStoreBase):
         self._lock_audit(conn)
         row = conn.execute(_AUDIT_HEAD).first()
         head_seq, head_hash = (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
-        entries = chain_audit_events(events, head_seq=head_seq, head_hash=head_hash)
+        chained = chain_audit_rows(events, head_seq=head_seq, head_hash=head_hash)
         conn.execute(
-            _INSERT_AUDIT,
-            [{"seq": e.seq, "hash": e.hash, "body": e.model_dump_json()} for e in entries],
+            _INSERT_AUDIT, [{"seq": e.seq, "hash": e.hash, "body": body} for e, body in chained]
         )
+        entries = [entry for entry, _ in chained]
         bindings = binding_rows(entries)
         if bindings:
             conn.execute(_INSERT_BINDINGS, bindings)
@@ -240,47 +315,14 @@ class AuditRecords(SqlStoreBase):
         return [(int(row.seq), str(row.hash)) for row in rows]
 
     async def iter_audit_rows(self, after_seq: int = 0) -> AsyncIterator[ChainRow[AuditEntry]]:
-        c = audit_entries_table.c
-        b = audit_bindings_table.c
-        capped = case((func.length(c.body) > MAX_BODY_CHARS, None), else_=c.body)
-        entries_stmt = (
-            select(c.seq, c.hash, capped.label("body"), func.length(c.body).label("chars"))
-            .where(c.seq > bindparam("after"))
-            .order_by(c.seq)
-            .limit(AUDIT_PAGE)
-        )
-        index_stmt = (
-            select(b.seq, b.pos, b.record_type, b.record_id, b.digest, b.log_seq)
-            .where(b.seq > bindparam("after"), b.seq <= bindparam("upto"))
-            .order_by(b.seq, b.pos)
-        )
-        tail_stmt = (
-            select(b.seq, b.pos, b.record_type, b.record_id, b.digest, b.log_seq)
-            .where(b.seq > bindparam("after"))
-            .order_by(b.seq, b.pos)
-            .limit(AUDIT_PAGE)
-        )
         after = after_seq
         while True:
 
-            def page(conn: Connection, after: int = after) -> tuple[list[AnyRow], list[AnyRow]]:
-                rows = list(conn.execute(entries_stmt, {"after": after}).all())
-                if rows:
-                    index = conn.execute(index_stmt, {"after": after, "upto": rows[-1].seq})
-                else:
-                    index = conn.execute(tail_stmt, {"after": after})
-                return rows, list(index.all())
+            def read(conn: Connection, after: int = after) -> _AuditPage:
+                return _read_audit_page(conn, after)
 
-            rows, index = await self._read("iter_audit_rows", page)
-            by_seq: dict[int, list[RecordBinding]] = {}
-            positions: dict[int, list[int]] = {}
-            orphans: dict[int, list[RecordBinding]] = {}
-            keys = {int(r.seq) for r in rows}
-            for irow in index:
-                target = by_seq if int(irow.seq) in keys else orphans
-                target.setdefault(int(irow.seq), []).append(row_binding(irow))
-                positions.setdefault(int(irow.seq), []).append(int(irow.pos))
-            for seq in sorted(orphans):
+            page = await self._read("iter_audit_rows", read)
+            for seq in sorted(page.orphans):
                 yield ChainRow(
                     key=seq,
                     entry=None,
@@ -290,39 +332,51 @@ class AuditRecords(SqlStoreBase):
                         subject=f"audit#{seq}",
                         reason="orphan_binding",
                     ),
-                    bindings=orphans[seq],
+                    bindings=page.orphans[seq],
                 )
-            if not rows:
-                if not index:
+            if page.overflow is not None:
+                yield ChainRow(
+                    key=page.overflow,
+                    entry=None,
+                    error=IntegrityError(
+                        f"the binding index holds more rows for audit entries up to "
+                        f"#{page.overflow} than their bodies can bind: the index was edited",
+                        kind="audit_binding",
+                        subject=f"audit#{page.overflow}",
+                        reason="oversized_index",
+                    ),
+                )
+            if not page.rows:
+                if page.last_index is None:
                     return
-                after = int(index[-1].seq)
+                after = page.last_index
                 continue
-            for row in rows:
-                seq = int(row.seq)
+            for seq, column_hash, body, chars in page.rows:
                 entry: AuditEntry | None = None
                 error: IntegrityError | None = None
-                if row.body is None:
+                if body is None:
                     error = IntegrityError(
-                        f"audit entry #{seq} is {row.chars} characters long, over the "
-                        f"{MAX_BODY_CHARS} verify reads: the row was edited",
+                        f"audit entry #{seq} is {chars} characters long, over the "
+                        f"{MAX_RECORD_CHARS} verify reads: the row was edited",
                         kind="audit_entry",
                         subject=f"audit#{seq}",
                         reason="oversized_record",
                     )
                 else:
                     try:
-                        entry = parse_body(AuditEntry, row.body, "audit_entry", f"audit#{seq}")
+                        entry = parse_body(AuditEntry, body, "audit_entry", f"audit#{seq}")
                     except IntegrityError as exc:
                         error = exc
                 yield ChainRow(
                     key=seq,
                     entry=entry,
                     error=error,
-                    column_hash=str(row.hash),
-                    bindings=by_seq.get(seq, []),
-                    positions=positions.get(seq, []),
+                    column_hash=str(column_hash),
+                    bindings=page.bindings.get(seq, []),
+                    positions=page.positions.get(seq, []),
+                    text=body,
                 )
-            after = int(rows[-1].seq)
+            after = page.rows[-1][0]
 
     async def latest_binding(
         self, record_type: str, record_id: str
@@ -363,13 +417,18 @@ class AuditRecords(SqlStoreBase):
     async def insert_checkpoint(
         self, checkpoint: MerkleCheckpoint, *, audit: AuditEvent | None = None
     ) -> None:
-        row = {"tree_size": checkpoint.tree_size, "body": checkpoint.model_dump_json()}
+        body = stored_body(checkpoint)
+        row = {"tree_size": checkpoint.tree_size, "body": body}
 
         def op(conn: Connection) -> None:
             conn.execute(insert(audit_checkpoints_table), row)
 
         await self._write_bound(
-            "insert_checkpoint", op, audit, [bind(checkpoint)], tree_size=checkpoint.tree_size
+            "insert_checkpoint",
+            op,
+            audit,
+            [bind(checkpoint, body)],
+            tree_size=checkpoint.tree_size,
         )
 
     async def list_checkpoints(self) -> list[MerkleCheckpoint]:

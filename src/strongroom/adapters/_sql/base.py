@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import functools
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any, Final, Self, TypeAlias, TypeVar
 
@@ -40,6 +40,8 @@ from strongroom.errors import (
 from strongroom.ports.metadata import MetadataStore
 
 __all__ = [
+    "MAX_RECORD_CHARS",
+    "PAGE_CHARS",
     "PAGE_SIZE",
     "AnyRow",
     "Operation",
@@ -49,6 +51,7 @@ __all__ = [
     "fetch_first",
     "fetch_scalar",
     "parse_body",
+    "rows_within_budget",
     "run_in_thread",
 ]
 
@@ -62,6 +65,27 @@ AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 # Rows fetched per round trip by the streaming iterators (each page is its own short read
 # transaction, so a slow consumer never pins a snapshot or blocks a WAL checkpoint).
 PAGE_SIZE: Final = 500
+
+# verify reads every stored body, and its memory stays bounded whatever a row holds: a page is
+# at most `PAGE_SIZE` rows and `PAGE_CHARS` body characters (and at least one row), and a body
+# over `MAX_RECORD_CHARS` is reported without being read. strongroom itself never writes a
+# body that large (an audit write binds at most `MAX_BINDINGS_PER_ENTRY` records per entry).
+MAX_RECORD_CHARS: Final = 16 << 20
+PAGE_CHARS: Final = 4 << 20
+
+
+def rows_within_budget(sizes: Iterable[int | None]) -> int:
+    """How many of the rows whose body lengths are ``sizes`` (in order) make one page: up to
+    and including the row that reaches `PAGE_CHARS`; a body over `MAX_RECORD_CHARS` costs
+    nothing (it is not read)."""
+    count = total = 0
+    for size in sizes:
+        count += 1
+        if size is not None and size <= MAX_RECORD_CHARS:
+            total += size
+        if total >= PAGE_CHARS:
+            break
+    return count
 
 
 def parse_body(model: type[M], body: str, kind: str, subject: str) -> M:

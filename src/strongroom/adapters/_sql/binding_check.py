@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Column, Select, Table, and_, func, literal, select, tuple_
+from sqlalchemy import Column, Select, Table, func, literal, select, tuple_
 from sqlalchemy.engine import Connection
 
-from strongroom.adapters._sql.audit import AuditRecords, row_binding
-from strongroom.adapters._sql.base import PAGE_SIZE, AnyRow, parse_body
+from strongroom.adapters._sql.audit import AuditRecords
+from strongroom.adapters._sql.base import PAGE_SIZE, AnyRow
+from strongroom.adapters._sql.registry import definition_subject
 from strongroom.adapters._sql.registry_tables import (
     approvals_table,
     channel_moves_table,
@@ -38,11 +39,10 @@ from strongroom.adapters._sql.tables import (
     runs_table,
     snapshots_table,
 )
-from strongroom.errors import IntegrityError
 from strongroom.models import (
     Approval,
     ArtifactMetadata,
-    BoundRecord,
+    BindingType,
     CatalogObject,
     ChannelMove,
     DefinitionVersion,
@@ -54,27 +54,44 @@ from strongroom.models import (
     Run,
     SnapshotRecord,
     VerifyProblem,
-    binding_id,
-    record_digest,
 )
 from strongroom.ports.verify import binding_problem, log_head_problem
 
-__all__ = ["BindingChecks"]
+__all__ = ["BOUND", "BindingChecks", "Bound", "Latest", "Newest", "as_latest"]
 
-_Latest = tuple[int, RecordBinding]
+# (audit seq, binding) of a record's newest binding
+Latest = tuple[int, RecordBinding]
+# the same as read from the index: (audit seq, digest, log seq)
+Newest = tuple[int, str | None, int | None]
+
+
+def as_latest(record_type: str, ident: str, newest: Newest) -> Latest:
+    """An index row as a binding, unvalidated: a hand-edited row must still compare (and
+    differ from the chain's body), not stop the read."""
+    seq, digest, log_seq = newest
+    binding = RecordBinding.model_construct(
+        type=cast(BindingType, record_type), id=ident, digest=digest, seq=log_seq
+    )
+    return seq, binding
 
 
 @dataclass(frozen=True)
-class _Bound:
-    """A table of records that are bound into the audit chain."""
+class Bound:
+    """A table of records that are bound into the audit chain, and how verify names them."""
 
-    kind: str
+    kind: str  # the binding type
     table: Table
     model: type[BaseModel]
     keys: tuple[str, ...]  # the table's primary key, for keyset pages
     # binding id -> the values of ``lookup`` columns that find the row
     lookup: tuple[str, ...]
     parse_id: Callable[[str], tuple[Any, ...] | None]
+    # the binding id of a row, from its columns (what the row claims to be)
+    ident_of: Callable[[AnyRow], str]
+    # kind and subject under which a row that contradicts itself is reported
+    problem_kind: str
+    subject_of: Callable[[AnyRow], str]
+    blob_column: str | None = None  # the column (and field) holding a blob digest
 
 
 def _one(value: str) -> tuple[Any, ...]:
@@ -96,68 +113,132 @@ def _definition_key(value: str) -> tuple[Any, ...] | None:
     return (kind, definition_id, version) if kind and definition_id and version else None
 
 
-_BOUND: tuple[_Bound, ...] = (
-    _Bound("run", runs_table, Run, ("run_id",), ("run_id",), _one),
-    _Bound(
+def _column(name: str) -> Callable[[AnyRow], str]:
+    def of(row: AnyRow) -> str:
+        return str(getattr(row, name))
+
+    return of
+
+
+def _snapshot_id(row: AnyRow) -> str:
+    return f"{row.run_id}@{row.revision}"
+
+
+def _definition_id(row: AnyRow) -> str:
+    return definition_subject(row.kind, row.definition_id, row.version)
+
+
+def _checkpoint_subject(row: AnyRow) -> str:
+    return f"checkpoint@{row.tree_size}"
+
+
+def _log_subject(row: AnyRow) -> str:
+    return f"log:{row.run_id}"
+
+
+def _simple(
+    kind: str, table: Table, model: type[BaseModel], key: str, blob: str | None = None
+) -> Bound:
+    of = _column(key)
+    return Bound(kind, table, model, (key,), (key,), _one, of, kind, of, blob)
+
+
+BOUND: tuple[Bound, ...] = (
+    _simple("run", runs_table, Run, "run_id"),
+    Bound(
         "snapshot",
         snapshots_table,
         SnapshotRecord,
         ("run_id", "revision"),
         ("run_id", "revision"),
         _snapshot_key,
+        _snapshot_id,
+        "snapshot",
+        _snapshot_id,
+        "sha256",
     ),
-    _Bound("artifact", artifacts_table, ArtifactMetadata, ("artifact_id",), ("artifact_id",), _one),
-    _Bound("log_ref", log_refs_table, LogReference, ("run_id",), ("run_id",), _one),
-    _Bound("provider", providers_table, Provider, ("provider_id",), ("provider_id",), _one),
-    _Bound("namespace", namespaces_table, Namespace, ("namespace_id",), ("namespace_id",), _one),
-    _Bound("object", catalog_objects_table, CatalogObject, ("object_id",), ("object_id",), _one),
-    _Bound(
+    _simple("artifact", artifacts_table, ArtifactMetadata, "artifact_id", "sha256"),
+    _simple("object", catalog_objects_table, CatalogObject, "object_id", "sha256"),
+    Bound(
         "definition",
         definition_versions_table,
         DefinitionVersion,
         ("kind", "definition_id", "digest"),
         ("kind", "definition_id", "version"),
         _definition_key,
+        _definition_id,
+        "definition",
+        _definition_id,
+        "digest",
     ),
-    _Bound("channel_move", channel_moves_table, ChannelMove, ("move_id",), ("move_id",), _one),
-    _Bound("approval", approvals_table, Approval, ("approval_id",), ("approval_id",), _one),
-    _Bound(
+    _simple("channel_move", channel_moves_table, ChannelMove, "move_id"),
+    Bound(
         "checkpoint",
         audit_checkpoints_table,
         MerkleCheckpoint,
         ("tree_size",),
         ("tree_size",),
         _size,
+        _column("tree_size"),
+        "audit_checkpoint",
+        _checkpoint_subject,
     ),
+    Bound(
+        "log_ref",
+        log_refs_table,
+        LogReference,
+        ("run_id",),
+        ("run_id",),
+        _one,
+        _column("run_id"),
+        "log_ref",
+        _log_subject,
+    ),
+    _simple("provider", providers_table, Provider, "provider_id"),
+    _simple("namespace", namespaces_table, Namespace, "namespace_id"),
+    _simple("approval", approvals_table, Approval, "approval_id"),
 )
 
 _b = audit_bindings_table.c
+_n = audit_bindings_table.alias("newest").c
 
 
 class BindingChecks(AuditRecords):
-    """``iter_binding_problems`` of `SqlMetadataStore`."""
+    """The chain-side half of verify's binding check on SQL: the newest binding of records,
+    records the chain says exist but are gone, and log heads the log no longer holds. The
+    record-side half (each stored record against its newest binding) is in `RecordChecks`."""
+
+    def _newest(self, conn: Connection, record_type: str, ids: Sequence[str]) -> dict[str, Newest]:
+        """The newest binding of each of ``ids`` (absent: never bound), as (audit seq,
+        digest, log seq). Answered per id from the binding index (record_type, record_id,
+        seq); the last position wins when one entry binds a record twice."""
+        if not ids:
+            return {}
+        newest = (
+            select(func.max(_n.seq))
+            .where(_n.record_type == _b.record_type, _n.record_id == _b.record_id)
+            .scalar_subquery()
+        )
+        stmt = (
+            select(_b.record_id, _b.seq, _b.digest, _b.log_seq)
+            .where(_b.record_type == record_type, _b.record_id.in_(ids), _b.seq == newest)
+            .order_by(_b.record_id, _b.pos)
+        )
+        return {
+            record_id: (int(seq), digest, log_seq)
+            for record_id, seq, digest, log_seq in conn.execute(stmt).all()
+        }
 
     def _latest_of(
         self, conn: Connection, record_type: str, ids: Sequence[str]
-    ) -> dict[str, _Latest]:
-        newest = (
-            select(_b.record_id, func.max(_b.seq).label("newest"))
-            .where(_b.record_type == record_type, _b.record_id.in_(ids))
-            .group_by(_b.record_id)
-            .subquery()
-        )
-        stmt = (
-            select(_b.record_type, _b.record_id, _b.seq, _b.pos, _b.digest, _b.log_seq)
-            .join(newest, and_(_b.record_id == newest.c.record_id, _b.seq == newest.c.newest))
-            .where(_b.record_type == record_type)
-            .order_by(_b.record_id, _b.pos)
-        )
-        out: dict[str, _Latest] = {}
-        for row in conn.execute(stmt):
-            out[row.record_id] = (int(row.seq), row_binding(row))
-        return out
+    ) -> dict[str, Latest]:
+        """`_newest` with each binding as a `RecordBinding`."""
+        return {
+            ident: as_latest(record_type, ident, newest)
+            for ident, newest in self._newest(conn, record_type, ids).items()
+        }
 
-    async def _latest_pages(self, record_type: str) -> AsyncIterator[dict[str, _Latest]]:
+    async def _latest_pages(self, record_type: str) -> AsyncIterator[dict[str, Latest]]:
         """Every bound id of a type with its newest binding, a page of ids at a time."""
         after: str | None = None
         while True:
@@ -166,9 +247,9 @@ class BindingChecks(AuditRecords):
                 ids_stmt = ids_stmt.where(_b.record_id > literal(after, _b.record_id.type))
             ids_stmt = ids_stmt.group_by(_b.record_id).order_by(_b.record_id).limit(PAGE_SIZE)
 
-            def page(conn: Connection, stmt: Select[Any] = ids_stmt) -> dict[str, _Latest]:
+            def page(conn: Connection, stmt: Select[Any] = ids_stmt) -> dict[str, Latest]:
                 ids = [str(r) for r in conn.execute(stmt).scalars()]
-                return self._latest_of(conn, record_type, ids) if ids else {}
+                return self._latest_of(conn, record_type, ids)
 
             found = await self._read("iter_binding_problems", page)
             if not found:
@@ -176,36 +257,15 @@ class BindingChecks(AuditRecords):
             yield found
             after = max(found)
 
-    async def iter_binding_problems(self) -> AsyncIterator[VerifyProblem]:
-        for spec in _BOUND:
-            matched = 0
-            async for problem_or_match in self._check_records(spec):
-                if problem_or_match is None:
-                    matched += 1
-                else:
-                    yield problem_or_match
-            live = await self._read("iter_binding_problems", self._live_count(spec.kind))
-            if live > matched:  # the chain names records that are gone: find them
-                async for problem in self._missing(spec):
-                    yield problem
-        async for problem in self._check_log_heads():
-            yield problem
-
     def _live_count(self, record_type: str) -> Callable[[Connection], int]:
+        """How many records of a type the chain says exist (newest binding not a deletion)."""
         newest = (
-            select(_b.record_id, func.max(_b.seq).label("newest"))
-            .where(_b.record_type == record_type)
-            .group_by(_b.record_id)
-            .subquery()
+            select(func.max(_n.seq))
+            .where(_n.record_type == _b.record_type, _n.record_id == _b.record_id)
+            .scalar_subquery()
         )
-        stmt = (
-            select(func.count(func.distinct(_b.record_id)))
-            .select_from(
-                audit_bindings_table.join(
-                    newest, and_(_b.record_id == newest.c.record_id, _b.seq == newest.c.newest)
-                )
-            )
-            .where(_b.record_type == record_type, _b.digest.is_not(None))
+        stmt = select(func.count(func.distinct(_b.record_id))).where(
+            _b.record_type == record_type, _b.seq == newest, _b.digest.is_not(None)
         )
 
         def op(conn: Connection) -> int:
@@ -213,46 +273,7 @@ class BindingChecks(AuditRecords):
 
         return op
 
-    async def _check_records(self, spec: _Bound) -> AsyncIterator[VerifyProblem | None]:
-        """One item per record: None when it matches a live binding, else its problem."""
-        columns: list[Column[Any]] = [spec.table.c[k] for k in spec.keys]
-        body = spec.table.c.body
-        after: tuple[Any, ...] | None = None
-        while True:
-            stmt = select(*columns, body).order_by(*columns).limit(PAGE_SIZE)
-            if after is not None:
-                bound = [literal(v, c.type) for v, c in zip(after, columns, strict=True)]
-                stmt = stmt.where(tuple_(*columns) > tuple_(*bound))
-
-            def page(
-                conn: Connection, stmt: Select[Any] = stmt
-            ) -> tuple[list[AnyRow], list[tuple[str, str] | None], dict[str, _Latest]]:
-                rows = list(conn.execute(stmt).all())
-                digests: list[tuple[str, str] | None] = []
-                for row in rows:
-                    try:
-                        record = cast(BoundRecord, parse_body(spec.model, row.body, spec.kind, ""))
-                    except IntegrityError:
-                        digests.append(None)  # reported by iter_record_problems
-                        continue
-                    _, ident = binding_id(record)
-                    digests.append((ident, record_digest(record)))
-                ids = [d[0] for d in digests if d is not None]
-                latest = self._latest_of(conn, spec.kind, ids) if ids else {}
-                return rows, digests, latest
-
-            rows, digests, latest = await self._read("iter_binding_problems", page)
-            for found in digests:
-                if found is None:
-                    continue
-                ident, digest = found
-                problem = binding_problem(spec.kind, ident, digest, latest.get(ident))
-                yield problem
-            if len(rows) < PAGE_SIZE:
-                return
-            after = tuple(getattr(rows[-1], k) for k in spec.keys)
-
-    async def _missing(self, spec: _Bound) -> AsyncIterator[VerifyProblem]:
+    async def _missing(self, spec: Bound) -> AsyncIterator[VerifyProblem]:
         lookup: list[Column[Any]] = [spec.table.c[k] for k in spec.lookup]
         async for latest in self._latest_pages(spec.kind):
             live = {i: b for i, b in latest.items() if b[1].digest is not None}

@@ -23,7 +23,15 @@ from strongroom.adapters._sql.tables import (
     namespaces_table,
     providers_table,
 )
-from strongroom.models import AuditEvent, CatalogObject, Namespace, Provider, bind, bind_deleted
+from strongroom.models import (
+    AuditEvent,
+    CatalogObject,
+    Namespace,
+    Provider,
+    bind,
+    bind_deleted,
+    stored_body,
+)
 
 __all__ = ["CatalogRecords"]
 
@@ -36,7 +44,7 @@ def _object_row(obj: CatalogObject) -> dict[str, Any]:
         "sha256": obj.sha256,
         "size_bytes": obj.size_bytes,
         "created_at": obj.created_at,
-        "body": obj.model_dump_json(),
+        "body": stored_body(obj),
     }
 
 
@@ -53,13 +61,17 @@ class CatalogRecords(AuditRecords):
     """The provider, namespace and object methods of `SqlMetadataStore`."""
 
     async def put_provider(self, provider: Provider, *, audit: AuditEvent | None = None) -> None:
-        values = {"provider_id": provider.provider_id, "body": provider.model_dump_json()}
+        values = {"provider_id": provider.provider_id, "body": stored_body(provider)}
 
         def op(conn: Connection) -> None:
             conn.execute(self._upsert(conn, providers_table, values, ["provider_id"]))
 
         await self._write_bound(
-            "put_provider", op, audit, [bind(provider)], provider_id=provider.provider_id
+            "put_provider",
+            op,
+            audit,
+            [bind(provider, values["body"])],
+            provider_id=provider.provider_id,
         )
 
     async def get_provider(self, provider_id: str) -> Provider:
@@ -82,7 +94,7 @@ class CatalogRecords(AuditRecords):
         values = {
             "namespace_id": namespace.namespace_id,
             "provider_id": namespace.provider_id,
-            "body": namespace.model_dump_json(),
+            "body": stored_body(namespace),
         }
 
         def op(conn: Connection) -> None:
@@ -92,7 +104,7 @@ class CatalogRecords(AuditRecords):
             "put_namespace",
             op,
             audit,
-            [bind(namespace)],
+            [bind(namespace, values["body"])],
             namespace_id=namespace.namespace_id,
             provider_id=namespace.provider_id,
         )
@@ -127,7 +139,7 @@ class CatalogRecords(AuditRecords):
             "put_object",
             op,
             audit,
-            [bind(obj)],
+            [bind(obj, values["body"])],
             object_id=obj.object_id,
             namespace_id=obj.namespace_id,
             uri=obj.path,

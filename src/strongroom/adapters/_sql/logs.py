@@ -13,14 +13,17 @@ from typing import Any, Final
 from sqlalchemy import Dialect, Table, bindparam, case, func, insert, select
 from sqlalchemy.engine import Connection
 
-from strongroom.adapters._sql.audit import MAX_BODY_CHARS, AuditRecords
+from strongroom.adapters._sql.audit import AuditRecords
 from strongroom.adapters._sql.base import (
+    MAX_RECORD_CHARS,
     PAGE_SIZE,
+    AnyRow,
     Operation,
     fetch_all,
     fetch_first,
     fetch_scalar,
     parse_body,
+    rows_within_budget,
 )
 from strongroom.adapters._sql.tables import (
     UtcTimestamp,
@@ -35,6 +38,7 @@ from strongroom.models import (
     LogQuery,
     LogReference,
     bind,
+    stored_body,
 )
 from strongroom.ports.metadata import ChainRow, closed_log_reference, sealed_log_conflict
 
@@ -209,7 +213,7 @@ class LogRecords(AuditRecords):
     async def put_log_reference(
         self, ref: LogReference, *, if_absent: bool = False, audit: AuditEvent | None = None
     ) -> None:
-        values = {"run_id": ref.run_id, "body": ref.model_dump_json()}
+        values = {"run_id": ref.run_id, "body": stored_body(ref)}
 
         def op(conn: Connection) -> bool:
             if if_absent:
@@ -222,7 +226,7 @@ class LogRecords(AuditRecords):
             return True
 
         def bindings(written: bool) -> list[Any]:
-            return [bind(ref)] if written else []
+            return [bind(ref, values["body"])] if written else []
 
         await self._write_bound(
             "put_log_reference", op, audit, bindings, log_run=ref.run_id, run_id=ref.run_id
@@ -246,7 +250,7 @@ class LogRecords(AuditRecords):
                 None if head_body is None else parse_body(LogEntry, head_body, "log_entry", run_id)
             )
             closed = closed_log_reference(ref, head, at)
-            values = {"run_id": run_id, "body": closed.model_dump_json()}
+            values = {"run_id": run_id, "body": stored_body(closed)}
             conn.execute(self._upsert(conn, log_refs_table, values, ["run_id"]))
             return closed
 
@@ -262,7 +266,13 @@ class LogRecords(AuditRecords):
 
     async def iter_log_rows(self, run_id: str) -> AsyncIterator[ChainRow[LogEntry]]:
         c = log_entries_table.c
-        capped = case((func.length(c.body) > MAX_BODY_CHARS, None), else_=c.body)
+        capped = case((func.length(c.body) > MAX_RECORD_CHARS, None), else_=c.body)
+        sizes_stmt = (
+            select(c.seq, func.length(c.body))
+            .where(c.run_id == run_id, c.seq > bindparam("after"))
+            .order_by(c.seq)
+            .limit(PAGE_SIZE)
+        )
         stmt = (
             select(
                 c.seq,
@@ -274,15 +284,27 @@ class LogRecords(AuditRecords):
                 capped.label("body"),
                 func.length(c.body).label("chars"),
             )
-            .where(c.run_id == run_id, c.seq > bindparam("after"))
+            .where(c.run_id == run_id, c.seq > bindparam("after"), c.seq <= bindparam("upto"))
             .order_by(c.seq)
-            .limit(PAGE_SIZE)
         )
+
+        def page(conn: Connection, after: int) -> tuple[list[AnyRow], bool]:
+            """The next rows within the page budget; whether more may follow."""
+            sizes = conn.execute(sizes_stmt, {"after": after}).all()
+            if not sizes:
+                return [], False
+            count = rows_within_budget(size for _, size in sizes)
+            upto = sizes[count - 1][0]
+            rows = list(conn.execute(stmt, {"after": after, "upto": upto}).all())
+            return rows, count < len(sizes) or len(sizes) == PAGE_SIZE
+
         after = 0
         while True:
-            rows = await self._read(
-                "iter_log_rows", fetch_all(stmt, {"after": after}), run_id=run_id
-            )
+
+            def read(conn: Connection, after: int = after) -> tuple[list[AnyRow], bool]:
+                return page(conn, after)
+
+            rows, more = await self._read("iter_log_rows", read, run_id=run_id)
             for row in rows:
                 subject = f"log:{run_id}#{row.seq}"
                 entry: LogEntry | None = None
@@ -290,7 +312,7 @@ class LogRecords(AuditRecords):
                 if row.body is None:
                     error = IntegrityError(
                         f"log line {subject} is {row.chars} characters long, over the "
-                        f"{MAX_BODY_CHARS} verify reads: the row was edited",
+                        f"{MAX_RECORD_CHARS} verify reads: the row was edited",
                         subject=subject,
                         reason="oversized_record",
                     )
@@ -311,7 +333,7 @@ class LogRecords(AuditRecords):
                         "timestamp": row.timestamp,
                     },
                 )
-            if len(rows) < PAGE_SIZE:
+            if not more or not rows:
                 return
             after = int(rows[-1].seq)
 

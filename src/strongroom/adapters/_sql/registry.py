@@ -45,6 +45,7 @@ from strongroom.models import (
     DefinitionKind,
     DefinitionVersion,
     bind,
+    stored_body,
 )
 from strongroom.ports.registry import (
     already_revoked,
@@ -137,7 +138,7 @@ def _version_row(version: DefinitionVersion) -> dict[str, Any]:
         "digest": version.digest,
         "size_bytes": version.size_bytes,
         "published_at": version.published_at,
-        "body": version.model_dump_json(),
+        "body": stored_body(version),
     }
 
 
@@ -185,7 +186,7 @@ class RegistryRecordsSql(AuditRecords):
             )
 
         await self._write_bound(
-            "publish", op, audit, [bind(version)], **key, version=version.version
+            "publish", op, audit, [bind(version, values["body"])], **key, version=version.version
         )
 
     async def get_definition_version(
@@ -254,12 +255,8 @@ class RegistryRecordsSql(AuditRecords):
     async def move_channel(self, move: ChannelMove, *, audit: AuditEvent | None = None) -> None:
         key = {"kind": move.kind.value, "definition_id": move.definition_id}
         pointer = {**key, "channel": move.channel.value}
-        move_row = {
-            "move_id": move.move_id,
-            **pointer,
-            "at": move.at,
-            "body": move.model_dump_json(),
-        }
+        body = stored_body(move)
+        move_row = {"move_id": move.move_id, **pointer, "at": move.at, "body": body}
 
         def op(conn: Connection) -> None:
             exists = conn.execute(_VERSION_BY_DIGEST, {**key, "digest": move.to_digest}).first()
@@ -289,7 +286,12 @@ class RegistryRecordsSql(AuditRecords):
             conn.execute(channel_moves_table.insert().values(move_row))
 
         await self._write_bound(
-            "move_channel", op, audit, [bind(move)], **pointer, move_id=move.move_id
+            "move_channel",
+            op,
+            audit,
+            [bind(move, body)],
+            **pointer,
+            move_id=move.move_id,
         )
 
     async def list_channel_moves(
@@ -302,11 +304,12 @@ class RegistryRecordsSql(AuditRecords):
     # -- approvals --------------------------------------------------------------------------
 
     async def insert_approval(self, approval: Approval, *, audit: AuditEvent | None = None) -> None:
+        body = stored_body(approval)
         values = {
             "approval_id": approval.approval_id,
             "scope": approval.scope.value,
             "created_at": approval.created_at,
-            "body": approval.model_dump_json(),
+            "body": body,
         }
 
         def op(conn: Connection) -> None:
@@ -314,7 +317,11 @@ class RegistryRecordsSql(AuditRecords):
                 raise approval_exists(approval.approval_id)
 
         await self._write_bound(
-            "insert_approval", op, audit, [bind(approval)], approval_id=approval.approval_id
+            "insert_approval",
+            op,
+            audit,
+            [bind(approval, body)],
+            approval_id=approval.approval_id,
         )
 
     async def get_approval(self, approval_id: str) -> Approval:
@@ -357,7 +364,7 @@ class RegistryRecordsSql(AuditRecords):
             conn.execute(
                 update(approvals_table)
                 .where(_ap.approval_id == approval_id)
-                .values(body=revoked.model_dump_json())
+                .values(body=stored_body(revoked))
             )
             return revoked
 

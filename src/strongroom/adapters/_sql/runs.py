@@ -50,11 +50,13 @@ from strongroom.models import (
     ArtifactMetadata,
     ArtifactQuery,
     AuditEvent,
+    RecordBinding,
     Run,
     RunPage,
     RunQuery,
     SnapshotRecord,
     bind,
+    stored_body,
 )
 
 __all__ = ["RunRecords", "run_index_statements"]
@@ -134,7 +136,7 @@ def _run_row(run: Run) -> dict[str, Any]:
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "version": run.version,
-        "body": run.model_dump_json(),
+        "body": stored_body(run),
     }
 
 
@@ -145,7 +147,7 @@ def _snapshot_row(record: SnapshotRecord) -> dict[str, Any]:
         "sha256": record.sha256,
         "size_bytes": record.size_bytes,
         "created_at": record.created_at,
-        "body": record.model_dump_json(),
+        "body": stored_body(record),
     }
 
 
@@ -160,7 +162,7 @@ def _artifact_row(artifact: ArtifactMetadata) -> dict[str, Any]:
         "sha256": artifact.sha256,
         "size_bytes": artifact.size_bytes,
         "created_at": artifact.created_at,
-        "body": artifact.model_dump_json(),
+        "body": stored_body(artifact),
     }
 
 
@@ -203,7 +205,9 @@ class RunRecords(AuditRecords):
         def op(conn: Connection) -> None:
             conn.execute(_INSERT_RUN, row)
 
-        await self._write_bound("insert_run", op, audit, [bind(run)], run_id=run.run_id)
+        await self._write_bound(
+            "insert_run", op, audit, [bind(run, row["body"])], run_id=run.run_id
+        )
 
     async def get_run(self, run_id: str) -> Run:
         body = await self._read(
@@ -216,17 +220,21 @@ class RunRecords(AuditRecords):
     async def update_run(
         self, run: Run, *, expected_version: int, audit: AuditEvent | None = None
     ) -> Run:
-        stored, op = self._update_run_op(run, expected_version)
+        stored, binding, op = self._update_run_op(run, expected_version)
         await self._write_bound(
-            "update_run", op, audit, [bind(stored)], log_run=run.run_id, run_id=run.run_id
+            "update_run", op, audit, [binding], log_run=run.run_id, run_id=run.run_id
         )
         return stored
 
-    def _update_run_op(self, run: Run, expected_version: int) -> tuple[Run, Operation[None]]:
-        """The stored run and the statements of `update_run` (for one transaction of several)."""
+    def _update_run_op(
+        self, run: Run, expected_version: int
+    ) -> tuple[Run, RecordBinding, Operation[None]]:
+        """The stored run, its binding and the statements of `update_run` (for one
+        transaction of several)."""
         stored = run.model_copy(update={"version": expected_version + 1})
         row = _run_row(stored)
         del row["run_id"]
+        binding = bind(stored, row["body"])
 
         def op(conn: Connection) -> None:
             result = conn.execute(
@@ -252,7 +260,7 @@ class RunRecords(AuditRecords):
                 actual_version=actual,
             )
 
-        return stored, op
+        return stored, binding, op
 
     async def query_runs(self, query: RunQuery) -> RunPage:
         count_stmt, page_stmt = run_index_statements(query)
@@ -287,15 +295,15 @@ class RunRecords(AuditRecords):
             "insert_snapshot",
             op,
             audit,
-            [bind(record)],
+            [bind(record, row["body"])],
             run_id=record.run_id,
             revision=record.revision,
         )
 
-    def _insert_snapshot_op(self, record: SnapshotRecord) -> Operation[None]:
-        """`insert_snapshot` inside a larger transaction: an existing revision is refused by
-        name (``stale_revision``) before the insert, so the caller can tell which part of
-        the transaction lost; the unique key still decides a race."""
+    def _insert_snapshot_op(self, record: SnapshotRecord) -> tuple[RecordBinding, Operation[None]]:
+        """`insert_snapshot` inside a larger transaction, and its binding: an existing
+        revision is refused by name (``stale_revision``) before the insert, so the caller can
+        tell which part of the transaction lost; the unique key still decides a race."""
         row = _snapshot_row(record)
 
         def op(conn: Connection) -> None:
@@ -310,7 +318,7 @@ class RunRecords(AuditRecords):
                 )
             conn.execute(_INSERT_SNAPSHOT, row)
 
-        return op
+        return bind(record, row["body"]), op
 
     async def get_snapshot(self, run_id: str, revision: int | None = None) -> SnapshotRecord:
         if revision is None:
@@ -384,7 +392,7 @@ class RunRecords(AuditRecords):
             "insert_artifacts",
             op,
             audit,
-            [bind(artifact) for artifact in artifacts],
+            [bind(a, row["body"]) for a, row in zip(artifacts, rows, strict=True)],
             artifact_id=ids[0] if len(ids) == 1 else None,
         )
 
