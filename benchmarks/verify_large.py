@@ -167,13 +167,13 @@ async def build(vault: Vault, records: int, entries: int) -> dict[str, float]:
 
 def bound_records(sqlite_path: Path) -> int:
     """Rows of every table verify checks against audit bindings."""
-    from strongroom.adapters._sql.binding_check import _BOUND
+    from strongroom.adapters._sql.binding_check import BOUND
 
     conn = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
     try:
         return sum(
             int(conn.execute(f'SELECT count(*) FROM "{spec.table.name}"').fetchone()[0])
-            for spec in _BOUND
+            for spec in BOUND
         )
     finally:
         conn.close()

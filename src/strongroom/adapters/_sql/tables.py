@@ -3,7 +3,8 @@
 Created only by the Alembic migrations in ``adapters/migrations``; a drift test proves they
 build exactly ``metadata``, so a change here needs a new migration.
 
-- Every record is stored whole as JSON (``model_dump_json``) in ``body`` and read back with
+- Every record is stored whole as JSON in ``body`` (a bound record as its canonical JSON,
+  `stored_body`, whose sha256 is the digest its audit binding carries) and read back with
   ``Model.model_validate_json``; the other columns are copies of fields, kept for filtering,
   sorting, joining and constraints. A row edited by hand therefore fails validation (reported
   as `IntegrityError`) or breaks a hash chain that ``verify`` recomputes from the body.
