@@ -190,26 +190,36 @@ class ArtifactService:
             run_id=run_id,
         )
 
-    def _check(self, run_id: str, spec: ArtifactInput) -> ArtifactFormat:
-        """Validate the description before any byte is stored, so a bad call leaves no trace."""
+    def _draft(self, run_id: str, spec: ArtifactInput) -> ArtifactMetadata:
+        """Validate the description before any byte is stored, so a bad call leaves no trace:
+        the record in full, with a placeholder blob that `_complete` replaces."""
         fmt = spec.format or _infer_format(spec.name)
-        # Dry-run the metadata validation with a placeholder blob (catches bad names, tags...).
-        self._describe(run_id, BlobInfo(sha256="0" * 64, size_bytes=0), spec, fmt)
-        return fmt
+        return self._describe(run_id, BlobInfo(sha256="0" * 64, size_bytes=0), spec, fmt)
 
-    async def _prepare(self, run_id: str, spec: ArtifactInput) -> ArtifactFormat:
-        fmt = self._check(run_id, spec)
+    def _complete(self, draft: ArtifactMetadata, blob: BlobInfo) -> ArtifactMetadata:
+        """The draft, now about ``blob``: the fields the store itself computed (the digest
+        and size it hashed and counted, and where it put them), so nothing new needs
+        validating a second time."""
+        return draft.model_copy(
+            update={
+                "sha256": blob.sha256,
+                "size_bytes": blob.size_bytes,
+                "location": self._blobs.locate(blob.sha256),
+            }
+        )
+
+    async def _prepare(self, run_id: str, spec: ArtifactInput) -> ArtifactMetadata:
+        draft = self._draft(run_id, spec)
         await self._store.get_run(run_id)  # NotFound before any blob is written
-        return fmt
+        return draft
 
     async def put_stream(
         self, run_id: str, chunks: AsyncIterable[bytes], **spec: Any
     ) -> ArtifactMetadata:
         """Store an async byte stream as an artifact of ``run_id``."""
-        description = _spec(spec)
-        fmt = await self._prepare(run_id, description)
-        blob = await self._blobs.put_stream(_checked(chunks, fmt, "artifacts.put"))
-        artifact = self._describe(run_id, blob, description, fmt)
+        draft = await self._prepare(run_id, _spec(spec))
+        blob = await self._blobs.put_stream(_checked(chunks, draft.format, "artifacts.put"))
+        artifact = self._complete(draft, blob)
         await self._store.insert_artifacts([artifact], audit=stored_event(run_id, [artifact]))
         return artifact
 
@@ -217,11 +227,10 @@ class ArtifactService:
         """Store ``data`` (already in memory) as an artifact: the same checks as
         `put_stream`, but one blob write instead of a stream (a thread hop per call, not per
         chunk: most artifacts a pipeline writes are small)."""
-        description = _spec(spec)
-        fmt = await self._prepare(run_id, description)
-        _check_payload(data, fmt, "artifacts.put")
+        draft = await self._prepare(run_id, _spec(spec))
+        _check_payload(data, draft.format, "artifacts.put")
         blob = await self._blobs.put_bytes(data)
-        artifact = self._describe(run_id, blob, description, fmt)
+        artifact = self._complete(draft, blob)
         await self._store.insert_artifacts([artifact], audit=stored_event(run_id, [artifact]))
         return artifact
 
@@ -264,17 +273,14 @@ class ArtifactService:
     ) -> list[ArtifactMetadata]:
         """Store many small artifacts with one durability pass and one records transaction."""
         specs = [parse(ArtifactInput, spec, operation="artifacts.put_many") for _, spec in items]
-        formats = [self._check(run_id, spec) for spec in specs]
+        drafts = [self._draft(run_id, spec) for spec in specs]
         await self._store.get_run(run_id)  # once per batch
-        for (data, _), fmt in zip(items, formats, strict=True):
-            if fmt in (ArtifactFormat.JSON, ArtifactFormat.JSONL):
-                async for _chunk in _checked(_one(data), fmt, "artifacts.put_many"):
+        for (data, _), draft in zip(items, drafts, strict=True):
+            if draft.format in (ArtifactFormat.JSON, ArtifactFormat.JSONL):
+                async for _chunk in _checked(_one(data), draft.format, "artifacts.put_many"):
                     pass
         blobs = await self._blobs.put_many([data for data, _ in items])
-        artifacts = [
-            self._describe(run_id, blob, spec, fmt)
-            for blob, spec, fmt in zip(blobs, specs, formats, strict=True)
-        ]
+        artifacts = [self._complete(draft, blob) for draft, blob in zip(drafts, blobs, strict=True)]
         await self._store.insert_artifacts(artifacts, audit=stored_event(run_id, artifacts))
         return artifacts
 

@@ -166,8 +166,18 @@ def _artifact_row(artifact: ArtifactMetadata) -> dict[str, Any]:
     }
 
 
+# column -> `SELECT column WHERE column = :value`, built once: one artifact per call is the
+# common case, and an expanding IN costs a fresh compilation on every execution.
+_ONE_EXISTS: dict[Column[str], Select[str]] = {}
+
+
 def _existing(conn: Connection, column: Column[str], values: Sequence[str]) -> set[str]:
     """Which of ``values`` are present in ``column`` (in chunks: SQL has parameter limits)."""
+    if len(values) == 1:
+        stmt = _ONE_EXISTS.get(column)
+        if stmt is None:
+            stmt = _ONE_EXISTS[column] = select(column).where(column == bindparam("value"))
+        return set(conn.execute(stmt, {"value": values[0]}).scalars())
     found: set[str] = set()
     for start in range(0, len(values), PAGE_SIZE):
         chunk = values[start : start + PAGE_SIZE]
