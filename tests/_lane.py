@@ -94,6 +94,7 @@ class Lane:
     vault: Vault
     runner: ToolRunner
     root: Path
+    namespaces: bool = True  # False: opened with the namespace layer disabled
 
     @property
     def workdir(self) -> Path:
@@ -141,4 +142,4 @@ async def open_lane(
             backoff_seconds=backoff,
         ),
     )
-    return Lane(vault=vault, runner=runner, root=root)
+    return Lane(vault=vault, runner=runner, root=root, namespaces="netns" not in disabled)

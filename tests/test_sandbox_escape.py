@@ -6,7 +6,9 @@ where Landlock + seccomp + rlimits must hold on their own."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -36,6 +38,7 @@ PROBES = [
     "new_user_namespace",
     "write_vault",
     "signal_runner",
+    "keep_sysv_segment",
 ]
 
 RUNNER_SECRET = "runner-secret-9f3c1e"
@@ -281,3 +284,37 @@ async def test_policy_that_reaches_the_vault_is_refused(lane: Lane) -> None:
     refused = [e for e in await lane.audit(response.request_id) if e.event == "execution.refused"]
     assert refused
     assert refused[0].details["error_code"] == "sandbox_violation"
+
+
+_IPC_PRIVATE, _IPC_CREAT, _IPC_RMID = 0, 0o1000, 0
+
+
+def _sysv_segments() -> dict[int, int]:
+    """key -> shmid of every SysV shared-memory segment of this host's IPC namespace."""
+    lines = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return {int(line.split()[0]): int(line.split()[1]) for line in lines}
+
+
+async def test_sysv_ipc_is_private_to_the_tool(lane: Lane) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    victim = libc.shmget(_IPC_PRIVATE, 4096, _IPC_CREAT | 0o600)
+    assert victim >= 0, os.strerror(ctypes.get_errno())
+    key = secrets.randbelow(1 << 30) + 1
+    try:
+        address = libc.shmat(victim, None, 0)
+        ctypes.memmove(address, b"runner-secret-16", 16)
+        libc.shmdt(ctypes.c_void_p(address))
+        response = await lane.run("keep_sysv_segment", {"key": key, "victim": victim})
+        assert response.ok, response.error
+        assert response.output["victim_read"] is None
+        if lane.namespaces:
+            assert response.output["shmid"] >= 0  # the tool has SysV IPC, of its own
+            assert key not in _sysv_segments()  # and nothing of it outlives the tool
+            end = await lane.end_record(response)
+            assert "netns" in end["layers_enforced"]
+        # Without namespaces (a degraded host) the segment stays: docs/security.md says so.
+    finally:
+        libc.shmctl(victim, _IPC_RMID, None)
+        if (left := _sysv_segments().get(key)) is not None:
+            libc.shmctl(left, _IPC_RMID, None)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from _lane import Lane, manifest, open_lane, policy, require_sandbox, tool
+from strongroom.sandbox._proxy import EgressProxy
 from strongroom.sandbox.host import probe_host
 
 
@@ -56,6 +57,7 @@ async def lane(tmp_path: Path, web: int) -> AsyncIterator[Lane]:
             ("tcp_connect", "probe_tools:tcp_connect"),
             ("udp_send", "probe_tools:udp_send"),
             ("resolve_dns", "probe_tools:resolve_dns"),
+            ("dial_proxy_port", "probe_tools:dial_proxy_port"),
         )
     ]
     await lane.publish(net_policy, manifest(tools))
@@ -112,3 +114,98 @@ async def test_udp_and_dns_stay_blocked(lane: Lane) -> None:
     dns = await lane.run("resolve_dns", {"host": "example.com"})
     assert dns.error is not None
     assert dns.error.code == "sandbox_violation"
+
+
+def _host_address() -> str | None:
+    """This host's address on its default route (no packet is sent), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+class _Trap:
+    """Services listening at the proxy's own port on every other address of this host: what
+    a tool dialling that port around the proxy would reach."""
+
+    def __init__(self) -> None:
+        self.servers: list[socket.socket] = []
+        self.addresses: list[str] = []
+        self.reached: list[str] = []
+        self.threads: list[threading.Thread] = []
+
+    def open(self, port: int) -> None:
+        candidates = [("127.0.0.2", socket.AF_INET), ("::1", socket.AF_INET6)]
+        if (address := _host_address()) is not None:
+            candidates.append((address, socket.AF_INET))
+        for address, family in candidates:
+            try:
+                server = socket.create_server((address, port), family=family)
+            except OSError:
+                continue  # no IPv6 here, or the port is taken on that address
+            self.servers.append(server)
+            self.addresses.append(address)
+            thread = threading.Thread(target=self._serve, args=(server, address), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _serve(self, server: socket.socket, address: str) -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                self.reached.append(address)
+                conn.sendall(b"pwned")
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+
+async def test_dialling_the_proxy_port_at_other_addresses_never_leaves_the_namespace(
+    lane: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not probe_host().available()["netns"]:
+        pytest.skip("needs network namespaces (the degraded path is documented, not private)")
+    trap = _Trap()
+    start = EgressProxy.start
+
+    def start_and_trap(proxy: EgressProxy) -> int:
+        port = start(proxy)
+        trap.open(port)
+        return port
+
+    monkeypatch.setattr(EgressProxy, "start", start_and_trap)
+    host = _host_address()
+    addresses = ["127.0.0.1", "127.0.0.2", "::1", "::2", "10.255.255.1"]
+    try:
+        response = await lane.run(
+            "dial_proxy_port",
+            {
+                "addresses": addresses + ([host] if host else []),
+                "target": "http://unlisted.example/",
+            },
+        )
+    finally:
+        trap.close()
+    assert response.ok, response.error
+    found = response.output["found"]
+    assert trap.addresses, "no address to set a trap on"
+    assert trap.reached == []
+    assert not any("pwned" in outcome for outcome in found.values()), found
+    # The namespace's loopback leads to the proxy, which refuses the unlisted host; every
+    # other address is unreachable from inside.
+    assert found["127.0.0.1"].startswith("answered: HTTP/1.1 403"), found
+    for address, outcome in found.items():
+        if address not in ("127.0.0.1", "::1"):
+            assert outcome in ("ECONNREFUSED", "ENETUNREACH", "EADDRNOTAVAIL"), (address, found)
+    end = await lane.end_record(response)
+    assert "netns" in end["layers_enforced"]
+    assert {d["host"] for d in end["denied_connections"]} == {"unlisted.example"}

@@ -165,3 +165,38 @@ def orphans(request: dict[str, Any]) -> dict[str, Any]:
         handle.write(" ".join(map(str, pids)))
     time.sleep(300)
     return {"pids": pids}
+
+
+def dial_proxy_port(request: dict[str, Any]) -> dict[str, Any]:
+    """Read the proxy's port from HTTP_PROXY and dial it at every address in
+    ``request["addresses"]``, around the proxy: report, per address, the errno name of the
+    failure or the first bytes answered to an HTTP request for ``request["target"]``."""
+    port = int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])
+    found: dict[str, str] = {}
+    for address in request["addresses"]:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as conn:
+                conn.settimeout(10)
+                conn.connect((address, port))
+                conn.sendall(f"GET {request['target']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                found[address] = "answered: " + conn.recv(200).decode(errors="replace")
+        except OSError as exc:
+            found[address] = errno.errorcode.get(exc.errno or 0, str(exc))
+    return {"port": port, "found": found}
+
+
+def keep_sysv_segment(request: dict[str, Any]) -> dict[str, Any]:
+    """Create a SysV shared-memory segment under ``request["key"]`` meant to outlive the
+    tool, and try to attach an existing one (``request["victim"]``, a shmid) and read it."""
+    ipc_creat, size = 0o1000, 1 << 20
+    _libc.shmget.restype = ctypes.c_int
+    _libc.shmat.restype = ctypes.c_void_p
+    shmid = _libc.shmget(int(request["key"]), size, ipc_creat | 0o600)
+    read = None
+    victim = request.get("victim")
+    if victim is not None:
+        address = _libc.shmat(int(victim), None, 0)
+        if address not in (None, ctypes.c_void_p(-1).value):
+            read = ctypes.string_at(address, 16).decode(errors="replace")
+    return {"shmid": shmid, "errno": ctypes.get_errno(), "victim_read": read}

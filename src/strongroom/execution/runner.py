@@ -366,6 +366,7 @@ class ToolRunner:
             output_limit=self.options.output_limit,
             sandbox_uid=int(drop["uid"]) if drop else None,
             cancel=inv.cancel,
+            connections=proxy.adopt if proxy is not None else None,
         )
         rlimits = plan.layers.get("rlimits") or {}
         outcome = classify(result, timeout=plan.timeout_seconds, memory_bytes=rlimits.get("as"))

@@ -7,8 +7,12 @@ script, so confining a tool never imports strongroom itself.
 
 Order of confinement (each step only narrows what the next one can do):
 
-1. network namespace (``unshare``; with a user namespace when not root): no interface but a
-   loopback that stays down, so no route anywhere;
+1. network and IPC namespaces (``unshare``; with a user namespace when not root): no
+   interface but the loopback, so no route anywhere, and SysV IPC and POSIX message queues of
+   the tool's own, gone with it. With a network allowlist the loopback comes up and an
+   egress *relay* listens on 127.0.0.1 and ::1 at the proxy's port: each connection it
+   accepts is passed (the descriptor itself, over a socket the runner handed down) to the
+   runner's proxy, so the proxy is the only way out, whatever address the tool dials;
 2. rlimits: CPU seconds, address space, file size, open files, processes, no core dumps;
 3. when root: drop to the plan's unprivileged uid/gid (so ``RLIMIT_NPROC`` applies; root is
    exempt from it), keeping only CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH so the interpreter,
@@ -43,8 +47,14 @@ from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+_IFREQ = "16sh22x"  # struct ifreq: the name, then ifr_flags in its 24-byte union
 
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
@@ -138,19 +148,86 @@ class HostError(Exception):
 
 
 def enter_network_namespace(as_root: bool) -> None:
-    """A new, empty network namespace. Root can create one directly; anyone else needs a
-    user namespace first (mapping their own uid, so nothing is gained)."""
+    """New, empty network and IPC namespaces. Root can create them directly; anyone else
+    needs a user namespace first (mapping their own uid, so nothing is gained)."""
     if as_root:
-        _check(_c().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        _check(_c().unshare(CLONE_NEWNET | CLONE_NEWIPC), "unshare(CLONE_NEWNET|CLONE_NEWIPC)")
         return
     uid, gid = os.geteuid(), os.getegid()
-    _check(_c().unshare(CLONE_NEWUSER | CLONE_NEWNET), "unshare(CLONE_NEWUSER|CLONE_NEWNET)")
+    flags = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC
+    _check(_c().unshare(flags), "unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWIPC)")
     with open("/proc/self/setgroups", "w") as handle:
         handle.write("deny")
     with open("/proc/self/uid_map", "w") as handle:
         handle.write(f"{uid} {uid} 1")
     with open("/proc/self/gid_map", "w") as handle:
         handle.write(f"{gid} {gid} 1")
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack(_IFREQ, b"lo", 0)
+        flags = struct.unpack(_IFREQ, fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
+
+
+def open_relay(port: int) -> list[Any]:
+    """In the tool's fresh network namespace: bring the loopback up and listen at the
+    proxy's port on 127.0.0.1 (and ::1 when the namespace has IPv6). Done before Landlock,
+    which would refuse the bind."""
+    import socket
+
+    _loopback_up()
+    listeners = []
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            listener = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        try:
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind((address, port))
+            listener.listen(64)
+        except OSError:
+            listener.close()
+            if family == socket.AF_INET:
+                raise
+            continue
+        listeners.append(listener)
+    return listeners
+
+
+def start_relay(listeners: list[Any], relay_fd: int) -> None:
+    """Pass every accepted connection's descriptor to the runner's proxy. Started only once
+    this thread is confined: threads inherit Landlock and seccomp from their creator, and a
+    thread started earlier would run whatever the tool patches into the code it calls,
+    unconfined. The tool can stop its relay (and so lose its own network), nothing more:
+    the proxy decides every connection."""
+    import socket
+    import threading
+
+    out = socket.socket(fileno=relay_fd)
+
+    def serve(listener: Any) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                socket.send_fds(out, [b"c"], [conn.fileno()])
+            except OSError:
+                return
+            finally:
+                conn.close()
+
+    for listener in listeners:
+        threading.Thread(target=serve, args=(listener,), daemon=True).start()
 
 
 RLIMITS = {
@@ -226,9 +303,14 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
     # Import the layer modules before Landlock takes the right to read them away.
     landlock = _import_layer("_landlock") if layers.get("landlock") else None
     seccomp = _import_layer("_seccomp") if layers.get("seccomp") else None
-    if layers.get("netns"):
+    netns = layers.get("netns")
+    relay: list[Any] = []
+    if netns:
         enter_network_namespace(as_root)
-        done["netns"] = True
+        done["netns"] = done["ipcns"] = True
+        if isinstance(netns, dict) and netns.get("relay_port"):
+            relay = open_relay(int(netns["relay_port"]))
+            done["egress_relay"] = {"port": int(netns["relay_port"]), "listeners": len(relay)}
     if layers.get("rlimits"):
         apply_rlimits(layers["rlimits"])
         done["rlimits"] = layers["rlimits"]
@@ -250,6 +332,8 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
     if seccomp is not None:
         seccomp.install(allow_inet_stream=bool(layers["seccomp"]["allow_inet_stream"]))
         done["seccomp"] = {"denied": list(seccomp.DENIED), **layers["seccomp"]}
+    if relay and isinstance(netns, dict):
+        start_relay(relay, int(netns["relay_fd"]))
     return done
 
 

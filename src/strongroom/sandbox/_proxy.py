@@ -62,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -258,6 +259,20 @@ class EgressProxy:
         host = f"[{self._bind_host}]" if ":" in self._bind_host else self._bind_host
         return f"http://{host}:{self.port}"
 
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve ``sock``, a client connection accepted elsewhere (the relay inside a tool's
+        network namespace), exactly as one accepted here; the proxy owns and closes it. A
+        proxy that is not running closes it at once."""
+        with self._lock:
+            runtime = self._runtime if self._state == "running" else None
+        if runtime is None:
+            sock.close()
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._adopt(runtime, sock), runtime.loop)
+        except RuntimeError:  # the loop stopped meanwhile
+            sock.close()
+
     def events(self) -> list[ProxyEvent]:
         """A copy of the events recorded so far (thread-safe)."""
         with self._lock:
@@ -286,6 +301,20 @@ class EgressProxy:
         runtime.server = server
         port: int = server.sockets[0].getsockname()[1]
         return port
+
+    async def _adopt(self, runtime: _Runtime, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_HEAD_BYTES, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            sock.setblocking(False)
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
+        except (OSError, ValueError):  # not a stream socket, or already closed
+            sock.close()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._handle(runtime, reader, writer)
 
     async def _shutdown(self, runtime: _Runtime) -> None:
         runtime.closing = True

@@ -42,7 +42,8 @@ LAYERS: dict[str, str] = {
     "landlock_scope": "no signals or abstract UNIX sockets outside the sandbox",
     "seccomp": "no UDP/raw/UNIX sockets (no sockets at all for deny-all), no ptrace, "
     "no namespaces, no setsid, no mounts, no io_uring, no bpf",
-    "netns": "own network namespace: no interface, no route (deny-all network)",
+    "netns": "own network and IPC namespaces: no route out (deny-all) or only the relay to "
+    "the egress proxy (allowlist); SysV IPC of the tool's own",
     "egress_proxy": "allowlisted hosts only, through the runner's proxy",
 }
 

@@ -28,6 +28,11 @@ __all__ = ["HostHandler", "LaunchResult", "launch"]
 HostHandler = Callable[[str, dict[str, Any]], Any]
 """``(op, params) -> result``; raise a `StrongroomError` to answer with an error."""
 
+ConnectionHandler = Callable[[socket.socket], None]
+"""Takes over one connection the tool opened to its namespace's egress relay."""
+
+MAX_RELAYED = 4096  # connections relayed per invocation; more are closed unread
+
 MAX_CONTROL_LINE = 256 * 1024 * 1024
 DRAIN_SECONDS = 2.0
 _CANCEL_POLL = 0.2  # seconds between looks at a cancel event
@@ -153,11 +158,21 @@ def launch(
     output_limit: int = 8 * 1024 * 1024,
     sandbox_uid: int | None = None,
     cancel: threading.Event | None = None,
+    connections: ConnectionHandler | None = None,
 ) -> LaunchResult:
     """Run the bootstrap with ``plan``; never raises for what the tool does. Setting
-    ``cancel`` kills the process group (checked at least every 0.2 s)."""
+    ``cancel`` kills the process group (checked at least every 0.2 s). When the plan's
+    network namespace has an egress relay, every connection the tool opens to it arrives
+    here (its descriptor passed over a socket of its own) and goes to ``connections``."""
     result = LaunchResult()
     parent_sock, child_sock = socket.socketpair()
+    relay_sock: socket.socket | None = None
+    relay_child: socket.socket | None = None
+    netns = plan["layers"].get("netns")
+    if isinstance(netns, dict) and netns.get("relay_port"):
+        relay_sock, relay_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        plan = {**plan, "layers": {**plan["layers"], "netns": {**netns}}}
+        plan["layers"]["netns"]["relay_fd"] = relay_child.fileno()
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -167,11 +182,14 @@ def launch(
             stderr=subprocess.PIPE,
             env=env,
             cwd=plan["cwd"],
-            pass_fds=(child_sock.fileno(),),
+            pass_fds=(child_sock.fileno(),)
+            + ((relay_child.fileno(),) if relay_child is not None else ()),
             start_new_session=True,
         )
     finally:
         child_sock.close()
+        if relay_child is not None:
+            relay_child.close()
     pgid = proc.pid
     deadline = started + timeout
     out, err = _Capture(output_limit), _Capture(output_limit)
@@ -185,6 +203,9 @@ def launch(
         selector.register(proc.stderr, selectors.EVENT_READ, err)
         selector.register(parent_sock, selectors.EVENT_READ, "control")
         selector.register(pidfd, selectors.EVENT_READ, "exit")
+        if relay_sock is not None:
+            selector.register(relay_sock, selectors.EVENT_READ, "relay")
+        relayed = [0]
         _send(parent_sock, plan)
         exited = False
         status = 0
@@ -209,6 +230,9 @@ def launch(
                     exited = True
                 elif key.data == "control":
                     _read_control(parent_sock, control, result, host, selector)
+                elif key.data == "relay":
+                    assert relay_sock is not None
+                    _read_relay(relay_sock, selector, connections, relayed)
                 else:
                     _read_pipe(selector, key)
         result.wall_seconds = time.monotonic() - started
@@ -225,6 +249,8 @@ def launch(
         selector.close()
         os.close(pidfd)
         parent_sock.close()
+        if relay_sock is not None:
+            relay_sock.close()
         proc.stdout.close()
         proc.stderr.close()
         if proc.returncode is None:
@@ -243,6 +269,40 @@ def _read_pipe(selector: selectors.BaseSelector, key: selectors.SelectorKey) -> 
         capture.add(chunk)
     else:
         selector.unregister(key.fileobj)
+
+
+def _read_relay(
+    sock: socket.socket,
+    selector: selectors.BaseSelector,
+    connections: ConnectionHandler | None,
+    relayed: list[int],
+) -> None:
+    """One descriptor from the relay in the tool's namespace. Whatever arrives (the tool owns
+    the relay's end and may send anything) is handed on only if it is a stream socket, and
+    at most `MAX_RELAYED` of them; the proxy behind ``connections`` decides the rest."""
+    try:
+        data, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    except OSError:
+        data, fds = b"", []
+    if not data and not fds:  # EOF (or an error): the relay is gone
+        selector.unregister(sock)
+        return
+    for fd in fds:
+        try:
+            conn = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            continue
+        if (
+            connections is None
+            or relayed[0] >= MAX_RELAYED
+            or conn.type != socket.SOCK_STREAM
+            or conn.family not in (socket.AF_INET, socket.AF_INET6)
+        ):
+            conn.close()
+            continue
+        relayed[0] += 1
+        connections(conn)
 
 
 def _read_control(
@@ -311,7 +371,7 @@ def _drain(
         if not events:
             break
         for key, _ in events:
-            if key.data == "exit":
+            if key.data in ("exit", "relay"):
                 selector.unregister(key.fileobj)
             elif key.data == "control":
                 _read_control(sock, control, result, None, selector)

@@ -5,8 +5,10 @@ cannot give (`SandboxPlan.missing`; the runner refuses unless degraded isolation
 Layers every sandboxed tool needs: ``session``, ``timeout``, ``env_scrub``, ``rlimits``,
 ``landlock_fs``, ``seccomp`` and, when the runner is root, ``unprivileged_uid``. An
 ``allowlist`` network also needs ``landlock_net`` (TCP only to the proxy) and the
-``egress_proxy``. ``netns`` and ``landlock_scope`` are defence in depth: used when present,
-never required, so hosts without user namespaces still run tools (see docs/security.md).
+``egress_proxy``. ``netns`` (network and IPC namespaces; with an allowlist, the egress
+relay that makes the proxy the only way out) and ``landlock_scope`` are used whenever the
+host offers them, never required, so hosts without user namespaces still run tools, with
+the weaker guarantees docs/security.md lists for them.
 """
 
 from __future__ import annotations
@@ -183,7 +185,9 @@ def plan_sandbox(
         required.append("unprivileged_uid")
     if allowlist:
         required += ["landlock_net", "egress_proxy"]
-    optional = ["landlock_scope"] if allowlist else ["netns", "landlock_net", "landlock_scope"]
+    optional = (
+        ["netns", "landlock_scope"] if allowlist else ["netns", "landlock_net", "landlock_scope"]
+    )
 
     enforced = [layer for layer in required if usable(layer)]
     missing = [layer for layer in required if not usable(layer)]
@@ -195,8 +199,11 @@ def plan_sandbox(
             skipped[layer] = "not available on this host"
         else:
             enforced.append(layer)
-    if allowlist:
-        skipped["netns"] = "an allowlisted network reaches the egress proxy on the host's loopback"
+    if allowlist and "netns" in skipped:
+        skipped["netns"] += (
+            ": without a network namespace, egress is pinned to the proxy's port number only "
+            "(Landlock cannot pin an address), so any address listening on that port is reachable"
+        )
 
     layers: dict[str, Any] = {}
     if "rlimits" in enforced:
@@ -218,7 +225,9 @@ def plan_sandbox(
         uid = limits.uid_base + secrets.randbelow(limits.uid_range)
         layers["drop_uid"] = {"uid": uid, "gid": uid}
     if "netns" in enforced:
-        layers["netns"] = True
+        # With an allowlist, the tool's namespace gets a relay at the proxy's port: the only
+        # way out, and it leads to the proxy alone.
+        layers["netns"] = {"relay_port": proxy_port} if allowlist and proxy_port else True
     if "landlock_fs" in enforced:
         layers["landlock"] = {
             "read_paths": reads,
