@@ -33,7 +33,13 @@ from strongroom.adapters._local_fs import (
     sweep_stale_temps,
     write_durable_temp,
 )
-from strongroom.errors import IntegrityError, NotFound, ValidationError, map_os_errors
+from strongroom.errors import (
+    IntegrityError,
+    NotFound,
+    StrongroomError,
+    ValidationError,
+    map_os_errors,
+)
 from strongroom.models import BlobInfo, BlobLocation
 from strongroom.ports.blobs import CHUNK_SIZE, BlobStore, check_blob_digest
 
@@ -383,6 +389,23 @@ class LocalBlobStore(BlobStore):
     async def verify(self, sha256: str) -> BlobInfo:
         hexd = self._digest(sha256, "verify")
         return await asyncio.to_thread(self._verify_sync, hexd)
+
+    async def verify_each(self, digests: Sequence[str]) -> list[BlobInfo | StrongroomError | None]:
+        """One thread hop for the whole sequence (a hop per blob cost more than hashing a
+        small one)."""
+
+        def each() -> list[BlobInfo | StrongroomError | None]:
+            out: list[BlobInfo | StrongroomError | None] = []
+            for digest in digests:
+                try:
+                    out.append(self._verify_sync(self._digest(digest, "verify")))
+                except NotFound:
+                    out.append(None)
+                except StrongroomError as exc:
+                    out.append(exc)
+            return out
+
+        return await asyncio.to_thread(each)
 
     def _verify_sync(self, hexd: str) -> BlobInfo:
         fd = self._open_blob("verify", hexd)

@@ -14,7 +14,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
-from strongroom.errors import IntegrityError, ValidationError
+from strongroom.errors import IntegrityError, NotFound, StrongroomError, ValidationError
 from strongroom.ids import check_digest
 from strongroom.models import BlobInfo, BlobLocation
 
@@ -109,6 +109,23 @@ class BlobStore(ABC):
         """The whole blob, verified before it is returned."""
         parts = [chunk async for chunk in self.get_stream(sha256)]
         return b"".join(parts)
+
+    async def verify_each(self, digests: Sequence[str]) -> list[BlobInfo | StrongroomError | None]:
+        """`verify` of each digest, in order: its `BlobInfo`, the error that fails it (a
+        mismatch, a malformed digest...), or None when it is absent (`NotFound`).
+
+        Note for implementers: the default is a loop over ``verify``; a local store verifies
+        the whole sequence in one thread hop.
+        """
+        out: list[BlobInfo | StrongroomError | None] = []
+        for digest in digests:
+            try:
+                out.append(await self.verify(digest))
+            except NotFound:
+                out.append(None)
+            except StrongroomError as exc:
+                out.append(exc)
+        return out
 
     async def verify(self, sha256: str) -> BlobInfo:
         """Re-hash a stored blob. `IntegrityError` on mismatch, `NotFound` when absent."""

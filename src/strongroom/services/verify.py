@@ -17,9 +17,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from strongroom.errors import IntegrityError, NotFound, StrongroomError
+from strongroom.errors import IntegrityError, StrongroomError
 from strongroom.integrity import SignedTreeHead
-from strongroom.models import VerifyProblem, VerifyReport, utcnow
+from strongroom.models import BlobInfo, VerifyProblem, VerifyReport, utcnow
 from strongroom.ports import BlobStore, MetadataStore, RegistryRecords
 from strongroom.ports.verify import BINDING_REASONS
 from strongroom.services._replay import AuditReplay
@@ -36,6 +36,7 @@ ProgressCallback = Callable[[str, int, int | None], None]
 # the GIL, so a few overlap reading and hashing (and S3 round trips) without holding more
 # than a few read buffers.
 _VERIFY_CONCURRENCY = 3
+_VERIFY_RUN = 8  # blobs re-hashed per verify_each call (per thread hop)
 _PAGE = 1000  # blobs listed, then re-hashed, at a time
 _REFERENCE_BATCH = 1000  # references checked against the working set per query
 _SIZE_CACHE = 10_000  # recently referenced digests whose verified size is kept in memory
@@ -331,21 +332,22 @@ async def _check_blobs(
 async def _verify_page(
     blobs: BlobStore, page: Sequence[str], verified: Callable[[], None]
 ) -> list[int | StrongroomError | None]:
-    """Re-hash the blobs of ``page``, _VERIFY_CONCURRENCY at a time; for each, in page order,
-    its size, the error that fails it, or None when it is gone (deleted while we walked: not
-    a corruption). ``verified`` is called as each one is done."""
+    """Re-hash the blobs of ``page``: runs of `_VERIFY_RUN` at a time (one `verify_each`,
+    one thread hop on a local store), `_VERIFY_CONCURRENCY` runs at once (hashing releases
+    the GIL); for each blob, in page order, its size, the error that fails it, or None when
+    it is gone (deleted while we walked: not a corruption). ``verified`` is called as each
+    one is done."""
     outcomes: list[int | StrongroomError | None] = [None] * len(page)
-    pending = iter(enumerate(page))
+    runs = iter(range(0, len(page), _VERIFY_RUN))
 
     async def work() -> None:
-        for index, digest in pending:  # shared: each digest goes to one worker
-            try:
-                outcomes[index] = (await blobs.verify(digest)).size_bytes
-            except NotFound:
-                pass
-            except StrongroomError as exc:
-                outcomes[index] = exc
-            verified()
+        for start in runs:  # shared: each run goes to one worker
+            run = page[start : start + _VERIFY_RUN]
+            for offset, outcome in enumerate(await blobs.verify_each(run)):
+                outcomes[start + offset] = (
+                    outcome.size_bytes if isinstance(outcome, BlobInfo) else outcome
+                )
+                verified()
 
     workers = [asyncio.create_task(work()) for _ in range(min(_VERIFY_CONCURRENCY, len(page)))]
     try:

@@ -405,6 +405,18 @@ class BlobStoreTests:
         with pytest.raises(IntegrityError):
             await store.verify(info.sha256)
 
+    async def test_verify_each_reports_each_blob_in_order(self, store: BlobStore) -> None:
+        good = await store.put_bytes(payload(70_000, seed=23))
+        bad = await store.put_bytes(payload(50_000, seed=29))
+        absent = sha256_hex(b"never stored")
+        await self.corrupt(store, bad.sha256)
+        found = await store.verify_each([bad.sha256, absent, good.sha256, "not-a-digest"])
+        assert isinstance(found[0], IntegrityError)
+        assert found[1] is None
+        assert found[2] == good
+        assert isinstance(found[3], ValidationError)
+        assert await store.verify_each([]) == []
+
     async def test_corrupted_blob_fails_get_stream_after_the_last_chunk(
         self, store: BlobStore
     ) -> None:
