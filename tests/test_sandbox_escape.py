@@ -6,6 +6,7 @@ where Landlock + seccomp + rlimits must hold on their own."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import secrets
@@ -39,6 +40,8 @@ PROBES = [
     "write_vault",
     "signal_runner",
     "keep_sysv_segment",
+    "hostile_control",
+    "deep_scratch",
 ]
 
 RUNNER_SECRET = "runner-secret-9f3c1e"
@@ -318,3 +321,26 @@ async def test_sysv_ipc_is_private_to_the_tool(lane: Lane) -> None:
         libc.shmctl(victim, _IPC_RMID, None)
         if (left := _sysv_segments().get(key)) is not None:
             libc.shmctl(left, _IPC_RMID, None)
+
+
+@pytest.mark.parametrize("shape", ["deep_array", "deep_object", "not_an_object", "not_json"])
+async def test_hostile_control_messages_end_the_invocation_not_the_runner(
+    lane: Lane, shape: str
+) -> None:
+    response = await lane.run("hostile_control", {"shape": shape})
+    assert response.error is not None, response.output
+    assert response.error.code == "sandbox_violation"
+    assert response.error.details["reason"] == "bad_control_message"
+    end = await lane.end_record(response)
+    _denied(end)
+    # The runner is unharmed: the next invocation runs.
+    again = await lane.run("dump_environment")
+    assert again.ok, again.error
+
+
+async def test_a_deep_tree_left_in_scratch_is_removed(lane: Lane) -> None:
+    response = await lane.run("deep_scratch", {"depth": 5000})
+    assert response.ok, response.error
+    assert not await asyncio.to_thread(os.path.lexists, response.output["scratch"])
+    end = await lane.end_record(response)
+    assert end["status"] == "success"

@@ -200,3 +200,34 @@ def keep_sysv_segment(request: dict[str, Any]) -> dict[str, Any]:
         if address not in (None, ctypes.c_void_p(-1).value):
             read = ctypes.string_at(address, 16).decode(errors="replace")
     return {"shmid": shmid, "errno": ctypes.get_errno(), "victim_read": read}
+
+
+def hostile_control(request: dict[str, Any]) -> dict[str, Any]:
+    """Write a malformed message straight to the control channel (the bootstrap's argv[1]),
+    then answer normally: the runner must end the invocation, not crash or believe it."""
+    import sys
+
+    shapes = {
+        "deep_array": b"[" * 200_000 + b"\n",
+        "deep_object": b'{"type":"result","output":' + b'{"a":' * 300 + b"1" + b"}" * 301 + b"\n",
+        "not_an_object": b'["result", 1]\n',
+        "not_json": b"\xff\xfe not json\n",
+    }
+    os.write(int(sys.argv[1]), shapes[request["shape"]])
+    return {"answered": True}
+
+
+def deep_scratch(request: dict[str, Any]) -> dict[str, Any]:
+    """Leave a tree ``request["depth"]`` directories deep (a file in each) in the scratch
+    folder, deeper than PATH_MAX and than Python's recursion limit."""
+    scratch = os.environ["TMPDIR"]
+    fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(int(request["depth"])):
+        os.mkdir("d", dir_fd=fd)
+        os.close(os.open("f", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=fd))
+        down = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = down
+    os.chmod(fd, 0)
+    os.close(fd)
+    return {"scratch": scratch}

@@ -21,7 +21,6 @@ import asyncio
 import functools
 import hashlib
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from strongroom._fs import remove_tree
 from strongroom.errors import (
     Conflict,
     SandboxUnavailable,
@@ -297,7 +297,7 @@ class ToolRunner:
             finally:
                 if proxy is not None:
                     await asyncio.to_thread(proxy.close)
-                shutil.rmtree(scratch, ignore_errors=True)
+                await asyncio.to_thread(remove_tree, scratch)
             if outcome.ok or not outcome.retryable or attempt == attempts:
                 break
             if inv.cancel is not None and inv.cancel.is_set():

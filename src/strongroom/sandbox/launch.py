@@ -34,6 +34,7 @@ ConnectionHandler = Callable[[socket.socket], None]
 MAX_RELAYED = 4096  # connections relayed per invocation; more are closed unread
 
 MAX_CONTROL_LINE = 256 * 1024 * 1024
+MAX_CONTROL_DEPTH = 256  # nesting of arrays and objects in one control message
 DRAIN_SECONDS = 2.0
 _CANCEL_POLL = 0.2  # seconds between looks at a cancel event
 
@@ -58,6 +59,7 @@ class LaunchResult:
     output_truncated: bool = False
     leftover_processes: bool = False
     host_calls: list[dict[str, Any]] = field(default_factory=list)
+    violation: str | None = None  # why the control channel was cut (the group is killed)
 
     @property
     def peak_kib(self) -> int:
@@ -230,6 +232,8 @@ def launch(
                     exited = True
                 elif key.data == "control":
                     _read_control(parent_sock, control, result, host, selector)
+                    if result.violation is not None:
+                        kill_group(pgid)
                 elif key.data == "relay":
                     assert relay_sock is not None
                     _read_relay(relay_sock, selector, connections, relayed)
@@ -328,15 +332,21 @@ def _read_control(
             "message": "the tool's output is larger than 256 MiB",
         }
         return
-    while (end := buffer.find(b"\n")) >= 0:
+    while result.violation is None and (end := buffer.find(b"\n")) >= 0:
         line = bytes(buffer[:end])
         del buffer[: end + 1]
         try:
             message = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(message, dict):
-            continue
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
+            message = None
+        if not isinstance(message, dict) or _too_deep(message, MAX_CONTROL_DEPTH):
+            _cut(
+                result,
+                selector,
+                sock,
+                f"is not a JSON object of at most {MAX_CONTROL_DEPTH} levels",
+            )
+            return
         kind = message.get("type")
         if kind == "host":
             reply = _answer(host, message)
@@ -353,6 +363,42 @@ def _read_control(
             # Sent by the bootstrap's supervisor after the tool's process ended; the last one
             # wins, so a tool cannot pre-empt it with a made-up figure.
             result.tool_max_rss_kib = message["max_rss_kib"]
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` deep (iteratively)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _cut(
+    result: LaunchResult,
+    selector: selectors.BaseSelector,
+    sock: socket.socket,
+    why: str,
+) -> None:
+    """The tool broke the control protocol: what it sent is not trusted any further, the
+    invocation ends as a sandbox violation and the caller kills the process group."""
+    result.violation = f"a control message {why}"
+    result.message = {
+        "type": "error",
+        "code": "sandbox_violation",
+        "message": f"the tool broke the control protocol: {result.violation}",
+        "details": {"reason": "bad_control_message"},
+    }
+    with contextlib.suppress(KeyError, ValueError):
+        selector.unregister(sock)
 
 
 def _drain(
