@@ -127,9 +127,11 @@ async def open_lane(
     backoff: float = 0.01,
     url: str | None = None,
     blobs_url: str | None = None,
+    tool_paths: Sequence[Path] = (),
 ) -> Lane:
     """A lane under ``root``: the embedded vault ``root/vault``, or the vault at ``url``
-    (with ``blobs_url``) for the other backend pairs."""
+    (with ``blobs_url``) for the other backend pairs; ``tool_paths`` come after the test
+    tools' folder."""
     (root / "work" / "in").mkdir(parents=True)
     (root / "work" / "out").mkdir()
     vault = await Vault.open(url or root / "vault", blobs_url=blobs_url)
@@ -137,7 +139,7 @@ async def open_lane(
         vault,
         RunnerOptions(
             workdir=root / "work",
-            tool_paths=(TOOLS_DIR,),
+            tool_paths=(TOOLS_DIR, *tool_paths),
             disabled_layers=disabled,
             backoff_seconds=backoff,
         ),

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from _lane import APPROVER, Lane, manifest, open_lane, policy, require_sandbox, tool
+from strongroom.execution.host_services import reference_manifest
 from strongroom.models import RunStatus
 
 COUNT_RESPONSE = {
@@ -24,6 +26,12 @@ TEXT_REQUEST = {
     "additionalProperties": False,
     "properties": {"text": {"type": "string", "maxLength": 20}},
 }
+
+
+def reference_tools(policy_ref: str = "lane-policy@1.0.0") -> list[dict[str, Any]]:
+    """The reference tools as strongroom ships them, under this lane's policy."""
+    tools: list[dict[str, Any]] = yaml.safe_load(reference_manifest())["tools"]
+    return [{**t, "policy_refs": [policy_ref]} for t in tools]
 
 
 @pytest.fixture
@@ -42,8 +50,7 @@ async def lane(tmp_path: Path) -> AsyncIterator[Lane]:
         tool("wrong_output", "lane_tools:wrong_output", retries=2, response_schema=COUNT_RESPONSE),
         tool("allocate", "probe_tools:allocate", level="A0"),
         tool("no_policy", "lane_tools:echo", level="A0", policy_refs=()),
-        tool("fetch_object_storage", "strongroom.tools.reference:fetch_object_storage", level="A2"),
-        tool("record_run_summary", "strongroom.tools.reference:record_run_summary", level="A3"),
+        *reference_tools(),
     ]
     await lane.publish(policy(), manifest(tools))
     try:
@@ -344,3 +351,64 @@ async def test_other_tools_get_no_host_services(lane: Lane) -> None:
     assert "permission_denied" in response.error.message
     assert response.run_id is not None
     assert (await lane.vault.runs.get(response.run_id)).summary is None
+
+
+async def test_a_copy_of_a_reference_entrypoint_gets_no_host_services(lane: Lane) -> None:
+    """An A0 tool naming record_run_summary's entrypoint would skip its A3 approval; host
+    services go to the reference tool as strongroom ships it, not to an entrypoint."""
+    await lane.publish(
+        manifest(
+            [tool("summary_copy", "strongroom.tools.reference:record_run_summary", level="A0")],
+            manifest_id="copycat-tools",
+        )
+    )
+    run = await lane.vault.runs.create(project="lane")
+    await lane.vault.runs.start(run.run_id)
+    response = await lane.run("summary_copy", {"summary": "forged"}, run_id=run.run_id)
+    assert response.error is not None
+    assert "permission_denied" in response.error.message
+    assert (await lane.vault.runs.get(run.run_id)).summary is None
+    end = await lane.end_record(response)
+    assert end["host_calls"][0]["ok"] is False
+
+
+@pytest.mark.parametrize("shadow", ["strongroom", "json.py", "yaml"])
+async def test_a_tool_path_that_shadows_a_module_is_refused(tmp_path: Path, shadow: str) -> None:
+    require_sandbox()
+    tools_dir = tmp_path / "evil-tools"
+    target = tools_dir / shadow
+    if shadow.endswith(".py"):
+        tools_dir.mkdir()
+        target.write_text("raise SystemExit('foreign code')\n")
+    else:
+        (target / "tools").mkdir(parents=True)
+        (target / "__init__.py").write_text("")
+        (target / "tools" / "__init__.py").write_text("")
+        (target / "tools" / "reference.py").write_text("raise SystemExit('foreign code')\n")
+    lane = await open_lane(tmp_path / "lane", tool_paths=(tools_dir,))
+    try:
+        await lane.publish(policy(), manifest([tool("echo", "lane_tools:echo", level="A0")]))
+        response = await lane.run("echo", {"text": "hi"})
+        assert response.error is not None
+        assert response.error.code == "sandbox_violation"
+        assert response.error.details["reason"] == "tool_path_shadows"
+        refused = [
+            e for e in await lane.audit(response.request_id) if e.event == "execution.refused"
+        ]
+        assert refused
+    finally:
+        await lane.vault.close()
+
+
+def test_the_example_manifest_carries_the_reference_tools_as_shipped() -> None:
+    """examples/registry declares the reference tools under its own policy: they must stay
+    identical to strongroom's, or the demo's summary step would lose its host services."""
+    from strongroom.execution.host_services import grants_host_services
+    from strongroom.models.registry import ToolManifest
+    from strongroom.registry.parse import load_definition
+
+    path = Path(__file__).parents[1] / "examples" / "registry" / "data-quality-tools.yaml"
+    manifest = load_definition(path.read_bytes(), file_name=path.name)
+    assert isinstance(manifest, ToolManifest)
+    granted = {t.tool_id for t in manifest.tools if grants_host_services(t)}
+    assert granted == {"fetch_object_storage", "record_run_summary"}

@@ -3,27 +3,69 @@
 A confined tool cannot open the vault (Landlock keeps its files out of reach), so the few
 operations that need the vault are done by the runner on the tool's behalf, over the control
 channel: each request is checked, performed with the runner's own services and listed in the
-invocation's audit record. Only built-in tools (`strongroom.tools.reference`) get these
-services; any other tool's requests are refused.
+invocation's audit record. Only the reference tools get these services, recognised by
+identity: a tool whose id, version, entrypoint, contract and governance are exactly those
+strongroom ships (``strongroom/tools/reference_tools.yaml``). Another tool naming the same
+entrypoint (an A0 copy that would skip the A2/A3 approval, say) is refused like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import importlib.resources
 import posixpath
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import NotFound, StrongroomError, ValidationError
-from strongroom.models import ArtifactRole
+from strongroom.models import ArtifactRole, canonical_json
+from strongroom.models.registry import ToolDefinition, ToolManifest
+from strongroom.registry.parse import load_definition
 
 if TYPE_CHECKING:
     from strongroom.vault import Vault
 
-__all__ = ["HOST_SERVICE_ENTRYPOINTS", "HostServices"]
+__all__ = [
+    "HOST_SERVICE_ENTRYPOINTS",
+    "REFERENCE_TOOLS_FILE",
+    "HostServices",
+    "grants_host_services",
+    "reference_manifest",
+]
 
-#: Modules whose tools get host services.
+#: The module of the reference tools (loaded from the installed package only).
 HOST_SERVICE_ENTRYPOINTS: tuple[str, ...] = ("strongroom.tools.reference",)
+REFERENCE_TOOLS_FILE = "reference_tools.yaml"
+
+
+def reference_manifest() -> bytes:
+    """The reference tools' manifest as strongroom ships it (publishable as it is)."""
+    return importlib.resources.files("strongroom.tools").joinpath(REFERENCE_TOOLS_FILE).read_bytes()
+
+
+def _identity(tool: ToolDefinition) -> str:
+    fields = tool.model_dump(
+        mode="json", include={"tool_id", "version", "entrypoint", "contract", "governance"}
+    )
+    return hashlib.sha256(canonical_json(fields)).hexdigest()
+
+
+@functools.cache
+def _reference_identities() -> dict[str, str]:
+    manifest = load_definition(reference_manifest(), file_name=REFERENCE_TOOLS_FILE)
+    assert isinstance(manifest, ToolManifest)
+    return {tool.tool_id: _identity(tool) for tool in manifest.tools}
+
+
+def grants_host_services(tool: ToolDefinition) -> bool:
+    """Whether ``tool`` is one of the reference tools exactly as strongroom ships them."""
+    module = tool.entrypoint.partition(":")[0]
+    return module in HOST_SERVICE_ENTRYPOINTS and _reference_identities().get(
+        tool.tool_id
+    ) == _identity(tool)
+
 
 HOST_CALL_TIMEOUT = 600.0
 

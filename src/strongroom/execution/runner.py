@@ -36,7 +36,10 @@ from strongroom.errors import (
     ValidationError,
 )
 from strongroom.execution.governance import Governance, check_governance
-from strongroom.execution.host_services import HOST_SERVICE_ENTRYPOINTS, HostServices
+from strongroom.execution.host_services import (
+    HostServices,
+    grants_host_services,
+)
 from strongroom.execution.outcome import Outcome, classify
 from strongroom.execution.payloads import (
     encode_payload,
@@ -44,6 +47,7 @@ from strongroom.execution.payloads import (
     store_payloads,
     tool_log_lines,
 )
+from strongroom.execution.tool_paths import check_tool_paths, import_path_for
 from strongroom.models import (
     ArtifactRole,
     DefinitionKind,
@@ -268,6 +272,8 @@ class ToolRunner:
             )
         )
         attempts = 1 + inv.tool.constraints.max_retries
+        import_path = import_path_for(inv.tool.entrypoint, self.options.tool_paths)
+        await asyncio.to_thread(check_tool_paths, [Path(p) for p in import_path])
         outcome = Outcome(ok=False, code="handler_exception")
         last_plan: SandboxPlan | None = None
         last_result: LaunchResult | None = None
@@ -333,7 +339,7 @@ class ToolRunner:
         proxy: EgressProxy | None,
     ) -> tuple[Outcome, LaunchResult]:
         host = None
-        if inv.tool.entrypoint.partition(":")[0] in HOST_SERVICE_ENTRYPOINTS:
+        if grants_host_services(inv.tool):
             host = HostServices(
                 self._vault,
                 asyncio.get_running_loop(),
@@ -351,7 +357,7 @@ class ToolRunner:
             "entrypoint": inv.tool.entrypoint,
             "input": inv.request.input,
             "cwd": str(self.options.workdir.resolve()),
-            "sys_path": [str(p.resolve()) for p in self.options.tool_paths],
+            "sys_path": import_path_for(inv.tool.entrypoint, self.options.tool_paths),
             "layers": plan.layers,
             "runner_pid": os.getpid(),
         }

@@ -366,8 +366,10 @@ def _violation(exc: OSError) -> dict[str, Any]:
 
 
 def run_tool(plan: dict[str, Any], channel: Channel) -> dict[str, Any]:
-    for path in reversed(plan.get("sys_path", [])):
-        sys.path.insert(0, path)
+    # After the runtime's own paths: a tool path can add modules, never replace one (the
+    # runner also refuses a tool path that would shadow strongroom, the standard library
+    # or an installed package).
+    sys.path.extend(plan.get("sys_path", []))
     try:
         function = _load(plan["entrypoint"])
         if _wants_host(function):
