@@ -323,7 +323,10 @@ async def test_sysv_ipc_is_private_to_the_tool(lane: Lane) -> None:
             libc.shmctl(left, _IPC_RMID, None)
 
 
-@pytest.mark.parametrize("shape", ["deep_array", "deep_object", "not_an_object", "not_json"])
+@pytest.mark.parametrize(
+    "shape",
+    ["deep_array", "deep_object", "not_an_object", "not_json", "forged_usage", "forged_layers"],
+)
 async def test_hostile_control_messages_end_the_invocation_not_the_runner(
     lane: Lane, shape: str
 ) -> None:
@@ -333,6 +336,9 @@ async def test_hostile_control_messages_end_the_invocation_not_the_runner(
     assert response.error.details["reason"] == "bad_control_message"
     end = await lane.end_record(response)
     _denied(end)
+    # What the runner records came from the supervisor and the kernel, not the tool.
+    assert "forged" not in end["layers_enforced"]
+    assert end["usage"]["peak_memory_bytes"] > 1024 * 1024
     # The runner is unharmed: the next invocation runs.
     again = await lane.run("dump_environment")
     assert again.ok, again.error
@@ -344,3 +350,9 @@ async def test_a_deep_tree_left_in_scratch_is_removed(lane: Lane) -> None:
     assert not await asyncio.to_thread(os.path.lexists, response.output["scratch"])
     end = await lane.end_record(response)
     assert end["status"] == "success"
+
+
+async def test_the_tool_does_not_hold_the_control_socket(lane: Lane) -> None:
+    response = await lane.run("hostile_control", {"shape": "nothing"})
+    assert response.ok, response.error
+    assert response.output["control"] == "EBADF"

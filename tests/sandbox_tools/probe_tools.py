@@ -203,8 +203,9 @@ def keep_sysv_segment(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def hostile_control(request: dict[str, Any]) -> dict[str, Any]:
-    """Write a malformed message straight to the control channel (the bootstrap's argv[1]),
-    then answer normally: the runner must end the invocation, not crash or believe it."""
+    """Write a malformed or forged message straight to the tool's channel (the bootstrap's
+    argv[2]), then answer normally: the runner must end the invocation, not crash or
+    believe it. First, try the supervisor's control socket (argv[1]): it must be closed."""
     import sys
 
     shapes = {
@@ -212,9 +213,17 @@ def hostile_control(request: dict[str, Any]) -> dict[str, Any]:
         "deep_object": b'{"type":"result","output":' + b'{"a":' * 300 + b"1" + b"}" * 301 + b"\n",
         "not_an_object": b'["result", 1]\n',
         "not_json": b"\xff\xfe not json\n",
+        "forged_usage": b'{"type":"usage","max_rss_kib":1}\n',
+        "forged_layers": b'{"type":"confined","layers":{"netns":true,"forged":true}}\n',
+        "nothing": b"",
     }
-    os.write(int(sys.argv[1]), shapes[request["shape"]])
-    return {"answered": True}
+    try:
+        os.write(int(sys.argv[1]), b'{"type":"usage","max_rss_kib":1}\n')
+        control = "written"
+    except OSError as exc:
+        control = errno.errorcode.get(exc.errno or 0, str(exc))
+    os.write(int(sys.argv[2]), shapes[request["shape"]])
+    return {"answered": True, "control": control}
 
 
 def deep_scratch(request: dict[str, Any]) -> dict[str, Any]:

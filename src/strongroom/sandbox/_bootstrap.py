@@ -1,8 +1,10 @@
 """The sandboxed child's entry point: confine this process, then run one tool.
 
-The runner starts ``python -I <this file> <control-fd>`` in a new session with a scrubbed
-environment, sends one JSON line on the control socket (the plan: layers, entry point, input)
-and reads JSON lines back. This file uses the standard library only and runs as a plain
+The runner starts ``python -I <this file> <control-fd> <tool-fd>`` in a new session with a
+scrubbed environment, sends one JSON line on the control socket (the plan: layers, entry
+point, input) and reads JSON lines back: on the control socket, which only the supervisor
+(see `supervise`) keeps, the layers applied and the tool's resource usage; on the tool's
+socket, its result and host requests, the only things the runner accepts from the tool. This file uses the standard library only and runs as a plain
 script, so confining a tool never imports strongroom itself.
 
 Order of confinement (each step only narrows what the next one can do):
@@ -93,18 +95,18 @@ class Channel:
     reads and writes: the ``socket`` module would cost a few milliseconds per start."""
 
     def __init__(self, fd: int) -> None:
-        self._fd = fd
+        self.fd = fd
         self._buffer = b""
 
     def send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view) :]
+            view = view[os.write(self.fd, view) :]
 
     def receive(self) -> dict[str, Any]:
         while b"\n" not in self._buffer:
-            chunk = os.read(self._fd, 1 << 20)
+            chunk = os.read(self.fd, 1 << 20)
             if not chunk:
                 raise EOFError("the runner closed the control channel")
             self._buffer += chunk
@@ -451,14 +453,19 @@ def probe() -> dict[str, Any]:
     return found
 
 
-def supervise(plan: dict[str, Any], channel: Channel) -> None:
+def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
     """Fork: the child goes on to confine itself and run the tool; this process stays
-    outside the confinement, waits for it and reports its resource usage.
+    outside the confinement, waits for it and reports on the control channel, which only it
+    holds: the layers the child applied (sent to it on a pipe the child closes before the
+    tool's code is imported) and the tool's resource usage (``wait4``). Returns, in the
+    child only, the write end of that pipe.
 
-    Why: the kernel carries a process's peak RSS across ``fork`` + ``exec``, so the runner's
-    ``wait4`` would report the runner's own (large) RSS as the tool's peak. A child forked
-    from this small interpreter starts near its real size. The child's status is mirrored
-    (same exit code, or death by the same signal) so the runner sees what the tool did.
+    Why a supervisor: the kernel carries a process's peak RSS across ``fork`` + ``exec``,
+    so the runner's ``wait4`` would report the runner's own (large) RSS as the tool's peak.
+    A child forked from this small interpreter starts near its real size. The child's
+    status is mirrored (same exit code, or death by the same signal) so the runner sees
+    what the tool did. And the tool never holds the control socket, so it cannot forge
+    what the runner records about it.
     """
     target = plan["layers"].get("drop_uid") or {}
     tool_uid = int(target["uid"]) if "uid" in target and os.geteuid() == 0 else None
@@ -472,10 +479,20 @@ def supervise(plan: dict[str, Any], channel: Channel) -> None:
     signal.signal(signal.SIGTERM, die_with_the_runner)
     _die_with_parent(signal.SIGTERM, plan.get("runner_pid"))
     plan["supervisor_pid"] = os.getpid()
+    layers_read, layers_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        return
+        os.close(layers_read)
+        os.close(control.fd)  # the tool's process never holds the control socket
+        return layers_write
+    os.close(layers_write)
+    os.close(tool_fd)  # only the tool talks on its channel
+    netns = plan["layers"].get("netns")
+    if isinstance(netns, dict) and "relay_fd" in netns:
+        with contextlib.suppress(OSError):
+            os.close(int(netns["relay_fd"]))
+    _forward_layers(layers_read, control)
     while True:
         try:
             _, status, usage = os.wait4(pid, 0)
@@ -483,13 +500,34 @@ def supervise(plan: dict[str, Any], channel: Channel) -> None:
         except InterruptedError:
             continue
     with contextlib.suppress(OSError):  # (CPU time: the runner's wait4 of this process)
-        channel.send({"type": "usage", "max_rss_kib": usage.ru_maxrss})
+        control.send({"type": "usage", "max_rss_kib": usage.ru_maxrss})
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         signal.signal(number, signal.SIG_DFL)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.kill(os.getpid(), number)
     os._exit(os.WEXITSTATUS(status))
+
+
+_MAX_LAYERS_REPORT = 1 << 20
+
+
+def _forward_layers(fd: int, control: Channel) -> None:
+    """The child's one report of its layers (read until it closes the pipe, bounded), on
+    the control channel. Nothing, or something that is not a JSON object, is not
+    forwarded: the runner then records no layer as applied."""
+    data = b""
+    with contextlib.suppress(OSError):
+        while len(data) <= _MAX_LAYERS_REPORT and (chunk := os.read(fd, 65536)):
+            data += chunk
+    os.close(fd)
+    try:
+        layers = json.loads(data) if len(data) <= _MAX_LAYERS_REPORT else None
+    except ValueError:
+        layers = None
+    if isinstance(layers, dict):
+        with contextlib.suppress(OSError):
+            control.send({"type": "confined", "layers": layers})
 
 
 def _die_with_parent(sig: int, parent_pid: int | None) -> None:
@@ -522,12 +560,15 @@ def main(argv: list[str]) -> int:
     if argv[1:] == ["--probe"]:
         sys.stdout.write(json.dumps(probe()) + "\n")
         return 0
-    channel = Channel(int(argv[1]))
-    plan = channel.receive()
-    supervise(plan, channel)  # returns in the child only
+    control = Channel(int(argv[1]))  # the runner <-> this supervisor: plan, layers, usage
+    tool_fd = int(argv[2])  # the runner <-> the tool: its result and host requests
+    plan = control.receive()
+    layers_fd = supervise(plan, control, tool_fd)  # returns in the child only
+    channel = Channel(tool_fd)
     try:
         enforced = confine(plan)
     except BaseException as exc:
+        os.close(layers_fd)
         channel.send(
             {
                 "type": "error",
@@ -537,13 +578,18 @@ def main(argv: list[str]) -> int:
             }
         )
         return 3
-    channel.send({"type": "confined", "layers": enforced})
+    report = json.dumps(enforced, separators=(",", ":")).encode()
+    with contextlib.suppress(OSError):
+        view = memoryview(report)
+        while view:
+            view = view[os.write(layers_fd, view) :]
+    os.close(layers_fd)  # before any of the tool's code runs
     message = run_tool(plan, channel)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         channel.send(message)  # encoding the output here is also what checks it is JSON
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         channel.send(
             {
                 "type": "error",

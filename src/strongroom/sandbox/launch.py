@@ -167,7 +167,10 @@ def launch(
     network namespace has an egress relay, every connection the tool opens to it arrives
     here (its descriptor passed over a socket of its own) and goes to ``connections``."""
     result = LaunchResult()
+    # Two channels: the supervisor's (plan, layers, usage: only the bootstrap's supervisor,
+    # outside the confinement, holds its other end) and the tool's (result, host calls).
     parent_sock, child_sock = socket.socketpair()
+    tool_sock, tool_child = socket.socketpair()
     relay_sock: socket.socket | None = None
     relay_child: socket.socket | None = None
     netns = plan["layers"].get("netns")
@@ -178,24 +181,33 @@ def launch(
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            [python, "-I", "-B", str(BOOTSTRAP), str(child_sock.fileno())],
+            [
+                python,
+                "-I",
+                "-B",
+                str(BOOTSTRAP),
+                str(child_sock.fileno()),
+                str(tool_child.fileno()),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
             cwd=plan["cwd"],
-            pass_fds=(child_sock.fileno(),)
+            pass_fds=(child_sock.fileno(), tool_child.fileno())
             + ((relay_child.fileno(),) if relay_child is not None else ()),
             start_new_session=True,
         )
     finally:
         child_sock.close()
+        tool_child.close()
         if relay_child is not None:
             relay_child.close()
     pgid = proc.pid
     deadline = started + timeout
     out, err = _Capture(output_limit), _Capture(output_limit)
-    control = bytearray()
+    control = _Channel(parent_sock, trusted=True)
+    tool = _Channel(tool_sock, trusted=False)
     assert proc.stdout is not None
     assert proc.stderr is not None
     pidfd = os.pidfd_open(proc.pid)
@@ -203,7 +215,8 @@ def launch(
     try:
         selector.register(proc.stdout, selectors.EVENT_READ, out)
         selector.register(proc.stderr, selectors.EVENT_READ, err)
-        selector.register(parent_sock, selectors.EVENT_READ, "control")
+        selector.register(parent_sock, selectors.EVENT_READ, control)
+        selector.register(tool_sock, selectors.EVENT_READ, tool)
         selector.register(pidfd, selectors.EVENT_READ, "exit")
         if relay_sock is not None:
             selector.register(relay_sock, selectors.EVENT_READ, "relay")
@@ -230,8 +243,8 @@ def launch(
                     result.cpu_system_seconds = rusage.ru_stime
                     result.max_rss_kib = rusage.ru_maxrss
                     exited = True
-                elif key.data == "control":
-                    _read_control(parent_sock, control, result, host, selector)
+                elif isinstance(key.data, _Channel):
+                    _read_control(key.data, result, host, selector)
                     if result.violation is not None:
                         kill_group(pgid)
                 elif key.data == "relay":
@@ -244,7 +257,7 @@ def launch(
         result.leftover_processes = kill_group(pgid)
         if sandbox_uid is not None:
             result.leftover_processes = kill_uid(sandbox_uid) or result.leftover_processes
-        _drain(selector, out, err, parent_sock, control, result, host)
+        _drain(selector, result)
         if os.WIFSIGNALED(status):
             result.signal = os.WTERMSIG(status)
         else:
@@ -253,6 +266,7 @@ def launch(
         selector.close()
         os.close(pidfd)
         parent_sock.close()
+        tool_sock.close()
         if relay_sock is not None:
             relay_sock.close()
         proc.stdout.close()
@@ -309,13 +323,27 @@ def _read_relay(
         connections(conn)
 
 
+class _Channel:
+    """One of the child's JSON-lines sockets and what is buffered from it. ``trusted``: the
+    supervisor's (layers, usage); otherwise the tool's (result, error, host requests),
+    where anything else is a protocol violation."""
+
+    def __init__(self, sock: socket.socket, *, trusted: bool) -> None:
+        self.sock = sock
+        self.trusted = trusted
+        self.buffer = bytearray()
+
+
+_TOOL_MESSAGES = frozenset({"host", "result", "error"})
+
+
 def _read_control(
-    sock: socket.socket,
-    buffer: bytearray,
+    channel: _Channel,
     result: LaunchResult,
     host: HostHandler | None,
     selector: selectors.BaseSelector,
 ) -> None:
+    sock, buffer = channel.sock, channel.buffer
     try:
         chunk = sock.recv(1024 * 1024)
     except OSError:
@@ -348,21 +376,24 @@ def _read_control(
             )
             return
         kind = message.get("type")
+        if channel.trusted:
+            if kind == "confined":
+                layers = message.get("layers")
+                result.confined = layers if isinstance(layers, dict) else {}
+            elif kind == "usage" and isinstance(message.get("max_rss_kib"), int):
+                result.tool_max_rss_kib = message["max_rss_kib"]
+            continue
+        if kind not in _TOOL_MESSAGES:
+            _cut(result, selector, sock, f"has a type the tool may not send: {str(kind)[:40]!r}")
+            return
         if kind == "host":
             reply = _answer(host, message)
             result.host_calls.append(
                 {"op": message.get("op"), "ok": "error" not in reply, "error": reply.get("error")}
             )
             _send(sock, reply)
-        elif kind == "confined":
-            layers = message.get("layers")
-            result.confined = layers if isinstance(layers, dict) else {}
-        elif kind in ("result", "error") and result.message is None:
+        elif result.message is None:
             result.message = message
-        elif kind == "usage" and isinstance(message.get("max_rss_kib"), int):
-            # Sent by the bootstrap's supervisor after the tool's process ended; the last one
-            # wins, so a tool cannot pre-empt it with a made-up figure.
-            result.tool_max_rss_kib = message["max_rss_kib"]
 
 
 def _too_deep(value: Any, limit: int) -> bool:
@@ -401,16 +432,9 @@ def _cut(
         selector.unregister(sock)
 
 
-def _drain(
-    selector: selectors.BaseSelector,
-    out: _Capture,
-    err: _Capture,
-    sock: socket.socket,
-    control: bytearray,
-    result: LaunchResult,
-    host: HostHandler | None,
-) -> None:
-    """Read what is still buffered in the pipes after the group is dead (bounded)."""
+def _drain(selector: selectors.BaseSelector, result: LaunchResult) -> None:
+    """Read what is still buffered after the group is dead (bounded); host requests that
+    arrive now are refused (no handler)."""
     until = time.monotonic() + DRAIN_SECONDS
     while selector.get_map() and time.monotonic() < until:
         events = selector.select(timeout=0.05)
@@ -419,7 +443,7 @@ def _drain(
         for key, _ in events:
             if key.data in ("exit", "relay"):
                 selector.unregister(key.fileobj)
-            elif key.data == "control":
-                _read_control(sock, control, result, None, selector)
+            elif isinstance(key.data, _Channel):
+                _read_control(key.data, result, None, selector)
             else:
                 _read_pipe(selector, key)
