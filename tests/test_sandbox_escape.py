@@ -42,6 +42,7 @@ PROBES = [
     "keep_sysv_segment",
     "hostile_control",
     "deep_scratch",
+    "big_response",
 ]
 
 RUNNER_SECRET = "runner-secret-9f3c1e"
@@ -356,3 +357,16 @@ async def test_the_tool_does_not_hold_the_control_socket(lane: Lane) -> None:
     response = await lane.run("hostile_control", {"shape": "nothing"})
     assert response.ok, response.error
     assert response.output["control"] == "EBADF"
+
+
+async def test_a_response_beyond_the_policy_cap_is_refused(lane: Lane) -> None:
+    response = await lane.run("big_response", {"mib": 64})
+    assert response.error is not None
+    assert response.error.code == "sandbox_violation"
+    assert response.error.details["reason"] == "response_too_large"
+    assert response.output is None
+    end = await lane.end_record(response)
+    _denied(end)
+    # Within the cap (16 MiB by default) a large answer is fine.
+    ok = await lane.run("big_response", {"mib": 4})
+    assert ok.ok, ok.error

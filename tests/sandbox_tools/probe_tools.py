@@ -240,3 +240,8 @@ def deep_scratch(request: dict[str, Any]) -> dict[str, Any]:
     os.chmod(fd, 0)
     os.close(fd)
     return {"scratch": scratch}
+
+
+def big_response(request: dict[str, Any]) -> dict[str, Any]:
+    """Answer with ``request["mib"]`` MiB of JSON."""
+    return {"blob": "x" * (int(request["mib"]) * 1024 * 1024)}

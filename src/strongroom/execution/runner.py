@@ -370,6 +370,7 @@ class ToolRunner:
             timeout=plan.timeout_seconds,
             host=host,
             output_limit=self.options.output_limit,
+            message_limit=inv.policy.resources.max_response_mb * 1024 * 1024,
             sandbox_uid=int(drop["uid"]) if drop else None,
             cancel=inv.cancel,
             connections=proxy.adopt if proxy is not None else None,

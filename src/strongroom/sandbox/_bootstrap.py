@@ -4,8 +4,9 @@ The runner starts ``python -I <this file> <control-fd> <tool-fd>`` in a new sess
 scrubbed environment, sends one JSON line on the control socket (the plan: layers, entry
 point, input) and reads JSON lines back: on the control socket, which only the supervisor
 (see `supervise`) keeps, the layers applied and the tool's resource usage; on the tool's
-socket, its result and host requests, the only things the runner accepts from the tool. This file uses the standard library only and runs as a plain
-script, so confining a tool never imports strongroom itself.
+socket, its result and host requests, the only things the runner accepts from the tool.
+This file uses the standard library only and runs as a plain script, so confining a tool
+never imports strongroom itself.
 
 Order of confinement (each step only narrows what the next one can do):
 

@@ -33,7 +33,8 @@ ConnectionHandler = Callable[[socket.socket], None]
 
 MAX_RELAYED = 4096  # connections relayed per invocation; more are closed unread
 
-MAX_CONTROL_LINE = 256 * 1024 * 1024
+MIB = 1024 * 1024
+MAX_CONTROL_LINE = 256 * MIB
 MAX_CONTROL_DEPTH = 256  # nesting of arrays and objects in one control message
 DRAIN_SECONDS = 2.0
 _CANCEL_POLL = 0.2  # seconds between looks at a cancel event
@@ -161,6 +162,7 @@ def launch(
     sandbox_uid: int | None = None,
     cancel: threading.Event | None = None,
     connections: ConnectionHandler | None = None,
+    message_limit: int = MAX_CONTROL_LINE,
 ) -> LaunchResult:
     """Run the bootstrap with ``plan``; never raises for what the tool does. Setting
     ``cancel`` kills the process group (checked at least every 0.2 s). When the plan's
@@ -206,8 +208,8 @@ def launch(
     pgid = proc.pid
     deadline = started + timeout
     out, err = _Capture(output_limit), _Capture(output_limit)
-    control = _Channel(parent_sock, trusted=True)
-    tool = _Channel(tool_sock, trusted=False)
+    control = _Channel(parent_sock, trusted=True, limit=MAX_CONTROL_LINE)
+    tool = _Channel(tool_sock, trusted=False, limit=min(message_limit, MAX_CONTROL_LINE))
     assert proc.stdout is not None
     assert proc.stderr is not None
     pidfd = os.pidfd_open(proc.pid)
@@ -328,9 +330,10 @@ class _Channel:
     supervisor's (layers, usage); otherwise the tool's (result, error, host requests),
     where anything else is a protocol violation."""
 
-    def __init__(self, sock: socket.socket, *, trusted: bool) -> None:
+    def __init__(self, sock: socket.socket, *, trusted: bool, limit: int) -> None:
         self.sock = sock
         self.trusted = trusted
+        self.limit = limit  # bytes of one message
         self.buffer = bytearray()
 
 
@@ -352,15 +355,21 @@ def _read_control(
         selector.unregister(sock)
         return
     buffer.extend(chunk)
-    if len(buffer) > MAX_CONTROL_LINE:
-        buffer.clear()
-        result.message = {
-            "type": "error",
-            "code": "handler_exception",
-            "message": "the tool's output is larger than 256 MiB",
-        }
-        return
-    while result.violation is None and (end := buffer.find(b"\n")) >= 0:
+    while result.violation is None:
+        end = buffer.find(b"\n")
+        if (end if end >= 0 else len(buffer)) > channel.limit:
+            buffer.clear()
+            _cut(
+                result,
+                selector,
+                sock,
+                f"is larger than the policy's {channel.limit // MIB} MiB "
+                "(write large results to a file under a write path)",
+                reason="response_too_large",
+            )
+            return
+        if end < 0:
+            break
         line = bytes(buffer[:end])
         del buffer[: end + 1]
         try:
@@ -418,6 +427,8 @@ def _cut(
     selector: selectors.BaseSelector,
     sock: socket.socket,
     why: str,
+    *,
+    reason: str = "bad_control_message",
 ) -> None:
     """The tool broke the control protocol: what it sent is not trusted any further, the
     invocation ends as a sandbox violation and the caller kills the process group."""
@@ -426,7 +437,7 @@ def _cut(
         "type": "error",
         "code": "sandbox_violation",
         "message": f"the tool broke the control protocol: {result.violation}",
-        "details": {"reason": "bad_control_message"},
+        "details": {"reason": reason},
     }
     with contextlib.suppress(KeyError, ValueError):
         selector.unregister(sock)

@@ -125,6 +125,13 @@ class ResourceLimits(Record):
     cpu_cores: float = Field(ge=0.1, le=1024)
     memory_mb: int = Field(ge=64, le=16_777_216)
     timeout_seconds: int = Field(ge=1, le=86_400)
+    max_response_mb: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Largest JSON response a tool may return; larger results belong in "
+        "files under a write path.",
+    )
 
 
 class LoggingPolicy(Record):
