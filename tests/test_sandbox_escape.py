@@ -43,6 +43,7 @@ PROBES = [
     "hostile_control",
     "deep_scratch",
     "big_response",
+    "allocate_in_children",
 ]
 
 RUNNER_SECRET = "runner-secret-9f3c1e"
@@ -370,3 +371,19 @@ async def test_a_response_beyond_the_policy_cap_is_refused(lane: Lane) -> None:
     # Within the cap (16 MiB by default) a large answer is fine.
     ok = await lane.run("big_response", {"mib": 4})
     assert ok.ok, ok.error
+
+
+async def test_memory_is_capped_for_the_whole_process_tree(lane: Lane) -> None:
+    """Four children of 200 MiB each stay under the per-process cap (the policy's 256 MiB
+    of address space) but not under it together: the tool's control group stops them."""
+    from strongroom.sandbox._cgroup import cgroup_support
+
+    if cgroup_support() is None:
+        pytest.skip("control groups are not writable here (a non-root runner): RLIMIT_AS only")
+    response = await lane.run("allocate_in_children", {"children": 4, "mib": 200})
+    assert response.error is not None, response.output
+    assert response.error.code == "memory_exceeded"
+    end = await lane.end_record(response)
+    assert "cgroup" in end["layers_enforced"]
+    within = await lane.run("allocate_in_children", {"children": 2, "mib": 50})
+    assert within.ok, within.error

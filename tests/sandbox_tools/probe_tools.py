@@ -245,3 +245,27 @@ def deep_scratch(request: dict[str, Any]) -> dict[str, Any]:
 def big_response(request: dict[str, Any]) -> dict[str, Any]:
     """Answer with ``request["mib"]`` MiB of JSON."""
     return {"blob": "x" * (int(request["mib"]) * 1024 * 1024)}
+
+
+def allocate_in_children(request: dict[str, Any]) -> dict[str, Any]:
+    """Fork ``request["children"]`` processes that each touch ``request["mib"]`` MiB (each
+    under the per-process cap) and wait for them: together they exceed the policy's memory.
+    A child that was killed is reported as running out of memory."""
+    size = int(request["mib"]) * 1024 * 1024
+    pids = []
+    for _ in range(int(request["children"])):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray(size)
+            for offset in range(0, size, 4096):
+                block[offset] = 1
+            time.sleep(5)
+            os._exit(0)
+        pids.append(pid)
+    killed = 0
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        killed += os.WIFSIGNALED(status)
+    if killed:
+        raise MemoryError(f"{killed} children were killed")
+    return {"children": len(pids)}

@@ -75,6 +75,13 @@ def classify(result: LaunchResult, *, timeout: float, memory_bytes: int | None) 
             else None,
         )
     near_limit = memory_bytes is not None and peak >= 0.9 * memory_bytes
+    if result.signal is not None and result.cgroup_memory_exceeded:
+        return Outcome(
+            ok=False,
+            code="memory_exceeded",
+            message="the tool's processes together reached the policy's memory limit",
+            details={"signal": _signal_name(result.signal), "limit": "control_group"},
+        )
     if result.signal in _CRASH_SIGNALS and near_limit:
         return Outcome(
             ok=False,
@@ -83,11 +90,7 @@ def classify(result: LaunchResult, *, timeout: float, memory_bytes: int | None) 
             details={"signal": signal.Signals(result.signal).name, "peak_memory_bytes": peak},
         )
     if result.signal is not None:
-        name = (
-            signal.Signals(result.signal).name
-            if result.signal in signal.valid_signals()
-            else str(result.signal)
-        )
+        name = _signal_name(result.signal)
         return Outcome(
             ok=False,
             code="handler_exception",
@@ -101,3 +104,7 @@ def classify(result: LaunchResult, *, timeout: float, memory_bytes: int | None) 
         "before returning a result",
         details={"exit_code": result.exit_code},
     )
+
+
+def _signal_name(number: int) -> str:
+    return signal.Signals(number).name if number in signal.valid_signals() else str(number)

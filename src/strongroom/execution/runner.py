@@ -525,6 +525,8 @@ def _enforced_layers(plan: SandboxPlan, result: LaunchResult) -> list[str]:
             enforced.remove("landlock_net")
         if not landlock.get("scoped") and "landlock_scope" in enforced:
             enforced.remove("landlock_scope")
+    if "cgroup" in enforced and not result.cgroup:
+        enforced.remove("cgroup")
     if result.confined is None:  # the child never confirmed its confinement
         enforced = [layer for layer in enforced if layer in ("session", "timeout", "env_scrub")]
     return enforced

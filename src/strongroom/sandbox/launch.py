@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strongroom.errors import StrongroomError
+from strongroom.sandbox._cgroup import ToolCgroup
 from strongroom.sandbox.host import BOOTSTRAP
 
 __all__ = ["HostHandler", "LaunchResult", "launch"]
@@ -61,6 +62,8 @@ class LaunchResult:
     leftover_processes: bool = False
     host_calls: list[dict[str, Any]] = field(default_factory=list)
     violation: str | None = None  # why the control channel was cut (the group is killed)
+    cgroup: bool = False  # the tool's tree ran in a control group of its own
+    cgroup_memory_exceeded: bool = False  # ...and hit its memory limit
 
     @property
     def peak_kib(self) -> int:
@@ -180,6 +183,13 @@ def launch(
         relay_sock, relay_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         plan = {**plan, "layers": {**plan["layers"], "netns": {**netns}}}
         plan["layers"]["netns"]["relay_fd"] = relay_child.fileno()
+    group: ToolCgroup | None = None
+    limits = plan["layers"].get("cgroup")
+    if isinstance(limits, dict):
+        try:
+            group = ToolCgroup.create(int(limits["memory_bytes"]), int(limits["max_tasks"]))
+        except OSError:
+            group = None  # not held: the runner records the layer as missing
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -223,6 +233,13 @@ def launch(
         if relay_sock is not None:
             selector.register(relay_sock, selectors.EVENT_READ, "relay")
         relayed = [0]
+        if group is not None:
+            # The bootstrap forks nothing before it has its plan: no process escapes.
+            try:
+                group.add(proc.pid)
+                result.cgroup = True
+            except OSError:
+                result.cgroup = False
         _send(parent_sock, plan)
         exited = False
         status = 0
@@ -259,6 +276,9 @@ def launch(
         result.leftover_processes = kill_group(pgid)
         if sandbox_uid is not None:
             result.leftover_processes = kill_uid(sandbox_uid) or result.leftover_processes
+        if group is not None and result.cgroup:
+            result.leftover_processes = group.kill_all() or result.leftover_processes
+            result.cgroup_memory_exceeded = group.memory_exceeded()
         _drain(selector, result)
         if os.WIFSIGNALED(status):
             result.signal = os.WTERMSIG(status)
@@ -276,6 +296,9 @@ def launch(
         if proc.returncode is None:
             kill_group(pgid)
             proc.wait()
+        if group is not None:
+            group.kill_all()
+            group.remove()
     result.stdout, result.stderr = out.value(), err.value()
     result.output_truncated = out.truncated or err.truncated
     return result

@@ -8,7 +8,8 @@ Layers every sandboxed tool needs: ``session``, ``timeout``, ``env_scrub``, ``rl
 ``egress_proxy``. ``netns`` (network and IPC namespaces; with an allowlist, the egress
 relay that makes the proxy the only way out) and ``landlock_scope`` are used whenever the
 host offers them, never required, so hosts without user namespaces still run tools, with
-the weaker guarantees docs/security.md lists for them.
+the weaker guarantees docs/security.md lists for them. ``cgroup`` (memory and tasks of the
+tool's whole process tree) likewise, where the runner may manage control groups.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from strongroom.errors import SandboxViolation
 from strongroom.models.registry import FilesystemMode, GovernanceLevel, NetworkMode, SandboxPolicy
+from strongroom.sandbox._cgroup import cgroup_support
 from strongroom.sandbox.host import HostCapabilities
 
 __all__ = ["SandboxLimits", "SandboxPlan", "plan_sandbox"]
@@ -199,6 +201,15 @@ def plan_sandbox(
             skipped[layer] = "not available on this host"
         else:
             enforced.append(layer)
+    if "cgroup" in disabled:
+        skipped["cgroup"] = "disabled by the runner"
+    elif (support := cgroup_support()) is None:
+        skipped["cgroup"] = (
+            "control groups are not writable by this runner: memory is capped per process "
+            "(RLIMIT_AS) and processes per uid (RLIMIT_NPROC) only"
+        )
+    else:
+        enforced.append("cgroup")
     if allowlist and "netns" in skipped:
         skipped["netns"] += (
             ": without a network namespace, egress is pinned to the proxy's port number only "
@@ -218,6 +229,13 @@ def plan_sandbox(
             "nofile": limits.max_open_files,
             "nproc": nproc,
             "core": 0,
+        }
+    if "cgroup" in enforced:
+        # The whole tree: the tool, its children, the supervisor and the relay's threads.
+        layers["cgroup"] = {
+            "memory_bytes": policy.resources.memory_mb * MIB,
+            "max_tasks": limits.max_processes + 64,
+            "version": support,
         }
     if "unprivileged_uid" in enforced:
         # A fresh uid per invocation: RLIMIT_NPROC counts per uid, and processes of an
