@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import os
 import secrets
 import signal
@@ -318,7 +319,10 @@ async def test_sysv_ipc_is_private_to_the_tool(lane: Lane) -> None:
             assert key not in _sysv_segments()  # and nothing of it outlives the tool
             end = await lane.end_record(response)
             assert "netns" in end["layers_enforced"]
-        # Without namespaces (a degraded host) the segment stays: docs/security.md says so.
+        else:  # no IPC namespace (a host without user namespaces): seccomp refuses SysV IPC
+            assert response.output["shmid"] == -1
+            assert response.output["errno"] == errno.EPERM
+        assert key not in _sysv_segments()
     finally:
         libc.shmctl(victim, _IPC_RMID, None)
         if (left := _sysv_segments().get(key)) is not None:

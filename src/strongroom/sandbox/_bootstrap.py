@@ -333,8 +333,11 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
             connect_tcp=spec.get("connect_tcp", []),
         )
     if seccomp is not None:
-        seccomp.install(allow_inet_stream=bool(layers["seccomp"]["allow_inet_stream"]))
-        done["seccomp"] = {"denied": list(seccomp.DENIED), **layers["seccomp"]}
+        spec = layers["seccomp"]
+        deny_ipc = bool(spec.get("deny_ipc"))
+        seccomp.install(allow_inet_stream=bool(spec["allow_inet_stream"]), deny_ipc=deny_ipc)
+        denied = [*seccomp.DENIED, *(seccomp.IPC_DENIED if deny_ipc else ())]
+        done["seccomp"] = {"denied": denied, **spec}
     if relay and isinstance(netns, dict):
         start_relay(relay, int(netns["relay_fd"]))
     return done

@@ -195,6 +195,24 @@ _ARCHES: dict[str, tuple[int, dict[str, int]]] = {
 
 _SPECIAL = frozenset({"clone3", "clone", "socket", "socketpair", "seccomp"})
 
+# SysV IPC and POSIX message queues: refused (EPERM) only when the tool has no IPC namespace
+# of its own (a host without user namespaces), where they would be the host's.
+_IPC: dict[str, dict[str, int]] = {
+    "x86_64": {
+        "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67, "semget": 64, "semop": 65,
+        "semctl": 66, "semtimedop": 220, "msgget": 68, "msgsnd": 69, "msgrcv": 70,
+        "msgctl": 71, "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242,
+        "mq_timedreceive": 243, "mq_notify": 244, "mq_getsetattr": 245,
+    },
+    "aarch64": {
+        "shmget": 194, "shmat": 196, "shmctl": 195, "shmdt": 197, "semget": 190, "semop": 193,
+        "semctl": 191, "semtimedop": 192, "msgget": 186, "msgsnd": 189, "msgrcv": 188,
+        "msgctl": 187, "mq_open": 180, "mq_unlink": 181, "mq_timedsend": 182,
+        "mq_timedreceive": 183, "mq_notify": 184, "mq_getsetattr": 185,
+    },
+}  # fmt: skip
+IPC_DENIED: tuple[str, ...] = tuple(_IPC["x86_64"])
+
 # Syscalls refused with EPERM unconditionally (both tables list the same names), plus clone3
 # (ENOSYS). clone/socket/socketpair are refused depending on their arguments (see above).
 DENIED: tuple[str, ...] = (
@@ -259,7 +277,7 @@ class _Asm:
         return bytes(out)
 
 
-def _build(arch: str, *, allow_inet_stream: bool) -> bytes:
+def _build(arch: str, *, allow_inet_stream: bool, deny_ipc: bool = False) -> bytes:
     audit_arch, nrs = _ARCHES[arch]
     a = _Asm()
     a.stmt(_LD_W_ABS, _OFF_ARCH)
@@ -270,6 +288,9 @@ def _build(arch: str, *, allow_inet_stream: bool) -> bytes:
     for name in DENIED:
         if name != "clone3":
             a.jump(_JEQ_K, nrs[name], "eperm", 0)
+    if deny_ipc:
+        for number in _IPC[arch].values():
+            a.jump(_JEQ_K, number, "eperm", 0)
     a.jump(_JEQ_K, nrs["clone3"], "enosys", 0)
     a.jump(_JEQ_K, nrs["clone"], "clone", 0)
     a.jump(_JEQ_K, nrs["socket"], "socket" if allow_inet_stream else "eperm", 0)
@@ -317,13 +338,14 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install(*, allow_inet_stream: bool) -> None:
-    """Install the filter on every thread of this process (irreversible). OSError on failure."""
+def install(*, allow_inet_stream: bool, deny_ipc: bool = False) -> None:
+    """Install the filter on every thread of this process (irreversible). OSError on failure.
+    ``deny_ipc``: refuse SysV IPC and POSIX message queues too (no IPC namespace)."""
     ok, reason = supported()
     if not ok:
         raise OSError(errno.ENOSYS, reason)
     arch = reason
-    prog_bytes = _build(arch, allow_inet_stream=allow_inet_stream)
+    prog_bytes = _build(arch, allow_inet_stream=allow_inet_stream, deny_ipc=deny_ipc)
     buf = ctypes.create_string_buffer(prog_bytes, len(prog_bytes))
     prog = _SockFprog(len(prog_bytes) // 8, ctypes.cast(buf, ctypes.c_void_p).value)
     prog_ptr = ctypes.cast(ctypes.pointer(prog), ctypes.c_void_p).value

@@ -253,7 +253,8 @@ def plan_sandbox(
             "connect_tcp": [proxy_port] if allowlist and proxy_port else [],
         }
     if "seccomp" in enforced:
-        layers["seccomp"] = {"allow_inet_stream": allowlist}
+        # Without an IPC namespace of its own, SysV IPC would be the host's: refuse it.
+        layers["seccomp"] = {"allow_inet_stream": allowlist, "deny_ipc": "netns" not in enforced}
 
     env = {name: environ[name] for name in policy.environment.allowlist if name in environ}
     env.setdefault("LANG", "C.UTF-8")
