@@ -106,11 +106,14 @@ class ToolCgroup:
     def memory_exceeded(self) -> bool:
         """Whether the tree hit its memory limit (the kernel then OOM-kills in it)."""
         try:
-            if self.kind == "v1":
-                return int((self.dirs[0] / "memory.failcnt").read_text()) > 0
-            events = (self.dirs[0] / "memory.events").read_text().split()
-            counts = dict(zip(events[::2], events[1::2], strict=False))
-            return int(counts.get("oom_kill", "0")) > 0 or int(counts.get("max", "0")) > 0
+            # Counts of the OOM killer's kills in the group: hitting the limit alone (the
+            # kernel then reclaims page cache) is not running out of memory.
+            name = "memory.oom_control" if self.kind == "v1" else "memory.events"
+            fields = (self.dirs[0] / name).read_text().split()
+            counts = dict(zip(fields[::2], fields[1::2], strict=False))
+            if "oom_kill" in counts:
+                return int(counts["oom_kill"]) > 0
+            return int((self.dirs[0] / "memory.failcnt").read_text()) > 0
         except (OSError, ValueError):
             return False
 

@@ -210,6 +210,10 @@ def launch(
             + ((relay_child.fileno(),) if relay_child is not None else ()),
             start_new_session=True,
         )
+    except BaseException:
+        if group is not None:
+            group.remove()
+        raise
     finally:
         child_sock.close()
         tool_child.close()
