@@ -412,3 +412,51 @@ def test_the_example_manifest_carries_the_reference_tools_as_shipped() -> None:
     assert isinstance(manifest, ToolManifest)
     granted = {t.tool_id for t in manifest.tools if grants_host_services(t)}
     assert granted == {"fetch_object_storage", "record_run_summary"}
+
+
+# Every step the runner takes after the invocation is resolved, by the name it calls it by.
+RUNNER_STEPS = [
+    "check_governance",
+    "schema_problem",
+    "probe_host",
+    "import_path_for",
+    "check_tool_paths",
+    "plan_sandbox",
+    "launch",
+    "classify",
+    "encode_payload",
+    "tool_log_lines",
+    "_enforced_layers",
+    "remove_tree",
+    "store_payloads",
+]
+
+
+@pytest.mark.parametrize("step", RUNNER_STEPS)
+async def test_a_failure_at_any_runner_step_still_ends_the_invocation_on_record(
+    lane: Lane, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    import strongroom.execution.runner as runner_module
+
+    calls = {"n": 0}
+    real = getattr(runner_module, step)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if step == "encode_payload" and calls["n"] == 1:
+            return real(*args, **kwargs)  # the input, at resolution: fail on the output
+        raise RuntimeError(f"injected failure in {step}")
+
+    monkeypatch.setattr(runner_module, step, broken)
+    response = await lane.run("echo", {"text": "hi"})
+    assert calls["n"] > 0, f"{step} was never called"
+    assert response.error is not None
+    assert response.error.code == "internal_error"
+    events = [e.event for e in await lane.audit(response.request_id)]
+    assert "execution.end" in events or "execution.refused" in events, events
+    assert response.run_id is not None
+    run = await lane.vault.runs.get(response.run_id)
+    assert run.status is RunStatus.FAILED
+    monkeypatch.undo()
+    again = await lane.run("echo", {"text": "hi"})
+    assert again.ok, again.error

@@ -198,6 +198,8 @@ class ToolRunner:
             return await self._govern_and_run(inv, degraded_ok)
         except StrongroomError as exc:
             return await self._refuse(inv, exc.code, exc.message, exc.details)
+        except Exception as exc:  # a fault of the runner or the host, not of the tool
+            return await self._fail_internal(inv, exc)
 
     # -- resolution ---------------------------------------------------------------------------
 
@@ -205,6 +207,7 @@ class ToolRunner:
         ref = req.tool_id if req.tool_version is None else f"{req.tool_id}@{req.tool_version}"
         manifest, tool = await self._vault.registry.resolve_tool(ref)
         policy, policy_ref, policy_digest = await self._policy(tool)
+        payload = encode_payload(req.input)  # before any run exists: nothing to close on error
         ad_hoc = req.run_id is None
         if req.run_id is not None:
             await self._vault.runs.get(req.run_id)  # NotFound for an unknown run
@@ -218,7 +221,6 @@ class ToolRunner:
             )
             await self._vault.runs.start(run.run_id)
             run_id = run.run_id
-        payload = encode_payload(req.input)
         return _Invocation(
             request=req,
             manifest=manifest,
@@ -469,6 +471,26 @@ class ToolRunner:
         response = inv.response(
             status=RunnerStatus.FAILURE,
             error={"code": code, "message": message, "details": details},
+        )
+        await self._close_ad_hoc_run(inv, response)
+        return response
+
+    async def _fail_internal(self, inv: _Invocation, exc: Exception) -> RunnerResponse:
+        """Whatever failed inside the runner, the invocation ends on record: an
+        ``execution.end`` (status failure, ``internal_error``) and its ad-hoc run failed."""
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        await self._audit(
+            "execution.end",
+            inv,
+            {"status": "failure", "error_code": "internal_error", "reason": reason},
+        )
+        response = inv.response(
+            status=RunnerStatus.FAILURE,
+            error={
+                "code": "internal_error",
+                "message": f"the runner failed: {reason}",
+                "details": {"exception": type(exc).__name__},
+            },
         )
         await self._close_ad_hoc_run(inv, response)
         return response
