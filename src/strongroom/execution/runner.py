@@ -129,6 +129,7 @@ class _Invocation:
     step: str | None = None
     output_role: ArtifactRole = ArtifactRole.PHASE_OUTPUT
     store_output: bool = True
+    import_path: list[str] = field(default_factory=list)  # tool paths the sandbox may import
 
     def response(self, **fields: Any) -> RunnerResponse:
         """The response to this request, finished now, with ``fields`` on top."""
@@ -274,8 +275,8 @@ class ToolRunner:
             )
         )
         attempts = 1 + inv.tool.constraints.max_retries
-        import_path = import_path_for(inv.tool.entrypoint, self.options.tool_paths)
-        await asyncio.to_thread(check_tool_paths, [Path(p) for p in import_path])
+        inv.import_path = import_path_for(inv.tool.entrypoint, self.options.tool_paths)
+        await asyncio.to_thread(check_tool_paths, [Path(p) for p in inv.import_path])
         outcome = Outcome(ok=False, code="handler_exception")
         last_plan: SandboxPlan | None = None
         last_result: LaunchResult | None = None
@@ -359,7 +360,7 @@ class ToolRunner:
             "entrypoint": inv.tool.entrypoint,
             "input": inv.request.input,
             "cwd": str(self.options.workdir.resolve()),
-            "sys_path": import_path_for(inv.tool.entrypoint, self.options.tool_paths),
+            "sys_path": inv.import_path,
             "layers": plan.layers,
             "runner_pid": os.getpid(),
         }

@@ -12,6 +12,7 @@ limit was hit, and removes it. Standard library only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import signal
@@ -28,6 +29,7 @@ def _v1(controller: str) -> Path:
     return ROOT / controller
 
 
+@functools.cache
 def _v2_root() -> Path | None:
     for candidate in (ROOT, ROOT / "unified"):
         controllers = candidate / "cgroup.controllers"
@@ -44,8 +46,10 @@ def _v2_root() -> Path | None:
     return None
 
 
+@functools.cache
 def cgroup_support() -> str | None:
-    """``"v1"``, ``"v2"`` or None: whether (and how) this process can limit a tool's tree."""
+    """``"v1"``, ``"v2"`` or None: whether (and how) this process can limit a tool's tree
+    (looked up once per process: the runner plans every invocation with it)."""
     if all(
         os.access(_v1(c), os.W_OK) and (_v1(c) / "cgroup.procs").exists()
         for c in ("memory", "pids")
@@ -66,7 +70,7 @@ class ToolCgroup:
 
     @classmethod
     def create(cls, memory_bytes: int, max_tasks: int) -> ToolCgroup:
-        """OSError when the host refuses."""
+        """OSError when the host refuses (or offers no control groups)."""
         name = _PREFIX + secrets.token_hex(8)
         kind = cgroup_support()
         if kind == "v1":
@@ -118,9 +122,11 @@ class ToolCgroup:
             return False
 
     def kill_all(self) -> bool:
-        """SIGKILL every process still in the group (wherever it tried to go); True if any."""
+        """SIGKILL every process still in the group (wherever it tried to go) and wait,
+        up to 30 s, until the group is empty; True if there was any."""
         found = False
-        for _ in range(100):
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
             pids = self._pids()
             if not pids:
                 return found
