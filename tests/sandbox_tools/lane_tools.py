@@ -73,3 +73,76 @@ def add(request: dict[str, Any]) -> dict[str, Any]:
     """``{x, y}`` -> ``{sum}``; sleeps ``delay`` seconds first (to make steps overlap)."""
     time.sleep(float(request.get("delay", 0)))
     return {"sum": request["x"] + request["y"]}
+
+
+def rework_outputs(request: dict[str, Any]) -> dict[str, Any]:
+    """Every kind of change a tool can make to a write path: append to a file, delete a
+    file and a tree, replace a folder, add a deep tree, a link, a FIFO, a set-uid file,
+    replace a planted symbolic link by a file, rename a file."""
+    import shutil
+
+    out = os.path.abspath("out")
+    with open(os.path.join(out, "keep.txt"), "a") as handle:
+        handle.write(" + tool")
+    os.unlink(os.path.join(out, "drop.txt"))
+    shutil.rmtree(os.path.join(out, "old_tree"))
+    shutil.rmtree(os.path.join(out, "replaced"))
+    os.mkdir(os.path.join(out, "replaced"))
+    with open(os.path.join(out, "replaced", "new.txt"), "w") as handle:
+        handle.write("new")
+    os.makedirs(os.path.join(out, "new", "a", "b"))
+    with open(os.path.join(out, "new", "a", "b", "deep.txt"), "w") as handle:
+        handle.write("deep")
+    os.symlink("keep.txt", os.path.join(out, "link"))
+    os.mkfifo(os.path.join(out, "fifo"))
+    with open(os.path.join(out, "suid.sh"), "w") as handle:
+        handle.write("#!/bin/sh\n")
+    os.chmod(os.path.join(out, "suid.sh"), 0o4755)
+    os.unlink(os.path.join(out, "was_link"))
+    with open(os.path.join(out, "was_link"), "w") as handle:
+        handle.write("tool content")
+    os.rename(os.path.join(out, "keep2.txt"), os.path.join(out, "renamed.txt"))
+    return {}
+
+
+def write_then_sleep(request: dict[str, Any]) -> dict[str, Any]:
+    with open(os.path.join("out", "partial.txt"), "w") as handle:
+        handle.write("half")
+    time.sleep(3600)
+    return {}
+
+
+def apply_ops(request: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``request["ops"]`` under ``request["root"]`` (default: the ``out`` write path);
+    each op's success or errno name is returned. Used in and outside the sandbox."""
+    import errno
+    import shutil
+
+    root = os.path.abspath(request.get("root") or "out")
+    done: list[str] = []
+    for op, *args in request["ops"]:
+        paths = [os.path.join(root, a) for a in args]
+        try:
+            if op == "write":
+                with open(paths[0], "w") as handle:
+                    handle.write(args[1])
+            elif op == "append":
+                with open(paths[0], "a") as handle:
+                    handle.write("+")
+            elif op == "mkdir":
+                os.mkdir(paths[0])
+            elif op == "rmtree":
+                shutil.rmtree(paths[0])
+            elif op == "remake":  # a folder replaced by an empty one of the same name
+                shutil.rmtree(paths[0])
+                os.mkdir(paths[0])
+            elif op == "unlink":
+                os.unlink(paths[0])
+            elif op == "rename":
+                os.rename(paths[0], paths[1])
+            elif op == "symlink":
+                os.symlink(args[1], paths[0])
+            done.append("ok")
+        except OSError as exc:
+            done.append(errno.errorcode.get(exc.errno or 0, "error"))
+    return {"done": done}

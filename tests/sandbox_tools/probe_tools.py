@@ -269,3 +269,32 @@ def allocate_in_children(request: dict[str, Any]) -> dict[str, Any]:
     if killed:
         raise MemoryError(f"{killed} children were killed")
     return {"children": len(pids)}
+
+
+def _folder(where: str) -> str:
+    return os.environ["TMPDIR"] if where == "scratch" else os.path.abspath(where)
+
+
+def write_volume(request: dict[str, Any]) -> dict[str, Any]:
+    """Write ``request["mib"]`` MiB in files of 16 MiB (each under the per-file cap) to
+    ``request["where"]`` (a write path, or ``scratch``); ENOSPC ends it with an error."""
+    folder = _folder(request["where"])
+    block = b"w" * (1024 * 1024)
+    written = 0
+    for index in range(int(request["mib"]) // 16):
+        with open(os.path.join(folder, f"volume-{index}.bin"), "wb") as handle:
+            for _ in range(16):
+                handle.write(block)
+                written += len(block)
+    return {"written": written}
+
+
+def many_files(request: dict[str, Any]) -> dict[str, Any]:
+    """Create ``request["count"]`` empty files in ``request["where"]``."""
+    fd = os.open(_folder(request["where"]), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for index in range(int(request["count"])):
+            os.close(os.open(f"f{index}", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=fd))
+    finally:
+        os.close(fd)
+    return {"created": int(request["count"])}

@@ -9,7 +9,7 @@ from typing import Any
 
 from strongroom.sandbox.launch import LaunchResult
 
-__all__ = ["RETRYABLE", "Outcome", "classify"]
+__all__ = ["RETRYABLE", "Outcome", "account_writes", "classify"]
 
 #: Failures a second attempt may cure (a hung or crashed handler); the others are decided by
 #: the tool, its input or the policy, and would fail the same way again.
@@ -104,6 +104,37 @@ def classify(result: LaunchResult, *, timeout: float, memory_bytes: int | None) 
         "before returning a result",
         details={"exit_code": result.exit_code},
     )
+
+
+def account_writes(outcome: Outcome, writes: dict[str, Any] | None) -> Outcome:
+    """The write quota's say on an outcome: a tool that failed after filling its quota
+    failed because of it (``sandbox_violation``, reason ``write_quota_exceeded``); writes
+    that could not be copied out to the write paths fail the invocation whatever the tool
+    returned (``sandbox_unavailable``: the sandbox could not deliver what it wrote)."""
+    if not writes:
+        return outcome
+    copied = writes.get("copied_out")
+    problem = writes.get("error") or (copied.get("error") if isinstance(copied, dict) else None)
+    if problem:
+        return Outcome(
+            ok=False,
+            code="sandbox_unavailable",
+            message=f"the tool's writes could not be copied out to its write paths: {problem}",
+            details={"reason": "copy_out_failed", "writes": writes},
+        )
+    if writes.get("full") and not outcome.ok and outcome.code == "handler_exception":
+        limits = (
+            f"{writes.get('bytes_limit', 0) // 1048576} MiB / {writes.get('files_limit')} files"
+        )
+        return Outcome(
+            ok=False,
+            code="sandbox_violation",
+            message=f"the tool reached its write quota ({limits}; the policy's "
+            f"max_write_mb / max_files) and then failed: {outcome.message}",
+            details={"reason": "write_quota_exceeded", "writes": writes, **outcome.details},
+            traceback=outcome.traceback,
+        )
+    return outcome
 
 
 def _signal_name(number: int) -> str:

@@ -40,7 +40,7 @@ from strongroom.execution.host_services import (
     HostServices,
     grants_host_services,
 )
-from strongroom.execution.outcome import Outcome, classify
+from strongroom.execution.outcome import Outcome, account_writes, classify
 from strongroom.execution.payloads import (
     encode_payload,
     schema_problem,
@@ -281,9 +281,13 @@ class ToolRunner:
         last_plan: SandboxPlan | None = None
         last_result: LaunchResult | None = None
         for attempt in range(1, attempts + 1):
-            scratch = Path(tempfile.mkdtemp(prefix="strongroom-sandbox-"))
+            # A fresh folder holding the tool's scratch folder: the write quota's tmpfs is
+            # mounted on it (in the tool's mount namespace only).
+            staging = Path(tempfile.mkdtemp(prefix="strongroom-sandbox-"))
+            scratch = staging / "scratch"
             proxy: EgressProxy | None = None
             try:
+                scratch.mkdir(mode=0o700)
                 if inv.policy.network.mode is NetworkMode.ALLOWLIST:
                     proxy = _start_proxy(inv)
                 plan = plan_sandbox(
@@ -298,6 +302,7 @@ class ToolRunner:
                     proxy_port=proxy.port if proxy else None,
                     disabled=disabled,
                     limits=self.options.limits,
+                    staging=staging,
                 )
                 if attempt == 1:
                     await self._check_isolation(inv, plan, degraded_ok)
@@ -306,7 +311,7 @@ class ToolRunner:
             finally:
                 if proxy is not None:
                     await asyncio.to_thread(proxy.close)
-                await asyncio.to_thread(remove_tree, scratch)
+                await asyncio.to_thread(remove_tree, staging)
             if outcome.ok or not outcome.retryable or attempt == attempts:
                 break
             if inv.cancel is not None and inv.cancel.is_set():
@@ -386,6 +391,7 @@ class ToolRunner:
                 outcome = Outcome(
                     ok=False, code=problem.code, message=problem.message, details=problem.details
                 )
+        outcome = account_writes(outcome, result.writes)
         payload = outcome.payload = encode_payload(outcome.output) if outcome.ok else None
         denied = [e.to_dict() for e in proxy.events() if not e.allowed] if proxy else []
         if denied and not outcome.ok and outcome.code == "handler_exception":
@@ -420,6 +426,7 @@ class ToolRunner:
                 "host_calls": result.host_calls,
                 "denied_connections": denied,
                 "output_truncated": result.output_truncated,
+                "writes": result.writes,
                 "log_lines_dropped": dropped_lines,
                 "violation": outcome.details if outcome.code == "sandbox_violation" else None,
             },

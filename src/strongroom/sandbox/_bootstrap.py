@@ -302,6 +302,12 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
     """Apply the plan's layers in order; return what each one did (for the audit)."""
     layers: dict[str, Any] = plan["layers"]
     done: dict[str, Any] = {}
+    if plan.get("staging_error"):
+        raise OSError(plan["staging_error"])
+    if layers.get("write_quota"):
+        done["write_quota"] = {
+            k: layers["write_quota"][k] for k in ("bytes", "files", "write_paths")
+        }
     as_root = os.geteuid() == 0
     # Import the layer modules before Landlock takes the right to read them away.
     landlock = _import_layer("_landlock") if layers.get("landlock") else None
@@ -452,9 +458,74 @@ def probe() -> dict[str, Any]:
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     found["netns"] = os.waitstatus_to_exitcode(status) == 0
+    found["mountns"] = _probe_staging()
     found["python_path"] = [p for p in sys.path if p and os.path.isabs(p)]
     found["prefixes"] = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix})
     return found
+
+
+def _probe_staging() -> bool:
+    """Whether a child can set up the write quota's mounts (tmpfs and overlay)."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="strongroom-probe-")
+    try:
+        os.mkdir(os.path.join(folder, "stage"))
+        os.mkdir(os.path.join(folder, "lower"))
+        pid = os.fork()
+        if pid == 0:
+            try:
+                staging = _import_layer("_staging")
+                spec = {
+                    "base": os.path.join(folder, "stage"),
+                    "bytes": 1 << 20,
+                    "files": 64,
+                    "write_paths": [os.path.join(folder, "lower")],
+                }
+                staging.enter(spec, _c(), os.geteuid() == 0)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _enter_staging(plan: dict[str, Any]) -> Any:
+    """The write quota's mounts, in this (the supervisor's) mount namespace, which the tool
+    inherits. A failure is kept in the plan: the child then refuses to run the tool."""
+    spec = plan["layers"].get("write_quota")
+    if not spec:
+        return None
+    try:
+        staging = _import_layer("_staging")
+        return staging, staging.enter(spec, _c(), os.geteuid() == 0)
+    except BaseException as exc:
+        plan["staging_error"] = f"could not stage the tool's writes: {exc}"
+        return None
+
+
+def _finish_staging(staged: Any, exited: bool) -> dict[str, Any]:
+    """What the tool wrote; copied out to its write paths only if it exited by itself."""
+    staging, stage = staged
+    if not exited:
+        stage.overlays.clear()  # leave the real write paths as they were
+    try:
+        return dict(staging.finish(stage, _c(), _confine_merge))
+    except BaseException as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _confine_merge(uppers: list[str], targets: list[str]) -> None:
+    """The copy-out's own confinement: read the upper layers, write the write paths."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    landlock = _import_layer("_landlock")
+    if landlock.abi_version() >= 1:
+        landlock.restrict_self(read_paths=uppers, write_paths=targets)
 
 
 def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
@@ -483,6 +554,7 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
     signal.signal(signal.SIGTERM, die_with_the_runner)
     _die_with_parent(signal.SIGTERM, plan.get("runner_pid"))
     plan["supervisor_pid"] = os.getpid()
+    staged = _enter_staging(plan)
     layers_read, layers_write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -503,6 +575,10 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
             break
         except InterruptedError:
             continue
+    if staged is not None:
+        writes = _finish_staging(staged, exited=os.WIFEXITED(status))
+        with contextlib.suppress(OSError, ValueError):
+            control.send({"type": "writes", "writes": writes})
     with contextlib.suppress(OSError):  # (CPU time: the runner's wait4 of this process)
         control.send({"type": "usage", "max_rss_kib": usage.ru_maxrss})
     if os.WIFSIGNALED(status):

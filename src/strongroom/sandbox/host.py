@@ -45,6 +45,9 @@ LAYERS: dict[str, str] = {
     "netns": "own network and IPC namespaces: no route out (deny-all) or only the relay to "
     "the egress proxy (allowlist); SysV IPC of the tool's own",
     "egress_proxy": "allowlisted hosts only, through the runner's proxy",
+    "cgroup": "memory and tasks capped for the tool's whole process tree",
+    "write_quota": "bytes and files written per invocation capped (scratch and write paths "
+    "staged on a size-limited tmpfs in a mount namespace, copied out after)",
 }
 
 
@@ -75,6 +78,7 @@ class HostCapabilities:
     python_path: tuple[str, ...]
     prefixes: tuple[str, ...]
     notes: dict[str, str] = field(default_factory=dict)
+    mountns: bool = False  # a private mount namespace with tmpfs and overlay mounts
 
     @property
     def linux(self) -> bool:
@@ -99,6 +103,7 @@ class HostCapabilities:
             "seccomp": self.seccomp,
             "netns": self.netns,
             "egress_proxy": True,
+            "write_quota": self.mountns,
         }
 
     def to_dict(self) -> dict[str, object]:
@@ -108,6 +113,7 @@ class HostCapabilities:
             "landlock_abi": self.landlock_abi,
             "seccomp": self.seccomp,
             "netns": self.netns,
+            "mountns": self.mountns,
             "python": self.python,
             "layers": self.available(),
             "notes": self.notes,
@@ -155,6 +161,7 @@ def probe_host(python: str = sys.executable) -> HostCapabilities:
         landlock_abi=int(found.get("landlock_abi", 0)),
         seccomp=bool(found.get("seccomp")),
         netns=bool(found.get("netns")),
+        mountns=bool(found.get("mountns")),
         python=python,
         python_path=tuple(str(p) for p in found.get("python_path", [])),
         prefixes=tuple(str(p) for p in found.get("prefixes", [])),

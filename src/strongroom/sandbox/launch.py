@@ -64,6 +64,7 @@ class LaunchResult:
     violation: str | None = None  # why the control channel was cut (the group is killed)
     cgroup: bool = False  # the tool's tree ran in a control group of its own
     cgroup_memory_exceeded: bool = False  # ...and hit its memory limit
+    writes: dict[str, Any] | None = None  # the write quota's figures (from the supervisor)
 
     @property
     def peak_kib(self) -> int:
@@ -416,6 +417,8 @@ def _read_control(
             if kind == "confined":
                 layers = message.get("layers")
                 result.confined = layers if isinstance(layers, dict) else {}
+            elif kind == "writes" and isinstance(message.get("writes"), dict):
+                result.writes = message["writes"]
             elif kind == "usage" and isinstance(message.get("max_rss_kib"), int):
                 result.tool_max_rss_kib = message["max_rss_kib"]
             continue

@@ -113,6 +113,17 @@ def _overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
+def _within(path: str, folders: Sequence[str]) -> bool:
+    return any(path != folder and _overlaps(path, folder) for folder in folders)
+
+
+def _stageable(writes: Sequence[str]) -> list[str]:
+    """The write paths the quota stages through an overlay: existing folders, outermost
+    only (an overlay on a folder covers what is under it)."""
+    folders = [p for p in _unique(writes) if os.path.isdir(p) and not os.path.islink(p)]
+    return [p for p in folders if not any(p.startswith(q.rstrip("/") + "/") for q in folders)]
+
+
 def _check_protected(paths: Sequence[str], protected: Sequence[Path], policy_id: str) -> None:
     guarded = [os.path.realpath(p) for p in protected]
     for path in paths:
@@ -154,8 +165,10 @@ def plan_sandbox(
     disabled: frozenset[str] = frozenset(),
     limits: SandboxLimits | None = None,
     environ: dict[str, str] | None = None,
+    staging: Path | None = None,
 ) -> SandboxPlan:
-    """The plan for running one tool under ``policy`` on this host."""
+    """The plan for running one tool under ``policy`` on this host. ``staging``: a fresh
+    folder holding ``scratch``, where the write quota's tmpfs is mounted."""
     limits = limits or SandboxLimits()
     environ = dict(os.environ) if environ is None else environ
     available = caps.available()
@@ -210,6 +223,23 @@ def plan_sandbox(
         )
     else:
         enforced.append("cgroup")
+    staged = _stageable(policy_writes)
+    if "write_quota" in disabled:
+        skipped["write_quota"] = "disabled by the runner"
+    elif staging is None or scratch.parent != staging:
+        skipped["write_quota"] = "the runner gave no staging folder"
+    elif not available.get("write_quota", False):
+        skipped["write_quota"] = (
+            "no private mount namespace on this host: only each file's size is capped "
+            "(RLIMIT_FSIZE), not what a tool writes in total"
+        )
+    elif clash := [p for p in staged if _overlaps(p, os.path.realpath(staging))]:
+        skipped["write_quota"] = (
+            f"write path {clash[0]} holds the runner's staging folder: the total written is "
+            "not capped (keep write paths out of the temporary folder)"
+        )
+    else:
+        enforced.append("write_quota")
     if allowlist and "netns" in skipped:
         skipped["netns"] += (
             ": without a network namespace, egress is pinned to the proxy's port number only "
@@ -237,6 +267,19 @@ def plan_sandbox(
             "max_tasks": limits.max_processes + 64,
             "version": support,
         }
+    if "write_quota" in enforced:
+        assert staging is not None
+        layers["write_quota"] = {
+            "base": os.path.realpath(staging),
+            "bytes": policy.resources.max_write_mb * MIB,
+            "files": policy.resources.max_files,
+            "write_paths": staged,
+        }
+        unstaged = [p for p in policy_writes if p not in staged and not _within(p, staged)]
+        if unstaged:
+            notes.append(
+                "write paths that are not folders are capped per file only: " + ", ".join(unstaged)
+            )
     if "unprivileged_uid" in enforced:
         # A fresh uid per invocation: RLIMIT_NPROC counts per uid, and processes of an
         # earlier invocation may not be reaped yet.

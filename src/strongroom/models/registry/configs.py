@@ -132,6 +132,20 @@ class ResourceLimits(Record):
         description="Largest JSON response a tool may return; larger results belong in "
         "files under a write path.",
     )
+    max_write_mb: int = Field(
+        default=1024,
+        ge=1,
+        le=65_536,
+        description="Most bytes a tool may write in one invocation, scratch folder and write "
+        "paths together (staged in memory where the host allows a mount namespace).",
+    )
+    max_files: int = Field(
+        default=100_000,
+        ge=16,
+        le=10_000_000,
+        description="Most files and folders a tool may create in one invocation, scratch "
+        "folder and write paths together.",
+    )
 
 
 class LoggingPolicy(Record):
