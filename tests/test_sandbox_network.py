@@ -40,12 +40,8 @@ def web() -> Iterator[int]:
     thread.join(timeout=5)
 
 
-@pytest.fixture
-async def lane(tmp_path: Path, web: int) -> AsyncIterator[Lane]:
-    require_sandbox()
-    if not probe_host().available()["landlock_net"]:
-        pytest.skip("Landlock ABI 4 (TCP rules) is needed to pin connections to the proxy")
-    lane = await open_lane(tmp_path)
+async def _open_web_lane(root: Path, web: int, disabled: frozenset[str] = frozenset()) -> Lane:
+    lane = await open_lane(root, disabled=disabled)
     net_policy = policy(
         sandbox_id="web-policy",
         network={"mode": "allowlist", "allow_hosts": ["127.0.0.1"], "allow_ports": [web]},
@@ -61,6 +57,15 @@ async def lane(tmp_path: Path, web: int) -> AsyncIterator[Lane]:
         )
     ]
     await lane.publish(net_policy, manifest(tools))
+    return lane
+
+
+@pytest.fixture
+async def lane(tmp_path: Path, web: int) -> AsyncIterator[Lane]:
+    require_sandbox()
+    if not probe_host().available()["landlock_net"]:
+        pytest.skip("Landlock ABI 4 (TCP rules) is needed to pin connections to the proxy")
+    lane = await _open_web_lane(tmp_path, web)
     try:
         yield lane
     finally:
@@ -102,9 +107,15 @@ async def test_unlisted_port_is_refused(lane: Lane, web: int) -> None:
 
 
 async def test_direct_connection_around_the_proxy_is_blocked(lane: Lane, web: int) -> None:
+    """Around the proxy to a listening service (the test's web server, by address and
+    port): refused before the kernel tries it, and the attempt is in the audit record."""
     response = await lane.run("tcp_connect", {"port": web})
     assert response.error is not None
     assert response.error.code == "sandbox_violation"
+    end = await lane.end_record(response)
+    assert {"host": "127.0.0.1", "port": web} in [
+        {"host": d["host"], "port": d["port"]} for d in end["denied_connections"]
+    ]
 
 
 async def test_udp_and_dns_stay_blocked(lane: Lane) -> None:
@@ -201,11 +212,51 @@ async def test_dialling_the_proxy_port_at_other_addresses_never_leaves_the_names
     assert trap.reached == []
     assert not any("pwned" in outcome for outcome in found.values()), found
     # The namespace's loopback leads to the proxy, which refuses the unlisted host; every
-    # other address is unreachable from inside.
+    # other address is refused by the supervisor, which sees each connect(2), and recorded.
     assert found["127.0.0.1"].startswith("answered: HTTP/1.1 403"), found
-    for address, outcome in found.items():
-        if address not in ("127.0.0.1", "::1"):
-            assert outcome in ("ECONNREFUSED", "ENETUNREACH", "EADDRNOTAVAIL"), (address, found)
+    direct = {address for address in found if address not in ("127.0.0.1", "::1")}
+    for address in direct:
+        assert found[address] == "EACCES", (address, found)
     end = await lane.end_record(response)
     assert "netns" in end["layers_enforced"]
-    assert {d["host"] for d in end["denied_connections"]} == {"unlisted.example"}
+    assert {d["host"] for d in end["denied_connections"]} == {"unlisted.example"} | direct
+    port = response.output["port"]
+    for record in end["denied_connections"]:
+        if record["host"] in direct:
+            assert record["port"] == port
+            assert record["method"] == "connect"
+
+
+async def test_without_namespaces_a_dial_of_the_proxy_port_elsewhere_is_refused(
+    tmp_path: Path, web: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a host without user namespaces Landlock pins the proxy's port, not its address;
+    the supervisor's connect watch refuses the other addresses and records them (a best
+    effort there: docs/security.md)."""
+    require_sandbox()
+    lane = await _open_web_lane(tmp_path, web, disabled=frozenset({"netns"}))
+    trap = _Trap()
+    start = EgressProxy.start
+
+    def start_and_trap(proxy: EgressProxy) -> int:
+        port = start(proxy)
+        trap.open(port)
+        return port
+
+    monkeypatch.setattr(EgressProxy, "start", start_and_trap)
+    try:
+        response = await lane.run(
+            "dial_proxy_port",
+            {"addresses": ["127.0.0.2", "127.0.0.1"], "target": "http://unlisted.example/"},
+        )
+        end = await lane.end_record(response)
+    finally:
+        trap.close()
+        await lane.vault.close()
+    assert response.ok, response.error
+    assert "127.0.0.2" in trap.addresses, "no trap on 127.0.0.2"
+    assert trap.reached == []
+    assert response.output["found"]["127.0.0.2"] == "EACCES"
+    assert response.output["found"]["127.0.0.1"].startswith("answered: HTTP/1.1 403")
+    assert "netns" not in end["layers_enforced"]
+    assert {d["host"] for d in end["denied_connections"]} == {"unlisted.example", "127.0.0.2"}

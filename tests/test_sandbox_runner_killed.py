@@ -41,6 +41,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _staged_text(runner_pid: int, path: Path) -> str:
+    """``path`` as the runner's sandboxed processes see it: with the write quota, what a
+    tool writes to a write path is staged in their mount namespace until the tool exits,
+    so it is read through ``/proc/<pid>/root`` of one of them."""
+    try:
+        processes = psutil.Process(runner_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return ""
+    for process in processes:
+        try:
+            return Path(f"/proc/{process.pid}/root{path}").read_text()
+        except OSError:
+            continue
+    return ""
+
+
 def _kill_the_runner(root: Path, pid_file: Path) -> tuple[list[int], list[int]]:
     """Start a runner process on the ``orphans`` tool, SIGKILL it once the tool has written
     its descendants' pids; return those pids and the ones still alive 5 s later."""
@@ -52,11 +68,11 @@ def _kill_the_runner(root: Path, pid_file: Path) -> tuple[list[int], list[int]]:
     pids: list[int] = []
     try:
         deadline = time.monotonic() + 30
-        while not pid_file.exists() or len(pid_file.read_text().split()) < 4:
+        while len(written := _staged_text(worker.pid, pid_file).split()) < 4:
             assert worker.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the tool never wrote its pids"
             time.sleep(0.05)
-        pids = [int(p) for p in pid_file.read_text().split()]
+        pids = [int(p) for p in written]
         assert all(_alive(pid) for pid in pids), pids
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()

@@ -9,7 +9,7 @@ from typing import Any
 
 from strongroom.sandbox.launch import LaunchResult
 
-__all__ = ["RETRYABLE", "Outcome", "account_writes", "classify"]
+__all__ = ["RETRYABLE", "Outcome", "account_writes", "classify", "refused_connects"]
 
 #: Failures a second attempt may cure (a hung or crashed handler); the others are decided by
 #: the tool, its input or the policy, and would fail the same way again.
@@ -135,6 +135,29 @@ def account_writes(outcome: Outcome, writes: dict[str, Any] | None) -> Outcome:
             traceback=outcome.traceback,
         )
     return outcome
+
+
+def refused_connects(connects: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The supervisor's record of connections the tool tried around the egress proxy, in
+    the shape of the proxy's own denied-connection records."""
+    if not connects or not isinstance(connects.get("denied"), list):
+        return []
+    refused = []
+    for entry in connects["denied"][:256]:
+        if not isinstance(entry, dict):
+            continue
+        refused.append(
+            {
+                "host": str(entry.get("host", ""))[:100],
+                "port": entry.get("port") if isinstance(entry.get("port"), int) else 0,
+                "allowed": False,
+                "reason": "direct connection around the egress proxy: refused",
+                "method": "connect",
+                "bytes_up": 0,
+                "bytes_down": 0,
+            }
+        )
+    return refused
 
 
 def _signal_name(number: int) -> str:

@@ -40,7 +40,7 @@ from strongroom.execution.host_services import (
     HostServices,
     grants_host_services,
 )
-from strongroom.execution.outcome import Outcome, account_writes, classify
+from strongroom.execution.outcome import Outcome, account_writes, classify, refused_connects
 from strongroom.execution.payloads import (
     encode_payload,
     schema_problem,
@@ -394,6 +394,7 @@ class ToolRunner:
         outcome = account_writes(outcome, result.writes)
         payload = outcome.payload = encode_payload(outcome.output) if outcome.ok else None
         denied = [e.to_dict() for e in proxy.events() if not e.allowed] if proxy else []
+        denied += refused_connects(result.connects)
         if denied and not outcome.ok and outcome.code == "handler_exception":
             outcome.code = "sandbox_violation"
             outcome.details = {**outcome.details, "denied_connections": denied}

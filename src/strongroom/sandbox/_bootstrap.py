@@ -341,9 +341,21 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
     if seccomp is not None:
         spec = layers["seccomp"]
         deny_ipc = bool(spec.get("deny_ipc"))
-        seccomp.install(allow_inet_stream=bool(spec["allow_inet_stream"]), deny_ipc=deny_ipc)
+        allow_inet = bool(spec["allow_inet_stream"])
+        listener = None
+        if spec.get("connect_to"):
+            try:  # every connect(2) decided and recorded by the supervisor (_connects.py)
+                listener = seccomp.install(
+                    allow_inet_stream=allow_inet, deny_ipc=deny_ipc, notify_connect=True
+                )
+            except OSError:  # a kernel without seccomp user notification (< 5.7)
+                listener = None
+        if listener is None:
+            seccomp.install(allow_inet_stream=allow_inet, deny_ipc=deny_ipc)
+        else:
+            plan["_connect_listener"] = listener
         denied = [*seccomp.DENIED, *(seccomp.IPC_DENIED if deny_ipc else ())]
-        done["seccomp"] = {"denied": denied, **spec}
+        done["seccomp"] = {"denied": denied, **spec, "connect_watch": listener is not None}
     if relay and isinstance(netns, dict):
         start_relay(relay, int(netns["relay_fd"]))
     return done
@@ -555,7 +567,14 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
     _die_with_parent(signal.SIGTERM, plan.get("runner_pid"))
     plan["supervisor_pid"] = os.getpid()
     staged = _enter_staging(plan)
-    layers_read, layers_write = os.pipe()
+    watch_to = (plan["layers"].get("seccomp") or {}).get("connect_to")
+    if watch_to:  # a socket, not a pipe: the connect listener comes back with the layers
+        import socket
+
+        ends = socket.socketpair()
+        layers_read, layers_write = ends[0].detach(), ends[1].detach()
+    else:
+        layers_read, layers_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -568,7 +587,14 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
     if isinstance(netns, dict) and "relay_fd" in netns:
         with contextlib.suppress(OSError):
             os.close(int(netns["relay_fd"]))
-    _forward_layers(layers_read, control)
+    listener = _forward_layers(layers_read, control, receive_fd=bool(watch_to))
+    watch = None
+    if listener is not None and watch_to:
+        connects = _import_layer("_connects")
+        watch = connects.ConnectWatch(listener, [tuple(a) for a in watch_to], _c())
+        with contextlib.suppress(OSError):
+            watch.serve(pid)
+        os.close(listener)  # what the tool left behind can no longer connect (ENOSYS)
     while True:
         try:
             _, status, usage = os.wait4(pid, 0)
@@ -579,6 +605,9 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
         writes = _finish_staging(staged, exited=os.WIFEXITED(status))
         with contextlib.suppress(OSError, ValueError):
             control.send({"type": "writes", "writes": writes})
+    if watch is not None:
+        with contextlib.suppress(OSError):
+            control.send({"type": "connects", "connects": watch.report()})
     with contextlib.suppress(OSError):  # (CPU time: the runner's wait4 of this process)
         control.send({"type": "usage", "max_rss_kib": usage.ru_maxrss})
     if os.WIFSIGNALED(status):
@@ -592,14 +621,34 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
 _MAX_LAYERS_REPORT = 1 << 20
 
 
-def _forward_layers(fd: int, control: Channel) -> None:
-    """The child's one report of its layers (read until it closes the pipe, bounded), on
+def _forward_layers(fd: int, control: Channel, *, receive_fd: bool = False) -> int | None:
+    """The child's one report of its layers (read until it closes its end, bounded), on
     the control channel. Nothing, or something that is not a JSON object, is not
-    forwarded: the runner then records no layer as applied."""
+    forwarded: the runner then records no layer as applied. With ``receive_fd`` the
+    report arrives on a socket, with the seccomp connect listener attached: returned."""
     data = b""
+    listener = None
     with contextlib.suppress(OSError):
-        while len(data) <= _MAX_LAYERS_REPORT and (chunk := os.read(fd, 65536)):
-            data += chunk
+        if receive_fd:
+            import socket
+
+            sock = socket.socket(fileno=fd)
+            try:
+                while len(data) <= _MAX_LAYERS_REPORT:
+                    chunk, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+                    for received in fds:
+                        if listener is None:
+                            listener = received
+                        else:
+                            os.close(received)
+                    if not chunk:
+                        break
+                    data += chunk
+            finally:
+                fd = sock.detach()
+        else:
+            while len(data) <= _MAX_LAYERS_REPORT and (chunk := os.read(fd, 65536)):
+                data += chunk
     os.close(fd)
     try:
         layers = json.loads(data) if len(data) <= _MAX_LAYERS_REPORT else None
@@ -608,6 +657,24 @@ def _forward_layers(fd: int, control: Channel) -> None:
     if isinstance(layers, dict):
         with contextlib.suppress(OSError):
             control.send({"type": "confined", "layers": layers})
+    return listener
+
+
+def _report_layers(fd: int, report: bytes, listener: int | None) -> None:
+    """The child's side of `_forward_layers`: the report, and the connect listener handed
+    over (then closed here: the tool must never hold it)."""
+    view = memoryview(report)
+    if listener is not None:
+        import socket
+
+        sock = socket.socket(fileno=fd)
+        try:
+            view = view[socket.send_fds(sock, [view], [listener]) :]
+        finally:
+            sock.detach()
+            os.close(listener)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _die_with_parent(sig: int, parent_pid: int | None) -> None:
@@ -660,9 +727,7 @@ def main(argv: list[str]) -> int:
         return 3
     report = json.dumps(enforced, separators=(",", ":")).encode()
     with contextlib.suppress(OSError):
-        view = memoryview(report)
-        while view:
-            view = view[os.write(layers_fd, view) :]
+        _report_layers(layers_fd, report, plan.pop("_connect_listener", None))
     os.close(layers_fd)  # before any of the tool's code runs
     message = run_tool(plan, channel)
     sys.stdout.flush()

@@ -23,7 +23,10 @@ escape or widen a sandbox, or reach rarely-hardened kernel code. Installed with
    SOCK_STREAM`` (TCP; Landlock then limits ports), without it every socket() gets EPERM
    (no UNIX, netlink, packet, raw or UDP sockets). socketpair(2) is allowed for AF_UNIX only
    (anonymous, connected pairs: pipes for subprocess plumbing, no way out).
-6. Everything else is allowed.
+6. connect(2), when asked (``notify_connect``, network allowlists): a seccomp user
+   notification, so the supervisor outside sees every connection attempt, records it and
+   refuses any that does not go to the egress proxy (`_connects.py`).
+7. Everything else is allowed.
 
 Installation uses seccomp(2) with SECCOMP_FILTER_FLAG_TSYNC so every thread of the process is
 filtered; on kernels without seccomp(2) (< 3.17) it falls back to prctl(PR_SET_SECCOMP), which
@@ -57,6 +60,12 @@ _BPF_MAXINSNS = 4096
 RET_KILL_PROCESS = 0x80000000
 RET_ERRNO = 0x00050000
 RET_ALLOW = 0x7FFF0000
+RET_USER_NOTIF = 0x7FC00000
+
+# seccomp(2) flags.
+_FLAG_TSYNC = 1
+_FLAG_NEW_LISTENER = 1 << 3
+_FLAG_TSYNC_ESRCH = 1 << 4
 
 # struct seccomp_data: int nr; u32 arch; u64 instruction_pointer; u64 args[6].
 _OFF_NR = 0
@@ -136,6 +145,7 @@ _ARCHES: dict[str, tuple[int, dict[str, int]]] = {
             "clone3": 435,
             "clone": 56,
             "socket": 41,
+            "connect": 42,
             "socketpair": 53,
             "seccomp": 317,
         },
@@ -187,13 +197,14 @@ _ARCHES: dict[str, tuple[int, dict[str, int]]] = {
             "clone3": 435,
             "clone": 220,
             "socket": 198,
+            "connect": 203,
             "socketpair": 199,
             "seccomp": 277,
         },
     ),
 }
 
-_SPECIAL = frozenset({"clone3", "clone", "socket", "socketpair", "seccomp"})
+_SPECIAL = frozenset({"clone3", "clone", "socket", "socketpair", "connect", "seccomp"})
 
 # SysV IPC and POSIX message queues: refused (EPERM) only when the tool has no IPC namespace
 # of its own (a host without user namespaces), where they would be the host's.
@@ -277,7 +288,9 @@ class _Asm:
         return bytes(out)
 
 
-def _build(arch: str, *, allow_inet_stream: bool, deny_ipc: bool = False) -> bytes:
+def _build(
+    arch: str, *, allow_inet_stream: bool, deny_ipc: bool = False, notify_connect: bool = False
+) -> bytes:
     audit_arch, nrs = _ARCHES[arch]
     a = _Asm()
     a.stmt(_LD_W_ABS, _OFF_ARCH)
@@ -295,7 +308,13 @@ def _build(arch: str, *, allow_inet_stream: bool, deny_ipc: bool = False) -> byt
     a.jump(_JEQ_K, nrs["clone"], "clone", 0)
     a.jump(_JEQ_K, nrs["socket"], "socket" if allow_inet_stream else "eperm", 0)
     a.jump(_JEQ_K, nrs["socketpair"], "socketpair", 0)
+    if notify_connect:
+        a.jump(_JEQ_K, nrs["connect"], "notify", 0)
     a.stmt(_RET_K, RET_ALLOW)
+
+    if notify_connect:
+        a.label("notify")
+        a.stmt(_RET_K, RET_USER_NOTIF)
 
     a.label("clone")
     a.stmt(_LD_W_ABS, _arg_low(0))
@@ -338,14 +357,21 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install(*, allow_inet_stream: bool, deny_ipc: bool = False) -> None:
+def install(
+    *, allow_inet_stream: bool, deny_ipc: bool = False, notify_connect: bool = False
+) -> int | None:
     """Install the filter on every thread of this process (irreversible). OSError on failure.
-    ``deny_ipc``: refuse SysV IPC and POSIX message queues too (no IPC namespace)."""
+    ``deny_ipc``: refuse SysV IPC and POSIX message queues too (no IPC namespace).
+    ``notify_connect``: every connect(2) waits for a decision on the listener descriptor
+    returned (seccomp user notification; the caller hands it to its supervisor and closes
+    its own copy, or every connect fails with ENOSYS once no one holds it)."""
     ok, reason = supported()
     if not ok:
         raise OSError(errno.ENOSYS, reason)
     arch = reason
-    prog_bytes = _build(arch, allow_inet_stream=allow_inet_stream, deny_ipc=deny_ipc)
+    prog_bytes = _build(
+        arch, allow_inet_stream=allow_inet_stream, deny_ipc=deny_ipc, notify_connect=notify_connect
+    )
     buf = ctypes.create_string_buffer(prog_bytes, len(prog_bytes))
     prog = _SockFprog(len(prog_bytes) // 8, ctypes.cast(buf, ctypes.c_void_p).value)
     prog_ptr = ctypes.cast(ctypes.pointer(prog), ctypes.c_void_p).value
@@ -356,17 +382,25 @@ def install(*, allow_inet_stream: bool, deny_ipc: bool = False) -> None:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_NO_NEW_PRIVS) failed: {os.strerror(err)}")
 
-    # seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog)
+    # seccomp(SECCOMP_SET_MODE_FILTER, TSYNC [| NEW_LISTENER | TSYNC_ESRCH], &prog)
+    flags = _FLAG_TSYNC
+    if notify_connect:  # the listener is the return value: TSYNC failures become ESRCH
+        flags |= _FLAG_NEW_LISTENER | _FLAG_TSYNC_ESRCH
     ret = int(
         libc.syscall(
             ctypes.c_long(_ARCHES[arch][1]["seccomp"]),
             ctypes.c_long(1),
-            ctypes.c_long(1),
+            ctypes.c_long(flags),
             ctypes.c_void_p(prog_ptr),
         )
     )
+    if notify_connect:
+        if ret < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"seccomp(NEW_LISTENER) failed: {os.strerror(err)}")
+        return ret
     if ret == 0:
-        return
+        return None
     if ret > 0:  # TSYNC: the id of a thread that could not be synchronised
         raise OSError(errno.EBUSY, f"seccomp TSYNC failed: thread {ret} cannot be filtered")
     err = ctypes.get_errno()
@@ -376,3 +410,4 @@ def install(*, allow_inet_stream: bool, deny_ipc: bool = False) -> None:
     if libc.prctl(22, 2, ctypes.c_void_p(prog_ptr), 0, 0) != 0:  # PR_SET_SECCOMP, MODE_FILTER
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_SECCOMP) failed: {os.strerror(err)}")
+    return None

@@ -65,6 +65,7 @@ class LaunchResult:
     cgroup: bool = False  # the tool's tree ran in a control group of its own
     cgroup_memory_exceeded: bool = False  # ...and hit its memory limit
     writes: dict[str, Any] | None = None  # the write quota's figures (from the supervisor)
+    connects: dict[str, Any] | None = None  # connect(2) attempts refused (the supervisor's)
 
     @property
     def peak_kib(self) -> int:
@@ -419,6 +420,8 @@ def _read_control(
                 result.confined = layers if isinstance(layers, dict) else {}
             elif kind == "writes" and isinstance(message.get("writes"), dict):
                 result.writes = message["writes"]
+            elif kind == "connects" and isinstance(message.get("connects"), dict):
+                result.connects = message["connects"]
             elif kind == "usage" and isinstance(message.get("max_rss_kib"), int):
                 result.tool_max_rss_kib = message["max_rss_kib"]
             continue

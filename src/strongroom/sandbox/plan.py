@@ -298,6 +298,14 @@ def plan_sandbox(
     if "seccomp" in enforced:
         # Without an IPC namespace of its own, SysV IPC would be the host's: refuse it.
         layers["seccomp"] = {"allow_inet_stream": allowlist, "deny_ipc": "netns" not in enforced}
+        if allowlist and proxy_port:
+            # Every connect(2) seen by the supervisor: to the relay (or, without a network
+            # namespace, the proxy on the host's loopback) it goes on; anything else is
+            # refused and recorded.
+            relay = [["127.0.0.1", proxy_port]]
+            if "netns" in enforced:
+                relay.append(["::1", proxy_port])
+            layers["seccomp"]["connect_to"] = relay
 
     env = {name: environ[name] for name in policy.environment.allowlist if name in environ}
     env.setdefault("LANG", "C.UTF-8")
