@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import json
 import os
 import resource
@@ -50,24 +49,7 @@ from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
-_IFREQ = "16sh22x"  # struct ifreq: the name, then ifr_flags in its 24-byte union
-
 PR_SET_PDEATHSIG = 1
-PR_SET_KEEPCAPS = 8
-PR_CAPBSET_DROP = 24
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_RAISE = 2
-PR_CAP_AMBIENT_CLEAR_ALL = 4
-CAP_DAC_OVERRIDE = 1
-CAP_DAC_READ_SEARCH = 2
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 MAX_MESSAGE = 256 * 1024 * 1024
 
@@ -120,174 +102,7 @@ class Channel:
         return message
 
 
-class Host:
-    """What a tool may ask the runner to do for it (the ``host`` parameter of a tool that
-    declares one). Each call is one request/response on the control channel; the runner
-    decides and audits. The sandbox itself never touches the vault."""
-
-    def __init__(self, channel: Channel) -> None:
-        self._channel = channel
-        self._next = 0
-
-    def call(self, op: str, **params: Any) -> Any:
-        self._next += 1
-        self._channel.send({"type": "host", "id": self._next, "op": op, "params": params})
-        reply = self._channel.receive()
-        if reply.get("type") != "host_result" or reply.get("id") != self._next:
-            raise RuntimeError("unexpected reply from the runner")
-        if "error" in reply:
-            error = reply["error"]
-            raise HostError(error.get("code", "error"), error.get("message", ""))
-        return reply.get("result")
-
-
-class HostError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
 # -- the layers ------------------------------------------------------------------------------
-
-
-def enter_network_namespace(as_root: bool) -> None:
-    """New, empty network and IPC namespaces. Root can create them directly; anyone else
-    needs a user namespace first (mapping their own uid, so nothing is gained)."""
-    if as_root:
-        _check(_c().unshare(CLONE_NEWNET | CLONE_NEWIPC), "unshare(CLONE_NEWNET|CLONE_NEWIPC)")
-        return
-    uid, gid = os.geteuid(), os.getegid()
-    flags = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC
-    _check(_c().unshare(flags), "unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWIPC)")
-    with open("/proc/self/setgroups", "w") as handle:
-        handle.write("deny")
-    with open("/proc/self/uid_map", "w") as handle:
-        handle.write(f"{uid} {uid} 1")
-    with open("/proc/self/gid_map", "w") as handle:
-        handle.write(f"{gid} {gid} 1")
-
-
-def _loopback_up() -> None:
-    import fcntl
-    import socket
-    import struct
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = struct.pack(_IFREQ, b"lo", 0)
-        flags = struct.unpack(_IFREQ, fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
-
-
-def open_relay(port: int) -> list[Any]:
-    """In the tool's fresh network namespace: bring the loopback up and listen at the
-    proxy's port on 127.0.0.1 (and ::1 when the namespace has IPv6). Done before Landlock,
-    which would refuse the bind."""
-    import socket
-
-    _loopback_up()
-    listeners = []
-    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        try:
-            listener = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:
-            continue
-        try:
-            if family == socket.AF_INET6:
-                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            listener.bind((address, port))
-            listener.listen(64)
-        except OSError:
-            listener.close()
-            if family == socket.AF_INET:
-                raise
-            continue
-        listeners.append(listener)
-    return listeners
-
-
-def start_relay(listeners: list[Any], relay_fd: int) -> None:
-    """Pass every accepted connection's descriptor to the runner's proxy. Started only once
-    this thread is confined: threads inherit Landlock and seccomp from their creator, and a
-    thread started earlier would run whatever the tool patches into the code it calls,
-    unconfined. The tool can stop its relay (and so lose its own network), nothing more:
-    the proxy decides every connection."""
-    import socket
-    import threading
-
-    out = socket.socket(fileno=relay_fd)
-
-    def serve(listener: Any) -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                socket.send_fds(out, [b"c"], [conn.fileno()])
-            except OSError:
-                return
-            finally:
-                conn.close()
-
-    for listener in listeners:
-        threading.Thread(target=serve, args=(listener,), daemon=True).start()
-
-
-RLIMITS = {
-    "cpu": resource.RLIMIT_CPU,
-    "as": resource.RLIMIT_AS,
-    "fsize": resource.RLIMIT_FSIZE,
-    "nofile": resource.RLIMIT_NOFILE,
-    "nproc": resource.RLIMIT_NPROC,
-    "core": resource.RLIMIT_CORE,
-}
-
-
-def apply_rlimits(limits: dict[str, int]) -> None:
-    for name, value in limits.items():
-        resource.setrlimit(RLIMITS[name], (value, value))
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
-
-
-def _capset(caps: int) -> None:
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    data[0].effective = data[0].permitted = data[0].inheritable = caps & 0xFFFFFFFF
-    data[1].effective = data[1].permitted = data[1].inheritable = caps >> 32
-    _check(_c().capset(ctypes.byref(header), data), "capset")
-
-
-def drop_privileges(uid: int, gid: int) -> None:
-    """Root -> ``uid``/``gid`` with no supplementary groups, keeping only the two DAC
-    capabilities (also as ambient capabilities, so a helper program the tool starts can read
-    the runtime too). Every other capability leaves the bounding set."""
-    libc = _c()
-    keep = (1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH)
-    with open("/proc/sys/kernel/cap_last_cap") as handle:
-        last_cap = int(handle.read())
-    for cap in range(last_cap + 1):
-        if not keep & (1 << cap):
-            _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
-    _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "PR_SET_KEEPCAPS")
-    os.setgroups([])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-    _capset(keep)
-    _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
-    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-        _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "raise ambient")
-    _check(libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "PR_SET_KEEPCAPS")
 
 
 def _import_layer(name: str) -> Any:
@@ -312,20 +127,21 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
     # Import the layer modules before Landlock takes the right to read them away.
     landlock = _import_layer("_landlock") if layers.get("landlock") else None
     seccomp = _import_layer("_seccomp") if layers.get("seccomp") else None
+    steps = _import_layer("_layers")
     netns = layers.get("netns")
     relay: list[Any] = []
     if netns:
-        enter_network_namespace(as_root)
+        steps.enter_network_namespace(as_root)
         done["netns"] = done["ipcns"] = True
         if isinstance(netns, dict) and netns.get("relay_port"):
-            relay = open_relay(int(netns["relay_port"]))
+            relay = steps.open_relay(int(netns["relay_port"]))
             done["egress_relay"] = {"port": int(netns["relay_port"]), "listeners": len(relay)}
     if layers.get("rlimits"):
-        apply_rlimits(layers["rlimits"])
+        steps.apply_rlimits(layers["rlimits"])
         done["rlimits"] = layers["rlimits"]
     if layers.get("drop_uid") and as_root:
         target = layers["drop_uid"]
-        drop_privileges(int(target["uid"]), int(target["gid"]))
+        steps.drop_privileges(int(target["uid"]), int(target["gid"]))
         done["drop_uid"] = target
     # Die with the supervisor (which itself takes everything down when the runner dies). Set
     # after the uid change, which clears it.
@@ -357,90 +173,8 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
         denied = [*seccomp.DENIED, *(seccomp.IPC_DENIED if deny_ipc else ())]
         done["seccomp"] = {"denied": denied, **spec, "connect_watch": listener is not None}
     if relay and isinstance(netns, dict):
-        start_relay(relay, int(netns["relay_fd"]))
+        steps.start_relay(relay, int(netns["relay_fd"]))
     return done
-
-
-# -- running the tool ------------------------------------------------------------------------
-
-
-def _load(entrypoint: str) -> Any:
-    module_name, _, attribute = entrypoint.partition(":")
-    module = __import__(module_name, fromlist=["_"])
-    target: Any = module
-    for part in attribute.split("."):
-        target = getattr(target, part)
-    return target
-
-
-def _wants_host(function: Any) -> bool:
-    code = getattr(function, "__code__", None)
-    if code is None:
-        return False
-    names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-    return "host" in names
-
-
-def _violation(exc: OSError) -> dict[str, Any]:
-    return {
-        "errno": errno.errorcode.get(exc.errno or 0, str(exc.errno)),
-        "path": exc.filename if isinstance(exc.filename, str) else None,
-        "reason": exc.strerror or str(exc),
-    }
-
-
-def run_tool(plan: dict[str, Any], channel: Channel) -> dict[str, Any]:
-    # After the runtime's own paths: a tool path can add modules, never replace one (the
-    # runner also refuses a tool path that would shadow strongroom, the standard library
-    # or an installed package).
-    sys.path.extend(plan.get("sys_path", []))
-    try:
-        function = _load(plan["entrypoint"])
-        if _wants_host(function):
-            output = function(plan["input"], host=Host(channel))
-        else:
-            output = function(plan["input"])
-    except MemoryError:
-        return {"type": "error", "code": "memory_exceeded", "message": "out of memory"}
-    except PermissionError as exc:
-        return {
-            "type": "error",
-            "code": "sandbox_violation",
-            "message": f"denied by the sandbox: {exc}",
-            "details": _violation(exc),
-            "traceback": _format_exc(),
-        }
-    except OSError as exc:
-        if type(exc).__name__ != "gaierror":  # socket.gaierror, without importing socket
-            return _exception(exc)
-        # No resolver configuration is readable and no UDP socket can be opened: a name
-        # lookup can only fail in here (allowlisted hosts are resolved by the runner's proxy).
-        return {
-            "type": "error",
-            "code": "sandbox_violation",
-            "message": f"name resolution is blocked by the sandbox: {exc}",
-            "details": {"reason": "dns_blocked", "errno": str(exc.errno)},
-            "traceback": _format_exc(),
-        }
-    except BaseException as exc:
-        return _exception(exc)
-    return {"type": "result", "output": output}
-
-
-def _format_exc() -> str:
-    import traceback  # only on failure: it costs milliseconds at start-up
-
-    return traceback.format_exc()
-
-
-def _exception(exc: BaseException) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "code": "handler_exception",
-        "message": f"{type(exc).__name__}: {exc}",
-        "details": {"exception": type(exc).__name__},
-        "traceback": _format_exc(),
-    }
 
 
 def probe() -> dict[str, Any]:
@@ -464,45 +198,16 @@ def probe() -> dict[str, Any]:
     pid = os.fork()
     if pid == 0:  # try the namespaces in a grandchild: they cannot be left again
         try:
-            enter_network_namespace(os.geteuid() == 0)
+            _import_layer("_layers").enter_network_namespace(os.geteuid() == 0)
             os._exit(0)
         except BaseException:
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     found["netns"] = os.waitstatus_to_exitcode(status) == 0
-    found["mountns"] = _probe_staging()
+    found["mountns"] = _import_layer("_staging").probe(_c())
     found["python_path"] = [p for p in sys.path if p and os.path.isabs(p)]
     found["prefixes"] = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix})
     return found
-
-
-def _probe_staging() -> bool:
-    """Whether a child can set up the write quota's mounts (tmpfs and overlay)."""
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="strongroom-probe-")
-    try:
-        os.mkdir(os.path.join(folder, "stage"))
-        os.mkdir(os.path.join(folder, "lower"))
-        pid = os.fork()
-        if pid == 0:
-            try:
-                staging = _import_layer("_staging")
-                spec = {
-                    "base": os.path.join(folder, "stage"),
-                    "bytes": 1 << 20,
-                    "files": 64,
-                    "write_paths": [os.path.join(folder, "lower")],
-                }
-                staging.enter(spec, _c(), os.geteuid() == 0)
-                os._exit(0)
-            except BaseException:
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status) == 0
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _enter_staging(plan: dict[str, Any]) -> Any:
@@ -517,17 +222,6 @@ def _enter_staging(plan: dict[str, Any]) -> Any:
     except BaseException as exc:
         plan["staging_error"] = f"could not stage the tool's writes: {exc}"
         return None
-
-
-def _finish_staging(staged: Any, exited: bool) -> dict[str, Any]:
-    """What the tool wrote; copied out to its write paths only if it exited by itself."""
-    staging, stage = staged
-    if not exited:
-        stage.overlays.clear()  # leave the real write paths as they were
-    try:
-        return dict(staging.finish(stage, _c(), _confine_merge))
-    except BaseException as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _confine_merge(uppers: list[str], targets: list[str]) -> None:
@@ -602,7 +296,8 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
         except InterruptedError:
             continue
     if staged is not None:
-        writes = _finish_staging(staged, exited=os.WIFEXITED(status))
+        staging, stage = staged
+        writes = staging.finish(stage, _c(), _confine_merge, exited=os.WIFEXITED(status))
         with contextlib.suppress(OSError, ValueError):
             control.send({"type": "writes", "writes": writes})
     if watch is not None:
@@ -713,6 +408,7 @@ def main(argv: list[str]) -> int:
     layers_fd = supervise(plan, control, tool_fd)  # returns in the child only
     channel = Channel(tool_fd)
     try:
+        invoke = _import_layer("_invoke")  # before Landlock takes the right to read it
         enforced = confine(plan)
     except BaseException as exc:
         os.close(layers_fd)
@@ -729,7 +425,7 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(OSError):
         _report_layers(layers_fd, report, plan.pop("_connect_listener", None))
     os.close(layers_fd)  # before any of the tool's code runs
-    message = run_tool(plan, channel)
+    message = invoke.run_tool(plan, channel)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

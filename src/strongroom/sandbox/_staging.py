@@ -137,10 +137,56 @@ def enter(spec: dict[str, Any], libc: Any, as_root: bool) -> Stage:
     return stage
 
 
+def probe(libc: Any) -> bool:
+    """Whether a child of this process can set up the write quota's mounts (a tmpfs and an
+    overlay), tried in a throwaway folder."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="strongroom-probe-")
+    try:
+        os.mkdir(os.path.join(folder, "stage"))
+        os.mkdir(os.path.join(folder, "lower"))
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the forked child
+            try:
+                spec = {
+                    "base": os.path.join(folder, "stage"),
+                    "bytes": 1 << 20,
+                    "files": 64,
+                    "write_paths": [os.path.join(folder, "lower")],
+                }
+                enter(spec, libc, os.geteuid() == 0)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def finish(
+    stage: Stage,
+    libc: Any,
+    confine_merge: Callable[[list[str], list[str]], None],
+    *,
+    exited: bool,
+) -> dict[str, Any]:
+    """What the tool wrote (the kernel's figures) and what was copied out of it: only when
+    the tool's process ``exited`` by itself (a killed tool leaves its write paths as they
+    were). Never raises: a failure is reported under ``error``."""
+    if not exited:
+        stage.overlays.clear()
+    try:
+        return _finish(stage, libc, confine_merge)
+    except BaseException as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _finish(
     stage: Stage, libc: Any, confine_merge: Callable[[list[str], list[str]], None]
 ) -> dict[str, Any]:
-    """What the tool wrote (the kernel's figures) and what was copied out of it."""
     used_bytes, used_files = _used(stage.base)
     used_bytes = max(0, used_bytes - stage.baseline_bytes)
     used_files = max(0, used_files - stage.baseline_files)

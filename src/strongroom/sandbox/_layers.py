@@ -1,0 +1,190 @@
+"""The confinement steps the sandboxed child applies to itself before the tool runs, in the
+order `_bootstrap.confine` calls them: network and IPC namespaces (and, with an allowlist,
+the egress relay in them), rlimits, and the drop from root to the plan's unprivileged uid.
+Landlock and seccomp have modules of their own (`_landlock`, `_seccomp`).
+
+Standard library only (imported by the bootstrap script).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+from typing import Any
+
+_libc: Any = None
+
+
+def _c() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+_IFREQ = "16sh22x"  # struct ifreq: the name, then ifr_flags in its 24-byte union
+
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAP_DAC_OVERRIDE = 1
+CAP_DAC_READ_SEARCH = 2
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def enter_network_namespace(as_root: bool) -> None:
+    """New, empty network and IPC namespaces. Root can create them directly; anyone else
+    needs a user namespace first (mapping their own uid, so nothing is gained)."""
+    if as_root:
+        _check(_c().unshare(CLONE_NEWNET | CLONE_NEWIPC), "unshare(CLONE_NEWNET|CLONE_NEWIPC)")
+        return
+    uid, gid = os.geteuid(), os.getegid()
+    flags = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC
+    _check(_c().unshare(flags), "unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWIPC)")
+    with open("/proc/self/setgroups", "w") as handle:
+        handle.write("deny")
+    with open("/proc/self/uid_map", "w") as handle:
+        handle.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as handle:
+        handle.write(f"{gid} {gid} 1")
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack(_IFREQ, b"lo", 0)
+        flags = struct.unpack(_IFREQ, fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
+
+
+def open_relay(port: int) -> list[Any]:
+    """In the tool's fresh network namespace: bring the loopback up and listen at the
+    proxy's port on 127.0.0.1 (and ::1 when the namespace has IPv6). Done before Landlock,
+    which would refuse the bind."""
+    import socket
+
+    _loopback_up()
+    listeners = []
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            listener = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        try:
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind((address, port))
+            listener.listen(64)
+        except OSError:
+            listener.close()
+            if family == socket.AF_INET:
+                raise
+            continue
+        listeners.append(listener)
+    return listeners
+
+
+def start_relay(listeners: list[Any], relay_fd: int) -> None:
+    """Pass every accepted connection's descriptor to the runner's proxy. Started only once
+    this thread is confined: threads inherit Landlock and seccomp from their creator, and a
+    thread started earlier would run whatever the tool patches into the code it calls,
+    unconfined. The tool can stop its relay (and so lose its own network), nothing more:
+    the proxy decides every connection."""
+    import socket
+    import threading
+
+    out = socket.socket(fileno=relay_fd)
+
+    def serve(listener: Any) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                socket.send_fds(out, [b"c"], [conn.fileno()])
+            except OSError:
+                return
+            finally:
+                conn.close()
+
+    for listener in listeners:
+        threading.Thread(target=serve, args=(listener,), daemon=True).start()
+
+
+RLIMITS = {
+    "cpu": resource.RLIMIT_CPU,
+    "as": resource.RLIMIT_AS,
+    "fsize": resource.RLIMIT_FSIZE,
+    "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,
+    "core": resource.RLIMIT_CORE,
+}
+
+
+def apply_rlimits(limits: dict[str, int]) -> None:
+    for name, value in limits.items():
+        resource.setrlimit(RLIMITS[name], (value, value))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _capset(caps: int) -> None:
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    data[0].effective = data[0].permitted = data[0].inheritable = caps & 0xFFFFFFFF
+    data[1].effective = data[1].permitted = data[1].inheritable = caps >> 32
+    _check(_c().capset(ctypes.byref(header), data), "capset")
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Root -> ``uid``/``gid`` with no supplementary groups, keeping only the two DAC
+    capabilities (also as ambient capabilities, so a helper program the tool starts can read
+    the runtime too). Every other capability leaves the bounding set."""
+    libc = _c()
+    keep = (1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH)
+    with open("/proc/sys/kernel/cap_last_cap") as handle:
+        last_cap = int(handle.read())
+    for cap in range(last_cap + 1):
+        if not keep & (1 << cap):
+            _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+    _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "PR_SET_KEEPCAPS")
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    _capset(keep)
+    _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "raise ambient")
+    _check(libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "PR_SET_KEEPCAPS")
