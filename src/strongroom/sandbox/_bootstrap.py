@@ -38,14 +38,19 @@ back: ``{"type": "host", ...}`` (a host-service request, answered by the runner)
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import json
 import os
 import resource
-import signal
 import sys
-from typing import Any
+
+try:  # the C module under ``signal``, which would import ``enum`` (milliseconds per start)
+    import _signal as signal  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - not CPython
+    import signal
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every invocation milliseconds
+if TYPE_CHECKING:
+    from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -82,7 +87,7 @@ class Channel:
         self._buffer = b""
 
     def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+        data = lean.dumps(message).encode() + b"\n"
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
@@ -96,7 +101,7 @@ class Channel:
             if len(self._buffer) > MAX_MESSAGE:
                 raise ValueError("control message too large")
         line, _, self._buffer = self._buffer.partition(b"\n")
-        message = json.loads(line)
+        message = lean.loads(line)
         if not isinstance(message, dict):
             raise ValueError("control message is not an object")
         return message
@@ -111,6 +116,9 @@ def _import_layer(name: str) -> Any:
         return __import__(name)
     finally:
         sys.path.remove(_HERE)
+
+
+lean = _import_layer("_lean")  # json and contextlib.suppress, without their imports
 
 
 def confine(plan: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +189,13 @@ def probe() -> dict[str, Any]:
     """What this host lets a child do (run by the runner once per process, in a child, so
     nothing here touches the runner itself)."""
     found: dict[str, Any] = {"euid": os.geteuid(), "platform": sys.platform}
+    # Tool runs use -B (nothing written next to the code): import every part here, where
+    # compiled files may be written, so no invocation has to compile one (milliseconds each).
+    for part in ("_layers", "_invoke", "_staging", "_connects", "_landlock", "_seccomp"):
+        try:
+            _import_layer(part)
+        except Exception:
+            continue
     try:
         landlock = _import_layer("_landlock")
         found["landlock_abi"] = landlock.abi_version()
@@ -227,7 +242,7 @@ def _enter_staging(plan: dict[str, Any]) -> Any:
 def _confine_merge(uppers: list[str], targets: list[str]) -> None:
     """The copy-out's own confinement: read the upper layers, write the write paths."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
+    with lean.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
     landlock = _import_layer("_landlock")
     if landlock.abi_version() >= 1:
@@ -279,14 +294,14 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
     os.close(tool_fd)  # only the tool talks on its channel
     netns = plan["layers"].get("netns")
     if isinstance(netns, dict) and "relay_fd" in netns:
-        with contextlib.suppress(OSError):
+        with lean.suppress(OSError):
             os.close(int(netns["relay_fd"]))
     listener = _forward_layers(layers_read, control, receive_fd=bool(watch_to))
     watch = None
     if listener is not None and watch_to:
         connects = _import_layer("_connects")
         watch = connects.ConnectWatch(listener, [tuple(a) for a in watch_to], _c())
-        with contextlib.suppress(OSError):
+        with lean.suppress(OSError):
             watch.serve(pid)
         os.close(listener)  # what the tool left behind can no longer connect (ENOSYS)
     while True:
@@ -298,12 +313,12 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
     if staged is not None:
         staging, stage = staged
         writes = staging.finish(stage, _c(), _confine_merge, exited=os.WIFEXITED(status))
-        with contextlib.suppress(OSError, ValueError):
+        with lean.suppress(OSError, ValueError):
             control.send({"type": "writes", "writes": writes})
     if watch is not None:
-        with contextlib.suppress(OSError):
+        with lean.suppress(OSError):
             control.send({"type": "connects", "connects": watch.report()})
-    with contextlib.suppress(OSError):  # (CPU time: the runner's wait4 of this process)
+    with lean.suppress(OSError):  # (CPU time: the runner's wait4 of this process)
         control.send({"type": "usage", "max_rss_kib": usage.ru_maxrss})
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
@@ -323,7 +338,7 @@ def _forward_layers(fd: int, control: Channel, *, receive_fd: bool = False) -> i
     report arrives on a socket, with the seccomp connect listener attached: returned."""
     data = b""
     listener = None
-    with contextlib.suppress(OSError):
+    with lean.suppress(OSError):
         if receive_fd:
             import socket
 
@@ -346,11 +361,11 @@ def _forward_layers(fd: int, control: Channel, *, receive_fd: bool = False) -> i
                 data += chunk
     os.close(fd)
     try:
-        layers = json.loads(data) if len(data) <= _MAX_LAYERS_REPORT else None
+        layers = lean.loads(data) if len(data) <= _MAX_LAYERS_REPORT else None
     except ValueError:
         layers = None
     if isinstance(layers, dict):
-        with contextlib.suppress(OSError):
+        with lean.suppress(OSError):
             control.send({"type": "confined", "layers": layers})
     return listener
 
@@ -386,21 +401,21 @@ def _take_down(tool_uid: int | None) -> None:
     uid (one per invocation, so nothing else runs as it). The uid scan is the twin of
     `strongroom.sandbox.launch.kill_uid`: this script may import nothing of strongroom."""
     if tool_uid is not None:
-        with contextlib.suppress(OSError):
+        with lean.suppress(OSError):
             for entry in os.scandir("/proc"):
                 if not entry.name.isdigit():
                     continue
-                with contextlib.suppress(OSError):
+                with lean.suppress(OSError):
                     if entry.stat().st_uid == tool_uid:
                         os.kill(int(entry.name), signal.SIGKILL)
-    with contextlib.suppress(OSError):
+    with lean.suppress(OSError):
         os.killpg(0, signal.SIGKILL)  # our own group, this process included
     os._exit(137)
 
 
 def main(argv: list[str]) -> int:
     if argv[1:] == ["--probe"]:
-        sys.stdout.write(json.dumps(probe()) + "\n")
+        sys.stdout.write(lean.dumps(probe()) + "\n")
         return 0
     control = Channel(int(argv[1]))  # the runner <-> this supervisor: plan, layers, usage
     tool_fd = int(argv[2])  # the runner <-> the tool: its result and host requests
@@ -421,8 +436,8 @@ def main(argv: list[str]) -> int:
             }
         )
         return 3
-    report = json.dumps(enforced, separators=(",", ":")).encode()
-    with contextlib.suppress(OSError):
+    report = lean.dumps(enforced).encode()
+    with lean.suppress(OSError):
         _report_layers(layers_fd, report, plan.pop("_connect_listener", None))
     os.close(layers_fd)  # before any of the tool's code runs
     message = invoke.run_tool(plan, channel)

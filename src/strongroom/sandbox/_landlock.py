@@ -35,7 +35,10 @@ import errno
 import os
 import stat
 import struct
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every invocation milliseconds
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["abi_version", "restrict_self"]
 

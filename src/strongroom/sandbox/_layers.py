@@ -11,7 +11,10 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every invocation milliseconds
+if TYPE_CHECKING:
+    from typing import Any
 
 _libc: Any = None
 

@@ -26,16 +26,15 @@ Standard library only (imported by the bootstrap script).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import json
 import os
 import stat
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every invocation milliseconds
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -208,6 +207,9 @@ def _finish(
 def _merge_in_child(
     stage: Stage, confine_merge: Callable[[list[str], list[str]], None]
 ) -> dict[str, Any]:
+    import contextlib  # here, not at the top: only an invocation with write paths pays them
+    import json
+
     uppers = [upper for _, upper in stage.overlays]
     targets = [path for path, _ in stage.overlays]
     read_end, write_end = os.pipe()
@@ -326,6 +328,8 @@ def _copy_file(name: str, src_fd: int, dst_fd: int, info: os.stat_result) -> int
     """Copy one file under a temporary name, then rename it over ``name``: a copy cut short
     never leaves a half-written file under the real name. (A new inode, as the overlay's
     own copy-up gives: hard links to the old file keep the old content.)"""
+    import contextlib
+
     source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
     temporary = f".strongroom-copy-{os.urandom(8).hex()}"
     try:
