@@ -278,9 +278,9 @@ def supervise(plan: dict[str, Any], control: Channel, tool_fd: int) -> int:
     staged = _enter_staging(plan)
     watch_to = (plan["layers"].get("seccomp") or {}).get("connect_to")
     if watch_to:  # a socket, not a pipe: the connect listener comes back with the layers
-        import socket
+        import _socket
 
-        ends = socket.socketpair()
+        ends = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         layers_read, layers_write = ends[0].detach(), ends[1].detach()
     else:
         layers_read, layers_write = os.pipe()
@@ -340,17 +340,22 @@ def _forward_layers(fd: int, control: Channel, *, receive_fd: bool = False) -> i
     listener = None
     with lean.suppress(OSError):
         if receive_fd:
-            import socket
+            import _socket
+            import struct
 
-            sock = socket.socket(fileno=fd)
+            sock = _socket.socket(fileno=fd)
             try:
                 while len(data) <= _MAX_LAYERS_REPORT:
-                    chunk, fds, _, _ = socket.recv_fds(sock, 65536, 1)
-                    for received in fds:
-                        if listener is None:
-                            listener = received
-                        else:
-                            os.close(received)
+                    chunk, ancillary, _, _ = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
+                    for level, kind, payload in ancillary:
+                        if level != _socket.SOL_SOCKET or kind != _socket.SCM_RIGHTS:
+                            continue
+                        usable = len(payload) - len(payload) % 4
+                        for (received,) in struct.iter_unpack("i", payload[:usable]):
+                            if listener is None:
+                                listener = received
+                            else:
+                                os.close(received)
                     if not chunk:
                         break
                     data += chunk
@@ -375,11 +380,11 @@ def _report_layers(fd: int, report: bytes, listener: int | None) -> None:
     over (then closed here: the tool must never hold it)."""
     view = memoryview(report)
     if listener is not None:
-        import socket
+        import _socket
 
-        sock = socket.socket(fileno=fd)
+        sock = _socket.socket(fileno=fd)
         try:
-            view = view[socket.send_fds(sock, [view], [listener]) :]
+            view = view[_import_layer("_layers").send_fd(sock, view, listener) :]
         finally:
             sock.detach()
             os.close(listener)

@@ -44,7 +44,7 @@ _MAX_SOCKADDR = 128
 
 def _address(raw: bytes) -> tuple[int, str, int] | None:
     """(family, address, port) of a ``struct sockaddr``; None when it cannot be read."""
-    import socket
+    import _socket as socket  # the C module: ``socket`` would import enum and selectors
 
     if len(raw) < 2:
         return None

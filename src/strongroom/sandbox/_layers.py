@@ -70,42 +70,58 @@ def enter_network_namespace(as_root: bool) -> None:
         handle.write(f"{gid} {gid} 1")
 
 
+# Sockets here are the C module's (``_socket``): ``import socket`` would bring ``enum`` and
+# ``selectors`` into every allowlisted invocation's start-up (milliseconds).
+
+
 def _loopback_up() -> None:
+    import _socket
     import fcntl
-    import socket
     import struct
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         request = struct.pack(_IFREQ, b"lo", 0)
-        flags = struct.unpack(_IFREQ, fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
+        flags = struct.unpack(_IFREQ, fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
+    finally:
+        sock.close()
 
 
 def open_relay(port: int) -> list[Any]:
     """In the tool's fresh network namespace: bring the loopback up and listen at the
     proxy's port on 127.0.0.1 (and ::1 when the namespace has IPv6). Done before Landlock,
     which would refuse the bind."""
-    import socket
+    import _socket
 
     _loopback_up()
     listeners = []
-    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    for family, address in ((_socket.AF_INET, "127.0.0.1"), (_socket.AF_INET6, "::1")):
         try:
-            listener = socket.socket(family, socket.SOCK_STREAM)
+            listener = _socket.socket(family, _socket.SOCK_STREAM)
         except OSError:
             continue
         try:
-            if family == socket.AF_INET6:
-                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if family == _socket.AF_INET6:
+                listener.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
             listener.bind((address, port))
             listener.listen(64)
         except OSError:
             listener.close()
-            if family == socket.AF_INET:
+            if family == _socket.AF_INET:
                 raise
             continue
         listeners.append(listener)
     return listeners
+
+
+def send_fd(sock: Any, data: bytes, fd: int) -> int:
+    """Send ``data`` with descriptor ``fd`` attached (``SCM_RIGHTS``); the bytes sent."""
+    import _socket
+    import struct
+
+    rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))]
+    return int(sock.sendmsg([data], rights))
 
 
 def start_relay(listeners: list[Any], relay_fd: int) -> None:
@@ -114,26 +130,26 @@ def start_relay(listeners: list[Any], relay_fd: int) -> None:
     thread started earlier would run whatever the tool patches into the code it calls,
     unconfined. The tool can stop its relay (and so lose its own network), nothing more:
     the proxy decides every connection."""
-    import socket
-    import threading
+    import _socket
+    import _thread  # not threading: it would import functools and collections
 
-    out = socket.socket(fileno=relay_fd)
+    out = _socket.socket(fileno=relay_fd)
 
     def serve(listener: Any) -> None:
         while True:
             try:
-                conn, _ = listener.accept()
+                conn, _ = listener._accept()
             except OSError:
                 return
             try:
-                socket.send_fds(out, [b"c"], [conn.fileno()])
+                send_fd(out, b"c", conn)
             except OSError:
                 return
             finally:
-                conn.close()
+                os.close(conn)
 
     for listener in listeners:
-        threading.Thread(target=serve, args=(listener,), daemon=True).start()
+        _thread.start_new_thread(serve, (listener,))
 
 
 RLIMITS = {
