@@ -140,6 +140,13 @@ def test_sandbox_check(cli: Cli) -> None:
     document = _json(cli("sandbox", "check", "--json"))
     assert document["layers"]["landlock_fs"] is True
     assert document["layers"]["seccomp"] is True
+    assert set(document["layers"]) >= {"cgroup", "write_quota", "netns"}
+    if document["euid"] == 0:  # root: a mount namespace and control groups here
+        assert document["layers"]["write_quota"] is True
+        assert document["layers"]["cgroup"] is True
+    quota_off = cli("sandbox", "check", env={"STRONGROOM_SANDBOX_DISABLE": "write_quota,cgroup"})
+    assert quota_off.exit_code == 0, quota_off.output
+    assert "write_quota" in quota_off.stdout
     disabled = _json(cli("sandbox", "check", "--json", env={"STRONGROOM_SANDBOX_DISABLE": "netns"}))
     assert disabled["disabled"] == ["netns"]
     bad = cli("sandbox", "check", "--json", env={"STRONGROOM_SANDBOX_DISABLE": "nonsense"})

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from strongroom.errors import SandboxUnavailable
+from strongroom.sandbox._cgroup import cgroup_support
 
 __all__ = [
     "BOOTSTRAP",
@@ -79,6 +80,7 @@ class HostCapabilities:
     prefixes: tuple[str, ...]
     notes: dict[str, str] = field(default_factory=dict)
     mountns: bool = False  # a private mount namespace with tmpfs and overlay mounts
+    cgroup: bool = False  # this runner may create control groups (memory, pids)
 
     @property
     def linux(self) -> bool:
@@ -103,6 +105,7 @@ class HostCapabilities:
             "seccomp": self.seccomp,
             "netns": self.netns,
             "egress_proxy": True,
+            "cgroup": self.cgroup,
             "write_quota": self.mountns,
         }
 
@@ -114,6 +117,7 @@ class HostCapabilities:
             "seccomp": self.seccomp,
             "netns": self.netns,
             "mountns": self.mountns,
+            "cgroup": self.cgroup,
             "python": self.python,
             "layers": self.available(),
             "notes": self.notes,
@@ -162,6 +166,7 @@ def probe_host(python: str = sys.executable) -> HostCapabilities:
         seccomp=bool(found.get("seccomp")),
         netns=bool(found.get("netns")),
         mountns=bool(found.get("mountns")),
+        cgroup=cgroup_support() is not None,
         python=python,
         python_path=tuple(str(p) for p in found.get("python_path", [])),
         prefixes=tuple(str(p) for p in found.get("prefixes", [])),
