@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strongroom.execution.outcome import Outcome, account_writes
+from strongroom.execution.outcome import Outcome, account_connects, account_writes
 
 LIMITS = {"bytes_limit": 64 * 1024 * 1024, "files_limit": 1000}
 
@@ -42,3 +42,22 @@ def test_writes_that_could_not_be_copied_out_fail_even_a_success() -> None:
         assert not outcome.ok
         assert outcome.code == "sandbox_unavailable"
         assert outcome.details["reason"] == "copy_out_failed"
+
+
+def test_a_success_whose_writes_were_discarded_or_unreported_fails() -> None:
+    ok = Outcome(ok=True, output={})
+    discarded = account_writes(ok, {"bytes": 0, "files": 0, "full": False, "discarded": True})
+    assert discarded.code == "sandbox_unavailable"
+    assert discarded.details["reason"] == "writes_discarded"
+    missing = account_writes(ok, None, staged=True)
+    assert missing.code == "sandbox_unavailable"
+    assert account_writes(ok, None, staged=False) is ok
+    failed = Outcome(ok=False, code="timeout")
+    assert account_writes(failed, None, staged=True) is failed  # already a failure
+
+
+def test_a_missing_connect_record_fails_a_success() -> None:
+    ok = Outcome(ok=True, output={})
+    assert account_connects(ok, None, watched=True).code == "sandbox_violation"
+    assert account_connects(ok, {"denied": []}, watched=True) is ok
+    assert account_connects(ok, None, watched=False) is ok

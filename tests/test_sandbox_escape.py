@@ -47,6 +47,9 @@ PROBES = [
     "allocate_in_children",
     "write_volume",
     "many_files",
+    "sparse_files",
+    "hard_links",
+    "answer_then_die",
 ]
 
 #: The escape lane's write quota: small, so probes far beyond it stay quick.
@@ -459,6 +462,49 @@ async def test_a_million_files_stop_at_the_file_quota(lane: Lane) -> None:
     assert end["writes"]["files"] <= WRITE_FILES
     _, count = await asyncio.to_thread(_tree_size, out)
     assert 1_000 < count <= WRITE_FILES  # what fit was copied out, nothing beyond
+
+
+async def test_sparse_files_cost_the_disk_no_more_than_the_quota(lane: Lane) -> None:
+    """Forty 1 GiB files, each one written byte in a hole: within the quota on the tool's
+    tmpfs, and copied out as sparse files (40 GiB of zeros otherwise)."""
+    out = lane.workdir / "out"
+    response = await lane.run("sparse_files", {"count": 40, "mib": 1024})
+    assert response.ok, response.error
+    files = sorted(out.glob("sparse-*.bin"))
+    assert len(files) == 40
+    allocated = sum(f.stat().st_blocks * 512 for f in files)
+    assert allocated <= WRITE_MIB * 1024 * 1024
+    probe = files[0]
+    assert probe.stat().st_size == 1024 * 1024 * 1024
+    with probe.open("rb") as handle:
+        handle.seek(512 * 1024 * 1024)
+        assert handle.read(1) == b"x"
+
+
+async def test_hard_links_cost_the_disk_no_more_than_the_quota(lane: Lane) -> None:
+    """One 8 MiB file and 1,000 hard links to it (names cost the quota nothing): the
+    copy-out writes at most the quota, then fails the invocation rather than write 8 GB."""
+    out = lane.workdir / "out"
+    response = await lane.run("hard_links", {"mib": 8, "links": 1000})
+    if not await _quota_enforced(lane, response.request_id):
+        return
+    assert response.error is not None, response.output
+    assert response.error.code == "sandbox_unavailable"
+    assert response.error.details["reason"] == "copy_out_failed"
+    allocated = sum(f.stat().st_blocks * 512 for f in out.glob("linked-*.bin"))
+    assert allocated <= WRITE_MIB * 1024 * 1024
+
+
+async def test_an_answer_from_a_tool_killed_before_exiting_is_not_a_success(lane: Lane) -> None:
+    """The tool sends a success itself, then kills its own process: its writes were never
+    copied out, so the invocation must not report success over stale write paths."""
+    response = await lane.run("answer_then_die")
+    if not await _quota_enforced(lane, response.request_id):
+        return
+    assert response.error is not None, response.output
+    assert response.error.code == "sandbox_unavailable"
+    assert response.error.details["reason"] == "writes_discarded"
+    assert not (lane.workdir / "out" / "answered.txt").exists()
 
 
 async def test_memory_is_capped_for_the_whole_process_tree(lane: Lane) -> None:

@@ -54,6 +54,7 @@ async def _open_web_lane(root: Path, web: int, disabled: frozenset[str] = frozen
             ("udp_send", "probe_tools:udp_send"),
             ("resolve_dns", "probe_tools:resolve_dns"),
             ("dial_proxy_port", "probe_tools:dial_proxy_port"),
+            ("tcp_tricks", "probe_tools:tcp_tricks"),
         )
     ]
     await lane.publish(net_policy, manifest(tools))
@@ -116,6 +117,14 @@ async def test_direct_connection_around_the_proxy_is_blocked(lane: Lane, web: in
     assert {"host": "127.0.0.1", "port": web} in [
         {"host": d["host"], "port": d["port"]} for d in end["denied_connections"]
     ]
+
+
+async def test_fast_open_and_mptcp_are_refused(lane: Lane, web: int) -> None:
+    """TCP Fast Open connects from sendto(2), not connect(2), and MPTCP sockets are outside
+    Landlock's TCP rules: seccomp refuses both."""
+    response = await lane.run("tcp_tricks", {"address": "127.0.0.1", "port": web})
+    assert response.ok, response.error
+    assert response.output == {"fastopen": "EPERM", "mptcp": "EPERM"}
 
 
 async def test_udp_and_dns_stay_blocked(lane: Lane) -> None:
@@ -238,9 +247,13 @@ async def test_without_namespaces_a_dial_of_the_proxy_port_elsewhere_is_refused(
     trap = _Trap()
     start = EgressProxy.start
 
+    trap_port: list[int] = []
+
     def start_and_trap(proxy: EgressProxy) -> int:
         port = start(proxy)
-        trap.open(port)
+        if not trap_port:  # the first invocation's port: the second dials it from outside
+            trap.open(port)
+            trap_port.append(port)
         return port
 
     monkeypatch.setattr(EgressProxy, "start", start_and_trap)
@@ -250,6 +263,7 @@ async def test_without_namespaces_a_dial_of_the_proxy_port_elsewhere_is_refused(
             {"addresses": ["127.0.0.2", "127.0.0.1"], "target": "http://unlisted.example/"},
         )
         end = await lane.end_record(response)
+        tricks = await lane.run("tcp_tricks", {"address": "127.0.0.2", "port": trap_port[0]})
     finally:
         trap.close()
         await lane.vault.close()
@@ -260,3 +274,7 @@ async def test_without_namespaces_a_dial_of_the_proxy_port_elsewhere_is_refused(
     assert response.output["found"]["127.0.0.1"].startswith("answered: HTTP/1.1 403")
     assert "netns" not in end["layers_enforced"]
     assert {d["host"] for d in end["denied_connections"]} == {"unlisted.example", "127.0.0.2"}
+    # A trap on another port than this invocation's proxy: Landlock alone would refuse it;
+    # what matters is that neither trick reaches it or gets a socket.
+    assert tricks.output == {"fastopen": "EPERM", "mptcp": "EPERM"}
+    assert trap.reached == []

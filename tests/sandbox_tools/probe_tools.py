@@ -298,3 +298,62 @@ def many_files(request: dict[str, Any]) -> dict[str, Any]:
     finally:
         os.close(fd)
     return {"created": int(request["count"])}
+
+
+def sparse_files(request: dict[str, Any]) -> dict[str, Any]:
+    """Create ``request["count"]`` files of ``request["mib"]`` MiB each in ``out``, every one
+    a hole but for one byte: almost nothing on the tool's tmpfs, a lot if copied out whole."""
+    size = int(request["mib"]) * 1024 * 1024
+    for index in range(int(request["count"])):
+        with open(os.path.join("out", f"sparse-{index}.bin"), "wb") as handle:
+            handle.truncate(size)
+            handle.seek(size // 2)
+            handle.write(b"x")
+    return {"created": int(request["count"])}
+
+
+def tcp_tricks(request: dict[str, Any]) -> dict[str, Any]:
+    """Ways to a TCP peer without connect(2) or outside Landlock's TCP rules: TCP Fast Open
+    (``sendto`` with MSG_FASTOPEN) to ``request["address"]``:``request["port"]``, and an MPTCP
+    stream socket. The errno name of each failure, or what was answered."""
+    found: dict[str, str] = {}
+    msg_fastopen, ipproto_mptcp = 0x20000000, 262
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as conn:
+            conn.settimeout(10)
+            conn.sendto(
+                b"GET / HTTP/1.0\r\n\r\n", msg_fastopen, (request["address"], request["port"])
+            )
+            found["fastopen"] = "answered: " + conn.recv(100).decode(errors="replace")
+    except OSError as exc:
+        found["fastopen"] = errno.errorcode.get(exc.errno or 0, str(exc))
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, ipproto_mptcp).close()
+        found["mptcp"] = "created"
+    except OSError as exc:
+        found["mptcp"] = errno.errorcode.get(exc.errno or 0, str(exc))
+    return found
+
+
+def hard_links(request: dict[str, Any]) -> dict[str, Any]:
+    """One file of ``request["mib"]`` MiB in ``out`` and ``request["links"]`` hard links to
+    it: the names cost the quota nothing, the bytes count once on the tool's tmpfs."""
+    first = os.path.join("out", "linked-0.bin")
+    with open(first, "wb") as handle:
+        handle.write(b"h" * (int(request["mib"]) * 1024 * 1024))
+    for index in range(1, int(request["links"]) + 1):
+        os.link(first, os.path.join("out", f"linked-{index}.bin"))
+    return {"links": int(request["links"])}
+
+
+def answer_then_die(request: dict[str, Any]) -> dict[str, Any]:
+    """Write a file in ``out``, send a success on the tool channel itself, then SIGKILL its
+    own process before the bootstrap could: an answer whose outputs never exited."""
+    import signal
+    import sys
+
+    with open(os.path.join("out", "answered.txt"), "w") as handle:
+        handle.write("written before the answer")
+    os.write(int(sys.argv[2]), b'{"type":"result","output":{"ok":true}}\n')
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}

@@ -9,7 +9,14 @@ from typing import Any
 
 from strongroom.sandbox.launch import LaunchResult
 
-__all__ = ["RETRYABLE", "Outcome", "account_writes", "classify", "refused_connects"]
+__all__ = [
+    "RETRYABLE",
+    "Outcome",
+    "account_connects",
+    "account_writes",
+    "classify",
+    "refused_connects",
+]
 
 #: Failures a second attempt may cure (a hung or crashed handler); the others are decided by
 #: the tool, its input or the policy, and would fail the same way again.
@@ -106,11 +113,23 @@ def classify(result: LaunchResult, *, timeout: float, memory_bytes: int | None) 
     )
 
 
-def account_writes(outcome: Outcome, writes: dict[str, Any] | None) -> Outcome:
+def account_writes(
+    outcome: Outcome, writes: dict[str, Any] | None, *, staged: bool = False
+) -> Outcome:
     """The write quota's say on an outcome: a tool that failed after filling its quota
     failed because of it (``sandbox_violation``, reason ``write_quota_exceeded``); writes
     that could not be copied out to the write paths fail the invocation whatever the tool
-    returned (``sandbox_unavailable``: the sandbox could not deliver what it wrote)."""
+    returned (``sandbox_unavailable``: the sandbox could not deliver what it wrote), and so
+    does an answer from a tool whose process was then killed (its writes were discarded)
+    or, when the plan ``staged`` writes, no report on them at all."""
+    if outcome.ok and (writes.get("discarded") if writes else staged):
+        return Outcome(
+            ok=False,
+            code="sandbox_unavailable",
+            message="the tool answered, but its process did not exit by itself (killed, or "
+            "its supervisor died): what it wrote to its write paths was not copied out",
+            details={"reason": "writes_discarded", "writes": writes},
+        )
     if not writes:
         return outcome
     copied = writes.get("copied_out")
@@ -135,6 +154,22 @@ def account_writes(outcome: Outcome, writes: dict[str, Any] | None) -> Outcome:
             traceback=outcome.traceback,
         )
     return outcome
+
+
+def account_connects(
+    outcome: Outcome, connects: dict[str, Any] | None, *, watched: bool
+) -> Outcome:
+    """A connect watch that was in place but never reported (its supervisor was killed)
+    leaves the record of refused connections incomplete: the invocation fails."""
+    if not watched or connects is not None or not outcome.ok:
+        return outcome
+    return Outcome(
+        ok=False,
+        code="sandbox_violation",
+        message="the record of the tool's connection attempts is missing (the sandbox's "
+        "supervisor did not report)",
+        details={"reason": "connect_record_missing"},
+    )
 
 
 def refused_connects(connects: dict[str, Any] | None) -> list[dict[str, Any]]:

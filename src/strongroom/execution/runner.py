@@ -40,7 +40,13 @@ from strongroom.execution.host_services import (
     HostServices,
     grants_host_services,
 )
-from strongroom.execution.outcome import Outcome, account_writes, classify, refused_connects
+from strongroom.execution.outcome import (
+    Outcome,
+    account_connects,
+    account_writes,
+    classify,
+    refused_connects,
+)
 from strongroom.execution.payloads import (
     encode_payload,
     schema_problem,
@@ -391,7 +397,11 @@ class ToolRunner:
                 outcome = Outcome(
                     ok=False, code=problem.code, message=problem.message, details=problem.details
                 )
-        outcome = account_writes(outcome, result.writes)
+        quota = plan.layers.get("write_quota") or {}
+        outcome = account_writes(outcome, result.writes, staged=bool(quota.get("write_paths")))
+        seccomp = (result.confined or {}).get("seccomp") or {}
+        watched = isinstance(seccomp, dict) and seccomp.get("connect_watch") is True
+        outcome = account_connects(outcome, result.connects, watched=watched)
         payload = outcome.payload = encode_payload(outcome.output) if outcome.ok else None
         denied = [e.to_dict() for e in proxy.events() if not e.allowed] if proxy else []
         denied += refused_connects(result.connects)

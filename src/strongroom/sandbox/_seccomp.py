@@ -20,7 +20,9 @@ escape or widen a sandbox, or reach rarely-hardened kernel code. Installed with
    to CSIGNAL (the exit signal), clone(2) never accepts NEWTIME, and unshare/setns are denied.
    The kernel only uses the low 32 bits of clone's flags, so only those are checked.
 5. socket(2): with ``allow_inet_stream`` only AF_INET/AF_INET6 with ``type & 0xF ==
-   SOCK_STREAM`` (TCP; Landlock then limits ports), without it every socket() gets EPERM
+   SOCK_STREAM`` and protocol 0 or IPPROTO_TCP (TCP; Landlock then limits ports; MPTCP and
+   SCTP stream sockets are outside Landlock's TCP rules), and no send call with
+   MSG_FASTOPEN (a connection opened without connect(2)), without it every socket() gets EPERM
    (no UNIX, netlink, packet, raw or UDP sockets). socketpair(2) is allowed for AF_UNIX only
    (anonymous, connected pairs: pipes for subprocess plumbing, no way out).
 6. connect(2), when asked (``notify_connect``, network allowlists): a seccomp user
@@ -84,6 +86,8 @@ _AF_INET = 2
 _AF_INET6 = 10
 _SOCK_STREAM = 1
 _SOCK_TYPE_MASK = 0xF
+_IPPROTO_TCP = 6
+_MSG_FASTOPEN = 0x20000000
 _CLONE_NS_MASK = (
     0x00020000  # CLONE_NEWNS
     | 0x02000000  # CLONE_NEWCGROUP
@@ -146,6 +150,9 @@ _ARCHES: dict[str, tuple[int, dict[str, int]]] = {
             "clone": 56,
             "socket": 41,
             "connect": 42,
+            "sendto": 44,
+            "sendmsg": 46,
+            "sendmmsg": 307,
             "socketpair": 53,
             "seccomp": 317,
         },
@@ -198,13 +205,28 @@ _ARCHES: dict[str, tuple[int, dict[str, int]]] = {
             "clone": 220,
             "socket": 198,
             "connect": 203,
+            "sendto": 206,
+            "sendmsg": 211,
+            "sendmmsg": 269,
             "socketpair": 199,
             "seccomp": 277,
         },
     ),
 }
 
-_SPECIAL = frozenset({"clone3", "clone", "socket", "socketpair", "connect", "seccomp"})
+_SPECIAL = frozenset(
+    {
+        "clone3",
+        "clone",
+        "socket",
+        "socketpair",
+        "connect",
+        "sendto",
+        "sendmsg",
+        "sendmmsg",
+        "seccomp",
+    }
+)
 
 # SysV IPC and POSIX message queues: refused (EPERM) only when the tool has no IPC namespace
 # of its own (a host without user namespaces), where they would be the host's.
@@ -310,7 +332,21 @@ def _build(
     a.jump(_JEQ_K, nrs["socketpair"], "socketpair", 0)
     if notify_connect:
         a.jump(_JEQ_K, nrs["connect"], "notify", 0)
+    if allow_inet_stream:
+        # TCP Fast Open connects from a send call, without connect(2): past the connect
+        # watch, and past Landlock's TCP rule. The flag is refused.
+        a.jump(_JEQ_K, nrs["sendto"], "flags3", 0)
+        a.jump(_JEQ_K, nrs["sendmmsg"], "flags3", 0)
+        a.jump(_JEQ_K, nrs["sendmsg"], "flags2", 0)
     a.stmt(_RET_K, RET_ALLOW)
+
+    if allow_inet_stream:
+        a.label("flags3")
+        a.stmt(_LD_W_ABS, _arg_low(3))
+        a.jump(_JSET_K, _MSG_FASTOPEN, "eperm", "allow")
+        a.label("flags2")
+        a.stmt(_LD_W_ABS, _arg_low(2))
+        a.jump(_JSET_K, _MSG_FASTOPEN, "eperm", "allow")
 
     if notify_connect:
         a.label("notify")
@@ -328,7 +364,11 @@ def _build(
         a.label("socket_type")
         a.stmt(_LD_W_ABS, _arg_low(1))  # type, possibly | SOCK_NONBLOCK | SOCK_CLOEXEC
         a.stmt(_ALU_AND_K, _SOCK_TYPE_MASK)
-        a.jump(_JEQ_K, _SOCK_STREAM, "allow", "eperm")
+        a.jump(_JEQ_K, _SOCK_STREAM, "socket_protocol", "eperm")
+        a.label("socket_protocol")  # TCP itself: not MPTCP or SCTP, which Landlock ignores
+        a.stmt(_LD_W_ABS, _arg_low(2))
+        a.jump(_JEQ_K, 0, "allow", 0)
+        a.jump(_JEQ_K, _IPPROTO_TCP, "allow", "eperm")
 
     a.label("socketpair")
     a.stmt(_LD_W_ABS, _arg_low(0))

@@ -175,12 +175,16 @@ def finish(
     """What the tool wrote (the kernel's figures) and what was copied out of it: only when
     the tool's process ``exited`` by itself (a killed tool leaves its write paths as they
     were). Never raises: a failure is reported under ``error``."""
+    discarded = not exited and bool(stage.overlays)
     if not exited:
         stage.overlays.clear()
     try:
-        return _finish(stage, libc, confine_merge)
+        report = _finish(stage, libc, confine_merge)
     except BaseException as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
+    if discarded:  # the runner must not report a success whose outputs are gone
+        report["discarded"] = True
+    return report
 
 
 def _finish(
@@ -219,7 +223,7 @@ def _merge_in_child(
         code = 0
         try:
             confine_merge(uppers, targets)
-            totals = Totals()
+            totals = Totals(budget=stage.bytes)
             for path, upper in stage.overlays:
                 merge_tree(upper, path, totals)
             result: dict[str, Any] = totals.as_dict()
@@ -255,7 +259,8 @@ class Totals:
     """What a copy-out did. ``skipped``: entries left out by design (special files, too
     deep); ``failed``: entries the copy could not write (the invocation then fails)."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = budget  # data bytes the copy-out may write (the quota)
         self.files = 0
         self.bytes = 0
         self.removed = 0
@@ -336,12 +341,7 @@ def _copy_file(name: str, src_fd: int, dst_fd: int, info: os.stat_result) -> int
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         target = os.open(temporary, flags, 0o600, dir_fd=dst_fd)
         try:
-            copied = 0
-            while chunk := os.read(source, 1 << 20):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(target, view) :]
-                copied += len(chunk)
+            copied = _copy_data(source, target, info.st_size)
             os.fchmod(target, stat.S_IMODE(info.st_mode) & 0o1777)  # no set-id bits
             os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
         finally:
@@ -358,6 +358,38 @@ def _copy_file(name: str, src_fd: int, dst_fd: int, info: os.stat_result) -> int
         raise
     finally:
         os.close(source)
+
+
+def _copy_data(source: int, target: int, size: int) -> int:
+    """Copy the data of ``source`` into ``target``, holes kept as holes: a sparse file costs
+    the tmpfs only the blocks it holds, and must not cost the disk more (a 1 GiB file of one
+    written byte, 100,000 times over, would otherwise become 100 TB of zeros). Returns the
+    bytes of data copied (at most what the staging tmpfs held)."""
+    import errno
+
+    copied = position = 0
+    while position < size:
+        try:
+            start = os.lseek(source, position, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # nothing but a hole up to the end
+                break
+            raise
+        end = os.lseek(source, start, os.SEEK_HOLE)
+        offset = start
+        while offset < end:
+            chunk = os.pread(source, min(1 << 20, end - offset), offset)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                written = os.pwrite(target, view, offset)
+                view = view[written:]
+                offset += written
+            copied += len(chunk)
+        position = end
+    os.ftruncate(target, size)  # the size, with the trailing hole, as the tool left it
+    return copied
 
 
 def merge_tree(upper: str, target: str, totals: Totals) -> None:
@@ -435,6 +467,13 @@ def _merge_entries(src_fd: int, dst_fd: int, where: str, totals: Totals) -> list
                 _remove(name, dst_fd)
                 totals.removed += 1
             elif stat.S_ISREG(mode):
+                # Hard links are copied as separate files: without a budget, one big file
+                # linked 100,000 times (names cost the quota nothing) would be written
+                # 100,000 times. The quota bounds what the copy-out writes, in total.
+                held = info.st_blocks * 512
+                if totals.budget is not None and totals.bytes + held > totals.budget:
+                    totals.fail(f"{shown}: the copy-out would write more than the quota")
+                    continue
                 totals.bytes += _copy_file(name, src_fd, dst_fd, info)
                 totals.files += 1
             elif stat.S_ISLNK(mode):
