@@ -38,7 +38,6 @@ back: ``{"type": "host", ...}`` (a host-service request, answered by the runner)
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
 import sys
@@ -57,23 +56,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 PR_SET_PDEATHSIG = 1
 
 MAX_MESSAGE = 256 * 1024 * 1024
-
-_libc: Any = None
-
-
-def _c() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
-def _check(result: int, what: str) -> int:
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return result
-
 
 # -- the control channel ---------------------------------------------------------------------
 
@@ -119,6 +101,8 @@ def _import_layer(name: str) -> Any:
 
 
 lean = _import_layer("_lean")  # json and contextlib.suppress, without their imports
+steps = _import_layer("_layers")  # the confinement steps, and the C library's calls
+_c, _check = steps.libc, steps.check
 
 
 def confine(plan: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +119,6 @@ def confine(plan: dict[str, Any]) -> dict[str, Any]:
     # Import the layer modules before Landlock takes the right to read them away.
     landlock = _import_layer("_landlock") if layers.get("landlock") else None
     seccomp = _import_layer("_seccomp") if layers.get("seccomp") else None
-    steps = _import_layer("_layers")
     netns = layers.get("netns")
     relay: list[Any] = []
     if netns:
@@ -213,7 +196,7 @@ def probe() -> dict[str, Any]:
     pid = os.fork()
     if pid == 0:  # try the namespaces in a grandchild: they cannot be left again
         try:
-            _import_layer("_layers").enter_network_namespace(os.geteuid() == 0)
+            steps.enter_network_namespace(os.geteuid() == 0)
             os._exit(0)
         except BaseException:
             os._exit(1)
@@ -384,7 +367,7 @@ def _report_layers(fd: int, report: bytes, listener: int | None) -> None:
 
         sock = _socket.socket(fileno=fd)
         try:
-            view = view[_import_layer("_layers").send_fd(sock, view, listener) :]
+            view = view[steps.send_fd(sock, view, listener) :]
         finally:
             sock.detach()
             os.close(listener)

@@ -19,14 +19,16 @@ if TYPE_CHECKING:
 _libc: Any = None
 
 
-def _c() -> Any:
+def libc() -> Any:
+    """The C library (loaded once), with ``errno`` kept for `check`."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 
-def _check(result: int, what: str) -> int:
+def check(result: int, what: str) -> int:
+    """``result`` of a C call, or OSError with its errno when it is negative."""
     if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
@@ -57,11 +59,11 @@ def enter_network_namespace(as_root: bool) -> None:
     """New, empty network and IPC namespaces. Root can create them directly; anyone else
     needs a user namespace first (mapping their own uid, so nothing is gained)."""
     if as_root:
-        _check(_c().unshare(CLONE_NEWNET | CLONE_NEWIPC), "unshare(CLONE_NEWNET|CLONE_NEWIPC)")
+        check(libc().unshare(CLONE_NEWNET | CLONE_NEWIPC), "unshare(CLONE_NEWNET|CLONE_NEWIPC)")
         return
     uid, gid = os.geteuid(), os.getegid()
     flags = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC
-    _check(_c().unshare(flags), "unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWIPC)")
+    check(libc().unshare(flags), "unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWIPC)")
     with open("/proc/self/setgroups", "w") as handle:
         handle.write("deny")
     with open("/proc/self/uid_map", "w") as handle:
@@ -184,26 +186,26 @@ def _capset(caps: int) -> None:
     data = (_CapData * 2)()
     data[0].effective = data[0].permitted = data[0].inheritable = caps & 0xFFFFFFFF
     data[1].effective = data[1].permitted = data[1].inheritable = caps >> 32
-    _check(_c().capset(ctypes.byref(header), data), "capset")
+    check(libc().capset(ctypes.byref(header), data), "capset")
 
 
 def drop_privileges(uid: int, gid: int) -> None:
     """Root -> ``uid``/``gid`` with no supplementary groups, keeping only the two DAC
     capabilities (also as ambient capabilities, so a helper program the tool starts can read
     the runtime too). Every other capability leaves the bounding set."""
-    libc = _c()
+    c = libc()
     keep = (1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH)
     with open("/proc/sys/kernel/cap_last_cap") as handle:
         last_cap = int(handle.read())
     for cap in range(last_cap + 1):
         if not keep & (1 << cap):
-            _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
-    _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "PR_SET_KEEPCAPS")
+            check(c.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+    check(c.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "PR_SET_KEEPCAPS")
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     _capset(keep)
-    _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
+    check(c.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient")
     for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-        _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "raise ambient")
-    _check(libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "PR_SET_KEEPCAPS")
+        check(c.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "raise ambient")
+    check(c.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "PR_SET_KEEPCAPS")
