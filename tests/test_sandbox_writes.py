@@ -180,3 +180,15 @@ def _remove_host(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+async def test_a_tree_too_deep_to_copy_out_fails_the_invocation(lane: Lane) -> None:
+    """A write-path tree deeper than the copy-out goes (256 folders) is not silently cut:
+    the invocation fails and says where."""
+    ops = [["mkdir", "/".join(["d"] * depth)] for depth in range(1, 300)]
+    response = await lane.run("apply_ops", {"ops": ops})
+    await _require_staged(lane, response.request_id)
+    assert response.error is not None, response.output
+    assert response.error.code == "sandbox_unavailable"
+    assert response.error.details["reason"] == "copy_out_failed"
+    assert "deeper than 256" in response.error.message

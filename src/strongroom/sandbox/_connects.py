@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 NOTIF_RECV = 0xC0502100
 NOTIF_SEND = 0xC0182101
 NOTIF_ID_VALID = 0x40082102
+NOTIF_ID_VALID_OLD = 0x80082102  # its number on 5.0-5.8 kernels (_IOR, later corrected)
 FLAG_CONTINUE = 1
 _NOTIF_SIZE = 80  # u64 id, u32 pid, u32 flags, struct seccomp_data (64)
 _RESP_SIZE = 24  # u64 id, s64 val, s32 error, u32 flags
@@ -140,11 +141,16 @@ class ConnectWatch:
             os.close(fd)
 
     def _valid(self, notif_id: int) -> bool:
+        """Whether the notification is still pending (its process did not die meanwhile).
+        Only ENOENT says no: a kernel that knows neither ioctl number gets an answer anyway
+        (never a connect left waiting forever; a stale answer is refused by the kernel)."""
         value = ctypes.c_uint64(notif_id)
-        return bool(
-            self._libc.ioctl(self.listener, ctypes.c_ulong(NOTIF_ID_VALID), ctypes.byref(value))
-            == 0
-        )
+        for request in (NOTIF_ID_VALID, NOTIF_ID_VALID_OLD):
+            if self._libc.ioctl(self.listener, ctypes.c_ulong(request), ctypes.byref(value)) == 0:
+                return True
+            if ctypes.get_errno() == errno.ENOENT:
+                return False
+        return True
 
     def _answer(self, notif_id: int, error: int, flags: int) -> None:
         response = ctypes.create_string_buffer(struct.pack("=QqiI", notif_id, 0, error, flags))

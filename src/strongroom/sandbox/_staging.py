@@ -49,7 +49,7 @@ MNT_DETACH = 0x2
 #: folders and, per overlay, an upper, a work folder and the overlay's own work entries.
 _OVERHEAD_INODES = 8
 _PER_OVERLAY_INODES = 6
-#: Folders deeper than this in an upper layer are not copied out (reported as skipped).
+#: Folders deeper than this in an upper layer are not copied out (the invocation fails).
 MAX_MERGE_DEPTH = 256
 _OPAQUE = "user.overlay.opaque"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -120,7 +120,9 @@ def enter(spec: dict[str, Any], libc: Any, as_root: bool) -> Stage:
         os.mkdir(work, 0o700)
         # userxattr: the overlay's marks are user.overlay.* (readable by the confined merge)
         # and it creates no redirects, so an upper layer is a plain tree plus whiteouts.
-        data = f"lowerdir={_escape(path)},upperdir={upper},workdir={work},userxattr"
+        data = (
+            f"lowerdir={_escape(path)},upperdir={_escape(upper)},workdir={_escape(work)},userxattr"
+        )
         _check(
             libc.mount(b"overlay", path.encode(), b"overlay", MS_NOSUID | MS_NODEV, data.encode()),
             f"mount a staging overlay on {path}",
@@ -256,8 +258,9 @@ def _merge_in_child(
 
 
 class Totals:
-    """What a copy-out did. ``skipped``: entries left out by design (special files, too
-    deep); ``failed``: entries the copy could not write (the invocation then fails)."""
+    """What a copy-out did. ``skipped``: entries left out by design (FIFOs, sockets,
+    devices); ``failed``: entries the copy could not write, or would not (too deep, over
+    the quota): the invocation then fails."""
 
     def __init__(self, budget: int | None = None) -> None:
         self.budget = budget  # data bytes the copy-out may write (the quota)
@@ -396,8 +399,18 @@ def merge_tree(upper: str, target: str, totals: Totals) -> None:
     """Apply one overlay's upper layer to the real folder it covered: depth first, one
     open folder pair per level (so width costs no descriptors), at most
     `MAX_MERGE_DEPTH` levels."""
-    root = (os.open(upper, _DIR), os.open(target, _DIR), "")
-    stack = [(*root, _merge_entries(*root, totals))]
+    source = os.open(upper, _DIR)
+    try:
+        root = (source, os.open(target, _DIR), "")
+    except BaseException:
+        os.close(source)
+        raise
+    try:
+        stack = [(*root, _merge_entries(*root, totals))]
+    except BaseException:
+        os.close(root[0])
+        os.close(root[1])
+        raise
     try:
         while stack:
             src_fd, dst_fd, where, pending = stack[-1]
@@ -409,7 +422,7 @@ def merge_tree(upper: str, target: str, totals: Totals) -> None:
             name = pending.pop()
             shown = f"{where}/{name}"[:200]
             if len(stack) > MAX_MERGE_DEPTH:
-                totals.skip(f"{shown}: deeper than {MAX_MERGE_DEPTH} folders")
+                totals.fail(f"{shown}: deeper than {MAX_MERGE_DEPTH} folders")
                 continue
             try:
                 sub = _enter_folder(name, src_fd, dst_fd)
@@ -444,7 +457,11 @@ def _enter_folder(name: str, src_fd: int, dst_fd: int) -> tuple[int, int]:
         elif opaque:  # the tool replaced the folder: nothing of the old one stays
             _empty(name, dst_fd)
         dst_sub = os.open(name, _DIR, dir_fd=dst_fd)
-        os.fchmod(dst_sub, stat.S_IMODE(os.fstat(sub).st_mode) & 0o1777)
+        try:
+            os.fchmod(dst_sub, stat.S_IMODE(os.fstat(sub).st_mode) & 0o1777)
+        except BaseException:
+            os.close(dst_sub)
+            raise
     except BaseException:
         os.close(sub)
         raise
