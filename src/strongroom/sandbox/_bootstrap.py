@@ -25,15 +25,22 @@ Order of confinement (each step only narrows what the next one can do):
    read_paths; write: the policy's write_paths and a private scratch directory), TCP connect
    only to the egress proxy's port, no signals or abstract sockets outside the sandbox;
 5. seccomp: no sockets but TCP (allowlist) or none (deny-all), no ptrace, no namespaces, no
-   setsid (the process group must stay killable), no mounts, no io_uring, no bpf.
+   setsid (the process group must stay killable), no mounts, no io_uring, no bpf; with an
+   allowlist, every connect(2) waits for the supervisor's decision (`_connects`).
 
 Before any of that, the process forks: the parent stays outside as the tool's supervisor
 (it reports the tool's resource usage and, should the runner die, kills the tool's process
-group and uid, see `supervise`), the child confines itself and runs the tool.
+group and uid, see `supervise`), the child confines itself and runs the tool. Before the
+fork, the supervisor sets up the write quota (`_staging`: a mount namespace of its own with
+a limited tmpfs and overlays the child inherits); after the tool exits it reports what the
+tool wrote, copies it out to the write paths, and reports the connections it refused.
 
-Then the tool's module is imported and its function called with the input. Messages sent
-back: ``{"type": "host", ...}`` (a host-service request, answered by the runner),
-``{"type": "result", "output": ...}`` or ``{"type": "error", "code": ..., ...}``.
+Then the tool's module is imported and its function called with the input (`_invoke`).
+Messages sent back: ``{"type": "host", ...}`` (a host-service request, answered by the
+runner), ``{"type": "result", "output": ...}`` or ``{"type": "error", "code": ..., ...}``.
+The sandbox's own modules are imported the way this file imports them (`_import_layer`),
+and none of them imports ``json``, ``typing``, ``contextlib``, ``socket`` or ``threading``:
+those would cost every invocation milliseconds of start-up (`_lean`).
 """
 
 from __future__ import annotations
