@@ -5,6 +5,7 @@ was. The quota itself is probed in test_sandbox_escape.py."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import stat
@@ -41,6 +42,7 @@ async def lane(tmp_path: Path) -> AsyncIterator[Lane]:
         tool("write_then_sleep", "lane_tools:write_then_sleep", timeout=2),
         tool("write_file", "lane_tools:write_file"),
         tool("apply_ops", "lane_tools:apply_ops"),
+        tool("write_staged", "lane_tools:write_staged"),
     ]
     await lane.publish(policy(), manifest(tools))
     try:
@@ -93,6 +95,19 @@ async def test_every_change_to_a_write_path_is_copied_out(lane: Lane) -> None:
     assert copied["skipped"] == 1
     assert "fifo" in copied["skipped_examples"][0]
     assert copied["removed"] == 3  # whiteouts: drop.txt, old_tree, keep2.txt
+
+
+async def test_no_staging_mount_reaches_the_host(lane: Lane) -> None:
+    """The tmpfs and the overlays live in the supervisor's own mount namespace: none of
+    them is left in (or was propagated to) the host's mount table."""
+    mountinfo = Path("/proc/self/mountinfo")
+    before = await asyncio.to_thread(mountinfo.read_text)
+    response = await lane.run("write_staged")
+    after = await asyncio.to_thread(mountinfo.read_text)
+    await _require_staged(lane, response.request_id)
+    assert response.ok, response.error
+    assert "strongroom-sandbox-" not in before + after
+    assert str(lane.workdir / "out") not in after
 
 
 async def test_a_killed_tool_leaves_its_write_paths_as_they_were(lane: Lane) -> None:

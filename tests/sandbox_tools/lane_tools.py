@@ -146,3 +146,10 @@ def apply_ops(request: dict[str, Any]) -> dict[str, Any]:
         except OSError as exc:
             done.append(errno.errorcode.get(exc.errno or 0, "error"))
     return {"done": done}
+
+
+def write_staged(request: dict[str, Any]) -> dict[str, Any]:
+    """Write a file in ``out`` (through the staging overlay) and answer."""
+    with open(os.path.join("out", "staged.txt"), "w") as handle:
+        handle.write("staged")
+    return {}
