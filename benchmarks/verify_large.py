@@ -42,6 +42,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -218,6 +219,9 @@ async def _verify(vault_dir: str) -> dict[str, Any]:
         "problems": [p.message for p in report.problems[:10]],
         "rss_open_mib": rss_open,
         "peak_rss_mib": _status_mib("VmHWM"),
+        # verify's audit worker (`strongroom._audit_worker`), its only child: 0 when the
+        # chain was walked in this process.
+        "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
 
 
@@ -345,8 +349,8 @@ async def _measure(ctx: Context, records: int, entries: int) -> dict[str, Any]:
     )
     _log(
         f"verify: {wall:.1f} s, {audit:,} entries + {bound:,} records, peak RSS "
-        f"{result['peak_rss_mib']:.0f} MiB; stages "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in result["stages_s"].items())
+        f"{result['peak_rss_mib']:.0f} MiB (audit worker {result['worker_peak_rss_mib']:.0f} "
+        "MiB); stages " + ", ".join(f"{k} {v:.1f} s" for k, v in result["stages_s"].items())
     )
     return result
 
@@ -408,6 +412,20 @@ async def run(ctx: Context) -> list[Figure]:
                 samples=1,
                 notes=f"VmHWM; {result['rss_open_mib']:.0f} MiB after imports + Vault.open; "
                 f"database {result['db_mib']:,.0f} MiB",
+            )
+        )
+        figures.append(
+            Figure(
+                benchmark=NAME,
+                name=f"verify, {label(result)}: peak RSS of the audit worker process",
+                unit="MiB",
+                value=result["worker_peak_rss_mib"],
+                higher_is_better=False,
+                baseline=other["worker_peak_rss_mib"],
+                baseline_name=f"the same verify on the other vault ({label(other)})",
+                samples=1,
+                notes="ru_maxrss of verify's children (the audit walk's process; 0: the "
+                "chain was walked in verify's own process, below its threshold)",
             )
         )
     for result in (large, small):

@@ -7,6 +7,7 @@ metadata store and a blob store chosen by URL.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from strongroom._audit_worker import CHILD_THRESHOLD, WorkerFailed, walk_in_child
 from strongroom.adapters import open_stores, open_witness, safe_url
-from strongroom.errors import ValidationError
+from strongroom.errors import IntegrityError, ValidationError
 from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key, sign_tree_head
 from strongroom.models import MerkleCheckpoint, VerifyReport
 from strongroom.ports import BlobStore, MetadataStore
@@ -24,6 +26,8 @@ from strongroom.services import (
     Anchor,
     ArtifactService,
     AuditService,
+    AuditWalk,
+    AuditWalker,
     CatalogService,
     LogService,
     ProgressCallback,
@@ -32,8 +36,11 @@ from strongroom.services import (
     SnapshotService,
     TransitionService,
     verify_vault,
+    walk_audit,
 )
 from strongroom.services.registry import RegistryService
+
+_log = logging.getLogger("strongroom")
 
 __all__ = [
     "ANCHOR_ENV_VAR",
@@ -130,6 +137,9 @@ class Vault:
     ) -> None:
         options = integrity if integrity is not None else IntegrityOptions()
         self.url = url
+        # The URL as given to `open` (it may hold a password; never shown): what verify's
+        # audit worker reopens the store with. None: built from stores, not reopenable.
+        self._location: str | None = None
         self.metadata = metadata
         self.blobs = blobs
         self.integrity = options
@@ -207,6 +217,7 @@ class Vault:
                 checkpoint_interval=checkpoint_interval,
                 integrity=integrity,
             )
+            vault._location = text
             if bootstrap:
                 probe = blobs.locate("0" * 64)
                 await vault.catalog.ensure_defaults(base_uri=probe.uri.removesuffix(probe.path))
@@ -239,12 +250,19 @@ class Vault:
         on_progress: ProgressCallback | None = None,
         anchors: Sequence[SignedTreeHead] = (),
         trusted_keys: Collection[str] | None = None,
+        parallel: bool | None = None,
     ) -> VerifyReport:
         """Check everything (see `strongroom.services.verify_vault`). ``anchors``: signed
         heads read from a witness outside the vault; ``trusted_keys``: the public keys whose
-        signatures count (default: the configured signing key's, if any)."""
+        signatures count (default: the configured signing key's, if any).
+
+        ``parallel``: walk the audit chain in a second process beside the other stages (see
+        `strongroom._audit_worker`); None (the default) does so for a SQL vault opened by URL
+        whose chain holds at least `CHILD_THRESHOLD` entries, on a machine with more than one
+        CPU. The report is the same either way."""
         if trusted_keys is None and self.integrity.signing_key is not None:
             trusted_keys = {self.integrity.signing_key.public_key_hex}
+        walker = await self._audit_walker(anchors, trusted_keys, parallel)
         return await verify_vault(
             self.metadata,
             self.blobs,
@@ -253,4 +271,35 @@ class Vault:
             on_progress=on_progress,
             anchors=anchors,
             trusted_keys=trusted_keys,
+            audit_walker=walker,
         )
+
+    async def _audit_walker(
+        self,
+        anchors: Sequence[SignedTreeHead],
+        trusted_keys: Collection[str] | None,
+        parallel: bool | None,
+    ) -> AuditWalker | None:
+        location = self._location
+        if parallel is False or location is None or location.startswith("memory://"):
+            return None
+        if parallel is None:
+            if len(os.sched_getaffinity(0)) < 2:
+                return None
+            try:
+                head = await self.audit.head()
+            except IntegrityError:
+                head = None  # the walk reports it; a damaged head is no reason for a child
+            if head is None or head.seq < CHILD_THRESHOLD:
+                return None
+
+        async def walker(progress: ProgressCallback) -> AuditWalk:
+            try:
+                return await walk_in_child(location, anchors, trusted_keys, progress)
+            except WorkerFailed as exc:
+                _log.warning("verify: the audit worker failed (%s); walking here instead", exc)
+                return await walk_audit(
+                    self.audit, anchors=anchors, trusted_keys=trusted_keys, progress=progress
+                )
+
+        return walker

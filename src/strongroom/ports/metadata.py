@@ -62,10 +62,12 @@ from strongroom.models import (
 from strongroom.ports.registry import RegistryRecords
 
 __all__ = [
+    "REFERENCE_BATCH",
     "AuditListener",
     "BindingKey",
     "ChainRow",
     "MetadataStore",
+    "ReferenceSink",
     "binding_key",
     "closed_log_reference",
     "sealed_log_conflict",
@@ -77,6 +79,11 @@ E = TypeVar("E", AuditEntry, LogEntry)
 
 # Called after a transaction that appended audit entries committed: (first seq, last seq).
 AuditListener = Callable[[int, int], Awaitable[None]]
+
+# verify's check of blob references, given (kind, subject, sha256, size_bytes) in batches of at
+# most REFERENCE_BATCH as `MetadataStore.iter_all_record_problems` reads the records.
+ReferenceSink = Callable[[list[tuple[str, str, str, int]]], Awaitable[None]]
+REFERENCE_BATCH = 1000
 
 
 @dataclass
@@ -411,11 +418,23 @@ class MetadataStore(RegistryRecords, ABC):
         return
         yield  # an async generator that yields nothing
 
-    async def iter_all_record_problems(self) -> AsyncIterator[VerifyProblem]:
+    async def iter_all_record_problems(
+        self, references: ReferenceSink | None = None
+    ) -> AsyncIterator[VerifyProblem]:
         """What `iter_record_problems` and `iter_binding_problems` yield, together (verify
-        calls this). A store that can check each record against its columns and its binding
-        in one read overrides it (the SQL stores do)."""
+        calls this), and, when ``references`` is given, every blob reference of
+        `iter_blob_references` passed to it in batches of at most `REFERENCE_BATCH`. A store
+        that can do all of it in one read of each record overrides it (the SQL stores do)."""
         async for problem in self.iter_record_problems():
             yield problem
         async for problem in self.iter_binding_problems():
             yield problem
+        if references is not None:
+            batch: list[tuple[str, str, str, int]] = []
+            async for reference in self.iter_blob_references():
+                batch.append(reference)
+                if len(batch) >= REFERENCE_BATCH:
+                    await references(batch)
+                    batch = []
+            if batch:
+                await references(batch)

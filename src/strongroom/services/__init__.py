@@ -9,7 +9,13 @@ from strongroom.services.redaction import DEFAULT_REDACT_PATTERNS, Redactor
 from strongroom.services.runs import RunService
 from strongroom.services.snapshots import SnapshotService
 from strongroom.services.transitions import Transition, TransitionService
-from strongroom.services.verify import ProgressCallback, verify_vault
+from strongroom.services.verify import (
+    AuditWalk,
+    AuditWalker,
+    ProgressCallback,
+    verify_vault,
+    walk_audit,
+)
 
 __all__ = [
     "DEFAULT_REDACT_PATTERNS",
@@ -17,6 +23,8 @@ __all__ = [
     "ArtifactInput",
     "ArtifactService",
     "AuditService",
+    "AuditWalk",
+    "AuditWalker",
     "CatalogService",
     "LogService",
     "ProgressCallback",
@@ -27,4 +35,5 @@ __all__ = [
     "TransitionService",
     "merkle_root",
     "verify_vault",
+    "walk_audit",
 ]

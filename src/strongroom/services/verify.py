@@ -14,8 +14,11 @@ import asyncio
 import sqlite3
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
 
 from strongroom.errors import IntegrityError, StrongroomError
 from strongroom.integrity import SignedTreeHead
@@ -27,7 +30,7 @@ from strongroom.services.audit import AuditService
 from strongroom.services.logs import LogService
 from strongroom.services.registry import collect_move, verify_registry
 
-__all__ = ["ProgressCallback", "verify_vault"]
+__all__ = ["AuditWalk", "AuditWalker", "ProgressCallback", "verify_vault", "walk_audit"]
 
 # (stage, done, total or None when unknown)
 ProgressCallback = Callable[[str, int, int | None], None]
@@ -38,7 +41,6 @@ ProgressCallback = Callable[[str, int, int | None], None]
 _VERIFY_CONCURRENCY = 3
 _VERIFY_RUN = 8  # blobs re-hashed per verify_each call (per thread hop)
 _PAGE = 1000  # blobs listed, then re-hashed, at a time
-_REFERENCE_BATCH = 1000  # references checked against the working set per query
 _SIZE_CACHE = 10_000  # recently referenced digests whose verified size is kept in memory
 _LOOKUP_PARAMS = 500  # digests per SELECT ... IN (...)
 
@@ -56,25 +58,60 @@ async def verify_vault(
     on_progress: ProgressCallback | None = None,
     anchors: Sequence[SignedTreeHead] = (),
     trusted_keys: Collection[str] | None = None,
+    audit_walker: AuditWalker | None = None,
 ) -> VerifyReport:
     """Check everything; ``anchors`` are signed heads read from a witness outside the vault
     (the chain must extend each), ``trusted_keys`` the public keys (hex) whose signatures on
-    checkpoints and anchors count (None: any valid signature)."""
+    checkpoints and anchors count (None: any valid signature).
+
+    ``audit_walker``, when given, does the audit stage (what `walk_audit` does) somewhere
+    else, typically in another process over the same store: it starts at once and runs
+    beside the blob, reference, record and log stages (they are independent of it), and its
+    progress is reported once those are done, so stages still arrive in order."""
     progress = on_progress or _noop
     report = VerifyReport()
-    problems = report.problems
+    forward = _HeldProgress(progress)
+    walking: asyncio.Task[AuditWalk] | None = None
+    if audit_walker is not None:
+        walking = asyncio.create_task(audit_walker(forward))
 
+    try:
+        return await _verify(
+            store, blobs, logs, audit, report, progress, forward, walking, anchors, trusted_keys
+        )
+    finally:
+        if walking is not None and not walking.done():
+            walking.cancel()
+            await asyncio.gather(walking, return_exceptions=True)
+
+
+async def _verify(
+    store: MetadataStore,
+    blobs: BlobStore,
+    logs: LogService,
+    audit: AuditService,
+    report: VerifyReport,
+    progress: ProgressCallback,
+    forward: _HeldProgress,
+    walking: asyncio.Task[AuditWalk] | None,
+    anchors: Sequence[SignedTreeHead],
+    trusted_keys: Collection[str] | None,
+) -> VerifyReport:
+    problems = report.problems
     with _Scratch() as scratch:
-        await _check_blobs(store, blobs, scratch, report, progress)
-        # Each record against its index columns and against its newest audit binding, in
-        # one read of each record where the store can.
+        damaged = await _rehash_blobs(blobs, scratch, report, progress)
+        # Each record against its index columns, against its newest audit binding and (its
+        # blob reference) against the blobs just re-hashed, in one read of each record where
+        # the store can.
+        references = _References(blobs, scratch, problems, damaged, progress)
         records = bound = 0
-        async for problem in store.iter_all_record_problems():
+        async for problem in store.iter_all_record_problems(references.check):
             if problem.details.get("reason") in BINDING_REASONS:
                 bound += 1
             else:
                 records += 1
             problems.append(problem)
+        references.finish(report)
         progress("records", 1, 1)
         report.checked["inconsistent_records"] = records
 
@@ -88,34 +125,17 @@ async def verify_vault(
         report.checked["log_chains"] = chains
         report.checked["log_entries"] = lines
 
-        try:
-            head = await audit.head()
-        except IntegrityError:
-            head = None  # the newest entry does not parse: the replay reports it
-        try:
-            checkpoints = await audit.checkpoints()
-        except IntegrityError:
-            checkpoints = []  # a checkpoint row that does not parse: reported with the records
-        replay = AuditReplay(checkpoints, anchors, trusted_keys)
-        replay.plan_proof(head.seq if head else 0)
-        total = head.seq if head else None
-        # The registry's channel moves as their audit entries record them, gathered on this
-        # walk so the registry stage need not walk the chain again (one entry per move).
-        audited: dict[str, tuple[str, int]] = {}
-        audited_through = 0
-        async for row in audit.rows():
-            replay.feed(row)
-            collect_move(audited, row)
-            audited_through = row.key
-            if replay.count % 1000 == 0:
-                progress("audit", replay.count, total)
-        replay.finish()
-        problems.extend(replay.problems)
-        report.checked["audit_entries"] = replay.count
-        report.checked["audit_checkpoints"] = len(replay.checkpoints)
-        report.checked["signed_checkpoints"] = replay.signed_checkpoints
-        report.checked["anchored_heads"] = len(replay.anchors)
-        progress("audit", replay.count, replay.count)
+        if walking is not None:
+            forward.on = True
+            forward.flush()
+            walk = await walking
+        else:
+            walk = await walk_audit(
+                audit, anchors=anchors, trusted_keys=trusted_keys, progress=progress
+            )
+        problems.extend(walk.problems)
+        report.checked.update(walk.checked)
+        progress("audit", walk.checked["audit_entries"], walk.checked["audit_entries"])
 
         report.checked["binding_problems"] = bound
         progress("bindings", 1, 1)
@@ -127,8 +147,8 @@ async def verify_vault(
                     blobs,
                     audit,
                     verified=scratch.sizes,
-                    audited=audited,
-                    audited_through=audited_through,
+                    audited=walk.audited,
+                    audited_through=walk.audited_through,
                 )
             except IntegrityError as exc:
                 # A registry row that does not parse stops this stage; it is named here
@@ -140,6 +160,82 @@ async def verify_vault(
 
     report.finished_at = utcnow()
     return report
+
+
+class AuditWalk(BaseModel):
+    """What the audit stage found: its problems, its counts (``audit_entries``,
+    ``audit_checkpoints``, ``signed_checkpoints``, ``anchored_heads``), and the registry's
+    channel moves as the chain records them (move id -> (move digest, entry seq)) through
+    entry ``audited_through``, for the registry stage."""
+
+    problems: list[VerifyProblem] = Field(default_factory=list)
+    checked: dict[str, int] = Field(default_factory=dict)
+    audited: dict[str, tuple[str, int]] = Field(default_factory=dict)
+    audited_through: int = 0
+
+
+# Runs the audit stage and returns what it found; reports ("audit", done, total) as it goes.
+AuditWalker = Callable[[ProgressCallback], Coroutine[Any, Any, AuditWalk]]
+
+
+async def walk_audit(
+    audit: AuditService,
+    *,
+    anchors: Sequence[SignedTreeHead] = (),
+    trusted_keys: Collection[str] | None = None,
+    progress: ProgressCallback = _noop,
+) -> AuditWalk:
+    """verify's audit stage: replay the audit chain from its first row with its Merkle
+    checkpoints, anchored heads and binding index, and gather the channel moves it records
+    (so the registry stage need not walk the chain again)."""
+    try:
+        head = await audit.head()
+    except IntegrityError:
+        head = None  # the newest entry does not parse: the replay reports it
+    try:
+        checkpoints = await audit.checkpoints()
+    except IntegrityError:
+        checkpoints = []  # a checkpoint row that does not parse: reported with the records
+    replay = AuditReplay(checkpoints, anchors, trusted_keys)
+    replay.plan_proof(head.seq if head else 0)
+    total = head.seq if head else None
+    walk = AuditWalk()
+    async for row in audit.rows():
+        replay.feed(row)
+        collect_move(walk.audited, row)
+        walk.audited_through = row.key
+        if replay.count % 1000 == 0:
+            progress("audit", replay.count, total)
+    replay.finish()
+    walk.problems = replay.problems
+    walk.checked = {
+        "audit_entries": replay.count,
+        "audit_checkpoints": len(replay.checkpoints),
+        "signed_checkpoints": replay.signed_checkpoints,
+        "anchored_heads": len(replay.anchors),
+    }
+    return walk
+
+
+class _HeldProgress:
+    """The audit walker's progress, held back until verify reaches the audit stage (``on``),
+    then passed on: the newest report while held, every report after."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self._progress = progress
+        self._held: tuple[int, int | None] | None = None
+        self.on = False
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if self.on:
+            self._progress(stage, done, total)
+        else:
+            self._held = (done, total)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            self._progress("audit", *self._held)
+            self._held = None
 
 
 class _Scratch:
@@ -228,14 +324,14 @@ class _Sizes(Mapping[str, int]):
         )
 
 
-async def _check_blobs(
-    store: MetadataStore,
+async def _rehash_blobs(
     blobs: BlobStore,
     scratch: _Scratch,
     report: VerifyReport,
     progress: ProgressCallback,
-) -> None:
-    """Re-hash every blob, then check every record's blob exists with the size it records."""
+) -> dict[str, VerifyProblem]:
+    """Re-hash every blob, noting its verified size in ``scratch``; the damaged ones (their
+    problems, by digest) are returned as well as reported."""
     problems = report.problems
     total: int | None = None  # known once the listing ends
     done = 0
@@ -283,15 +379,34 @@ async def _check_blobs(
     # In digest order, whatever order the store listed the blobs in.
     problems.extend(damaged[digest] for digest in sorted(damaged))
     report.checked["blobs"] = total
+    return damaged
 
-    refs = 0
-    # digest -> verified size (None: not verified, or not listed) of recently referenced
-    # blobs, already marked referenced; most recently used last, at most _SIZE_CACHE.
-    cache: OrderedDict[str, int | None] = OrderedDict()
-    chunk: list[tuple[str, str, str, int]] = []
 
-    async def check(chunk: Sequence[tuple[str, str, str, int]]) -> None:
-        known: dict[str, int | None] = {}  # this chunk's digests (at most _REFERENCE_BATCH)
+class _References:
+    """Checks every record's blob reference against the blobs' verified sizes, fed in
+    batches as the records are read (`ReferenceSink`)."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        scratch: _Scratch,
+        problems: list[VerifyProblem],
+        damaged: dict[str, VerifyProblem],
+        progress: ProgressCallback,
+    ) -> None:
+        self._blobs = blobs
+        self._scratch = scratch
+        self._problems = problems
+        self._damaged = damaged
+        self._progress = progress
+        self.count = 0
+        # digest -> verified size (None: not verified, or not listed) of recently referenced
+        # blobs, already marked referenced; most recently used last, at most _SIZE_CACHE.
+        self._cache: OrderedDict[str, int | None] = OrderedDict()
+
+    async def check(self, chunk: list[tuple[str, str, str, int]]) -> None:
+        cache, scratch = self._cache, self._scratch
+        known: dict[str, int | None] = {}  # this chunk's digests
         wanted: list[str] = []
         for _, _, digest, _ in chunk:
             if digest in known:
@@ -309,24 +424,23 @@ async def _check_blobs(
             if len(cache) > _SIZE_CACHE:
                 cache.popitem(last=False)
         for kind, subject, digest, size in chunk:
-            await _check_reference(blobs, problems, damaged, kind, subject, digest, size, known)
+            await _check_reference(
+                self._blobs, self._problems, self._damaged, kind, subject, digest, size, known
+            )
+        self.count += len(chunk)
+        self._progress("references", self.count, None)
 
-    async for reference in store.iter_blob_references():
-        refs += 1
-        chunk.append(reference)
-        if len(chunk) >= _REFERENCE_BATCH:
-            await check(chunk)
-            chunk = []
-            progress("references", refs, None)
-    await check(chunk)
-    report.checked["references"] = refs
-    progress("references", refs, refs)
-    for problem in damaged.values():
-        users = problem.details.get("referenced_by")
-        if users:
-            problem.message += f" (used by {', '.join(users[:5])}"
-            problem.message += f" and {len(users) - 5} more)" if len(users) > 5 else ")"
-    report.checked["unreferenced_blobs"] = scratch.count("referenced IS NULL AND size IS NOT NULL")
+    def finish(self, report: VerifyReport) -> None:
+        report.checked["references"] = self.count
+        self._progress("references", self.count, self.count)
+        for problem in self._damaged.values():
+            users = problem.details.get("referenced_by")
+            if users:
+                problem.message += f" (used by {', '.join(users[:5])}"
+                problem.message += f" and {len(users) - 5} more)" if len(users) > 5 else ")"
+        report.checked["unreferenced_blobs"] = self._scratch.count(
+            "referenced IS NULL AND size IS NOT NULL"
+        )
 
 
 async def _verify_page(

@@ -10,7 +10,8 @@ writers never build on the same head, and a record is never committed without it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -315,68 +316,83 @@ class AuditRecords(SqlStoreBase):
         return [(int(row.seq), str(row.hash)) for row in rows]
 
     async def iter_audit_rows(self, after_seq: int = 0) -> AsyncIterator[ChainRow[AuditEntry]]:
-        after = after_seq
-        while True:
-
-            def read(conn: Connection, after: int = after) -> _AuditPage:
+        # The next page is read (in the store's thread) while this one's rows are parsed and
+        # replayed: two pages at most are held.
+        def fetch(after: int) -> asyncio.Task[_AuditPage]:
+            def read(conn: Connection) -> _AuditPage:
                 return _read_audit_page(conn, after)
 
-            page = await self._read("iter_audit_rows", read)
-            for seq in sorted(page.orphans):
-                yield ChainRow(
-                    key=seq,
-                    entry=None,
-                    error=IntegrityError(
-                        f"the binding index names audit entry #{seq}, which does not exist",
-                        kind="audit_binding",
-                        subject=f"audit#{seq}",
-                        reason="orphan_binding",
-                    ),
-                    bindings=page.orphans[seq],
+            return asyncio.create_task(self._read("iter_audit_rows", read))
+
+        upcoming: asyncio.Task[_AuditPage] | None = fetch(after_seq)
+        try:
+            while upcoming is not None:
+                page = await upcoming
+                upcoming = None
+                if page.rows:
+                    upcoming = fetch(page.rows[-1][0])
+                elif page.last_index is not None:
+                    upcoming = fetch(page.last_index)
+                for row in self._page_rows(page):
+                    yield row
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+                await asyncio.gather(upcoming, return_exceptions=True)
+
+    @staticmethod
+    def _page_rows(page: _AuditPage) -> Iterator[ChainRow[AuditEntry]]:
+        """One page's rows as verify replays them: orphan index rows, an oversized index,
+        then each entry parsed (or the error that stops it)."""
+        for seq in sorted(page.orphans):
+            yield ChainRow(
+                key=seq,
+                entry=None,
+                error=IntegrityError(
+                    f"the binding index names audit entry #{seq}, which does not exist",
+                    kind="audit_binding",
+                    subject=f"audit#{seq}",
+                    reason="orphan_binding",
+                ),
+                bindings=page.orphans[seq],
+            )
+        if page.overflow is not None:
+            yield ChainRow(
+                key=page.overflow,
+                entry=None,
+                error=IntegrityError(
+                    f"the binding index holds more rows for audit entries up to "
+                    f"#{page.overflow} than their bodies can bind: the index was edited",
+                    kind="audit_binding",
+                    subject=f"audit#{page.overflow}",
+                    reason="oversized_index",
+                ),
+            )
+        for seq, column_hash, body, chars in page.rows:
+            entry: AuditEntry | None = None
+            error: IntegrityError | None = None
+            if body is None:
+                error = IntegrityError(
+                    f"audit entry #{seq} is {chars} characters long, over the "
+                    f"{MAX_RECORD_CHARS} verify reads: the row was edited",
+                    kind="audit_entry",
+                    subject=f"audit#{seq}",
+                    reason="oversized_record",
                 )
-            if page.overflow is not None:
-                yield ChainRow(
-                    key=page.overflow,
-                    entry=None,
-                    error=IntegrityError(
-                        f"the binding index holds more rows for audit entries up to "
-                        f"#{page.overflow} than their bodies can bind: the index was edited",
-                        kind="audit_binding",
-                        subject=f"audit#{page.overflow}",
-                        reason="oversized_index",
-                    ),
-                )
-            if not page.rows:
-                if page.last_index is None:
-                    return
-                after = page.last_index
-                continue
-            for seq, column_hash, body, chars in page.rows:
-                entry: AuditEntry | None = None
-                error: IntegrityError | None = None
-                if body is None:
-                    error = IntegrityError(
-                        f"audit entry #{seq} is {chars} characters long, over the "
-                        f"{MAX_RECORD_CHARS} verify reads: the row was edited",
-                        kind="audit_entry",
-                        subject=f"audit#{seq}",
-                        reason="oversized_record",
-                    )
-                else:
-                    try:
-                        entry = parse_body(AuditEntry, body, "audit_entry", f"audit#{seq}")
-                    except IntegrityError as exc:
-                        error = exc
-                yield ChainRow(
-                    key=seq,
-                    entry=entry,
-                    error=error,
-                    column_hash=str(column_hash),
-                    bindings=page.bindings.get(seq, []),
-                    positions=page.positions.get(seq, []),
-                    text=body,
-                )
-            after = page.rows[-1][0]
+            else:
+                try:
+                    entry = parse_body(AuditEntry, body, "audit_entry", f"audit#{seq}")
+                except IntegrityError as exc:
+                    error = exc
+            yield ChainRow(
+                key=seq,
+                entry=entry,
+                error=error,
+                column_hash=str(column_hash),
+                bindings=page.bindings.get(seq, []),
+                positions=page.positions.get(seq, []),
+                text=body,
+            )
 
     async def latest_binding(
         self, record_type: str, record_id: str

@@ -16,7 +16,21 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Column, Select, Table, func, literal, select, tuple_
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    FromClause,
+    Select,
+    String,
+    Table,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.audit import AuditRecords
@@ -57,7 +71,7 @@ from strongroom.models import (
 )
 from strongroom.ports.verify import binding_problem, log_head_problem
 
-__all__ = ["BOUND", "BindingChecks", "Bound", "Latest", "Newest", "as_latest"]
+__all__ = ["BOUND", "BindingChecks", "Bound", "Latest", "Newest", "as_latest", "newest_join"]
 
 # (audit seq, binding) of a record's newest binding
 Latest = tuple[int, RecordBinding]
@@ -201,6 +215,53 @@ BOUND: tuple[Bound, ...] = (
 
 _b = audit_bindings_table.c
 _n = audit_bindings_table.alias("newest").c
+
+
+def _ident_sql(spec: Bound) -> ColumnElement[Any]:
+    """`Bound.ident_of` as SQL over the spec's table: the binding id a row claims."""
+    c = spec.table.c
+    if spec.kind == "snapshot":
+        return c.run_id + "@" + sql_cast(c.revision, String)
+    if spec.kind == "definition":
+        return c.kind + "/" + c.definition_id + "@" + c.version
+    if spec.kind == "checkpoint":
+        return sql_cast(c.tree_size, String)
+    (key,) = spec.lookup
+    return c[key]
+
+
+def newest_join(spec: Bound, dialect: str) -> tuple[FromClause, list[Any]]:
+    """``spec.table`` joined with the newest binding of the id each row claims, and the three
+    columns that brings: its audit seq, digest and log seq (all None when never bound). The
+    newest is the last position of the newest entry (an entry may bind a record twice), as
+    `_newest` answers; the database finds it in the binding index (record_type, record_id,
+    seq) as it reads each row: on PostgreSQL by a lateral join, on SQLite (no lateral) by
+    picking the binding's rowid and joining on it."""
+    ident = _ident_sql(spec)
+    bound = audit_bindings_table.alias("bound")
+    pick: Select[Any] = select(bound.c.seq, bound.c.digest, bound.c.log_seq)
+    if dialect == "sqlite":
+        pick = select(literal_column("bound.rowid"))
+    pick = (
+        pick.where(bound.c.record_type == spec.kind, bound.c.record_id == ident)
+        .order_by(bound.c.seq.desc(), bound.c.pos.desc())
+        .limit(1)
+    )
+    if dialect == "sqlite":
+        newest = audit_bindings_table.alias("newest")
+        joined = spec.table.outerjoin(
+            newest, literal_column("newest.rowid") == pick.scalar_subquery()
+        )
+        found: Any = newest.c
+    else:
+        lateral = pick.lateral("newest")
+        joined = spec.table.outerjoin(lateral, true())
+        found = lateral.c
+    return joined, [
+        found.seq.label("newest_seq"),
+        found.digest.label("newest_digest"),
+        found.log_seq.label("newest_log_seq"),
+    ]
 
 
 class BindingChecks(AuditRecords):

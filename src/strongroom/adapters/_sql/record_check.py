@@ -25,11 +25,12 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Final, cast
 
 from pydantic import BaseModel
 from pydantic_core import from_json
-from sqlalchemy import Column, Select, case, func, literal, select, tuple_
+from sqlalchemy import Column, Select, String, case, func, literal, select, tuple_, type_coerce
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.base import (
@@ -40,7 +41,14 @@ from strongroom.adapters._sql.base import (
     parse_body,
     rows_within_budget,
 )
-from strongroom.adapters._sql.binding_check import BOUND, BindingChecks, Bound, as_latest
+from strongroom.adapters._sql.binding_check import (
+    BOUND,
+    BindingChecks,
+    Bound,
+    Newest,
+    as_latest,
+    newest_join,
+)
 from strongroom.adapters._sql.registry_tables import channel_moves_table, channel_pointers_table
 from strongroom.adapters._sql.tables import UtcTimestamp, artifact_tags_table, artifacts_table
 from strongroom.errors import IntegrityError
@@ -53,12 +61,12 @@ from strongroom.models import (
     binding_id,
     record_digest,
 )
+from strongroom.ports.metadata import ReferenceSink
 from strongroom.ports.verify import binding_problem
 
 __all__ = ["RecordChecks"]
 
 
-_MISSING: Final = object()
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 
 
@@ -70,7 +78,12 @@ class _Plan:
 
     spec: Bound
     compared: tuple[tuple[int, str], ...]  # columns copying a field (or a property) of it
-    from_json: tuple[tuple[int, str, bool], ...]  # (at, column, is a timestamp) from JSON
+    from_json: tuple[tuple[int, str], ...]  # (at, column) compared with the JSON's value
+    times: tuple[tuple[int, str], ...]  # (at, column) timestamps compared with the JSON's
+    time_at: frozenset[int]  # where the timestamps are
+    # the `from_json` values of a parsed body, and of a row (None: no such column)
+    json_values: Callable[[Any], Any] | None
+    row_values: Callable[[Any], Any]
     needs_model: bool  # some column copies a property or a nested field: use the model
     key_at: tuple[int, ...]
     body_at: int
@@ -90,7 +103,8 @@ def _plan(spec: Bound) -> _Plan:
     model = spec.model
     names = [c.name for c in spec.table.columns if c.name != "body"]
     compared: list[tuple[int, str]] = []
-    plain: list[tuple[int, str, bool]] = []
+    plain: list[tuple[int, str]] = []
+    times: list[tuple[int, str]] = []
     needs_model = False
     for at, name in enumerate(names):
         column = spec.table.c[name]
@@ -99,14 +113,41 @@ def _plan(spec: Bound) -> _Plan:
             needs_model = True
         elif name in model.model_fields:
             compared.append((at, name))
-            plain.append((at, name, isinstance(column.type, UtcTimestamp)))
+            (times if isinstance(column.type, UtcTimestamp) else plain).append((at, name))
         elif isinstance(getattr(model, name, None), property):
             compared.append((at, name))
             needs_model = True
         else:  # pragma: no cover - a new column must say how it is checked
             raise RuntimeError(f"{spec.table.name}.{name}: no check of this column")
     key_at = tuple(names.index(k) for k in spec.keys)
-    return _Plan(spec, tuple(compared), tuple(plain), needs_model, key_at, len(names))
+    return _Plan(
+        spec,
+        tuple(compared),
+        tuple(plain),
+        tuple(times),
+        frozenset(at for at, _ in times),
+        itemgetter(*(name for _, name in plain)) if plain else None,
+        itemgetter(*(at for at, _ in plain)) if plain else _nothing,
+        needs_model,
+        key_at,
+        len(names),
+    )
+
+
+def _nothing(row: Any) -> tuple[()]:
+    return ()
+
+
+def _same_columns(plan: _Plan, data: dict[str, Any], row: AnyRow) -> bool:
+    """Whether every column of ``row`` that copies a field holds the value the record's
+    parsed JSON ``data`` has (the fast path: no model)."""
+    if plan.json_values is not None:
+        try:
+            if plan.json_values(data) != plan.row_values(row):
+                return False
+        except KeyError:
+            return False  # a field is missing from the JSON
+    return all(_same_time(data.get(name), row[at]) for at, name in plan.times)
 
 
 def _copied(record: BaseModel, table: str, name: str) -> Any:
@@ -123,13 +164,32 @@ def _normal(value: Any) -> Any:
 
 
 def _same_time(value: Any, stored: Any) -> bool:
-    """A timestamp column (a datetime) against the record's JSON text of it."""
-    if not isinstance(value, str) or not isinstance(stored, datetime):
+    """A timestamp column against the record's JSON text of it. The column comes as SQLite
+    stores it (ISO text with ``+00:00``, see `UtcTimestamp`), compared as text first (the
+    JSON says ``Z``), or as a datetime (PostgreSQL)."""
+    if not isinstance(value, str):
+        return False
+    if isinstance(stored, str):
+        if value[-1:] == "Z" and value[:-1] + "+00:00" == stored:
+            return True
+        stored = _as_time(stored)
+    if not isinstance(stored, datetime):
         return False
     try:
         return datetime.fromisoformat(value) == stored
     except ValueError:
         return False
+
+
+def _as_time(stored: Any) -> Any:
+    """A timestamp column's raw SQLite text as `UtcTimestamp` reads it (None: no timestamp,
+    a hand edit); anything else as it is."""
+    if not isinstance(stored, str):
+        return stored
+    try:
+        return datetime.fromisoformat(stored)
+    except ValueError:
+        return None
 
 
 def _check_tags(
@@ -145,6 +205,7 @@ def _check_tags(
 class _PageResult:
     problems: list[VerifyProblem] = field(default_factory=list)
     matched: int = 0  # records whose digest is their live binding's
+    references: list[tuple[str, str, str, int]] = field(default_factory=list)
     last: tuple[Any, ...] | None = None  # key of the last row read (None: no rows)
 
 
@@ -199,10 +260,15 @@ class RecordChecks(BindingChecks):
     # -- reading pages ----------------------------------------------------------------------
 
     @staticmethod
-    def _read_page(conn: Connection, spec: Bound, after: tuple[Any, ...] | None) -> list[AnyRow]:
+    def _read_page(
+        conn: Connection, spec: Bound, after: tuple[Any, ...] | None, *, bindings: bool = False
+    ) -> list[AnyRow]:
         """The next rows of ``spec.table`` after ``after`` in key order: at most `PAGE_SIZE`
         rows and (past the first) `PAGE_CHARS` body characters; a body over
-        `MAX_RECORD_CHARS` comes back as None (with its length in ``chars``)."""
+        `MAX_RECORD_CHARS` comes back as None (with its length in ``chars``). With
+        ``bindings``, each row also carries the newest binding of the id it claims
+        (`_NEWEST_AT` on: its audit seq, digest and log seq, all None when never bound),
+        looked up by the database in the binding index as it reads the row."""
         table = spec.table
         keys: list[Column[Any]] = [table.c[k] for k in spec.keys]
         chars = func.length(table.c.body)
@@ -214,14 +280,25 @@ class RecordChecks(BindingChecks):
             bound = [literal(v, k.type) for v, k in zip(after, keys, strict=True)]
             return stmt.where(tuple_(*keys) > tuple_(*bound))
 
+        # At most PAGE_SIZE small integers: read at once.
         sizes = conn.execute(keyed(select(chars.label("chars")).limit(PAGE_SIZE))).scalars()
-        count = rows_within_budget(sizes)
+        count = rows_within_budget(sizes.all())
         if count == 0:
             return []
+        sqlite = conn.dialect.name == "sqlite"
         capped = case((chars > MAX_RECORD_CHARS, None), else_=table.c.body)
-        columns = [c for c in table.columns if c.name != "body"]
-        stmt = keyed(select(*columns, capped.label("body"), chars.label("chars")).limit(count))
-        return list(conn.execute(stmt).all())
+        columns: list[Any] = [
+            # Timestamps as stored (`_same_time` compares the text): no datetime per row.
+            type_coerce(c, String) if sqlite and isinstance(c.type, UtcTimestamp) else c
+            for c in table.columns
+            if c.name != "body"
+        ]
+        columns += [capped.label("body"), chars.label("chars")]
+        stmt = select(*columns)
+        if bindings:
+            joined, newest = newest_join(spec, conn.dialect.name)
+            stmt = select(*columns, *newest).select_from(joined)
+        return list(conn.execute(keyed(stmt.limit(count))).all())
 
     # -- one table ---------------------------------------------------------------------------
 
@@ -233,26 +310,42 @@ class RecordChecks(BindingChecks):
         *,
         columns: bool,
         bindings: bool,
+        references: bool = False,
     ) -> _PageResult:
         spec = plan.spec
-        rows = self._read_page(conn, spec, after)
+        blob_column = spec.blob_column if references else None
+        rows = self._read_page(conn, spec, after, bindings=bindings)
         out = _PageResult()
         if not rows:
             return out
         out.last = tuple(rows[-1][i] for i in plan.key_at)
         idents = [spec.ident_of(r) for r in rows]
-        latest = self._newest(conn, spec.kind, idents) if bindings else {}
+        latest: dict[str, Newest] = {}
+        if bindings:
+            at = plan.body_at + 2
+            for row, ident in zip(rows, idents, strict=True):
+                if row[at] is not None:
+                    latest[ident] = (int(row[at]), row[at + 1], row[at + 2])
         tagged: dict[str, set[str]] | None = None
         if columns and spec.table is artifacts_table:
             tagged = {str(r.artifact_id): set() for r in rows}
             t = artifact_tags_table.c
-            query = select(t.artifact_id, t.tag).where(t.artifact_id.in_(list(tagged)))
+            # The page is a range of artifact ids: its tags are that range of the index (a
+            # tag row of an artifact that does not exist is reported by `_orphan_tags`).
+            first, last = str(rows[0].artifact_id), str(rows[-1].artifact_id)
+            query = select(t.artifact_id, t.tag).where(
+                t.artifact_id >= first, t.artifact_id <= last
+            )
             for artifact_id, tag in conn.execute(query):
-                tagged[artifact_id].add(tag)
+                tags = tagged.get(artifact_id)
+                if tags is not None:
+                    tags.add(tag)
         slow: list[tuple[str, str]] = []  # (binding id, digest) checked after the loop
         problems = out.problems
         body_at = plan.body_at
-        for row, ident in zip(rows, idents, strict=True):
+        # Each row's body as parsed JSON where the loop parsed it (for the blob references).
+        parsed: list[Any] = [None] * len(rows)
+        for index, (row, ident) in enumerate(zip(rows, idents, strict=True)):
             body = row[body_at]
             if body is None:
                 problems.append(_oversized(spec, spec.subject_of(row), int(row.chars)))
@@ -267,12 +360,8 @@ class RecordChecks(BindingChecks):
                 if not columns:
                     continue
             if authentic and not plan.needs_model:
-                data = from_json(body)
-                if all(
-                    data.get(name, _MISSING) == row[at]
-                    or (timestamp and _same_time(data.get(name), row[at]))
-                    for at, name, timestamp in plan.from_json
-                ):
+                data = parsed[index] = from_json(body)
+                if _same_columns(plan, data, row):
                     if tagged is not None:
                         _check_tags(problems, row.artifact_id, data["tags"], tagged)
                     continue
@@ -293,12 +382,22 @@ class RecordChecks(BindingChecks):
             differing = [
                 name
                 for at, name in plan.compared
-                if _copied(record, spec.table.name, name) != _normal(row[at])
+                if _copied(record, spec.table.name, name)
+                != _normal(_as_time(row[at]) if at in plan.time_at else row[at])
             ]
             if differing:
                 problems.append(_contradiction(spec, subject, sorted(differing)))
             if tagged is not None:
                 _check_tags(problems, row.artifact_id, cast(ArtifactMetadata, record).tags, tagged)
+        if blob_column is not None:
+            kind = spec.kind
+            subjects = (
+                idents if spec.subject_of is spec.ident_of else [spec.subject_of(r) for r in rows]
+            )
+            out.references = [
+                (kind, subject, *_blob_of(row, blob_column, data))
+                for row, subject, data in zip(rows, subjects, parsed, strict=True)
+            ]
         if slow:
             unknown = [ident for ident, _ in slow if ident not in latest]
             latest.update(self._newest(conn, spec.kind, unknown))
@@ -313,7 +412,12 @@ class RecordChecks(BindingChecks):
         return out
 
     async def _check_table(
-        self, plan: _Plan, *, columns: bool, bindings: bool
+        self,
+        plan: _Plan,
+        *,
+        columns: bool,
+        bindings: bool,
+        references: ReferenceSink | None = None,
     ) -> AsyncIterator[VerifyProblem]:
         spec = plan.spec
         after: tuple[Any, ...] | None = None
@@ -322,12 +426,21 @@ class RecordChecks(BindingChecks):
         while True:
 
             def page(conn: Connection, after: tuple[Any, ...] | None = after) -> _PageResult:
-                return self._check_page(conn, plan, after, columns=columns, bindings=bindings)
+                return self._check_page(
+                    conn,
+                    plan,
+                    after,
+                    columns=columns,
+                    bindings=bindings,
+                    references=references is not None,
+                )
 
             result = await self._read(operation, page)
             matched += result.matched
             for problem in result.problems:
                 yield problem
+            if references is not None and result.references:
+                await references(result.references)
             if result.last is None:
                 break
             after = result.last
@@ -338,13 +451,16 @@ class RecordChecks(BindingChecks):
                     yield problem
 
     async def _check_records(
-        self, *, columns: bool, bindings: bool
+        self, *, columns: bool, bindings: bool, references: ReferenceSink | None = None
     ) -> AsyncIterator[VerifyProblem]:
         if columns:
             async for problem in self._pointer_problems():
                 yield problem
         for plan in _PLANS:
-            async for problem in self._check_table(plan, columns=columns, bindings=bindings):
+            checks = self._check_table(
+                plan, columns=columns, bindings=bindings, references=references
+            )
+            async for problem in checks:
                 yield problem
         if columns:
             async for problem in self._orphan_tags():
@@ -361,8 +477,10 @@ class RecordChecks(BindingChecks):
     def iter_binding_problems(self) -> AsyncIterator[VerifyProblem]:
         return self._check_records(columns=False, bindings=True)
 
-    def iter_all_record_problems(self) -> AsyncIterator[VerifyProblem]:
-        return self._check_records(columns=True, bindings=True)
+    def iter_all_record_problems(
+        self, references: ReferenceSink | None = None
+    ) -> AsyncIterator[VerifyProblem]:
+        return self._check_records(columns=True, bindings=True, references=references)
 
     async def iter_blob_references(self) -> AsyncIterator[tuple[str, str, str, int]]:
         for spec in BOUND:
@@ -437,22 +555,23 @@ class RecordChecks(BindingChecks):
                 )
 
 
-def _blob_of(row: AnyRow, column: str) -> tuple[str, int]:
+def _blob_of(row: AnyRow, column: str, data: Any = None) -> tuple[str, int]:
     """The blob digest and size a record holds: from its body (what reads use) when that is a
     JSON object holding both, well formed, else from its columns (a body that does not
-    validate is reported by the record checks)."""
-    if row.body is not None:
+    validate is reported by the record checks). ``data``: the body already parsed, if it
+    was."""
+    if data is None and row.body is not None:
         try:
             data = from_json(row.body)
         except ValueError:
             data = None
-        if isinstance(data, dict):
-            digest, size = data.get(column), data.get("size_bytes")
-            if (
-                isinstance(digest, str)
-                and _HEX64.fullmatch(digest)
-                and isinstance(size, int)
-                and not isinstance(size, bool)
-            ):
-                return digest, size
+    if isinstance(data, dict):
+        digest, size = data.get(column), data.get("size_bytes")
+        if (
+            isinstance(digest, str)
+            and _HEX64.fullmatch(digest)
+            and isinstance(size, int)
+            and not isinstance(size, bool)
+        ):
+            return digest, size
     return str(getattr(row, column)), int(row.size_bytes)

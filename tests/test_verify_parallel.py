@@ -1,0 +1,138 @@
+"""verify's audit walk in a second process (`strongroom._audit_worker`): the report must be the
+same as walking in verify's own process, on SQLite and PostgreSQL, tampered or not; a worker
+that cannot start or dies is walked around (verify still answers, the same); a hostile
+``strongroom`` folder in the working directory is never what the worker imports."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import strongroom._audit_worker as worker
+from _tamper_vault import Populated, edit_body, populate
+from strongroom.integrity import SigningKey
+from strongroom.models import VerifyReport
+
+
+def _summary(report: VerifyReport) -> tuple[list[tuple[str, str, str, str]], dict[str, int]]:
+    problems = [(p.kind, p.code, p.subject, p.message) for p in report.problems]
+    return problems, report.checked
+
+
+async def _both(p: Populated, **kwargs: Any) -> tuple[VerifyReport, VerifyReport]:
+    heads = await p.heads()
+    async with await p.open(anchor=False, bootstrap=False) as vault:
+        here = await vault.verify(anchors=heads, parallel=False, **kwargs)
+        there = await vault.verify(anchors=heads, parallel=True, **kwargs)
+    return here, there
+
+
+def _tamper(p: Populated) -> None:
+    """Damage that only the audit walk sees, and a registry move it must hand on."""
+    with p.sql() as conn:
+        edit_body(conn, "audit_entries", "seq = 3", actor="mallory")
+        conn.execute(sa.text("DELETE FROM audit_bindings WHERE seq = 5"))
+        conn.execute(
+            sa.text(f"DELETE FROM audit_checkpoints WHERE tree_size = {p.audit_head - 10}")
+        )
+        (draft,) = conn.execute(
+            sa.text("SELECT move_id FROM channel_pointers WHERE channel = 'draft'")
+        ).one()
+        conn.execute(
+            sa.text(f"UPDATE channel_pointers SET move_id = '{draft}' WHERE channel = 'staging'")
+        )
+
+
+async def _check_same(p: Populated, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="strongroom")
+    here, there = await _both(p)
+    assert here.ok
+    assert _summary(there) == _summary(here)
+    _tamper(p)
+    here, there = await _both(p)
+    kinds = {problem.kind for problem in here.problems}
+    assert {"audit_chain", "registry"} <= kinds, here.problems
+    assert _summary(there) == _summary(here)
+    assert "audit worker failed" not in caplog.text  # the worker did walk
+
+
+async def test_the_worker_reports_what_walking_here_reports_on_sqlite(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = SigningKey.generate()
+    p = await populate(str(tmp_path / "v"), tmp_path / "v" / "blobs", key, tmp_path / "a.jsonl")
+    await _check_same(p, caplog)
+
+
+@pytest.mark.postgres
+async def test_the_worker_reports_what_walking_here_reports_on_postgresql(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = SigningKey.generate()
+    p = await populate(pg_url, tmp_path / "blobs", key, tmp_path / "a.jsonl")
+    await _check_same(p, caplog)
+
+
+async def test_stages_arrive_in_order_with_the_worker(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    p = await populate(str(tmp_path / "v"), tmp_path / "v" / "blobs", key, tmp_path / "a.jsonl")
+    seen: list[str] = []
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        if not seen or seen[-1] != stage:
+            seen.append(stage)
+
+    async with await p.open(anchor=False, bootstrap=False) as vault:
+        report = await vault.verify(on_progress=progress, parallel=True)
+    assert report.ok
+    assert seen == ["blobs", "references", "records", "logs", "audit", "bindings", "registry"]
+
+
+async def test_a_worker_that_cannot_run_is_walked_around(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = SigningKey.generate()
+    p = await populate(str(tmp_path / "v"), tmp_path / "v" / "blobs", key, tmp_path / "a.jsonl")
+    _tamper(p)
+    expected, _ = await _both(p)
+    for broken in ("/bin/false", str(tmp_path / "no-such-python")):
+        monkeypatch.setattr(sys, "executable", broken)
+        with caplog.at_level(logging.WARNING, logger="strongroom"):
+            async with await p.open(anchor=False, bootstrap=False) as vault:
+                report = await vault.verify(anchors=await p.heads(), parallel=True)
+        assert _summary(report) == _summary(expected)
+        assert "the audit worker failed" in caplog.text
+        caplog.clear()
+
+
+async def test_the_worker_refuses_another_strongroom(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = SigningKey.generate()
+    p = await populate(str(tmp_path / "v"), tmp_path / "v" / "blobs", key, tmp_path / "a.jsonl")
+    monkeypatch.setattr(worker, "_package", lambda: str(tmp_path))
+    with pytest.raises(worker.WorkerFailed, match="refusing to walk"):
+        await worker.walk_in_child(p.url, [], None, lambda *_: None)
+
+
+async def test_a_strongroom_folder_in_the_working_directory_is_not_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = SigningKey.generate()
+    p = await populate(str(tmp_path / "v"), tmp_path / "v" / "blobs", key, tmp_path / "a.jsonl")
+    hostile = tmp_path / "cwd" / "strongroom"
+    hostile.mkdir(parents=True)
+    marker = tmp_path / "imported"
+    planted = f"open({str(marker)!r}, 'w').close()\n"
+    (hostile / "__init__.py").write_text(planted)
+    (hostile / "_audit_worker.py").write_text(planted)
+    monkeypatch.chdir(hostile.parent)
+    async with await p.open(anchor=False, bootstrap=False) as vault:
+        report = await vault.verify(anchors=await p.heads(), parallel=True)
+    assert report.ok, report.problems
+    assert not marker.exists()
