@@ -48,6 +48,7 @@ APPEND_ONLY = (
 # Everything else the application may change (runs by compare-and-set, log references, the
 # catalog, registry pointers, approvals being revoked...).
 MUTABLE = (
+    "actors",
     "approvals",
     "catalog_objects",
     "channel_moves",

@@ -46,6 +46,7 @@ PG_TABLES = {
     "objects": "catalog_objects",
     "definition_versions": "definition_versions",
     "channel_moves": "channel_moves",
+    "actors": "actors",
     "approvals": "approvals",
     "audit_entries": "audit_entries",
     "checkpoints": "audit_checkpoints",

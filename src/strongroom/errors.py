@@ -21,7 +21,9 @@ adapter's ``map_db_errors``), re-raising ``from exc`` so the cause stays inspect
     ├── UnsupportedFormat        (ValueError)         code "unsupported_format"
     ├── IntegrityError                                code "integrity_error"
     ├── PermissionDenied         (PermissionError)    code "permission_denied"
-    │   └── SelfApproval         (PermissionError)    code "self_approval"
+    │   ├── SelfApproval         (PermissionError)    code "self_approval"
+    │   ├── SignatureRequired    (PermissionError)    code "signature_required"
+    │   └── UnknownSigner        (PermissionError)    code "unknown_signer"
     ├── ApprovalRequired                              code "approval_required"
     ├── SandboxViolation                              code "sandbox_violation"
     ├── SandboxUnavailable                            code "sandbox_unavailable"
@@ -62,11 +64,13 @@ __all__ = [
     "SchemaValidationFailed",
     "SelfApproval",
     "SerializationError",
+    "SignatureRequired",
     "StaleChannel",
     "StorageIOError",
     "StrongroomError",
     "ToolFailed",
     "UnknownReference",
+    "UnknownSigner",
     "UnsupportedFormat",
     "ValidationError",
     "error_from_info",
@@ -230,6 +234,19 @@ class SelfApproval(PermissionDenied):
     code = "self_approval"
 
 
+class SignatureRequired(PermissionDenied):
+    """The vault's policy wants this act signed with a registered personal key."""
+
+    code = "signature_required"
+
+
+class UnknownSigner(PermissionDenied):
+    """The act was signed with a key that is not registered in the vault, is revoked, or
+    lacks the role the act needs."""
+
+    code = "unknown_signer"
+
+
 _BY_CODE: dict[str, type[StrongroomError]] = {
     cls.code: cls
     for cls in (
@@ -256,6 +273,8 @@ _BY_CODE: dict[str, type[StrongroomError]] = {
         StaleChannel,
         DigestDrift,
         SelfApproval,
+        SignatureRequired,
+        UnknownSigner,
     )
 }
 

@@ -38,6 +38,7 @@ from strongroom.services import (
     verify_vault,
     walk_audit,
 )
+from strongroom.services.identity import IdentityService
 from strongroom.services.registry import RegistryService
 
 _log = logging.getLogger("strongroom")
@@ -163,6 +164,11 @@ class Vault:
         self.transitions = TransitionService(metadata, self.snapshots, self.runs, self.logs)
         self.catalog = CatalogService(metadata, blobs, self.audit)
         self.registry = RegistryService(metadata, blobs, self.audit, self.catalog)
+
+    @property
+    def identity(self) -> IdentityService:
+        """The people registered in the vault with their keys (who signs governed acts)."""
+        return self.registry.identity
 
     def local_paths(self) -> list[Path]:
         """The directories on this machine that hold the vault's files (the SQLite database's

@@ -513,6 +513,7 @@ class MemoryMetadataStore(MemoryRegistryRecords):
         for moves in self._moves.values():
             records.extend(moves)
         records.extend(self._approvals.values())
+        records.extend(self._actors.values())
         records.extend(self._checkpoints.values())
         return records
 

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from strongroom.adapters._memory_audit import MemoryAuditRecords
 from strongroom.models import (
+    Actor,
+    ActSignature,
     Approval,
     ApprovalScope,
     AuditEvent,
@@ -17,6 +19,9 @@ from strongroom.models import (
     bind,
 )
 from strongroom.ports.registry import (
+    actor_exists,
+    actor_not_found,
+    actor_revoked_before,
     already_revoked,
     approval_exists,
     approval_not_found,
@@ -39,6 +44,7 @@ class MemoryRegistryRecords(MemoryAuditRecords):
         self._versions: dict[_Key, list[DefinitionVersion]] = {}
         self._moves: dict[_Key, list[ChannelMove]] = {}
         self._approvals: dict[str, Approval] = {}
+        self._actors: dict[str, Actor] = {}
 
     async def insert_definition_version(
         self, version: DefinitionVersion, *, audit: AuditEvent | None = None
@@ -145,6 +151,51 @@ class MemoryRegistryRecords(MemoryAuditRecords):
                 update={"revoked_at": at, "revoked_by": by, "revoke_reason": reason}
             )
             self._approvals[approval_id] = revoked
+            entries = self._bind(audit, [bind(revoked)])
+        await self._audit_appended(entries)
+        return revoked.model_copy(deep=True)
+
+    async def insert_actor(self, actor: Actor, *, audit: AuditEvent | None = None) -> None:
+        async with self._registry_lock:
+            if actor.key_id in self._actors:
+                raise actor_exists(actor.key_id)
+            self._actors[actor.key_id] = actor.model_copy(deep=True)
+            entries = self._bind(audit, [bind(actor)])
+        await self._audit_appended(entries)
+
+    async def get_actor(self, key_id: str) -> Actor:
+        actor = self._actors.get(key_id)
+        if actor is None:
+            raise actor_not_found(key_id)
+        return actor.model_copy(deep=True)
+
+    async def list_actors(self) -> list[Actor]:
+        ordered = sorted(self._actors.values(), key=lambda a: (a.added_at, a.key_id))
+        return [a.model_copy(deep=True) for a in ordered]
+
+    async def revoke_actor(
+        self,
+        key_id: str,
+        *,
+        at: datetime,
+        by: str | None,
+        reason: str,
+        signature: ActSignature | None,
+        audit: AuditEvent | None = None,
+    ) -> Actor:
+        async with self._registry_lock:
+            actor = await self.get_actor(key_id)
+            if actor.revoked_at is not None:
+                raise actor_revoked_before(key_id)
+            revoked = actor.model_copy(
+                update={
+                    "revoked_at": at,
+                    "revoked_by": by,
+                    "revoke_reason": reason,
+                    "revoke_signature": signature,
+                }
+            )
+            self._actors[key_id] = revoked
             entries = self._bind(audit, [bind(revoked)])
         await self._audit_appended(entries)
         return revoked.model_copy(deep=True)

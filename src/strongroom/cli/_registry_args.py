@@ -6,22 +6,27 @@ bad input identically."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from strongroom.errors import NotFound, ValidationError
+from strongroom.integrity import SigningKey, load_signing_key
 from strongroom.models import Channel, DefinitionKind, Ref
 from strongroom.vault import Vault
 
 __all__ = [
     "ActorOption",
+    "KeyOption",
     "KindOption",
     "ReasonOption",
+    "SignFlag",
     "infer_kind",
     "parse_channel",
     "parse_kind",
     "parse_ref",
+    "personal_key",
 ]
 
 ActorOption = Annotated[
@@ -30,6 +35,32 @@ ActorOption = Annotated[
         "--actor", envvar="STRONGROOM_ACTOR", help="Who does this (recorded in the audit trail)."
     ),
 ]
+KeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        help="Sign the act with this personal key (strongroom keys init); its registered "
+        "name is then the actor.",
+    ),
+]
+SignFlag = Annotated[
+    bool,
+    typer.Option(
+        "--sign",
+        help="Sign the act with your personal key ($STRONGROOM_SIGNING_KEY, else "
+        "~/.config/strongroom/signing-key.pem).",
+    ),
+]
+
+
+def personal_key(key: Path | None, sign: bool) -> SigningKey | None:
+    """The personal key an act is signed with: ``--key PATH``, the default key with
+    ``--sign``, or None (unsigned)."""
+    if key is None and not sign:
+        return None
+    return load_signing_key(key, required=True)
+
+
 KindOption = Annotated[
     str | None,
     typer.Option(

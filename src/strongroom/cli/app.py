@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from strongroom import __version__
 from strongroom.adapters import MemoryMetadataStore, SqliteMetadataStore, open_stores
 from strongroom.cli import (
+    actors,
     artifacts,
     audit,
     keys,
@@ -209,6 +210,7 @@ app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(logs.app, name="logs")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
+app.add_typer(actors.app, name="actors")
 app.add_typer(registry.app, name="registry")
 app.add_typer(tools.app, name="tools")
 app.command("run")(orchestrate.run)

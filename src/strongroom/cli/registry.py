@@ -26,10 +26,13 @@ from strongroom.cli._output import (
 )
 from strongroom.cli._registry_args import (
     ActorOption,
+    KeyOption,
     KindOption,
+    SignFlag,
     infer_kind,
     parse_kind,
     parse_ref,
+    personal_key,
 )
 from strongroom.cli.registry_review import approvals, approve, promote, revoke, rollback
 from strongroom.errors import map_os_errors
@@ -80,6 +83,8 @@ def publish(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="YAML or JSON definition files.")],
     actor: ActorOption = "local",
+    key: KeyOption = None,
+    sign: SignFlag = False,
     json_flag: JsonFlag = False,
 ) -> None:
     """Validate and publish definition files; each new version lands on the draft channel.
@@ -90,6 +95,7 @@ def publish(
     """
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
+        signer = personal_key(key, sign)
         loaded: list[tuple[DefinitionKind, Path, bytes]] = []
         for path in files:
             with map_os_errors("registry.publish", backend="local", path=str(path)):
@@ -99,7 +105,7 @@ def publish(
 
         async def work(vault: Vault) -> list[PublishResult]:
             return [
-                await vault.registry.publish(data, file_name=path.name, actor=actor)
+                await vault.registry.publish(data, file_name=path.name, actor=actor, signer=signer)
                 for _, path, data in loaded
             ]
 

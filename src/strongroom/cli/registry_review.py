@@ -14,15 +14,19 @@ from strongroom.cli._context import JsonFlag, cli_state, parse_timestamp, report
 from strongroom.cli._output import iso, plain_table, print_json, print_table, stdout_console
 from strongroom.cli._registry_args import (
     ActorOption,
+    KeyOption,
     KindOption,
     ReasonOption,
+    SignFlag,
     infer_kind,
     parse_channel,
     parse_kind,
     parse_ref,
+    personal_key,
 )
 from strongroom.errors import ValidationError
-from strongroom.models import Approval, ApprovalScope, ChannelMove
+from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ChannelMove
+from strongroom.services.identity import signature_problem
 from strongroom.services.registry import MoveResult
 from strongroom.vault import Vault
 
@@ -127,12 +131,15 @@ def approve(
     ] = None,
     kind: KindOption = None,
     actor: ActorOption = "local",
+    key: KeyOption = None,
+    sign: SignFlag = False,
     json_flag: JsonFlag = False,
 ) -> None:
     """Record an approval of a tool version, a promotion or a run (never your own
-    publication: self-approval is refused)."""
+    publication: self-approval is refused, by key when both acts are signed)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
+        signer = personal_key(key, sign)
         if sum(x is not None for x in (tool, promotion, run)) != 1:
             raise ValidationError(
                 "give exactly one of --tool ID@VERSION, --promotion ID@VERSION or --run RUN_ID",
@@ -166,7 +173,7 @@ def approve(
             else:
                 target = {"scope": "run", "run_id": run}
             return await vault.registry.approve(
-                target, actor=actor, reason=reason, expires_at=expires_at
+                target, actor=actor, reason=reason, expires_at=expires_at, signer=signer
             )
 
         approval = state.run(work)
@@ -210,7 +217,12 @@ def approvals(
                 f"--scope must be tool_version, promotion or run, got {scope!r}",
                 operation="cli.registry.approvals",
             )
-        items = state.run(lambda vault: vault.registry.approvals(scope))
+
+        async def work(vault: Vault) -> tuple[list[Approval], dict[str, Actor]]:
+            found = await vault.registry.approvals(scope)
+            return found, {a.key_id: a for a in await vault.identity.actors()}
+
+        items, actors = state.run(work)
         if state.json:
             print_json(items)
             return
@@ -219,7 +231,7 @@ def approvals(
             console.print(Text("No approvals."))
             return
         table = plain_table(
-            "APPROVAL ID", "SCOPE", "TARGET", "BY", "CREATED (UTC)", "STATUS", "REASON"
+            "APPROVAL ID", "SCOPE", "TARGET", "BY", "SIGNED", "CREATED (UTC)", "STATUS", "REASON"
         )
         for a in items:
             t = a.target
@@ -236,8 +248,22 @@ def approvals(
                 a.scope.value,
                 Text(target),
                 Text(a.actor),
+                Text(_signed(a, actors)),
                 iso(a.created_at),
                 status,
                 Text(a.reason),
             )
         print_table(console, table, flexible="REASON")
+
+
+def _signed(approval: Approval, actors: dict[str, Actor]) -> str:
+    """Who signed an approval and whether the signature stands ("unsigned" when none)."""
+    signature = approval.signature
+    if signature is None:
+        return "unsigned"
+    actor = actors.get(signature.key_id)
+    why = signature_problem(
+        "approve", approval.signed_content(), signature, actor, ActorRole.APPROVER
+    )
+    who = f"{actor.name if actor else '?'} {signature.key_id}"
+    return f"{who} (verified)" if why is None else f"{who} (NOT VERIFIED)"

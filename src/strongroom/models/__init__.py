@@ -48,6 +48,13 @@ from strongroom.models.chain import (
     stored_entry_matches,
 )
 from strongroom.models.execution import RunnerRequest, RunnerResponse, RunnerStatus
+from strongroom.models.identity import (
+    KEY_ID_PATTERN,
+    Actor,
+    ActorRole,
+    ActSignature,
+    act_payload,
+)
 from strongroom.models.logs import LEVEL_ORDER, LogEntry, LogLevel, LogLine, LogQuery, LogReference
 from strongroom.models.registry import (
     Approval,
@@ -99,9 +106,13 @@ __all__ = [
     "BINDING_TYPES",
     "DEFAULT_MEDIA_TYPES",
     "GENESIS_HASH",
+    "KEY_ID_PATTERN",
     "LEVEL_ORDER",
     "MAX_BINDINGS_PER_ENTRY",
     "TERMINAL_STATUSES",
+    "ActSignature",
+    "Actor",
+    "ActorRole",
     "Approval",
     "ApprovalScope",
     "ArtifactFormat",
@@ -171,6 +182,7 @@ __all__ = [
     "Trace",
     "VerifyProblem",
     "VerifyReport",
+    "act_payload",
     "bind",
     "bind_deleted",
     "bind_log_head",

@@ -41,6 +41,7 @@ BindingType = Literal[
     "channel_move",
     "approval",
     "checkpoint",
+    "actor",
 ]
 BINDING_TYPES: tuple[str, ...] = get_args(BindingType)
 

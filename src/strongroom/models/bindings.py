@@ -14,6 +14,7 @@ from strongroom.models._base import canonical_json
 from strongroom.models.artifacts import ArtifactMetadata
 from strongroom.models.audit import BindingType, MerkleCheckpoint, RecordBinding, record_digest
 from strongroom.models.catalog import CatalogObject, Namespace, Provider
+from strongroom.models.identity import Actor
 from strongroom.models.logs import LogEntry, LogReference
 from strongroom.models.registry import Approval, ChannelMove, DefinitionVersion
 from strongroom.models.runs import Run, SnapshotRecord
@@ -39,6 +40,7 @@ BoundRecord = (
     | ChannelMove
     | Approval
     | MerkleCheckpoint
+    | Actor
 )
 
 
@@ -66,6 +68,8 @@ def binding_id(record: BoundRecord) -> tuple[BindingType, str]:
         return "approval", record.approval_id
     if isinstance(record, MerkleCheckpoint):
         return "checkpoint", str(record.tree_size)
+    if isinstance(record, Actor):
+        return "actor", record.key_id
     raise TypeError(f"no audit binding for {type(record).__name__}")  # pragma: no cover
 
 

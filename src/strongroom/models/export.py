@@ -39,6 +39,7 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     models.DefinitionVersion,
     models.ChannelMove,
     models.Approval,
+    models.Actor,
     models.PersistenceRecord,
     models.RunnerRequest,
     models.RunnerResponse,

@@ -12,6 +12,8 @@ check-then-set in the caller:
   points at ``move.from_digest`` (None: unset), and appends the move to the history in the
   same transaction.
 - ``revoke_approval`` applies only to an approval not yet revoked.
+- ``insert_actor`` relies on the key id being the primary key; ``revoke_actor`` applies only
+  to a key not yet revoked.
 
 Every record store implements this port next to `MetadataStore` (memory, SQL). Each write
 takes ``audit`` and binds what it wrote into the audit chain in the same transaction, as
@@ -25,6 +27,8 @@ from datetime import datetime
 
 from strongroom.errors import Conflict, LabelConflict, NotFound, StaleChannel, ValidationError
 from strongroom.models import (
+    Actor,
+    ActSignature,
     Approval,
     ApprovalScope,
     AuditEvent,
@@ -36,6 +40,9 @@ from strongroom.models import (
 
 __all__ = [
     "RegistryRecords",
+    "actor_exists",
+    "actor_not_found",
+    "actor_revoked_before",
     "already_revoked",
     "approval_exists",
     "approval_not_found",
@@ -120,6 +127,34 @@ class RegistryRecords(ABC):
         """Mark the approval revoked and return it; `NotFound`, or `Conflict` (reason
         ``already_revoked``) if it was revoked before."""
 
+    # -- actors (people's keys) ----------------------------------------------------------------
+
+    @abstractmethod
+    async def insert_actor(self, actor: Actor, *, audit: AuditEvent | None = None) -> None:
+        """Register a key. `Conflict` (reason ``actor_exists``) if the key id is registered."""
+
+    @abstractmethod
+    async def get_actor(self, key_id: str) -> Actor:
+        """`NotFound` if the key id was never registered."""
+
+    @abstractmethod
+    async def list_actors(self) -> list[Actor]:
+        """Every registered key, oldest first, revoked ones included."""
+
+    @abstractmethod
+    async def revoke_actor(
+        self,
+        key_id: str,
+        *,
+        at: datetime,
+        by: str | None,
+        reason: str,
+        signature: ActSignature | None,
+        audit: AuditEvent | None = None,
+    ) -> Actor:
+        """Mark the key revoked from ``at`` on and return it; `NotFound`, or `Conflict`
+        (reason ``actor_revoked``) if it was revoked before."""
+
 
 # -- the port's errors, built once for every adapter ---------------------------------------------
 
@@ -195,4 +230,30 @@ def already_revoked(approval_id: str) -> Conflict:
         operation="revoke_approval",
         approval_id=approval_id,
         reason="already_revoked",
+    )
+
+
+def actor_exists(key_id: str) -> Conflict:
+    return Conflict(
+        f"key {key_id} is already registered",
+        operation="insert_actor",
+        reason="actor_exists",
+        key_id=key_id,
+    )
+
+
+def actor_not_found(key_id: str) -> NotFound:
+    return NotFound(
+        f"no actor with key {key_id} is registered in this vault (strongroom actors list)",
+        operation="get_actor",
+        key_id=key_id,
+    )
+
+
+def actor_revoked_before(key_id: str) -> Conflict:
+    return Conflict(
+        f"key {key_id} was already revoked",
+        operation="revoke_actor",
+        reason="actor_revoked",
+        key_id=key_id,
     )

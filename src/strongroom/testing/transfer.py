@@ -5,7 +5,8 @@
   MiB, streamed), log lines (one redacted), sealed logs, catalog providers / namespaces /
   objects (one deleted), an unreferenced blob, registry records (through `vault.registry`:
   two published versions of a sandbox policy, promotions and a rollback, an approved
-  production promotion and a revoked run approval), and audit checkpoints when the vault's
+  production promotion and a revoked run approval; actors: a root admin, a reviewer who signs
+  the approval, a revoked key), and audit checkpoints when the vault's
   ``checkpoint_interval`` is small.
 - `snapshot_vault`: every record of every kind (canonical JSON) and every blob's re-hashed
   digest and size, as one dict: two vaults hold the same data iff their snapshots are equal.
@@ -22,9 +23,12 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
+from strongroom.integrity import SigningKey
 from strongroom.models import (
+    ActorRole,
     Channel,
     DefinitionKind,
     PromotionTarget,
@@ -199,11 +203,30 @@ async def populate_vault(
     return ids
 
 
+def _key(name: str) -> SigningKey:
+    """A test key derived from ``name`` (the same in every vault and run)."""
+    seed = hashlib.sha256(f"strongroom-testing-{name}".encode()).digest()
+    return SigningKey(Ed25519PrivateKey.from_private_bytes(seed))
+
+
+_ROOT = _key("root")
+
+
 async def _populate_registry(vault: Vault, tag: str, run_id: str, ids: dict[str, Any]) -> None:
     """Registry records through the registry service (so each move is audited, as verify
     expects): two published versions (blobs, draft moves), promotions and a rollback on
     staging, an approved production promotion, and a revoked run approval."""
     registry = vault.registry
+    # People: the root admin (the same key in every vault these helpers fill), a reviewer
+    # who signs the production approval and a key revoked since (both per tag).
+    if not await vault.identity.actors():
+        await vault.identity.add("root", _ROOT.public_key_hex, [ActorRole.ADMIN])
+    reviewer, gone = _key(f"reviewer-{tag}"), _key(f"gone-{tag}")
+    await vault.identity.add(
+        f"reviewer-{tag}", reviewer.public_key_hex, [ActorRole.APPROVER], signer=_ROOT
+    )
+    await vault.identity.add(f"gone-{tag}", gone.public_key_hex, [ActorRole.APPROVER], signer=_ROOT)
+    await vault.identity.revoke(gone.key_id, reason="left", signer=_ROOT)
     policy = f"policy-{tag}"
     published = []
     for version, memory_mb in (("1.0.0", 256), ("1.1.0", 512)):
@@ -238,6 +261,7 @@ async def _populate_registry(vault: Vault, tag: str, run_id: str, ids: dict[str,
         ),
         actor="reviewer",
         reason="looks good",
+        signer=reviewer,
     )
     await registry.promote(
         kind,

@@ -9,6 +9,7 @@ class TestSqliteLocal(VaultTests):
 from __future__ import annotations
 
 from strongroom.testing._artifacts import ArtifactTests
+from strongroom.testing._identity import IdentityTests
 from strongroom.testing._logs import AuditTests, CatalogTests, LogTests
 from strongroom.testing._registry import RegistryStoreTests
 from strongroom.testing._registry_service import RegistryServiceTests
@@ -31,5 +32,6 @@ class VaultTests(
     RegistryStoreTests,
     RegistryServiceTests,
     VerifyTests,
+    IdentityTests,
 ):
     """Every behaviour a vault promises, independent of its backends."""

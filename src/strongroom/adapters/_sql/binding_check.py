@@ -37,6 +37,7 @@ from strongroom.adapters._sql.audit import AuditRecords
 from strongroom.adapters._sql.base import PAGE_SIZE, AnyRow
 from strongroom.adapters._sql.registry import definition_subject
 from strongroom.adapters._sql.registry_tables import (
+    actors_table,
     approvals_table,
     channel_moves_table,
     definition_versions_table,
@@ -54,6 +55,7 @@ from strongroom.adapters._sql.tables import (
     snapshots_table,
 )
 from strongroom.models import (
+    Actor,
     Approval,
     ArtifactMetadata,
     BindingType,
@@ -211,6 +213,7 @@ BOUND: tuple[Bound, ...] = (
     _simple("provider", providers_table, Provider, "provider_id"),
     _simple("namespace", namespaces_table, Namespace, "namespace_id"),
     _simple("approval", approvals_table, Approval, "approval_id"),
+    _simple("actor", actors_table, Actor, "key_id"),
 )
 
 _b = audit_bindings_table.c

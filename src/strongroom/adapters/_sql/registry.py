@@ -58,7 +58,7 @@ from strongroom.ports.registry import (
     version_not_found,
 )
 
-__all__ = ["RegistryRecordsSql", "definition_subject"]
+__all__ = ["RegistryRecordsSql", "definition_subject", "insert_or_skip"]
 
 _dv = definition_versions_table.c
 _cp = channel_pointers_table.c
@@ -116,7 +116,7 @@ def definition_subject(kind: str, definition_id: str, version: str) -> str:
     return f"{kind}/{definition_id}@{version}"
 
 
-def _insert_or_skip(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+def insert_or_skip(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING on any unique key (no conflict target); True if the
     row was inserted (RETURNING, not rowcount, which drivers report unevenly here)."""
     dialect = conn.dialect.name
@@ -167,7 +167,7 @@ class RegistryRecordsSql(AuditRecords):
         key = {"kind": version.kind.value, "definition_id": version.definition_id}
 
         def op(conn: Connection) -> None:
-            if _insert_or_skip(conn, definition_versions_table, values):
+            if insert_or_skip(conn, definition_versions_table, values):
                 return
             # Lost to an existing row: name the key it holds (the label is checked first).
             taken = conn.execute(_VERSION_BY_LABEL, {**key, "version": version.version}).first()
@@ -264,7 +264,7 @@ class RegistryRecordsSql(AuditRecords):
                 raise version_not_found(move.kind, move.definition_id, f"sha256:{move.to_digest}")
             if move.from_digest is None:
                 values = {**pointer, "digest": move.to_digest, "move_id": move.move_id}
-                moved = _insert_or_skip(conn, channel_pointers_table, values)
+                moved = insert_or_skip(conn, channel_pointers_table, values)
             else:
                 moved = (
                     conn.execute(
@@ -313,7 +313,7 @@ class RegistryRecordsSql(AuditRecords):
         }
 
         def op(conn: Connection) -> None:
-            if not _insert_or_skip(conn, approvals_table, values):
+            if not insert_or_skip(conn, approvals_table, values):
                 raise approval_exists(approval.approval_id)
 
         await self._write_bound(

@@ -10,6 +10,8 @@ columns are copies kept for keys, filtering and sorting).
   appends the move to ``channel_moves``).
 - ``channel_moves``: the history, read in ``(at, move_id)`` order.
 - ``approvals``: listed by ``(created_at, approval_id)``, optionally of one scope.
+- ``actors``: the people's keys, one row per key (``key_id``), listed by ``(added_at,
+  key_id)``; revoking rewrites the row's body (like an approval's).
 
 Importing `tables` imports this module, so ``metadata`` always holds these tables.
 """
@@ -30,6 +32,7 @@ from sqlalchemy import (
 from strongroom.adapters._sql.tables import _DIGEST, _ID, _NAME, UtcTimestamp, _key, metadata
 
 __all__ = [
+    "actors_table",
     "approvals_table",
     "channel_moves_table",
     "channel_pointers_table",
@@ -93,4 +96,17 @@ approvals_table = Table(
     Column("body", Text(), nullable=False),
     Index("ix_approvals_scope_created_at", "scope", "created_at", "approval_id"),
     Index("ix_approvals_created_at", "created_at", "approval_id"),
+)
+
+
+actors_table = Table(
+    "actors",
+    metadata,
+    Column("key_id", _key(16), nullable=False),
+    Column("name", String(_NAME), nullable=False),
+    Column("added_at", UtcTimestamp(), nullable=False),
+    Column("body", Text(), nullable=False),
+    PrimaryKeyConstraint("key_id", name="pk_actors"),
+    Index("ix_actors_added_at", "added_at", "key_id"),
+    Index("ix_actors_name", "name", "key_id"),
 )

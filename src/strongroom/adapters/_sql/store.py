@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from strongroom.adapters._sql.actors import ActorRecordsSql
 from strongroom.adapters._sql.base import Operation
 from strongroom.adapters._sql.catalog import CatalogRecords
 from strongroom.adapters._sql.logs import LogRecords
@@ -27,7 +28,9 @@ from strongroom.ports.metadata import transition_run_id
 __all__ = ["SqlMetadataStore"]
 
 
-class SqlMetadataStore(RunRecords, LogRecords, CatalogRecords, RegistryRecordsSql, RecordChecks):
+class SqlMetadataStore(
+    RunRecords, LogRecords, CatalogRecords, RegistryRecordsSql, ActorRecordsSql, RecordChecks
+):
     """`MetadataStore` on SQLAlchemy Core. Subclasses supply the engine and the transaction
     discipline (`_create_engine`, optionally `_prepare` and `_run_transaction`).
 

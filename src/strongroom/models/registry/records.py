@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from strongroom.ids import ActorName, Digest, EntityId, FileName, SafeName
 from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models.identity import ActSignature
 from strongroom.models.registry._common import (
     ApprovalScope,
     Channel,
@@ -18,6 +19,12 @@ from strongroom.models.registry._common import (
     PersistenceSubject,
     VersionLabel,
 )
+
+
+def _absent(value: object) -> bool:
+    """Left out of a record's JSON when None, so records written before signatures existed
+    keep their digest."""
+    return value is None
 
 
 class DefinitionVersion(Record):
@@ -32,6 +39,16 @@ class DefinitionVersion(Record):
     published_at: UtcDatetime = Field(default_factory=utcnow)
     publisher: ActorName
     source_file: FileName | None = None
+    signature: ActSignature | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The publisher's signature over the publication (None: unsigned, the "
+        "publisher is who the system saw: the OS user or the database role).",
+    )
+
+    def signed_content(self) -> dict[str, Any]:
+        """What the publisher signs: the version as published."""
+        return self.model_dump(mode="json", exclude={"signature"})
 
 
 class ChannelMove(Record):
@@ -88,6 +105,18 @@ class Approval(Record):
     revoked_at: UtcDatetime | None = None
     revoked_by: ActorName | None = None
     revoke_reason: Annotated[str, Field(max_length=1000)] | None = None
+    signature: ActSignature | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The approver's signature over the approval (None: unsigned, the actor "
+        "is who the system saw: the OS user or the database role).",
+    )
+
+    def signed_content(self) -> dict[str, Any]:
+        """What the approver signs: the approval as made (not its later revocation)."""
+        return self.model_dump(
+            mode="json", exclude={"signature", "revoked_at", "revoked_by", "revoke_reason"}
+        )
 
     @property
     def scope(self) -> ApprovalScope:

@@ -13,7 +13,7 @@ DIR`` reads. Format ``strongroom-bundle``, version 1::
 **Records.** ``<kind>`` is one of `RECORD_KINDS`, listed here in import order (a record only
 refers to kinds above it): ``providers``, ``namespaces``, ``runs``, ``snapshots``,
 ``artifacts``, ``log_entries``, ``log_references``, ``objects`` (catalog objects),
-``definition_versions``, ``channel_moves``, ``approvals`` (the registry's records),
+``definition_versions``, ``channel_moves``, ``actors``, ``approvals`` (the registry's records),
 ``audit_entries``, ``checkpoints`` (audit Merkle checkpoints). Each line is the canonical JSON
 (keys sorted, no whitespace, UTF-8) of one record exactly as `strongroom.models` dumps it
 (``model_dump(mode="json")``; JSON Schemas in ``schemas/``), copied verbatim from the source

@@ -18,6 +18,7 @@ import pydantic
 from strongroom._fs import fsync_dir
 from strongroom.errors import NotFound, SerializationError, UnsupportedFormat, map_os_errors
 from strongroom.models import (
+    Actor,
     Approval,
     ArtifactMetadata,
     AuditEntry,
@@ -109,6 +110,7 @@ RECORD_KINDS: tuple[RecordKind, ...] = (
         optional=True,
     ),
     RecordKind("channel_moves", ChannelMove, "channel move", lambda r: r.move_id, optional=True),
+    RecordKind("actors", Actor, "actor", lambda r: r.key_id, optional=True),
     RecordKind("approvals", Approval, "approval", lambda r: r.approval_id, optional=True),
     RecordKind("audit_entries", AuditEntry, "audit entry", lambda r: f"#{r.seq}"),
     RecordKind("checkpoints", MerkleCheckpoint, "audit checkpoint", lambda r: f"@{r.tree_size}"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -11,15 +12,20 @@ from strongroom.errors import (
     ApprovalRequired,
     NotFound,
     SelfApproval,
+    SignatureRequired,
     ValidationError,
 )
 from strongroom.ids import new_id
+from strongroom.integrity import SigningKey
 from strongroom.models import (
+    ActorRole,
+    ActSignature,
     Approval,
     ApprovalScope,
     AuditEvent,
     Channel,
     DefinitionVersion,
+    GovernanceLevel,
     PromotionTarget,
     Ref,
     RunTarget,
@@ -27,9 +33,29 @@ from strongroom.models import (
     utcnow,
 )
 from strongroom.services._common import parse
+from strongroom.services.identity import sign_act
 from strongroom.services.registry._reader import ApprovalTarget, RegistryReader
 
 __all__ = ["RegistryApprovals"]
+
+
+def _same_person(
+    actor: str,
+    signature: ActSignature | None,
+    publishers: Iterable[tuple[str, ActSignature | None]],
+) -> bool:
+    """Whether the approver (``actor``, signed with ``signature`` or not) is one of the
+    ``publishers`` (name, signature). Keys decide where there are keys: a signed approval
+    is the publisher's when the same key signed the publication, whatever the names; an
+    unsigned side falls back to comparing names (refusing, never letting through, when a
+    name matches)."""
+    for name, published in publishers:
+        if signature is not None and published is not None:
+            if signature.key_id == published.key_id:
+                return True
+        elif name == actor:
+            return True
+    return False
 
 
 class RegistryApprovals(RegistryReader):
@@ -65,7 +91,9 @@ class RegistryApprovals(RegistryReader):
         for approval in reversed(candidates):
             if approval.target != wanted or not approval.is_active(now):
                 continue
-            if approval.actor == target.publisher and not self.policy.allow_self_approval:
+            if not self.policy.allow_self_approval and _same_person(
+                approval.actor, approval.signature, [(target.publisher, target.signature)]
+            ):
                 continue
             return approval
         why = (
@@ -90,11 +118,26 @@ class RegistryApprovals(RegistryReader):
         actor: str = "local",
         reason: str,
         expires_at: datetime | None = None,
+        signer: SigningKey | None = None,
     ) -> Approval:
         """Record an approval: of a tool version (before an A2+ tool may execute), of one
         promotion (kind, id, digest, channel), or of one run. The target must exist
         (`NotFound`). The publisher of the approved version may not approve it
-        (`SelfApproval`) unless the policy allows it. Audited as ``registry.approved``."""
+        (`SelfApproval`) unless the policy allows it: when both are signed, "the publisher"
+        means the publisher's key, whatever names either uses. Audited as
+        ``registry.approved``.
+
+        ``signer``: the approver's personal key, registered with the ``approver`` role
+        (`UnknownSigner` otherwise); the approval then carries the approver's signature over
+        what it approves and ``actor`` is the key's registered name. Under
+        `RegistryPolicy.require_signed_approvals` an approval of an A2+ tool version or of a
+        production promotion that needs one is refused unsigned (`SignatureRequired`);
+        otherwise it is accepted and its audit entry says the policy allowed it unsigned."""
+        operation = "registry.approve"
+        if signer is not None:
+            actor = (
+                await self.identity.signer(signer, ActorRole.APPROVER, operation=operation)
+            ).name
         approval = parse(
             Approval,
             {
@@ -104,22 +147,42 @@ class RegistryApprovals(RegistryReader):
                 "reason": reason,
                 "expires_at": expires_at,
             },
-            operation="registry.approve",
+            operation=operation,
         )
         if approval.expires_at is not None and approval.expires_at <= approval.created_at:
             raise ValidationError(
                 "an approval cannot expire before it is made",
-                operation="registry.approve",
+                operation=operation,
                 errors=[{"path": "expires_at", "message": "must be in the future"}],
             )
-        publishers = await self._publishers(approval.target)
-        if actor in publishers and not self.policy.allow_self_approval:
+        published = await self._published(approval.target)
+        if signer is not None:
+            approval = approval.model_copy(
+                update={"signature": sign_act("approve", approval.signed_content(), signer)}
+            )
+        if not self.policy.allow_self_approval and _same_person(
+            actor, approval.signature, [(v.publisher, v.signature) for v in published]
+        ):
             raise SelfApproval(
-                f"{actor} published what they are approving; another actor must approve it",
-                operation="registry.approve",
+                f"{actor} published what they are approving"
+                + (" (with the same key)" if signer is not None else "")
+                + "; another actor must approve it",
+                operation=operation,
                 actor=actor,
                 scope=approval.scope.value,
             )
+        details = approval.model_dump(mode="json")
+        if signer is None and await self._wants_signature(approval.target, published):
+            if self.policy.require_signed_approvals:
+                raise SignatureRequired(
+                    f"this vault's policy wants an approval of this {approval.scope.value} "
+                    "signed with a registered personal key: create one (`strongroom keys "
+                    "init`), have an admin register it (`strongroom actors add NAME "
+                    "--public-key FILE --role approver`), and approve with `--key PATH`",
+                    operation=operation,
+                    scope=approval.scope.value,
+                )
+            details["unsigned_allowed_by_policy"] = True
         await self.records.insert_approval(
             approval,
             audit=AuditEvent(
@@ -127,12 +190,29 @@ class RegistryApprovals(RegistryReader):
                 actor=actor,
                 subject_type="approval",
                 subject_id=approval.approval_id,
-                details=approval.model_dump(mode="json"),
+                details=details,
             ),
         )
         return approval
 
-    async def _publishers(self, target: ApprovalTarget) -> set[str]:
+    async def _wants_signature(
+        self, target: ApprovalTarget, published: builtins.list[DefinitionVersion]
+    ) -> bool:
+        """Whether `RegistryPolicy.require_signed_approvals` covers an approval of
+        ``target``: a tool version at A2 or above, or a promotion to production that needs
+        an approval."""
+        if isinstance(target, ToolVersionTarget):
+            levels = [await self.governance_level(v) for v in published]
+            return any(
+                level is not None and level.rank >= GovernanceLevel.A2.rank for level in levels
+            )
+        if isinstance(target, PromotionTarget):
+            return any([await self._needs_approval(v, target.channel) for v in published])
+        return False
+
+    async def _published(self, target: ApprovalTarget) -> builtins.list[DefinitionVersion]:
+        """The published versions an approval of ``target`` is about (none for a run; the
+        run must exist)."""
         if isinstance(target, ToolVersionTarget):
             ref = (
                 Ref(target.tool_id, digest=target.digest)
@@ -149,14 +229,15 @@ class RegistryApprovals(RegistryReader):
                     tool_id=target.tool_id,
                     version=target.version,
                 )
-            return {v.publisher for v, _ in matches}
+            return [v for v, _ in matches]
         if isinstance(target, PromotionTarget):
-            version = await self.records.get_definition_version(
-                target.kind, target.definition_id, digest=target.digest
-            )
-            return {version.publisher}
+            return [
+                await self.records.get_definition_version(
+                    target.kind, target.definition_id, digest=target.digest
+                )
+            ]
         await self._metadata.get_run(target.run_id)
-        return set()
+        return []
 
     async def revoke(self, approval_id: str, *, actor: str = "local", reason: str) -> Approval:
         """Revoke an approval (`NotFound`; `Conflict` if already revoked). Audited as

@@ -38,6 +38,7 @@ from strongroom.registry import (
 )
 from strongroom.services.audit import AuditService
 from strongroom.services.catalog import CatalogService
+from strongroom.services.identity import IdentityService
 from strongroom.services.registry._results import (
     DefinitionSummary,
     RegistryHistory,
@@ -80,6 +81,11 @@ class RegistryReader:
                 backend=self._metadata.backend,
             )
         return self._metadata
+
+    @property
+    def identity(self) -> IdentityService:
+        """The registered actors and their keys (who signs governed acts)."""
+        return IdentityService(self.records)
 
     # -- reading ----------------------------------------------------------------------------
 

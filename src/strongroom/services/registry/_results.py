@@ -34,11 +34,18 @@ class RegistryPolicy:
     threshold (it confines every tool that names it). Project configs never need one.
 
     ``allow_self_approval``: may the publisher of a version approve it (its tools, its
-    promotion)? False by default: `SelfApproval`.
+    promotion)? False by default: `SelfApproval`. Signed on both sides, the publisher is the
+    publisher's key, whatever names are used.
+
+    ``require_signed_approvals``: an approval of a tool version at A2 or above, or of a
+    production promotion that needs one, must be signed with a registered personal key
+    (`SignatureRequired` otherwise); when False such an unsigned approval is accepted and
+    its audit entry records that the policy allowed it.
     """
 
     production_approval_level: GovernanceLevel | None = GovernanceLevel.A2
     allow_self_approval: bool = False
+    require_signed_approvals: bool = False
 
 
 class PublishResult(BaseModel):

@@ -25,7 +25,9 @@ from strongroom.errors import (
     StaleChannel,
 )
 from strongroom.ids import check_file_name, new_id
+from strongroom.integrity import SigningKey
 from strongroom.models import (
+    ActorRole,
     Approval,
     AuditEvent,
     Channel,
@@ -46,6 +48,7 @@ from strongroom.registry import (
     load_definition,
     object_path,
 )
+from strongroom.services.identity import sign_act
 from strongroom.services.registry._approvals import RegistryApprovals
 from strongroom.services.registry._reader import ApprovalTarget, ToolIndex
 from strongroom.services.registry._results import (
@@ -104,7 +107,14 @@ class RegistryService(RegistryApprovals):
 
     # -- publish ----------------------------------------------------------------------------
 
-    async def publish(self, data: bytes, *, file_name: str, actor: str = "local") -> PublishResult:
+    async def publish(
+        self,
+        data: bytes,
+        *,
+        file_name: str,
+        actor: str = "local",
+        signer: SigningKey | None = None,
+    ) -> PublishResult:
         """Validate, canonicalise and store one definition file (YAML or JSON).
 
         Identical content already published: returns that version with ``created=False``
@@ -114,8 +124,18 @@ class RegistryService(RegistryApprovals):
         anything is written (`SerializationError`, `ValidationError` with
         ``details.errors``, `InvalidContract`, `DependencyCycle`, `UnknownReference`,
         `LabelConflict`, `Conflict` for a tool owned by another manifest).
+
+        ``signer``: the publisher's personal key (registered with the ``publisher`` role,
+        `UnknownSigner` otherwise): the version then carries the publisher's signature and
+        ``actor`` is the key's registered name, whatever was passed.
         """
         records = self.records
+        if signer is not None:
+            actor = (
+                await self.identity.signer(
+                    signer, ActorRole.PUBLISHER, operation="registry.publish"
+                )
+            ).name
         defn = load_definition(data, file_name=file_name)
         kind, ident, label = defn.KIND, defn.definition_id, defn.version
         body = canonical_bytes(defn)
@@ -159,6 +179,10 @@ class RegistryService(RegistryApprovals):
             publisher=actor,
             source_file=_safe_file_name(file_name),
         )
+        if signer is not None:
+            version = version.model_copy(
+                update={"signature": sign_act("publish", version.signed_content(), signer)}
+            )
         try:
             await records.insert_definition_version(
                 version,

@@ -4,7 +4,10 @@
 - every channel move matches the ``move_digest`` its audit entry recorded (so an edited
   history row is caught), has an audit entry at all, and follows the previous move of its
   channel (``from_digest`` = the previous ``to_digest``); an audited move missing from the
-  history (a deleted row) is reported too.
+  history (a deleted row) is reported too;
+- every signed act (a publication, an approval, an actor's registration or revocation) carries
+  a signature that verifies with its key, by a key that was registered, active and held the
+  act's role when it signed (`strongroom.services.identity`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from strongroom.errors import IntegrityError, NotFound, StrongroomError
-from strongroom.models import AuditEntry, ChannelMove, VerifyProblem
+from strongroom.models import ActorRole, AuditEntry, ChannelMove, VerifyProblem
 from strongroom.ports import BlobStore, RegistryRecords
 from strongroom.ports.metadata import ChainRow
 from strongroom.services.audit import AuditService
+from strongroom.services.identity import IdentityService, signature_problem
 from strongroom.services.registry._service import move_digest
 
 __all__ = ["MOVE_EVENTS", "collect_move", "verify_registry"]
@@ -45,6 +49,41 @@ async def verify_registry(
     audit chain is walked here."""
     problems: list[VerifyProblem] = []
     checked = {"definition_versions": 0, "channel_moves": 0}
+    actors = await records.list_actors()
+    by_key = {actor.key_id: actor for actor in actors}
+    checked["actors"] = len(actors)
+    checked["signed_acts"] = 0
+    for actor, wrong in await IdentityService(records).check_registry(actors):
+        problems.append(
+            VerifyProblem(
+                kind="actor",
+                code="integrity_error",
+                subject=actor.key_id,
+                message=f"actor {actor.name} (key {actor.key_id}): {wrong}",
+                details={"reason": "bad_signature"},
+            )
+        )
+    for approval in await records.list_approvals():
+        if approval.signature is None:
+            continue
+        checked["signed_acts"] += 1
+        why: str | None = signature_problem(
+            "approve",
+            approval.signed_content(),
+            approval.signature,
+            by_key.get(approval.signature.key_id),
+            ActorRole.APPROVER,
+        )
+        if why is not None:
+            problems.append(
+                VerifyProblem(
+                    kind="approval",
+                    code="integrity_error",
+                    subject=approval.approval_id,
+                    message=f"approval {approval.approval_id} by {approval.actor}: {why}",
+                    details={"reason": "bad_signature", "key_id": approval.signature.key_id},
+                )
+            )
 
     later: dict[str, tuple[str, int]] = {}
     # By the rows' own keys: a forged seq inside a body cannot send the walk back.
@@ -61,6 +100,25 @@ async def verify_registry(
         for version in await records.list_definition_versions(kind, ident):
             checked["definition_versions"] += 1
             subject = f"{kind.value}/{ident}@{version.version}"
+            if version.signature is not None:
+                checked["signed_acts"] += 1
+                why = signature_problem(
+                    "publish",
+                    version.signed_content(),
+                    version.signature,
+                    by_key.get(version.signature.key_id),
+                    ActorRole.PUBLISHER,
+                )
+                if why is not None:
+                    problems.append(
+                        _problem(
+                            subject,
+                            "integrity_error",
+                            f"{subject} published by {version.publisher}: {why}",
+                            reason="bad_signature",
+                            key_id=version.signature.key_id,
+                        )
+                    )
             size = verified.get(version.digest) if verified is not None else None
             if size is None:
                 try:

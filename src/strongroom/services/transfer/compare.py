@@ -39,7 +39,8 @@ def updatable(kind: RecordKind, record: Any, old: Any, *, descendant: bool) -> b
     """Whether the target's ``old`` is an earlier state of the source's ``record``, rather
     than a different record: the only mutable records are runs (with a row version that
     only grows), log references (until sealed), audited catalog entries (``descendant``:
-    `target_is_earlier_copy`) and approvals (revoked since: the one change they allow)."""
+    `target_is_earlier_copy`), approvals and actors (revoked since: the one change they
+    allow)."""
     if kind.name == "runs":
         return bool(record.version > old.version)
     if kind.name == "log_references":
@@ -52,10 +53,17 @@ def updatable(kind: RecordKind, record: Any, old: Any, *, descendant: bool) -> b
             and record.revoked_at is not None
             and set(differing_fields(record, old)) <= _REVOCATION
         )
+    if kind.name == "actors":
+        return (
+            old.revoked_at is None
+            and record.revoked_at is not None
+            and set(differing_fields(record, old)) <= _ACTOR_REVOCATION
+        )
     return False
 
 
 _REVOCATION = frozenset({"revoked_at", "revoked_by", "revoke_reason"})
+_ACTOR_REVOCATION = _REVOCATION | {"revoke_signature"}
 
 
 def conflict(

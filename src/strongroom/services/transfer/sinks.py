@@ -108,6 +108,7 @@ class VaultSink(Sink):
             or await store.list_checkpoints()
             or await store.list_definitions()
             or await store.list_approvals()
+            or await store.list_actors()
         )
 
     async def conflict_hint(self) -> str:
@@ -186,6 +187,8 @@ class VaultSink(Sink):
             return [await self._move_present(kind, move) for move in batch]
         if name == "approvals":
             return [await _maybe(store.get_approval(r.approval_id)) for r in batch]
+        if name == "actors":
+            return [await _maybe(store.get_actor(r.key_id)) for r in batch]
         if name == "audit_entries":
             low, high = batch[0].seq, batch[-1].seq
             audit = await store.read_audit_entries(after_seq=low - 1, limit=high - low + 1)
@@ -306,6 +309,9 @@ class VaultSink(Sink):
         elif name == "approvals":
             for r in new:
                 await store.insert_approval(r)  # stored as is, revoked state included
+        elif name == "actors":
+            for r in new:
+                await store.insert_actor(r)  # stored as is, revoked state included
         elif name == "audit_entries":
             await store.append_audit_entries(new)
         elif name == "checkpoints":
@@ -334,6 +340,14 @@ class VaultSink(Sink):
                     at=new.revoked_at,
                     by=new.revoked_by,
                     reason=new.revoke_reason,
+                )
+            elif kind.name == "actors":
+                await store.revoke_actor(
+                    new.key_id,
+                    at=new.revoked_at,
+                    by=new.revoked_by,
+                    reason=new.revoke_reason,
+                    signature=new.revoke_signature,
                 )
             else:  # pragma: no cover - compare.updatable decides
                 raise AssertionError(kind.name)

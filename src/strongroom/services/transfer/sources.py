@@ -115,6 +115,10 @@ async def iter_vault_records(vault: Vault, kind: RecordKind) -> AsyncIterator[li
         approvals = await store.list_approvals()
         for start in range(0, len(approvals), _BATCH):
             yield approvals[start : start + _BATCH]
+    elif name == "actors":
+        actors = await store.list_actors()
+        for start in range(0, len(actors), _BATCH):
+            yield actors[start : start + _BATCH]
     elif name == "audit_entries":
         seq = 0
         while True:

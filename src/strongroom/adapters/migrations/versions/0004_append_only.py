@@ -79,8 +79,8 @@ tables, and owns nothing, so it can neither drop nor disable a trigger::
     GRANT SELECT, INSERT ON audit_entries, audit_bindings, audit_checkpoints, log_entries,
         snapshots, artifacts, artifact_tags TO strongroom_app;
     GRANT SELECT, INSERT, UPDATE, DELETE ON runs, log_refs, providers, namespaces,
-        catalog_objects, definition_versions, channel_pointers, channel_moves, approvals
-        TO strongroom_app;
+        catalog_objects, definition_versions, channel_pointers, channel_moves, approvals,
+        actors TO strongroom_app;
     ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT ON TABLES TO strongroom_app;
 
 The application then connects as ``strongroom_app``; it is not a member of

@@ -1,0 +1,132 @@
+"""`strongroom actors ...` and signed registry acts from the command line, on a real embedded
+vault: register people from their `keys init` public keys, publish and approve with --key,
+self-approval refused by key whatever --actor says, the signer shown and verified in
+`registry approvals`, revocation, and clear one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner, Result
+
+from strongroom.cli import app
+from strongroom.testing._registry_service import manifest
+
+
+class Cli:
+    def __init__(self, tmp_path: Path) -> None:
+        self.runner = CliRunner(
+            env={
+                "STRONGROOM_URL": None,
+                "STRONGROOM_ACTOR": None,
+                "STRONGROOM_SIGNING_KEY": None,
+                "COLUMNS": "200",
+                "NO_COLOR": "1",
+            }
+        )
+        self.vault = tmp_path / "vault"
+        self.tmp = tmp_path
+
+    def __call__(self, *args: str) -> Result:
+        return self.runner.invoke(app, ["--vault", str(self.vault), *args])
+
+    def ok(self, *args: str) -> Result:
+        result = self(*args)
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok("--json", *args).stdout)
+
+    def error(self, *args: str) -> dict[str, Any]:
+        result = self("--json", *args)
+        document = json.loads(result.stdout)
+        assert set(document) == {"error"}, document
+        assert result.exit_code != 0
+        plain = self(*args)
+        assert plain.exit_code == result.exit_code
+        assert "Traceback" not in plain.output
+        assert len(plain.stderr.strip().splitlines()) == 1, plain.stderr
+        return dict(document["error"])
+
+    def key(self, name: str) -> tuple[str, str]:
+        """A new personal key: (private key path, public key path)."""
+        info = self.json("keys", "init", "--path", str(self.tmp / f"{name}.pem"))
+        return str(info["path"]), str(info["public_key_path"])
+
+
+def test_people_sign_and_four_eyes_hold_by_key(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    root, root_pub = cli.key("root")
+    alice, alice_pub = cli.key("alice")
+    bob, bob_pub = cli.key("bob")
+    first = cli.json("actors", "add", "root", "--public-key", root_pub, "--role", "admin")
+    assert first["added_by"] is None
+    # Everyone after the first admin is registered by an admin's signature.
+    assert cli.error("actors", "add", "alice", "--public-key", alice_pub, "--role", "publisher")[
+        "code"
+    ] == ("permission_denied")
+    cli.ok(
+        "actors", "add", "alice", "--public-key", alice_pub, "--role", "publisher",
+        "--role", "approver", "--key", root,
+    )  # fmt: skip
+    cli.ok("actors", "add", "bob", "--public-key", bob_pub, "--role", "approver", "--key", root)
+    listed = cli.json("actors", "list")
+    assert [a["name"] for a in listed] == ["root", "alice", "bob"]
+
+    tool = tmp_path / "tools.json"
+    tool.write_bytes(manifest(level="A2"))
+    published = cli.json("registry", "publish", str(tool), "--key", alice)
+    assert published[0]["version"]["publisher"] == "alice"
+    assert published[0]["version"]["signature"]["key_id"] == listed[1]["key_id"]
+
+    # alice's key cannot approve alice's tool, whatever name it gives.
+    refused = cli.error(
+        "registry", "approve", "--tool", "echo@1.0.0", "--reason", "ok",
+        "--actor", "reviewer", "--key", alice,
+    )  # fmt: skip
+    assert refused["code"] == "self_approval"
+    approval = cli.json(
+        "registry", "approve", "--tool", "echo@1.0.0", "--reason", "ok", "--key", bob
+    )
+    assert approval["actor"] == "bob"
+    shown = cli.ok("registry", "approvals").stdout
+    assert f"bob {listed[2]['key_id']} (verified)" in shown
+
+    cli.ok("actors", "revoke", listed[2]["key_id"], "--reason", "left", "--key", root)
+    gone = cli.error(
+        "registry", "approve", "--tool", "echo@1.0.0", "--reason", "again", "--key", bob
+    )
+    assert gone["code"] == "unknown_signer"
+    assert gone["details"]["reason"] == "revoked"
+    report = cli.json("verify")
+    assert report["problems"] == []
+    assert report["checked"]["signed_acts"] == 2
+    assert report["checked"]["actors"] == 3
+
+
+def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    _, pub = cli.key("root")
+    bad_role = cli.error("actors", "add", "root", "--public-key", pub, "--role", "king")
+    assert bad_role["details"]["reason"] == "bad_role"
+    bad_key = cli.error("actors", "add", "root", "--public-key", "nothex", "--role", "admin")
+    assert bad_key["details"]["reason"] == "bad_public_key"
+    huge = tmp_path / "huge.pub"
+    huge.write_text("a" * 10_000)
+    assert (
+        cli.error("actors", "add", "root", "--public-key", str(huge), "--role", "admin")["details"][
+            "reason"
+        ]
+        == "bad_public_key"
+    )
+    not_admin = cli.error("actors", "add", "root", "--public-key", pub, "--role", "approver")
+    assert not_admin["details"]["reason"] == "first_actor_not_admin"
+    missing = cli.error(
+        "registry", "approve", "--run", "x", "--reason", "r", "--key", str(tmp_path / "nope.pem")
+    )
+    assert missing["code"] in {"not_found", "io_error", "validation_error"}
+    unsigned = cli.error("actors", "revoke", "0" * 16, "--reason", "r")
+    assert unsigned["details"]["reason"] == "admin_signature_required"
