@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from _keys import registered_key
 from _lane import require_sandbox
 from strongroom.cli import app
 from strongroom.cli._context import exit_code_for
@@ -60,8 +61,8 @@ def cli(tmp_path: Path) -> Cli:
         "data-quality-tools@1.0.0",
         "--reason",
         "ok",
-        "--actor",
-        "bob",
+        "--key",
+        registered_key(cli, tmp_path),
     )
     assert approve.exit_code == 0, (approve.stdout, approve.stderr, digest)
     promote = cli(

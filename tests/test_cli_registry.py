@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from _keys import registered_key
 from strongroom.cli import app
 from strongroom.cli._context import EXIT_CODES
 
@@ -55,6 +56,7 @@ def exit_code(code: str) -> int:
         "version_label_taken": "conflict",
         "stale_channel": "conflict",
         "self_approval": "permission_denied",
+        "signature_required": "permission_denied",
         "invalid_contract": "validation_error",
         "unknown_reference": "validation_error",
         "dependency_cycle": "validation_error",
@@ -110,9 +112,16 @@ def test_promotion_with_another_actors_approval(cli: Cli, published: list[Any]) 
         "registry", "approve", "--promotion", "data-quality-tools@1.0.0", "--reason", "mine",
         "--actor", "alice",
     )  # fmt: skip
+    key = registered_key(cli, cli.vault.parent)
+    unsigned = cli.error(
+        "signature_required",
+        "registry", "approve", "--promotion", "data-quality-tools@1.0.0", "--reason", "reviewed",
+        "--actor", "bob",
+    )  # fmt: skip
+    assert "strongroom keys init" in unsigned["message"]
     approval = cli.json(
         "registry", "approve", "--promotion", "data-quality-tools@1.0.0", "--reason", "reviewed",
-        env={"STRONGROOM_ACTOR": "bob"},
+        "--key", key,
     )  # fmt: skip
     assert approval["actor"] == "bob"
     assert approval["target"]["scope"] == "promotion"
@@ -137,7 +146,7 @@ def test_promotion_with_another_actors_approval(cli: Cli, published: list[Any]) 
 def test_tool_and_run_approvals_and_revocation(cli: Cli, published: list[Any]) -> None:
     tool = cli.json(
         "registry", "approve", "--tool", "fetch_object_storage@1.0.0", "--reason", "ok",
-        "--actor", "bob", "--expires", "2999-01-01",
+        "--key", registered_key(cli, cli.vault.parent), "--expires", "2999-01-01",
     )  # fmt: skip
     assert tool["target"] == {
         "scope": "tool_version",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from _keys import registered_key
 from _lane import APPROVER, PUBLISHER, TOOLS_DIR, manifest, policy, require_sandbox, tool
 from strongroom.cli import app
 from strongroom.cli._context import exit_code_for
@@ -112,8 +113,8 @@ def test_approval_required_then_approved(cli: Cli) -> None:
         "guarded_echo@1.0.0",
         "--reason",
         "checked",
-        "--actor",
-        APPROVER,
+        "--key",
+        registered_key(cli, cli.root, APPROVER),
     )
     assert approve.exit_code == 0, approve.stderr
     allowed = cli.run_tool("guarded_echo@1.0.0", "--input", '{"text": "x"}', "--json")

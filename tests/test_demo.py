@@ -36,6 +36,9 @@ def run_demo(cwd: Path) -> str:
     assert f"runs show {ids[0]}" in done.stdout
     assert "Verify: intact" in done.stdout
     assert FAKE_API_KEY not in done.stdout
+    # The reviewer's approval is signed with a demo-only key and verifies.
+    assert re.search(r"signed with reviewer's key [0-9a-f]{16}: signature verified", done.stdout)
+    assert (cwd / ".strongroom-demo-keys" / "reviewer.pem").stat().st_mode & 0o077 == 0
     return ids[0]
 
 

@@ -14,6 +14,7 @@ import yaml
 from _lane import APPROVER, Lane, manifest, open_lane, policy, require_sandbox, tool
 from strongroom.execution.host_services import reference_manifest
 from strongroom.models import RunStatus
+from strongroom.testing.keys import approver
 
 COUNT_RESPONSE = {
     "type": "object",
@@ -141,6 +142,7 @@ async def test_a2_needs_an_approval_and_revoking_it_stops_it(lane: Lane) -> None
     approval = await lane.vault.registry.approve(
         {"scope": "tool_version", "tool_id": "guarded_echo", "version": "1.0.0"},
         actor=APPROVER,
+        signer=await approver(lane.vault, APPROVER),
         reason="reviewed",
     )
     allowed = await lane.run("guarded_echo", {"text": "x"})
@@ -170,6 +172,7 @@ async def test_a3_stores_input_and_output_payloads(lane: Lane) -> None:
     await lane.vault.registry.approve(
         {"scope": "tool_version", "tool_id": "strict_echo", "version": "1.0.0"},
         actor=APPROVER,
+        signer=await approver(lane.vault, APPROVER),
         reason="ok",
     )
     response = await lane.run("strict_echo", {"text": "audited"})
@@ -300,6 +303,7 @@ async def _approve(lane: Lane, tool_id: str) -> None:
     await lane.vault.registry.approve(
         {"scope": "tool_version", "tool_id": tool_id, "version": "1.0.0"},
         actor=APPROVER,
+        signer=await approver(lane.vault, APPROVER),
         reason="reference tool",
     )
 

@@ -20,6 +20,7 @@ from strongroom.models import RunStatus
 from strongroom.orchestrator import DigestDrift, Orchestrator, PlanState, StepStatus
 from strongroom.orchestrator import driver as driver_module
 from strongroom.orchestrator.state import STATE_KEY
+from strongroom.testing.keys import approver
 
 
 def playbook(
@@ -208,6 +209,7 @@ async def check_approval_pause_and_resume(lane: Lane) -> None:
     await lane.vault.registry.approve(
         {"scope": "tool_version", "tool_id": "guarded_add", "version": "1.0.0"},
         actor=APPROVER,
+        signer=await approver(lane.vault, APPROVER),
         reason="ok",
     )
     resumed = await orchestrator(lane).resume(run_id)

@@ -34,23 +34,25 @@ from strongroom.vault import DEFAULT_VAULT_URL, Vault
 __all__ = ["main"]
 
 DEMO_WORKDIR = "./.strongroom-demo"  # the main job's working folder (a copy of examples/project)
+DEMO_KEYS = "./.strongroom-demo-keys"  # the demo people's personal keys (demo only)
 
 
 async def _main(
-    url: str, workdir: Path
+    url: str, workdir: Path, keys: Path
 ) -> tuple[DemoResult, list[tuple[str, PublishResult]], PipelineDemo | None]:
     async with await Vault.open(url) as vault:
         result = await record_demo_run(vault)
         published = await publish_examples(vault)
-        job = await run_main_job(vault, workdir) if published else None
+        job = await run_main_job(vault, workdir, keys=keys) if published else None
         return result, published, job
 
 
 def main() -> int:
     url = os.environ.get("STRONGROOM_URL") or DEFAULT_VAULT_URL
     workdir = Path(os.environ.get("STRONGROOM_DEMO_WORKDIR", DEMO_WORKDIR))
+    keys = Path(os.environ.get("STRONGROOM_DEMO_KEYS", DEMO_KEYS))
     try:
-        result, published, job = asyncio.run(_main(url, workdir))
+        result, published, job = asyncio.run(_main(url, workdir, keys))
     except StrongroomError as exc:
         emit_error(False, exc.to_dict())
         return exit_code_for(exc.code)

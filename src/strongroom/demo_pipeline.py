@@ -4,6 +4,10 @@ on the embedded vault through the orchestrator and the sandboxed execution lane.
 ingest (A0) → normalise (A1, a draft for review) → qa (A0, from the production channel) →
 report (A0) → export (A1, writes out/clean.jsonl) → summarise (A3: needs an approval). The
 run pauses at ``summarise``; a second person approves this run; ``resume`` finishes it.
+
+Two people take part, each with a personal key in a demo-only folder (`demo_people`): the
+publisher (the vault's first admin) and the reviewer, whose approvals are signed and shown
+verified. The vault's policy wants the production promotion's approval signed.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from strongroom.errors import PermissionDenied
 from strongroom.execution import RunnerOptions
-from strongroom.models import Channel, DefinitionKind, RunStatus
+from strongroom.integrity import SigningKey, init_key, load_signing_key
+from strongroom.models import ActorRole, Approval, Channel, DefinitionKind, RunStatus
 from strongroom.orchestrator import Event, Orchestrator, RunResult
+from strongroom.services.identity import signature_problem
 from strongroom.vault import Vault
 
-__all__ = ["EXAMPLES_ROOT", "PipelineDemo", "run_main_job"]
+__all__ = ["EXAMPLES_ROOT", "DemoPeople", "PipelineDemo", "demo_people", "run_main_job"]
 
 EXAMPLES_ROOT = Path(__file__).resolve().parents[2] / "examples"
 PLAYBOOK = "data-quality-nightly@2026-01-15.1"
@@ -39,9 +46,50 @@ class PipelineDemo:
     events: list[Event] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
     export_path: Path | None = None
+    approval: Approval | None = None
+    approval_verified: bool = False
 
 
-async def _promote_tools(vault: Vault) -> None:
+@dataclass(frozen=True)
+class DemoPeople:
+    publisher: SigningKey
+    reviewer: SigningKey
+    folder: Path
+
+
+async def demo_people(vault: Vault, folder: Path) -> DemoPeople:
+    """The demo's two personal keys, kept in ``folder`` (demo-only, never the user's own
+    config directory) and registered in the vault: the publisher as its first admin, the
+    reviewer as an approver signed in by the publisher."""
+    keys: dict[str, SigningKey] = {}
+    for name in (PUBLISHER, APPROVER):
+        path = folder / f"{name}.pem"
+        if not path.exists():
+            init_key(path)
+        key = load_signing_key(path, required=True)
+        assert key is not None
+        keys[name] = key
+    publisher, reviewer = keys[PUBLISHER], keys[APPROVER]
+    registered = {a.key_id for a in await vault.identity.actors()}
+    if publisher.key_id not in registered:
+        if registered:
+            raise PermissionDenied(
+                f"this vault already has people registered, but not the demo's keys in "
+                f"{folder}: run the demo on a new vault (STRONGROOM_URL) or restore that folder",
+                operation="demo",
+                reason="demo_keys_unknown",
+            )
+        await vault.identity.add(
+            PUBLISHER, publisher.public_key_hex, [ActorRole.ADMIN, ActorRole.PUBLISHER]
+        )
+    if reviewer.key_id not in registered:
+        await vault.identity.add(
+            APPROVER, reviewer.public_key_hex, [ActorRole.APPROVER], signer=publisher
+        )
+    return DemoPeople(publisher=publisher, reviewer=reviewer, folder=folder)
+
+
+async def _promote_tools(vault: Vault, people: DemoPeople) -> None:
     """``qa`` asks for ``run_quality_checks@production``: put the manifest there, with the
     promotion approval a second person must give for A2+ definitions."""
     manifest_id, version = TOOLS_MANIFEST
@@ -60,6 +108,7 @@ async def _promote_tools(vault: Vault) -> None:
         },
         actor=APPROVER,
         reason="demo: reviewed the data-quality tools",
+        signer=people.reviewer,
     )
     await vault.registry.promote(
         DefinitionKind.TOOL_MANIFEST,
@@ -80,9 +129,14 @@ def _fresh_workdir(workdir: Path) -> Path:
 
 
 async def run_main_job(
-    vault: Vault, workdir: Path, *, on_event: Callable[[Event], None] | None = None
+    vault: Vault,
+    workdir: Path,
+    *,
+    keys: Path,
+    on_event: Callable[[Event], None] | None = None,
 ) -> PipelineDemo:
-    await _promote_tools(vault)
+    people = await demo_people(vault, keys)
+    await _promote_tools(vault, people)
     workdir = _fresh_workdir(workdir)
     events: list[Event] = []
 
@@ -99,18 +153,41 @@ async def run_main_job(
     )
     paused = await orchestrator.start(PLAYBOOK, project=PROJECT)
     run_id = paused.run.run_id
-    command = f'strongroom registry approve --run {run_id} --reason "..." --actor {APPROVER}'
+    command = (
+        f'strongroom registry approve --run {run_id} --reason "..." '
+        f"--key {people.folder / (APPROVER + '.pem')}"
+    )
+    approval: Approval | None = None
+    verified = False
     if paused.status is RunStatus.PAUSED:
-        await vault.registry.approve(
+        approval = await vault.registry.approve(
             {"scope": "run", "run_id": run_id},
-            actor=APPROVER,
             reason="demo: the nightly summary may be recorded",
+            signer=people.reviewer,
         )
+        if approval.signature is not None:
+            signer = await vault.identity.find(approval.signature.key_id)
+            verified = (
+                signature_problem(
+                    "approve",
+                    approval.signed_content(),
+                    approval.signature,
+                    signer,
+                    ActorRole.APPROVER,
+                )
+                is None
+            )
         finished = await orchestrator.resume(run_id)
     else:
         finished = paused
     demo = PipelineDemo(
-        paused=paused, approve_command=command, finished=finished, workdir=workdir, events=events
+        paused=paused,
+        approve_command=command,
+        finished=finished,
+        workdir=workdir,
+        events=events,
+        approval=approval,
+        approval_verified=verified,
     )
     report_step = finished.plan.steps.get("report")
     if report_step is not None and report_step.output_artifact_id is not None:
@@ -145,8 +222,18 @@ def print_main_job(console: Any, demo: PipelineDemo, cli: str) -> None:
             soft_wrap=True,
         )
         console.print(
-            Text(f"  2. approved as '{APPROVER}': {demo.approve_command}"), soft_wrap=True
+            Text(f"  2. approved by '{APPROVER}': {demo.approve_command}"), soft_wrap=True
         )
+        signature = demo.approval.signature if demo.approval is not None else None
+        if signature is not None:
+            state = "verified" if demo.approval_verified else "NOT VERIFIED"
+            console.print(
+                Text(
+                    f"     signed with {APPROVER}'s key {signature.key_id}: signature {state} "
+                    f"(strongroom registry approvals; keys in {demo.approve_command.split()[-1]})"
+                ),
+                soft_wrap=True,
+            )
         console.print(Text(f"  3. resumed: strongroom resume {run.run_id}"), soft_wrap=True)
     status = Text(f"  run {run.run_id}: ")
     status.append(

@@ -1,6 +1,7 @@
-"""`strongroom keys ...`: the Ed25519 key that signs audit checkpoints and anchored heads. It
-lives outside the vault (the user's config directory, or the file ``STRONGROOM_SIGNING_KEY``
-names), so whoever can rewrite the vault cannot re-sign its history."""
+"""`strongroom keys ...`: an Ed25519 key kept outside the vault (the user's config directory,
+or the file ``STRONGROOM_SIGNING_KEY`` names): it signs audit checkpoints and anchored heads,
+so whoever can rewrite the vault cannot re-sign its history, and, registered with `strongroom
+actors add`, it is its owner's personal key for signed governed acts (publish, approve)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from strongroom.integrity import default_key_path, init_key, load_signing_key, p
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="The signing key of audit checkpoints (kept outside the vault).",
+    help="Your Ed25519 key (kept outside the vault): signs audit checkpoints and, once "
+    "registered (strongroom actors add), your governed acts.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )

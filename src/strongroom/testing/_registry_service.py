@@ -32,6 +32,7 @@ from strongroom.models import (
     utcnow,
 )
 from strongroom.testing._base import VaultFixtureContract
+from strongroom.testing.keys import approver
 from strongroom.vault import Vault
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples" / "registry"
@@ -242,7 +243,9 @@ class RegistryServiceTests(VaultFixtureContract):
         with pytest.raises(SelfApproval) as selfie:
             await vault.registry.approve(target, actor="alice", reason="mine")
         assert selfie.value.code == "self_approval"
-        approval = await vault.registry.approve(target, actor="bob", reason="reviewed")
+        approval = await vault.registry.approve(
+            target, actor="bob", reason="reviewed", signer=await approver(vault)
+        )
         result = await vault.registry.promote(
             TM, "m", "1.0.0", to="production", reason="go", actor="carol"
         )
@@ -296,7 +299,9 @@ class RegistryServiceTests(VaultFixtureContract):
         await vault.registry.publish(manifest(level="A2"), file_name="m.json", actor="alice")
         soon = utcnow() + timedelta(hours=1)
         target = ToolVersionTarget(scope="tool_version", tool_id="echo", version="1.0.0")
-        approval = await vault.registry.approve(target, actor="bob", reason="ok", expires_at=soon)
+        approval = await vault.registry.approve(
+            target, actor="bob", reason="ok", expires_at=soon, signer=await approver(vault)
+        )
         assert (await vault.registry.tool_approval("echo", "1.0.0")) == approval
         later = soon + timedelta(minutes=1)
         assert await vault.registry.active_approval(target, at=later) is None
@@ -340,6 +345,7 @@ class RegistryServiceTests(VaultFixtureContract):
             },
             actor="bob",
             reason="ok",
+            signer=await approver(vault),
         )
         await vault.registry.revoke(approval.approval_id, actor="bob", reason="changed my mind")
         with pytest.raises(ApprovalRequired):

@@ -23,10 +23,8 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
-from strongroom.integrity import SigningKey
 from strongroom.models import (
     ActorRole,
     Channel,
@@ -40,6 +38,7 @@ from strongroom.models.registry import ResourceLimits
 from strongroom.registry.canonical import canonical_bytes
 from strongroom.services.bundle import RECORD_KINDS
 from strongroom.services.transfer import iter_vault_records
+from strongroom.testing.keys import ROOT, test_key
 from strongroom.vault import Vault
 
 __all__ = ["populate_vault", "snapshot_vault"]
@@ -203,15 +202,6 @@ async def populate_vault(
     return ids
 
 
-def _key(name: str) -> SigningKey:
-    """A test key derived from ``name`` (the same in every vault and run)."""
-    seed = hashlib.sha256(f"strongroom-testing-{name}".encode()).digest()
-    return SigningKey(Ed25519PrivateKey.from_private_bytes(seed))
-
-
-_ROOT = _key("root")
-
-
 async def _populate_registry(vault: Vault, tag: str, run_id: str, ids: dict[str, Any]) -> None:
     """Registry records through the registry service (so each move is audited, as verify
     expects): two published versions (blobs, draft moves), promotions and a rollback on
@@ -220,13 +210,13 @@ async def _populate_registry(vault: Vault, tag: str, run_id: str, ids: dict[str,
     # People: the root admin (the same key in every vault these helpers fill), a reviewer
     # who signs the production approval and a key revoked since (both per tag).
     if not await vault.identity.actors():
-        await vault.identity.add("root", _ROOT.public_key_hex, [ActorRole.ADMIN])
-    reviewer, gone = _key(f"reviewer-{tag}"), _key(f"gone-{tag}")
+        await vault.identity.add("root", ROOT.public_key_hex, [ActorRole.ADMIN])
+    reviewer, gone = test_key(f"reviewer-{tag}"), test_key(f"gone-{tag}")
     await vault.identity.add(
-        f"reviewer-{tag}", reviewer.public_key_hex, [ActorRole.APPROVER], signer=_ROOT
+        f"reviewer-{tag}", reviewer.public_key_hex, [ActorRole.APPROVER], signer=ROOT
     )
-    await vault.identity.add(f"gone-{tag}", gone.public_key_hex, [ActorRole.APPROVER], signer=_ROOT)
-    await vault.identity.revoke(gone.key_id, reason="left", signer=_ROOT)
+    await vault.identity.add(f"gone-{tag}", gone.public_key_hex, [ActorRole.APPROVER], signer=ROOT)
+    await vault.identity.revoke(gone.key_id, reason="left", signer=ROOT)
     policy = f"policy-{tag}"
     published = []
     for version, memory_mb in (("1.0.0", 256), ("1.1.0", 512)):

@@ -39,13 +39,13 @@ class RegistryPolicy:
 
     ``require_signed_approvals``: an approval of a tool version at A2 or above, or of a
     production promotion that needs one, must be signed with a registered personal key
-    (`SignatureRequired` otherwise); when False such an unsigned approval is accepted and
-    its audit entry records that the policy allowed it.
+    (`SignatureRequired` otherwise). On by default; when False such an unsigned approval is
+    accepted and its audit entry records that the policy allowed it.
     """
 
     production_approval_level: GovernanceLevel | None = GovernanceLevel.A2
     allow_self_approval: bool = False
-    require_signed_approvals: bool = False
+    require_signed_approvals: bool = True
 
 
 class PublishResult(BaseModel):

@@ -1,0 +1,44 @@
+"""Personal keys for tests that sign governed acts (approvals of A2+ tools and production
+promotions must be signed under the default policy).
+
+- `test_key` derives a key from a name: the same key in every vault and run.
+- `approver` registers ``name``'s key as an approver in a vault (registering the vault's first
+  admin, `ROOT`, when it has none yet) and returns the key to sign with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from strongroom.errors import Conflict
+from strongroom.integrity import SigningKey
+from strongroom.models import ActorRole
+from strongroom.vault import Vault
+
+__all__ = ["ROOT", "approver", "test_key"]
+
+
+def test_key(name: str) -> SigningKey:
+    """A key derived from ``name`` (never use such a key outside tests)."""
+    seed = hashlib.sha256(f"strongroom-testing-{name}".encode()).digest()
+    return SigningKey(Ed25519PrivateKey.from_private_bytes(seed))
+
+
+test_key.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest
+
+ROOT = test_key("root")
+
+
+async def approver(vault: Vault, name: str = "bob") -> SigningKey:
+    """``name``'s key, registered in ``vault`` as an approver (and publisher)."""
+    if not await vault.identity.actors():
+        await vault.identity.add("root", ROOT.public_key_hex, [ActorRole.ADMIN])
+    key = test_key(name)
+    with contextlib.suppress(Conflict):  # registered before
+        await vault.identity.add(
+            name, key.public_key_hex, [ActorRole.APPROVER, ActorRole.PUBLISHER], signer=ROOT
+        )
+    return key
