@@ -48,7 +48,7 @@ class Governance:
 
 def approve_command(tool: ToolDefinition) -> str:
     ref = shlex.quote(f"{tool.tool_id}@{tool.version}")
-    return f'strongroom registry approve --tool {ref} --reason "..." --actor YOUR_NAME'
+    return f'strongroom registry approve --tool {ref} --reason "..." --key YOUR_KEY'
 
 
 async def check_governance(
