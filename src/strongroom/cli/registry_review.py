@@ -63,6 +63,8 @@ def promote(
     ] = None,
     kind: KindOption = None,
     actor: ActorOption = "local",
+    key: KeyOption = None,
+    sign: SignFlag = False,
     json_flag: JsonFlag = False,
 ) -> None:
     """Point a channel at a version (compare-and-set). Production of anything governing
@@ -70,6 +72,7 @@ def promote(
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         channel, wanted = parse_channel(to, "--to"), parse_kind(kind)
+        signer = personal_key(key, sign)
 
         async def work(vault: Vault) -> MoveResult:
             k = await infer_kind(vault, definition_id, wanted)
@@ -81,6 +84,7 @@ def promote(
                 actor=actor,
                 reason=reason,
                 approval_id=approval,
+                signer=signer,
             )
 
         _print_move(state.run(work), state.json)
@@ -93,17 +97,20 @@ def rollback(
     reason: ReasonOption,
     kind: KindOption = None,
     actor: ActorOption = "local",
+    key: KeyOption = None,
+    sign: SignFlag = False,
     json_flag: JsonFlag = False,
 ) -> None:
     """Move a channel back to the version it held before its last promotion."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         chan, wanted = parse_channel(channel, "--channel"), parse_kind(kind)
+        signer = personal_key(key, sign)
 
         async def work(vault: Vault) -> MoveResult:
             k = await infer_kind(vault, definition_id, wanted)
             return await vault.registry.rollback(
-                k, definition_id, channel=chan, actor=actor, reason=reason
+                k, definition_id, channel=chan, actor=actor, reason=reason, signer=signer
             )
 
         _print_move(state.run(work), state.json)

@@ -116,6 +116,31 @@ class IdentityTests(VaultFixtureContract):
         )
         assert moved.moved
 
+    async def test_signed_promotions_and_rollbacks_verify_and_need_the_operator_role(
+        self, vault: Vault
+    ) -> None:
+        admin, alice, bob = await self._people(vault)
+        await vault.registry.publish(manifest(), file_name="m.json", signer=alice)
+        await vault.registry.publish(
+            manifest("2.0.0", tool_version="2.0.0"), file_name="m.json", signer=alice
+        )
+        with pytest.raises(UnknownSigner) as no_role:
+            await vault.registry.promote(TM, "m", "1.0.0", to="staging", reason="r", signer=bob)
+        assert no_role.value.details["reason"] == "missing_role"
+        ops = SigningKey.generate()
+        await vault.identity.add("ops", ops.public_key_hex, [ActorRole.OPERATOR], signer=admin)
+        for version in ("1.0.0", "2.0.0"):
+            moved = await vault.registry.promote(
+                TM, "m", version, to="staging", reason="r", actor="x", signer=ops
+            )
+            assert moved.move.actor == "ops"
+            assert moved.move.signature is not None
+        back = await vault.registry.rollback(TM, "m", channel="staging", reason="b", signer=ops)
+        assert back.move.signature is not None
+        report = await vault.verify()
+        assert report.ok, report.problems
+        assert report.checked["signed_acts"] == 5  # two publications, two promotions, a rollback
+
     async def test_an_unregistered_or_revoked_key_is_refused(self, vault: Vault) -> None:
         admin, alice, bob = await self._people(vault)
         await self._a2_tool(vault, alice)

@@ -65,6 +65,15 @@ class ChannelMove(Record):
     reason: Annotated[str, Field(min_length=1, max_length=1000)]
     approval_id: EntityId | None = Field(default=None, description="The approval it relied on.")
     at: UtcDatetime = Field(default_factory=utcnow)
+    signature: ActSignature | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The operator's signature over the move (None: unsigned).",
+    )
+
+    def signed_content(self) -> dict[str, Any]:
+        """What the operator signs: the move as made."""
+        return self.model_dump(mode="json", exclude={"signature"})
 
 
 class ToolVersionTarget(Record):

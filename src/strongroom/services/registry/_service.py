@@ -293,6 +293,7 @@ class RegistryService(RegistryApprovals):
         reason: str,
         approval_id: str | None = None,
         expected: str | object | None = _CURRENT,
+        signer: SigningKey | None = None,
     ) -> MoveResult:
         """Point channel ``to`` at a version (label or ``sha256:<hex>``), compare-and-set from
         the digest the channel held when read (or from ``expected`` when given: the digest
@@ -303,8 +304,11 @@ class RegistryService(RegistryApprovals):
         (A2 by default) needs an active promotion approval for exactly this definition,
         digest and channel, by someone other than the publisher (``approval_id`` names it,
         else one is looked up); otherwise `ApprovalRequired`. Audited as
-        ``registry.promoted``."""
+        ``registry.promoted``. ``signer``: the operator's personal key (``operator`` role):
+        the move carries their signature and ``actor`` is the key's registered name."""
         kind, channel = DefinitionKind(kind), Channel(to)
+        if signer is not None:
+            actor = await self._operator(signer, "registry.promote")
         selector = version_or_digest
         target = await self.version(kind, definition_id, selector)
         approval = None
@@ -320,7 +324,11 @@ class RegistryService(RegistryApprovals):
             reason=reason,
             approval=approval,
             expected=expected,
+            signer=signer,
         )
+
+    async def _operator(self, signer: SigningKey, operation: str) -> str:
+        return (await self.identity.signer(signer, ActorRole.OPERATOR, operation=operation)).name
 
     async def rollback(
         self,
@@ -330,12 +338,16 @@ class RegistryService(RegistryApprovals):
         channel: Channel | str,
         actor: str = "local",
         reason: str,
+        signer: SigningKey | None = None,
     ) -> MoveResult:
         """Move ``channel`` back to the version it pointed at before its last promotion
         (rollbacks undo promotions one at a time, like a stack). `Conflict` (reason
         ``nothing_to_roll_back``) when the channel has no earlier version. Audited as
-        ``registry.rolled_back``. Needs no approval: the earlier version held the channel."""
+        ``registry.rolled_back``. Needs no approval: the earlier version held the channel.
+        ``signer``: as for `promote`."""
         kind, chan = DefinitionKind(kind), Channel(channel)
+        if signer is not None:
+            actor = await self._operator(signer, "registry.rollback")
         moves = [
             m
             for m in await self.records.list_channel_moves(kind, definition_id)
@@ -369,6 +381,7 @@ class RegistryService(RegistryApprovals):
             reason=reason,
             approval=None,
             expected=stack[-1],
+            signer=signer,
         )
 
     async def _change(
@@ -381,6 +394,7 @@ class RegistryService(RegistryApprovals):
         reason: str,
         approval: Approval | None,
         expected: str | object | None,
+        signer: SigningKey | None = None,
     ) -> MoveResult:
         current = (await self.records.get_channels(target.kind, target.definition_id)).get(channel)
         if current is not None and current.to_digest == target.digest and expected is _CURRENT:
@@ -396,6 +410,7 @@ class RegistryService(RegistryApprovals):
             approval_id=approval.approval_id if approval else None,
             expected=expected,
             attempts=1,
+            signer=signer,
         )
         await self._audit.record(
             AuditEvent(
@@ -432,6 +447,7 @@ class RegistryService(RegistryApprovals):
         approval_id: str | None = None,
         expected: str | object | None,
         attempts: int = _MOVE_ATTEMPTS,
+        signer: SigningKey | None = None,
     ) -> ChannelMove:
         """One compare-and-set move. ``expected`` _CURRENT: from whatever the channel holds
         now (re-read and retried ``attempts`` times when a racing move wins)."""
@@ -454,6 +470,10 @@ class RegistryService(RegistryApprovals):
                 reason=reason,
                 approval_id=approval_id,
             )
+            if signer is not None:
+                move = move.model_copy(
+                    update={"signature": sign_act("move", move.signed_content(), signer)}
+                )
             try:
                 await self.records.move_channel(
                     move,

@@ -158,6 +158,25 @@ async def verify_registry(
         for move in await records.list_channel_moves(kind, ident):
             checked["channel_moves"] += 1
             seen_moves.add(move.move_id)
+            if move.signature is not None:
+                checked["signed_acts"] += 1
+                why = signature_problem(
+                    "move",
+                    move.signed_content(),
+                    move.signature,
+                    by_key.get(move.signature.key_id),
+                    ActorRole.OPERATOR,
+                )
+                if why is not None:
+                    problems.append(
+                        _problem(
+                            f"{kind.value}/{ident}#{move.channel.value}:{move.move_id}",
+                            "integrity_error",
+                            f"channel move {move.move_id} by {move.actor}: {why}",
+                            reason="bad_signature",
+                            key_id=move.signature.key_id,
+                        )
+                    )
             problems.extend(_check_move(move, audited, heads))
             heads[move.channel.value] = move.to_digest
             last[move.channel.value] = move.move_id
