@@ -94,6 +94,13 @@ def test_people_sign_and_four_eyes_hold_by_key(tmp_path: Path) -> None:
     assert approval["actor"] == "bob"
     shown = cli.ok("registry", "approvals").stdout
     assert f"bob {listed[2]['key_id']} (verified)" in shown
+    history = cli.ok("registry", "history", "m").stdout
+    assert f"alice {listed[1]['key_id']} (verified)" in history
+    cli.ok("registry", "revoke", approval["approval_id"], "--reason", "redo", "--key", bob)
+    assert cli.json("registry", "approvals")[0]["revoke_signature"]["key_id"] == listed[2]["key_id"]
+    approval = cli.json(
+        "registry", "approve", "--tool", "echo@1.0.0", "--reason", "ok", "--key", bob
+    )
 
     cli.ok("actors", "revoke", listed[2]["key_id"], "--reason", "left", "--key", root)
     gone = cli.error(
@@ -103,7 +110,7 @@ def test_people_sign_and_four_eyes_hold_by_key(tmp_path: Path) -> None:
     assert gone["details"]["reason"] == "revoked"
     report = cli.json("verify")
     assert report["problems"] == []
-    assert report["checked"]["signed_acts"] == 2
+    assert report["checked"]["signed_acts"] == 4  # publication, two approvals, a revocation
     assert report["checked"]["actors"] == 3
 
 

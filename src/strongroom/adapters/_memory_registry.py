@@ -142,13 +142,19 @@ class MemoryRegistryRecords(MemoryAuditRecords):
         by: str,
         reason: str,
         audit: AuditEvent | None = None,
+        signature: ActSignature | None = None,
     ) -> Approval:
         async with self._registry_lock:
             approval = await self.get_approval(approval_id)
             if approval.revoked_at is not None:
                 raise already_revoked(approval_id)
             revoked = approval.model_copy(
-                update={"revoked_at": at, "revoked_by": by, "revoke_reason": reason}
+                update={
+                    "revoked_at": at,
+                    "revoked_by": by,
+                    "revoke_reason": reason,
+                    "revoke_signature": signature,
+                }
             )
             self._approvals[approval_id] = revoked
             entries = self._bind(audit, [bind(revoked)])

@@ -34,9 +34,10 @@ from strongroom.cli._registry_args import (
     parse_ref,
     personal_key,
 )
+from strongroom.cli._signatures import signed_label
 from strongroom.cli.registry_review import approvals, approve, promote, revoke, rollback
 from strongroom.errors import map_os_errors
-from strongroom.models import Channel, DefinitionKind, DefinitionVersion
+from strongroom.models import ActorRole, Channel, DefinitionKind, DefinitionVersion
 from strongroom.registry import canonical_form, load_definition
 from strongroom.services.registry import PublishResult
 from strongroom.vault import Vault
@@ -255,26 +256,42 @@ def history(
         wanted = parse_kind(kind)
 
         async def work(vault: Vault) -> Any:
-            return await vault.registry.history(
+            found = await vault.registry.history(
                 await infer_kind(vault, definition_id, wanted), definition_id
             )
+            return found, {a.key_id: a for a in await vault.identity.actors()}
 
-        view = state.run(work)
+        view, actors = state.run(work)
         if state.json:
             print_json(view)
             return
         console = stdout_console()
         labels = {v.digest: v.version for v in view.versions}
         versions = plain_table(
-            "VERSION", "DIGEST", "PUBLISHED (UTC)", "PUBLISHER", title="versions"
+            "VERSION", "DIGEST", "PUBLISHED (UTC)", "PUBLISHER", "SIGNED", title="versions"
         )
         for v in view.versions:
+            signed = signed_label(
+                "publish", v.signed_content(), v.signature, actors, ActorRole.PUBLISHER
+            )
             versions.add_row(
-                Text(v.version), f"sha256:{v.digest[:16]}…", iso(v.published_at), Text(v.publisher)
+                Text(v.version),
+                f"sha256:{v.digest[:16]}…",
+                iso(v.published_at),
+                Text(v.publisher),
+                Text(signed),
             )
         print_table(console, versions)
         moves = plain_table(
-            "AT (UTC)", "CHANNEL", "ACTION", "FROM", "TO", "ACTOR", "REASON", title="channel moves"
+            "AT (UTC)",
+            "CHANNEL",
+            "ACTION",
+            "FROM",
+            "TO",
+            "ACTOR",
+            "SIGNED",
+            "REASON",
+            title="channel moves",
         )
         for m in view.moves:
             moves.add_row(
@@ -284,6 +301,11 @@ def history(
                 Text(labels.get(m.from_digest, "-") if m.from_digest else "-"),
                 Text(labels.get(m.to_digest, m.to_digest[:12])),
                 Text(m.actor),
+                Text(
+                    signed_label(
+                        "move", m.signed_content(), m.signature, actors, ActorRole.OPERATOR
+                    )
+                ),
                 Text(m.reason),
             )
         print_table(console, moves, flexible="REASON")

@@ -24,9 +24,9 @@ from strongroom.cli._registry_args import (
     parse_ref,
     personal_key,
 )
+from strongroom.cli._signatures import signed_label
 from strongroom.errors import ValidationError
 from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ChannelMove
-from strongroom.services.identity import signature_problem
 from strongroom.services.registry import MoveResult
 from strongroom.vault import Vault
 
@@ -195,13 +195,18 @@ def revoke(
     approval_id: Annotated[str, typer.Argument(help="Approval id (as printed by approve).")],
     reason: ReasonOption,
     actor: ActorOption = "local",
+    key: KeyOption = None,
+    sign: SignFlag = False,
     json_flag: JsonFlag = False,
 ) -> None:
-    """Revoke an approval."""
+    """Revoke an approval (signed with --key/--sign: by that key's registered name)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
+        signer = personal_key(key, sign)
         revoked = state.run(
-            lambda vault: vault.registry.revoke(approval_id, actor=actor, reason=reason)
+            lambda vault: vault.registry.revoke(
+                approval_id, actor=actor, reason=reason, signer=signer
+            )
         )
         if state.json:
             print_json(revoked)
@@ -255,22 +260,13 @@ def approvals(
                 a.scope.value,
                 Text(target),
                 Text(a.actor),
-                Text(_signed(a, actors)),
+                Text(
+                    signed_label(
+                        "approve", a.signed_content(), a.signature, actors, ActorRole.APPROVER
+                    )
+                ),
                 iso(a.created_at),
                 status,
                 Text(a.reason),
             )
         print_table(console, table, flexible="REASON")
-
-
-def _signed(approval: Approval, actors: dict[str, Actor]) -> str:
-    """Who signed an approval and whether the signature stands ("unsigned" when none)."""
-    signature = approval.signature
-    if signature is None:
-        return "unsigned"
-    actor = actors.get(signature.key_id)
-    why = signature_problem(
-        "approve", approval.signed_content(), signature, actor, ActorRole.APPROVER
-    )
-    who = f"{actor.name if actor else '?'} {signature.key_id}"
-    return f"{who} (verified)" if why is None else f"{who} (NOT VERIFIED)"

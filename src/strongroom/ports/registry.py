@@ -123,9 +123,11 @@ class RegistryRecords(ABC):
         by: str,
         reason: str,
         audit: AuditEvent | None = None,
+        signature: ActSignature | None = None,
     ) -> Approval:
-        """Mark the approval revoked and return it; `NotFound`, or `Conflict` (reason
-        ``already_revoked``) if it was revoked before."""
+        """Mark the approval revoked (with the revoker's ``signature``, if signed) and
+        return it; `NotFound`, or `Conflict` (reason ``already_revoked``) if it was revoked
+        before."""
 
     # -- actors (people's keys) ----------------------------------------------------------------
 

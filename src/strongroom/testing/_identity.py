@@ -161,6 +161,36 @@ class IdentityTests(VaultFixtureContract):
         events = [e.event for e in await vault.audit.entries(limit=1000)]
         assert "actors.revoked" in events
 
+    async def test_a_signed_revocation_verifies_and_a_forged_one_does_not(
+        self, vault: Vault
+    ) -> None:
+        _, alice, bob = await self._people(vault)
+        await self._a2_tool(vault, alice)
+        target = {"scope": "tool_version", "tool_id": "echo", "version": "1.0.0"}
+        first = await vault.registry.approve(target, reason="ok", signer=bob)
+        revoked = await vault.registry.revoke(first.approval_id, reason="no", signer=bob)
+        assert revoked.revoked_by == "bob"
+        assert revoked.revoke_signature is not None
+        report = await vault.verify()
+        assert report.ok, report.problems
+        # The same revocation signature copied onto another approval's revocation.
+        second = await vault.registry.approve(target, reason="again", signer=bob)
+        await vault.registry.records.revoke_approval(
+            second.approval_id,
+            at=revoked.revoked_at or second.created_at,
+            by="bob",
+            reason="no",
+            signature=revoked.revoke_signature,
+            audit=AuditEvent(
+                event="registry.revoked",
+                actor="bob",
+                subject_type="approval",
+                subject_id=second.approval_id,
+            ),
+        )
+        report = await vault.verify()
+        assert "bad_signature" in _named(report, second.approval_id), report.problems
+
     async def test_the_last_admin_cannot_be_revoked(self, vault: Vault) -> None:
         admin, _, _ = await self._people(vault)
         with pytest.raises(PermissionDenied) as last:

@@ -37,6 +37,7 @@ from strongroom.errors import (
     UnsupportedFormat,
 )
 from strongroom.models import (
+    ActSignature,
     Approval,
     ApprovalScope,
     AuditEvent,
@@ -350,6 +351,7 @@ class RegistryRecordsSql(AuditRecords):
         by: str,
         reason: str,
         audit: AuditEvent | None = None,
+        signature: ActSignature | None = None,
     ) -> Approval:
         def op(conn: Connection) -> Approval:
             body = conn.execute(_LOCK_APPROVAL, {"approval_id": approval_id}).scalar()
@@ -359,7 +361,12 @@ class RegistryRecordsSql(AuditRecords):
             if approval.revoked_at is not None:
                 raise already_revoked(approval_id)
             revoked = approval.model_copy(
-                update={"revoked_at": at, "revoked_by": by, "revoke_reason": reason}
+                update={
+                    "revoked_at": at,
+                    "revoked_by": by,
+                    "revoke_reason": reason,
+                    "revoke_signature": signature,
+                }
             )
             conn.execute(
                 update(approvals_table)

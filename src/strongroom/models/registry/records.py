@@ -121,11 +121,35 @@ class Approval(Record):
         "is who the system saw: the OS user or the database role).",
     )
 
+    revoke_signature: ActSignature | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The revoker's signature over the revocation (None: unsigned).",
+    )
+
     def signed_content(self) -> dict[str, Any]:
         """What the approver signs: the approval as made (not its later revocation)."""
         return self.model_dump(
-            mode="json", exclude={"signature", "revoked_at", "revoked_by", "revoke_reason"}
+            mode="json",
+            exclude={
+                "signature",
+                "revoked_at",
+                "revoked_by",
+                "revoke_reason",
+                "revoke_signature",
+            },
         )
+
+    def revocation_content(self) -> dict[str, Any]:
+        """What the revoker signs: which approval, when, by whom, why."""
+        return {
+            "approval_id": self.approval_id,
+            "revoked_at": None
+            if self.revoked_at is None
+            else self.revoked_at.isoformat(timespec="microseconds"),
+            "revoked_by": self.revoked_by,
+            "revoke_reason": self.revoke_reason,
+        }
 
     @property
     def scope(self) -> ApprovalScope:

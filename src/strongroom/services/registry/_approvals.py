@@ -239,24 +239,49 @@ class RegistryApprovals(RegistryReader):
         await self._metadata.get_run(target.run_id)
         return []
 
-    async def revoke(self, approval_id: str, *, actor: str = "local", reason: str) -> Approval:
+    async def revoke(
+        self,
+        approval_id: str,
+        *,
+        actor: str = "local",
+        reason: str,
+        signer: SigningKey | None = None,
+    ) -> Approval:
         """Revoke an approval (`NotFound`; `Conflict` if already revoked). Audited as
-        ``registry.revoked``."""
+        ``registry.revoked``. ``signer``: the revoker's personal key (``approver`` role):
+        the revocation carries their signature and ``actor`` is the key's registered name."""
+        operation = "registry.revoke"
         if not reason.strip():
-            raise ValidationError("a revocation needs a reason", operation="registry.revoke")
+            raise ValidationError("a revocation needs a reason", operation=operation)
+        if signer is not None:
+            actor = (
+                await self.identity.signer(signer, ActorRole.APPROVER, operation=operation)
+            ).name
         # The event is written with the revocation; its scope is the approval's, read first.
-        scope = (await self.records.get_approval(approval_id)).scope
+        approval = await self.records.get_approval(approval_id)
+        at = utcnow()
+        signature = None
+        if signer is not None:
+            content = approval.model_copy(
+                update={"revoked_at": at, "revoked_by": actor, "revoke_reason": reason}
+            ).revocation_content()
+            signature = sign_act("revoke_approval", content, signer)
         return await self.records.revoke_approval(
             approval_id,
-            at=utcnow(),
+            at=at,
             by=actor,
             reason=reason,
+            signature=signature,
             audit=AuditEvent(
                 event="registry.revoked",
                 actor=actor,
                 subject_type="approval",
                 subject_id=approval_id,
-                details={"reason": reason, "scope": scope.value},
+                details={
+                    "reason": reason,
+                    "scope": approval.scope.value,
+                    "signed_by": signature.key_id if signature else None,
+                },
             ),
         )
 

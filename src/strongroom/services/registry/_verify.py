@@ -53,17 +53,38 @@ async def verify_registry(
     by_key = {actor.key_id: actor for actor in actors}
     checked["actors"] = len(actors)
     checked["signed_acts"] = 0
-    for actor, wrong in await IdentityService(records).check_registry(actors):
+    for actor, bad in await IdentityService(records).check_registry(actors):
         problems.append(
             VerifyProblem(
                 kind="actor",
                 code="integrity_error",
                 subject=actor.key_id,
-                message=f"actor {actor.name} (key {actor.key_id}): {wrong}",
+                message=f"actor {actor.name} (key {actor.key_id}): {bad}",
                 details={"reason": "bad_signature"},
             )
         )
     for approval in await records.list_approvals():
+        revocation = approval.revoke_signature
+        if revocation is not None:
+            checked["signed_acts"] += 1
+            wrong = signature_problem(
+                "revoke_approval",
+                approval.revocation_content(),
+                revocation,
+                by_key.get(revocation.key_id),
+                ActorRole.APPROVER,
+            )
+            if wrong is not None:
+                problems.append(
+                    VerifyProblem(
+                        kind="approval",
+                        code="integrity_error",
+                        subject=approval.approval_id,
+                        message=f"the revocation of approval {approval.approval_id} by "
+                        f"{approval.revoked_by}: {wrong}",
+                        details={"reason": "bad_signature", "key_id": revocation.key_id},
+                    )
+                )
         if approval.signature is None:
             continue
         checked["signed_acts"] += 1

@@ -62,8 +62,8 @@ def updatable(kind: RecordKind, record: Any, old: Any, *, descendant: bool) -> b
     return False
 
 
-_REVOCATION = frozenset({"revoked_at", "revoked_by", "revoke_reason"})
-_ACTOR_REVOCATION = _REVOCATION | {"revoke_signature"}
+_REVOCATION = frozenset({"revoked_at", "revoked_by", "revoke_reason", "revoke_signature"})
+_ACTOR_REVOCATION = _REVOCATION
 
 
 def conflict(

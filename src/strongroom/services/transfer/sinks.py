@@ -340,6 +340,7 @@ class VaultSink(Sink):
                     at=new.revoked_at,
                     by=new.revoked_by,
                     reason=new.revoke_reason,
+                    signature=new.revoke_signature,
                 )
             elif kind.name == "actors":
                 await store.revoke_actor(
