@@ -77,7 +77,7 @@ async def walk_in_child(
     assert child.stdin is not None
     assert child.stdout is not None
     assert child.stderr is not None
-    stderr = asyncio.create_task(child.stderr.read(_STDERR_KEPT))
+    stderr = asyncio.create_task(_tail(child.stderr))
     try:
         child.stdin.write(request)
         await child.stdin.drain()
@@ -86,6 +86,8 @@ async def walk_in_child(
         found: list[Any] = []
         while line := await child.stdout.readline():
             message = json.loads(line)
+            if not isinstance(message, dict):
+                raise ValueError(f"a line that is not an object: {line[:80]!r}")
             if "progress" in message:
                 done, total = message["progress"]
                 progress("audit", int(done), None if total is None else int(total))
@@ -99,8 +101,8 @@ async def walk_in_child(
             raise WorkerFailed(f"exit status {code}: {text[-500:] or 'no message'}")
         walk.problems = [VerifyProblem.model_validate(p) for p in found]
         return walk
-    except (OSError, ValueError) as exc:
-        raise WorkerFailed(str(exc)) from exc
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise WorkerFailed(f"a malformed answer: {exc}") from exc
     finally:
         if child.returncode is None:
             child.kill()
@@ -108,6 +110,14 @@ async def walk_in_child(
         if not stderr.done():
             stderr.cancel()
         await asyncio.gather(stderr, return_exceptions=True)
+
+
+async def _tail(stream: asyncio.StreamReader) -> bytes:
+    """Read ``stream`` to its end, keeping its last `_STDERR_KEPT` bytes (the traceback)."""
+    kept = b""
+    while chunk := await stream.read(65536):
+        kept = (kept + chunk)[-_STDERR_KEPT:]
+    return kept
 
 
 def _package() -> str:

@@ -43,6 +43,13 @@ from strongroom.services.registry import RegistryService
 
 _log = logging.getLogger("strongroom")
 
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS has it)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
 __all__ = [
     "ANCHOR_ENV_VAR",
     "DEFAULT_VAULT_URL",
@@ -289,19 +296,27 @@ class Vault:
         location = self._location
         if parallel is False or location is None or location.startswith("memory://"):
             return None
-        if parallel is None:
-            if len(os.sched_getaffinity(0)) < 2:
-                return None
-            try:
-                head = await self.audit.head()
-            except IntegrityError:
-                head = None  # the walk reports it; a damaged head is no reason for a child
-            if head is None or head.seq < CHILD_THRESHOLD:
-                return None
+        if parallel is None and _usable_cpus() < 2:
+            return None
+        try:
+            head = await self.audit.head()
+        except IntegrityError:
+            head = None  # the walk reports it; a damaged head is no reason for a child
+        if parallel is None and (head is None or head.seq < CHILD_THRESHOLD):
+            return None
+        least = head.seq if head is not None else 0
 
         async def walker(progress: ProgressCallback) -> AuditWalk:
             try:
-                return await walk_in_child(location, anchors, trusted_keys, progress)
+                walk = await walk_in_child(location, anchors, trusted_keys, progress)
+                if walk.checked.get("audit_entries", 0) < least:
+                    # The chain only grows: a walk that saw fewer entries than this process
+                    # saw before it started did not walk this vault's chain.
+                    raise WorkerFailed(
+                        f"it replayed {walk.checked.get('audit_entries', 0)} audit entries, "
+                        f"fewer than the {least} the chain held when it started"
+                    )
+                return walk
             except WorkerFailed as exc:
                 _log.warning("verify: the audit worker failed (%s); walking here instead", exc)
                 return await walk_audit(

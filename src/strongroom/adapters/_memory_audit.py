@@ -29,6 +29,7 @@ class MemoryAuditRecords(MetadataStore):
         self._audit: list[AuditEntry] = []
         self._checkpoints: dict[int, MerkleCheckpoint] = {}
         self._bound_at: dict[tuple[str, str], int] = {}  # (type, id) -> newest binding seq
+        self._first_bound: dict[tuple[str, str], int] = {}  # (type, id) -> first binding seq
 
     def _log_head_of(self, run_id: str) -> LogEntry | None:
         """The run's log head, for the log binding a run write carries (the store knows)."""
@@ -64,6 +65,7 @@ class MemoryAuditRecords(MetadataStore):
             self._audit.append(entry.model_copy(deep=True))
             for record in entry.records:
                 self._bound_at[(record.type, record.id)] = entry.seq
+                self._first_bound.setdefault((record.type, record.id), entry.seq)
         return list(entries)
 
     async def append_audit_events(self, events: Sequence[AuditEvent]) -> list[AuditEntry]:
@@ -116,6 +118,12 @@ class MemoryAuditRecords(MetadataStore):
         entry = self._audit[seq - 1]
         binding = [r for r in entry.records if r.type == record_type and r.id == record_id][-1]
         return entry.model_copy(deep=True), binding
+
+    async def binding_span(self, record_type: str, record_id: str) -> tuple[int, int] | None:
+        last = self._bound_at.get((record_type, record_id))
+        if last is None:
+            return None
+        return self._first_bound[(record_type, record_id)], last
 
     async def insert_checkpoint(
         self, checkpoint: MerkleCheckpoint, *, audit: AuditEvent | None = None

@@ -27,6 +27,7 @@ from strongroom.ports.registry import (
     approval_not_found,
     digest_exists,
     label_taken,
+    not_first_actor,
     require_one_selector,
     stale_channel,
     version_not_found,
@@ -163,6 +164,8 @@ class MemoryRegistryRecords(MemoryAuditRecords):
 
     async def insert_actor(self, actor: Actor, *, audit: AuditEvent | None = None) -> None:
         async with self._registry_lock:
+            if actor.added_by is None and self._actors:
+                raise not_first_actor(actor.key_id)
             if actor.key_id in self._actors:
                 raise actor_exists(actor.key_id)
             self._actors[actor.key_id] = actor.model_copy(deep=True)

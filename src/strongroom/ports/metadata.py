@@ -325,6 +325,12 @@ class MetadataStore(RegistryRecords, ABC):
         (its hash, that it really carries the binding) rather than trust the index."""
 
     @abstractmethod
+    async def binding_span(self, record_type: str, record_id: str) -> tuple[int, int] | None:
+        """The seqs of the first and of the newest audit entry binding the record (None:
+        never bound), from the binding index: where in the chain the record was written
+        first and last (verify orders signed acts by them)."""
+
+    @abstractmethod
     def iter_binding_problems(self) -> AsyncIterator[VerifyProblem]:
         """Every record whose canonical digest is not the one its latest binding carries, has
         no binding, or is missing while the chain says it exists (and log heads the chain

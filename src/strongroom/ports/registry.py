@@ -48,6 +48,7 @@ __all__ = [
     "approval_not_found",
     "digest_exists",
     "label_taken",
+    "not_first_actor",
     "require_one_selector",
     "stale_channel",
     "version_not_found",
@@ -133,7 +134,10 @@ class RegistryRecords(ABC):
 
     @abstractmethod
     async def insert_actor(self, actor: Actor, *, audit: AuditEvent | None = None) -> None:
-        """Register a key. `Conflict` (reason ``actor_exists``) if the key id is registered."""
+        """Register a key. `Conflict` (reason ``actor_exists``) if the key id is registered;
+        an actor without ``added_by`` (the vault's first admin) goes only into an empty
+        registry, checked in the writing transaction (`Conflict`, reason
+        ``not_first_actor``), so two racing first admins cannot both be stored."""
 
     @abstractmethod
     async def get_actor(self, key_id: str) -> Actor:
@@ -257,5 +261,15 @@ def actor_revoked_before(key_id: str) -> Conflict:
         f"key {key_id} was already revoked",
         operation="revoke_actor",
         reason="actor_revoked",
+        key_id=key_id,
+    )
+
+
+def not_first_actor(key_id: str) -> Conflict:
+    return Conflict(
+        f"key {key_id} cannot be registered as the vault's first admin: the vault has "
+        "registered actors already (an admin registers new ones: strongroom actors add ... --key)",
+        operation="insert_actor",
+        reason="not_first_actor",
         key_id=key_id,
     )

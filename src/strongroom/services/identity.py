@@ -15,6 +15,7 @@ signatures governed acts carry (see `strongroom.models.identity`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,10 +29,16 @@ from strongroom.models import (
     act_payload,
     utcnow,
 )
-from strongroom.ports import RegistryRecords
+from strongroom.ports import MetadataStore, RegistryRecords
 from strongroom.services._common import parse
 
-__all__ = ["IdentityService", "sign_act", "signature_problem"]
+__all__ = [
+    "IdentityService",
+    "TrustedActors",
+    "sign_act",
+    "signature_problem",
+    "trusted_actors",
+]
 
 
 def sign_act(act: str, content: dict[str, Any], key: SigningKey) -> ActSignature:
@@ -230,51 +237,116 @@ class IdentityService:
             ),
         )
 
-    async def check_registry(self, actors: Sequence[Actor]) -> list[tuple[Actor, str]]:
-        """Each registration or revocation among ``actors`` whose admin signature does not
-        stand, with why (verify)."""
-        by_id = {a.key_id: a for a in actors}
-        found: list[tuple[Actor, str]] = []
-        for actor in actors:
-            if actor.added_by is None:
-                if actor.added_signature is not None or any(
-                    a.added_by is None and a.added_at < actor.added_at for a in actors
-                ):
-                    found.append((actor, "it claims to be the vault's first admin, but is not"))
-            elif actor.added_signature is None:
-                found.append((actor, "its registration carries no admin signature"))
-            else:
-                why = signature_problem(
-                    "register_actor",
-                    actor.registration(),
-                    actor.added_signature,
-                    by_id.get(actor.added_signature.key_id),
-                    ActorRole.ADMIN,
-                )
-                if why is None and actor.added_signature.key_id != actor.added_by:
-                    why = "its registration is signed by another key than the admin it names"
-                if why is not None:
-                    found.append((actor, f"registration: {why}"))
-            if actor.revoked_at is not None:
-                why = _revocation_problem(actor, by_id)
-                if why is not None:
-                    found.append((actor, f"revocation: {why}"))
-        return found
+
+@dataclass
+class TrustedActors:
+    """The actors whose registration traces back, in audit-chain order, to the vault's one
+    first admin through valid admin signatures (what `verify` trusts), where in the chain
+    each was registered and revoked, and what is wrong with the others."""
+
+    valid: dict[str, Actor] = field(default_factory=dict)
+    registered_at: dict[str, int] = field(default_factory=dict)  # key id -> audit seq
+    revoked_at: dict[str, int] = field(default_factory=dict)  # key id -> audit seq
+    problems: list[tuple[Actor, str]] = field(default_factory=list)
+
+    def act_problem(
+        self,
+        act: str,
+        content: dict[str, Any],
+        signature: ActSignature,
+        role: ActorRole,
+        act_seq: int | None,
+    ) -> str | None:
+        """Why a signed act does not stand (None: it does): the signature must verify with a
+        trusted key that held ``role``, and the act must have entered the audit chain
+        (entry ``act_seq``) after the key's registration and before its revocation. The
+        chain's order decides, not ``signed_at``, which the signer chose."""
+        key_id = signature.key_id
+        actor = self.valid.get(key_id)
+        if actor is None:
+            return f"it is signed with key {key_id}, which is not validly registered in the vault"
+        why = signature_problem(act, content, signature, actor, role)
+        if why is not None:
+            return why
+        if act_seq is None:
+            return "it has no entry in the audit chain"
+        if act_seq <= self.registered_at[key_id]:
+            return f"it entered the audit chain (#{act_seq}) before key {key_id} was registered"
+        revoked = self.revoked_at.get(key_id)
+        if revoked is not None and act_seq >= revoked:
+            return (
+                f"it entered the audit chain (#{act_seq}) after key {key_id} ({actor.name}) was "
+                f"revoked (#{revoked}), whatever time its signature claims"
+            )
+        return None
+
+
+async def trusted_actors(store: MetadataStore, actors: Sequence[Actor]) -> TrustedActors:
+    """Replay the actor registry in audit-chain order (see `TrustedActors`)."""
+    trusted = TrustedActors()
+    spans: dict[str, tuple[int, int]] = {}
+    for actor in actors:
+        span = await store.binding_span("actor", actor.key_id)
+        if span is None:
+            trusted.problems.append((actor, "it has no entry in the audit chain"))
+        else:
+            spans[actor.key_id] = span
+    ordered = sorted((a for a in actors if a.key_id in spans), key=lambda a: spans[a.key_id][0])
+    for index, actor in enumerate(ordered):
+        created, last = spans[actor.key_id]
+        why = _registration_problem(actor, index == 0, created, trusted)
+        if why is not None:
+            trusted.problems.append((actor, f"registration: {why}"))
+            continue
+        trusted.valid[actor.key_id] = actor
+        trusted.registered_at[actor.key_id] = created
+        if actor.revoked_at is not None:
+            trusted.revoked_at[actor.key_id] = last
+    for actor in ordered:
+        if actor.key_id in trusted.valid and actor.revoked_at is not None:
+            why = _revocation_problem(actor, trusted)
+            if why is not None:
+                trusted.problems.append((actor, f"revocation: {why}"))
+    return trusted
+
+
+def _registration_problem(
+    actor: Actor, first: bool, created: int, trusted: TrustedActors
+) -> str | None:
+    if actor.added_by is None:
+        if first and actor.added_signature is None:
+            return None
+        return "it claims to be the vault's first admin, but is not the first key registered"
+    admin = trusted.valid.get(actor.added_by)
+    if admin is None or actor.added_by == actor.key_id:
+        return (
+            f"it names key {actor.added_by} as the admin who registered it, which was not a "
+            "validly registered admin before it"
+        )
+    signature = actor.added_signature
+    if signature is None:
+        return "it carries no admin signature"
+    if signature.key_id != actor.added_by:
+        return "it is signed by another key than the admin it names"
+    return trusted.act_problem(
+        "register_actor", actor.registration(), signature, ActorRole.ADMIN, created
+    )
+
+
+def _revocation_problem(actor: Actor, trusted: TrustedActors) -> str | None:
+    signature = actor.revoke_signature
+    if signature is None or actor.revoked_at is None:
+        return "it carries no admin signature"
+    if signature.key_id != actor.revoked_by:
+        return "it is signed by another key than the admin it names"
+    content = _revocation(actor.key_id, actor.revoke_reason or "", actor.revoked_at)
+    seq = trusted.revoked_at[actor.key_id]
+    if signature.key_id == actor.key_id:
+        # An admin revoking their own key: it was active until this very entry.
+        return signature_problem("revoke_actor", content, signature, actor, ActorRole.ADMIN)
+    return trusted.act_problem("revoke_actor", content, signature, ActorRole.ADMIN, seq)
 
 
 def _revocation(key_id: str, reason: str, at: datetime) -> dict[str, Any]:
     """What an admin signs when revoking a key."""
     return {"key_id": key_id, "reason": reason, "revoked_at": at.isoformat(timespec="microseconds")}
-
-
-def _revocation_problem(actor: Actor, by_id: dict[str, Actor]) -> str | None:
-    signature = actor.revoke_signature
-    if signature is None or actor.revoked_at is None:
-        return "it carries no admin signature"
-    content = _revocation(actor.key_id, actor.revoke_reason or "", actor.revoked_at)
-    why = signature_problem(
-        "revoke_actor", content, signature, by_id.get(signature.key_id), ActorRole.ADMIN
-    )
-    if why is None and signature.key_id != actor.revoked_by:
-        return "it is signed by another key than the admin it names"
-    return why

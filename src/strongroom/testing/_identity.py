@@ -3,6 +3,8 @@ by key identity, and verify over signatures as of the act's time."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,15 +17,20 @@ from strongroom.errors import (
     UnknownSigner,
     ValidationError,
 )
+from strongroom.ids import new_id
 from strongroom.integrity import SigningKey
 from strongroom.models import (
+    Actor,
     ActorRole,
+    ActSignature,
     Approval,
     AuditEvent,
     Channel,
     DefinitionKind,
     VerifyReport,
+    act_payload,
 )
+from strongroom.services.identity import sign_act
 from strongroom.services.registry import RegistryPolicy
 from strongroom.testing._base import VaultFixtureContract
 from strongroom.testing._registry_service import manifest
@@ -261,6 +268,131 @@ class IdentityTests(VaultFixtureContract):
         )
         report = await vault.verify()
         assert "bad_signature" in _named(report, mallory.key_id), report.problems
+
+    async def test_a_self_registered_admin_is_not_trusted(self, vault: Vault) -> None:
+        """A key that signs its own registration (or two that register each other) does
+        not trace back to the first admin: verify names them and every act they sign."""
+        _, alice, _ = await self._people(vault)
+        mallory, eve = SigningKey.generate(), SigningKey.generate()
+        records = vault.registry.records
+        for key, by in ((mallory, mallory), (eve, mallory)):
+            actor = Actor(
+                key_id=key.key_id,
+                name=f"x{key.key_id[:4]}",
+                public_key=key.public_key_hex,
+                roles=[A],
+                added_by=by.key_id,
+            )
+            actor = actor.model_copy(
+                update={"added_signature": sign_act("register_actor", actor.registration(), by)}
+            )
+            await records.insert_actor(
+                actor,
+                audit=AuditEvent(
+                    event="actors.added", actor="x", subject_type="actor", subject_id=key.key_id
+                ),
+            )
+        await self._a2_tool(vault, alice)
+        target = {"scope": "tool_version", "tool_id": "echo", "version": "1.0.0"}
+        forged = await vault.registry.approve(target, reason="ok", signer=eve)
+        report = await vault.verify()
+        assert "bad_signature" in _named(report, mallory.key_id), report.problems
+        assert "bad_signature" in _named(report, eve.key_id), report.problems
+        assert "bad_signature" in _named(report, forged.approval_id), report.problems
+
+    async def test_a_backdated_act_of_a_revoked_key_fails_verify(self, vault: Vault) -> None:
+        """The chain's order decides, not the time a signature claims."""
+        admin, alice, bob = await self._people(vault)
+        await self._a2_tool(vault, alice)
+        revoked = await vault.identity.revoke(bob.key_id, reason="gone", signer=admin)
+        assert revoked.revoked_at is not None
+        before = revoked.revoked_at - timedelta(microseconds=1)
+        approval = Approval(
+            approval_id=new_id(),
+            target={"scope": "tool_version", "tool_id": "echo", "version": "1.0.0"},
+            actor="bob",
+            reason="backdated",
+            created_at=before,
+        )
+        content = approval.signed_content()
+        signature = ActSignature(
+            key_id=bob.key_id,
+            signed_at=before,
+            signature=bob.sign(act_payload("approve", content, bob.key_id, before)),
+        )
+        approval = approval.model_copy(update={"signature": signature})
+        await vault.registry.records.insert_approval(
+            approval,
+            audit=AuditEvent(
+                event="registry.approved",
+                actor="bob",
+                subject_type="approval",
+                subject_id=approval.approval_id,
+            ),
+        )
+        report = await vault.verify()
+        assert "bad_signature" in _named(report, approval.approval_id), report.problems
+
+    async def test_two_keys_of_one_name_cannot_approve_their_own_work(self, vault: Vault) -> None:
+        admin, alice, _ = await self._people(vault)
+        await self._a2_tool(vault, alice)
+        rotated = SigningKey.generate()
+        await vault.identity.add("alice", rotated.public_key_hex, [R], signer=admin)
+        target = {"scope": "tool_version", "tool_id": "echo", "version": "1.0.0"}
+        with pytest.raises(SelfApproval):
+            await vault.registry.approve(target, reason="mine", signer=rotated)
+
+    async def test_racing_first_admins_one_wins(self, vault: Vault) -> None:
+        keys = [SigningKey.generate() for _ in range(4)]
+        outcomes = await asyncio.gather(
+            *(vault.identity.add(f"root{n}", k.public_key_hex, [A]) for n, k in enumerate(keys)),
+            return_exceptions=True,
+        )
+        winners = [o for o in outcomes if isinstance(o, Actor)]
+        assert len(winners) == 1, outcomes
+        assert all(
+            isinstance(o, (Conflict, PermissionDenied)) for o in outcomes if o not in winners
+        )
+        assert len(await vault.identity.actors()) == 1
+        assert (await vault.verify()).ok
+
+    async def test_rows_written_around_the_service_do_not_count(self, vault: Vault) -> None:
+        """An unsigned approval of an A2 tool, or one with a signature copied from another
+        approval, is not relied on by the gates."""
+        _, alice, bob = await self._people(vault)
+        await self._a2_tool(vault, alice)
+        records = vault.registry.records
+        plain = Approval(
+            approval_id=new_id(),
+            target={"scope": "tool_version", "tool_id": "echo", "version": "1.0.0"},
+            actor="carol",
+            reason="inserted",
+        )
+        await records.insert_approval(
+            plain,
+            audit=AuditEvent(
+                event="registry.approved", actor="c", subject_type="approval", subject_id="x"
+            ),
+        )
+        assert await vault.registry.tool_approval("echo", "1.0.0") is None
+        run = await self.new_run(vault)
+        real = await vault.registry.approve(
+            {"scope": "run", "run_id": run.run_id}, reason="one run", signer=bob
+        )
+        copied = Approval.model_validate(
+            {
+                **real.model_dump(),
+                "approval_id": new_id(),
+                "target": {"scope": "tool_version", "tool_id": "echo", "version": "1.0.0"},
+            }
+        )
+        await records.insert_approval(
+            copied,
+            audit=AuditEvent(
+                event="registry.approved", actor="c", subject_type="approval", subject_id="y"
+            ),
+        )
+        assert await vault.registry.tool_approval("echo", "1.0.0") is None
 
     async def test_unsigned_approvals_under_each_policy(self, vault: Vault) -> None:
         _, alice, _ = await self._people(vault)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.audit import AuditRecords
@@ -15,7 +15,12 @@ from strongroom.adapters._sql.base import fetch_all, fetch_scalar, parse_body
 from strongroom.adapters._sql.registry import insert_or_skip
 from strongroom.adapters._sql.registry_tables import actors_table
 from strongroom.models import Actor, ActSignature, AuditEvent, bind, stored_body
-from strongroom.ports.registry import actor_exists, actor_not_found, actor_revoked_before
+from strongroom.ports.registry import (
+    actor_exists,
+    actor_not_found,
+    actor_revoked_before,
+    not_first_actor,
+)
 
 __all__ = ["ActorRecordsSql"]
 
@@ -23,6 +28,7 @@ _ac = actors_table.c
 _GET_ACTOR: Final = select(_ac.body).where(_ac.key_id == bindparam("key_id"))
 _LOCK_ACTOR: Final = _GET_ACTOR.with_for_update()
 _ACTORS: Final = select(_ac.key_id, _ac.body).order_by(_ac.added_at, _ac.key_id)
+_ANY_ACTOR: Final = select(_ac.key_id).limit(1)
 
 
 class ActorRecordsSql(AuditRecords):
@@ -38,6 +44,14 @@ class ActorRecordsSql(AuditRecords):
         }
 
         def op(conn: Connection) -> None:
+            if actor.added_by is None:
+                # The vault's first admin: only into an empty registry, decided inside this
+                # transaction (PostgreSQL: the table locked against concurrent writers;
+                # SQLite's writer is exclusive anyway).
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("LOCK TABLE actors IN SHARE ROW EXCLUSIVE MODE"))
+                if conn.execute(_ANY_ACTOR).first() is not None:
+                    raise not_first_actor(actor.key_id)
             if not insert_or_skip(conn, actors_table, values):
                 raise actor_exists(actor.key_id)
 

@@ -72,6 +72,12 @@ _LOG_HEAD: Final = (
     .order_by(log_entries_table.c.seq.desc())
     .limit(1)
 )
+_BINDING_SPAN: Final = select(
+    func.min(audit_bindings_table.c.seq), func.max(audit_bindings_table.c.seq)
+).where(
+    audit_bindings_table.c.record_type == bindparam("record_type"),
+    audit_bindings_table.c.record_id == bindparam("record_id"),
+)
 _LATEST_BINDING_SEQ: Final = (
     select(audit_bindings_table.c.seq)
     .where(
@@ -393,6 +399,13 @@ class AuditRecords(SqlStoreBase):
                 positions=page.positions.get(seq, []),
                 text=body,
             )
+
+    async def binding_span(self, record_type: str, record_id: str) -> tuple[int, int] | None:
+        params = {"record_type": record_type, "record_id": record_id}
+        row = await self._read("binding_span", fetch_first(_BINDING_SPAN, params), **params)
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]), int(row[1])
 
     async def latest_binding(
         self, record_type: str, record_id: str

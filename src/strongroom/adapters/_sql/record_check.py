@@ -242,6 +242,21 @@ def _contradiction(spec: Bound, subject: str, differing: list[str]) -> VerifyPro
     )
 
 
+# Tag rows read for one page of artifacts, at most: far above what real artifacts carry.
+_PAGE_TAG_ROWS: Final = 100_000
+
+
+def _tag_flood(first: str, last: str) -> VerifyProblem:
+    return VerifyProblem(
+        kind="artifact",
+        code="integrity_error",
+        subject=first,
+        message=f"the tag index holds more than {_PAGE_TAG_ROWS} rows for artifacts {first} "
+        f"to {last} (the index was edited)",
+        details={"reason": "oversized_tag_index", "last": last},
+    )
+
+
 def _tag_problem(artifact_id: str, expected: set[str], found: set[str]) -> VerifyProblem:
     return VerifyProblem(
         kind="artifact",
@@ -333,11 +348,19 @@ class RecordChecks(BindingChecks):
             # The page is a range of artifact ids: its tags are that range of the index (a
             # tag row of an artifact that does not exist is reported by `_orphan_tags`).
             first, last = str(rows[0].artifact_id), str(rows[-1].artifact_id)
-            query = select(t.artifact_id, t.tag).where(
-                t.artifact_id >= first, t.artifact_id <= last
+            query = (
+                select(t.artifact_id, t.tag)
+                .where(t.artifact_id >= first, t.artifact_id <= last)
+                .limit(_PAGE_TAG_ROWS + 1)
             )
-            for artifact_id, tag in conn.execute(query):
-                tags = tagged.get(artifact_id)
+            tag_rows = conn.execute(query).all()
+            if len(tag_rows) > _PAGE_TAG_ROWS:
+                # More tag rows than any page of real artifacts carries: planted rows. Named,
+                # and this page's tags are not compared (memory stays bounded).
+                out.problems.append(_tag_flood(first, last))
+                tagged = None
+            for artifact_id, tag in tag_rows if tagged is not None else ():
+                tags = tagged.get(artifact_id) if tagged is not None else None
                 if tags is not None:
                     tags.add(tag)
         slow: list[tuple[str, str]] = []  # (binding id, digest) checked after the loop

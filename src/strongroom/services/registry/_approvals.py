@@ -33,7 +33,7 @@ from strongroom.models import (
     utcnow,
 )
 from strongroom.services._common import parse
-from strongroom.services.identity import sign_act
+from strongroom.services.identity import sign_act, signature_problem
 from strongroom.services.registry._reader import ApprovalTarget, RegistryReader
 
 __all__ = ["RegistryApprovals"]
@@ -45,15 +45,14 @@ def _same_person(
     publishers: Iterable[tuple[str, ActSignature | None]],
 ) -> bool:
     """Whether the approver (``actor``, signed with ``signature`` or not) is one of the
-    ``publishers`` (name, signature). Keys decide where there are keys: a signed approval
-    is the publisher's when the same key signed the publication, whatever the names; an
-    unsigned side falls back to comparing names (refusing, never letting through, when a
-    name matches)."""
+    ``publishers`` (name, signature). Signed on both sides, the same key is the same person,
+    whatever names are used, and so is the same registered name (one person's two keys,
+    during a rotation); an unsigned side can only be compared by name (refusing, never
+    letting through, when a name matches)."""
     for name, published in publishers:
-        if signature is not None and published is not None:
-            if signature.key_id == published.key_id:
-                return True
-        elif name == actor:
+        if name == actor:
+            return True
+        if signature is not None and published is not None and signature.key_id == published.key_id:
             return True
     return False
 
@@ -94,6 +93,8 @@ class RegistryApprovals(RegistryReader):
             if not self.policy.allow_self_approval and _same_person(
                 approval.actor, approval.signature, [(target.publisher, target.signature)]
             ):
+                continue
+            if not await self._counts(approval, covered=True):
                 continue
             return approval
         why = (
@@ -298,23 +299,48 @@ class RegistryApprovals(RegistryReader):
             if not approval.is_active(at):
                 continue
             have = approval.target
-            if have == target:
-                return approval
             if (
-                isinstance(have, ToolVersionTarget)
-                and isinstance(target, ToolVersionTarget)
-                and (have.tool_id, have.version) == (target.tool_id, target.version)
-                and have.digest is None
-            ):
-                return approval
-            if (
-                isinstance(have, RunTarget)
-                and isinstance(target, RunTarget)
-                and have.run_id == target.run_id
-                and have.tool_id is None
-            ):
+                have == target
+                or (
+                    isinstance(have, ToolVersionTarget)
+                    and isinstance(target, ToolVersionTarget)
+                    and (have.tool_id, have.version) == (target.tool_id, target.version)
+                    and have.digest is None
+                )
+                or (
+                    isinstance(have, RunTarget)
+                    and isinstance(target, RunTarget)
+                    and have.run_id == target.run_id
+                    and have.tool_id is None
+                )
+            ) and await self._counts(approval):
                 return approval
         return None
+
+    async def _counts(self, approval: Approval, *, covered: bool | None = None) -> bool:
+        """Whether a stored approval may be relied on: its signature (if any) verifies with
+        the registered key that made it, and, under `RegistryPolicy.require_signed_approvals`,
+        one the policy covers (``covered``; None: work it out) is signed. A row written
+        around the service (unsigned, or with a copied signature) does not count."""
+        signature = approval.signature
+        if signature is not None:
+            signer = await self.identity.find(signature.key_id)
+            return (
+                signature_problem(
+                    "approve", approval.signed_content(), signature, signer, ActorRole.APPROVER
+                )
+                is None
+            )
+        if not self.policy.require_signed_approvals:
+            return True
+        if covered is None:
+            try:
+                covered = await self._wants_signature(
+                    approval.target, await self._published(approval.target)
+                )
+            except NotFound:
+                covered = False
+        return not covered
 
     async def tool_approval(
         self, tool_id: str, version: str, *, digest: str | None = None

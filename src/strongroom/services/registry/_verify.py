@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from strongroom.errors import IntegrityError, NotFound, StrongroomError
-from strongroom.models import ActorRole, AuditEntry, ChannelMove, VerifyProblem
+from strongroom.models import AuditEntry, ChannelMove, DefinitionVersion, VerifyProblem
 from strongroom.ports import BlobStore, RegistryRecords
 from strongroom.ports.metadata import ChainRow
 from strongroom.services.audit import AuditService
-from strongroom.services.identity import IdentityService, signature_problem
 from strongroom.services.registry._service import move_digest
+from strongroom.services.registry._signatures import check_signatures
 
 __all__ = ["MOVE_EVENTS", "collect_move", "verify_registry"]
 
@@ -49,62 +49,7 @@ async def verify_registry(
     audit chain is walked here."""
     problems: list[VerifyProblem] = []
     checked = {"definition_versions": 0, "channel_moves": 0}
-    actors = await records.list_actors()
-    by_key = {actor.key_id: actor for actor in actors}
-    checked["actors"] = len(actors)
-    checked["signed_acts"] = 0
-    for actor, bad in await IdentityService(records).check_registry(actors):
-        problems.append(
-            VerifyProblem(
-                kind="actor",
-                code="integrity_error",
-                subject=actor.key_id,
-                message=f"actor {actor.name} (key {actor.key_id}): {bad}",
-                details={"reason": "bad_signature"},
-            )
-        )
-    for approval in await records.list_approvals():
-        revocation = approval.revoke_signature
-        if revocation is not None:
-            checked["signed_acts"] += 1
-            wrong = signature_problem(
-                "revoke_approval",
-                approval.revocation_content(),
-                revocation,
-                by_key.get(revocation.key_id),
-                ActorRole.APPROVER,
-            )
-            if wrong is not None:
-                problems.append(
-                    VerifyProblem(
-                        kind="approval",
-                        code="integrity_error",
-                        subject=approval.approval_id,
-                        message=f"the revocation of approval {approval.approval_id} by "
-                        f"{approval.revoked_by}: {wrong}",
-                        details={"reason": "bad_signature", "key_id": revocation.key_id},
-                    )
-                )
-        if approval.signature is None:
-            continue
-        checked["signed_acts"] += 1
-        why: str | None = signature_problem(
-            "approve",
-            approval.signed_content(),
-            approval.signature,
-            by_key.get(approval.signature.key_id),
-            ActorRole.APPROVER,
-        )
-        if why is not None:
-            problems.append(
-                VerifyProblem(
-                    kind="approval",
-                    code="integrity_error",
-                    subject=approval.approval_id,
-                    message=f"approval {approval.approval_id} by {approval.actor}: {why}",
-                    details={"reason": "bad_signature", "key_id": approval.signature.key_id},
-                )
-            )
+    everything: list[DefinitionVersion] = []
 
     later: dict[str, tuple[str, int]] = {}
     # By the rows' own keys: a forged seq inside a body cannot send the walk back.
@@ -120,26 +65,8 @@ async def verify_registry(
         kind, ident = latest.kind, latest.definition_id
         for version in await records.list_definition_versions(kind, ident):
             checked["definition_versions"] += 1
+            everything.append(version)
             subject = f"{kind.value}/{ident}@{version.version}"
-            if version.signature is not None:
-                checked["signed_acts"] += 1
-                why = signature_problem(
-                    "publish",
-                    version.signed_content(),
-                    version.signature,
-                    by_key.get(version.signature.key_id),
-                    ActorRole.PUBLISHER,
-                )
-                if why is not None:
-                    problems.append(
-                        _problem(
-                            subject,
-                            "integrity_error",
-                            f"{subject} published by {version.publisher}: {why}",
-                            reason="bad_signature",
-                            key_id=version.signature.key_id,
-                        )
-                    )
             size = verified.get(version.digest) if verified is not None else None
             if size is None:
                 try:
@@ -179,25 +106,6 @@ async def verify_registry(
         for move in await records.list_channel_moves(kind, ident):
             checked["channel_moves"] += 1
             seen_moves.add(move.move_id)
-            if move.signature is not None:
-                checked["signed_acts"] += 1
-                why = signature_problem(
-                    "move",
-                    move.signed_content(),
-                    move.signature,
-                    by_key.get(move.signature.key_id),
-                    ActorRole.OPERATOR,
-                )
-                if why is not None:
-                    problems.append(
-                        _problem(
-                            f"{kind.value}/{ident}#{move.channel.value}:{move.move_id}",
-                            "integrity_error",
-                            f"channel move {move.move_id} by {move.actor}: {why}",
-                            reason="bad_signature",
-                            key_id=move.signature.key_id,
-                        )
-                    )
             problems.extend(_check_move(move, audited, heads))
             heads[move.channel.value] = move.to_digest
             last[move.channel.value] = move.move_id
@@ -229,6 +137,9 @@ async def verify_registry(
                     audit_seq=seq,
                 )
             )
+    counts, found = await check_signatures(records, everything)
+    checked.update(counts)
+    problems.extend(found)
     return checked, problems
 
 
