@@ -165,6 +165,7 @@ class IdentityTests(VaultFixtureContract):
         report = await vault.verify()
         assert report.ok, report.problems  # the approval made before the revocation stands
         assert earlier.signature is not None
+        assert await vault.registry.tool_approval("echo", "1.0.0") == earlier  # and counts
         events = [e.event for e in await vault.audit.entries(limit=1000)]
         assert "actors.revoked" in events
 
@@ -332,6 +333,7 @@ class IdentityTests(VaultFixtureContract):
         )
         report = await vault.verify()
         assert "bad_signature" in _named(report, approval.approval_id), report.problems
+        assert await vault.registry.tool_approval("echo", "1.0.0") is None  # nor relied on
 
     async def test_two_keys_of_one_name_cannot_approve_their_own_work(self, vault: Vault) -> None:
         admin, alice, _ = await self._people(vault)

@@ -325,12 +325,21 @@ class RegistryApprovals(RegistryReader):
         signature = approval.signature
         if signature is not None:
             signer = await self.identity.find(signature.key_id)
-            return (
+            if (
                 signature_problem(
                     "approve", approval.signed_content(), signature, signer, ActorRole.APPROVER
                 )
-                is None
-            )
+                is not None
+            ):
+                return False
+            if signer is not None and signer.revoked_at is not None:
+                # The chain's order decides, not the signing time the signature claims: an
+                # approval that entered the chain after its key's revocation is backdated.
+                made = await self._metadata.binding_span("approval", approval.approval_id)
+                ended = await self._metadata.binding_span("actor", signer.key_id)
+                if made is None or ended is None or made[0] >= ended[1]:
+                    return False
+            return True
         if not self.policy.require_signed_approvals:
             return True
         if covered is None:
