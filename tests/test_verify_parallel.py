@@ -5,6 +5,7 @@ that cannot start or dies is walked around (verify still answers, the same); a h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -136,3 +137,26 @@ async def test_a_strongroom_folder_in_the_working_directory_is_not_imported(
         report = await vault.verify(anchors=await p.heads(), parallel=True)
     assert report.ok, report.problems
     assert not marker.exists()
+
+
+async def test_the_store_url_reaches_the_worker_on_stdin_not_its_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/architecture.md: the URL (which may hold a password) never appears in a process
+    listing. The worker's argv is recorded as it is started, and must not hold it."""
+    key = SigningKey.generate()
+    p = await populate(str(tmp_path / "v"), tmp_path / "v" / "blobs", key, tmp_path / "a.jsonl")
+    started: list[tuple[str, ...]] = []
+    real = asyncio.create_subprocess_exec
+
+    async def spy(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        started.append(tuple(str(a) for a in args))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
+    async with await p.open(anchor=False, bootstrap=False) as vault:
+        report = await vault.verify(anchors=await p.heads(), parallel=True)
+    assert report.ok, report.problems
+    assert len(started) == 1
+    assert "strongroom._audit_worker" in started[0]
+    assert not any(p.url in arg for arg in started[0])

@@ -90,9 +90,6 @@ class IdentityService:
         """Every registered key, oldest first, revoked ones included."""
         return await self.records.list_actors()
 
-    async def actor(self, key_id: str) -> Actor:
-        return await self.records.get_actor(key_id)
-
     async def find(self, key_id: str) -> Actor | None:
         try:
             return await self.records.get_actor(key_id)
