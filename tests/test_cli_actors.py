@@ -1,6 +1,6 @@
 """`strongroom actors ...` and signed registry acts from the command line, on a real embedded
 vault: register people from their `keys init` public keys, publish and approve with --key,
-self-approval refused by key whatever --actor says, the signer shown and verified in
+self-approval refused by key, the signer shown and verified in
 `registry approvals`, revocation, and clear one-line errors for bad input."""
 
 from __future__ import annotations
@@ -82,10 +82,9 @@ def test_people_sign_and_four_eyes_hold_by_key(tmp_path: Path) -> None:
     assert published[0]["version"]["publisher"] == "alice"
     assert published[0]["version"]["signature"]["key_id"] == listed[1]["key_id"]
 
-    # alice's key cannot approve alice's tool, whatever name it gives.
+    # alice's key cannot approve alice's tool.
     refused = cli.error(
-        "registry", "approve", "--tool", "echo@1.0.0", "--reason", "ok",
-        "--actor", "reviewer", "--key", alice,
+        "registry", "approve", "--tool", "echo@1.0.0", "--reason", "ok", "--key", alice,
     )  # fmt: skip
     assert refused["code"] == "self_approval"
     approval = cli.json(

@@ -52,7 +52,7 @@ def cli(tmp_path: Path) -> Cli:
             "data-quality-project.yaml",
         )
     ]
-    assert cli("registry", "publish", *files, "--actor", "alice").exit_code == 0
+    assert cli("registry", "publish", *files).exit_code == 0
     digest = json.loads(cli("--json", "registry", "show", "data-quality-tools@1.0.0").stdout)
     approve = cli(
         "registry",
@@ -74,8 +74,8 @@ def cli(tmp_path: Path) -> Cli:
         "production",
         "--reason",
         "ship",
-        "--actor",
-        "alice",
+        "--key",
+        str(tmp_path / "bob.pem"),
     )
     assert promote.exit_code == 0, promote.stderr
     return cli
@@ -100,7 +100,8 @@ def test_run_pauses_for_approval_then_resume_completes(cli: Cli) -> None:
     assert statuses["export"] == "completed"
     assert shown["run"]["status"] == "paused"
 
-    approve = cli("registry", "approve", "--run", run_id, "--reason", "ok", "--actor", "bob")
+    key = str(cli.root / "bob.pem")
+    approve = cli("registry", "approve", "--run", run_id, "--reason", "ok", "--key", key)
     assert approve.exit_code == 0
     resumed = cli.lane("--json", "resume", run_id)
     assert resumed.exit_code == 0, resumed.stdout

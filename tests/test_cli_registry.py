@@ -4,6 +4,8 @@ approve by another actor, show, history, diff, rollback, --json shapes and exit 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +73,7 @@ def cli(tmp_path: Path) -> Cli:
 
 @pytest.fixture
 def published(cli: Cli) -> list[dict[str, Any]]:
-    results = cli.json("registry", "publish", *FILES, "--actor", "alice")
+    results = cli.json("registry", "publish", *FILES)  # unsigned: by the OS user
     assert isinstance(results, list)
     return results
 
@@ -101,24 +103,24 @@ def test_publish_orders_files_by_dependency_and_is_idempotent(
 
 
 def test_promotion_with_another_actors_approval(cli: Cli, published: list[Any]) -> None:
-    error = cli.error(
-        "approval_required",
+    unsigned = cli.error(
+        "signature_required",
         "registry", "promote", "data-quality-tools", "1.0.0", "--to", "production",
         "--reason", "go",
     )  # fmt: skip
+    assert "--role operator" in unsigned["message"]
+    key = registered_key(cli, cli.vault.parent)
+    error = cli.error(
+        "approval_required",
+        "registry", "promote", "data-quality-tools", "1.0.0", "--to", "production",
+        "--reason", "go", "--key", key,
+    )  # fmt: skip
     assert error["details"]["channel"] == "production"
+    # Unsigned, the approver is the OS user who published: the same person.
     cli.error(
         "self_approval",
         "registry", "approve", "--promotion", "data-quality-tools@1.0.0", "--reason", "mine",
-        "--actor", "alice",
     )  # fmt: skip
-    key = registered_key(cli, cli.vault.parent)
-    unsigned = cli.error(
-        "signature_required",
-        "registry", "approve", "--promotion", "data-quality-tools@1.0.0", "--reason", "reviewed",
-        "--actor", "bob",
-    )  # fmt: skip
-    assert "strongroom keys init" in unsigned["message"]
     approval = cli.json(
         "registry", "approve", "--promotion", "data-quality-tools@1.0.0", "--reason", "reviewed",
         "--key", key,
@@ -127,7 +129,7 @@ def test_promotion_with_another_actors_approval(cli: Cli, published: list[Any]) 
     assert approval["target"]["scope"] == "promotion"
     moved = cli.json(
         "registry", "promote", "data-quality-tools", "1.0.0", "--to", "production",
-        "--reason", "release", "--actor", "carol",
+        "--reason", "release", "--key", key,
     )  # fmt: skip
     assert moved["moved"] is True
     assert moved["move"]["approval_id"] == approval["approval_id"]
@@ -155,15 +157,19 @@ def test_tool_and_run_approvals_and_revocation(cli: Cli, published: list[Any]) -
         "digest": None,
     }
     assert tool["expires_at"].startswith("2999-01-01")
-    cli.error(
-        "not_found", "registry", "approve", "--tool", "nope@1.0.0", "--reason", "x", "--actor", "b"
-    )
+    cli.error("not_found", "registry", "approve", "--tool", "nope@1.0.0", "--reason", "x")
     cli.error("validation_error", "registry", "approve", "--reason", "nothing to approve")
     run_id = cli.ok("runs", "create", "--project", "p").stdout.strip()
-    run = cli.json("registry", "approve", "--run", run_id, "--reason", "once", "--actor", "bob")
+    unsigned = cli.error(
+        "signature_required", "registry", "approve", "--run", run_id, "--reason", "x"
+    )
+    assert "strongroom keys init" in unsigned["message"]
+    key = str(cli.vault.parent / "bob.pem")
+    run = cli.json("registry", "approve", "--run", run_id, "--reason", "once", "--key", key)
     assert run["target"]["run_id"] == run_id
-    revoked = cli.json("registry", "revoke", tool["approval_id"], "--reason", "no", "--actor", "c")
-    assert revoked["revoked_by"] == "c"
+    assert run["actor"] == "bob"
+    revoked = cli.json("registry", "revoke", tool["approval_id"], "--reason", "no")
+    assert revoked["revoked_by"] == f"os:{pwd.getpwuid(os.geteuid()).pw_name}"
     cli.error("conflict", "registry", "revoke", tool["approval_id"], "--reason", "again")
     listed = cli.json("registry", "approvals")
     assert [a["approval_id"] for a in listed] == [tool["approval_id"], run["approval_id"]]
@@ -227,3 +233,22 @@ def test_diff_rollback_and_error_codes(cli: Cli, published: list[Any], tmp_path:
     result = cli("registry", "publish", str(broken))
     assert result.exit_code == exit_code("serialization_error")
     assert result.stderr.startswith("error[serialization_error]:")
+
+
+def test_actor_cannot_name_who_does_a_governed_act(cli: Cli) -> None:
+    """--actor (or $STRONGROOM_ACTOR) would let anyone act as anyone: refused on governed
+    commands, saying how to sign instead, and nothing is written."""
+    for args in (
+        ("registry", "publish", FILES[0], "--actor", "alice"),
+        ("registry", "approve", "--run", "r", "--reason", "x", "--actor", "alice"),
+        ("registry", "promote", "x", "1", "--to", "staging", "--reason", "r", "--actor", "a"),
+        ("registry", "rollback", "x", "--channel", "staging", "--reason", "r", "--actor", "a"),
+        ("registry", "revoke", "some-id", "--reason", "r", "--actor", "alice"),
+    ):
+        error = cli.error("validation_error", *args)
+        assert error["details"]["reason"] == "actor_not_accepted"
+        assert "--key" in error["message"]
+    # $STRONGROOM_ACTOR is not read by governed commands: the OS user publishes.
+    policy = str(EXAMPLES / "sandbox-readonly.yaml")
+    result = cli.json("registry", "publish", policy, env={"STRONGROOM_ACTOR": "alice"})
+    assert result[0]["version"]["publisher"] == f"os:{pwd.getpwuid(os.geteuid()).pw_name}"

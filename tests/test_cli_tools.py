@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from _keys import registered_key
-from _lane import APPROVER, PUBLISHER, TOOLS_DIR, manifest, policy, require_sandbox, tool
+from _lane import APPROVER, TOOLS_DIR, manifest, policy, require_sandbox, tool
 from strongroom.cli import app
 from strongroom.cli._context import exit_code_for
 
@@ -60,7 +60,7 @@ def cli(tmp_path: Path) -> Cli:
         path.write_text(json.dumps(definition))
         files.append(str(path))
     cli = Cli(tmp_path)
-    result = cli("registry", "publish", *files, "--actor", PUBLISHER)
+    result = cli("registry", "publish", *files)
     assert result.exit_code == 0, result.stderr
     return cli
 

@@ -148,7 +148,9 @@ async def test_a2_needs_an_approval_and_revoking_it_stops_it(lane: Lane) -> None
     allowed = await lane.run("guarded_echo", {"text": "x"})
     assert allowed.ok, allowed.error
 
-    await lane.vault.registry.revoke(approval.approval_id, actor=APPROVER, reason="withdrawn")
+    await lane.vault.registry.revoke(
+        approval.approval_id, reason="withdrawn", signer=await approver(lane.vault, APPROVER)
+    )
     again = await lane.run("guarded_echo", {"text": "x"})
     assert again.error is not None
     assert again.error.code == "approval_required"
@@ -160,7 +162,9 @@ async def test_a2_run_approval_covers_that_run_only(lane: Lane) -> None:
     run = await lane.vault.runs.create(project="lane")
     await lane.vault.runs.start(run.run_id)
     await lane.vault.registry.approve(
-        {"scope": "run", "run_id": run.run_id}, actor=APPROVER, reason="this run only"
+        {"scope": "run", "run_id": run.run_id},
+        reason="this run only",
+        signer=await approver(lane.vault, APPROVER),
     )
     assert (await lane.run("guarded_echo", {"text": "x"}, run_id=run.run_id)).ok
     other = await lane.run("guarded_echo", {"text": "x"})

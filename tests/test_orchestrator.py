@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from _lane import APPROVER, Lane, manifest, open_lane, policy, require_sandbox, tool
-from strongroom.errors import Conflict, NotFound
+from strongroom.errors import Conflict, NotFound, SignatureRequired
 from strongroom.models import RunStatus
 from strongroom.orchestrator import DigestDrift, Orchestrator, PlanState, StepStatus
 from strongroom.orchestrator import driver as driver_module
 from strongroom.orchestrator.state import STATE_KEY
+from strongroom.services.registry import RegistryPolicy
 from strongroom.testing.keys import approver
 
 
@@ -249,14 +250,24 @@ async def test_resume_refuses_digest_drift_unless_forced(lane: Lane) -> None:
     assert (await lane.vault.snapshots.load(run_id)).record.revision == revision  # untouched
     assert (await lane.vault.runs.get(run_id)).status is RunStatus.PAUSED
 
-    await lane.vault.registry.approve(
-        {"scope": "run", "run_id": run_id}, actor=APPROVER, reason="this run"
-    )
-    forced = await orchestrator(lane).resume(run_id, force=True)
+    key = await approver(lane.vault, APPROVER)  # approver, publisher and operator
+    await lane.vault.registry.approve({"scope": "run", "run_id": run_id}, reason="run", signer=key)
+    # A policy that wants forced resumes signed refuses an unsigned one, changing nothing.
+    lane.vault.registry.policy = RegistryPolicy(require_signed_forced_resume=True)
+    with pytest.raises(SignatureRequired):
+        await orchestrator(lane).resume(run_id, force=True)
+    assert (await lane.vault.snapshots.load(run_id)).record.revision == revision
+    forced = await orchestrator(lane).resume(run_id, force=True, signer=key)
     assert forced.status is RunStatus.COMPLETED
     events = [e for e in await lane.vault.audit.entries(limit=100_000) if e.subject_id == run_id]
     [forced_entry] = [e for e in events if e.event == "orchestrator.resume_forced"]
     assert forced_entry.details["drift"][0]["what"].startswith("tool add")
+    assert forced_entry.actor == APPROVER
+    assert forced_entry.details["signed_by"] == key.key_id
+    assert forced_entry.details["signed_act"]["content"]["run_id"] == run_id
+    report = await lane.vault.verify()
+    assert report.ok, report.problems
+    assert report.checked["signed_acts"] >= 2  # the run approval and the forced resume
 
 
 async def test_cancel_kills_the_running_step_and_keeps_what_was_persisted(lane: Lane) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from strongroom.cli._context import emit_error, exit_code_for
 from strongroom.cli._output import stdout_console
-from strongroom.demo_pipeline import PipelineDemo, print_main_job, run_main_job
+from strongroom.demo_pipeline import PipelineDemo, demo_people, print_main_job, run_main_job
 from strongroom.demo_registry import publish_examples
 from strongroom.demo_summary import cli_command, print_registry, print_summary
 from strongroom.demo_translation import DemoResult, record_demo_run
@@ -42,7 +42,8 @@ async def _main(
 ) -> tuple[DemoResult, list[tuple[str, PublishResult]], PipelineDemo | None]:
     async with await Vault.open(url) as vault:
         result = await record_demo_run(vault)
-        published = await publish_examples(vault)
+        people = await demo_people(vault, keys)
+        published = await publish_examples(vault, signer=people.publisher)
         job = await run_main_job(vault, workdir, keys=keys) if published else None
         return result, published, job
 

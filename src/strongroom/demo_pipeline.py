@@ -7,7 +7,7 @@ run pauses at ``summarise``; a second person approves this run; ``resume`` finis
 
 Two people take part, each with a personal key in a demo-only folder (`demo_people`): the
 publisher (the vault's first admin) and the reviewer, whose approvals are signed and shown
-verified. The vault's policy wants the production promotion's approval signed.
+verified. The vault's policy wants the production promotion and its approval signed.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ async def _promote_tools(vault: Vault, people: DemoPeople) -> None:
         manifest_id,
         version,
         to=Channel.PRODUCTION,
-        actor=PUBLISHER,
         reason="demo: ship the data-quality tools",
+        signer=people.publisher,  # an admin: every production move is signed
     )
 
 

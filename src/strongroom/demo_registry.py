@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from strongroom.integrity import SigningKey
 from strongroom.services.registry import PublishResult
 from strongroom.vault import Vault
 
@@ -25,13 +26,14 @@ EXAMPLE_FILES = (
 
 
 async def publish_examples(
-    vault: Vault, directory: Path = EXAMPLES_DIR, *, actor: str = "demo"
+    vault: Vault, directory: Path = EXAMPLES_DIR, *, signer: SigningKey | None = None
 ) -> list[tuple[str, PublishResult]]:
-    """Publish every example file found in ``directory``; (file name, result) per file."""
+    """Publish every example file found in ``directory``, signed by ``signer`` (a publisher's
+    key; unsigned: by the OS user); (file name, result) per file."""
     results: list[tuple[str, PublishResult]] = []
     for name in EXAMPLE_FILES:
         path = directory / name
         if path.is_file():
-            result = await vault.registry.publish(path.read_bytes(), file_name=name, actor=actor)
+            result = await vault.registry.publish(path.read_bytes(), file_name=name, signer=signer)
             results.append((name, result))
     return results

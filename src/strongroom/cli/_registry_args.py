@@ -29,11 +29,12 @@ __all__ = [
     "personal_key",
 ]
 
+# Governed acts are recorded as their signer, or unsigned as the OS user / database role that
+# makes them: a typed name would let anyone act as anyone. The option stays (hidden, without
+# $STRONGROOM_ACTOR) only to refuse it with a message that says what to do instead.
 ActorOption = Annotated[
-    str,
-    typer.Option(
-        "--actor", envvar="STRONGROOM_ACTOR", help="Who does this (recorded in the audit trail)."
-    ),
+    str | None,
+    typer.Option("--actor", hidden=True, help="Not accepted: sign with --key or --sign."),
 ]
 KeyOption = Annotated[
     Path | None,
@@ -53,9 +54,18 @@ SignFlag = Annotated[
 ]
 
 
-def personal_key(key: Path | None, sign: bool) -> SigningKey | None:
-    """The personal key an act is signed with: ``--key PATH``, the default key with
-    ``--sign``, or None (unsigned)."""
+def personal_key(key: Path | None, sign: bool, actor: str | None = None) -> SigningKey | None:
+    """The personal key a governed act is signed with: ``--key PATH``, the default key with
+    ``--sign``, or None (unsigned: recorded as the OS user or database role). ``actor``: a
+    ``--actor`` given anyway, refused."""
+    if actor is not None:
+        raise ValidationError(
+            f"--actor {actor!r}: a governed act is recorded as whoever signs it (--key PATH or "
+            "--sign), or, unsigned, as the OS user or database role that makes it; a typed "
+            "name identifies nobody",
+            operation="cli.registry",
+            reason="actor_not_accepted",
+        )
     if key is None and not sign:
         return None
     return load_signing_key(key, required=True)

@@ -27,6 +27,7 @@ from strongroom.cli._context import (
     tool_paths,
 )
 from strongroom.cli._output import STEP_STYLES, stdout_console
+from strongroom.cli._registry_args import KeyOption, SignFlag, personal_key
 from strongroom.errors import ValidationError
 from strongroom.execution import RunnerOptions
 from strongroom.models import RunStatus
@@ -174,10 +175,10 @@ def _report(state: CliState, result: RunResult) -> None:
     raise typer.Exit(1)
 
 
-async def _publish_local(vault: Vault, data: bytes, name: str, actor: str) -> str:
-    """A playbook file: published (a draft; identical content is a no-op), then run by its
-    digest."""
-    result = await vault.registry.publish(data, file_name=name, actor=actor)
+async def _publish_local(vault: Vault, data: bytes, name: str) -> str:
+    """A playbook file: published (a draft; identical content is a no-op; unsigned, so by
+    the OS user or database role), then run by its digest."""
+    result = await vault.registry.publish(data, file_name=name)
     version = result.version
     return f"{version.definition_id}@sha256:{version.digest}"
 
@@ -219,7 +220,7 @@ def run(
         async def work(vault: Vault) -> RunResult:
             ref = playbook
             if data is not None:
-                ref = await _publish_local(vault, data, local.name, actor)
+                ref = await _publish_local(vault, data, local.name)
             orchestrator = Orchestrator(
                 vault, options, max_parallel=max_parallel, actor=actor, on_event=progress
             )
@@ -244,19 +245,23 @@ def resume(
     tool_path: ToolPathOption = None,
     workdir: WorkdirOption = Path("."),
     actor: ActorOption = "local",
+    key: KeyOption = None,
+    sign: SignFlag = False,
     json_flag: JsonFlag = False,
 ) -> None:
     """Continue a run from its latest snapshot: completed steps are skipped, the step that was
-    in flight runs again. A failed or cancelled run continues as a new run."""
+    in flight runs again. A failed or cancelled run continues as a new run. A forced resume
+    is signed with --key/--sign (an operator's key), which the vault's policy may require."""
     state = cli_state(ctx, json_flag)
     progress = Progress(state.json)
     with reported_errors(state):
         options = _options(workdir, tool_path)
+        signer = personal_key(key, sign)
 
         async def work(vault: Vault) -> RunResult:
             orchestrator = Orchestrator(vault, options, actor=actor, on_event=progress)
             with progress.shown():
-                return await orchestrator.resume(run_id, force=force)
+                return await orchestrator.resume(run_id, force=force, signer=signer)
 
         result = state.run(work)
     _report(state, result)

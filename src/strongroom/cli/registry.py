@@ -83,7 +83,7 @@ class DiffView(BaseModel):
 def publish(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="YAML or JSON definition files.")],
-    actor: ActorOption = "local",
+    actor: ActorOption = None,
     key: KeyOption = None,
     sign: SignFlag = False,
     json_flag: JsonFlag = False,
@@ -96,7 +96,7 @@ def publish(
     """
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        signer = personal_key(key, sign)
+        signer = personal_key(key, sign, actor)
         loaded: list[tuple[DefinitionKind, Path, bytes]] = []
         for path in files:
             with map_os_errors("registry.publish", backend="local", path=str(path)):
@@ -106,7 +106,7 @@ def publish(
 
         async def work(vault: Vault) -> list[PublishResult]:
             return [
-                await vault.registry.publish(data, file_name=path.name, actor=actor, signer=signer)
+                await vault.registry.publish(data, file_name=path.name, signer=signer)
                 for _, path, data in loaded
             ]
 

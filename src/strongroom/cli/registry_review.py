@@ -62,7 +62,7 @@ def promote(
         str | None, typer.Option("--approval", help="Approval id to rely on (else looked up).")
     ] = None,
     kind: KindOption = None,
-    actor: ActorOption = "local",
+    actor: ActorOption = None,
     key: KeyOption = None,
     sign: SignFlag = False,
     json_flag: JsonFlag = False,
@@ -72,7 +72,7 @@ def promote(
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         channel, wanted = parse_channel(to, "--to"), parse_kind(kind)
-        signer = personal_key(key, sign)
+        signer = personal_key(key, sign, actor)
 
         async def work(vault: Vault) -> MoveResult:
             k = await infer_kind(vault, definition_id, wanted)
@@ -81,7 +81,6 @@ def promote(
                 definition_id,
                 version,
                 to=channel,
-                actor=actor,
                 reason=reason,
                 approval_id=approval,
                 signer=signer,
@@ -96,7 +95,7 @@ def rollback(
     channel: Annotated[str, typer.Option("--channel", "-c", help="draft, staging or production.")],
     reason: ReasonOption,
     kind: KindOption = None,
-    actor: ActorOption = "local",
+    actor: ActorOption = None,
     key: KeyOption = None,
     sign: SignFlag = False,
     json_flag: JsonFlag = False,
@@ -105,12 +104,12 @@ def rollback(
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         chan, wanted = parse_channel(channel, "--channel"), parse_kind(kind)
-        signer = personal_key(key, sign)
+        signer = personal_key(key, sign, actor)
 
         async def work(vault: Vault) -> MoveResult:
             k = await infer_kind(vault, definition_id, wanted)
             return await vault.registry.rollback(
-                k, definition_id, channel=chan, actor=actor, reason=reason, signer=signer
+                k, definition_id, channel=chan, reason=reason, signer=signer
             )
 
         _print_move(state.run(work), state.json)
@@ -137,7 +136,7 @@ def approve(
         str | None, typer.Option("--expires", help="ISO-8601 date/time the approval lapses.")
     ] = None,
     kind: KindOption = None,
-    actor: ActorOption = "local",
+    actor: ActorOption = None,
     key: KeyOption = None,
     sign: SignFlag = False,
     json_flag: JsonFlag = False,
@@ -146,7 +145,7 @@ def approve(
     publication: self-approval is refused, by key when both acts are signed)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        signer = personal_key(key, sign)
+        signer = personal_key(key, sign, actor)
         if sum(x is not None for x in (tool, promotion, run)) != 1:
             raise ValidationError(
                 "give exactly one of --tool ID@VERSION, --promotion ID@VERSION or --run RUN_ID",
@@ -180,7 +179,7 @@ def approve(
             else:
                 target = {"scope": "run", "run_id": run}
             return await vault.registry.approve(
-                target, actor=actor, reason=reason, expires_at=expires_at, signer=signer
+                target, reason=reason, expires_at=expires_at, signer=signer
             )
 
         approval = state.run(work)
@@ -194,7 +193,7 @@ def revoke(
     ctx: typer.Context,
     approval_id: Annotated[str, typer.Argument(help="Approval id (as printed by approve).")],
     reason: ReasonOption,
-    actor: ActorOption = "local",
+    actor: ActorOption = None,
     key: KeyOption = None,
     sign: SignFlag = False,
     json_flag: JsonFlag = False,
@@ -202,11 +201,9 @@ def revoke(
     """Revoke an approval (signed with --key/--sign: by that key's registered name)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        signer = personal_key(key, sign)
+        signer = personal_key(key, sign, actor)
         revoked = state.run(
-            lambda vault: vault.registry.revoke(
-                approval_id, actor=actor, reason=reason, signer=signer
-            )
+            lambda vault: vault.registry.revoke(approval_id, reason=reason, signer=signer)
         )
         if state.json:
             print_json(revoked)

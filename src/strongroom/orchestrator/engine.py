@@ -24,10 +24,14 @@ from strongroom.errors import (
     Conflict,
     DigestDrift,
     NotFound,
+    SignatureRequired,
     ValidationError,
 )
 from strongroom.execution import RunnerOptions, ToolRunner
+from strongroom.integrity import SigningKey
 from strongroom.models import (
+    ActorRole,
+    AuditEvent,
     DefinitionKind,
     Playbook,
     ProjectConfig,
@@ -40,6 +44,7 @@ from strongroom.orchestrator.driver import Driver, RunResult, audit
 from strongroom.orchestrator.events import Event
 from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState, StepStatus
 from strongroom.registry import execution_order
+from strongroom.services.identity import signed_audit_act
 
 if TYPE_CHECKING:
     from strongroom.vault import Vault
@@ -194,10 +199,17 @@ class Orchestrator:
 
     # -- resuming ------------------------------------------------------------------------------
 
-    async def resume(self, run_id: str, *, force: bool = False) -> RunResult:
+    async def resume(
+        self, run_id: str, *, force: bool = False, signer: SigningKey | None = None
+    ) -> RunResult:
         """Continue a run from its latest snapshot: completed steps are skipped (their
         outputs read back from verified artifacts), the step that was in flight runs again.
-        A run that ended failed or cancelled continues as a new run (``previous_run_id``)."""
+        A run that ended failed or cancelled continues as a new run (``previous_run_id``).
+
+        ``force``: run on with definitions that changed since the run started (refused
+        otherwise, `DigestDrift`); audited as ``orchestrator.resume_forced``, signed by
+        ``signer`` (an operator's personal key) when given, which the vault's policy may
+        require (`RegistryPolicy.require_signed_forced_resume`)."""
         run = await self._vault.runs.get(run_id)
         if run.status is RunStatus.COMPLETED:
             raise Conflict(
@@ -235,8 +247,9 @@ class Orchestrator:
                 drift=drift,
             )
         if drift:
+            forced = await self._forced(run_id, drift, signer)
             plan = await self._repin(plan, playbook_def)
-            await self._audit("orchestrator.resume_forced", run_id, {"drift": drift})
+            await self._vault.audit.record(forced)
         for step in plan.steps.values():
             if step.status is not StepStatus.COMPLETED:
                 step.status = StepStatus.PENDING
@@ -264,6 +277,33 @@ class Orchestrator:
         )
         drive.emit(Event.run("run_resumed", drive))
         return await drive.run()
+
+    async def _forced(
+        self, run_id: str, drift: list[dict[str, str]], signer: SigningKey | None
+    ) -> AuditEvent:
+        """The audit event of a forced resume: who forces it, signed when ``signer`` is
+        given (refused unsigned when the policy wants a signature)."""
+        operation = "orchestrator.resume"
+        if signer is None and self._vault.registry.policy.require_signed_forced_resume:
+            raise SignatureRequired(
+                "this vault's policy wants `resume --force` signed with an operator's "
+                "registered personal key: pass `--key PATH` (`strongroom keys init`, then "
+                "`strongroom actors add NAME --public-key FILE --role operator` by an admin)",
+                operation=operation,
+                run_id=run_id,
+            )
+        who = await self._vault.identity.who(signer, ActorRole.OPERATOR, operation=operation)
+        details: dict[str, Any] = {"drift": drift, **who.audit()}
+        if signer is not None:
+            content = {"run_id": run_id, "drift": drift}
+            details["signed_act"] = signed_audit_act("resume_force", content, signer)
+        return AuditEvent(
+            event="orchestrator.resume_forced",
+            actor=who.name,
+            subject_type="run",
+            subject_id=run_id,
+            details=details,
+        )
 
     async def _check_drift(self, plan: PlanState) -> tuple[Playbook, list[dict[str, str]]]:
         drift: list[dict[str, str]] = []

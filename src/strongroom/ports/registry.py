@@ -56,6 +56,12 @@ __all__ = [
 
 
 class RegistryRecords(ABC):
+    async def session_role(self) -> str | None:
+        """The database role this store writes as, where the database has roles and checks
+        them (PostgreSQL's ``current_user``); None where it has none (SQLite, memory). Who an
+        unsigned governed act is recorded as (`IdentityService.principal`)."""
+        return None
+
     @abstractmethod
     async def insert_definition_version(
         self, version: DefinitionVersion, *, audit: AuditEvent | None = None

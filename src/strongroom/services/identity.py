@@ -10,16 +10,27 @@ signatures governed acts carry (see `strongroom.models.identity`).
   (`UnknownSigner`): never registered, revoked, or without the role.
 - `sign` makes an act's `ActSignature`; `check_signature` is what `verify` uses: the
   signature must verify with the key's public key, and the key must have been active, with
-  the role, when the act was signed (a later revocation does not undo earlier acts)."""
+  the role, when the act was signed (a later revocation does not undo earlier acts).
+- `who` decides who a governed act is recorded as: the signer's registered name, else the
+  process's `principal` (the OS user, or the PostgreSQL role), never a name the caller typed
+  that belongs to a registered person."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from strongroom.errors import NotFound, PermissionDenied, UnknownSigner, ValidationError
+from strongroom.errors import (
+    NotFound,
+    PermissionDenied,
+    SignatureRequired,
+    UnknownSigner,
+    ValidationError,
+)
 from strongroom.integrity import SigningKey, key_id_for, verify_signature
 from strongroom.models import (
     Actor,
@@ -33,10 +44,15 @@ from strongroom.ports import MetadataStore, RegistryRecords
 from strongroom.services._common import parse
 
 __all__ = [
+    "AUDIT_ACTS",
+    "PRINCIPAL_PREFIXES",
     "IdentityService",
     "TrustedActors",
+    "Who",
+    "os_user",
     "sign_act",
     "signature_problem",
+    "signed_audit_act",
     "trusted_actors",
 ]
 
@@ -82,9 +98,112 @@ def signature_problem(
     return None
 
 
+# Governed acts that leave no record but their audit entry (a forced resume), and the role
+# each needs. Their signature lives in the entry's details under ``signed_act`` (see
+# `signed_audit_act`); verify checks every one it walks past.
+AUDIT_ACTS: dict[str, ActorRole] = {"resume_force": ActorRole.OPERATOR}
+
+
+def signed_audit_act(act: str, content: dict[str, Any], key: SigningKey) -> dict[str, Any]:
+    """The ``signed_act`` an audit entry of act ``act`` (one of `AUDIT_ACTS`) deciding
+    ``content`` carries: the act, what it decided and ``key``'s signature over both."""
+    signature = sign_act(act, content, key)
+    return {"act": act, "content": content, "signature": signature.model_dump(mode="json")}
+
+
+# Who an unsigned act is recorded as: ``os:<user>`` (an embedded vault) or ``pg:<role>``.
+# Registered names cannot take these forms, so a principal never reads as a person's name.
+PRINCIPAL_PREFIXES = ("os:", "pg:")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+def os_user() -> str:
+    """The name of the OS account this process runs as, from the account database by the
+    effective uid (not ``$USER``, which anyone can set); ``uid-N`` when it has no entry."""
+    try:
+        import pwd
+    except ImportError:  # pragma: no cover - not a POSIX system
+        import getpass
+
+        return _UNSAFE.sub("_", getpass.getuser())[:100] or "unknown"
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid-{uid}"
+    return _UNSAFE.sub("_", name)[:100] or f"uid-{uid}"
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who a governed act is recorded as: ``name`` (the signer's registered name, or the
+    ``principal`` when unsigned or named by the embedding application), the registered
+    ``signer`` (None: unsigned) and the ``principal`` the process runs as."""
+
+    name: str
+    signer: Actor | None
+    principal: str
+
+    def audit(self) -> dict[str, Any]:
+        """What an audit entry of the act records about who did it."""
+        return {
+            "principal": self.principal,
+            "signed_by": self.signer.key_id if self.signer else None,
+        }
+
+
 class IdentityService:
     def __init__(self, records: RegistryRecords) -> None:
         self.records = records
+        self._principal: str | None = None
+
+    async def principal(self) -> str:
+        """Who this process is to the vault, as far as the system can tell without a key:
+        ``pg:<role>`` on PostgreSQL (``current_user``, which the database authenticated),
+        else ``os:<user>`` (the OS account of the process)."""
+        if self._principal is None:
+            role = await self.records.session_role()
+            self._principal = f"pg:{_UNSAFE.sub('_', role)[:100]}" if role else f"os:{os_user()}"
+        return self._principal
+
+    async def who(
+        self,
+        key: SigningKey | None,
+        role: ActorRole,
+        *,
+        actor: str | None = None,
+        operation: str,
+    ) -> Who:
+        """Who a governed act is recorded as. Signed (``key``): the key's registered,
+        active actor with ``role`` (`UnknownSigner` otherwise). Unsigned: ``actor`` when the
+        embedding application names one, else the `principal`; a name that is a registered
+        person's, or that poses as a principal, is refused (`SignatureRequired`): only their
+        key acts under their name."""
+        principal = await self.principal()
+        if key is not None:
+            signer = await self.signer(key, role, operation=operation)
+            return Who(signer.name, signer, principal)
+        if actor is None or actor == principal:
+            return Who(principal, None, principal)
+        if actor.startswith(PRINCIPAL_PREFIXES):
+            raise SignatureRequired(
+                f"{actor!r} names a system account this process is not ({principal}); "
+                "unsigned acts are recorded as the account that makes them",
+                operation=operation,
+                reason="not_this_principal",
+                actor=actor,
+                principal=principal,
+            )
+        if any(a.name == actor for a in await self.records.list_actors()):
+            raise SignatureRequired(
+                f"{actor} is a registered person in this vault: an act under that name must "
+                "be signed with their key (`--key PATH`); unsigned, it is recorded as "
+                f"{principal}",
+                operation=operation,
+                reason="registered_name",
+                actor=actor,
+            )
+        return Who(actor, None, principal)
 
     async def actors(self) -> list[Actor]:
         """Every registered key, oldest first, revoked ones included."""
@@ -142,6 +261,13 @@ class IdentityService:
         admin's key (`UnknownSigner`, `PermissionDenied` otherwise). `Conflict` if the key is
         registered already (a key is one person's; rotate by adding a new key)."""
         operation = "actors.add"
+        if name.startswith(PRINCIPAL_PREFIXES):
+            raise ValidationError(
+                f"{name!r}: a person's name cannot start with os: or pg: (those name the "
+                "system accounts unsigned acts are recorded as)",
+                operation=operation,
+                reason="reserved_name",
+            )
         public = public_key.strip().lower()
         key_id = key_id_for(public)
         wanted = sorted({ActorRole(r) for r in roles})

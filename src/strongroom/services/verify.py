@@ -28,7 +28,7 @@ from strongroom.ports.verify import BINDING_REASONS
 from strongroom.services._replay import AuditReplay
 from strongroom.services.audit import AuditService
 from strongroom.services.logs import LogService
-from strongroom.services.registry import collect_move, verify_registry
+from strongroom.services.registry import collect_act, collect_move, verify_registry
 
 __all__ = ["AuditWalk", "AuditWalker", "ProgressCallback", "verify_vault", "walk_audit"]
 
@@ -149,6 +149,7 @@ async def _verify(
                     verified=scratch.sizes,
                     audited=walk.audited,
                     audited_through=walk.audited_through,
+                    acts=walk.acts,
                 )
             except IntegrityError as exc:
                 # A registry row that does not parse stops this stage; it is named here
@@ -165,13 +166,15 @@ async def _verify(
 class AuditWalk(BaseModel):
     """What the audit stage found: its problems, its counts (``audit_entries``,
     ``audit_checkpoints``, ``signed_checkpoints``, ``anchored_heads``), and the registry's
-    channel moves as the chain records them (move id -> (move digest, entry seq)) through
-    entry ``audited_through``, for the registry stage."""
+    channel moves as the chain records them (move id -> (move digest, entry seq)) and the
+    signed acts only the chain records (entry seq -> (subject id, signed act)) through entry
+    ``audited_through``, for the registry stage."""
 
     problems: list[VerifyProblem] = Field(default_factory=list)
     checked: dict[str, int] = Field(default_factory=dict)
     audited: dict[str, tuple[str, int]] = Field(default_factory=dict)
     audited_through: int = 0
+    acts: dict[int, tuple[str, Any]] = Field(default_factory=dict)
 
 
 # Runs the audit stage and returns what it found; reports ("audit", done, total) as it goes.
@@ -203,6 +206,7 @@ async def walk_audit(
     async for row in audit.rows():
         replay.feed(row)
         collect_move(walk.audited, row)
+        collect_act(walk.acts, row)
         walk.audited_through = row.key
         if replay.count % 1000 == 0:
             progress("audit", replay.count, total)

@@ -105,7 +105,7 @@ class IdentityTests(VaultFixtureContract):
         assert report.checked["signed_acts"] == 2
 
     async def test_one_key_cannot_approve_its_own_production_promotion(self, vault: Vault) -> None:
-        _, alice, bob = await self._people(vault)
+        admin, alice, bob = await self._people(vault)
         await self._a2_tool(vault, alice)
         version = await vault.registry.version(TM, "m", "1.0.0")
         target = {
@@ -118,8 +118,10 @@ class IdentityTests(VaultFixtureContract):
         with pytest.raises(SelfApproval):
             await vault.registry.approve(target, reason="ship", signer=alice)
         await vault.registry.approve(target, reason="ship", signer=bob)
+        with pytest.raises(SignatureRequired):  # a production move is signed by an operator
+            await vault.registry.promote(TM, "m", "1.0.0", to=Channel.PRODUCTION, reason="ship")
         moved = await vault.registry.promote(
-            TM, "m", "1.0.0", to=Channel.PRODUCTION, actor="alice", reason="ship"
+            TM, "m", "1.0.0", to=Channel.PRODUCTION, reason="ship", signer=admin
         )
         assert moved.moved
 

@@ -212,7 +212,9 @@ class RegistryServiceTests(VaultFixtureContract):
             manifest("2.0.0", tool_version="2.0.0"), file_name="m.json", actor="alice"
         )
         assert (await vault.registry.version(TM, "m")).version == "2.0.0"  # latest
-        await vault.registry.promote(TM, "m", "1.0.0", to="production", reason="go", actor="a")
+        await vault.registry.promote(
+            TM, "m", "1.0.0", to="production", reason="go", signer=await approver(vault)
+        )
         assert (await vault.registry.version(TM, "m")).version == "1.0.0"  # production
         assert (await vault.registry.version(TM, "m", "draft")).version == "2.0.0"
         by_digest = await vault.registry.version(TM, "m", f"sha256:{one.version.digest}")
@@ -233,9 +235,10 @@ class RegistryServiceTests(VaultFixtureContract):
             manifest(level="A2"), file_name="m.json", actor="alice"
         )
         digest = published.version.digest
+        bob = await approver(vault)
         await vault.registry.promote(TM, "m", "1.0.0", to="staging", reason="test", actor="al")
         with pytest.raises(ApprovalRequired) as info:
-            await vault.registry.promote(TM, "m", "1.0.0", to="production", reason="go")
+            await vault.registry.promote(TM, "m", "1.0.0", to="production", reason="go", signer=bob)
         assert info.value.code == "approval_required"
         target = PromotionTarget(
             scope="promotion", kind=TM, definition_id="m", digest=digest, channel=Channel.PRODUCTION
@@ -243,11 +246,9 @@ class RegistryServiceTests(VaultFixtureContract):
         with pytest.raises(SelfApproval) as selfie:
             await vault.registry.approve(target, actor="alice", reason="mine")
         assert selfie.value.code == "self_approval"
-        approval = await vault.registry.approve(
-            target, actor="bob", reason="reviewed", signer=await approver(vault)
-        )
+        approval = await vault.registry.approve(target, reason="reviewed", signer=bob)
         result = await vault.registry.promote(
-            TM, "m", "1.0.0", to="production", reason="go", actor="carol"
+            TM, "m", "1.0.0", to="production", reason="go", signer=bob
         )
         assert result.moved
         assert result.move.approval_id == approval.approval_id
@@ -257,7 +258,7 @@ class RegistryServiceTests(VaultFixtureContract):
         await vault.registry.publish(
             manifest(manifest_id="low", tool_id="low"), file_name="l.json", actor="alice"
         )
-        await vault.registry.promote(TM, "low", "1.0.0", to="production", reason="go")
+        await vault.registry.promote(TM, "low", "1.0.0", to="production", reason="go", signer=bob)
 
     async def test_stale_channel_move_is_refused(self, vault: Vault) -> None:
         await vault.registry.publish(manifest("1.0.0"), file_name="m.json", actor="alice")
@@ -299,9 +300,8 @@ class RegistryServiceTests(VaultFixtureContract):
         await vault.registry.publish(manifest(level="A2"), file_name="m.json", actor="alice")
         soon = utcnow() + timedelta(hours=1)
         target = ToolVersionTarget(scope="tool_version", tool_id="echo", version="1.0.0")
-        approval = await vault.registry.approve(
-            target, actor="bob", reason="ok", expires_at=soon, signer=await approver(vault)
-        )
+        bob = await approver(vault)
+        approval = await vault.registry.approve(target, reason="ok", expires_at=soon, signer=bob)
         assert (await vault.registry.tool_approval("echo", "1.0.0")) == approval
         later = soon + timedelta(minutes=1)
         assert await vault.registry.active_approval(target, at=later) is None
@@ -310,12 +310,12 @@ class RegistryServiceTests(VaultFixtureContract):
         with pytest.raises(NotFound):
             await vault.registry.approve(
                 {"scope": "tool_version", "tool_id": "echo", "version": "9.9.9"},
-                actor="bob",
+                actor="dave",
                 reason="ok",
             )
         with pytest.raises(ValidationError):
             await vault.registry.approve(
-                target, actor="bob", reason="ok", expires_at=utcnow() - timedelta(seconds=1)
+                target, actor="dave", reason="ok", expires_at=utcnow() - timedelta(seconds=1)
             )
         revoked = await vault.registry.revoke(approval.approval_id, actor="carol", reason="no")
         assert revoked.revoked_by == "carol"
@@ -324,7 +324,7 @@ class RegistryServiceTests(VaultFixtureContract):
             await vault.registry.revoke(approval.approval_id, actor="carol", reason="again")
         run = await self.new_run(vault)
         run_approval = await vault.registry.approve(
-            {"scope": "run", "run_id": run.run_id}, actor="bob", reason="one-off"
+            {"scope": "run", "run_id": run.run_id}, reason="one-off", signer=bob
         )
         assert await vault.registry.run_approval(run.run_id, tool_id="echo") == run_approval
         events = [e.event for e in await vault.audit.entries()]
@@ -343,14 +343,19 @@ class RegistryServiceTests(VaultFixtureContract):
                 "digest": published.version.digest,
                 "channel": "production",
             },
-            actor="bob",
             reason="ok",
-            signer=await approver(vault),
+            signer=(bob := await approver(vault)),
         )
-        await vault.registry.revoke(approval.approval_id, actor="bob", reason="changed my mind")
+        await vault.registry.revoke(approval.approval_id, reason="changed my mind", signer=bob)
         with pytest.raises(ApprovalRequired):
             await vault.registry.promote(
-                TM, "m", "1.0.0", to="production", reason="go", approval_id=approval.approval_id
+                TM,
+                "m",
+                "1.0.0",
+                to="production",
+                reason="go",
+                approval_id=approval.approval_id,
+                signer=bob,
             )
 
     async def test_diff_is_a_unified_diff_of_canonical_json(self, vault: Vault) -> None:

@@ -1,9 +1,11 @@
-"""Personal keys for tests that sign governed acts (approvals of A2+ tools and production
-promotions must be signed under the default policy).
+"""Personal keys for tests that sign governed acts (under the default policy, approvals of
+A2+ tools, runs and production promotions, and every move of the production channel, must be
+signed).
 
 - `test_key` derives a key from a name: the same key in every vault and run.
-- `approver` registers ``name``'s key as an approver in a vault (registering the vault's first
-  admin, `ROOT`, when it has none yet) and returns the key to sign with.
+- `approver` registers ``name``'s key as an approver (also publisher and operator) in a vault
+  (registering the vault's first admin, `ROOT`, when it has none yet) and returns the key to
+  sign with.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ ROOT = test_key("root")
 
 
 async def approver(vault: Vault, name: str = "bob") -> SigningKey:
-    """``name``'s key, registered in ``vault`` as an approver (and publisher)."""
+    """``name``'s key, registered in ``vault`` as an approver (and publisher and operator)."""
     if not await vault.identity.actors():
         await vault.identity.add("root", ROOT.public_key_hex, [ActorRole.ADMIN])
     key = test_key(name)
     with contextlib.suppress(Conflict):  # registered before
         await vault.identity.add(
-            name, key.public_key_hex, [ActorRole.APPROVER, ActorRole.PUBLISHER], signer=ROOT
+            name,
+            key.public_key_hex,
+            [ActorRole.APPROVER, ActorRole.PUBLISHER, ActorRole.OPERATOR],
+            signer=ROOT,
         )
     return key

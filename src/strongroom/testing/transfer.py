@@ -205,7 +205,7 @@ async def populate_vault(
 async def _populate_registry(vault: Vault, tag: str, run_id: str, ids: dict[str, Any]) -> None:
     """Registry records through the registry service (so each move is audited, as verify
     expects): two published versions (blobs, draft moves), promotions and a rollback on
-    staging, an approved production promotion, and a revoked run approval."""
+    staging, an approved and signed production promotion, and a revoked run approval."""
     registry = vault.registry
     # People: the root admin (the same key in every vault these helpers fill), a reviewer
     # who signs the production approval and a key revoked since (both per tag).
@@ -213,7 +213,10 @@ async def _populate_registry(vault: Vault, tag: str, run_id: str, ids: dict[str,
         await vault.identity.add("root", ROOT.public_key_hex, [ActorRole.ADMIN])
     reviewer, gone = test_key(f"reviewer-{tag}"), test_key(f"gone-{tag}")
     await vault.identity.add(
-        f"reviewer-{tag}", reviewer.public_key_hex, [ActorRole.APPROVER], signer=ROOT
+        f"reviewer-{tag}",
+        reviewer.public_key_hex,
+        [ActorRole.APPROVER, ActorRole.OPERATOR],
+        signer=ROOT,
     )
     await vault.identity.add(f"gone-{tag}", gone.public_key_hex, [ActorRole.APPROVER], signer=ROOT)
     await vault.identity.revoke(gone.key_id, reason="left", signer=ROOT)
@@ -258,12 +261,12 @@ async def _populate_registry(vault: Vault, tag: str, run_id: str, ids: dict[str,
         policy,
         v2.version,
         to=Channel.PRODUCTION,
-        actor="alice",
         reason="release",
         approval_id=approval.approval_id,
+        signer=reviewer,
     )
     run_approval = await registry.approve(
-        RunTarget(scope="run", run_id=run_id), actor="reviewer", reason="one run"
+        RunTarget(scope="run", run_id=run_id), reason="one run", signer=reviewer
     )
     await registry.revoke(run_approval.approval_id, actor="admin", reason="not needed")
     ids["approvals"] = [approval.approval_id, run_approval.approval_id]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from strongroom.testing._artifacts import ArtifactTests
 from strongroom.testing._identity import IdentityTests
+from strongroom.testing._identity_policy import IdentityPolicyTests
 from strongroom.testing._logs import AuditTests, CatalogTests, LogTests
 from strongroom.testing._registry import RegistryStoreTests
 from strongroom.testing._registry_service import RegistryServiceTests
@@ -33,5 +34,6 @@ class VaultTests(
     RegistryServiceTests,
     VerifyTests,
     IdentityTests,
+    IdentityPolicyTests,
 ):
     """Every behaviour a vault promises, independent of its backends."""

@@ -29,10 +29,19 @@ _GET_ACTOR: Final = select(_ac.body).where(_ac.key_id == bindparam("key_id"))
 _LOCK_ACTOR: Final = _GET_ACTOR.with_for_update()
 _ACTORS: Final = select(_ac.key_id, _ac.body).order_by(_ac.added_at, _ac.key_id)
 _ANY_ACTOR: Final = select(_ac.key_id).limit(1)
+_CURRENT_USER: Final = text("SELECT current_user")
 
 
 class ActorRecordsSql(AuditRecords):
     """`insert_actor`, `get_actor`, `list_actors` and `revoke_actor` of `SqlMetadataStore`."""
+
+    async def session_role(self) -> str | None:
+        def op(conn: Connection) -> str | None:
+            if conn.dialect.name != "postgresql":
+                return None
+            return str(conn.scalar(_CURRENT_USER))
+
+        return await self._read("session_role", op)
 
     async def insert_actor(self, actor: Actor, *, audit: AuditEvent | None = None) -> None:
         body = stored_body(actor)

@@ -8,7 +8,12 @@ from strongroom.services.registry._results import (
     RegistryPolicy,
 )
 from strongroom.services.registry._service import ApprovalTarget, RegistryService, move_digest
-from strongroom.services.registry._verify import MOVE_EVENTS, collect_move, verify_registry
+from strongroom.services.registry._verify import (
+    MOVE_EVENTS,
+    collect_act,
+    collect_move,
+    verify_registry,
+)
 
 __all__ = [
     "MOVE_EVENTS",
@@ -19,6 +24,7 @@ __all__ = [
     "RegistryHistory",
     "RegistryPolicy",
     "RegistryService",
+    "collect_act",
     "collect_move",
     "move_digest",
     "verify_registry",

@@ -116,7 +116,7 @@ class RegistryApprovals(RegistryReader):
         self,
         target: ApprovalTarget | dict[str, Any],
         *,
-        actor: str = "local",
+        actor: str | None = None,
         reason: str,
         expires_at: datetime | None = None,
         signer: SigningKey | None = None,
@@ -135,10 +135,8 @@ class RegistryApprovals(RegistryReader):
         production promotion that needs one is refused unsigned (`SignatureRequired`);
         otherwise it is accepted and its audit entry says the policy allowed it unsigned."""
         operation = "registry.approve"
-        if signer is not None:
-            actor = (
-                await self.identity.signer(signer, ActorRole.APPROVER, operation=operation)
-            ).name
+        who = await self.identity.who(signer, ActorRole.APPROVER, actor=actor, operation=operation)
+        actor = who.name
         approval = parse(
             Approval,
             {
@@ -172,7 +170,7 @@ class RegistryApprovals(RegistryReader):
                 actor=actor,
                 scope=approval.scope.value,
             )
-        details = approval.model_dump(mode="json")
+        details = {**approval.model_dump(mode="json"), "principal": who.principal}
         if signer is None and await self._wants_signature(approval.target, published):
             if self.policy.require_signed_approvals:
                 raise SignatureRequired(
@@ -201,7 +199,7 @@ class RegistryApprovals(RegistryReader):
     ) -> bool:
         """Whether `RegistryPolicy.require_signed_approvals` covers an approval of
         ``target``: a tool version at A2 or above, or a promotion to production that needs
-        an approval."""
+        an approval, or a run (whose approval lets its A2+ tools execute)."""
         if isinstance(target, ToolVersionTarget):
             levels = [await self.governance_level(v) for v in published]
             return any(
@@ -209,7 +207,7 @@ class RegistryApprovals(RegistryReader):
             )
         if isinstance(target, PromotionTarget):
             return any([await self._needs_approval(v, target.channel) for v in published])
-        return False
+        return True  # a run approval: it lets the run's A2+ tools execute
 
     async def _published(self, target: ApprovalTarget) -> builtins.list[DefinitionVersion]:
         """The published versions an approval of ``target`` is about (none for a run; the
@@ -244,7 +242,7 @@ class RegistryApprovals(RegistryReader):
         self,
         approval_id: str,
         *,
-        actor: str = "local",
+        actor: str | None = None,
         reason: str,
         signer: SigningKey | None = None,
     ) -> Approval:
@@ -254,10 +252,8 @@ class RegistryApprovals(RegistryReader):
         operation = "registry.revoke"
         if not reason.strip():
             raise ValidationError("a revocation needs a reason", operation=operation)
-        if signer is not None:
-            actor = (
-                await self.identity.signer(signer, ActorRole.APPROVER, operation=operation)
-            ).name
+        who = await self.identity.who(signer, ActorRole.APPROVER, actor=actor, operation=operation)
+        actor = who.name
         # The event is written with the revocation; its scope is the approval's, read first.
         approval = await self.records.get_approval(approval_id)
         at = utcnow()
@@ -278,11 +274,7 @@ class RegistryApprovals(RegistryReader):
                 actor=actor,
                 subject_type="approval",
                 subject_id=approval_id,
-                details={
-                    "reason": reason,
-                    "scope": approval.scope.value,
-                    "signed_by": signature.key_id if signature else None,
-                },
+                details={"reason": reason, "scope": approval.scope.value, **who.audit()},
             ),
         )
 

@@ -37,15 +37,25 @@ class RegistryPolicy:
     promotion)? False by default: `SelfApproval`. Signed on both sides, the publisher is the
     publisher's key, whatever names are used.
 
-    ``require_signed_approvals``: an approval of a tool version at A2 or above, or of a
-    production promotion that needs one, must be signed with a registered personal key
-    (`SignatureRequired` otherwise). On by default; when False such an unsigned approval is
-    accepted and its audit entry records that the policy allowed it.
+    ``require_signed_approvals``: an approval of a tool version at A2 or above, of a
+    production promotion that needs one, or of a run (a run approval lets the run's A2+
+    tools execute), must be signed with a registered personal key (`SignatureRequired`
+    otherwise). On by default; when False such an unsigned approval is accepted and its
+    audit entry records that the policy allowed it.
+
+    ``require_signed_production_moves``: every promotion and rollback of the ``production``
+    channel must be signed with an operator's registered key. On by default.
+
+    ``require_signed_forced_resume``: ``resume --force`` (running a run on with definitions
+    that changed since it started) must be signed with an operator's registered key. Off by
+    default; a forced resume is audited either way.
     """
 
     production_approval_level: GovernanceLevel | None = GovernanceLevel.A2
     allow_self_approval: bool = False
     require_signed_approvals: bool = True
+    require_signed_production_moves: bool = True
+    require_signed_forced_resume: bool = False
 
 
 class PublishResult(BaseModel):

@@ -22,6 +22,7 @@ from strongroom.errors import (
     Conflict,
     LabelConflict,
     NotFound,
+    SignatureRequired,
     StaleChannel,
 )
 from strongroom.ids import check_file_name, new_id
@@ -48,7 +49,7 @@ from strongroom.registry import (
     load_definition,
     object_path,
 )
-from strongroom.services.identity import sign_act
+from strongroom.services.identity import Who, sign_act
 from strongroom.services.registry._approvals import RegistryApprovals
 from strongroom.services.registry._reader import ApprovalTarget, ToolIndex
 from strongroom.services.registry._results import (
@@ -112,7 +113,7 @@ class RegistryService(RegistryApprovals):
         data: bytes,
         *,
         file_name: str,
-        actor: str = "local",
+        actor: str | None = None,
         signer: SigningKey | None = None,
     ) -> PublishResult:
         """Validate, canonicalise and store one definition file (YAML or JSON).
@@ -130,12 +131,10 @@ class RegistryService(RegistryApprovals):
         ``actor`` is the key's registered name, whatever was passed.
         """
         records = self.records
-        if signer is not None:
-            actor = (
-                await self.identity.signer(
-                    signer, ActorRole.PUBLISHER, operation="registry.publish"
-                )
-            ).name
+        who = await self.identity.who(
+            signer, ActorRole.PUBLISHER, actor=actor, operation="registry.publish"
+        )
+        actor = who.name
         defn = load_definition(data, file_name=file_name)
         kind, ident, label = defn.KIND, defn.definition_id, defn.version
         body = canonical_bytes(defn)
@@ -228,6 +227,7 @@ class RegistryService(RegistryApprovals):
                     "object_path": path,
                     "move": move.model_dump(mode="json"),
                     "move_digest": move_digest(move),
+                    **who.audit(),
                 },
             )
         )
@@ -289,7 +289,7 @@ class RegistryService(RegistryApprovals):
         version_or_digest: str,
         *,
         to: Channel | str,
-        actor: str = "local",
+        actor: str | None = None,
         reason: str,
         approval_id: str | None = None,
         expected: str | object | None = _CURRENT,
@@ -307,8 +307,7 @@ class RegistryService(RegistryApprovals):
         ``registry.promoted``. ``signer``: the operator's personal key (``operator`` role):
         the move carries their signature and ``actor`` is the key's registered name."""
         kind, channel = DefinitionKind(kind), Channel(to)
-        if signer is not None:
-            actor = await self._operator(signer, "registry.promote")
+        who = await self._operator(signer, actor, channel, "registry.promote")
         selector = version_or_digest
         target = await self.version(kind, definition_id, selector)
         approval = None
@@ -320,15 +319,32 @@ class RegistryService(RegistryApprovals):
             target,
             channel,
             ChannelAction.PROMOTE,
-            actor=actor,
+            who=who,
             reason=reason,
             approval=approval,
             expected=expected,
             signer=signer,
         )
 
-    async def _operator(self, signer: SigningKey, operation: str) -> str:
-        return (await self.identity.signer(signer, ActorRole.OPERATOR, operation=operation)).name
+    async def _operator(
+        self, signer: SigningKey | None, actor: str | None, channel: Channel, operation: str
+    ) -> Who:
+        """Who moves ``channel``: under `RegistryPolicy.require_signed_production_moves` a
+        move of ``production`` must be signed by an operator (`SignatureRequired`)."""
+        if (
+            signer is None
+            and channel is Channel.PRODUCTION
+            and self.policy.require_signed_production_moves
+        ):
+            raise SignatureRequired(
+                "this vault's policy wants every move of the production channel signed with "
+                "an operator's registered personal key: create one (`strongroom keys init`), "
+                "have an admin register it (`strongroom actors add NAME --public-key FILE "
+                "--role operator`), and pass `--key PATH`",
+                operation=operation,
+                channel=channel.value,
+            )
+        return await self.identity.who(signer, ActorRole.OPERATOR, actor=actor, operation=operation)
 
     async def rollback(
         self,
@@ -336,7 +352,7 @@ class RegistryService(RegistryApprovals):
         definition_id: str,
         *,
         channel: Channel | str,
-        actor: str = "local",
+        actor: str | None = None,
         reason: str,
         signer: SigningKey | None = None,
     ) -> MoveResult:
@@ -346,8 +362,7 @@ class RegistryService(RegistryApprovals):
         ``registry.rolled_back``. Needs no approval: the earlier version held the channel.
         ``signer``: as for `promote`."""
         kind, chan = DefinitionKind(kind), Channel(channel)
-        if signer is not None:
-            actor = await self._operator(signer, "registry.rollback")
+        who = await self._operator(signer, actor, chan, "registry.rollback")
         moves = [
             m
             for m in await self.records.list_channel_moves(kind, definition_id)
@@ -377,7 +392,7 @@ class RegistryService(RegistryApprovals):
             target,
             chan,
             ChannelAction.ROLLBACK,
-            actor=actor,
+            who=who,
             reason=reason,
             approval=None,
             expected=stack[-1],
@@ -390,7 +405,7 @@ class RegistryService(RegistryApprovals):
         channel: Channel,
         action: ChannelAction,
         *,
-        actor: str,
+        who: Who,
         reason: str,
         approval: Approval | None,
         expected: str | object | None,
@@ -405,7 +420,7 @@ class RegistryService(RegistryApprovals):
             channel,
             target.digest,
             action=action,
-            actor=actor,
+            actor=who.name,
             reason=reason,
             approval_id=approval.approval_id if approval else None,
             expected=expected,
@@ -417,7 +432,7 @@ class RegistryService(RegistryApprovals):
                 event="registry.promoted"
                 if action is ChannelAction.PROMOTE
                 else "registry.rolled_back",
-                actor=actor,
+                actor=who.name,
                 subject_type=target.kind.value,
                 subject_id=target.definition_id,
                 details={
@@ -429,6 +444,7 @@ class RegistryService(RegistryApprovals):
                     "approval_id": move.approval_id,
                     "move": move.model_dump(mode="json"),
                     "move_digest": move_digest(move),
+                    **who.audit(),
                 },
             )
         )

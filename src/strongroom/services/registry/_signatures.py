@@ -7,11 +7,14 @@ signed what it approves (four-eyes broken) is reported too."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+import pydantic
 
 from strongroom.models import ActorRole, ActSignature, DefinitionVersion, VerifyProblem
 from strongroom.ports import MetadataStore, RegistryRecords
-from strongroom.services.identity import TrustedActors, trusted_actors
+from strongroom.services.identity import AUDIT_ACTS, TrustedActors, trusted_actors
 
 __all__ = ["check_signatures"]
 
@@ -48,19 +51,84 @@ class _Checker:
     ) -> None:
         """Check one signed act, bound in the chain as ``binding`` (type, id) (its first
         entry; ``newest``: its newest, for a revocation, the record's last write)."""
-        self.signed += 1
         span = await self.store.binding_span(*binding)
         seq = None if span is None else span[1 if newest else 0]
+        self.at(
+            seq,
+            act=act,
+            content=content,
+            signature=signature,
+            role=role,
+            kind=kind,
+            subject=subject,
+            label=label,
+        )
+
+    def at(
+        self,
+        seq: int | None,
+        *,
+        act: str,
+        content: dict[str, Any],
+        signature: ActSignature,
+        role: ActorRole,
+        kind: str,
+        subject: str,
+        label: str,
+    ) -> None:
+        """Check one signed act that entered the chain at entry ``seq``."""
+        self.signed += 1
         why = self.trusted.act_problem(act, content, signature, role, seq)
         if why is not None:
             self.problems.append(_bad(kind, subject, f"{label}: {why}", signature.key_id))
 
+    def audited(self, seq: int, subject: str, signed: Any) -> None:
+        """Check the signed act an audit entry carries (``signed_act`` of its details)."""
+        where = f"audit entry {seq}"
+        try:
+            if not isinstance(signed, dict):
+                raise ValueError("not an object")
+            act, content = signed.get("act"), signed.get("content")
+            signature = ActSignature.model_validate(signed.get("signature"))
+            if act not in AUDIT_ACTS or not isinstance(content, dict):
+                raise ValueError(f"an unknown act {str(act)[:40]!r} or no content")
+        except (ValueError, pydantic.ValidationError) as exc:
+            self.problems.append(
+                _bad(
+                    "audit", where, f"{where}: a signed act that does not parse ({exc})"[:500], None
+                )
+            )
+            return
+        if content.get("run_id") != subject:
+            self.problems.append(
+                _bad(
+                    "audit",
+                    where,
+                    f"{where}: its signed {act} is about {str(content.get('run_id'))[:80]}, "
+                    f"not {subject[:80]} (a signature copied from another entry)",
+                    signature.key_id,
+                )
+            )
+        self.at(
+            seq,
+            act=act,
+            content=content,
+            signature=signature,
+            role=AUDIT_ACTS[act],
+            kind="audit",
+            subject=where,
+            label=f"{where} ({act} of {subject[:80]})",
+        )
+
 
 async def check_signatures(
-    records: RegistryRecords, versions: list[DefinitionVersion]
+    records: RegistryRecords,
+    versions: list[DefinitionVersion],
+    acts: Mapping[int, tuple[str, Any]] | None = None,
 ) -> tuple[dict[str, int], list[VerifyProblem]]:
     """Check every signed act of the registry (``versions``: every published version, as
-    the caller listed them); returns (counts, problems)."""
+    the caller listed them) and the signed acts only the audit chain records (``acts``:
+    entry seq -> (subject id, signed act)); returns (counts, problems)."""
     if not isinstance(records, MetadataStore):  # pragma: no cover - every store is both
         raise TypeError("the registry's records store must also be the metadata store")
     actors = await records.list_actors()
@@ -138,4 +206,6 @@ async def check_signatures(
                 label=f"the revocation of approval {subject} by {approval.revoked_by}",
                 newest=True,
             )
+    for seq, (subject, signed) in sorted((acts or {}).items()):
+        check.audited(seq, subject, signed)
     return {"actors": len(actors), "signed_acts": check.signed}, check.problems

@@ -5,14 +5,16 @@
   history row is caught), has an audit entry at all, and follows the previous move of its
   channel (``from_digest`` = the previous ``to_digest``); an audited move missing from the
   history (a deleted row) is reported too;
-- every signed act (a publication, an approval, an actor's registration or revocation) carries
-  a signature that verifies with its key, by a key that was registered, active and held the
-  act's role when it signed (`strongroom.services.identity`).
+- every signed act (a publication, an approval, an actor's registration or revocation, and
+  the acts only the audit chain records, such as a forced resume) carries a signature that
+  verifies with its key, by a key that was registered, active and held the act's role when
+  it signed (`strongroom.services.identity`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from strongroom.errors import IntegrityError, NotFound, StrongroomError
 from strongroom.models import AuditEntry, ChannelMove, DefinitionVersion, VerifyProblem
@@ -22,7 +24,10 @@ from strongroom.services.audit import AuditService
 from strongroom.services.registry._service import move_digest
 from strongroom.services.registry._signatures import check_signatures
 
-__all__ = ["MOVE_EVENTS", "collect_move", "verify_registry"]
+__all__ = ["MOVE_EVENTS", "AuditActs", "collect_act", "collect_move", "verify_registry"]
+
+# The signed acts the audit chain alone records: entry seq -> (subject id, ``signed_act``).
+AuditActs = dict[int, tuple[str, Any]]
 
 MOVE_EVENTS = frozenset({"registry.published", "registry.promoted", "registry.rolled_back"})
 
@@ -41,24 +46,28 @@ async def verify_registry(
     verified: Mapping[str, int] | None = None,
     audited: Mapping[str, tuple[str, int]] | None = None,
     audited_through: int = 0,
+    acts: Mapping[int, tuple[str, Any]] | None = None,
 ) -> tuple[dict[str, int], list[VerifyProblem]]:
     """Check the registry; returns (counts checked, problems). ``verified``: digest -> size
     of blobs the caller already re-hashed successfully (others are re-hashed here).
     ``audited``: what `collect_move` gathered from the audit rows the caller already walked,
-    up to the row key ``audited_through`` (rows appended since are walked here); None: the
-    audit chain is walked here."""
+    up to the row key ``audited_through`` (rows appended since are walked here), and ``acts``
+    what `collect_act` gathered from them; None: the audit chain is walked here."""
     problems: list[VerifyProblem] = []
     checked = {"definition_versions": 0, "channel_moves": 0}
     everything: list[DefinitionVersion] = []
 
     later: dict[str, tuple[str, int]] = {}
+    later_acts: AuditActs = {}
     # By the rows' own keys: a forged seq inside a body cannot send the walk back.
     async for row in audit.rows(0 if audited is None else audited_through):
         collect_move(later, row)
+        collect_act(later_acts, row)
     if audited is None:
         audited = later
     elif later:  # moves audited while the caller walked on: a later row wins, as in one walk
         audited = {**audited, **later}
+    acts = {**(acts or {}), **later_acts}
 
     seen_moves: set[str] = set()
     for latest in await records.list_definitions():
@@ -137,7 +146,7 @@ async def verify_registry(
                     audit_seq=seq,
                 )
             )
-    counts, found = await check_signatures(records, everything)
+    counts, found = await check_signatures(records, everything, acts)
     checked.update(counts)
     problems.extend(found)
     return checked, problems
@@ -152,6 +161,14 @@ def collect_move(audited: dict[str, tuple[str, int]], row: ChainRow[AuditEntry])
         digest = entry.details.get("move_digest")
         if isinstance(move, dict) and isinstance(digest, str):
             audited[str(move.get("move_id"))] = (digest, row.key)
+
+
+def collect_act(acts: AuditActs, row: ChainRow[AuditEntry]) -> None:
+    """Note in ``acts`` (row key -> (subject id, signed act)) the signed act that the audit
+    ``row`` carries in its details (``signed_act``), if it carries one."""
+    entry = row.entry
+    if entry is not None and "signed_act" in entry.details:
+        acts[row.key] = (entry.subject_id, entry.details["signed_act"])
 
 
 def _check_move(
