@@ -51,6 +51,7 @@ from strongroom.models import (
 )
 from strongroom.orchestrator import Orchestrator, PlanState, StepState, StepStatus
 from strongroom.orchestrator.state import STATE_KEY
+from strongroom.testing.keys import approver
 from strongroom.vault import Vault
 
 NAME = "orchestrator"
@@ -179,7 +180,9 @@ def _playbook(playbook_id: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def _publish(vault: Vault, definition: dict[str, Any] | str, name: str) -> None:
     text = definition if isinstance(definition, str) else json.dumps(definition)
-    await vault.registry.publish(text.encode(), file_name=f"{name}.yaml", actor="bench")
+    # A sandbox policy (and what may run an A2+ tool) is published signed.
+    key = await approver(vault, "bench")
+    await vault.registry.publish(text.encode(), file_name=f"{name}.yaml", signer=key)
 
 
 async def _baseline_step(vault: Vault, run_id: str, revision: int, n: int) -> int:

@@ -34,6 +34,7 @@ from strongroom.sandbox._proxy import EgressProxy
 from strongroom.sandbox.host import probe_host
 from strongroom.sandbox.launch import launch
 from strongroom.sandbox.plan import plan_sandbox
+from strongroom.testing.keys import approver
 
 NAME = "sandbox_overhead"
 TITLE = "Sandbox overhead per no-op tool invocation"
@@ -140,7 +141,8 @@ async def run(ctx: Context) -> list[Figure]:
         layers: list[str] = []
         allowlist_layers: list[str] = []
         async with await space.open_vault() as vault:
-            await vault.registry.publish(_MANIFEST.encode(), file_name="bench.yaml", actor="bench")
+            key = await approver(vault, "bench")  # its sandbox policy is published signed
+            await vault.registry.publish(_MANIFEST.encode(), file_name="bench.yaml", signer=key)
             runner = ToolRunner(vault, RunnerOptions(workdir=root, tool_paths=(tools,)))
             for i in range(_WARMUP + count):
                 measured = i >= _WARMUP

@@ -18,6 +18,7 @@ from strongroom.ids import new_id
 from strongroom.models import AuditEntry, RunnerResponse
 from strongroom.sandbox.host import probe_host
 from strongroom.sandbox.plan import REQUIRED_LAYERS
+from strongroom.testing.keys import approver
 
 TOOLS_DIR = Path(__file__).with_name("sandbox_tools")
 PUBLISHER = "alice"
@@ -101,9 +102,11 @@ class Lane:
         return self.root / "work"
 
     async def publish(self, *definitions: dict[str, Any]) -> None:
+        """Publish signed by the publisher's registered key (A2+ definitions must be)."""
+        key = await approver(self.vault, PUBLISHER)
         for n, definition in enumerate(definitions):
             await self.vault.registry.publish(
-                json.dumps(definition).encode(), file_name=f"def{n}.yaml", actor=PUBLISHER
+                json.dumps(definition).encode(), file_name=f"def{n}.yaml", signer=key
             )
 
     async def run(self, tool_id: str, data: Any = None, **fields: Any) -> RunnerResponse:

@@ -21,6 +21,7 @@ from _sql_tamper import drop_append_only_guards
 from strongroom.adapters import open_witness
 from strongroom.integrity import SignedTreeHead, SigningKey
 from strongroom.models import VerifyReport
+from strongroom.testing.keys import approver
 from strongroom.vault import IntegrityOptions, Vault, anchor_to
 
 REPO = Path(__file__).resolve().parent.parent
@@ -153,8 +154,9 @@ async def populate(url: str, blobs_dir: Path, key: SigningKey, anchors: Path) ->
         await vault.catalog.delete_object(gone.object_id)
 
         policy = REPO / "examples" / "registry" / "sandbox-readonly.yaml"
+        alice = await approver(vault, "alice")  # a sandbox policy is published signed
         published = await vault.registry.publish(
-            policy.read_bytes(), file_name=policy.name, actor="alice"
+            policy.read_bytes(), file_name=policy.name, signer=alice
         )
         version = published.version
         p.definition = f"{version.kind.value}/{version.definition_id}@{version.version}"
@@ -163,11 +165,10 @@ async def populate(url: str, blobs_dir: Path, key: SigningKey, anchors: Path) ->
             version.definition_id,
             version.version,
             to="staging",
-            actor="alice",
             reason="matrix",
         )
         approval = await vault.registry.approve(
-            {"scope": "run", "run_id": running.run_id}, actor="dave", reason="matrix"
+            {"scope": "run", "run_id": running.run_id}, reason="matrix", signer=alice
         )
         p.approval_id = approval.approval_id
 

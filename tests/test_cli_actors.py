@@ -6,11 +6,13 @@ self-approval refused by key, the signer shown and verified in
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner, Result
 
+from _sql_tamper import drop_append_only_guards
 from strongroom.cli import app
 from strongroom.testing._registry_service import manifest
 
@@ -136,3 +138,48 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     assert missing["code"] in {"not_found", "io_error", "validation_error"}
     unsigned = cli.error("actors", "revoke", "0" * 16, "--reason", "r")
     assert unsigned["details"]["reason"] == "admin_signature_required"
+
+
+def test_audit_show_and_runs_show_name_the_signer_and_whether_it_verifies(
+    tmp_path: Path,
+) -> None:
+    cli = Cli(tmp_path)
+    root, root_pub = cli.key("root")
+    cli.ok("actors", "add", "root", "--public-key", root_pub, "--role", "admin")
+    tool = tmp_path / "tools.json"
+    tool.write_bytes(manifest(level="A2"))
+    cli.ok("registry", "publish", str(tool), "--key", root)
+    cli.ok("registry", "promote", "m", "1.0.0", "--to", "staging", "--reason", "try")
+    run_id = cli.ok("runs", "create", "--project", "p").stdout.strip()
+    approval = cli.json("registry", "approve", "--run", run_id, "--reason", "ok", "--key", root)
+    key_id = approval["signature"]["key_id"]
+
+    view = cli.json("audit", "show", "--limit", "1000")
+    by_event: dict[str, list[str]] = {}
+    for entry in view["entries"]:
+        label = view["signers"].get(str(entry["seq"]))
+        if label is not None:
+            by_event.setdefault(entry["event"], []).append(label)
+    assert by_event["actors.added"] == ["first admin (unsigned by design)"]
+    assert by_event["registry.published"] == [f"root {key_id} (verified)"]
+    assert by_event["registry.promoted"] == ["unsigned"]
+    assert by_event["registry.approved"] == [f"root {key_id} (verified)"]
+    assert "runs.created" not in by_event  # not a governed act
+    text = cli.ok("audit", "show", "--limit", "1000").stdout
+    assert "SIGNED" in text
+    assert f"root {key_id} (verified)" in text
+    shown = cli.json("runs", "show", run_id)
+    assert [a["signed"] for a in shown["approvals"]] == [f"root {key_id} (verified)"]
+    assert f"signed: root {key_id} (verified)" in cli.ok("runs", "show", run_id).stdout
+
+    # The approval's reason edited behind the service's back: shown as not verified.
+    with sqlite3.connect(cli.vault / "vault.db") as db:
+        drop_append_only_guards(db)
+        db.execute(
+            'UPDATE approvals SET body = replace(body, \'"reason":"ok"\', \'"reason":"ko"\')'
+        )
+    shown = cli.json("runs", "show", run_id)
+    assert [a["signed"] for a in shown["approvals"]] == [f"root {key_id} (NOT VERIFIED)"]
+    assert shown["approvals"][0]["approval"]["reason"] == "ko"
+    view = cli.json("audit", "show", "--limit", "1000")
+    assert f"root {key_id} (NOT VERIFIED)" in view["signers"].values()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import sqlite3
 import stat
 from pathlib import Path
@@ -138,11 +139,11 @@ def test_audit_adopt_binds_records_written_without_bindings(env: Path, tmp_path:
     assert problem["details"]["reason"] == "unbound"
     unconfirmed = cli(vault, "audit", "adopt", "--json")
     assert unconfirmed.exit_code == 2
-    adopted = cli(vault, "audit", "adopt", "--yes", "--actor", "admin", "--json")
+    adopted = cli(vault, "audit", "adopt", "--yes", "--json")
     assert json.loads(adopted.stdout) == {"adopted": 1}
     assert cli(vault, "verify").exit_code == 0
     shown = json.loads(cli(vault, "audit", "show", "--json", "-n", "10000").stdout)
     (entry,) = [e for e in shown["entries"] if e["event"] == "audit.adopted"]
-    assert entry["actor"] == "admin"
+    assert entry["actor"] == f"os:{pwd.getpwuid(os.geteuid()).pw_name}"  # who ran it
     assert entry["records"][0]["id"] == legacy
     assert os.environ["STRONGROOM_SIGNING_KEY"] == str(env)

@@ -52,7 +52,8 @@ def cli(tmp_path: Path) -> Cli:
             "data-quality-project.yaml",
         )
     ]
-    assert cli("registry", "publish", *files).exit_code == 0
+    alice = registered_key(cli, tmp_path, "alice")  # the examples hold an A3 tool
+    assert cli("registry", "publish", *files, "--key", alice).exit_code == 0
     digest = json.loads(cli("--json", "registry", "show", "data-quality-tools@1.0.0").stdout)
     approve = cli(
         "registry",
@@ -62,7 +63,7 @@ def cli(tmp_path: Path) -> Cli:
         "--reason",
         "ok",
         "--key",
-        registered_key(cli, tmp_path),
+        registered_key(cli, tmp_path, admin=alice),
     )
     assert approve.exit_code == 0, (approve.stdout, approve.stderr, digest)
     promote = cli(

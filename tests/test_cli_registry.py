@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 from _keys import registered_key
 from strongroom.cli import app
 from strongroom.cli._context import EXIT_CODES
+from strongroom.testing._registry_service import manifest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "registry"
 FILES = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))  # not in dependency order on purpose
@@ -72,8 +73,21 @@ def cli(tmp_path: Path) -> Cli:
 
 
 @pytest.fixture
-def published(cli: Cli) -> list[dict[str, Any]]:
-    results = cli.json("registry", "publish", *FILES)  # unsigned: by the OS user
+def alice(cli: Cli) -> str:
+    """alice's key file: the vault's first admin, who publishes."""
+    return registered_key(cli, cli.vault.parent, "alice")
+
+
+@pytest.fixture
+def bob(cli: Cli, alice: str) -> str:
+    """bob's key file: an admin alice registered, who reviews and promotes."""
+    return registered_key(cli, cli.vault.parent, "bob", admin=alice)
+
+
+@pytest.fixture
+def published(cli: Cli, alice: str) -> list[dict[str, Any]]:
+    # The examples include an A3 tool and a sandbox policy: published signed.
+    results = cli.json("registry", "publish", *FILES, "--key", alice)
     assert isinstance(results, list)
     return results
 
@@ -102,24 +116,26 @@ def test_publish_orders_files_by_dependency_and_is_idempotent(
     assert "data-quality-tools" in cli.ok("registry", "list").stdout
 
 
-def test_promotion_with_another_actors_approval(cli: Cli, published: list[Any]) -> None:
+def test_promotion_with_another_actors_approval(
+    cli: Cli, published: list[Any], alice: str, bob: str
+) -> None:
     unsigned = cli.error(
         "signature_required",
         "registry", "promote", "data-quality-tools", "1.0.0", "--to", "production",
         "--reason", "go",
     )  # fmt: skip
     assert "--role operator" in unsigned["message"]
-    key = registered_key(cli, cli.vault.parent)
+    key = bob
     error = cli.error(
         "approval_required",
         "registry", "promote", "data-quality-tools", "1.0.0", "--to", "production",
         "--reason", "go", "--key", key,
     )  # fmt: skip
     assert error["details"]["channel"] == "production"
-    # Unsigned, the approver is the OS user who published: the same person.
     cli.error(
         "self_approval",
         "registry", "approve", "--promotion", "data-quality-tools@1.0.0", "--reason", "mine",
+        "--key", alice,
     )  # fmt: skip
     approval = cli.json(
         "registry", "approve", "--promotion", "data-quality-tools@1.0.0", "--reason", "reviewed",
@@ -145,10 +161,10 @@ def test_promotion_with_another_actors_approval(cli: Cli, published: list[Any]) 
     assert cli.ok("verify").exit_code == 0
 
 
-def test_tool_and_run_approvals_and_revocation(cli: Cli, published: list[Any]) -> None:
+def test_tool_and_run_approvals_and_revocation(cli: Cli, published: list[Any], bob: str) -> None:
     tool = cli.json(
         "registry", "approve", "--tool", "fetch_object_storage@1.0.0", "--reason", "ok",
-        "--key", registered_key(cli, cli.vault.parent), "--expires", "2999-01-01",
+        "--key", bob, "--expires", "2999-01-01",
     )  # fmt: skip
     assert tool["target"] == {
         "scope": "tool_version",
@@ -164,8 +180,7 @@ def test_tool_and_run_approvals_and_revocation(cli: Cli, published: list[Any]) -
         "signature_required", "registry", "approve", "--run", run_id, "--reason", "x"
     )
     assert "strongroom keys init" in unsigned["message"]
-    key = str(cli.vault.parent / "bob.pem")
-    run = cli.json("registry", "approve", "--run", run_id, "--reason", "once", "--key", key)
+    run = cli.json("registry", "approve", "--run", run_id, "--reason", "once", "--key", bob)
     assert run["target"]["run_id"] == run_id
     assert run["actor"] == "bob"
     revoked = cli.json("registry", "revoke", tool["approval_id"], "--reason", "no")
@@ -176,7 +191,9 @@ def test_tool_and_run_approvals_and_revocation(cli: Cli, published: list[Any]) -
     assert "revoked" in cli.ok("registry", "approvals").stdout
 
 
-def test_diff_rollback_and_error_codes(cli: Cli, published: list[Any], tmp_path: Path) -> None:
+def test_diff_rollback_and_error_codes(
+    cli: Cli, published: list[Any], tmp_path: Path, alice: str
+) -> None:
     source = (EXAMPLES / "sandbox-readonly.yaml").read_text()
     newer = tmp_path / "policy-2.yaml"
     newer.write_text(
@@ -184,7 +201,7 @@ def test_diff_rollback_and_error_codes(cli: Cli, published: list[Any], tmp_path:
             "memory_mb: 512", "memory_mb: 1024"
         )
     )
-    cli.ok("registry", "publish", str(newer))
+    cli.ok("registry", "publish", str(newer), "--key", alice)
     diff = cli.ok(
         "registry", "diff", "sandbox-readonly@2026-01-15.1", "sandbox-readonly@2026-02-01.1"
     ).stdout
@@ -248,7 +265,9 @@ def test_actor_cannot_name_who_does_a_governed_act(cli: Cli) -> None:
         error = cli.error("validation_error", *args)
         assert error["details"]["reason"] == "actor_not_accepted"
         assert "--key" in error["message"]
-    # $STRONGROOM_ACTOR is not read by governed commands: the OS user publishes.
-    policy = str(EXAMPLES / "sandbox-readonly.yaml")
-    result = cli.json("registry", "publish", policy, env={"STRONGROOM_ACTOR": "alice"})
+    # $STRONGROOM_ACTOR is not read by governed commands: the OS user publishes (an A0
+    # manifest: unsigned is allowed).
+    plain = cli.vault.parent / "plain.json"
+    plain.write_bytes(manifest())
+    result = cli.json("registry", "publish", str(plain), env={"STRONGROOM_ACTOR": "alice"})
     assert result[0]["version"]["publisher"] == f"os:{pwd.getpwuid(os.geteuid()).pw_name}"

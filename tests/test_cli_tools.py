@@ -60,7 +60,8 @@ def cli(tmp_path: Path) -> Cli:
         path.write_text(json.dumps(definition))
         files.append(str(path))
     cli = Cli(tmp_path)
-    result = cli("registry", "publish", *files)
+    publisher = registered_key(cli, tmp_path, "alice")  # A2 tools are published signed
+    result = cli("registry", "publish", *files, "--key", publisher)
     assert result.exit_code == 0, result.stderr
     return cli
 
@@ -114,7 +115,7 @@ def test_approval_required_then_approved(cli: Cli) -> None:
         "--reason",
         "checked",
         "--key",
-        registered_key(cli, cli.root, APPROVER),
+        registered_key(cli, cli.root, APPROVER, admin=str(cli.root / "alice.pem")),
     )
     assert approve.exit_code == 0, approve.stderr
     allowed = cli.run_tool("guarded_echo@1.0.0", "--input", '{"text": "x"}', "--json")

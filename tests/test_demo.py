@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from strongroom.cli import app
 from strongroom.demo_translation import FAKE_API_KEY, PHASES, record_demo_run
+from strongroom.errors import SignatureRequired
 from strongroom.models import ArtifactFormat, ArtifactRole, RunStatus
+from strongroom.testing.keys import approver
 from strongroom.vault import Vault
 
 RUN_LINE = re.compile(r"^\s*run\s+([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\s")
@@ -105,10 +108,13 @@ async def test_the_demo_publishes_the_example_definitions_once() -> None:
 
     vault = await Vault.open("memory://")
     try:
-        first = await publish_examples(vault)
+        key = await approver(vault, "demo")
+        with pytest.raises(SignatureRequired):  # the examples govern A3 execution
+            await publish_examples(vault)
+        first = await publish_examples(vault, signer=key)
         assert [name for name, _ in first] == list(EXAMPLE_FILES)
         assert all(result.created for _, result in first)
-        again = await publish_examples(vault)
+        again = await publish_examples(vault, signer=key)
         assert [r.version.digest for _, r in again] == [r.version.digest for _, r in first]
         assert not any(result.created for _, result in again)
         assert len(await vault.registry.list()) == len(EXAMPLE_FILES)

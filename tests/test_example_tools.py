@@ -23,6 +23,7 @@ from strongroom import Vault
 from strongroom.execution import RunnerOptions, ToolRunner
 from strongroom.ids import new_id
 from strongroom.sandbox.host import probe_host
+from strongroom.testing.keys import approver
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -375,10 +376,9 @@ async def test_load_csv_runs_in_the_sandbox(tmp_path: Path) -> None:
     shutil.copytree(PROJECT, workdir)
     vault = await Vault.open(tmp_path / "vault")
     try:
+        key = await approver(vault, "tester")  # they govern A3 execution: signed
         for name in ("sandbox-readonly.yaml", "data-quality-tools.yaml"):
-            await vault.registry.publish(
-                (REGISTRY / name).read_bytes(), file_name=name, actor="tester"
-            )
+            await vault.registry.publish((REGISTRY / name).read_bytes(), file_name=name, signer=key)
         runner = ToolRunner(vault, RunnerOptions(workdir=workdir, tool_paths=(TOOLS_DIR,)))
         response = await runner.run(
             {

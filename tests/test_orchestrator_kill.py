@@ -46,6 +46,7 @@ from strongroom.ids import new_id
 from strongroom.models import RunStatus
 from strongroom.orchestrator import PlanState, StepStatus
 from strongroom.orchestrator.state import STATE_KEY
+from strongroom.testing.keys import approver
 from strongroom.vault import Vault
 
 WORKER = Path(__file__).with_name("_orchestrator_worker.py")
@@ -118,9 +119,10 @@ async def prepare(target: KillTarget) -> None:
     vault = await target.open()
     try:
         definitions = [policy(), manifest([tool("add", "lane_tools:add", level="A0")]), playbook()]
+        key = await approver(vault, PUBLISHER)  # a sandbox policy is published signed
         for n, definition in enumerate(definitions):
             await vault.registry.publish(
-                json.dumps(definition).encode(), file_name=f"def{n}.yaml", actor=PUBLISHER
+                json.dumps(definition).encode(), file_name=f"def{n}.yaml", signer=key
             )
     finally:
         await vault.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -258,17 +258,25 @@ def log_line(entry: LogEntry) -> Text:
     return line
 
 
-def audit_table(entries: Sequence[AuditEntry]) -> Table:
-    table = plain_table("SEQ", "TIME (UTC)", "EVENT", "ACTOR", "SUBJECT", "DETAILS")
+def audit_table(entries: Sequence[AuditEntry], signers: Mapping[int, str] | None = None) -> Table:
+    """The audit entries; ``signers`` (entry seq -> label) adds a SIGNED column."""
+    columns = ["SEQ", "TIME (UTC)", "EVENT", "ACTOR", "SUBJECT", "DETAILS"]
+    if signers is not None:
+        columns.insert(4, "SIGNED")
+    table = plain_table(*columns)
     for entry in entries:
-        table.add_row(
+        cells = [
             Text(str(entry.seq), justify="right"),
             Text(iso(entry.timestamp)),
             Text(entry.event),
             Text(entry.actor),
             Text(f"{entry.subject_type}:{entry.subject_id}"),
             Text(_compact(entry.details), style="dim"),
-        )
+        ]
+        if signers is not None:
+            label = signers.get(entry.seq, "-")
+            cells.insert(4, Text(label, style="red" if "NOT VERIFIED" in label else ""))
+        table.add_row(*cells)
     return table
 
 

@@ -6,15 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from rich.text import Text
 
 from strongroom.adapters import open_witness
 from strongroom.cli._context import JsonFlag, cli_state, reported_errors
 from strongroom.cli._output import audit_table, print_json, print_table, stdout_console
+from strongroom.cli._registry_args import ActorOption, personal_key
 from strongroom.errors import ValidationError
 from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key
 from strongroom.models import AuditEntry, MerkleCheckpoint
+from strongroom.services.registry import entry_signers
 from strongroom.vault import Vault, signed_head
 
 __all__ = ["AnchorView", "AuditView", "app"]
@@ -26,6 +28,11 @@ class AuditView(BaseModel):
     """What `audit show --json` prints."""
 
     entries: list[AuditEntry]
+    signers: dict[int, str] = Field(
+        default_factory=dict,
+        description="Entry seq -> who signed the governed act it records: 'unsigned', or "
+        "'NAME KEY_ID (verified)' / '(NOT VERIFIED)' (entries of other events are left out).",
+    )
     head_seq: int
     latest_checkpoint: MerkleCheckpoint | None
     next_after: int | None
@@ -39,6 +46,7 @@ async def _read(vault: Vault, after: int, limit: int) -> AuditView:
     last = entries[-1].seq if entries else after
     return AuditView(
         entries=entries,
+        signers=await entry_signers(vault.registry.records, entries),
         head_seq=head_seq,
         latest_checkpoint=checkpoints[-1] if checkpoints else None,
         next_after=last if last < head_seq else None,
@@ -70,7 +78,7 @@ def show(
             return
         console = stdout_console()
         if view.entries:
-            print_table(console, audit_table(view.entries), flexible="DETAILS")
+            print_table(console, audit_table(view.entries, view.signers), flexible="DETAILS")
         else:
             console.print(Text("No audit entries."))
         footer = Text(f"audit head: entry {view.head_seq}", style="dim")
@@ -144,7 +152,7 @@ def adopt(
     yes: Annotated[
         bool, typer.Option("--yes", help="Confirm: vouch for the unbound records as they are.")
     ] = False,
-    actor: Annotated[str, typer.Option("--actor", help="Who adopts them.")] = "local",
+    actor: ActorOption = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """Bind every record that has no audit binding (a vault written before bindings existed)
@@ -159,7 +167,12 @@ def adopt(
                 operation="audit.adopt",
                 reason="confirmation_required",
             )
-        count = state.run(lambda vault: vault.audit.adopt_unbound(actor=actor))
+        personal_key(None, False, actor)  # refuses --actor: recorded as who runs this
+
+        async def work(vault: Vault) -> int:
+            return await vault.audit.adopt_unbound(actor=await vault.identity.principal())
+
+        count = state.run(work)
         if state.json:
             print_json({"adopted": count})
             return

@@ -30,6 +30,7 @@ from strongroom.cli._output import STEP_STYLES, stdout_console
 from strongroom.cli._registry_args import KeyOption, SignFlag, personal_key
 from strongroom.errors import ValidationError
 from strongroom.execution import RunnerOptions
+from strongroom.integrity import SigningKey
 from strongroom.models import RunStatus
 from strongroom.orchestrator import Event, Orchestrator, RunResult, StepStatus
 from strongroom.vault import Vault
@@ -175,10 +176,10 @@ def _report(state: CliState, result: RunResult) -> None:
     raise typer.Exit(1)
 
 
-async def _publish_local(vault: Vault, data: bytes, name: str) -> str:
-    """A playbook file: published (a draft; identical content is a no-op; unsigned, so by
-    the OS user or database role), then run by its digest."""
-    result = await vault.registry.publish(data, file_name=name)
+async def _publish_local(vault: Vault, data: bytes, name: str, signer: SigningKey | None) -> str:
+    """A playbook file: published (a draft; identical content is a no-op; signed by
+    ``signer``, else by the OS user or database role), then run by its digest."""
+    result = await vault.registry.publish(data, file_name=name, signer=signer)
     version = result.version
     return f"{version.definition_id}@sha256:{version.digest}"
 
@@ -204,14 +205,19 @@ def run(
     tool_path: ToolPathOption = None,
     workdir: WorkdirOption = Path("."),
     actor: ActorOption = "local",
+    key: KeyOption = None,
+    sign: SignFlag = False,
     json_flag: JsonFlag = False,
 ) -> None:
     """Run a playbook through the sandboxed execution lane, persisting after every step.
     Exits 0 when the run completes, 10 when it paused for an approval (the approve and
-    resume commands are printed), else the failing step's error code."""
+    resume commands are printed), else the failing step's error code. A playbook file is
+    published first, signed with --key/--sign when given (one that may run A2+ tools must
+    be)."""
     state = cli_state(ctx, json_flag)
     progress = Progress(state.json)
     with reported_errors(state):
+        signer = personal_key(key, sign)
         values = parse_inputs(inputs or [])
         options = _options(workdir, tool_path)
         local = Path(playbook)
@@ -220,7 +226,7 @@ def run(
         async def work(vault: Vault) -> RunResult:
             ref = playbook
             if data is not None:
-                ref = await _publish_local(vault, data, local.name)
+                ref = await _publish_local(vault, data, local.name, signer)
             orchestrator = Orchestrator(
                 vault, options, max_parallel=max_parallel, actor=actor, on_event=progress
             )

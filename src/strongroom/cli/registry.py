@@ -34,12 +34,11 @@ from strongroom.cli._registry_args import (
     parse_ref,
     personal_key,
 )
-from strongroom.cli._signatures import signed_label
 from strongroom.cli.registry_review import approvals, approve, promote, revoke, rollback
 from strongroom.errors import map_os_errors
 from strongroom.models import ActorRole, Channel, DefinitionKind, DefinitionVersion
 from strongroom.registry import canonical_form, load_definition
-from strongroom.services.registry import PublishResult
+from strongroom.services.registry import PublishResult, signed_label
 from strongroom.vault import Vault
 
 __all__ = ["DefinitionView", "DiffView", "app"]

@@ -24,10 +24,9 @@ from strongroom.cli._registry_args import (
     parse_ref,
     personal_key,
 )
-from strongroom.cli._signatures import signed_label
 from strongroom.errors import ValidationError
 from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ChannelMove
-from strongroom.services.registry import MoveResult
+from strongroom.services.registry import MoveResult, signed_label
 from strongroom.vault import Vault
 
 __all__ = ["approvals", "approve", "promote", "revoke", "rollback"]

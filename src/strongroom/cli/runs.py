@@ -31,17 +31,22 @@ from strongroom.cli._output import (
 )
 from strongroom.errors import ErrorInfo
 from strongroom.models import (
+    ActorRole,
+    Approval,
+    ApprovalScope,
     ArtifactMetadata,
     LogReference,
     Run,
     RunPage,
     RunQuery,
     RunStatus,
+    RunTarget,
     SnapshotRecord,
 )
 from strongroom.models.runs import DEFAULT_COUNT_LIMIT
 from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState
 from strongroom.services._common import parse
+from strongroom.services.registry import signed_label
 from strongroom.vault import Vault
 
 __all__ = ["RunDetails", "app"]
@@ -57,6 +62,13 @@ ActorOption = Annotated[
     str | None,
     typer.Option("--actor", help="Who does this (recorded in the audit trail). [default: local]"),
 ]
+
+
+class RunApproval(BaseModel):
+    approval: Approval
+    signed: str = Field(
+        description="'unsigned', or 'NAME KEY_ID (verified)' / 'NAME KEY_ID (NOT VERIFIED)'."
+    )
 
 
 class RunDetails(BaseModel):
@@ -76,6 +88,9 @@ class RunDetails(BaseModel):
     )
     artifacts: list[ArtifactMetadata] = Field(
         default_factory=list, description="The run's artifacts, oldest first (at most 200)."
+    )
+    approvals: list[RunApproval] = Field(
+        default_factory=list, description="Approvals of this run (what let its A2+ steps run)."
     )
 
 
@@ -202,8 +217,20 @@ async def _details(vault: Vault, run_id: str) -> RunDetails:
         plan = (await vault.snapshots.load(run.run_id)).state.data.get(STATE_KEY)
         if isinstance(plan, dict):
             steps = PlanState.model_validate(plan).ordered()
+    actors = {a.key_id: a for a in await vault.identity.actors()}
+    approvals = [
+        RunApproval(
+            approval=a,
+            signed=signed_label(
+                "approve", a.signed_content(), a.signature, actors, ActorRole.APPROVER
+            ),
+        )
+        for a in await vault.registry.approvals(ApprovalScope.RUN)
+        if isinstance(a.target, RunTarget) and a.target.run_id == run.run_id
+    ]
     return RunDetails(
         run=run,
+        approvals=approvals,
         latest_snapshot=history[-1] if history else None,
         snapshot_count=len(history),
         artifact_count=len(manifest.artifacts),
@@ -345,6 +372,15 @@ def _detail_rows(details: RunDetails) -> list[tuple[str, str | Text]]:
         rows.append(("last_error", error))
     else:
         rows.append(("last_error", "-"))
+    for item in details.approvals:
+        approval = item.approval
+        state = "revoked" if approval.revoked_at else "active"
+        rows.append(
+            (
+                "approval",
+                f"{approval.approval_id} by {approval.actor} ({state}), signed: {item.signed}",
+            )
+        )
     return rows
 
 

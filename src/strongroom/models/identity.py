@@ -85,6 +85,16 @@ class Actor(Record):
         """Holds ``role`` (an admin may do everything)."""
         return role in self.roles or ActorRole.ADMIN in self.roles
 
+    def revocation_content(self) -> dict[str, Any]:
+        """What an admin signs when revoking this key (its ``revoked_at`` and
+        ``revoke_reason`` as they are, or will be, stored)."""
+        at = self.revoked_at
+        return {
+            "key_id": self.key_id,
+            "reason": self.revoke_reason or "",
+            "revoked_at": at.isoformat(timespec="microseconds") if at else None,
+        }
+
     def registration(self) -> dict[str, Any]:
         """What an admin signs when registering this key."""
         return self.model_dump(

@@ -21,7 +21,6 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from strongroom.errors import (
@@ -344,7 +343,9 @@ class IdentityService:
                 key_id=key_id,
                 reason="last_admin",
             )
-        content = _revocation(key_id, reason, now)
+        content = target.model_copy(
+            update={"revoked_at": now, "revoke_reason": reason}
+        ).revocation_content()
         return await self.records.revoke_actor(
             key_id,
             at=now,
@@ -462,14 +463,9 @@ def _revocation_problem(actor: Actor, trusted: TrustedActors) -> str | None:
         return "it carries no admin signature"
     if signature.key_id != actor.revoked_by:
         return "it is signed by another key than the admin it names"
-    content = _revocation(actor.key_id, actor.revoke_reason or "", actor.revoked_at)
+    content = actor.revocation_content()
     seq = trusted.revoked_at[actor.key_id]
     if signature.key_id == actor.key_id:
         # An admin revoking their own key: it was active until this very entry.
         return signature_problem("revoke_actor", content, signature, actor, ActorRole.ADMIN)
     return trusted.act_problem("revoke_actor", content, signature, ActorRole.ADMIN, seq)
-
-
-def _revocation(key_id: str, reason: str, at: datetime) -> dict[str, Any]:
-    """What an admin signs when revoking a key."""
-    return {"key_id": key_id, "reason": reason, "revoked_at": at.isoformat(timespec="microseconds")}

@@ -11,11 +11,13 @@ import pytest
 
 from strongroom.errors import SignatureRequired, ValidationError
 from strongroom.integrity import SigningKey
-from strongroom.models import ActorRole, AuditEvent, Channel, DefinitionKind
+from strongroom.models import ActorRole, AuditEvent, Channel, DefinitionKind, SandboxPolicy
+from strongroom.models.registry import ResourceLimits
+from strongroom.registry.canonical import canonical_bytes
 from strongroom.services.identity import os_user, signed_audit_act
 from strongroom.services.registry import RegistryPolicy
 from strongroom.testing._base import VaultFixtureContract
-from strongroom.testing._registry_service import manifest
+from strongroom.testing._registry_service import manifest, playbook
 from strongroom.vault import Vault
 
 TM = DefinitionKind.TOOL_MANIFEST
@@ -78,6 +80,42 @@ class IdentityPolicyTests(VaultFixtureContract):
                 "os:root", SigningKey.generate().public_key_hex, [R], signer=alice
             )
         assert reserved.value.details["reason"] == "reserved_name"
+
+    async def test_what_governs_a2_execution_is_published_signed(self, vault: Vault) -> None:
+        """Four-eyes compares keys, so the publication of what needs an approval must carry
+        one: unsigned, an A2+ manifest, a playbook that may run an A2+ tool and a sandbox
+        policy are refused before anything is written; an A0 manifest is not."""
+        _, alice, _ = await self._staff(vault)
+        plain = await vault.registry.publish(manifest(), file_name="m.json")  # A0
+        assert plain.version.signature is None
+        head = (await vault.audit.head()).seq  # type: ignore[union-attr]
+        blobs = len([d async for d in vault.blobs.iter_digests()])
+        policy = canonical_bytes(
+            SandboxPolicy(
+                sandbox_id="box",
+                name="box",
+                version="1",
+                owner="team",
+                resources=ResourceLimits(cpu_cores=1, memory_mb=256, timeout_seconds=60),
+            )
+        )
+        a2 = manifest(level="A2", manifest_id="g", tool_id="guarded")
+        for data, name in ((a2, "g.json"), (policy, "box.json")):
+            with pytest.raises(SignatureRequired) as refused:
+                await vault.registry.publish(data, file_name=name)
+            assert "--role publisher" in refused.value.message
+        assert (await vault.audit.head()).seq == head  # type: ignore[union-attr]
+        assert len([d async for d in vault.blobs.iter_digests()]) == blobs
+        await vault.registry.publish(a2, file_name="g.json", signer=alice)
+        with pytest.raises(SignatureRequired):
+            await vault.registry.publish(playbook("guarded@1.0.0"), file_name="pb.yaml")
+        signed = await vault.registry.publish(
+            playbook("guarded@1.0.0"), file_name="pb.yaml", signer=alice
+        )
+        assert signed.version.signature is not None
+        vault.registry.policy = RegistryPolicy(require_signed_publications=False)
+        allowed = await vault.registry.publish(policy, file_name="box.json")
+        assert allowed.version.signature is None
 
     async def test_a_run_approval_must_be_signed(self, vault: Vault) -> None:
         """A run approval lets the run's A2+ tools execute: the default policy wants it

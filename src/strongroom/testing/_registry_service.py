@@ -109,9 +109,10 @@ class RegistryServiceTests(VaultFixtureContract):
     async def test_publishes_the_examples_in_dependency_order(self, vault: Vault) -> None:
         if not EXAMPLES_DIR.is_dir():
             pytest.skip("examples/ not next to the package (not an editable install)")
+        alice = await approver(vault, "alice")  # the examples hold an A3 tool: signed
         for name in EXAMPLE_ORDER:
             result = await vault.registry.publish(
-                (EXAMPLES_DIR / name).read_bytes(), file_name=name, actor="alice"
+                (EXAMPLES_DIR / name).read_bytes(), file_name=name, signer=alice
             )
             assert result.created
             assert result.version.source_file == name
@@ -231,8 +232,9 @@ class RegistryServiceTests(VaultFixtureContract):
     async def test_production_of_an_a2_manifest_needs_another_actors_approval(
         self, vault: Vault
     ) -> None:
+        alice = await approver(vault, "alice")
         published = await vault.registry.publish(
-            manifest(level="A2"), file_name="m.json", actor="alice"
+            manifest(level="A2"), file_name="m.json", signer=alice
         )
         digest = published.version.digest
         bob = await approver(vault)
@@ -244,7 +246,7 @@ class RegistryServiceTests(VaultFixtureContract):
             scope="promotion", kind=TM, definition_id="m", digest=digest, channel=Channel.PRODUCTION
         )
         with pytest.raises(SelfApproval) as selfie:
-            await vault.registry.approve(target, actor="alice", reason="mine")
+            await vault.registry.approve(target, reason="mine", signer=alice)
         assert selfie.value.code == "self_approval"
         approval = await vault.registry.approve(target, reason="reviewed", signer=bob)
         result = await vault.registry.promote(
@@ -256,7 +258,7 @@ class RegistryServiceTests(VaultFixtureContract):
         assert channels[Channel.PRODUCTION] == "1.0.0"
         # An A0 manifest needs none.
         await vault.registry.publish(
-            manifest(manifest_id="low", tool_id="low"), file_name="l.json", actor="alice"
+            manifest(manifest_id="low", tool_id="low"), file_name="l.json", signer=alice
         )
         await vault.registry.promote(TM, "low", "1.0.0", to="production", reason="go", signer=bob)
 
@@ -297,7 +299,8 @@ class RegistryServiceTests(VaultFixtureContract):
         assert events.count("registry.published") == 3
 
     async def test_approvals_expire_and_can_be_revoked(self, vault: Vault) -> None:
-        await vault.registry.publish(manifest(level="A2"), file_name="m.json", actor="alice")
+        alice = await approver(vault, "alice")
+        await vault.registry.publish(manifest(level="A2"), file_name="m.json", signer=alice)
         soon = utcnow() + timedelta(hours=1)
         target = ToolVersionTarget(scope="tool_version", tool_id="echo", version="1.0.0")
         bob = await approver(vault)
@@ -306,7 +309,7 @@ class RegistryServiceTests(VaultFixtureContract):
         later = soon + timedelta(minutes=1)
         assert await vault.registry.active_approval(target, at=later) is None
         with pytest.raises(SelfApproval):
-            await vault.registry.approve(target, actor="alice", reason="mine")
+            await vault.registry.approve(target, reason="mine", signer=alice)
         with pytest.raises(NotFound):
             await vault.registry.approve(
                 {"scope": "tool_version", "tool_id": "echo", "version": "9.9.9"},
@@ -333,7 +336,7 @@ class RegistryServiceTests(VaultFixtureContract):
 
     async def test_a_revoked_promotion_approval_no_longer_counts(self, vault: Vault) -> None:
         published = await vault.registry.publish(
-            manifest(level="A3"), file_name="m.json", actor="alice"
+            manifest(level="A3"), file_name="m.json", signer=await approver(vault, "alice")
         )
         approval = await vault.registry.approve(
             {

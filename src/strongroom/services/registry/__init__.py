@@ -8,6 +8,7 @@ from strongroom.services.registry._results import (
     RegistryPolicy,
 )
 from strongroom.services.registry._service import ApprovalTarget, RegistryService, move_digest
+from strongroom.services.registry._signers import UNSIGNED, entry_signers, signed_label
 from strongroom.services.registry._verify import (
     MOVE_EVENTS,
     collect_act,
@@ -17,6 +18,7 @@ from strongroom.services.registry._verify import (
 
 __all__ = [
     "MOVE_EVENTS",
+    "UNSIGNED",
     "ApprovalTarget",
     "DefinitionSummary",
     "MoveResult",
@@ -26,6 +28,8 @@ __all__ = [
     "RegistryService",
     "collect_act",
     "collect_move",
+    "entry_signers",
     "move_digest",
+    "signed_label",
     "verify_registry",
 ]

@@ -301,7 +301,10 @@ class RegistryReader:
         a manifest's highest tool level, the highest level of the tools a playbook may run
         (a channel or bare reference counts every published version of the tool), and
         `RegistryPolicy.production_approval_level` (or A2) for a sandbox policy."""
-        defn = await self.load(version)
+        return await self.definition_level(await self.load(version))
+
+    async def definition_level(self, defn: Definition) -> GovernanceLevel | None:
+        """`governance_level` of a definition (published or about to be)."""
         if isinstance(defn, ToolManifest):
             return defn.max_governance_level
         if isinstance(defn, SandboxPolicy):

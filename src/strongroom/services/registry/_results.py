@@ -43,6 +43,11 @@ class RegistryPolicy:
     otherwise). On by default; when False such an unsigned approval is accepted and its
     audit entry records that the policy allowed it.
 
+    ``require_signed_publications``: a definition that governs execution at A2 or above
+    (a manifest with an A2+ tool, a playbook that may run one, a sandbox policy) must be
+    published signed with a publisher's registered key, so that the four-eyes rule can tell
+    its approver from its publisher by key. On by default.
+
     ``require_signed_production_moves``: every promotion and rollback of the ``production``
     channel must be signed with an operator's registered key. On by default.
 
@@ -54,6 +59,7 @@ class RegistryPolicy:
     production_approval_level: GovernanceLevel | None = GovernanceLevel.A2
     allow_self_approval: bool = False
     require_signed_approvals: bool = True
+    require_signed_publications: bool = True
     require_signed_production_moves: bool = True
     require_signed_forced_resume: bool = False
 

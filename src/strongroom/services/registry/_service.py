@@ -36,6 +36,7 @@ from strongroom.models import (
     ChannelMove,
     DefinitionKind,
     DefinitionVersion,
+    GovernanceLevel,
     Namespace,
     Ref,
     RefKind,
@@ -167,6 +168,22 @@ class RegistryService(RegistryApprovals):
         await check_references(defn, resolve, file_name=file_name)
         if isinstance(defn, ToolManifest):
             await self._check_tool_ownership(defn, file_name)
+        if signer is None and self.policy.require_signed_publications:
+            level = await self.definition_level(defn)
+            if level is not None and level.rank >= GovernanceLevel.A2.rank:
+                raise SignatureRequired(
+                    f"{kind.value} {ident} governs execution at {level.value}: this vault's "
+                    "policy wants it published signed with a registered personal key, so "
+                    "that its approver can be told from its publisher by key: create one "
+                    "(`strongroom keys init`), have an admin register it (`strongroom actors "
+                    "add NAME --public-key FILE --role publisher`), and publish with "
+                    "`--key PATH`",
+                    operation="registry.publish",
+                    kind=kind.value,
+                    definition_id=ident,
+                    level=level.value,
+                    file=file_name,
+                )
 
         await self._blobs.put_bytes(body, expected_sha256=digest)
         version = DefinitionVersion(
