@@ -54,6 +54,7 @@ from strongroom.models import (
     RunStatus,
     SnapshotRecord,
 )
+from strongroom.services.identity import IdentityService
 
 pytestmark = pytest.mark.postgres
 
@@ -735,3 +736,13 @@ def test_run_pages_are_answered_from_one_index_without_sorting(
     assert "Sort" not in page_plan, page_plan
     count_plan = explain(seeded_url, count_stmt)
     assert "Seq Scan" not in count_plan, count_plan
+
+
+async def test_an_unsigned_act_is_recorded_as_the_role_the_database_authenticated(
+    store: PostgresMetadataStore, pg_url: str
+) -> None:
+    """On PostgreSQL the principal is ``current_user`` as the server sees it, whatever the
+    process's OS account or environment says."""
+    user = make_url(pg_url).username or "postgres"
+    assert await store.session_role() == user
+    assert await IdentityService(store).principal() == f"pg:{user}"
