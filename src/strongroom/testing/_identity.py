@@ -224,9 +224,9 @@ class IdentityTests(VaultFixtureContract):
         }
         ids = []
         records = vault.registry.records
-        for n, (what, change) in enumerate(forgeries.items()):
+        for what, change in forgeries.items():
             data: dict[str, Any] = {**real.model_dump(), **change}
-            data["approval_id"] = f"{real.approval_id[:-2]}f{n}"
+            data["approval_id"] = new_id()
             forged = Approval.model_validate(data)
             await records.insert_approval(
                 forged,
