@@ -21,8 +21,9 @@ from strongroom.vault import Vault
 
 __all__ = ["drop_append_only_guards", "forge_last_channel_move"]
 
-# Every trigger migration 0004 created, found by what it runs rather than by a list of names, so
-# guards a later migration adds are dropped too.
+# Every trigger migration 0004 created (and, on PostgreSQL, 0006's guard of who wrote an
+# approval), found by what it runs rather than by a list of names, so guards a later migration
+# adds to those functions are dropped too.
 _SQLITE_GUARDS = (
     "SELECT name FROM sqlite_master WHERE type = 'trigger' "
     "AND sql LIKE '%strongroom: % is append-only%' ORDER BY name"
@@ -31,7 +32,8 @@ _POSTGRES_GUARDS = (
     "SELECT t.tgname, c.relname FROM pg_catalog.pg_trigger t "
     "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
     "JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid "
-    "WHERE p.proname = 'strongroom_append_only' AND NOT t.tgisinternal "
+    "WHERE p.proname IN ('strongroom_append_only', 'strongroom_approval_writer') "
+    "AND NOT t.tgisinternal "
     "AND c.relnamespace = pg_catalog.to_regnamespace(pg_catalog.current_schema()) "
     "ORDER BY c.relname, t.tgname"
 )

@@ -10,14 +10,10 @@ at its database with raw SQL, as an application bug or a person at a SQL prompt 
 
 from __future__ import annotations
 
-import importlib.util
-import re
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,10 +23,10 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from _pg_fixtures import DATABASE_PREFIX, admin_url, database_url, drop_database, libpq_url
+from _pg_fixtures import libpq_url
+from _pg_roles import Roles, documented_role_sql, execute_as, load_migration, psycopg_url
 from _sql_tamper import drop_append_only_guards
 from strongroom.adapters._sql import MIGRATIONS_DIR, SqlMetadataStore, metadata
 from strongroom.errors import ValidationError
@@ -81,16 +77,9 @@ BACKENDS = [
 ]
 
 
-@cache
 def migration() -> ModuleType:
-    """The 0004 revision module (its file name is not importable as a module name)."""
-    path = MIGRATIONS_DIR / "versions" / "0004_append_only.py"
-    spec = importlib.util.spec_from_file_location("strongroom_migration_0004", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The 0004 revision module."""
+    return load_migration("0004_append_only")
 
 
 # -- a vault and raw access to its records database --------------------------------------------
@@ -110,10 +99,6 @@ def _sqlite_engine(path: Path) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def _psycopg_url(url: str) -> str:
-    return make_url(url).set(drivername="postgresql+psycopg").render_as_string(False)
 
 
 @dataclass
@@ -139,7 +124,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     else:
         pg_url: str = request.getfixturevalue("pg_url")
         made = Db(
-            "postgresql", pg_url, str(tmp_path / "blobs"), sa.create_engine(_psycopg_url(pg_url))
+            "postgresql", pg_url, str(tmp_path / "blobs"), sa.create_engine(psycopg_url(pg_url))
         )
     try:
         yield made
@@ -223,8 +208,15 @@ def guards(conn: sa.Connection) -> set[tuple[str, str]]:
 
 
 def expected_guards(dialect: str) -> set[tuple[str, str]]:
-    suffixes = ("no_update", "no_delete") if dialect == "sqlite" else ("append_only", "no_truncate")
-    return {(table, f"{table}_{suffix}") for table in APPEND_ONLY for suffix in suffixes}
+    """The append-only guards (0004) and, on PostgreSQL, the guard of who wrote an approval
+    (0006)."""
+    if dialect == "sqlite":
+        suffixes = ("no_update", "no_delete")
+        extra = set()
+    else:
+        suffixes = ("append_only", "no_truncate")
+        extra = {("approvals", "approvals_writer_fixed")}
+    return {(table, f"{table}_{suffix}") for table in APPEND_ONLY for suffix in suffixes} | extra
 
 
 def guard_function_exists(conn: sa.Connection) -> bool:
@@ -333,7 +325,7 @@ async def test_update_and_delete_are_refused(db: Db, table: str) -> None:
 
 @pytest.mark.postgres
 async def test_truncate_is_refused_also_by_cascade(pg_url: str, tmp_path: Path) -> None:
-    db = Db("postgresql", pg_url, str(tmp_path / "blobs"), sa.create_engine(_psycopg_url(pg_url)))
+    db = Db("postgresql", pg_url, str(tmp_path / "blobs"), sa.create_engine(psycopg_url(pg_url)))
     try:
         before = await populated(db)
         with db.engine.begin() as conn:
@@ -482,80 +474,6 @@ async def test_the_tamper_helper_drops_every_guard(db: Db, via: str) -> None:
 # -- PostgreSQL: the documented roles ----------------------------------------------------------
 
 
-def documented_role_sql() -> dict[str, list[str]]:
-    """The role setup SQL of the 0004 docstring (which docs/security.md repeats), by step."""
-    doc = migration().__doc__
-    assert doc is not None
-    block = doc.split("PostgreSQL roles", 1)[1].split("::\n\n", 1)[1]
-    steps: dict[str, list[str]] = {}
-    step = ""
-    pending: list[str] = []
-    for raw in block.splitlines():
-        if raw and not raw.startswith("    "):
-            break
-        line = raw.strip()
-        if found := re.match(r"-- (\d)\.", line):
-            step = found.group(1)
-            steps[step] = []
-        elif line and not line.startswith("--"):
-            pending.append(line)
-            if line.endswith(";"):
-                steps[step].append(" ".join(pending).removesuffix(";"))
-                pending = []
-    assert not pending, pending
-    return steps
-
-
-# The docstring's placeholder ``PASSWORD '...'``, used as is: the roles log in under trust and
-# password authentication alike.
-PLACEHOLDER_PASSWORD = "..."
-
-
-@dataclass
-class Roles:
-    owner: str
-    app: str
-    database: str
-
-    def url(self, role: str) -> str:
-        return (
-            make_url(database_url(self.database))
-            .set(username=role, password=PLACEHOLDER_PASSWORD)
-            .render_as_string(False)
-        )
-
-    def render(self, statement: str) -> str:
-        statement = re.sub(r"\bstrongroom_owner\b", self.owner, statement)
-        statement = re.sub(r"\bstrongroom_app\b", self.app, statement)
-        return re.sub(r"\bDATABASE strongroom\b", f"DATABASE {self.database}", statement)
-
-
-def _execute(url: str, statements: list[str]) -> None:
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement.encode())
-
-
-@pytest.fixture
-def roles(pg_server: str) -> Iterator[Roles]:
-    """A database and its two roles made by step 1 of the documented setup; all dropped."""
-    suffix = uuid.uuid4().hex[:12]
-    made = Roles(f"sr_owner_{suffix}", f"sr_app_{suffix}", f"{DATABASE_PREFIX}{suffix}")
-    creating = [made.render(s) for s in documented_role_sql()["1"]]
-    server_wide = [s for s in creating if s.startswith(("CREATE ROLE", "CREATE DATABASE"))]
-    assert len(server_wide) == 3, creating
-    assert all(f"PASSWORD '{PLACEHOLDER_PASSWORD}'" in s for s in server_wide[:2]), server_wide
-    try:
-        _execute(admin_url(), server_wide)
-        _execute(database_url(made.database), [s for s in creating if s not in server_wide])
-        yield made
-    finally:
-        drop_database(database_url(made.database))
-        with psycopg.connect(libpq_url(admin_url()), autocommit=True) as conn:
-            for role in (made.app, made.owner):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-
-
 @pytest.mark.postgres
 async def test_the_documented_roles_keep_the_application_to_appending(
     roles: Roles, tmp_path: Path
@@ -565,9 +483,9 @@ async def test_the_documented_roles_keep_the_application_to_appending(
     async with await Vault.open(roles.url(roles.owner), blobs_url=blobs) as vault:
         await populate(vault)
     # Step 3: the owner grants.
-    _execute(roles.url(roles.owner), [roles.render(s) for s in documented_role_sql()["3"]])
+    execute_as(roles.url(roles.owner), [roles.render(s) for s in documented_role_sql()["3"]])
 
-    owner_engine = sa.create_engine(_psycopg_url(roles.url(roles.owner)))
+    owner_engine = sa.create_engine(psycopg_url(roles.url(roles.owner)))
     try:
         before = counts(owner_engine)
         # The application works as the app role: it appends to every table, changes runs...
@@ -610,7 +528,7 @@ async def test_the_documented_roles_keep_the_application_to_appending(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             app_transaction.execute(b"DELETE FROM log_entries")
         app_transaction.rollback()
-    owner_engine = sa.create_engine(_psycopg_url(roles.url(roles.owner)))
+    owner_engine = sa.create_engine(psycopg_url(roles.url(roles.owner)))
     try:
         with owner_engine.connect() as conn:
             assert guards(conn) == expected_guards("postgresql")

@@ -160,3 +160,30 @@ async def test_the_store_url_reaches_the_worker_on_stdin_not_its_command_line(
     assert len(started) == 1
     assert "strongroom._audit_worker" in started[0]
     assert not any(p.url in arg for arg in started[0])
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "why"),
+    [
+        ("not json\n", 0, "malformed answer"),
+        ("[1, 2]\n", 0, "not an object"),
+        ('{"progress": "half"}\n', 0, "malformed answer"),
+        ('{"problem": {"kind": "audit"}}\n{"walk": {"entries": "many"}}\n', 0, "malformed"),
+        ('{"progress": [1, 2]}\n', 0, "exit status 0"),  # no walk: not a whole answer
+        ('{"progress": [1, 2]}\n', 3, "exit status 3"),
+    ],
+    ids=["not-json", "not-an-object", "bad-progress", "bad-walk", "no-walk", "failed"],
+)
+async def test_a_worker_answer_that_is_not_whole_and_well_formed_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: str, status: int, why: str
+) -> None:
+    """Whatever a child prints (a broken build, a hostile interpreter on the path), the
+    parent accepts only a whole answer of the documented shape, else `WorkerFailed` (and
+    verify walks in its own process, as the test above shows)."""
+    fake = tmp_path / "fake-python"
+    (tmp_path / "answer").write_text(answer)
+    fake.write_text(f"#!/bin/sh\ncat > /dev/null\ncat {tmp_path / 'answer'}\nexit {status}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    with pytest.raises(worker.WorkerFailed, match=why):
+        await worker.walk_in_child("sqlite:///nowhere", [], None, lambda *_: None)

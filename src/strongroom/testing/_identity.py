@@ -34,6 +34,7 @@ from strongroom.services.identity import sign_act
 from strongroom.services.registry import RegistryPolicy
 from strongroom.testing._base import VaultFixtureContract
 from strongroom.testing._registry_service import manifest
+from strongroom.testing.keys import register_people
 from strongroom.vault import Vault
 
 TM = DefinitionKind.TOOL_MANIFEST
@@ -47,10 +48,7 @@ def _named(report: VerifyReport, subject: str) -> list[str]:
 class IdentityTests(VaultFixtureContract):
     async def _people(self, vault: Vault) -> tuple[SigningKey, SigningKey, SigningKey]:
         """An admin, a publisher (alice) and an approver (bob), registered."""
-        admin, alice, bob = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
-        await vault.identity.add("root", admin.public_key_hex, [A])
-        await vault.identity.add("alice", alice.public_key_hex, [P, R], signer=admin)
-        await vault.identity.add("bob", bob.public_key_hex, [R], signer=admin)
+        admin, alice, bob = await register_people(vault, alice=[P, R], bob=[R])
         return admin, alice, bob
 
     async def _a2_tool(self, vault: Vault, signer: SigningKey, actor: str = "x") -> None:

@@ -18,6 +18,7 @@ from strongroom.services.identity import os_user, signed_audit_act
 from strongroom.services.registry import RegistryPolicy
 from strongroom.testing._base import VaultFixtureContract
 from strongroom.testing._registry_service import manifest, playbook
+from strongroom.testing.keys import register_people
 from strongroom.vault import Vault
 
 TM = DefinitionKind.TOOL_MANIFEST
@@ -27,10 +28,7 @@ A, P, R, OP = ActorRole.ADMIN, ActorRole.PUBLISHER, ActorRole.APPROVER, ActorRol
 class IdentityPolicyTests(VaultFixtureContract):
     async def _staff(self, vault: Vault) -> tuple[SigningKey, SigningKey, SigningKey]:
         """An admin, a publisher and approver (alice) and an operator (ops), registered."""
-        admin, alice, ops = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
-        await vault.identity.add("root", admin.public_key_hex, [A])
-        await vault.identity.add("alice", alice.public_key_hex, [P, R], signer=admin)
-        await vault.identity.add("ops", ops.public_key_hex, [OP], signer=admin)
+        admin, alice, ops = await register_people(vault, alice=[P, R], ops=[OP])
         return admin, alice, ops
 
     async def test_an_unsigned_act_is_recorded_as_the_system_account(

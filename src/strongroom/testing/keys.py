@@ -6,6 +6,7 @@ signed).
 - `approver` registers ``name``'s key as an approver (also publisher and operator) in a vault
   (registering the vault's first admin, `ROOT`, when it has none yet) and returns the key to
   sign with.
+- `register_people` registers a fresh admin and people with fresh keys in a new vault.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from strongroom.integrity import SigningKey
 from strongroom.models import ActorRole
 from strongroom.vault import Vault
 
-__all__ = ["ROOT", "approver", "test_key"]
+__all__ = ["ROOT", "approver", "register_people", "test_key"]
 
 
 def test_key(name: str) -> SigningKey:
@@ -47,3 +48,16 @@ async def approver(vault: Vault, name: str = "bob") -> SigningKey:
             signer=ROOT,
         )
     return key
+
+
+async def register_people(vault: Vault, **people: list[ActorRole]) -> list[SigningKey]:
+    """Fresh keys registered in a vault that has no actors yet: its first admin ``root``,
+    then each of ``people`` (name=roles) signed by it, in order; returns the keys likewise."""
+    admin = SigningKey.generate()
+    await vault.identity.add("root", admin.public_key_hex, [ActorRole.ADMIN])
+    keys = [admin]
+    for name, roles in people.items():
+        key = SigningKey.generate()
+        await vault.identity.add(name, key.public_key_hex, roles, signer=admin)
+        keys.append(key)
+    return keys

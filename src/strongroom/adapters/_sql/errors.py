@@ -17,6 +17,7 @@ from strongroom.errors import (
     Conflict,
     NotFound,
     OperationTimeout,
+    PermissionDenied,
     StorageIOError,
     StrongroomError,
     ValidationError,
@@ -171,7 +172,9 @@ def map_db_errors(operation: str, backend: str, **details: Any) -> Iterator[None
 
     unique violation -> `Conflict`; foreign-key violation -> `NotFound`; other constraint or
     bad value -> `ValidationError`; a database that does not exist (PostgreSQL) -> `NotFound`;
-    no pooled connection free in time -> `OperationTimeout`; anything else from the driver
+    no pooled connection free in time -> `OperationTimeout`; the server refusing the role
+    (SQLSTATE 42501: a privilege, row-level security) -> `PermissionDenied`; anything else
+    from the driver
     (connection, locking, disk, corruption) -> `StorageIOError` with a ``reason``. Messages
     carry the driver's first line with URL user-info and password-like pairs removed, never
     SQLAlchemy's statement dump.
@@ -205,6 +208,11 @@ def map_db_errors(operation: str, backend: str, **details: Any) -> Iterator[None
             **{**context, "reason": "invalid_value"},
         ) from exc
     except sa_exc.DBAPIError as exc:
+        if _sqlstate(exc) == "42501":
+            raise PermissionDenied(
+                f"{operation}: the database refused this role: {_driver_message(exc)}",
+                **{**context, "reason": "insufficient_privilege"},
+            ) from exc
         reason = _operational_reason(exc)
         if reason == "unknown_database":
             raise NotFound(

@@ -9,7 +9,8 @@ columns are copies kept for keys, filtering and sorting).
   only by a compare-and-set ``UPDATE ... WHERE digest = <expected>`` in the transaction that
   appends the move to ``channel_moves``).
 - ``channel_moves``: the history, read in ``(at, move_id)`` order.
-- ``approvals``: listed by ``(created_at, approval_id)``, optionally of one scope.
+- ``approvals``: listed by ``(created_at, approval_id)``, optionally of one scope;
+  ``written_by`` is the PostgreSQL role that wrote the row (see migration 0006).
 - ``actors``: the people's keys, one row per key (``key_id``), listed by ``(added_at,
   key_id)``; revoking rewrites the row's body (like an approval's).
 
@@ -94,6 +95,10 @@ approvals_table = Table(
     Column("scope", String(_SCOPE), nullable=False),
     Column("created_at", UtcTimestamp(), nullable=False),
     Column("body", Text(), nullable=False),
+    # The database role that wrote the row: filled in and enforced by PostgreSQL itself
+    # (migration 0006: default current_user, forced row-level security); empty on SQLite.
+    # strongroom never writes it.
+    Column("written_by", String(_NAME), nullable=True),
     Index("ix_approvals_scope_created_at", "scope", "created_at", "approval_id"),
     Index("ix_approvals_created_at", "created_at", "approval_id"),
 )

@@ -8,6 +8,7 @@ signed what it approves (four-eyes broken) is reported too."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
@@ -29,6 +30,20 @@ def _bad(kind: str, subject: str, message: str, key_id: str | None) -> VerifyPro
     )
 
 
+@dataclass(frozen=True)
+class _Act:
+    """One signed act to check: what was signed (``act``, ``content``), the signature, the
+    role it needs, and how a problem with it is reported (``kind``, ``subject``, ``label``)."""
+
+    act: str
+    content: dict[str, Any]
+    signature: ActSignature
+    role: ActorRole
+    kind: str
+    subject: str
+    label: str
+
+
 class _Checker:
     def __init__(self, store: MetadataStore, trusted: TrustedActors) -> None:
         self.store = store
@@ -36,51 +51,20 @@ class _Checker:
         self.problems: list[VerifyProblem] = []
         self.signed = 0
 
-    async def act(
-        self,
-        binding: tuple[str, str],
-        *,
-        act: str,
-        content: dict[str, Any],
-        signature: ActSignature,
-        role: ActorRole,
-        kind: str,
-        subject: str,
-        label: str,
-        newest: bool = False,
-    ) -> None:
+    async def act(self, binding: tuple[str, str], act: _Act, *, newest: bool = False) -> None:
         """Check one signed act, bound in the chain as ``binding`` (type, id) (its first
         entry; ``newest``: its newest, for a revocation, the record's last write)."""
         span = await self.store.binding_span(*binding)
-        seq = None if span is None else span[1 if newest else 0]
-        self.at(
-            seq,
-            act=act,
-            content=content,
-            signature=signature,
-            role=role,
-            kind=kind,
-            subject=subject,
-            label=label,
-        )
+        self.at(None if span is None else span[1 if newest else 0], act)
 
-    def at(
-        self,
-        seq: int | None,
-        *,
-        act: str,
-        content: dict[str, Any],
-        signature: ActSignature,
-        role: ActorRole,
-        kind: str,
-        subject: str,
-        label: str,
-    ) -> None:
+    def at(self, seq: int | None, act: _Act) -> None:
         """Check one signed act that entered the chain at entry ``seq``."""
         self.signed += 1
-        why = self.trusted.act_problem(act, content, signature, role, seq)
+        why = self.trusted.act_problem(act.act, act.content, act.signature, act.role, seq)
         if why is not None:
-            self.problems.append(_bad(kind, subject, f"{label}: {why}", signature.key_id))
+            self.problems.append(
+                _bad(act.kind, act.subject, f"{act.label}: {why}", act.signature.key_id)
+            )
 
     def audited(self, seq: int, subject: str, signed: Any) -> None:
         """Check the signed act an audit entry carries (``signed_act`` of its details)."""
@@ -111,13 +95,15 @@ class _Checker:
             )
         self.at(
             seq,
-            act=act,
-            content=content,
-            signature=signature,
-            role=AUDIT_ACTS[act],
-            kind="audit",
-            subject=where,
-            label=f"{where} ({act} of {subject[:80]})",
+            _Act(
+                act=act,
+                content=content,
+                signature=signature,
+                role=AUDIT_ACTS[act],
+                kind="audit",
+                subject=where,
+                label=f"{where} ({act} of {subject[:80]})",
+            ),
         )
 
 
@@ -148,13 +134,15 @@ async def check_signatures(
         ident = f"{version.kind.value}/{version.definition_id}@{version.version}"
         await check.act(
             ("definition", ident),
-            act="publish",
-            content=version.signed_content(),
-            signature=version.signature,
-            role=ActorRole.PUBLISHER,
-            kind="registry",
-            subject=ident,
-            label=f"{ident} published by {version.publisher}",
+            _Act(
+                act="publish",
+                content=version.signed_content(),
+                signature=version.signature,
+                role=ActorRole.PUBLISHER,
+                kind="registry",
+                subject=ident,
+                label=f"{ident} published by {version.publisher}",
+            ),
         )
     for kind, definition_id in definitions:
         for move in await records.list_channel_moves(kind, definition_id):
@@ -162,26 +150,30 @@ async def check_signatures(
                 continue
             await check.act(
                 ("channel_move", move.move_id),
-                act="move",
-                content=move.signed_content(),
-                signature=move.signature,
-                role=ActorRole.OPERATOR,
-                kind="registry",
-                subject=f"{kind.value}/{definition_id}#{move.channel.value}:{move.move_id}",
-                label=f"channel move {move.move_id} by {move.actor}",
+                _Act(
+                    act="move",
+                    content=move.signed_content(),
+                    signature=move.signature,
+                    role=ActorRole.OPERATOR,
+                    kind="registry",
+                    subject=f"{kind.value}/{definition_id}#{move.channel.value}:{move.move_id}",
+                    label=f"channel move {move.move_id} by {move.actor}",
+                ),
             )
     for approval in await records.list_approvals():
         subject = approval.approval_id
         if approval.signature is not None:
             await check.act(
                 ("approval", subject),
-                act="approve",
-                content=approval.signed_content(),
-                signature=approval.signature,
-                role=ActorRole.APPROVER,
-                kind="approval",
-                subject=subject,
-                label=f"approval {subject} by {approval.actor}",
+                _Act(
+                    act="approve",
+                    content=approval.signed_content(),
+                    signature=approval.signature,
+                    role=ActorRole.APPROVER,
+                    kind="approval",
+                    subject=subject,
+                    label=f"approval {subject} by {approval.actor}",
+                ),
             )
             digest = getattr(approval.target, "digest", None)
             if digest is not None and publishers.get(digest) == approval.signature.key_id:
@@ -197,13 +189,15 @@ async def check_signatures(
         if approval.revoke_signature is not None:
             await check.act(
                 ("approval", subject),
-                act="revoke_approval",
-                content=approval.revocation_content(),
-                signature=approval.revoke_signature,
-                role=ActorRole.APPROVER,
-                kind="approval",
-                subject=subject,
-                label=f"the revocation of approval {subject} by {approval.revoked_by}",
+                _Act(
+                    act="revoke_approval",
+                    content=approval.revocation_content(),
+                    signature=approval.revoke_signature,
+                    role=ActorRole.APPROVER,
+                    kind="approval",
+                    subject=subject,
+                    label=f"the revocation of approval {subject} by {approval.revoked_by}",
+                ),
                 newest=True,
             )
     for seq, (subject, signed) in sorted((acts or {}).items()):
