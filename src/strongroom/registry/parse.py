@@ -2,10 +2,17 @@
 
 The YAML reader is ``yaml.SafeLoader`` made stricter so that YAML means the same as JSON:
 
-- duplicate keys in one mapping are refused (merge keys ``<<`` may still override);
-- mapping keys must be strings (``on:``/``yes:``/``1:`` must be quoted);
-- timestamps stay strings (no implicit ``datetime``); ``!!binary``, ``!!set``, ``!!omap``,
-  ``!!pairs``, ``!!timestamp`` and any application tag are refused; so are ``.nan``/``.inf``;
+- plain scalars are typed by the YAML 1.2 core schema only (`CORE_SCHEMA`): ``null``/``~``/
+  empty, ``true``/``false`` (three spellings each), decimal/``0o``/``0x`` integers and
+  decimal floats; everything else is a string. So ``no``, ``on``, ``y`` are strings, ``010``
+  is 10, ``12:30``, ``1_000`` and ``2026-12-06`` are strings (no YAML 1.1 booleans,
+  sexagesimals, underscores or timestamps); ``1.10`` is the float 1.1 (quote labels);
+- duplicate keys in one mapping are refused (YAML 1.1 merge keys ``<<``, kept because
+  definitions use them, may still be overridden);
+- mapping keys must be strings (``1:``/``true:``/``null:`` must be quoted);
+- ``!!binary``, ``!!set``, ``!!omap``, ``!!pairs``, ``!!timestamp`` and any application tag
+  are refused; so are ``.nan``/``.inf``, and an explicit ``!!int``/``!!float``/``!!bool``/
+  ``!!null`` whose text is not that type's core-schema form;
 - exactly one document; anchors and aliases are fine, but the expanded document is bounded
   (`MAX_VALUES` values, `MAX_DEPTH` levels), which also refuses recursive aliases.
 
@@ -17,13 +24,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.constructor import ConstructorError
 
 from strongroom.errors import SerializationError, ValidationError
 from strongroom.models.registry import (
@@ -38,6 +47,7 @@ from strongroom.models.registry import (
 from strongroom.registry.validate import raise_issues, validate_definition, validation_issues
 
 __all__ = [
+    "CORE_SCHEMA",
     "MAX_DEFINITION_BYTES",
     "MAX_DEPTH",
     "MAX_VALUES",
@@ -209,9 +219,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float, refused when it overflows (``1e999`` is not infinity)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
 def _parse_json(text: str, file_name: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_no_constant)
+        return json.loads(
+            text, object_pairs_hook=_unique_object, parse_constant=_no_constant, parse_float=_finite
+        )
     except json.JSONDecodeError as exc:
         raise SerializationError(
             f"invalid JSON in {file_name}: {exc.msg} (line {exc.lineno}, column {exc.colno})",
@@ -231,7 +251,7 @@ def _parse_json(text: str, file_name: str) -> Any:
             key=exc.key,
             reason="duplicate_key",
         ) from None
-    except ValueError as exc:  # NaN / Infinity
+    except ValueError as exc:  # NaN / Infinity / a number out of range
         raise SerializationError(
             f"invalid JSON in {file_name}: {exc}",
             operation=_OPERATION,
@@ -244,10 +264,34 @@ def _parse_json(text: str, file_name: str) -> Any:
 # -- YAML --------------------------------------------------------------------------------------
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_CORE = "tag:yaml.org,2002:"
+
+CORE_SCHEMA: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
+    (f"{_CORE}null", re.compile(r"(?:~|null|Null|NULL|)\Z"), ("~", "n", "N", "")),
+    (f"{_CORE}bool", re.compile(r"(?:true|True|TRUE|false|False|FALSE)\Z"), tuple("tTfF")),
+    (
+        f"{_CORE}int",
+        re.compile(r"(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)\Z"),
+        tuple("-+0123456789"),
+    ),
+    (
+        f"{_CORE}float",
+        re.compile(
+            r"(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z"
+        ),
+        tuple("-+.0123456789"),
+    ),
+)
+"""The YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1023-core-schema): ``(tag, regexp,
+first characters)`` in resolution order (``""`` is the empty scalar's "first character"); a
+plain scalar matching none of them is a string."""
+
+_CORE_FORMS = {tag: regexp for tag, regexp, _ in CORE_SCHEMA}
 
 
-# libyaml's parser when PyYAML was built with it (about 5x faster); the constructor, which
-# does the checks below, is the same Python code either way.
+# libyaml's parser when PyYAML was built with it (about 5x faster); the resolver and the
+# constructor, which do the typing and the checks below, are the same Python code either way.
 if TYPE_CHECKING:
     _BaseLoader = yaml.SafeLoader
 else:
@@ -255,7 +299,8 @@ else:
 
 
 class _StrictLoader(_BaseLoader):
-    """SafeLoader that only builds JSON data and refuses duplicate keys."""
+    """SafeLoader that types scalars by the YAML 1.2 core schema, only builds JSON data and
+    refuses duplicate keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
@@ -282,13 +327,49 @@ class _StrictLoader(_BaseLoader):
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
 
-    def construct_finite_float(self, node: yaml.ScalarNode) -> float:
-        value = SafeConstructor.construct_yaml_float(self, node)
+    def _core_text(self, node: yaml.Node) -> str:
+        """The scalar's text, checked against its tag's core-schema form (which an implicit
+        tag always matches; an explicit ``!!int`` etc. may not)."""
+        text = str(self.construct_scalar(node))  # type: ignore[arg-type]  # (a non-scalar raises)
+        if not _CORE_FORMS[node.tag].match(text):
+            raise ConstructorError(
+                None,
+                None,
+                f"{text!r} is not a YAML 1.2 core {node.tag.replace(_CORE, '')}",
+                node.start_mark,
+            )
+        return text
+
+    def construct_core_null(self, node: yaml.Node) -> None:
+        self._core_text(node)
+
+    def construct_core_bool(self, node: yaml.Node) -> bool:
+        return self._core_text(node).lower() == "true"
+
+    def construct_core_int(self, node: yaml.Node) -> int:
+        text = self._core_text(node)
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        try:
+            return int(text, 10)
+        except ValueError:  # longer than sys.get_int_max_str_digits()
+            raise ConstructorError(
+                None,
+                None,
+                f"an integer of {len(text)} digits is too long "
+                f"(at most {sys.get_int_max_str_digits()})",
+                node.start_mark,
+            ) from None
+
+    def construct_finite_float(self, node: yaml.Node) -> float:
+        text = self._core_text(node)
+        # ".inf", "-.Inf", ".NaN" -> "inf", "-Inf", "NaN" (which float() reads); refused below
+        value = float(text.replace(".", "", 1) if text[-1] in "fFnN" else text)
         if not math.isfinite(value):
             raise ConstructorError(
                 None,
                 None,
-                f"{node.value!r} is not a JSON number (no NaN or infinity)",
+                f"{text!r} is not a JSON number (no NaN or infinity)",
                 node.start_mark,
             )
         return value
@@ -297,19 +378,25 @@ class _StrictLoader(_BaseLoader):
         raise ConstructorError(
             None,
             None,
-            f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed: "
+            f"YAML tag {node.tag.replace(_CORE, '!!')} is not allowed: "
             "definitions hold JSON data only",
             node.start_mark,
         )
 
 
-_StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_finite_float)
-for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
-    _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _StrictLoader.refuse_tag)
+# A table of its own, built from scratch (never SafeLoader's YAML 1.1 one, nothing shared with
+# it): `add_implicit_resolver` adds to the table in the class's own ``__dict__``.
+_StrictLoader.yaml_implicit_resolvers = {}
+for _tag, _regexp, _first in CORE_SCHEMA:
+    _StrictLoader.add_implicit_resolver(_tag, _regexp, list(_first))
+# Not core schema, kept from YAML 1.1 because definitions use it (see the module docstring).
+_StrictLoader.add_implicit_resolver(_MERGE_TAG, re.compile(r"<<\Z"), ["<"])
+_StrictLoader.add_constructor(f"{_CORE}null", _StrictLoader.construct_core_null)
+_StrictLoader.add_constructor(f"{_CORE}bool", _StrictLoader.construct_core_bool)
+_StrictLoader.add_constructor(f"{_CORE}int", _StrictLoader.construct_core_int)
+_StrictLoader.add_constructor(f"{_CORE}float", _StrictLoader.construct_finite_float)
+for _name in ("timestamp", "binary", "set", "omap", "pairs"):
+    _StrictLoader.add_constructor(f"{_CORE}{_name}", _StrictLoader.refuse_tag)
 _StrictLoader.add_constructor(None, _StrictLoader.refuse_tag)
 
 
