@@ -19,9 +19,10 @@ PostgreSQL runs them side by side):
    its total) sees one snapshot, and a read-only transaction never fails serialization.
 3. A transaction the server aborted as a deadlock victim or a serialization failure
    (SQLSTATE 40P01 / 40001; the latter also on a hot standby) is re-run whole with jittered
-   exponential backoff, up to ``max_attempts`` times: the server rolled it back, so nothing
-   of it is applied twice. A read whose connection broke is re-run the same way; a write
-   whose connection broke is not (its COMMIT may have landed), it is `StorageIOError`.
+   exponential backoff (`strongroom.retry`), up to ``max_attempts`` times: the server rolled
+   it back, so nothing of it is applied twice. A read whose connection broke is re-run the
+   same way; a write whose connection broke is not (its COMMIT may have landed), it is
+   `StorageIOError`.
 4. Concurrent first opens migrate one at a time: the migration transaction starts with a
    transaction-scoped advisory lock, and whoever waited finds the schema at head.
 
@@ -36,9 +37,8 @@ details name the host, port and database, never the user's password (see `safe_u
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import hashlib
-import random
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
@@ -48,9 +48,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from strongroom.adapters._sql import Operation, SqlMetadataStore
-from strongroom.adapters._sql.base import run_in_thread
+from strongroom.adapters._sql.base import TRANSACTION_BACKOFF, run_in_thread
 from strongroom.adapters._urls import safe_url
 from strongroom.errors import ValidationError
+from strongroom.retry import retry_async
 
 __all__ = ["PostgresMetadataStore", "open_postgres_store"]
 
@@ -200,7 +201,7 @@ class PostgresMetadataStore(SqlMetadataStore):
             raise _invalid_option(
                 "max_attempts", max_attempts, "an integer >= 1", self.redacted_url
             )
-        self._max_attempts = max_attempts
+        self._backoff = dataclasses.replace(TRANSACTION_BACKOFF, attempts=max_attempts)
         self._url = parsed.difference_update_query(_POOL_OPTIONS)
         self._executor: ThreadPoolExecutor | None = None  # started by open()
 
@@ -301,18 +302,14 @@ class PostgresMetadataStore(SqlMetadataStore):
                 with conn.begin():
                     return fn(conn)
 
-        delay = 0.01
-        attempt = 1
-        while True:
-            try:
-                return await run_in_thread(transaction, executor=executor)
-            except sa_exc.DBAPIError as exc:
-                if attempt >= self._max_attempts or not _is_retryable(exc, write=write):
-                    raise
-            # Full jitter, so that transactions that collided do not collide again in lockstep.
-            await asyncio.sleep(random.uniform(0, delay))
-            delay = min(delay * 2, 2.0)
-            attempt += 1
+        def retryable(exc: Exception) -> bool:
+            return isinstance(exc, sa_exc.DBAPIError) and _is_retryable(exc, write=write)
+
+        return await retry_async(
+            lambda: run_in_thread(transaction, executor=executor),
+            self._backoff,
+            retryable=retryable,
+        )
 
 
 def _parse_bool(value: object) -> bool:

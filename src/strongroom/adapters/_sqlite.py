@@ -10,8 +10,9 @@ Why no caller ever sees "database is locked":
    A deferred ``BEGIN`` would take it at the first write, and a transaction that read first
    then fails with SQLITE_BUSY without waiting when another process committed in between.
 3. ``busy_timeout`` (60 s) makes SQLite itself wait for the lock held by another process.
-4. A bounded retry with jittered exponential backoff re-runs the whole transaction on the
-   rare SQLITE_BUSY that slips through (WAL recovery, a starved writer after the timeout).
+4. A bounded retry with jittered exponential backoff (`strongroom.retry`) re-runs the whole
+   transaction on the rare SQLITE_BUSY that slips through (WAL recovery, a starved writer
+   after the timeout).
 
 Each transaction is one hop to a worker thread on a sync ``sqlite+pysqlite`` engine (see the
 ``_sql`` package): write transactions on the store's own writer thread (they are serialized
@@ -23,7 +24,7 @@ them; a checked-out connection belongs to one transaction, hence to one thread a
 from __future__ import annotations
 
 import asyncio
-import random
+import dataclasses
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,8 +36,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from strongroom.adapters._sql import Operation, SqlMetadataStore, map_db_errors
-from strongroom.adapters._sql.base import run_in_thread
+from strongroom.adapters._sql.base import TRANSACTION_BACKOFF, run_in_thread
 from strongroom.errors import map_os_errors
+from strongroom.retry import retry_async
 
 __all__ = ["SqliteMetadataStore", "open_sqlite_store"]
 
@@ -65,6 +67,10 @@ def _is_busy(exc: sa_exc.DBAPIError) -> bool:
     return "database is locked" in message or "database table is locked" in message
 
 
+def _retry_busy(exc: Exception) -> bool:
+    return isinstance(exc, sa_exc.DBAPIError) and _is_busy(exc)
+
+
 class SqliteMetadataStore(SqlMetadataStore):
     """Records in one SQLite file (WAL), safe for many processes on one machine."""
 
@@ -89,7 +95,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         # can lose the last transactions before a checkpoint, and never corrupts the file.
         # FULL adds an fsync per commit for callers who need power-loss durability.
         self._synchronous = synchronous
-        self._max_attempts = max_attempts
+        self._backoff = dataclasses.replace(TRANSACTION_BACKOFF, attempts=max_attempts)
         self._write_lock = asyncio.Lock()
         self._writer: ThreadPoolExecutor | None = None  # started on the first write
         # The writer thread's own connection, kept between transactions: checking one out of
@@ -204,21 +210,14 @@ class SqliteMetadataStore(SqlMetadataStore):
         return await self._with_retry(fn, "immediate" if write else "deferred", serialize=write)
 
     async def _with_retry(self, fn: Operation[T], begin: BeginMode, *, serialize: bool) -> T:
-        delay = 0.01
-        attempt = 1
-        while True:
-            try:
-                if serialize:
-                    async with self._write_lock:
-                        return await self._attempt(fn, begin, self._writer_thread())
-                return await self._attempt(fn, begin, None)
-            except sa_exc.DBAPIError as exc:
-                if not _is_busy(exc) or attempt >= self._max_attempts:
-                    raise
-            # Full jitter, so that processes that collided do not collide again in lockstep.
-            await asyncio.sleep(random.uniform(0, delay))
-            delay = min(delay * 2, 2.0)
-            attempt += 1
+        async def once() -> T:
+            if serialize:
+                # The backoff pause is outside the lock: other writers go on meanwhile.
+                async with self._write_lock:
+                    return await self._attempt(fn, begin, self._writer_thread())
+            return await self._attempt(fn, begin, None)
+
+        return await retry_async(once, self._backoff, retryable=_retry_busy)
 
     async def _attempt(
         self, fn: Operation[T], begin: BeginMode, executor: ThreadPoolExecutor | None

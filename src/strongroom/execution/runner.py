@@ -67,14 +67,15 @@ from strongroom.models import (
     utcnow,
 )
 from strongroom.models.registry import NetworkMode, Ref
+from strongroom.retry import Backoff
 from strongroom.sandbox.host import disabled_layers, probe_host
 from strongroom.sandbox.launch import LaunchResult, launch
 from strongroom.sandbox.plan import SandboxLimits, SandboxPlan, plan_sandbox
-from strongroom.services._common import parse
+from strongroom.services import parse
 from strongroom.services.redaction import DEFAULT_REDACT_PATTERNS, Redactor
 
 if TYPE_CHECKING:
-    from strongroom.sandbox._proxy import EgressProxy
+    from strongroom.sandbox.proxy import EgressProxy
     from strongroom.vault import Vault
 
 __all__ = ["BUILTIN_POLICY", "RunnerOptions", "ToolRunner"]
@@ -280,13 +281,18 @@ class ToolRunner:
                 inv.request.timeout_seconds or 86_400,
             )
         )
-        attempts = 1 + inv.tool.constraints.max_retries
+        backoff = Backoff(
+            attempts=1 + inv.tool.constraints.max_retries,
+            base=self.options.backoff_seconds,
+            cap=self.options.max_backoff_seconds,
+            jitter="none",
+        )
         inv.import_path = import_path_for(inv.tool.entrypoint, self.options.tool_paths)
         await asyncio.to_thread(check_tool_paths, [Path(p) for p in inv.import_path])
         outcome = Outcome(ok=False, code="handler_exception")
         last_plan: SandboxPlan | None = None
         last_result: LaunchResult | None = None
-        for attempt in range(1, attempts + 1):
+        for attempt in range(1, backoff.attempts + 1):
             # A fresh folder holding the tool's scratch folder: the write quota's tmpfs is
             # mounted on it (in the tool's mount namespace only).
             staging = Path(tempfile.mkdtemp(prefix="strongroom-sandbox-"))
@@ -318,14 +324,11 @@ class ToolRunner:
                 if proxy is not None:
                     await asyncio.to_thread(proxy.close)
                 await asyncio.to_thread(remove_tree, staging)
-            if outcome.ok or not outcome.retryable or attempt == attempts:
+            if outcome.ok or not outcome.retryable or attempt == backoff.attempts:
                 break
             if inv.cancel is not None and inv.cancel.is_set():
                 break
-            delay = min(
-                self.options.backoff_seconds * 2 ** (attempt - 1), self.options.max_backoff_seconds
-            )
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.delay(attempt))
         return await self._finish(inv, outcome, attempt, last_plan, last_result)
 
     async def _check_isolation(
@@ -541,7 +544,7 @@ class ToolRunner:
 def _start_proxy(inv: _Invocation) -> EgressProxy:
     # Imported here: only allowlist policies need it, and every CLI command imports this
     # module.
-    from strongroom.sandbox._proxy import EgressProxy
+    from strongroom.sandbox.proxy import EgressProxy
 
     network = inv.policy.network
     try:

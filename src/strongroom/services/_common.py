@@ -3,16 +3,15 @@ bounded retry of compare-and-set appends."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import pydantic
 
 from strongroom.errors import Conflict, ValidationError
 from strongroom.models import GENESIS_HASH, VerifyProblem, chain_hash, entry_hash
 from strongroom.models.chain import ChainedEntry
+from strongroom.retry import Backoff, retry_async
 
 __all__ = [
     "GENESIS_HASH",
@@ -56,24 +55,25 @@ def validation_error(
     )
 
 
+#: A lost compare-and-set runs again after a full-jitter pause below 1 ms, doubling up to
+#: 256 ms; 50 runs in all.
+CONFLICT_BACKOFF: Final = Backoff(attempts=50, base=0.001, cap=0.001 * 2**8)
+
+
 async def retry_on_conflict(
     attempt: Callable[[], Awaitable[T]],
     *,
-    attempts: int = 50,
-    base_delay: float = 0.001,
+    policy: Backoff = CONFLICT_BACKOFF,
     final: frozenset[str] = frozenset({"sealed"}),
 ) -> T:
     """Re-run a read-compute-append ``attempt`` when a racing writer won the compare-and-set.
     A `Conflict` whose ``reason`` is in ``final`` (a sealed log) is raised at once: trying
     again cannot help."""
-    for i in range(attempts):
-        try:
-            return await attempt()
-        except Conflict as exc:
-            if i == attempts - 1 or exc.details.get("reason") in final:
-                raise
-            await asyncio.sleep(random.uniform(0, base_delay * (2 ** min(i, 8))))
-    raise AssertionError("unreachable")
+
+    def retryable(exc: Exception) -> bool:
+        return isinstance(exc, Conflict) and exc.details.get("reason") not in final
+
+    return await retry_async(attempt, policy, retryable=retryable)
 
 
 def verify_chain(

@@ -38,11 +38,13 @@ from strongroom.errors import (
     ValidationError,
 )
 from strongroom.ports.metadata import MetadataStore
+from strongroom.retry import Backoff
 
 __all__ = [
     "MAX_RECORD_CHARS",
     "PAGE_CHARS",
     "PAGE_SIZE",
+    "TRANSACTION_BACKOFF",
     "AnyRow",
     "Operation",
     "SqlStoreBase",
@@ -72,6 +74,11 @@ PAGE_SIZE: Final = 500
 # body that large (an audit write binds at most `MAX_BINDINGS_PER_ENTRY` records per entry).
 MAX_RECORD_CHARS: Final = 16 << 20
 PAGE_CHARS: Final = 4 << 20
+
+# How a backend re-runs a whole transaction the database refused for now (SQLite busy,
+# PostgreSQL deadlock or serialization failure): full jitter below 10 ms doubling up to 2 s;
+# each store replaces ``attempts`` with its ``max_attempts``.
+TRANSACTION_BACKOFF: Final = Backoff(attempts=8, base=0.01, cap=2.0)
 
 
 def rows_within_budget(sizes: Iterable[int | None]) -> int:

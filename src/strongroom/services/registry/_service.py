@@ -41,8 +41,8 @@ from strongroom.models import (
     Ref,
     RefKind,
     ToolManifest,
+    canonical_json,
 )
-from strongroom.models._base import canonical_json
 from strongroom.registry import (
     OBJECT_FOLDERS,
     canonical_bytes,
@@ -50,6 +50,7 @@ from strongroom.registry import (
     load_definition,
     object_path,
 )
+from strongroom.retry import Backoff, retry_async
 from strongroom.services.identity import Who, sign_act
 from strongroom.services.registry._approvals import RegistryApprovals
 from strongroom.services.registry._reader import ApprovalTarget, ToolIndex
@@ -483,8 +484,9 @@ class RegistryService(RegistryApprovals):
         signer: SigningKey | None = None,
     ) -> ChannelMove:
         """One compare-and-set move. ``expected`` _CURRENT: from whatever the channel holds
-        now (re-read and retried ``attempts`` times when a racing move wins)."""
-        for attempt in range(attempts):
+        now (re-read and retried, ``attempts`` runs in all, when a racing move wins)."""
+
+        async def once() -> ChannelMove:
             if expected is _CURRENT:
                 current = (await self.records.get_channels(kind, ident)).get(channel)
                 from_digest = current.to_digest if current else None
@@ -507,23 +509,24 @@ class RegistryService(RegistryApprovals):
                 move = move.model_copy(
                     update={"signature": sign_act("move", move.signed_content(), signer)}
                 )
-            try:
-                await self.records.move_channel(
-                    move,
-                    audit=AuditEvent(
-                        event="registry.channel.moved",
-                        actor=actor,
-                        subject_type=kind.value,
-                        subject_id=ident,
-                        details={"channel": channel.value, "move_id": move.move_id},
-                    ),
-                )
-            except StaleChannel:
-                if expected is not _CURRENT or attempt == attempts - 1:
-                    raise
-                continue
+            await self.records.move_channel(
+                move,
+                audit=AuditEvent(
+                    event="registry.channel.moved",
+                    actor=actor,
+                    subject_type=kind.value,
+                    subject_id=ident,
+                    details={"channel": channel.value, "move_id": move.move_id},
+                ),
+            )
             return move
-        raise AssertionError("unreachable")
+
+        def retryable(exc: Exception) -> bool:
+            return isinstance(exc, StaleChannel) and expected is _CURRENT
+
+        # No backoff (the zero pause only yields to the loop): the re-read sees the winner.
+        policy = Backoff(attempts, base=0.0, cap=0.0, jitter="none")
+        return await retry_async(once, policy, retryable=retryable)
 
 
 def _safe_file_name(file_name: str) -> str | None:
