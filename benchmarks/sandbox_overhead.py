@@ -30,10 +30,10 @@ from strongroom.execution import BUILTIN_POLICY, RunnerOptions, ToolRunner
 from strongroom.ids import new_id
 from strongroom.models import GovernanceLevel, SandboxPolicy
 from strongroom.models.registry import NetworkMode
-from strongroom.sandbox._proxy import EgressProxy
 from strongroom.sandbox.host import probe_host
 from strongroom.sandbox.launch import launch
 from strongroom.sandbox.plan import plan_sandbox
+from strongroom.sandbox.proxy import EgressProxy
 from strongroom.testing.keys import approver
 
 NAME = "sandbox_overhead"

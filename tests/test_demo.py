@@ -1,4 +1,4 @@
-"""`python -m strongroom.demo` (what `make demo` runs) records a complete, verifiable sample run,
+"""`strongroom demo` (what `make demo` runs) records a complete, verifiable sample run,
 and can run again against the same vault."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from strongroom.cli import app
-from strongroom.demo_translation import FAKE_API_KEY, PHASES, record_demo_run
+from strongroom.demo.translation import FAKE_API_KEY, PHASES, record_demo_run
 from strongroom.errors import SignatureRequired
 from strongroom.models import ArtifactFormat, ArtifactRole, RunStatus
 from strongroom.testing.keys import approver
@@ -26,7 +26,7 @@ RUN_LINE = re.compile(r"^\s*run\s+([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 def run_demo(cwd: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("STRONGROOM_URL", "FORCE_COLOR")}
     done = subprocess.run(
-        [sys.executable, "-m", "strongroom.demo"],
+        [sys.executable, "-m", "strongroom", "demo"],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -104,7 +104,7 @@ async def test_record_demo_run_stores_every_kind_of_record() -> None:
 
 
 async def test_the_demo_publishes_the_example_definitions_once() -> None:
-    from strongroom.demo_registry import EXAMPLE_FILES, publish_examples
+    from strongroom.demo.registry import EXAMPLE_FILES, publish_examples
 
     vault = await Vault.open("memory://")
     try:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from _lane import Lane, manifest, open_lane, policy, require_sandbox, tool
-from strongroom.sandbox._proxy import EgressProxy
 from strongroom.sandbox.host import probe_host
+from strongroom.sandbox.proxy import EgressProxy
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

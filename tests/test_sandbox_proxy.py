@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strongroom.sandbox._proxy import EgressProxy, ProxyEvent, host_allowed
+from strongroom.sandbox.proxy import EgressProxy, ProxyEvent, host_allowed
 
 TIMEOUT = 5.0
 

@@ -1,4 +1,4 @@
-"""Export / import between vaults and directory bundles (strongroom.services.transfer): verbatim
+"""Export / import between vaults and directory bundles (strongroom.transfer): verbatim
 copies that still verify, idempotent re-runs, resuming after an interruption at any point,
 conflicts that change nothing, and bundles that plain Python can check."""
 
@@ -18,16 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
+from strongroom.bundle import RECORD_KINDS, verify_bundle
 from strongroom.errors import Conflict, IntegrityError, NotFound
 from strongroom.models import DefinitionKind, Run, RunQuery, RunState
-from strongroom.services.bundle import RECORD_KINDS, verify_bundle
-from strongroom.services.transfer import (
+from strongroom.testing.transfer import MIB, populate_vault, snapshot_vault
+from strongroom.transfer import (
     TransferReport,
     open_target_vault,
     parse_endpoint,
     transfer,
 )
-from strongroom.testing.transfer import MIB, populate_vault, snapshot_vault
 from strongroom.vault import Vault
 
 
@@ -38,7 +38,6 @@ def memory_vault() -> Vault:
 @pytest.fixture
 async def memory_source() -> AsyncIterator[Vault]:
     vault = memory_vault()
-    await vault.catalog.ensure_defaults(base_uri="memory://")
     await populate_vault(vault, big_bytes=3 * MIB + 17)
     yield vault
     await vault.close()
@@ -527,7 +526,6 @@ _run = st.fixed_dictionaries(
 
 async def _build(spec: list[dict[str, Any]]) -> Vault:
     vault = Vault(MemoryMetadataStore(), MemoryBlobStore(), checkpoint_interval=3)
-    await vault.catalog.ensure_defaults(base_uri="memory://")
     for i, run_spec in enumerate(spec):
         run = await vault.runs.create(project=f"p{i % 2}", actor="prop")
         await vault.runs.start(run.run_id)

@@ -25,8 +25,8 @@ import psycopg
 import pytest
 
 from _pg_fixtures import libpq_url
+from strongroom.bundle import RECORD_KINDS, verify_bundle
 from strongroom.cli._context import EXIT_CODES
-from strongroom.services.bundle import RECORD_KINDS, verify_bundle
 from strongroom.testing.transfer import MIB, populate_vault, snapshot_vault
 from strongroom.vault import Vault
 

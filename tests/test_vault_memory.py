@@ -17,7 +17,6 @@ class TestMemoryVault(VaultTests):
     async def vault(self) -> AsyncIterator[Vault]:
         metadata, blobs = MemoryMetadataStore(), MemoryBlobStore()
         vault = Vault(metadata, blobs, checkpoint_interval=4)
-        await vault.catalog.ensure_defaults(base_uri="memory://")
         yield vault
         await vault.close()
 
@@ -29,3 +28,13 @@ class TestMemoryVault(VaultTests):
         assert isinstance(vault.metadata, MemoryMetadataStore)
         moves = vault.metadata._moves[(kind, ident)]
         moves[-1] = moves[-1].model_copy(update={"reason": "forged"})
+
+
+async def test_a_vault_built_from_two_stores_has_its_default_catalog() -> None:
+    """One way to build a Vault: its invariants hold without `Vault.open`'s bootstrap."""
+    vault = Vault(MemoryMetadataStore(), MemoryBlobStore())
+    assert [p.provider_id for p in await vault.catalog.providers()] == ["default"]
+    assert "tools" in {n.namespace_id for n in await vault.catalog.namespaces()}
+    bare = Vault(MemoryMetadataStore(), MemoryBlobStore(), bootstrap=False)
+    assert await bare.catalog.providers() == []
+    assert await bare.metadata.list_namespaces() == []

@@ -23,7 +23,6 @@ TM = DefinitionKind.TOOL_MANIFEST
 @pytest.fixture
 async def vault() -> AsyncIterator[Vault]:
     vault = Vault(MemoryMetadataStore(), MemoryBlobStore(), checkpoint_interval=4)
-    await vault.catalog.ensure_defaults(base_uri="memory://")
     yield vault
     await vault.close()
 

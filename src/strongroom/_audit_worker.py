@@ -27,7 +27,6 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import strongroom
 from strongroom.integrity import SignedTreeHead
 from strongroom.models import VerifyProblem
 from strongroom.services.verify import AuditWalk, ProgressCallback, walk_audit
@@ -121,8 +120,8 @@ async def _tail(stream: asyncio.StreamReader) -> bytes:
 
 
 def _package() -> str:
-    """Where the strongroom package this process imported lives."""
-    return str(Path(strongroom.__file__).resolve().parent)
+    """Where the strongroom package this process imported lives (this module is in it)."""
+    return str(Path(__file__).resolve().parent)
 
 
 async def _serve(request: dict[str, Any], out: TextIO) -> None:

@@ -142,7 +142,10 @@ class Vault:
         redact_patterns: Iterable[str] = DEFAULT_REDACT_PATTERNS,
         checkpoint_interval: int = 1000,
         integrity: IntegrityOptions | None = None,
+        bootstrap: bool = True,
     ) -> None:
+        """Wire the services to a store pair (opened by the caller, or by `open`).
+        ``bootstrap=False``: never add the default catalog entries (see `open`)."""
         options = integrity if integrity is not None else IntegrityOptions()
         self.url = url
         # The URL as given to `open` (it may hold a password; never shown): what verify's
@@ -169,7 +172,7 @@ class Vault:
         self.runs = RunService(metadata, self.logs)
         self.snapshots = SnapshotService(metadata, blobs)
         self.transitions = TransitionService(metadata, self.snapshots, self.runs, self.logs)
-        self.catalog = CatalogService(metadata, blobs, self.audit)
+        self.catalog = CatalogService(metadata, blobs, self.audit, bootstrap=bootstrap)
         self.registry = RegistryService(metadata, blobs, self.audit, self.catalog)
 
     @property
@@ -209,10 +212,12 @@ class Vault:
         password (`safe_url`).
 
         Opening also creates whichever default catalog entries (the ``default`` provider and
-        the standard namespaces) are missing, each one audited. ``bootstrap=False`` skips
-        that, so opening adds no record (a new store still gets its schema): for a vault that
-        is about to receive another vault's records verbatim (``strongroom import``), where
-        a catalog and audit chain of its own would collide with the copied ones."""
+        the standard namespaces) are missing, each one audited; a vault built from two
+        stores (``Vault(metadata, blobs)``) gets them before its first catalog write
+        (`CatalogService`). ``bootstrap=False`` skips that at open, so opening adds no record
+        (a new store still gets its schema): for a vault that is about to receive another
+        vault's records verbatim (``strongroom import``), where a catalog and audit chain of
+        its own would collide with the copied ones."""
         text = str(url) if url is not None else DEFAULT_VAULT_URL
         metadata, blobs = open_stores(
             text, blobs_url=str(blobs_url) if blobs_url is not None else None, create=create
@@ -229,11 +234,11 @@ class Vault:
                 redact_patterns=redact_patterns,
                 checkpoint_interval=checkpoint_interval,
                 integrity=integrity,
+                bootstrap=bootstrap,
             )
             vault._location = text
             if bootstrap:
-                probe = blobs.locate("0" * 64)
-                await vault.catalog.ensure_defaults(base_uri=probe.uri.removesuffix(probe.path))
+                await vault.catalog.ensure_defaults()
         except BaseException:
             await blobs.close()
             await metadata.close()

@@ -59,7 +59,7 @@ Modules: `format` (layout, `RECORD_KINDS`, the manifest), `writer` (`BundleWrite
 
 from __future__ import annotations
 
-from strongroom.services.bundle.format import (
+from strongroom.bundle.format import (
     BUNDLE_FORMAT,
     BUNDLE_VERSION,
     KINDS_BY_NAME,
@@ -69,9 +69,9 @@ from strongroom.services.bundle.format import (
     is_bundle_dir,
     read_manifest,
 )
-from strongroom.services.bundle.reader import BundleReader
-from strongroom.services.bundle.verify import verify_bundle
-from strongroom.services.bundle.writer import BundleWriter
+from strongroom.bundle.reader import BundleReader
+from strongroom.bundle.verify import verify_bundle
+from strongroom.bundle.writer import BundleWriter
 
 __all__ = [
     "BUNDLE_FORMAT",

@@ -12,9 +12,7 @@ from typing import Any
 import pydantic
 
 from strongroom.adapters import LocalBlobStore
-from strongroom.errors import IntegrityError, SerializationError
-from strongroom.models import VerifyProblem
-from strongroom.services.bundle.format import (
+from strongroom.bundle.format import (
     BLOBS_DIR,
     MANIFEST,
     RECORD_KINDS,
@@ -23,6 +21,8 @@ from strongroom.services.bundle.format import (
     io_errors,
     read_manifest,
 )
+from strongroom.errors import IntegrityError, SerializationError
+from strongroom.models import VerifyProblem
 
 __all__ = ["BundleReader", "problem"]
 

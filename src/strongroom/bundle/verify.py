@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from strongroom.bundle.format import MANIFEST, RECORD_KINDS
+from strongroom.bundle.reader import BundleReader, problem
 from strongroom.errors import StrongroomError
 from strongroom.models import (
     AuditEntry,
@@ -14,10 +16,8 @@ from strongroom.models import (
     VerifyReport,
     utcnow,
 )
-from strongroom.services._common import verify_chain
+from strongroom.services import verify_chain
 from strongroom.services.audit import merkle_root
-from strongroom.services.bundle.format import MANIFEST, RECORD_KINDS
-from strongroom.services.bundle.reader import BundleReader, problem
 from strongroom.services.verify import ProgressCallback
 
 __all__ = ["verify_bundle"]

@@ -18,9 +18,7 @@ import pydantic
 
 from strongroom import __version__
 from strongroom.adapters import LocalBlobStore
-from strongroom.errors import Conflict
-from strongroom.models import utcnow
-from strongroom.services.bundle.format import (
+from strongroom.bundle.format import (
     ALLOWED_ENTRIES,
     BLOBS_DIR,
     BUNDLE_FORMAT,
@@ -39,6 +37,8 @@ from strongroom.services.bundle.format import (
     make_dir,
     read_manifest,
 )
+from strongroom.errors import Conflict
+from strongroom.models import utcnow
 
 __all__ = ["BundleWriter"]
 

@@ -35,6 +35,7 @@ from strongroom.cli._context import (
     reported_errors,
 )
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
+from strongroom.cli.demo import demo
 from strongroom.cli.verify import verify
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 
@@ -218,6 +219,7 @@ app.command("resume")(orchestrate.resume)
 app.command("cancel")(orchestrate.cancel)
 app.add_typer(tools.sandbox_app, name="sandbox")
 app.command("verify")(verify)
+app.command("demo")(demo)
 app.command("export")(transfer.export_command)
 app.command("import")(transfer.import_command)
 

@@ -28,8 +28,7 @@ from strongroom.cli._output import (
 )
 from strongroom.errors import Conflict, NotFound, ValidationError
 from strongroom.models import ArtifactFormat, ArtifactMetadata, ArtifactQuery
-from strongroom.services import ArtifactInput
-from strongroom.services._common import parse
+from strongroom.services import ArtifactInput, parse
 from strongroom.vault import Vault
 
 __all__ = ["app"]

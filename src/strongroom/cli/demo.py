@@ -1,24 +1,64 @@
-"""The printed part of ``make demo``: the summary of the sample translation run (what was
-stored, the verify verdict, the CLI commands that inspect it) and the list of published
-registry examples, plus `cli_command`, how to call the CLI from the current folder. The main
-job's report is printed by `strongroom.demo_pipeline.print_main_job`.
+"""``strongroom demo`` (what ``make demo`` runs): run `strongroom.demo.run_demo` on the vault
+of ``--vault`` (default ``./.strongroom``) and print what it did: the summary of the sample
+translation run (what was stored, the verify verdict, the CLI commands that inspect it), the
+published registry examples and the main job's report
+(`strongroom.demo.pipeline.print_main_job`). `cli_command` says how to call the CLI from the
+current folder.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shlex
 import sys
 from pathlib import Path
 
+import typer
 from rich.console import Console
 from rich.text import Text
 
-from strongroom.cli._output import iso, plain_table, print_table
-from strongroom.demo_translation import DemoResult
+from strongroom.cli._context import cli_state, emit_error, exit_code_for
+from strongroom.cli._output import iso, plain_table, print_table, stdout_console
+from strongroom.demo import DEMO_KEYS, DEMO_WORKDIR, run_demo
+from strongroom.demo.pipeline import print_main_job
+from strongroom.demo.translation import DemoResult
+from strongroom.errors import StrongroomError
+from strongroom.models import RunStatus
 from strongroom.services.registry import PublishResult
 from strongroom.vault import DEFAULT_VAULT_URL
 
-__all__ = ["cli_command", "print_registry", "print_summary"]
+__all__ = ["cli_command", "demo", "print_registry", "print_summary"]
+
+
+def demo(ctx: typer.Context) -> None:
+    """Record a sample document-translation run, publish the example registry definitions,
+    run the main job through the governed lane, verify the vault and say what was stored.
+
+    The main job works in ./.strongroom-demo ($STRONGROOM_DEMO_WORKDIR) and signs with the
+    demo people's keys in ./.strongroom-demo-keys ($STRONGROOM_DEMO_KEYS). Running it again
+    records another run in the same vault. Exit 0: everything verified and the job completed.
+    """
+    state = cli_state(ctx)
+    url = state.vault_url
+    workdir = Path(os.environ.get("STRONGROOM_DEMO_WORKDIR", DEMO_WORKDIR))
+    keys = Path(os.environ.get("STRONGROOM_DEMO_KEYS", DEMO_KEYS))
+    try:
+        result, published, job = asyncio.run(
+            run_demo(url, workdir, keys, blobs_url=state.blobs_url)
+        )
+    except StrongroomError as exc:
+        emit_error(state.json, exc.to_dict())
+        raise typer.Exit(exit_code_for(exc.code)) from None
+    shown = str(Path(url).absolute()) if "://" not in url else url
+    console = stdout_console()
+    print_summary(console, result, url, shown)
+    cli = cli_command() + (f" --vault {shlex.quote(url)}" if url != DEFAULT_VAULT_URL else "")
+    print_registry(console, published, cli)
+    if job is not None:
+        print_main_job(console, job, cli)
+    completed = job is None or job.finished.status is RunStatus.COMPLETED
+    raise typer.Exit(0 if result.report.ok and completed else 1)
 
 
 def cli_command() -> str:

@@ -24,7 +24,7 @@ from strongroom.cli._context import (
 )
 from strongroom.cli._output import log_line, print_json, stdout_console
 from strongroom.models import LogEntry, LogLine, LogQuery, LogReference
-from strongroom.services._common import parse
+from strongroom.services import parse
 from strongroom.vault import Vault
 
 __all__ = ["LogView", "app"]

@@ -45,7 +45,7 @@ from strongroom.models import (
 )
 from strongroom.models.runs import DEFAULT_COUNT_LIMIT
 from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState
-from strongroom.services._common import parse
+from strongroom.services import parse
 from strongroom.services.registry import signed_label
 from strongroom.vault import Vault
 

@@ -17,12 +17,12 @@ import typer
 from rich.text import Text
 
 from strongroom.adapters import safe_url
+from strongroom.bundle import RECORD_KINDS
 from strongroom.cli._context import EXIT_PROBLEMS, CliState, JsonFlag, cli_state, reported_errors
 from strongroom.cli._output import human_size, key_values, print_json, print_lines, stdout_console
 from strongroom.cli._progress import StageProgress
 from strongroom.errors import ValidationError
-from strongroom.services.bundle import RECORD_KINDS
-from strongroom.services.transfer import (
+from strongroom.transfer import (
     TransferReport,
     open_target_vault,
     parse_endpoint,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from strongroom.demo.examples import examples_dir
 from strongroom.errors import PermissionDenied
 from strongroom.execution import RunnerOptions
 from strongroom.integrity import SigningKey, init_key, load_signing_key
@@ -27,9 +28,8 @@ from strongroom.orchestrator import Event, Orchestrator, RunResult
 from strongroom.services.identity import signature_problem
 from strongroom.vault import Vault
 
-__all__ = ["EXAMPLES_ROOT", "DemoPeople", "PipelineDemo", "demo_people", "run_main_job"]
+__all__ = ["DemoPeople", "PipelineDemo", "demo_people", "run_main_job"]
 
-EXAMPLES_ROOT = Path(__file__).resolve().parents[2] / "examples"
 PLAYBOOK = "data-quality-nightly@2026-01-15.1"
 PROJECT = "customer-data-quality@1.0.0"
 TOOLS_MANIFEST = ("data-quality-tools", "1.0.0")
@@ -124,7 +124,7 @@ def _fresh_workdir(workdir: Path) -> Path:
     """A copy of examples/project (the CSV in data/in, an empty out/) to run in."""
     if workdir.exists():
         shutil.rmtree(workdir)
-    shutil.copytree(EXAMPLES_ROOT / "project", workdir)
+    shutil.copytree(examples_dir() / "project", workdir)
     return workdir.resolve()
 
 
@@ -147,7 +147,7 @@ async def run_main_job(
 
     orchestrator = Orchestrator(
         vault,
-        RunnerOptions(workdir=workdir, tool_paths=(EXAMPLES_ROOT / "tools",)),
+        RunnerOptions(workdir=workdir, tool_paths=(examples_dir() / "tools",)),
         actor=PUBLISHER,
         on_event=record,
     )

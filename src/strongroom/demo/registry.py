@@ -1,20 +1,19 @@
 """The registry part of ``make demo``: publish the example definitions in ``examples/registry``.
 
 Publishing is idempotent (identical content is a no-op), so running the demo again publishes
-nothing new. Outside a source checkout (no ``examples/`` folder) this step is skipped.
+nothing new. The files come from `strongroom.demo.examples.examples_dir` (shipped in the wheel).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from strongroom.demo.examples import examples_dir
 from strongroom.integrity import SigningKey
 from strongroom.services.registry import PublishResult
 from strongroom.vault import Vault
 
-__all__ = ["EXAMPLES_DIR", "publish_examples"]
-
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "registry"
+__all__ = ["EXAMPLE_FILES", "publish_examples"]
 
 # Dependency order: policies, then the tools they govern, then playbooks, then projects.
 EXAMPLE_FILES = (
@@ -26,10 +25,13 @@ EXAMPLE_FILES = (
 
 
 async def publish_examples(
-    vault: Vault, directory: Path = EXAMPLES_DIR, *, signer: SigningKey | None = None
+    vault: Vault, directory: Path | None = None, *, signer: SigningKey | None = None
 ) -> list[tuple[str, PublishResult]]:
-    """Publish every example file found in ``directory``, signed by ``signer`` (a publisher's
-    key; unsigned: by the OS user); (file name, result) per file."""
+    """Publish every example file found in ``directory`` (default: the shipped examples'
+    ``registry``), signed by ``signer`` (a publisher's key; unsigned: by the OS user);
+    (file name, result) per file."""
+    if directory is None:
+        directory = examples_dir() / "registry"
     results: list[tuple[str, PublishResult]] = []
     for name in EXAMPLE_FILES:
         path = directory / name

@@ -48,8 +48,7 @@ from strongroom.errors import (
     ValidationError,
     map_os_errors,
 )
-from strongroom.models import Record, canonical_json, utcnow
-from strongroom.models._base import UtcDatetime
+from strongroom.models import Record, UtcDatetime, canonical_json, utcnow
 
 __all__ = [
     "KEY_ENV_VAR",

@@ -1,7 +1,7 @@
 """Pydantic records from contracts.md. JSON Schemas are exported from these (``make schemas``)."""
 
 from strongroom.errors import ErrorInfo
-from strongroom.models._base import Record, canonical_json, utcnow
+from strongroom.models._base import Record, UtcDatetime, canonical_json, utcnow
 from strongroom.models.artifacts import (
     DEFAULT_MEDIA_TYPES,
     ArtifactFormat,
@@ -180,6 +180,7 @@ __all__ = [
     "ToolManifest",
     "ToolVersionTarget",
     "Trace",
+    "UtcDatetime",
     "VerifyProblem",
     "VerifyReport",
     "act_payload",

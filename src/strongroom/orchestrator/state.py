@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from strongroom.errors import ErrorInfo
-from strongroom.models._base import Record, UtcDatetime
+from strongroom.models import Record, UtcDatetime
 from strongroom.models.artifacts import ArtifactRole
 
 __all__ = ["STATE_KEY", "PlanState", "StepState", "StepStatus"]

@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from strongroom.ids import check_name
-from strongroom.models._base import canonical_json
+from strongroom.models import canonical_json
 from strongroom.models.registry import (
     VERSION_LABEL_PATTERN,
     Definition,

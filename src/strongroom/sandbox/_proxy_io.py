@@ -1,6 +1,6 @@
 """Connection I/O of the egress proxy: reading a request head, relaying bytes, answering, closing.
 
-These are the stream-level helpers that `strongroom.sandbox._proxy` builds its connection
+These are the stream-level helpers that `strongroom.sandbox.proxy` builds its connection
 handler from: :func:`read_head` reads a request head (at most :data:`MAX_HEAD_BYTES`),
 :func:`relay` copies bytes both ways between client and upstream while a :class:`Counter`
 tallies them, :func:`respond` sends the proxy's own short plain-text answers (``400``/``403``/

@@ -1,5 +1,5 @@
 """The egress proxy's pure parts: host-name and allowlist-pattern matching, and parsing and
-rewriting HTTP request heads (no I/O here; `strongroom.sandbox._proxy` does the serving)."""
+rewriting HTTP request heads (no I/O here; `strongroom.sandbox.proxy` does the serving)."""
 
 from __future__ import annotations
 

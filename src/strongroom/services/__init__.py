@@ -1,6 +1,8 @@
 """Services over the two ports: runs, snapshots, transitions, artifacts, logs, audit, catalog,
-verify."""
+verify; and two helpers layers above use: `parse` (input into a model, or `ValidationError`
+naming every bad field) and `verify_chain` (replaying a hash chain)."""
 
+from strongroom.services._common import parse, verify_chain
 from strongroom.services.artifacts import ArtifactInput, ArtifactService
 from strongroom.services.audit import Anchor, AuditService, merkle_root
 from strongroom.services.catalog import CatalogService
@@ -34,6 +36,8 @@ __all__ = [
     "Transition",
     "TransitionService",
     "merkle_root",
+    "parse",
+    "verify_chain",
     "verify_vault",
     "walk_audit",
 ]

@@ -1,6 +1,12 @@
 """The storage catalog: providers, namespaces (with retention_days) and objects, as live
 records. Every change is audited. Objects hold bytes in the blob store at a deterministic,
-versioned path inside their namespace (e.g. ``runs/<run_id>/run.json``)."""
+versioned path inside their namespace (e.g. ``runs/<run_id>/run.json``).
+
+The default provider and namespaces (`DEFAULT_NAMESPACES`) are an invariant of every vault,
+however it was built: `Vault.open` creates the missing ones, and so does this service before
+its first use (`ensure_defaults`, once per service), so a `Vault` built from two stores needs
+no extra step. ``bootstrap=False`` (a vault about to receive another vault's records
+verbatim, or one verify is checking) never creates them."""
 
 from __future__ import annotations
 
@@ -33,19 +39,32 @@ DEFAULT_NAMESPACES: dict[str, tuple[str, str]] = {
 
 
 class CatalogService:
-    def __init__(self, store: MetadataStore, blobs: BlobStore, audit: AuditService) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        audit: AuditService,
+        *,
+        bootstrap: bool = True,
+    ) -> None:
         self._store = store
         self._blobs = blobs
         self._audit = audit
+        self._defaults_ready = not bootstrap
 
-    async def ensure_defaults(self, *, base_uri: str) -> None:
-        """Create whichever of the default provider and namespaces are missing.
+    async def ensure_defaults(self, *, base_uri: str | None = None) -> None:
+        """Create whichever of the default provider and namespaces are missing (the
+        provider's ``base_uri``: where the blob store keeps blobs, by default asked of it).
 
         Each is checked on its own, so a first open that was killed halfway is completed by
         the next open. Cheap when everything exists: one read.
         """
+        if base_uri is None:
+            probe = self._blobs.locate("0" * 64)
+            base_uri = probe.uri.removesuffix(probe.path)
         have_namespaces = {n.namespace_id for n in await self._store.list_namespaces()}
         if have_namespaces >= set(DEFAULT_NAMESPACES):
+            self._defaults_ready = True
             return
         have_providers = {p.provider_id for p in await self._store.list_providers()}
         if "default" not in have_providers:
@@ -53,21 +72,28 @@ class CatalogService:
         for namespace_id, (purpose, prefix) in DEFAULT_NAMESPACES.items():
             if namespace_id in have_namespaces:
                 continue
-            await self.put_namespace(
+            await self._put_namespace(
                 Namespace(
                     namespace_id=namespace_id,
                     provider_id="default",
                     name=namespace_id,
                     purpose=purpose,
                     default_prefix=prefix,
-                )
+                ),
+                actor="system",
             )
+        self._defaults_ready = True
+
+    async def _ready(self) -> None:
+        """Before any use: the defaults exist (checked once per service)."""
+        if not self._defaults_ready:
+            await self.ensure_defaults()
 
     async def _put_default_provider(self, base_uri: str) -> None:
         provider_type = (
             ProviderType.OBJECT_STORE if self._blobs.backend == "s3" else ProviderType.FILESYSTEM
         )
-        await self.put_provider(
+        await self._put_provider(
             Provider(
                 provider_id="default",
                 name=f"Default {self._blobs.backend} blob store",
@@ -82,6 +108,10 @@ class CatalogService:
         self, provider: Provider | dict[str, Any], *, actor: str = "system"
     ) -> Provider:
         parsed = parse(Provider, provider, operation="catalog.put_provider")
+        await self._ready()
+        return await self._put_provider(parsed, actor=actor)
+
+    async def _put_provider(self, parsed: Provider, *, actor: str = "system") -> Provider:
         await self._store.put_provider(
             parsed,
             audit=AuditEvent(
@@ -98,6 +128,10 @@ class CatalogService:
         self, namespace: Namespace | dict[str, Any], *, actor: str = "system"
     ) -> Namespace:
         parsed = parse(Namespace, namespace, operation="catalog.put_namespace")
+        await self._ready()
+        return await self._put_namespace(parsed, actor=actor)
+
+    async def _put_namespace(self, parsed: Namespace, *, actor: str) -> Namespace:
         await self._store.put_namespace(
             parsed,
             audit=AuditEvent(
@@ -111,15 +145,19 @@ class CatalogService:
         return parsed
 
     async def providers(self) -> list[Provider]:
+        await self._ready()
         return await self._store.list_providers()
 
     async def provider(self, provider_id: str) -> Provider:
+        await self._ready()
         return await self._store.get_provider(provider_id)
 
     async def namespaces(self, provider_id: str | None = None) -> list[Namespace]:
+        await self._ready()
         return await self._store.list_namespaces(provider_id)
 
     async def namespace(self, namespace_id: str) -> Namespace:
+        await self._ready()
         return await self._store.get_namespace(namespace_id)
 
     async def put_object(
@@ -149,6 +187,7 @@ class CatalogService:
             },
             operation="catalog.put_object",
         )
+        await self._ready()
         await self._store.get_namespace(draft.namespace_id)
         blob = await self._blobs.put_bytes(data)
         obj = draft.model_copy(update={"sha256": blob.sha256})
@@ -174,6 +213,7 @@ class CatalogService:
     async def objects(
         self, namespace_id: str | None = None, *, prefix: str | None = None, limit: int = 1000
     ) -> list[CatalogObject]:
+        await self._ready()
         return await self._store.list_objects(namespace_id, prefix=prefix, limit=limit)
 
     async def delete_object(self, object_id: str, *, actor: str = "system") -> None:

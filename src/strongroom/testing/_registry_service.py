@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
+from strongroom.demo.examples import examples_dir
 from strongroom.errors import (
     ApprovalRequired,
     Conflict,
@@ -35,7 +35,6 @@ from strongroom.testing._base import VaultFixtureContract
 from strongroom.testing.keys import approver
 from strongroom.vault import Vault
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples" / "registry"
 EXAMPLE_ORDER = (
     "sandbox-readonly.yaml",
     "data-quality-tools.yaml",
@@ -107,12 +106,11 @@ class RegistryServiceTests(VaultFixtureContract):
         return versions, blobs, head.seq if head else 0
 
     async def test_publishes_the_examples_in_dependency_order(self, vault: Vault) -> None:
-        if not EXAMPLES_DIR.is_dir():
-            pytest.skip("examples/ not next to the package (not an editable install)")
+        registry = examples_dir() / "registry"
         alice = await approver(vault, "alice")  # the examples hold an A3 tool: signed
         for name in EXAMPLE_ORDER:
             result = await vault.registry.publish(
-                (EXAMPLES_DIR / name).read_bytes(), file_name=name, signer=alice
+                (registry / name).read_bytes(), file_name=name, signer=alice
             )
             assert result.created
             assert result.version.source_file == name

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from strongroom.bundle import RECORD_KINDS
 from strongroom.models import (
     ActorRole,
     Channel,
@@ -36,9 +37,8 @@ from strongroom.models import (
 )
 from strongroom.models.registry import ResourceLimits
 from strongroom.registry.canonical import canonical_bytes
-from strongroom.services.bundle import RECORD_KINDS
-from strongroom.services.transfer import iter_vault_records
 from strongroom.testing.keys import ROOT, test_key
+from strongroom.transfer import iter_vault_records
 from strongroom.vault import Vault
 
 __all__ = ["populate_vault", "snapshot_vault"]

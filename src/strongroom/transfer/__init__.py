@@ -1,5 +1,5 @@
 """Verified, resumable copies of a whole vault: vault → vault (any backend pair), vault →
-directory bundle, bundle → vault (see `strongroom.services.bundle` for the bundle format).
+directory bundle, bundle → vault (see `strongroom.bundle` for the bundle format).
 
     report = await export_vault(source_vault, Path("/backups/2025-03-01"))   # to a bundle
     report = await import_vault(Path("/backups/2025-03-01"), target_vault)   # from a bundle
@@ -64,7 +64,8 @@ conflict), `engine` (the copy), `report` (`TransferReport`).
 
 from __future__ import annotations
 
-from strongroom.services.transfer.endpoints import (
+from strongroom.services.verify import ProgressCallback
+from strongroom.transfer.endpoints import (
     BUNDLE_PREFIX,
     Endpoint,
     open_sink,
@@ -72,10 +73,9 @@ from strongroom.services.transfer.endpoints import (
     open_target_vault,
     parse_endpoint,
 )
-from strongroom.services.transfer.engine import Copy
-from strongroom.services.transfer.report import BlobCounts, TransferReport
-from strongroom.services.transfer.sources import iter_vault_records
-from strongroom.services.verify import ProgressCallback
+from strongroom.transfer.engine import Copy
+from strongroom.transfer.report import BlobCounts, TransferReport
+from strongroom.transfer.sources import iter_vault_records
 from strongroom.vault import Vault
 
 __all__ = [

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from strongroom.bundle import RecordKind
 from strongroom.errors import Conflict
 from strongroom.models import Record, canonical_json
-from strongroom.services.bundle import RecordKind
-from strongroom.services.transfer.sinks import Sink
-from strongroom.services.transfer.sources import Source
+from strongroom.transfer.sinks import Sink
+from strongroom.transfer.sources import Source
 
 __all__ = ["conflict", "differing_fields", "same", "target_is_earlier_copy", "updatable"]
 

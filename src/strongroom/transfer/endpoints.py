@@ -9,10 +9,10 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from strongroom.bundle import is_bundle_dir
 from strongroom.errors import ValidationError
-from strongroom.services.bundle import is_bundle_dir
-from strongroom.services.transfer.sinks import BundleSink, Sink, VaultSink
-from strongroom.services.transfer.sources import BundleSource, Source, VaultSource
+from strongroom.transfer.sinks import BundleSink, Sink, VaultSink
+from strongroom.transfer.sources import BundleSource, Source, VaultSource
 from strongroom.vault import Vault
 
 __all__ = [

@@ -8,19 +8,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from strongroom.bundle import RECORD_KINDS, RecordKind
 from strongroom.errors import IntegrityError, NotFound, StrongroomError
 from strongroom.models import VerifyProblem, utcnow
-from strongroom.services.bundle import RECORD_KINDS, RecordKind
-from strongroom.services.transfer.compare import (
+from strongroom.services.verify import ProgressCallback
+from strongroom.transfer.compare import (
     conflict,
     same,
     target_is_earlier_copy,
     updatable,
 )
-from strongroom.services.transfer.report import TransferReport
-from strongroom.services.transfer.sinks import Sink
-from strongroom.services.transfer.sources import AUDIT_KIND, Source
-from strongroom.services.verify import ProgressCallback
+from strongroom.transfer.report import TransferReport
+from strongroom.transfer.sinks import Sink
+from strongroom.transfer.sources import AUDIT_KIND, Source
 
 __all__ = ["Copy"]
 

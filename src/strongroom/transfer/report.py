@@ -5,9 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from strongroom.adapters import safe_url
-from strongroom.models import VerifyProblem, VerifyReport, utcnow
-from strongroom.models._base import UtcDatetime
-from strongroom.services.bundle import RECORD_KINDS
+from strongroom.bundle import RECORD_KINDS
+from strongroom.models import UtcDatetime, VerifyProblem, VerifyReport, utcnow
 from strongroom.vault import Vault
 
 __all__ = ["BlobCounts", "TransferReport", "describe_vault"]

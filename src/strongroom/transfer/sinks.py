@@ -9,13 +9,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from strongroom.bundle import BundleWriter, RecordKind, verify_bundle
 from strongroom.errors import Conflict, NotFound
 from strongroom.models import ArtifactQuery, LogQuery, RunQuery, VerifyReport
 from strongroom.ports import BlobStore
-from strongroom.services.bundle import BundleWriter, RecordKind, verify_bundle
-from strongroom.services.transfer.report import describe_vault
-from strongroom.services.transfer.sources import ARTIFACT_PAGE
 from strongroom.services.verify import ProgressCallback
+from strongroom.transfer.report import describe_vault
+from strongroom.transfer.sources import ARTIFACT_PAGE
 from strongroom.vault import Vault
 
 __all__ = ["BundleSink", "Sink", "VaultSink"]

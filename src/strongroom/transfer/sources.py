@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from strongroom.bundle import KINDS_BY_NAME, BundleReader, RecordKind
 from strongroom.models import ArtifactQuery, LogQuery, RunQuery
 from strongroom.ports import BlobStore, MetadataStore
-from strongroom.services.bundle import KINDS_BY_NAME, BundleReader, RecordKind
-from strongroom.services.transfer.report import describe_vault
+from strongroom.transfer.report import describe_vault
 from strongroom.vault import Vault
 
 __all__ = [

@@ -25,8 +25,8 @@ from strongroom.adapters._sql.base import (
     parse_body,
     rows_within_budget,
 )
+from strongroom.adapters._sql.columns import UtcTimestamp
 from strongroom.adapters._sql.tables import (
-    UtcTimestamp,
     log_entries_table,
     log_refs_table,
 )

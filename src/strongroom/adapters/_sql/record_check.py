@@ -49,8 +49,9 @@ from strongroom.adapters._sql.binding_check import (
     as_latest,
     newest_join,
 )
+from strongroom.adapters._sql.columns import UtcTimestamp
 from strongroom.adapters._sql.registry_tables import channel_moves_table, channel_pointers_table
-from strongroom.adapters._sql.tables import UtcTimestamp, artifact_tags_table, artifacts_table
+from strongroom.adapters._sql.tables import artifact_tags_table, artifacts_table
 from strongroom.errors import IntegrityError
 from strongroom.models import (
     ArtifactMetadata,

@@ -14,10 +14,12 @@ columns are copies kept for keys, filtering and sorting).
 - ``actors``: the people's keys, one row per key (``key_id``), listed by ``(added_at,
   key_id)``; revoking rewrites the row's body (like an approval's).
 
-Importing `tables` imports this module, so ``metadata`` always holds these tables.
+``strongroom.adapters._sql`` imports this module and `tables`, so its ``metadata`` holds both.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -29,8 +31,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 
-from strongroom.adapters._sql.tables import _DIGEST, _ID, _NAME, UtcTimestamp, _key, metadata
+from strongroom.adapters._sql.columns import _DIGEST, _ID, _NAME, UtcTimestamp, _key, metadata
 
 __all__ = [
     "actors_table",
@@ -39,6 +44,25 @@ __all__ = [
     "channel_pointers_table",
     "definition_versions_table",
 ]
+
+
+class CurrentRole(ColumnElement[str]):
+    """The server default of ``approvals.written_by``: ``CURRENT_USER`` on PostgreSQL, NULL
+    on SQLite (no roles), as migration 0006 made them."""
+
+    inherit_cache = True
+    type = String()
+
+
+@compiles(CurrentRole)
+def _current_role(element: CurrentRole, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CURRENT_USER"
+
+
+@compiles(CurrentRole, "sqlite")
+def _no_role(element: CurrentRole, compiler: SQLCompiler, **kw: Any) -> str:
+    return "NULL"
+
 
 _KIND = 32
 _LABEL = 64
@@ -98,7 +122,7 @@ approvals_table = Table(
     # The database role that wrote the row: filled in and enforced by PostgreSQL itself
     # (migration 0006: default current_user, forced row-level security); empty on SQLite.
     # strongroom never writes it.
-    Column("written_by", String(_NAME), nullable=True),
+    Column("written_by", String(_NAME), nullable=True, server_default=CurrentRole()),
     Index("ix_approvals_scope_created_at", "scope", "created_at", "approval_id"),
     Index("ix_approvals_created_at", "created_at", "approval_id"),
 )

@@ -38,8 +38,8 @@ from strongroom.adapters._sql.base import (
     fetch_scalar,
     parse_body,
 )
+from strongroom.adapters._sql.columns import UtcTimestamp
 from strongroom.adapters._sql.tables import (
-    UtcTimestamp,
     artifact_tags_table,
     artifacts_table,
     runs_table,

@@ -1,4 +1,5 @@
-"""The records schema as SQLAlchemy Core: ``metadata``, every table, and the column types they use.
+"""The records schema as SQLAlchemy Core: the tables of runs, snapshots, artifacts, logs, audit
+and the catalog, declared on ``columns.metadata`` (the registry's are in `registry_tables`).
 
 Created only by the Alembic migrations in ``adapters/migrations``; a drift test proves they
 build exactly ``metadata``, so a change here needs a new migration.
@@ -8,124 +9,42 @@ build exactly ``metadata``, so a change here needs a new migration.
   ``Model.model_validate_json``; the other columns are copies of fields, kept for filtering,
   sorting, joining and constraints. A row edited by hand therefore fails validation (reported
   as `IntegrityError`) or breaks a hash chain that ``verify`` recomputes from the body.
-- Timestamps (`UtcTimestamp`): fixed-width ISO-8601 UTC text on SQLite
-  (``2026-11-22T06:36:29.123456+00:00``, 32 characters, so text order is time order), native
-  ``timestamptz`` on PostgreSQL. Both round-trip tz-aware UTC datetimes to the microsecond.
-- Sorted keys (ids, names, paths) compare byte-wise on both backends: SQLite's default BINARY
-  collation, ``COLLATE "C"`` on PostgreSQL (a locale collation would order paths differently).
+- Column types (timestamps, byte-wise keys) are in `columns`.
 - Referential integrity is the database's: snapshots, artifacts, log entries and log references
   need their run, namespaces their provider, objects their namespace (violations: `NotFound`).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, Final
-
 from sqlalchemy import (
     BigInteger,
     Column,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.types import TypeEngine
+
+from strongroom.adapters._sql.columns import _DIGEST, _ID, _NAME, UtcTimestamp, _key, _seq, metadata
 
 __all__ = [
-    "NAMING_CONVENTION",
-    "UtcTimestamp",
     "artifact_tags_table",
     "artifacts_table",
     "audit_bindings_table",
     "audit_checkpoints_table",
     "audit_entries_table",
     "catalog_objects_table",
-    "format_timestamp",
     "log_entries_table",
     "log_refs_table",
-    "metadata",
     "namespaces_table",
     "providers_table",
     "runs_table",
     "snapshots_table",
 ]
-
-
-class UtcTimestamp(TypeDecorator[datetime]):
-    """A tz-aware UTC datetime: fixed-width ISO text on SQLite, ``timestamptz`` on PostgreSQL."""
-
-    impl = String(32)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
-        return dialect.type_descriptor(String(32))
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("timestamps stored in the records database must be timezone-aware")
-        utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-        if dialect.name == "postgresql":
-            return utc
-        return utc.isoformat(timespec="microseconds")
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            try:
-                return datetime.fromisoformat(value)
-            except ValueError:
-                # Text that is no timestamp can only be a hand edit (SQLite stores text):
-                # read as missing, so the column-versus-body check names the row instead of
-                # the whole read failing.
-                return None
-        if not isinstance(value, datetime):
-            return None
-        return value.astimezone(UTC)
-
-
-def format_timestamp(value: datetime) -> str:
-    """The fixed-width text form: 32 characters (isoformat pads the year to 4 digits, and
-    timespec keeps the microseconds even when they are zero), so text order is time order."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _key(length: int) -> TypeEngine[str]:
-    """A string compared byte-wise on every backend (ids, names, paths)."""
-    return String(length).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
-
-
-def _seq() -> TypeEngine[int]:
-    # INTEGER PRIMARY KEY is SQLite's rowid alias: the table is clustered by seq, no extra index.
-    return BigInteger().with_variant(Integer(), "sqlite")
-
-
-_ID = 36  # canonical UUID text; ULIDs (26) fit too
-_NAME = 128
-_DIGEST = 64
-
-NAMING_CONVENTION: Final = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 runs_table = Table(
     "runs",
@@ -273,6 +192,3 @@ catalog_objects_table = Table(
     UniqueConstraint("namespace_id", "path"),
     Index("ix_catalog_objects_path", "path"),
 )
-
-# The registry's tables live in their own module; importing it registers them on `metadata`.
-from strongroom.adapters._sql import registry_tables as _registry_tables  # noqa: E402, F401

@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from strongroom.adapters._sql.tables import metadata
+from strongroom.adapters._sql import metadata
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection) or context.is_offline_mode():

@@ -87,9 +87,13 @@ PG_POLICIES: Final = {
 
 
 def upgrade() -> None:
-    op.add_column("approvals", sa.Column("written_by", sa.String(128), nullable=True))
     if op.get_bind().dialect.name != "postgresql":
+        column = sa.Column(
+            "written_by", sa.String(128), nullable=True, server_default=sa.text("NULL")
+        )
+        op.add_column("approvals", column)
         return
+    op.add_column("approvals", sa.Column("written_by", sa.String(128), nullable=True))
     op.execute("ALTER TABLE approvals ALTER COLUMN written_by SET DEFAULT current_user")
     op.execute(PG_CREATE_FUNCTION)
     op.execute(
