@@ -18,6 +18,7 @@ from strongroom.ids import new_id
 from strongroom.models import AuditEntry, RunnerResponse
 from strongroom.sandbox.host import probe_host
 from strongroom.sandbox.plan import REQUIRED_LAYERS
+from strongroom.secrets import DEFAULT_REDACT_PATTERNS
 from strongroom.testing.keys import approver
 
 TOOLS_DIR = Path(__file__).with_name("sandbox_tools")
@@ -131,13 +132,16 @@ async def open_lane(
     url: str | None = None,
     blobs_url: str | None = None,
     tool_paths: Sequence[Path] = (),
+    redact_patterns: Sequence[str] = DEFAULT_REDACT_PATTERNS,
 ) -> Lane:
     """A lane under ``root``: the embedded vault ``root/vault``, or the vault at ``url``
     (with ``blobs_url``) for the other backend pairs; ``tool_paths`` come after the test
-    tools' folder."""
+    tools' folder; ``redact_patterns`` are the vault's."""
     (root / "work" / "in").mkdir(parents=True)
     (root / "work" / "out").mkdir()
-    vault = await Vault.open(url or root / "vault", blobs_url=blobs_url)
+    vault = await Vault.open(
+        url or root / "vault", blobs_url=blobs_url, redact_patterns=redact_patterns
+    )
     runner = ToolRunner(
         vault,
         RunnerOptions(

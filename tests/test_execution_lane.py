@@ -235,6 +235,24 @@ async def test_handler_exception_is_redacted_and_retried(lane: Lane) -> None:
     assert once.attempts == 1
 
 
+async def test_the_vaults_redact_patterns_apply_to_tool_errors(tmp_path: Path) -> None:
+    """The lane redacts with the vault's redactor (``Vault(redact_patterns=...)``) plus the
+    policy's own patterns, not with the defaults."""
+    require_sandbox()
+    lane = await open_lane(tmp_path, redact_patterns=[r"deliberate \w+"])
+    try:
+        await lane.publish(policy(), manifest([tool("fail", "lane_tools:fail", level="A0")]))
+        response = await lane.run("fail", {"secret": "abc123"})
+    finally:
+        await lane.vault.close()
+    assert response.error is not None
+    assert response.error.code == "handler_exception"
+    for text in (response.error.message, response.error.details["traceback"]):
+        assert "[REDACTED]: token=[REDACTED]" in text  # the vault's pattern, then the policy's
+        assert "deliberate" not in text
+        assert "abc123" not in text
+
+
 async def test_retry_recovers_a_flaky_tool(lane: Lane) -> None:
     response = await lane.run("flaky", {"dir": "out", "times": 1})
     assert response.ok, response.error

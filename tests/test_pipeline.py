@@ -281,6 +281,32 @@ async def test_strongroom_error_keeps_its_code(vault: Vault) -> None:
     assert record.last_error.details == {"operation": "glossary.get", "path": "g.csv"}
 
 
+async def test_the_vaults_redact_patterns_apply_to_error_records(tmp_path: Path) -> None:
+    """``Vault(redact_patterns=...)`` is the one redactor of a pipeline's error records: the
+    failed phase's event, the state's ``last_error``, the run's error and its log line."""
+    async with await Vault.open(tmp_path / "v", redact_patterns=[r"ticket-\d+"]) as vault:
+        failure = RuntimeError("lookup of ticket-4711 failed")
+        with pytest.raises(RuntimeError):
+            async with PipelineRun.open(vault, project="embed") as run:
+                await two_phases_then(run, failure, in_phase=True)
+        record = await vault.runs.get(run.run_id)
+        assert record.last_error is not None
+        assert record.last_error.message == "RuntimeError: lookup of [REDACTED] failed"
+        state = (await vault.snapshots.load(run.run_id)).state
+        assert state.phase_history[-1].error == record.last_error == state.last_error
+
+        with pytest.raises(NotFound):
+            async with PipelineRun.open(vault, project="embed") as run, run.phase("lookup"):
+                raise NotFound("no ticket-12", operation="tickets.get", path="ticket-12.csv")
+        record = await vault.runs.get(run.run_id)
+        assert record.last_error is not None
+        assert record.last_error.message == "no [REDACTED]"
+        assert record.last_error.details == {"operation": "tickets.get", "path": "[REDACTED].csv"}
+        entries = await vault.logs.read(run.run_id)
+        assert any(entry.event == "pipeline.failed" for entry in entries)
+        assert "ticket-12" not in json.dumps([entry.model_dump(mode="json") for entry in entries])
+
+
 async def test_resume_failed_run_creates_a_new_run(vault: Vault) -> None:
     calls: list[str] = []
 

@@ -1,16 +1,25 @@
-"""Redaction: the literal pre-checks that skip regexes never change what gets redacted."""
+"""Redaction and scrubbing (`strongroom.secrets`): the literal pre-checks that skip regexes
+never change what gets redacted, and every way strongroom hides a secret (log redaction, URLs,
+SQL and S3 driver messages, the CLI's internal errors) uses the one marker."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+import sqlalchemy.exc as sa_exc
+import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strongroom.errors import ValidationError
-from strongroom.services import DEFAULT_REDACT_PATTERNS, Redactor
-from strongroom.services.redaction import REDACTED
+from strongroom import services
+from strongroom.adapters import safe_url
+from strongroom.adapters._s3 import _scrub as s3_scrub
+from strongroom.adapters._sql import map_db_errors
+from strongroom.cli._context import CliState, reported_errors
+from strongroom.errors import StorageIOError, ValidationError
+from strongroom.secrets import DEFAULT_REDACT_PATTERNS, REDACTED, Redactor, scrub_text
+from strongroom.services import redaction
 
 FRAGMENTS = [
     "AKIAABCDEFGHIJKLMNOP",
@@ -74,3 +83,77 @@ def test_keys_that_only_contain_a_credential_word_keep_their_values(key: str) ->
 
 def test_the_credential_key_rule_can_be_switched_off() -> None:
     assert Redactor(secret_keys=None).value({"password": "p"}) == {"password": "p"}
+
+
+def test_a_redactor_extended_with_more_patterns_keeps_its_own() -> None:
+    base = Redactor([r"alpha-\d+"])
+    more = base.extended([r"beta-\d+"])
+    assert more.text("alpha-1 beta-2 gamma-3") == f"{REDACTED} {REDACTED} gamma-3"
+    assert base.text("beta-2") == "beta-2"
+    assert base.extended([r"beta-\d+"]) is more  # compiled once per set
+    assert base.extended([r"alpha-\d+"]) is base  # nothing new
+
+
+def test_the_old_import_paths_are_the_same_objects() -> None:
+    assert services.Redactor is redaction.Redactor is Redactor
+    assert services.DEFAULT_REDACT_PATTERNS is DEFAULT_REDACT_PATTERNS
+    assert redaction.REDACTED == REDACTED == "[REDACTED]"
+
+
+# -- one marker everywhere -------------------------------------------------------------------
+
+SECRET = "s3cr3t-Z9Q"
+
+
+def test_url_and_message_scrubbing_use_the_one_marker() -> None:
+    shown = {
+        "url": safe_url(f"postgresql://app:{SECRET}@db/vault?sslpassword={SECRET}"),
+        "userinfo": scrub_text(f"cannot reach postgresql://app:{SECRET}@db/vault"),
+        "pair": scrub_text(f'connect failed: password="{SECRET}" host=db'),
+        "xml": scrub_text(f"<Error><SignatureProvided>{SECRET}</SignatureProvided></Error>"),
+        "param": scrub_text(f"GET /k?X-Amz-Signature={SECRET}&x=1"),
+        "header": scrub_text(f"authorization: AWS4-HMAC-SHA256 Credential={SECRET}"),
+        "known": scrub_text(f"echoed {SECRET} back", known_values=[SECRET]),
+        "log": Redactor().text(f"token={SECRET}"),
+    }
+    for where, text in shown.items():
+        assert SECRET not in text, where
+        assert REDACTED in text, where
+        assert "***" not in text, where
+    assert shown["url"] == "postgresql://app:[REDACTED]@db/vault?sslpassword=[REDACTED]"
+    assert shown["userinfo"] == "cannot reach postgresql://[REDACTED]@db/vault"
+    assert shown["pair"] == "connect failed: password=[REDACTED] host=db"
+
+
+def test_known_values_too_short_to_be_secrets_are_not_searched_for() -> None:
+    assert scrub_text("a b c", known_values=["a", "", None]) == "a b c"
+
+
+def test_a_scrubbed_text_stays_as_it_is() -> None:
+    once = scrub_text(f"postgresql://u:{SECRET}@h password={SECRET} X-Amz-Signature={SECRET}")
+    assert scrub_text(once) == once
+
+
+def test_sql_driver_messages_are_scrubbed_with_the_one_marker() -> None:
+    driver = Exception(f"connection to postgresql://app:{SECRET}@db failed: password={SECRET}")
+    with pytest.raises(StorageIOError) as caught, map_db_errors("open", "postgresql"):
+        raise sa_exc.OperationalError(None, None, driver)
+    assert SECRET not in caught.value.message
+    assert "postgresql://[REDACTED]@db" in caught.value.message
+    assert "password=[REDACTED]" in caught.value.message
+
+
+def test_s3_driver_text_is_scrubbed_with_the_one_marker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    scrubbed = s3_scrub(
+        f"<AWSAccessKeyId>AKID</AWSAccessKeyId> key {SECRET}\n\nDebug source:\n{SECRET}"
+    )
+    assert scrubbed == f"<AWSAccessKeyId>{REDACTED}</AWSAccessKeyId> key {REDACTED}"
+
+
+def test_the_clis_internal_errors_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit), reported_errors(CliState(json=True)):
+        raise RuntimeError(f"driver said: postgresql://app:{SECRET}@db password={SECRET}")
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    assert "postgresql://[REDACTED]@db password=[REDACTED]" in out

@@ -109,7 +109,7 @@ def test_no_secret_reaches_records_blobs_logs_errors_or_output(
     info = json.loads(init.stdout)
     assert info["metadata_backend"] == "postgresql"
     assert info["blob_backend"] == "s3"
-    assert "***" in info["url"]
+    assert ":[REDACTED]@" in info["url"]
 
     created = run("runs", "create", "--project", "secrets", "--purpose", "leak hunt")
     assert created.returncode == 0, created.stderr

@@ -216,7 +216,7 @@ def test_sqlite_to_postgres_s3_to_bundle_to_sqlite_round_trip(
     assert hop1["source"]["metadata_backend"] == "sqlite"
     assert hop1["target"]["metadata_backend"] == "postgresql"
     assert hop1["target"]["blob_backend"] == "s3"
-    assert ":***@" in hop1["target"]["url"]
+    assert ":[REDACTED]@" in hop1["target"]["url"]
     assert_verifies(run, run.scale_out)
     assert snapshot(pg_url, s3_blob_url) == before
     assert pg_row_counts(pg_url) == counts_of(before)
@@ -239,7 +239,7 @@ def test_sqlite_to_postgres_s3_to_bundle_to_sqlite_round_trip(
     text = again.stdout.decode()
     assert "(postgresql + s3)" in text
     assert "0 copied, 0 updated" in text
-    assert ":***@" in text
+    assert ":[REDACTED]@" in text
     assert again.stderr == b""
     assert pg_row_counts(pg_url) == counts_of(before)
 

@@ -16,8 +16,8 @@ from strongroom.adapters import (
     open_stores,
     safe_url,
 )
-from strongroom.adapters._urls import REDACTED
 from strongroom.errors import NotFound, ValidationError
+from strongroom.secrets import REDACTED
 
 SECRET = "s3cr3t-URL-Q7X"
 
@@ -29,7 +29,10 @@ SECRET = "s3cr3t-URL-Q7X"
         ("/var/lib/vault", "/var/lib/vault"),
         ("memory://", "memory://"),
         ("postgresql://app@db:5432/vault", "postgresql://app@db:5432/vault"),
-        (f"postgresql://app:{SECRET}@db:5432/vault", "postgresql://app:***@db:5432/vault"),
+        (
+            f"postgresql://app:{SECRET}@db:5432/vault",
+            "postgresql://app:[REDACTED]@db:5432/vault",
+        ),
         (f"postgresql://app:{SECRET}@db/vault?sslmode=require", None),
         (f"postgresql://db/vault?password={SECRET}&application_name=x", None),
         (f"s3://bucket/prefix?endpoint=http://h:9000&secret_access_key={SECRET}", None),
@@ -62,7 +65,32 @@ def test_safe_url_never_shows_the_password(user: str, password: str) -> None:
     shown = safe_url(url)
     assert f":{password}@" not in shown
     # Either the password is masked, or the URL does not parse and nothing of it is shown.
-    assert shown == REDACTED or shown.endswith(f"{user}:***@host:5432/db")
+    assert shown == REDACTED or shown.endswith(f"{user}:{REDACTED}@host:5432/db")
+    assert safe_url(shown) == shown  # a safe URL stays as it is
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            f"postgresql://app:{SECRET}@db:5432/vault?sslpassword={SECRET}&application_name=x",
+            "postgresql://app:[REDACTED]@db:5432/vault?sslpassword=[REDACTED]&application_name=x",
+        ),
+        (
+            f"postgresql://app:{SECRET}@[::1]:5432/vault",
+            "postgresql://app:[REDACTED]@[::1]:5432/vault",
+        ),
+        (
+            f"s3://bucket/prefix?endpoint=http://h:9000&secret_access_key={SECRET}",
+            "s3://bucket/prefix?endpoint=http://h:9000&secret_access_key=[REDACTED]",
+        ),
+    ],
+)
+def test_safe_url_of_a_safe_url_changes_nothing(url: str, expected: str) -> None:
+    """``vault.url`` is already safe and is shown through `safe_url` again (reports): the
+    marker in the user-info must not read as an IPv6 host and hide the whole URL."""
+    assert safe_url(url) == expected
+    assert safe_url(expected) == expected
 
 
 def test_directory_url_chooses_the_embedded_pair(tmp_path: Path) -> None:

@@ -30,9 +30,9 @@ from strongroom.adapters._local import LocalBlobStore
 from strongroom.adapters._memory import MemoryMetadataStore
 from strongroom.adapters._memory_blobs import MemoryBlobStore
 from strongroom.adapters._sqlite import SqliteMetadataStore
-from strongroom.adapters._urls import safe_url
 from strongroom.errors import NotFound, ValidationError
 from strongroom.ports import BlobStore, MetadataStore
+from strongroom.secrets import safe_url
 
 if TYPE_CHECKING:
     from strongroom.adapters._anchors import Witness

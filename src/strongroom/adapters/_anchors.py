@@ -76,7 +76,6 @@ import pydantic
 
 from strongroom._fs import fsync_dir
 from strongroom.adapters._local_fs import mkdir_durable
-from strongroom.adapters._urls import safe_url
 from strongroom.errors import (
     IntegrityError,
     NotFound,
@@ -89,6 +88,7 @@ from strongroom.errors import (
 )
 from strongroom.integrity.signing import SignedTreeHead
 from strongroom.models import canonical_json
+from strongroom.secrets import safe_url
 
 if TYPE_CHECKING:
     from obstore.store import S3Store

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from strongroom.errors import StrongroomError, ValidationError, family_code
+from strongroom.secrets import scrub_text
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 
 __all__ = [
@@ -142,7 +143,8 @@ def reported_errors(state: CliState) -> Iterator[None]:
     """Report what the block raises the CLI way and exit with the matching code.
 
     A `StrongroomError` is expected (bad input, missing thing, tampering); anything else is a
-    bug: one ``error[internal]`` line, exit 70, and the traceback only with STRONGROOM_DEBUG=1.
+    bug: one ``error[internal]`` line, exit 70, and the traceback only with STRONGROOM_DEBUG=1
+    (both through `strongroom.secrets.scrub_text`: a driver's message may echo a credential).
     """
     try:
         yield
@@ -153,12 +155,12 @@ def reported_errors(state: CliState) -> Iterator[None]:
         raise typer.Exit(exit_code_for(exc.code)) from None
     except Exception as exc:
         if os.environ.get("STRONGROOM_DEBUG", "") not in ("", "0"):
-            traceback.print_exc(file=sys.stderr)
+            sys.stderr.write(scrub_text(traceback.format_exc()))
         emit_error(
             state.json,
             {
                 "code": "internal",
-                "message": f"{type(exc).__name__}: {exc}",
+                "message": scrub_text(f"{type(exc).__name__}: {exc}"),
                 "details": {"type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
             },
         )

@@ -13,7 +13,7 @@ from jsonschema.validators import validator_for
 from strongroom.errors import SchemaValidationFailed
 from strongroom.models import ArtifactRole
 from strongroom.sandbox.launch import LaunchResult
-from strongroom.services.redaction import Redactor
+from strongroom.secrets import Redactor
 
 if TYPE_CHECKING:
     from strongroom.execution.runner import _Invocation

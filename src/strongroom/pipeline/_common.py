@@ -18,7 +18,7 @@ from strongroom.ids import check_name
 from strongroom.models import (
     RunState,
 )
-from strongroom.services.redaction import Redactor
+from strongroom.secrets import Redactor
 
 __all__ = [
     "MAX_ERROR_MESSAGE",
@@ -38,21 +38,18 @@ OUTPUT_NAME = "output.json"
 # Metadata key marking the output artifact among a phase's artifacts.
 OUTPUT_MARK = "pipeline_output"
 MAX_ERROR_MESSAGE = 2000
-_redactor = Redactor()
 
 
-def error_info(exc: BaseException) -> ErrorInfo:
+def error_info(exc: BaseException, redactor: Redactor | None = None) -> ErrorInfo:
     """The `ErrorInfo` recorded for ``exc``: a `StrongroomError` keeps its code and details;
     anything else becomes code ``exception`` with the exception type in the details.
-    Messages pass through the default secret redaction (they land in records)."""
+    Message and details pass through ``redactor`` (they land in records): `PipelineRun`
+    gives its vault's (``vault.redactor``, built from ``redact_patterns``); None: a redactor of the
+    default patterns."""
+    if redactor is None:
+        redactor = Redactor()
     if isinstance(exc, StrongroomError):
-        info = exc.to_info()
-        return info.model_copy(
-            update={
-                "message": _redactor.text(info.message),
-                "details": _redactor.value(info.details),
-            }
-        )
+        return redactor.error(exc.to_info())
     if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
         return ErrorInfo(
             code="cancelled",
@@ -69,7 +66,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
     message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return ErrorInfo(
         code="exception",
-        message=_redactor.text(message[:MAX_ERROR_MESSAGE]),
+        message=redactor.text(message[:MAX_ERROR_MESSAGE]),
         details={"type": name},
     )
 

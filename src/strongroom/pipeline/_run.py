@@ -352,7 +352,7 @@ class PipelineRun:
             self._open_phase = None
 
     async def _fail_phase(self, phase: Phase, exc: BaseException) -> None:
-        error = error_info(exc)
+        error = error_info(exc, self.vault.redactor)
         try:
             self.state.phase_history.append(
                 PhaseEvent(
@@ -395,7 +395,7 @@ class PipelineRun:
                 self.run_id, expected_version=self.record.version, actor=self.actor
             )
             return
-        error = error_info(exc)
+        error = error_info(exc, self.vault.redactor)
         try:
             if isinstance(exc, Exception):
                 await self.log(

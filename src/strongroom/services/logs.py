@@ -24,6 +24,7 @@ from strongroom.models import (
 )
 from strongroom.ports import MetadataStore
 from strongroom.ports.metadata import sealed_log_conflict
+from strongroom.secrets import Redactor
 from strongroom.services._common import (
     GENESIS_HASH,
     chain_hash,
@@ -31,7 +32,6 @@ from strongroom.services._common import (
     retry_on_conflict,
 )
 from strongroom.services._replay import ChainReplay
-from strongroom.services.redaction import Redactor
 
 if TYPE_CHECKING:
     from strongroom.services.artifacts import ArtifactService
@@ -76,6 +76,11 @@ class LogService:
         self.head_every_lines = head_every_lines
         self.head_every_seconds = head_every_seconds
         self._carried: dict[str, tuple[int, float]] = {}  # run -> (seq, monotonic time)
+
+    @property
+    def redactor(self) -> Redactor:
+        """The redaction every stored message goes through (the vault's)."""
+        return self._redactor
 
     async def append(self, run_id: str, line: LogLine | dict[str, Any]) -> LogEntry:
         return (await self.append_many(run_id, [line]))[0]

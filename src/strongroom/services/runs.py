@@ -21,7 +21,7 @@ from strongroom.models import (
     RunStatus,
     utcnow,
 )
-from strongroom.ports import MetadataStore
+from strongroom.ports import RunRecords
 from strongroom.services._common import parse
 from strongroom.services.logs import LogService
 
@@ -51,7 +51,7 @@ def _run_id(value: str, operation: str) -> str:
 
 
 class RunService:
-    def __init__(self, store: MetadataStore, logs: LogService) -> None:
+    def __init__(self, store: RunRecords, logs: LogService) -> None:
         self._store = store
         self._logs = logs
 
@@ -185,6 +185,10 @@ class RunService:
         updated = parse(
             Run, {**current.model_dump(), **changes}, operation="runs.transition", run_id=run_id
         )
+        if error is not None and updated.last_error is not None:
+            # An error lands in the run record: the vault's redaction applies, as to log lines.
+            redacted = self._logs.redactor.error(updated.last_error)
+            updated = updated.model_copy(update={"last_error": redacted})
         if target in TERMINAL_STATUSES:
             event = AuditEvent(
                 event="run.ended",

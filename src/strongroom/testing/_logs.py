@@ -49,6 +49,25 @@ class LogTests(VaultFixtureContract):
             assert secret not in text
         assert "[REDACTED]" in entry.message
 
+    async def test_a_run_error_is_redacted_like_a_log_line(self, vault: Vault) -> None:
+        run = await self.new_run(vault)
+        await vault.runs.start(run.run_id)
+        await vault.runs.fail(
+            run.run_id,
+            {
+                "code": "connect_failed",
+                "message": "using password=hunter2 and key AKIAABCDEFGHIJKLMNOP",
+                "details": {"url": "postgresql://bob:s3cr3t@db/x"},
+            },
+        )
+        stored = await vault.runs.get(run.run_id)
+        assert stored.last_error is not None
+        text = stored.last_error.model_dump_json()
+        for secret in ("hunter2", "AKIAABCDEFGHIJKLMNOP", "s3cr3t"):
+            assert secret not in text
+        assert "[REDACTED]" in stored.last_error.message
+        assert stored.last_error.code == "connect_failed"
+
     async def test_filters_and_tail(self, vault: Vault) -> None:
         run = await self.new_run(vault)
         lines = [

@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from strongroom.adapters._urls import safe_url
 from strongroom.errors import ValidationError
+from strongroom.secrets import safe_url
 
 __all__ = [
     "CLIENT_DEFAULTS",

@@ -2,9 +2,9 @@
 
 `S3Errors.translated` is the one place obstore and HTTP errors become strongroom errors for
 this adapter. Errors carry bucket, key, ``s3://`` URI and endpoint, never a credential: the
-driver's own text is scrubbed (`scrub`) of anything credential-like before it goes into a
-message or a detail, and the driver's exception itself is scrubbed in place before it is
-chained as the cause.
+driver's own text is scrubbed (`scrub`, over `strongroom.secrets.scrub_text`) of anything
+credential-like before it goes into a message or a detail, and the driver's exception itself
+is scrubbed in place before it is chained as the cause.
 """
 
 from __future__ import annotations
@@ -24,15 +24,14 @@ from obstore.exceptions import (
     UnknownConfigurationKeyError,
 )
 
-from strongroom.adapters._s3.config import blob_key
 from strongroom.errors import (
-    IntegrityError,
     NotFound,
     PermissionDenied,
     StorageIOError,
     StrongroomError,
     ValidationError,
 )
+from strongroom.secrets import scrub_text
 
 if TYPE_CHECKING:
     from strongroom.adapters._s3.upload import Source
@@ -42,42 +41,21 @@ __all__ = ["S3Errors", "scrub", "scrub_in_place", "summary"]
 _STATUS_RE = re.compile(r"status code: (\d{3})")
 _S3_CODE_RE = re.compile(r"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
-# What could carry a credential in a driver's error text: S3's SignatureDoesNotMatch body
-# echoes the access key id and the canonical request (which holds x-amz-security-token), and
-# presigned URLs carry X-Amz-Credential/Signature/Security-Token.
-_SECRET_XML = re.compile(
-    r"<(AWSAccessKeyId|StringToSign|StringToSignBytes|CanonicalRequest|CanonicalRequestBytes|"
-    r"SignatureProvided)>.*?</\1>",
-    re.DOTALL,
-)
-_SECRET_PARAMS = re.compile(
-    r"((?:X-Amz-(?:Credential|Signature|Security-Token))|AWSAccessKeyId|Signature)=[^&\s\"'<]*",
-    re.IGNORECASE,
-)
-_SECRET_HEADERS = re.compile(
-    r"((?:authorization|x-amz-security-token|x-amz-credential)\s*[:=]\s*)[^\n\"',}]*",
-    re.IGNORECASE,
-)
+# The AWS variables whose values are secrets: hidden wherever a driver's text echoes them.
 _SECRET_ENV = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
     "AWS_ACCESS_KEY_ID",
 )
-_REDACTED = "***"
 
 
 def scrub(text: str) -> str:
-    """Driver error text without anything credential-like (and without its Debug dump)."""
+    """Driver error text without its Debug dump and without anything credential-like
+    (`strongroom.secrets.scrub_text`: signature XML elements, presigned-URL parameters,
+    authentication headers, and the values of the AWS secret variables)."""
     text = text.split("\n\nDebug source:", 1)[0]
-    text = _SECRET_XML.sub(lambda m: f"<{m.group(1)}>{_REDACTED}</{m.group(1)}>", text)
-    text = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}={_REDACTED}", text)
-    text = _SECRET_HEADERS.sub(lambda m: f"{m.group(1)}{_REDACTED}", text)
-    for name in _SECRET_ENV:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, _REDACTED)
-    return text
+    return scrub_text(text, known_values=[os.environ.get(name) for name in _SECRET_ENV])
 
 
 def summary(text: str) -> str:
@@ -128,29 +106,6 @@ class S3Errors:
         self, operation: str, key: str, message: str, *, reason: str, **extra: Any
     ) -> StorageIOError:
         return StorageIOError(message, **self._place(operation, key, **extra), reason=reason)
-
-    def not_found(self, operation: str, hexd: str) -> NotFound:
-        key = blob_key(hexd)
-        return NotFound(
-            f"{operation}: blob not found",
-            operation=operation,
-            sha256=hexd,
-            backend=self.backend,
-            path=key,
-            uri=self.uri(key),
-        )
-
-    def mismatch(self, operation: str, hexd: str, actual: str) -> IntegrityError:
-        key = blob_key(hexd)
-        return IntegrityError(
-            f"{operation}: blob digest mismatch",
-            operation=operation,
-            sha256=hexd,
-            actual_sha256=actual,
-            backend=self.backend,
-            path=key,
-            uri=self.uri(key),
-        )
 
     def staging_vanished(self, staging: str, key: str) -> StorageIOError:
         return self.io_error(

@@ -29,7 +29,7 @@ from strongroom.adapters._sql.columns import (
     format_timestamp,
     metadata,
 )
-from strongroom.adapters._sql.errors import map_db_errors, scrub_secrets
+from strongroom.adapters._sql.errors import map_db_errors
 from strongroom.adapters._sql.runs import _run_row as _run_row  # benchmarks/run_index.py
 from strongroom.adapters._sql.runs import run_index_statements
 from strongroom.adapters._sql.schema import MIGRATIONS_DIR, schema_heads
@@ -72,6 +72,5 @@ __all__ = [
     "run_index_statements",
     "runs_table",
     "schema_heads",
-    "scrub_secrets",
     "snapshots_table",
 ]

@@ -1,7 +1,8 @@
 """The one place where SQL driver errors become strongroom errors (`map_db_errors`).
 
-Also owns reading the driver's own error codes (SQLite extended codes, PostgreSQL SQLSTATE)
-and `scrub_secrets`, which keeps credentials out of every message that leaves the adapter.
+Also owns reading the driver's own error codes (SQLite extended codes, PostgreSQL SQLSTATE),
+and keeps credentials out of every message that leaves the adapter: a driver's text goes
+through `strongroom.secrets.scrub_text` first.
 """
 
 from __future__ import annotations
@@ -22,15 +23,9 @@ from strongroom.errors import (
     StrongroomError,
     ValidationError,
 )
+from strongroom.secrets import scrub_text
 
-__all__ = ["map_db_errors", "scrub_secrets"]
-
-_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
-_SECRET_RE = re.compile(
-    r"(?P<key>password|passwd|pwd|secret|token|sslpassword|access_key|secret_key)"
-    r"(?P<sep>\s*[=:]\s*)(?:'[^']*'|\"[^\"]*\"|[^\s,;&]+)",
-    re.IGNORECASE,
-)
+__all__ = ["map_db_errors"]
 
 _SQLITE_REASONS: Final = {
     "SQLITE_BUSY": "database_locked",
@@ -82,18 +77,12 @@ _CONNECT_FAILURE_REASONS: Final = (
 )
 
 
-def scrub_secrets(text: str) -> str:
-    """Remove URL user-info and ``password=...``-like pairs from a driver message."""
-    text = _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}***@", text)
-    return _SECRET_RE.sub(lambda m: f"{m.group('key')}{m.group('sep')}***", text)
-
-
 def _driver_message(exc: sa_exc.DBAPIError) -> str:
     """The driver's own first line (never SQLAlchemy's str(), which appends SQL and params)."""
     orig = exc.orig if exc.orig is not None else exc
     lines = str(orig).strip().splitlines()
     first = lines[0] if lines else type(orig).__name__
-    return scrub_secrets(first)[:300]
+    return scrub_text(first)[:300]
 
 
 def _sqlite_error_name(exc: sa_exc.DBAPIError) -> str | None:
