@@ -30,12 +30,9 @@ def _flip_first_byte(path: Path) -> None:
 
 
 class TestLocalBlobStore(BlobStoreTests):
-    @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[BlobStore]:
-        store = LocalBlobStore(tmp_path / "blobs")
-        await store.open()
-        yield store
-        await store.close()
+    async def make_store(self, request: pytest.FixtureRequest) -> BlobStore:
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        return LocalBlobStore(tmp_path / "blobs")
 
     async def corrupt(self, store: BlobStore, sha256: str) -> None:
         assert isinstance(store, LocalBlobStore)

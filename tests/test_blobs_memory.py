@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from strongroom.adapters._memory_blobs import MemoryBlobStore
@@ -12,12 +10,8 @@ from strongroom.testing.blobs import BlobStoreTests
 
 
 class TestMemoryBlobStore(BlobStoreTests):
-    @pytest.fixture
-    async def store(self) -> AsyncIterator[BlobStore]:
-        store = MemoryBlobStore()
-        await store.open()
-        yield store
-        await store.close()
+    async def make_store(self, request: pytest.FixtureRequest) -> BlobStore:
+        return MemoryBlobStore()
 
     async def corrupt(self, store: BlobStore, sha256: str) -> None:
         assert isinstance(store, MemoryBlobStore)

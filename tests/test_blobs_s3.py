@@ -44,12 +44,9 @@ def _flip_first_byte(store: S3BlobStore, sha256: str) -> None:
 
 
 class TestS3BlobStore(BlobStoreTests):
-    @pytest.fixture
-    async def store(self, s3_store_factory: S3StoreFactory) -> AsyncIterator[BlobStore]:
-        store = s3_store_factory()
-        await store.open()
-        yield store
-        await store.close()
+    async def make_store(self, request: pytest.FixtureRequest) -> BlobStore:
+        factory: S3StoreFactory = request.getfixturevalue("s3_store_factory")
+        return factory()
 
     async def corrupt(self, store: BlobStore, sha256: str) -> None:
         assert isinstance(store, S3BlobStore)

@@ -5,8 +5,9 @@ files (`write_durable_temp` in one go, or `start_temp_writer`/`TempWriter` for s
 which hold an flock while alive), sweeping stale temp files whose writer is gone
 (`sweep_stale_temps`), creating shard directories durably (`mkdir_durable`), publishing a temp
 file under its final name without ever replacing one (`link_no_replace`), and reading a blob
-from worker threads while hashing it (`BlobReader`). Error mapping, digests, the directory
-layout and the thread/event-loop plumbing stay in the store. POSIX only.
+from worker threads (`BlobReader`). Error mapping, the directory layout and the
+thread/event-loop plumbing stay in the store; hashing and digests are the blob port's
+(`strongroom.ports.blobs.BlobStore`). POSIX only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import secrets
 import threading
@@ -114,20 +114,13 @@ class TempWriter:
         self.path = path
         self._fd = fd
         self._lock = threading.Lock()
-        self._hasher = hashlib.sha256()
-        self.size = 0
 
     def write(self, batch: Sequence[bytes | bytearray]) -> None:
         with self._lock:
             if self._fd < 0:
                 raise OSError(errno.EBADF, "temp blob already closed")
             for piece in batch:
-                self._hasher.update(piece)
                 _write_all(self._fd, piece)
-                self.size += len(piece)
-
-    def hexdigest(self) -> str:
-        return self._hasher.hexdigest()
 
     def seal(self) -> None:
         """Make the bytes and the read-only mode durable, then close."""
@@ -203,7 +196,7 @@ def link_no_replace(temp: str, final: str) -> None:
 
 
 class BlobReader:
-    """An open blob file read chunk by chunk from worker threads, hashing as it goes.
+    """An open blob file read piece by piece from worker threads.
 
     `close_soon` is called from the event loop: if a read is in flight (e.g. the consumer was
     cancelled mid-chunk) the reading thread closes the descriptor when it is done, so the loop
@@ -215,31 +208,20 @@ class BlobReader:
         self._state = threading.Lock()  # guards the flags only, never held during I/O
         self._busy = False
         self._close_requested = False
-        self._hasher = hashlib.sha256()
 
-    def read(self, size: int, count: int) -> list[bytes]:
-        """Up to ``count`` chunks of ``size`` bytes (fewer at the end; none at EOF)."""
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes; b"" at EOF (or once closed)."""
         with self._state:
             if self._fd < 0:
-                return []
+                return b""
             self._busy = True
         try:
-            chunks: list[bytes] = []
-            while len(chunks) < count:
-                data = os.read(self._fd, size)
-                if not data:
-                    break
-                self._hasher.update(data)
-                chunks.append(data)
-            return chunks
+            return os.read(self._fd, size)
         finally:
             with self._state:
                 self._busy = False
                 if self._close_requested:
                     self._close_locked()
-
-    def hexdigest(self) -> str:
-        return self._hasher.hexdigest()
 
     def close_soon(self) -> None:
         with self._state:

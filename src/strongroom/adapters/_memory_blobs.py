@@ -1,18 +1,17 @@
 """In-memory blob store for tests and throwaway vaults: a dict from digest to bytes.
 
-It behaves like the durable backends where it matters to callers: digests are validated,
-puts are idempotent, and reads re-hash the stored bytes, so tamper detection can be tested
-(see `MemoryBlobStore._corrupt_for_tests`).
+It behaves like the durable backends where it matters to callers, since the port's base class
+does the checking: digests are validated, puts are idempotent, and reads re-hash the stored
+bytes, so tamper detection can be tested (see `MemoryBlobStore._corrupt_for_tests`).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-from strongroom.errors import IntegrityError, NotFound, ValidationError
-from strongroom.models import BlobInfo, BlobLocation
-from strongroom.ports.blobs import CHUNK_SIZE, BlobStore, check_blob_digest
+from strongroom.errors import NotFound
+from strongroom.models import BlobLocation
+from strongroom.ports.blobs import BlobSource, BlobStore, check_blob_digest
 
 __all__ = ["MemoryBlobStore"]
 
@@ -28,92 +27,50 @@ class MemoryBlobStore(BlobStore):
     def __repr__(self) -> str:
         return f"MemoryBlobStore(<{len(self._blobs)} blobs>)"
 
-    def _digest(self, value: str, operation: str) -> str:
-        return check_blob_digest(value, operation=operation, backend=self.backend)
+    async def _write(self, source: BlobSource) -> None:
+        parts = [chunk async for chunk in source]
+        info = await source.finish()
+        self._blobs.setdefault(info.sha256, b"".join(parts))  # an existing one: same bytes
 
-    def _not_found(self, operation: str, hexd: str) -> NotFound:
-        return NotFound(
-            f"{operation}: blob not found", operation=operation, sha256=hexd, backend=self.backend
-        )
+    async def _put_bytes(self, hexd: str, data: bytes) -> None:
+        self._blobs.setdefault(hexd, data)
 
-    def _mismatch(self, operation: str, hexd: str, actual: str) -> IntegrityError:
-        return IntegrityError(
-            f"{operation}: blob digest mismatch",
-            operation=operation,
-            sha256=hexd,
-            actual_sha256=actual,
-            backend=self.backend,
-            path=f"blobs/{hexd}",
-        )
+    async def _put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None:
+        for hexd, data in blobs:
+            self._blobs.setdefault(hexd, data)
 
-    async def put_stream(
-        self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None
-    ) -> BlobInfo:
-        expected = None if expected_sha256 is None else self._digest(expected_sha256, "put")
-        hasher = hashlib.sha256()
-        parts: list[bytes] = []
-        async for chunk in chunks:
-            data = bytes(chunk)  # a caller may reuse a mutable buffer
-            hasher.update(data)
-            parts.append(data)
-        hexd = hasher.hexdigest()
-        if expected is not None and hexd != expected:
-            raise self._mismatch("put", expected, hexd)
-        data = b"".join(parts)
-        self._blobs.setdefault(hexd, data)  # an existing digest already holds these bytes
-        return BlobInfo(sha256=hexd, size_bytes=len(data))
+    async def _read(self, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
+        yield self._stored(hexd)
 
-    def get_stream(self, sha256: str, *, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
-        hexd = self._digest(sha256, "get")
-        if chunk_size < 1:
-            raise ValidationError(
-                "get: chunk_size must be positive", backend=self.backend, chunk_size=chunk_size
-            )
-        return self._stream(hexd, chunk_size)
+    async def _get_bytes(self, hexd: str) -> tuple[bytes, str | None]:
+        return self._stored(hexd), None
 
-    async def _stream(self, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
-        try:
-            data = self._blobs[hexd]
-        except KeyError:
-            raise self._not_found("get", hexd) from None
-        hasher = hashlib.sha256()
-        for start in range(0, len(data), chunk_size):
-            chunk = data[start : start + chunk_size]
-            hasher.update(chunk)
-            yield chunk
-        actual = hasher.hexdigest()
-        if actual != hexd:
-            raise self._mismatch("get", hexd, actual)
+    async def _size(self, hexd: str) -> int:
+        return len(self._stored(hexd))
 
-    async def stat(self, sha256: str) -> BlobInfo:
-        hexd = self._digest(sha256, "stat")
-        try:
-            return BlobInfo(sha256=hexd, size_bytes=len(self._blobs[hexd]))
-        except KeyError:
-            raise self._not_found("stat", hexd) from None
+    async def _exists(self, hexd: str) -> bool:
+        return hexd in self._blobs
 
-    async def exists(self, sha256: str) -> bool:
-        return self._digest(sha256, "exists") in self._blobs
+    async def _delete(self, hexd: str) -> bool:
+        return self._blobs.pop(hexd, None) is not None
 
-    async def delete(self, sha256: str) -> bool:
-        return self._blobs.pop(self._digest(sha256, "delete"), None) is not None
-
-    async def iter_digests(self) -> AsyncIterator[str]:
+    async def _digests(self) -> AsyncIterator[str]:
         for hexd in list(self._blobs):  # a snapshot: callers may delete while iterating
             yield hexd
 
-    async def verify(self, sha256: str) -> BlobInfo:
-        # The port's default compares against its argument verbatim; hand it the bare hex.
-        return await super().verify(self._digest(sha256, "verify"))
-
-    def locate(self, sha256: str) -> BlobLocation:
-        hexd = self._digest(sha256, "locate")
+    def _locate(self, hexd: str) -> BlobLocation:
         return BlobLocation(
             backend=self.backend, path=f"blobs/{hexd}", uri=f"memory://blobs/{hexd}"
         )
 
+    def _stored(self, hexd: str) -> bytes:
+        try:
+            return self._blobs[hexd]
+        except KeyError:
+            raise NotFound(hexd) from None
+
     def _corrupt_for_tests(self, sha256: str) -> None:
         """Flip the first byte of a stored blob (an empty blob gains one), as bit rot would."""
-        hexd = self._digest(sha256, "corrupt")
+        hexd = check_blob_digest(sha256, operation="corrupt", backend=self.backend)
         data = self._blobs[hexd]
         self._blobs[hexd] = bytes([data[0] ^ 0xFF]) + data[1:] if data else b"\x00"

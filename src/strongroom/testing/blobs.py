@@ -1,18 +1,24 @@
 """Conformance suite for the blob port. Every backend's tests subclass `BlobStoreTests`.
 
-A backend test module supplies a ``store`` fixture (an opened store, closed afterwards) and,
-so the tamper-detection tests run too, overrides `BlobStoreTests.corrupt`::
+A backend test module supplies ``make_store(request)`` (the store under test; the suite opens
+and closes it; ``request`` is pytest's fixture request, for ``request.getfixturevalue(...)``)
+and, so the tamper-detection tests run too, overrides `BlobStoreTests.corrupt`::
 
     class TestLocalBlobStore(BlobStoreTests):
-        @pytest.fixture
-        async def store(self, tmp_path: Path) -> AsyncIterator[BlobStore]:
-            store = LocalBlobStore(tmp_path / "blobs")
-            await store.open()
-            yield store
-            await store.close()
+        async def make_store(self, request: pytest.FixtureRequest) -> BlobStore:
+            return LocalBlobStore(request.getfixturevalue("tmp_path") / "blobs")
 
         async def corrupt(self, store: BlobStore, sha256: str) -> None:
             ...  # change the stored bytes behind the store's back
+
+A module that needs more control may override the ``store`` fixture itself (with
+``pytest_asyncio.fixture``). The async tests run under pytest-asyncio in strict or auto mode
+alike (`strongroom.testing.plugin`).
+
+The suite also checks what the port's base class guarantees whatever the backend does: a
+malformed digest or chunk size is refused before any primitive runs (the primitives are
+spied on), and every `NotFound`/`IntegrityError` names the operation, the bare digest, the
+backend and the blob's path.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -99,6 +107,46 @@ _OPERATIONS: dict[str, Callable[[BlobStore, str], Awaitable[Any]]] = {
     ),
 }
 _READS = ("get_bytes", "get_stream", "stat", "verify")
+# What each read names as its operation in the errors it raises.
+_READ_OPERATIONS = {"get_bytes": "get", "get_stream": "get", "stat": "stat", "verify": "verify"}
+# The port's primitives and fast paths: what a backend implements (see strongroom.ports.blobs).
+_PRIMITIVES = (
+    "_write",
+    "_read",
+    "_size",
+    "_exists",
+    "_delete",
+    "_digests",
+    "_locate",
+    "_put_bytes",
+    "_put_many",
+    "_get_bytes",
+    "_rehash",
+    "_rehash_each",
+)
+
+
+def _spy_on_primitives(store: BlobStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every call of a primitive on ``store`` (the calls still go through)."""
+    calls: list[str] = []
+    for name in _PRIMITIVES:
+        original = getattr(store, name)
+
+        def spy(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, spy)
+    return calls
+
+
+def _assert_names_the_blob(store: BlobStore, error: Exception, operation: str, digest: str) -> None:
+    assert isinstance(error, NotFound | IntegrityError)
+    details = error.details
+    assert details["operation"] == operation
+    assert details["sha256"] == digest
+    assert details["backend"] == store.backend
+    assert details["path"] == store.locate(digest).path
 
 
 @st.composite
@@ -110,12 +158,24 @@ def _chunkings(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     return data, sizes
 
 
-class BlobStoreTests:
-    """The behaviour every `BlobStore` backend must show. Subclass, supply ``store``."""
+class BlobStoreTests(ABC):
+    """The behaviour every `BlobStore` backend must show. Subclass, supply `make_store`."""
 
-    @pytest.fixture
-    async def store(self) -> BlobStore:
-        pytest.fail("a BlobStoreTests subclass must provide an async `store` fixture")
+    # Read by the pytest plugin: this class's async tests belong to a conformance suite.
+    __strongroom_conformance__ = True
+
+    @abstractmethod
+    async def make_store(self, request: pytest.FixtureRequest) -> BlobStore:
+        """The store under test, not yet opened (the suite opens and closes it)."""
+
+    @pytest_asyncio.fixture
+    async def store(self, request: pytest.FixtureRequest) -> AsyncIterator[BlobStore]:
+        store = await self.make_store(request)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
 
     async def corrupt(self, store: BlobStore, sha256: str) -> None:
         """Change a stored blob's bytes behind the store's back. Override to run tamper tests."""
@@ -268,7 +328,8 @@ class BlobStoreTests:
         with pytest.raises(IntegrityError) as caught:
             await put
         assert caught.value.code == "integrity_error"
-        assert caught.value.details["backend"] == store.backend
+        _assert_names_the_blob(store, caught.value, "put", wrong)
+        assert caught.value.details["actual_sha256"] == sha256_hex(data)
         assert not await store.exists(sha256_hex(data))
         assert not await store.exists(wrong)
         assert await _digests(store) == []
@@ -322,6 +383,43 @@ class BlobStoreTests:
     def test_locate_rejects_a_malformed_digest(self, store: BlobStore, digest: str) -> None:
         with pytest.raises(ValidationError):
             store.locate(digest)
+
+    async def test_a_malformed_digest_never_reaches_the_backend(
+        self, store: BlobStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        await store.put_bytes(b"x")
+        calls = _spy_on_primitives(store, monkeypatch)
+        for digest in BAD_DIGESTS:
+            for operation, call in _OPERATIONS.items():
+                with pytest.raises(ValidationError) as caught:
+                    await call(store, digest)
+                assert caught.value.details["backend"] == store.backend, operation
+            with pytest.raises(ValidationError):
+                store.locate(digest)
+            [refused] = await store.verify_each([digest])
+            assert isinstance(refused, ValidationError)
+        assert calls == []
+
+    @pytest.mark.parametrize("chunk_size", [0, -1, -(2**40)])
+    async def test_a_chunk_size_below_one_never_reaches_the_backend(
+        self, store: BlobStore, monkeypatch: pytest.MonkeyPatch, chunk_size: int
+    ) -> None:
+        info = await store.put_bytes(b"abc")
+        calls = _spy_on_primitives(store, monkeypatch)
+        with pytest.raises(ValidationError) as caught:
+            await _collect(store.get_stream(info.sha256, chunk_size=chunk_size))
+        assert caught.value.details["operation"] == "get"
+        assert caught.value.details["backend"] == store.backend
+        assert calls == []
+
+    @pytest.mark.parametrize("operation", _READS)
+    async def test_not_found_names_the_operation_digest_backend_and_path(
+        self, store: BlobStore, operation: str
+    ) -> None:
+        digest = sha256_hex(b"never stored")
+        with pytest.raises(NotFound) as caught:
+            await _OPERATIONS[operation](store, f"sha256:{digest}")
+        _assert_names_the_blob(store, caught.value, _READ_OPERATIONS[operation], digest)
 
     # -- stat, exists, delete, locate -----------------------------------------------------------
 
@@ -397,6 +495,23 @@ class BlobStoreTests:
             await store.get_bytes(info.sha256)
         assert caught.value.details["sha256"] == info.sha256
         assert caught.value.details["backend"] == store.backend
+
+    @pytest.mark.parametrize("operation", ["get_bytes", "get_stream", "verify", "verify_each"])
+    async def test_corrupted_raw_bytes_raise_integrity_error_naming_the_blob(
+        self, store: BlobStore, operation: str
+    ) -> None:
+        info = await store.put_bytes(payload(100_000, seed=31))
+        await self.corrupt(store, info.sha256)
+        if operation == "verify_each":
+            [error] = await store.verify_each([info.sha256])
+            assert isinstance(error, IntegrityError)
+        else:
+            with pytest.raises(IntegrityError) as caught:
+                await _OPERATIONS[operation](store, f"sha256:{info.sha256}")
+            error = caught.value
+        operation_name = "verify" if operation == "verify_each" else _READ_OPERATIONS[operation]
+        _assert_names_the_blob(store, error, operation_name, info.sha256)
+        assert error.details["actual_sha256"] != info.sha256
 
     async def test_corrupted_blob_fails_verify(self, store: BlobStore) -> None:
         info = await store.put_bytes(payload(100_000, seed=17))

@@ -1,6 +1,6 @@
 """What the S3 store's write and read paths build on: the constructor (checked settings, the
-obstore client, the store's `S3Errors`), digest checks, HEAD, and hashing that moves big
-pieces off the event loop."""
+obstore client, the store's `S3Errors`), where a blob is named in errors, and HEAD. Digests,
+hashing and the blob errors are the port's (`strongroom.ports.blobs.BlobStore`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from strongroom.adapters._s3.config import (
     DEFAULT_PART_SIZE,
     DEFAULT_PUT_MANY_CONCURRENCY,
     DEFAULT_STALE_STAGING_AFTER,
-    MiB,
+    blob_key,
     check_bucket,
     check_prefix,
     check_sizes,
@@ -26,24 +26,13 @@ from strongroom.adapters._s3.config import (
 )
 from strongroom.adapters._s3.errors import S3Errors, scrub, scrub_in_place, summary
 from strongroom.errors import NotFound, ValidationError
-from strongroom.ports.blobs import BlobStore, check_blob_digest
+from strongroom.ports.blobs import BlobStore
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta
     from obstore.store import ClientConfig, RetryConfig
 
-__all__ = ["S3StoreBase", "hash_piece"]
-
-# Hashing runs on the event loop (about 0.7 ms per MiB with SHA-NI) except for pieces this big,
-# which go to a worker thread (hashlib releases the GIL) so the loop is never held for long.
-_THREAD_HASH = 4 * MiB
-
-
-async def hash_piece(hasher: Any, data: bytes) -> None:
-    if len(data) >= _THREAD_HASH:
-        await asyncio.to_thread(hasher.update, data)
-    else:
-        hasher.update(data)
+__all__ = ["S3StoreBase"]
 
 
 class S3StoreBase(BlobStore):
@@ -132,8 +121,10 @@ class S3StoreBase(BlobStore):
         # False once the store has answered that it cannot do If-None-Match on PutObject.
         self._conditional_put = True
 
-    def _digest(self, value: str, operation: str) -> str:
-        return check_blob_digest(value, operation=operation, backend=self.backend)
+    def _error_details(self, hexd: str) -> dict[str, Any]:
+        """The port's blob errors name the key and its ``s3://`` URI."""
+        key = blob_key(hexd)
+        return {"path": key, "uri": self._err.uri(key)}
 
     async def _head(self, operation: str, key: str) -> ObjectMeta | None:
         """The object's metadata, or None when there is no such object."""

@@ -1,31 +1,31 @@
 """`S3BlobStore`: the blob store port on an S3 bucket.
 
-Writing is `upload`'s. Reading streams one ``GetObject`` and hashes as it goes: `NotFound`
-before the first chunk, `IntegrityError` after the last one, like the local store.
+The port's primitives on S3; the port checks arguments, hashes what passes and builds the
+errors. Writing is `upload`'s (one conditional ``PutObject``, or multipart). Reading streams
+one ``GetObject`` (the port hashes it: `NotFound` before the first chunk, `IntegrityError`
+after the last one); ``get_bytes`` is one ``GetObject`` read whole.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import obstore as obs
 
-from strongroom.adapters._s3.base import hash_piece
 from strongroom.adapters._s3.config import MiB, blob_key, parse_url
 from strongroom.adapters._s3.upload import S3Uploads
-from strongroom.errors import NotFound, ValidationError
-from strongroom.models import BlobInfo, BlobLocation
-from strongroom.ports.blobs import CHUNK_SIZE
+from strongroom.errors import NotFound
+from strongroom.models import BlobLocation
+from strongroom.ports.blobs import BlobSource
 
 __all__ = ["S3BlobStore"]
 
-# obstore's GET stream hands over chunks of at least this size (network reads coalesced);
-# get_stream then cuts them to the caller's chunk_size.
+# obstore's GET stream hands over chunks of at least this size (network reads coalesced), and
+# of the reader's chunk_size up to _MAX_READ.
 _MIN_READ = 64 * 1024
 _MAX_READ = 8 * MiB
 _DIGEST_KEY_RE = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})")
@@ -78,120 +78,60 @@ class S3BlobStore(S3Uploads):
 
     # -- writing ----------------------------------------------------------------------------------
 
-    async def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> BlobInfo:
-        expected = None if expected_sha256 is None else self._digest(expected_sha256, "put")
-        if type(data) is not bytes:
-            data = bytes(data)
-        hasher = hashlib.sha256()
-        await hash_piece(hasher, data)
-        hexd = hasher.hexdigest()
-        if expected is not None and hexd != expected:
-            raise self._err.mismatch("put", expected, hexd)
-        await self._publish_bytes(hexd, data)
-        return BlobInfo(sha256=hexd, size_bytes=len(data))
+    async def _write(self, source: BlobSource) -> None:
+        await self._put_chunks(source)
 
-    async def put_many(self, items: Sequence[bytes]) -> list[BlobInfo]:
-        """Put several blobs, ``put_many_concurrency`` requests at a time, results in order."""
-        if not items:
-            return []
+    async def _put_bytes(self, hexd: str, data: bytes) -> None:
+        await self._publish_bytes(hexd, data)
+
+    async def _put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None:
+        """``put_many_concurrency`` requests at a time; every one finishes before an error."""
         gate = asyncio.Semaphore(self.put_many_concurrency)
 
-        async def one(item: bytes) -> BlobInfo:
+        async def one(hexd: str, data: bytes) -> None:
             async with gate:
-                return await self.put_bytes(item)
+                await self._publish_bytes(hexd, data)
 
-        results = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
-        infos: list[BlobInfo] = []
+        results = await asyncio.gather(*(one(*blob) for blob in blobs), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-            infos.append(result)
-        return infos
-
-    async def put_stream(
-        self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None
-    ) -> BlobInfo:
-        expected = None if expected_sha256 is None else self._digest(expected_sha256, "put")
-        return await self._put_chunks(aiter(chunks), expected)
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def get_stream(self, sha256: str, *, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
-        hexd = self._digest(sha256, "get")
-        if chunk_size < 1:
-            raise ValidationError(
-                "get: chunk_size must be positive", backend=self.backend, chunk_size=chunk_size
-            )
-        return self._stream("get", hexd, chunk_size)
-
-    async def _stream(self, operation: str, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
+    async def _read(self, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
         key = blob_key(hexd)
-        try:
-            with self._err.translated(operation, key):
-                result = await obs.get_async(self._store, key)
-        except NotFound:
-            raise self._err.not_found(operation, hexd) from None
-        hasher = hashlib.sha256()
-        cut = min(chunk_size, _MAX_READ)  # chunks may be smaller than asked, never larger
-        stream = result.stream(max(cut, _MIN_READ))
-        carry = b""
+        with self._err.translated("get", key):  # NotFound when absent
+            result = await obs.get_async(self._store, key)
+        # obstore coalesces network reads into pieces of at least this size; the port cuts
+        # them to the reader's chunk_size.
+        stream = result.stream(max(min(chunk_size, _MAX_READ), _MIN_READ))
         while True:
-            with self._err.translated(operation, key):
+            with self._err.translated("get", key):
                 try:
                     piece = await anext(stream)
                 except StopAsyncIteration:
                     break
-            await hash_piece(hasher, piece)
-            if carry:
-                piece = carry + piece
-            start, end = 0, len(piece)
-            while end - start >= cut:
-                yield piece[start : start + cut]
-                start += cut
-            carry = piece[start:] if start else piece
-        if carry:
-            yield carry
-        actual = hasher.hexdigest()
-        if actual != hexd:
-            raise self._err.mismatch(operation, hexd, actual)
+            yield piece
 
-    async def get_bytes(self, sha256: str) -> bytes:
-        hexd = self._digest(sha256, "get")
+    async def _get_bytes(self, hexd: str) -> tuple[bytes, None]:
         key = blob_key(hexd)
-        try:
-            with self._err.translated("get", key):
-                result = await obs.get_async(self._store, key)
-                data = bytes(await result.bytes_async())
-        except NotFound:
-            raise self._err.not_found("get", hexd) from None
-        hasher = hashlib.sha256()
-        await hash_piece(hasher, data)
-        actual = hasher.hexdigest()
-        if actual != hexd:
-            raise self._err.mismatch("get", hexd, actual)
-        return data
-
-    async def verify(self, sha256: str) -> BlobInfo:
-        hexd = self._digest(sha256, "verify")
-        size = 0
-        async for chunk in self._stream("verify", hexd, _MAX_READ):  # hashes as it reads
-            size += len(chunk)
-        return BlobInfo(sha256=hexd, size_bytes=size)
+        with self._err.translated("get", key):  # NotFound when absent
+            result = await obs.get_async(self._store, key)
+            return bytes(await result.bytes_async()), None
 
     # -- metadata ---------------------------------------------------------------------------------
 
-    async def stat(self, sha256: str) -> BlobInfo:
-        hexd = self._digest(sha256, "stat")
+    async def _size(self, hexd: str) -> int:
         meta = await self._head("stat", blob_key(hexd))
         if meta is None:
-            raise self._err.not_found("stat", hexd)
-        return BlobInfo(sha256=hexd, size_bytes=meta["size"])
+            raise NotFound(hexd)
+        return meta["size"]
 
-    async def exists(self, sha256: str) -> bool:
-        return await self._key_exists("exists", blob_key(self._digest(sha256, "exists")))
+    async def _exists(self, hexd: str) -> bool:
+        return await self._key_exists("exists", blob_key(hexd))
 
-    async def delete(self, sha256: str) -> bool:
-        hexd = self._digest(sha256, "delete")
+    async def _delete(self, hexd: str) -> bool:
         key = blob_key(hexd)
         # S3 deletes are idempotent and do not say whether the key existed: ask first.
         if not await self._key_exists("delete", key):
@@ -200,7 +140,7 @@ class S3BlobStore(S3Uploads):
             await obs.delete_async(self._store, key)
         return True
 
-    async def iter_digests(self) -> AsyncIterator[str]:
+    async def _digests(self) -> AsyncIterator[str]:
         # obstore follows S3's continuation tokens (1,000 keys a page) as the stream is read.
         with self._err.translated("list", "sha256/"):
             stream = obs.list(self._store, "sha256", chunk_size=1000)
@@ -219,7 +159,6 @@ class S3BlobStore(S3Uploads):
                 ):
                     yield match.group(3)
 
-    def locate(self, sha256: str) -> BlobLocation:
-        hexd = self._digest(sha256, "locate")
+    def _locate(self, hexd: str) -> BlobLocation:
         key = blob_key(hexd)
         return BlobLocation(backend=self.backend, path=key, uri=self._err.uri(key))

@@ -27,19 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Self
 
 import obstore as obs
 from obstore.exceptions import AlreadyExistsError
 
-from strongroom.adapters._s3.base import S3StoreBase, hash_piece
+from strongroom.adapters._s3.base import S3StoreBase
 from strongroom.adapters._s3.config import MAX_OBJECT_SIZE, MAX_PARTS, blob_key
 from strongroom.adapters._s3.errors import S3Errors
 from strongroom.errors import NotFound, StorageIOError
-from strongroom.models import BlobInfo
+from strongroom.ports.blobs import BlobSource
 
 if TYPE_CHECKING:
     from obstore import PutResult
@@ -58,34 +57,28 @@ class _Aborted(Exception):
 
 
 class Source:
-    """The async iterator obstore pulls an upload's bytes from: hashes, counts, checks.
+    """The async iterator obstore pulls an upload's bytes from: replays, counts, checks.
 
-    It first replays ``head`` (chunks already read and hashed while deciding how to upload),
-    then continues with ``rest``. When ``expected`` is set the digest is checked as the source
-    ends, *before* obstore sees the end, so a mismatch aborts the upload instead of completing
-    it. An exception from the caller's iterator is remembered so the store re-raises it as is.
+    It first replays ``head`` (chunks already taken from ``blob`` while deciding how to
+    upload), then continues with ``blob`` (the port's `BlobSource`, which hashes them). When
+    ``blob`` ends its digest is checked (``blob.finish()``) *before* obstore sees the end, so a
+    stated digest that differs aborts the upload instead of completing it. An exception from
+    the caller's iterator is remembered so the store re-raises it as is.
     """
 
-    def __init__(
-        self,
-        errors: S3Errors,
-        head: list[bytes],
-        hasher: Any,
-        size: int,
-        rest: AsyncIterator[bytes] | None,
-        expected: str | None,
-        limit: int,
-    ) -> None:
+    def __init__(self, errors: S3Errors, head: list[bytes], blob: BlobSource, limit: int) -> None:
         self._errors = errors
         self._head = head
         self._index = 0
-        self.hasher = hasher
-        self.size = size
-        self._rest = rest
-        self._expected = expected
+        self.blob = blob
         self._limit = limit
+        self._ended = False
         self._aborted = False
         self.failure: BaseException | None = None
+
+    @property
+    def size(self) -> int:
+        return self.blob.size
 
     def abort(self) -> None:
         self._aborted = True
@@ -101,29 +94,21 @@ class Source:
             self._head[self._index] = b""  # let obstore own the only reference
             self._index += 1
             return chunk
-        while self._rest is not None:
+        if not self._ended:
             try:
-                chunk = await anext(self._rest)
+                chunk = await anext(self.blob)
             except StopAsyncIteration:
-                break
+                self._ended = True
             except BaseException as exc:
                 self.failure = exc
                 raise
-            if self._aborted:
-                raise _Aborted("upload abandoned")
-            if not chunk:
-                continue
-            if type(chunk) is not bytes:
-                chunk = bytes(chunk)  # a caller may reuse a mutable buffer once we move on
-            await hash_piece(self.hasher, chunk)
-            self.size += len(chunk)
-            if self.size > self._limit:
-                raise self._errors.too_large(self._limit)
-            return chunk
-        if self._expected is not None:
-            actual = self.hasher.hexdigest()
-            if actual != self._expected:
-                raise self._errors.mismatch("put", self._expected, actual)
+            else:
+                if self._aborted:
+                    raise _Aborted("upload abandoned")
+                if self.blob.size > self._limit:
+                    raise self._errors.too_large(self._limit)
+                return chunk
+        await self.blob.finish()  # IntegrityError when a stated digest differs
         raise StopAsyncIteration
 
 
@@ -166,41 +151,32 @@ class S3Uploads(S3StoreBase):
             max_concurrency=self.max_concurrency,
         )
 
-    async def _put_chunks(self, upstream: AsyncIterator[bytes], expected: str | None) -> BlobInfo:
-        """Upload a stream the way its size and ``expected`` allow (see the module docstring)."""
-        hasher = hashlib.sha256()
+    async def _put_chunks(self, blob: BlobSource) -> None:
+        """Upload a stream the way its size and stated digest allow (see the module
+        docstring). The port's `BlobSource` hashes; ``blob.finish()`` checks."""
         head: list[bytes] = []
-        size = 0
         exhausted = False
         # Read up to one part: most blobs end here and go out as one conditional PutObject.
-        while size <= self.part_size:
+        while blob.size <= self.part_size:
             try:
-                chunk = await anext(upstream)
+                head.append(await anext(blob))
             except StopAsyncIteration:
                 exhausted = True
                 break
-            if not chunk:
-                continue
-            if type(chunk) is not bytes:
-                chunk = bytes(chunk)  # a caller may reuse a mutable buffer once we move on
-            await hash_piece(hasher, chunk)
-            head.append(chunk)
-            size += len(chunk)
         if exhausted:
-            hexd = hasher.hexdigest()
-            if expected is not None and hexd != expected:
-                raise self._err.mismatch("put", expected, hexd)
+            info = await blob.finish()
             data = b"".join(head)
             head.clear()
-            await self._publish_bytes(hexd, data)
-            return BlobInfo(sha256=hexd, size_bytes=size)
+            await self._publish_bytes(info.sha256, data)
+            return
         limit = min(MAX_PARTS * self.part_size, MAX_OBJECT_SIZE)
-        source = Source(self._err, head, hasher, size, upstream, expected, limit)
-        if expected is not None:
-            return await self._put_expected(expected, source)
-        return await self._put_staged(source)
+        source = Source(self._err, head, blob, limit)
+        if blob.expected is not None:
+            await self._put_expected(blob.expected, source)
+        else:
+            await self._put_staged(source)
 
-    async def _put_expected(self, expected: str, source: Source) -> BlobInfo:
+    async def _put_expected(self, expected: str, source: Source) -> None:
         """Stream straight to the final key: the source checks the digest before it ends."""
         key = blob_key(expected)
         if await self._key_exists("put", key):
@@ -208,13 +184,12 @@ class S3Uploads(S3StoreBase):
                 pass
         else:
             await self._upload(key, source)
-        return BlobInfo(sha256=expected, size_bytes=source.size)
 
-    async def _put_staged(self, source: Source) -> BlobInfo:
+    async def _put_staged(self, source: Source) -> None:
         """Stream to a staging key, then copy to the final key (named by the digest)."""
         staging = f"tmp/{uuid.uuid4().hex}"
         await self._upload(staging, source, staging=True)
-        hexd = source.hasher.hexdigest()
+        hexd = (await source.blob.finish()).sha256
         key = blob_key(hexd)
         try:
             if not await self._key_exists("put", key):
@@ -236,7 +211,6 @@ class S3Uploads(S3StoreBase):
                     )
         finally:
             await self._discard(staging)
-        return BlobInfo(sha256=hexd, size_bytes=source.size)
 
     async def _upload(
         self, key: str, source: Source, *, staging: bool = False, callers: bool = True
@@ -285,7 +259,6 @@ class S3Uploads(S3StoreBase):
                 result = await obs.get_async(self._store, staging)
         except NotFound as exc:
             raise self._err.staging_vanished(staging, key) from exc
-        source = Source(
-            self._err, [], hashlib.sha256(), 0, aiter(result.stream(self.part_size)), hexd, 2**63
-        )
-        await self._upload(key, source, callers=False)
+        # Re-verified on the way: the port's source checks the digest before the upload ends.
+        blob = self._source(result.stream(self.part_size), hexd)
+        await self._upload(key, Source(self._err, [], blob, 2**63), callers=False)
