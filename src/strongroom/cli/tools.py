@@ -13,6 +13,7 @@ from rich.text import Text
 
 from strongroom.cli._context import (
     TOOL_PATH_ENV,
+    CliState,
     JsonFlag,
     cli_state,
     emit_error,
@@ -114,6 +115,12 @@ def run(
             return await ToolRunner(vault, options).run(request)
 
         response = state.run(work)
+    _report(state, response)
+
+
+def _report(state: CliState, response: RunnerResponse) -> None:
+    """What is printed of the response (JSON, or a summary and the error), and the exit
+    code that says how the run ended."""
     if state.json:
         print_json(response)
     else:

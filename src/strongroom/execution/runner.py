@@ -18,9 +18,7 @@ Refusals return a failure response and are audited too; only a request that name
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
-import os
 import sys
 import tempfile
 import threading
@@ -35,6 +33,7 @@ from strongroom.errors import (
     StrongroomError,
     ValidationError,
 )
+from strongroom.execution._attempt import bootstrap_plan, end_details, start_proxy
 from strongroom.execution.governance import Governance, check_governance
 from strongroom.execution.host_services import (
     HostServices,
@@ -72,10 +71,10 @@ from strongroom.sandbox.host import disabled_layers, probe_host
 from strongroom.sandbox.launch import LaunchResult, launch
 from strongroom.sandbox.plan import SandboxLimits, SandboxPlan, plan_sandbox
 from strongroom.services import parse
-from strongroom.services.redaction import DEFAULT_REDACT_PATTERNS, Redactor
 
 if TYPE_CHECKING:
     from strongroom.sandbox.proxy import EgressProxy
+    from strongroom.services.redaction import Redactor
     from strongroom.vault import Vault
 
 __all__ = ["BUILTIN_POLICY", "RunnerOptions", "ToolRunner"]
@@ -301,7 +300,7 @@ class ToolRunner:
             try:
                 scratch.mkdir(mode=0o700)
                 if inv.policy.network.mode is NetworkMode.ALLOWLIST:
-                    proxy = _start_proxy(inv)
+                    proxy = start_proxy(inv)
                 plan = plan_sandbox(
                     inv.policy,
                     caps,
@@ -355,33 +354,19 @@ class ToolRunner:
         attempt: int,
         proxy: EgressProxy | None,
     ) -> tuple[Outcome, LaunchResult]:
-        host = None
-        if grants_host_services(inv.tool):
-            host = HostServices(
-                self._vault,
-                asyncio.get_running_loop(),
-                run_id=inv.run_id,
-                tool_id=inv.tool.tool_id,
-                request_id=inv.request.request_id,
-                actor=inv.request.caller,
-            )
+        """One launch of the tool under ``plan``, audited from ``execution.start`` to
+        ``execution.end`` (its log lines kept, redacted): what it came to, and what the
+        launch reported (``confined`` then also lists the layers that held)."""
+        host = self._host_services(inv)
         await self._audit(
             "execution.start",
             inv,
             {"attempt": attempt, "sandbox": plan.describe(), "degraded": bool(plan.missing)},
         )
-        bootstrap_plan = {
-            "entrypoint": inv.tool.entrypoint,
-            "input": inv.request.input,
-            "cwd": str(self.options.workdir.resolve()),
-            "sys_path": inv.import_path,
-            "layers": plan.layers,
-            "runner_pid": os.getpid(),
-        }
         drop = plan.layers.get("drop_uid")
         result = await asyncio.to_thread(
             launch,
-            bootstrap_plan,
+            bootstrap_plan(inv, plan, self.options.workdir),
             python=self.options.python,
             env=plan.env,
             timeout=plan.timeout_seconds,
@@ -392,64 +377,59 @@ class ToolRunner:
             cancel=inv.cancel,
             connections=proxy.adopt if proxy is not None else None,
         )
-        rlimits = plan.layers.get("rlimits") or {}
-        outcome = classify(result, timeout=plan.timeout_seconds, memory_bytes=rlimits.get("as"))
-        if outcome.ok:
-            problem = schema_problem(inv.tool.contract.response_schema, outcome.output, "output")
-            if problem is not None:
-                outcome = Outcome(
-                    ok=False, code=problem.code, message=problem.message, details=problem.details
-                )
-        quota = plan.layers.get("write_quota") or {}
-        outcome = account_writes(outcome, result.writes, staged=bool(quota.get("write_paths")))
-        seccomp = (result.confined or {}).get("seccomp") or {}
-        watched = isinstance(seccomp, dict) and seccomp.get("connect_watch") is True
-        outcome = account_connects(outcome, result.connects, watched=watched)
-        payload = outcome.payload = encode_payload(outcome.output) if outcome.ok else None
-        denied = [e.to_dict() for e in proxy.events() if not e.allowed] if proxy else []
-        denied += refused_connects(result.connects)
-        if denied and not outcome.ok and outcome.code == "handler_exception":
-            outcome.code = "sandbox_violation"
-            outcome.details = {**outcome.details, "denied_connections": denied}
-        redactor = _redactor(tuple(inv.policy.logging.redact_patterns))
+        outcome, denied = _judge(inv, plan, result, proxy)
+        # The vault's patterns (``Vault(redact_patterns=...)``) plus the policy's own.
+        redactor = self._vault.redactor.extended(inv.policy.logging.redact_patterns)
         if outcome.traceback:
             outcome.details["traceback"] = redactor.text(outcome.traceback)
         outcome.message = redactor.text(outcome.message)
-        lines = tool_log_lines(result, redactor, inv.tool.tool_id, inv.request.request_id, attempt)
-        dropped_lines = 0
-        if lines:
-            try:
-                await self._vault.logs.append_many(inv.run_id, lines)
-            except Conflict:  # the run ended meanwhile (cancelled): its log is sealed
-                dropped_lines = len(lines)
+        dropped_lines = await self._keep_tool_log(inv, result, redactor, attempt)
         enforced = _enforced_layers(plan, result)
         await self._audit(
             "execution.end",
             inv,
-            {
-                "attempt": attempt,
-                "status": "success" if outcome.ok else "failure",
-                "error_code": outcome.code,
-                "exit_code": result.exit_code,
-                "signal": result.signal,
-                "layers_enforced": enforced,
-                "layers_missing": plan.missing,
-                "usage": result.usage(),
-                "output_sha256": hashlib.sha256(payload).hexdigest() if payload else None,
-                "leftover_processes_killed": result.leftover_processes,
-                "host_calls": result.host_calls,
-                "denied_connections": denied,
-                "output_truncated": result.output_truncated,
-                "writes": result.writes,
-                "log_lines_dropped": dropped_lines,
-                "violation": outcome.details if outcome.code == "sandbox_violation" else None,
-            },
+            end_details(
+                attempt,
+                outcome,
+                plan,
+                result,
+                enforced=enforced,
+                denied=denied,
+                dropped_lines=dropped_lines,
+            ),
         )
         outcome.details.setdefault("attempt", attempt)
         if host is not None:
             outcome.details["host_artifacts"] = host.artifact_ids
         result.confined = {"enforced": enforced, **(result.confined or {})}
         return outcome, result
+
+    def _host_services(self, inv: _Invocation) -> HostServices | None:
+        """The host services the tool may call during the attempt (None: its manifest grants
+        it none)."""
+        if not grants_host_services(inv.tool):
+            return None
+        return HostServices(
+            self._vault,
+            asyncio.get_running_loop(),
+            run_id=inv.run_id,
+            tool_id=inv.tool.tool_id,
+            request_id=inv.request.request_id,
+            actor=inv.request.caller,
+        )
+
+    async def _keep_tool_log(
+        self, inv: _Invocation, result: LaunchResult, redactor: Redactor, attempt: int
+    ) -> int:
+        """How many of the tool's output lines (redacted) the run's log could not take: all
+        of them when the run ended meanwhile, else none."""
+        lines = tool_log_lines(result, redactor, inv.tool.tool_id, inv.request.request_id, attempt)
+        if lines:
+            try:
+                await self._vault.logs.append_many(inv.run_id, lines)
+            except Conflict:  # the run ended meanwhile (cancelled): its log is sealed
+                return len(lines)
+        return 0
 
     # -- endings --------------------------------------------------------------------------------
 
@@ -500,7 +480,7 @@ class ToolRunner:
     async def _fail_internal(self, inv: _Invocation, exc: Exception) -> RunnerResponse:
         """Whatever failed inside the runner, the invocation ends on record: an
         ``execution.end`` (status failure, ``internal_error``) and its ad-hoc run failed."""
-        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        reason = self._vault.redactor.text(f"{type(exc).__name__}: {exc}"[:1000])
         await self._audit(
             "execution.end",
             inv,
@@ -541,22 +521,32 @@ class ToolRunner:
         )
 
 
-def _start_proxy(inv: _Invocation) -> EgressProxy:
-    # Imported here: only allowlist policies need it, and every CLI command imports this
-    # module.
-    from strongroom.sandbox.proxy import EgressProxy
-
-    network = inv.policy.network
-    try:
-        proxy = EgressProxy(network.allow_hosts, network.allow_ports)
-    except ValueError as exc:
-        raise ValidationError(
-            f"policy {inv.policy_ref} has an unusable network allowlist: {exc}",
-            operation="runner.sandbox",
-            reason="bad_allowlist",
-        ) from None
-    proxy.start()
-    return proxy
+def _judge(
+    inv: _Invocation, plan: SandboxPlan, result: LaunchResult, proxy: EgressProxy | None
+) -> tuple[Outcome, list[dict[str, Any]]]:
+    """What the attempt came to (its output checked against the tool's response schema, its
+    writes and connects accounted, its payload encoded), and the connections refused to it:
+    with any, a tool that crashed broke the sandbox."""
+    rlimits = plan.layers.get("rlimits") or {}
+    outcome = classify(result, timeout=plan.timeout_seconds, memory_bytes=rlimits.get("as"))
+    if outcome.ok:
+        problem = schema_problem(inv.tool.contract.response_schema, outcome.output, "output")
+        if problem is not None:
+            outcome = Outcome(
+                ok=False, code=problem.code, message=problem.message, details=problem.details
+            )
+    quota = plan.layers.get("write_quota") or {}
+    outcome = account_writes(outcome, result.writes, staged=bool(quota.get("write_paths")))
+    seccomp = (result.confined or {}).get("seccomp") or {}
+    watched = isinstance(seccomp, dict) and seccomp.get("connect_watch") is True
+    outcome = account_connects(outcome, result.connects, watched=watched)
+    outcome.payload = encode_payload(outcome.output) if outcome.ok else None
+    denied = [e.to_dict() for e in proxy.events() if not e.allowed] if proxy else []
+    denied += refused_connects(result.connects)
+    if denied and not outcome.ok and outcome.code == "handler_exception":
+        outcome.code = "sandbox_violation"
+        outcome.details = {**outcome.details, "denied_connections": denied}
+    return outcome, denied
 
 
 def _enforced_layers(plan: SandboxPlan, result: LaunchResult) -> list[str]:
@@ -574,9 +564,3 @@ def _enforced_layers(plan: SandboxPlan, result: LaunchResult) -> list[str]:
     if result.confined is None:  # the child never confirmed its confinement
         enforced = [layer for layer in enforced if layer in ("session", "timeout", "env_scrub")]
     return enforced
-
-
-@functools.lru_cache(maxsize=64)
-def _redactor(policy_patterns: tuple[str, ...]) -> Redactor:
-    """The redactor of a policy's patterns (plus the defaults), compiled once."""
-    return Redactor([*DEFAULT_REDACT_PATTERNS, *policy_patterns])

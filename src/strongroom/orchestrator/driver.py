@@ -230,6 +230,9 @@ class Driver:
         needs_review: bool = False,
         error: ErrorInfo | None = None,
     ) -> None:
+        """Record how a step ended and start the steps it made ready, in one transition:
+        stored, they are launched; not stored (the run was cancelled meanwhile), they are
+        taken back. Any end but completion or waiting for an approval stops scheduling."""
         state = self.plan.steps[step.step_id]
         async with self.lock:
             state.status = status
@@ -237,58 +240,15 @@ class Driver:
             state.error = error
             state.needs_review = needs_review
             if status is StepStatus.COMPLETED:
-                ids = list(artifact_ids or [])
-                state.artifact_ids = ids
-                if step.persistence.store_output and ids and output_sha256 is not None:
-                    state.output_artifact_id = ids[-1]
-                    state.output_sha256 = output_sha256
-                    state.output = None
-                else:
-                    state.output = output
-                self.outputs[step.step_id] = output
-                self.state.phase_artifacts[step.step_id] = ids
+                self._keep_output(step, state, output, artifact_ids, output_sha256)
             elif status is not StepStatus.WAITING_APPROVAL:
                 self.stop_scheduling = True
-            self.state.phase_history.append(
-                PhaseEvent(
-                    phase=step.step_id,
-                    status="completed" if status is StepStatus.COMPLETED else "failed",
-                    revision=self.revision + 1,
-                    artifact_ids=list(artifact_ids or []),
-                    error=error,
-                )
-            )
-            self.state.progress = self.state.progress.model_copy(
-                update={
-                    "steps_total": len(self.plan.steps),
-                    "steps_completed": self.plan.completed(),
-                    "message": f"{step.step_id} {status.value}",
-                }
-            )
+            self._note_phase(step, status, artifact_ids, error)
             self._sync(step.step_id)
             # The steps this one made ready start in the same transition: one snapshot says
             # "a completed, b running" (a chain costs one snapshot per step, not two).
             started = self._start_ready()
-            level = "info" if status is StepStatus.COMPLETED else "warning"
-            message = f"step {step.step_id} {status.value}"
-            if error is not None:
-                message += f": {error.code}: {error.message}"
-            # The start line is written with the end line (its own timestamp): the start
-            # itself is in the step-start snapshot.
-            lines: list[dict[str, Any]] = [
-                {
-                    "event": "step.started",
-                    "phase": step.step_id,
-                    "message": f"step {step.step_id} started",
-                    "timestamp": state.started_at or utcnow(),
-                },
-                {
-                    "event": f"step.{status.value}",
-                    "level": level,
-                    "phase": step.step_id,
-                    "message": message,
-                },
-            ]
+            lines = _step_log_lines(step, state, status, error)
             # One transaction: the snapshot, the run's progress and the two log lines. With
             # ``snapshot: false`` and no step starting, the completion rides in the next
             # snapshot instead; a crash before it runs the step again, like any in flight.
@@ -305,6 +265,53 @@ class Driver:
             elif not stored:
                 self._unstart(started)
             # (stored, then cancelled: their start is persisted; `_finish` cancels them)
+
+    def _keep_output(
+        self,
+        step: Step,
+        state: StepState,
+        output: Any,
+        artifact_ids: list[str] | None,
+        output_sha256: str | None,
+    ) -> None:
+        """Where a completed step's output is kept: by its artifact when it was stored, else
+        inline in the plan; in memory either way, for the steps downstream."""
+        ids = list(artifact_ids or [])
+        state.artifact_ids = ids
+        if step.persistence.store_output and ids and output_sha256 is not None:
+            state.output_artifact_id = ids[-1]
+            state.output_sha256 = output_sha256
+            state.output = None
+        else:
+            state.output = output
+        self.outputs[step.step_id] = output
+        self.state.phase_artifacts[step.step_id] = ids
+
+    def _note_phase(
+        self,
+        step: Step,
+        status: StepStatus,
+        artifact_ids: list[str] | None,
+        error: ErrorInfo | None,
+    ) -> None:
+        """The run state's record of the step's end: its phase event (in the next revision)
+        and the run's progress."""
+        self.state.phase_history.append(
+            PhaseEvent(
+                phase=step.step_id,
+                status="completed" if status is StepStatus.COMPLETED else "failed",
+                revision=self.revision + 1,
+                artifact_ids=list(artifact_ids or []),
+                error=error,
+            )
+        )
+        self.state.progress = self.state.progress.model_copy(
+            update={
+                "steps_total": len(self.plan.steps),
+                "steps_completed": self.plan.completed(),
+                "message": f"{step.step_id} {status.value}",
+            }
+        )
 
     async def _output(self, step_id: str) -> Any:
         """An upstream step's output: in memory, inline in the plan, or read back from its
@@ -456,3 +463,28 @@ class Driver:
 
     def emit(self, event: Event) -> None:
         self._on_event(event)
+
+
+def _step_log_lines(
+    step: Step, state: StepState, status: StepStatus, error: ErrorInfo | None
+) -> list[dict[str, Any]]:
+    """The step's two log lines, written together when it ends: that it started (with its
+    own timestamp; the start itself is in the step-start snapshot) and how it ended."""
+    level = "info" if status is StepStatus.COMPLETED else "warning"
+    message = f"step {step.step_id} {status.value}"
+    if error is not None:
+        message += f": {error.code}: {error.message}"
+    return [
+        {
+            "event": "step.started",
+            "phase": step.step_id,
+            "message": f"step {step.step_id} started",
+            "timestamp": state.started_at or utcnow(),
+        },
+        {
+            "event": f"step.{status.value}",
+            "level": level,
+            "phase": step.step_id,
+            "message": message,
+        },
+    ]

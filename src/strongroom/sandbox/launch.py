@@ -2,13 +2,12 @@
 
 `launch` is synchronous (the runner calls it in a worker thread): one selector loop watches
 the child's stdout, stderr, control socket and pidfd against the wall-clock deadline. Resource
-usage comes from ``wait4`` (the kernel's figures, not the child's say-so).
+usage comes from ``wait4`` (the kernel's figures, not the child's say-so). The control
+protocol on those sockets (JSON lines, read with limits) is `strongroom.sandbox._control`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import selectors
 import signal
@@ -20,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from strongroom.errors import StrongroomError
 from strongroom.sandbox._cgroup import ToolCgroup
+from strongroom.sandbox._control import MAX_CONTROL_LINE, Channel, read_control, send
 from strongroom.sandbox.host import BOOTSTRAP
 
 __all__ = ["HostHandler", "LaunchResult", "launch"]
@@ -34,9 +33,6 @@ ConnectionHandler = Callable[[socket.socket], None]
 
 MAX_RELAYED = 4096  # connections relayed per invocation; more are closed unread
 
-MIB = 1024 * 1024
-MAX_CONTROL_LINE = 256 * MIB
-MAX_CONTROL_DEPTH = 256  # nesting of arrays and objects in one control message
 DRAIN_SECONDS = 2.0
 _CANCEL_POLL = 0.2  # seconds between looks at a cancel event
 
@@ -105,27 +101,6 @@ class _Capture:
         return b"".join(self.parts)
 
 
-def _send(sock: socket.socket, message: dict[str, Any]) -> None:
-    data = json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
-    with contextlib.suppress(OSError):  # the child is gone; its exit status says why
-        sock.sendall(data)
-
-
-def _answer(handler: HostHandler | None, message: dict[str, Any]) -> dict[str, Any]:
-    reply: dict[str, Any] = {"type": "host_result", "id": message.get("id")}
-    op, params = message.get("op"), message.get("params")
-    if handler is None:
-        reply["error"] = {"code": "permission_denied", "message": "no host services for this tool"}
-    elif not isinstance(op, str) or not isinstance(params, dict):
-        reply["error"] = {"code": "validation_error", "message": "malformed host request"}
-    else:
-        try:
-            reply["result"] = handler(op, params)
-        except StrongroomError as exc:
-            reply["error"] = {"code": exc.code, "message": exc.message}
-    return reply
-
-
 def kill_group(pgid: int) -> bool:
     """SIGKILL every process of the group; True if there was any."""
     try:
@@ -178,23 +153,94 @@ def launch(
     # outside the confinement, holds its other end) and the tool's (result, host calls).
     parent_sock, child_sock = socket.socketpair()
     tool_sock, tool_child = socket.socketpair()
-    relay_sock: socket.socket | None = None
-    relay_child: socket.socket | None = None
-    netns = plan["layers"].get("netns")
-    if isinstance(netns, dict) and netns.get("relay_port"):
-        relay_sock, relay_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        plan = {**plan, "layers": {**plan["layers"], "netns": {**netns}}}
-        plan["layers"]["netns"]["relay_fd"] = relay_child.fileno()
-    group: ToolCgroup | None = None
-    limits = plan["layers"].get("cgroup")
-    if isinstance(limits, dict):
-        try:
-            group = ToolCgroup.create(int(limits["memory_bytes"]), int(limits["max_tasks"]))
-        except OSError:
-            group = None  # not held: the runner records the layer as missing
+    plan, relay_sock, relay_child = _with_relay(plan)
+    group = _create_cgroup(plan)
     started = time.monotonic()
+    proc = _spawn(plan, python, env, (child_sock, tool_child, relay_child), group)
+    pgid = proc.pid
+    out, err = _Capture(output_limit), _Capture(output_limit)
+    control = Channel(parent_sock, trusted=True, limit=MAX_CONTROL_LINE)
+    tool = Channel(tool_sock, trusted=False, limit=min(message_limit, MAX_CONTROL_LINE))
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    pidfd = os.pidfd_open(proc.pid)
+    selector = selectors.DefaultSelector()
     try:
-        proc = subprocess.Popen(
+        selector.register(proc.stdout, selectors.EVENT_READ, out)
+        selector.register(proc.stderr, selectors.EVENT_READ, err)
+        selector.register(parent_sock, selectors.EVENT_READ, control)
+        selector.register(tool_sock, selectors.EVENT_READ, tool)
+        selector.register(pidfd, selectors.EVENT_READ, "exit")
+        if relay_sock is not None:
+            selector.register(relay_sock, selectors.EVENT_READ, "relay")
+        if group is not None:
+            # The bootstrap forks nothing before it has its plan: no process escapes.
+            result.cgroup = _join_cgroup(group, proc.pid)
+        send(parent_sock, plan)
+        status = _supervise(
+            proc,
+            selector,
+            result,
+            deadline=started + timeout,
+            cancel=cancel,
+            host=host,
+            relay_sock=relay_sock,
+            connections=connections,
+        )
+        result.wall_seconds = time.monotonic() - started
+        _kill_leftovers(pgid, sandbox_uid, group, result)
+        _drain(selector, result)
+        if os.WIFSIGNALED(status):
+            result.signal = os.WTERMSIG(status)
+        else:
+            result.exit_code = os.WEXITSTATUS(status)
+    finally:
+        selector.close()
+        os.close(pidfd)
+        _release(proc, (parent_sock, tool_sock, relay_sock), group)
+    result.stdout, result.stderr = out.value(), err.value()
+    result.output_truncated = out.truncated or err.truncated
+    return result
+
+
+def _with_relay(
+    plan: dict[str, Any],
+) -> tuple[dict[str, Any], socket.socket | None, socket.socket | None]:
+    """Whether the plan's network namespace has an egress relay: if so, the socket pair its
+    connections' descriptors arrive over, and a copy of the plan naming the child's end."""
+    netns = plan["layers"].get("netns")
+    if not (isinstance(netns, dict) and netns.get("relay_port")):
+        return plan, None, None
+    relay_sock, relay_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    plan = {**plan, "layers": {**plan["layers"], "netns": {**netns}}}
+    plan["layers"]["netns"]["relay_fd"] = relay_child.fileno()
+    return plan, relay_sock, relay_child
+
+
+def _create_cgroup(plan: dict[str, Any]) -> ToolCgroup | None:
+    """The control group the plan asks for, or None when it asks for none or this runner
+    cannot create it (then the runner records the layer as missing)."""
+    limits = plan["layers"].get("cgroup")
+    if not isinstance(limits, dict):
+        return None
+    try:
+        return ToolCgroup.create(int(limits["memory_bytes"]), int(limits["max_tasks"]))
+    except OSError:
+        return None  # not held: the runner records the layer as missing
+
+
+def _spawn(
+    plan: dict[str, Any],
+    python: str,
+    env: dict[str, str],
+    child_ends: tuple[socket.socket, socket.socket, socket.socket | None],
+    group: ToolCgroup | None,
+) -> subprocess.Popen[bytes]:
+    """The bootstrap, started in a session of its own with the child's ends of its sockets
+    (the runner's copies of those ends are closed; the group is removed if it cannot start)."""
+    child_sock, tool_child, relay_child = child_ends
+    try:
+        return subprocess.Popen(
             [
                 python,
                 "-I",
@@ -221,93 +267,106 @@ def launch(
         tool_child.close()
         if relay_child is not None:
             relay_child.close()
+
+
+def _join_cgroup(group: ToolCgroup, pid: int) -> bool:
+    """Whether the bootstrap (and so the tool's whole tree) runs in ``group``."""
+    try:
+        group.add(pid)
+    except OSError:
+        return False
+    return True
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    selector: selectors.BaseSelector,
+    result: LaunchResult,
+    *,
+    deadline: float,
+    cancel: threading.Event | None,
+    host: HostHandler | None,
+    relay_sock: socket.socket | None,
+    connections: ConnectionHandler | None,
+) -> int:
+    """Serve the child until it exits (output, control messages, host calls, relayed
+    connections), killing its group at the deadline, on ``cancel`` or when it breaks the
+    control protocol; its wait status."""
     pgid = proc.pid
-    deadline = started + timeout
-    out, err = _Capture(output_limit), _Capture(output_limit)
-    control = _Channel(parent_sock, trusted=True, limit=MAX_CONTROL_LINE)
-    tool = _Channel(tool_sock, trusted=False, limit=min(message_limit, MAX_CONTROL_LINE))
+    relayed = [0]
+    exited = False
+    status = 0
+    while not exited:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 and not result.timed_out:
+            result.timed_out = True
+            kill_group(pgid)
+        if cancel is not None and cancel.is_set() and not result.cancelled:
+            result.cancelled = True
+            kill_group(pgid)
+        # with a cancel event, wake at least every _CANCEL_POLL seconds to look at it
+        wait = max(min(remaining, _CANCEL_POLL) if cancel is not None else remaining, 0.05)
+        events = selector.select(timeout=1.0 if result.timed_out else wait)
+        for key, _ in events:
+            if key.data == "exit":
+                status = _reap(proc, result)
+                exited = True
+            elif isinstance(key.data, Channel):
+                read_control(key.data, result, host, selector)
+                if result.violation is not None:
+                    kill_group(pgid)
+            elif key.data == "relay":
+                assert relay_sock is not None
+                _read_relay(relay_sock, selector, connections, relayed)
+            else:
+                _read_pipe(selector, key)
+    return status
+
+
+def _reap(proc: subprocess.Popen[bytes], result: LaunchResult) -> int:
+    """The exited child's wait status; its resource usage (the kernel's) goes into ``result``."""
+    _, status, rusage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    result.cpu_user_seconds = rusage.ru_utime
+    result.cpu_system_seconds = rusage.ru_stime
+    result.max_rss_kib = rusage.ru_maxrss
+    return status
+
+
+def _kill_leftovers(
+    pgid: int, sandbox_uid: int | None, group: ToolCgroup | None, result: LaunchResult
+) -> None:
+    """Whether the tool left processes behind (they die now: its process group, its uid and
+    its control group), and whether its control group hit the memory limit."""
+    # Anything the tool left behind (same process group: setsid is denied) dies now.
+    result.leftover_processes = kill_group(pgid)
+    if sandbox_uid is not None:
+        result.leftover_processes = kill_uid(sandbox_uid) or result.leftover_processes
+    if group is not None and result.cgroup:
+        result.leftover_processes = group.kill_all() or result.leftover_processes
+        result.cgroup_memory_exceeded = group.memory_exceeded()
+
+
+def _release(
+    proc: subprocess.Popen[bytes],
+    socks: tuple[socket.socket, socket.socket, socket.socket | None],
+    group: ToolCgroup | None,
+) -> None:
+    """Close the runner's ends of the child's sockets and pipes, kill and reap a child that
+    was never reaped, and remove its control group."""
+    for sock in socks:
+        if sock is not None:
+            sock.close()
     assert proc.stdout is not None
     assert proc.stderr is not None
-    pidfd = os.pidfd_open(proc.pid)
-    selector = selectors.DefaultSelector()
-    try:
-        selector.register(proc.stdout, selectors.EVENT_READ, out)
-        selector.register(proc.stderr, selectors.EVENT_READ, err)
-        selector.register(parent_sock, selectors.EVENT_READ, control)
-        selector.register(tool_sock, selectors.EVENT_READ, tool)
-        selector.register(pidfd, selectors.EVENT_READ, "exit")
-        if relay_sock is not None:
-            selector.register(relay_sock, selectors.EVENT_READ, "relay")
-        relayed = [0]
-        if group is not None:
-            # The bootstrap forks nothing before it has its plan: no process escapes.
-            try:
-                group.add(proc.pid)
-                result.cgroup = True
-            except OSError:
-                result.cgroup = False
-        _send(parent_sock, plan)
-        exited = False
-        status = 0
-        while not exited:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 and not result.timed_out:
-                result.timed_out = True
-                kill_group(pgid)
-            if cancel is not None and cancel.is_set() and not result.cancelled:
-                result.cancelled = True
-                kill_group(pgid)
-            # with a cancel event, wake at least every _CANCEL_POLL seconds to look at it
-            wait = max(min(remaining, _CANCEL_POLL) if cancel is not None else remaining, 0.05)
-            events = selector.select(timeout=1.0 if result.timed_out else wait)
-            for key, _ in events:
-                if key.data == "exit":
-                    _, status, rusage = os.wait4(proc.pid, 0)
-                    proc.returncode = os.waitstatus_to_exitcode(status)
-                    result.cpu_user_seconds = rusage.ru_utime
-                    result.cpu_system_seconds = rusage.ru_stime
-                    result.max_rss_kib = rusage.ru_maxrss
-                    exited = True
-                elif isinstance(key.data, _Channel):
-                    _read_control(key.data, result, host, selector)
-                    if result.violation is not None:
-                        kill_group(pgid)
-                elif key.data == "relay":
-                    assert relay_sock is not None
-                    _read_relay(relay_sock, selector, connections, relayed)
-                else:
-                    _read_pipe(selector, key)
-        result.wall_seconds = time.monotonic() - started
-        # Anything the tool left behind (same process group: setsid is denied) dies now.
-        result.leftover_processes = kill_group(pgid)
-        if sandbox_uid is not None:
-            result.leftover_processes = kill_uid(sandbox_uid) or result.leftover_processes
-        if group is not None and result.cgroup:
-            result.leftover_processes = group.kill_all() or result.leftover_processes
-            result.cgroup_memory_exceeded = group.memory_exceeded()
-        _drain(selector, result)
-        if os.WIFSIGNALED(status):
-            result.signal = os.WTERMSIG(status)
-        else:
-            result.exit_code = os.WEXITSTATUS(status)
-    finally:
-        selector.close()
-        os.close(pidfd)
-        parent_sock.close()
-        tool_sock.close()
-        if relay_sock is not None:
-            relay_sock.close()
-        proc.stdout.close()
-        proc.stderr.close()
-        if proc.returncode is None:
-            kill_group(pgid)
-            proc.wait()
-        if group is not None:
-            group.kill_all()
-            group.remove()
-    result.stdout, result.stderr = out.value(), err.value()
-    result.output_truncated = out.truncated or err.truncated
-    return result
+    proc.stdout.close()
+    proc.stderr.close()
+    if proc.returncode is None:
+        kill_group(proc.pid)
+        proc.wait()
+    if group is not None:
+        group.kill_all()
+        group.remove()
 
 
 def _read_pipe(selector: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
@@ -354,128 +413,6 @@ def _read_relay(
         connections(conn)
 
 
-class _Channel:
-    """One of the child's JSON-lines sockets and what is buffered from it. ``trusted``: the
-    supervisor's (layers, usage); otherwise the tool's (result, error, host requests),
-    where anything else is a protocol violation."""
-
-    def __init__(self, sock: socket.socket, *, trusted: bool, limit: int) -> None:
-        self.sock = sock
-        self.trusted = trusted
-        self.limit = limit  # bytes of one message
-        self.buffer = bytearray()
-
-
-_TOOL_MESSAGES = frozenset({"host", "result", "error"})
-
-
-def _read_control(
-    channel: _Channel,
-    result: LaunchResult,
-    host: HostHandler | None,
-    selector: selectors.BaseSelector,
-) -> None:
-    sock, buffer = channel.sock, channel.buffer
-    try:
-        chunk = sock.recv(1024 * 1024)
-    except OSError:
-        chunk = b""
-    if not chunk:
-        selector.unregister(sock)
-        return
-    buffer.extend(chunk)
-    while result.violation is None:
-        end = buffer.find(b"\n")
-        if (end if end >= 0 else len(buffer)) > channel.limit:
-            buffer.clear()
-            _cut(
-                result,
-                selector,
-                sock,
-                f"is larger than the policy's {channel.limit // MIB} MiB "
-                "(write large results to a file under a write path)",
-                reason="response_too_large",
-            )
-            return
-        if end < 0:
-            break
-        line = bytes(buffer[:end])
-        del buffer[: end + 1]
-        try:
-            message = json.loads(line)
-        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
-            message = None
-        if not isinstance(message, dict) or _too_deep(message, MAX_CONTROL_DEPTH):
-            _cut(
-                result,
-                selector,
-                sock,
-                f"is not a JSON object of at most {MAX_CONTROL_DEPTH} levels",
-            )
-            return
-        kind = message.get("type")
-        if channel.trusted:
-            if kind == "confined":
-                layers = message.get("layers")
-                result.confined = layers if isinstance(layers, dict) else {}
-            elif kind == "writes" and isinstance(message.get("writes"), dict):
-                result.writes = message["writes"]
-            elif kind == "connects" and isinstance(message.get("connects"), dict):
-                result.connects = message["connects"]
-            elif kind == "usage" and isinstance(message.get("max_rss_kib"), int):
-                result.tool_max_rss_kib = message["max_rss_kib"]
-            continue
-        if kind not in _TOOL_MESSAGES:
-            _cut(result, selector, sock, f"has a type the tool may not send: {str(kind)[:40]!r}")
-            return
-        if kind == "host":
-            reply = _answer(host, message)
-            result.host_calls.append(
-                {"op": message.get("op"), "ok": "error" not in reply, "error": reply.get("error")}
-            )
-            _send(sock, reply)
-        elif result.message is None:
-            result.message = message
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests arrays and objects more than ``limit`` deep (iteratively)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def _cut(
-    result: LaunchResult,
-    selector: selectors.BaseSelector,
-    sock: socket.socket,
-    why: str,
-    *,
-    reason: str = "bad_control_message",
-) -> None:
-    """The tool broke the control protocol: what it sent is not trusted any further, the
-    invocation ends as a sandbox violation and the caller kills the process group."""
-    result.violation = f"a control message {why}"
-    result.message = {
-        "type": "error",
-        "code": "sandbox_violation",
-        "message": f"the tool broke the control protocol: {result.violation}",
-        "details": {"reason": reason},
-    }
-    with contextlib.suppress(KeyError, ValueError):
-        selector.unregister(sock)
-
-
 def _drain(selector: selectors.BaseSelector, result: LaunchResult) -> None:
     """Read what is still buffered after the group is dead (bounded); host requests that
     arrive now are refused (no handler)."""
@@ -487,7 +424,7 @@ def _drain(selector: selectors.BaseSelector, result: LaunchResult) -> None:
         for key, _ in events:
             if key.data in ("exit", "relay"):
                 selector.unregister(key.fileobj)
-            elif isinstance(key.data, _Channel):
-                _read_control(key.data, result, None, selector)
+            elif isinstance(key.data, Channel):
+                read_control(key.data, result, None, selector)
             else:
                 _read_pipe(selector, key)

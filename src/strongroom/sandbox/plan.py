@@ -151,6 +151,19 @@ def _count_processes(uid: int) -> int:
     return count
 
 
+@dataclass
+class _Choice:
+    """Which layers the plan enforces, which the policy needs but this host lacks, and why
+    each other layer is skipped."""
+
+    enforced: list[str]
+    missing: list[str]
+    skipped: dict[str, str]
+    cgroup_version: str | None = None
+    #: The write paths the quota stages through an overlay (see `_stageable`).
+    staged: list[str] = field(default_factory=list)
+
+
 def plan_sandbox(
     policy: SandboxPolicy,
     caps: HostCapabilities,
@@ -171,23 +184,9 @@ def plan_sandbox(
     folder holding ``scratch``, where the write quota's tmpfs is mounted."""
     limits = limits or SandboxLimits()
     environ = dict(os.environ) if environ is None else environ
-    available = caps.available()
     notes: list[str] = []
-
-    def usable(layer: str) -> bool:
-        return available.get(layer, False) and layer not in disabled
-
-    fs = policy.filesystem
-    requested_reads = list(fs.read_paths) if fs.mode is not FilesystemMode.DENY_ALL else []
-    requested_writes = list(fs.write_paths) if fs.mode is FilesystemMode.READ_WRITE else []
-    if level is GovernanceLevel.A0 and requested_writes:
-        notes.append("governance A0 is read-only: write_paths are readable, not writable")
-        requested_reads += requested_writes
-        requested_writes = []
-    policy_reads = _resolve(requested_reads, workdir)
-    policy_writes = _resolve(requested_writes, workdir)
-
     allowlist = policy.network.mode is NetworkMode.ALLOWLIST
+    policy_reads, policy_writes = _policy_paths(policy, level, workdir, notes)
     runtime = [*caps.prefixes, *caps.python_path, *(str(p) for p in tool_paths)]
     reads = _unique(
         [*runtime, *SYSTEM_READ_PATHS, *(TLS_READ_PATHS if allowlist else ()), *policy_reads]
@@ -195,6 +194,68 @@ def plan_sandbox(
     writes = _unique([str(scratch), *SYSTEM_WRITE_PATHS, *policy_writes])
     _check_protected([*reads, *writes], protected, policy.sandbox_id)
 
+    choice = _choose_layers(
+        caps,
+        disabled,
+        allowlist=allowlist,
+        scratch=scratch,
+        staging=staging,
+        policy_writes=policy_writes,
+    )
+    layers = _layer_settings(
+        policy,
+        caps,
+        limits,
+        choice,
+        timeout_seconds=timeout_seconds,
+        allowlist=allowlist,
+        proxy_port=proxy_port,
+        reads=reads,
+        writes=writes,
+        staging=staging,
+        policy_writes=policy_writes,
+        notes=notes,
+    )
+    return SandboxPlan(
+        layers=layers,
+        enforced=choice.enforced,
+        missing=choice.missing,
+        skipped=choice.skipped,
+        read_paths=reads,
+        write_paths=writes,
+        env=_environment(policy, environ, scratch, allowlist=allowlist, proxy_port=proxy_port),
+        timeout_seconds=timeout_seconds,
+        notes=notes,
+    )
+
+
+def _policy_paths(
+    policy: SandboxPolicy, level: GovernanceLevel, workdir: Path, notes: list[str]
+) -> tuple[list[str], list[str]]:
+    """The paths the policy lets a tool read and write, resolved (under A0, its write paths
+    are readable only)."""
+    fs = policy.filesystem
+    requested_reads = list(fs.read_paths) if fs.mode is not FilesystemMode.DENY_ALL else []
+    requested_writes = list(fs.write_paths) if fs.mode is FilesystemMode.READ_WRITE else []
+    if level is GovernanceLevel.A0 and requested_writes:
+        notes.append("governance A0 is read-only: write_paths are readable, not writable")
+        requested_reads += requested_writes
+        requested_writes = []
+    return _resolve(requested_reads, workdir), _resolve(requested_writes, workdir)
+
+
+def _choose_layers(
+    caps: HostCapabilities,
+    disabled: frozenset[str],
+    *,
+    allowlist: bool,
+    scratch: Path,
+    staging: Path | None,
+    policy_writes: Sequence[str],
+) -> _Choice:
+    """Which layers run: the required ones this host gives (the others are missing), then the
+    optional ones, the control group and the write quota wherever they can be used."""
+    available = caps.available()
     required = list(REQUIRED_LAYERS)
     if caps.root:
         required.append("unprivileged_uid")
@@ -204,68 +265,99 @@ def plan_sandbox(
         ["netns", "landlock_scope"] if allowlist else ["netns", "landlock_net", "landlock_scope"]
     )
 
-    enforced = [layer for layer in required if usable(layer)]
-    missing = [layer for layer in required if not usable(layer)]
-    skipped: dict[str, str] = {}
+    def usable(layer: str) -> bool:
+        return available.get(layer, False) and layer not in disabled
+
+    choice = _Choice(
+        enforced=[layer for layer in required if usable(layer)],
+        missing=[layer for layer in required if not usable(layer)],
+        skipped={},
+    )
     for layer in optional:
         if layer in disabled:
-            skipped[layer] = "disabled by the runner"
+            choice.skipped[layer] = "disabled by the runner"
         elif not available.get(layer, False):
-            skipped[layer] = "not available on this host"
+            choice.skipped[layer] = "not available on this host"
         else:
-            enforced.append(layer)
+            choice.enforced.append(layer)
+    _choose_cgroup(choice, disabled)
+    choice.staged = _stageable(policy_writes)
+    _choose_write_quota(choice, available, disabled, scratch=scratch, staging=staging)
+    if allowlist and "netns" in choice.skipped:
+        choice.skipped["netns"] += (
+            ": without a network namespace, egress is pinned to the proxy's port number only "
+            "(Landlock cannot pin an address), so any address listening on that port is reachable"
+        )
+    return choice
+
+
+def _choose_cgroup(choice: _Choice, disabled: frozenset[str]) -> None:
+    """Whether the tool's whole process tree gets a control group (and of which version)."""
     if "cgroup" in disabled:
-        skipped["cgroup"] = "disabled by the runner"
+        choice.skipped["cgroup"] = "disabled by the runner"
     elif (support := cgroup_support()) is None:
-        skipped["cgroup"] = (
+        choice.skipped["cgroup"] = (
             "control groups are not writable by this runner: memory is capped per process "
             "(RLIMIT_AS) and processes per uid (RLIMIT_NPROC) only"
         )
     else:
-        enforced.append("cgroup")
-    staged = _stageable(policy_writes)
+        choice.enforced.append("cgroup")
+        choice.cgroup_version = support
+
+
+def _choose_write_quota(
+    choice: _Choice,
+    available: dict[str, bool],
+    disabled: frozenset[str],
+    *,
+    scratch: Path,
+    staging: Path | None,
+) -> None:
+    """Whether the total a tool writes is capped (by a tmpfs in ``staging``), or why not."""
     if "write_quota" in disabled:
-        skipped["write_quota"] = "disabled by the runner"
+        choice.skipped["write_quota"] = "disabled by the runner"
     elif staging is None or scratch.parent != staging:
-        skipped["write_quota"] = "the runner gave no staging folder"
+        choice.skipped["write_quota"] = "the runner gave no staging folder"
     elif not available.get("write_quota", False):
-        skipped["write_quota"] = (
+        choice.skipped["write_quota"] = (
             "no private mount namespace on this host: only each file's size is capped "
             "(RLIMIT_FSIZE), not what a tool writes in total"
         )
-    elif clash := [p for p in staged if _overlaps(p, os.path.realpath(staging))]:
-        skipped["write_quota"] = (
+    elif clash := [p for p in choice.staged if _overlaps(p, os.path.realpath(staging))]:
+        choice.skipped["write_quota"] = (
             f"write path {clash[0]} holds the runner's staging folder: the total written is "
             "not capped (keep write paths out of the temporary folder)"
         )
     else:
-        enforced.append("write_quota")
-    if allowlist and "netns" in skipped:
-        skipped["netns"] += (
-            ": without a network namespace, egress is pinned to the proxy's port number only "
-            "(Landlock cannot pin an address), so any address listening on that port is reachable"
-        )
+        choice.enforced.append("write_quota")
 
+
+def _layer_settings(
+    policy: SandboxPolicy,
+    caps: HostCapabilities,
+    limits: SandboxLimits,
+    choice: _Choice,
+    *,
+    timeout_seconds: float,
+    allowlist: bool,
+    proxy_port: int | None,
+    reads: list[str],
+    writes: list[str],
+    staging: Path | None,
+    policy_writes: Sequence[str],
+    notes: list[str],
+) -> dict[str, Any]:
+    """What the bootstrap is told for each enforced layer, in the order it is told."""
+    enforced = choice.enforced
     layers: dict[str, Any] = {}
     if "rlimits" in enforced:
-        cpu_seconds = max(1, math.ceil(policy.resources.cpu_cores * timeout_seconds)) + 1
-        nproc = limits.max_processes
-        if not caps.root:  # counted per real uid: leave room for what this user already runs
-            nproc += _count_processes(os.getuid())
-        layers["rlimits"] = {
-            "cpu": cpu_seconds,
-            "as": policy.resources.memory_mb * MIB,
-            "fsize": limits.max_file_bytes,
-            "nofile": limits.max_open_files,
-            "nproc": nproc,
-            "core": 0,
-        }
+        layers["rlimits"] = _rlimits(policy, caps, limits, timeout_seconds)
     if "cgroup" in enforced:
         # The whole tree: the tool, its children, the supervisor and the relay's threads.
         layers["cgroup"] = {
             "memory_bytes": policy.resources.memory_mb * MIB,
             "max_tasks": limits.max_processes + 64,
-            "version": support,
+            "version": choice.cgroup_version,
         }
     if "write_quota" in enforced:
         assert staging is not None
@@ -273,8 +365,9 @@ def plan_sandbox(
             "base": os.path.realpath(staging),
             "bytes": policy.resources.max_write_mb * MIB,
             "files": policy.resources.max_files,
-            "write_paths": staged,
+            "write_paths": choice.staged,
         }
+        staged = choice.staged
         unstaged = [p for p in policy_writes if p not in staged and not _within(p, staged)]
         if unstaged:
             notes.append(
@@ -296,17 +389,55 @@ def plan_sandbox(
             "connect_tcp": [proxy_port] if allowlist and proxy_port else [],
         }
     if "seccomp" in enforced:
-        # Without an IPC namespace of its own, SysV IPC would be the host's: refuse it.
-        layers["seccomp"] = {"allow_inet_stream": allowlist, "deny_ipc": "netns" not in enforced}
-        if allowlist and proxy_port:
-            # Every connect(2) seen by the supervisor: to the relay (or, without a network
-            # namespace, the proxy on the host's loopback) it goes on; anything else is
-            # refused and recorded.
-            relay = [["127.0.0.1", proxy_port]]
-            if "netns" in enforced:
-                relay.append(["::1", proxy_port])
-            layers["seccomp"]["connect_to"] = relay
+        layers["seccomp"] = _seccomp(
+            allowlist=allowlist, proxy_port=proxy_port, netns="netns" in enforced
+        )
+    return layers
 
+
+def _rlimits(
+    policy: SandboxPolicy, caps: HostCapabilities, limits: SandboxLimits, timeout_seconds: float
+) -> dict[str, int]:
+    """The resource limits of each of the tool's processes."""
+    cpu_seconds = max(1, math.ceil(policy.resources.cpu_cores * timeout_seconds)) + 1
+    nproc = limits.max_processes
+    if not caps.root:  # counted per real uid: leave room for what this user already runs
+        nproc += _count_processes(os.getuid())
+    return {
+        "cpu": cpu_seconds,
+        "as": policy.resources.memory_mb * MIB,
+        "fsize": limits.max_file_bytes,
+        "nofile": limits.max_open_files,
+        "nproc": nproc,
+        "core": 0,
+    }
+
+
+def _seccomp(*, allowlist: bool, proxy_port: int | None, netns: bool) -> dict[str, Any]:
+    """What the seccomp filter refuses, and which connect(2) targets its supervisor lets by."""
+    # Without an IPC namespace of its own, SysV IPC would be the host's: refuse it.
+    settings: dict[str, Any] = {"allow_inet_stream": allowlist, "deny_ipc": not netns}
+    if allowlist and proxy_port:
+        # Every connect(2) seen by the supervisor: to the relay (or, without a network
+        # namespace, the proxy on the host's loopback) it goes on; anything else is
+        # refused and recorded.
+        relay = [["127.0.0.1", proxy_port]]
+        if netns:
+            relay.append(["::1", proxy_port])
+        settings["connect_to"] = relay
+    return settings
+
+
+def _environment(
+    policy: SandboxPolicy,
+    environ: dict[str, str],
+    scratch: Path,
+    *,
+    allowlist: bool,
+    proxy_port: int | None,
+) -> dict[str, str]:
+    """The tool's environment: the variables the policy lets through, a fixed PATH, its
+    scratch folder as HOME and TMPDIR and, with an allowlist, the proxy."""
     env = {name: environ[name] for name in policy.environment.allowlist if name in environ}
     env.setdefault("LANG", "C.UTF-8")
     env.update(
@@ -317,15 +448,4 @@ def plan_sandbox(
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
             env[name] = env[name.lower()] = url
         env["NO_PROXY"] = env["no_proxy"] = ""
-
-    return SandboxPlan(
-        layers=layers,
-        enforced=enforced,
-        missing=missing,
-        skipped=skipped,
-        read_paths=reads,
-        write_paths=writes,
-        env=env,
-        timeout_seconds=timeout_seconds,
-        notes=notes,
-    )
+    return env

@@ -57,6 +57,36 @@ def _same_person(
     return False
 
 
+def _new_approval(
+    target: ApprovalTarget | dict[str, Any],
+    *,
+    actor: str,
+    reason: str,
+    expires_at: datetime | None,
+) -> Approval:
+    """The approval asked for, made now (`ValidationError` when malformed or when it would
+    expire before it is made)."""
+    operation = "registry.approve"
+    approval = parse(
+        Approval,
+        {
+            "approval_id": new_id(),
+            "target": target.model_dump() if hasattr(target, "model_dump") else target,
+            "actor": actor,
+            "reason": reason,
+            "expires_at": expires_at,
+        },
+        operation=operation,
+    )
+    if approval.expires_at is not None and approval.expires_at <= approval.created_at:
+        raise ValidationError(
+            "an approval cannot expire before it is made",
+            operation=operation,
+            errors=[{"path": "expires_at", "message": "must be in the future"}],
+        )
+    return approval
+
+
 class RegistryApprovals(RegistryReader):
     """Approvals of tool versions, promotions and runs (see `RegistryService`)."""
 
@@ -137,50 +167,16 @@ class RegistryApprovals(RegistryReader):
         operation = "registry.approve"
         who = await self.identity.who(signer, ActorRole.APPROVER, actor=actor, operation=operation)
         actor = who.name
-        approval = parse(
-            Approval,
-            {
-                "approval_id": new_id(),
-                "target": target.model_dump() if hasattr(target, "model_dump") else target,
-                "actor": actor,
-                "reason": reason,
-                "expires_at": expires_at,
-            },
-            operation=operation,
-        )
-        if approval.expires_at is not None and approval.expires_at <= approval.created_at:
-            raise ValidationError(
-                "an approval cannot expire before it is made",
-                operation=operation,
-                errors=[{"path": "expires_at", "message": "must be in the future"}],
-            )
+        approval = _new_approval(target, actor=actor, reason=reason, expires_at=expires_at)
         published = await self._published(approval.target)
         if signer is not None:
             approval = approval.model_copy(
                 update={"signature": sign_act("approve", approval.signed_content(), signer)}
             )
-        if not self.policy.allow_self_approval and _same_person(
-            actor, approval.signature, [(v.publisher, v.signature) for v in published]
-        ):
-            raise SelfApproval(
-                f"{actor} published what they are approving"
-                + (" (with the same key)" if signer is not None else "")
-                + "; another actor must approve it",
-                operation=operation,
-                actor=actor,
-                scope=approval.scope.value,
-            )
+        self._check_not_publisher(approval, published, signed=signer is not None)
         details = {**approval.model_dump(mode="json"), "principal": who.principal}
         if signer is None and await self._wants_signature(approval.target, published):
-            if self.policy.require_signed_approvals:
-                raise SignatureRequired(
-                    f"this vault's policy wants an approval of this {approval.scope.value} "
-                    "signed with a registered personal key: create one (`strongroom keys "
-                    "init`), have an admin register it (`strongroom actors add NAME "
-                    "--public-key FILE --role approver`), and approve with `--key PATH`",
-                    operation=operation,
-                    scope=approval.scope.value,
-                )
+            self._check_may_be_unsigned(approval)
             details["unsigned_allowed_by_policy"] = True
         await self.records.insert_approval(
             approval,
@@ -193,6 +189,37 @@ class RegistryApprovals(RegistryReader):
             ),
         )
         return approval
+
+    def _check_not_publisher(
+        self, approval: Approval, published: builtins.list[DefinitionVersion], *, signed: bool
+    ) -> None:
+        """Whether the approver may approve what they published (`SelfApproval` unless the
+        policy allows self-approval)."""
+        actor = approval.actor
+        if not self.policy.allow_self_approval and _same_person(
+            actor, approval.signature, [(v.publisher, v.signature) for v in published]
+        ):
+            raise SelfApproval(
+                f"{actor} published what they are approving"
+                + (" (with the same key)" if signed else "")
+                + "; another actor must approve it",
+                operation="registry.approve",
+                actor=actor,
+                scope=approval.scope.value,
+            )
+
+    def _check_may_be_unsigned(self, approval: Approval) -> None:
+        """Whether the policy accepts this approval, one it covers, unsigned
+        (`SignatureRequired` under `RegistryPolicy.require_signed_approvals`)."""
+        if self.policy.require_signed_approvals:
+            raise SignatureRequired(
+                f"this vault's policy wants an approval of this {approval.scope.value} "
+                "signed with a registered personal key: create one (`strongroom keys "
+                "init`), have an admin register it (`strongroom actors add NAME "
+                "--public-key FILE --role approver`), and approve with `--key PATH`",
+                operation="registry.approve",
+                scope=approval.scope.value,
+            )
 
     async def _wants_signature(
         self, target: ApprovalTarget, published: builtins.list[DefinitionVersion]

@@ -12,28 +12,19 @@ the move's canonical digest, which is how `verify` detects a tampered history ro
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import hashlib
 from pathlib import PurePath
-from typing import Any
 
-from strongroom.errors import (
-    Conflict,
-    LabelConflict,
-    NotFound,
-    SignatureRequired,
-    StaleChannel,
-)
-from strongroom.ids import check_file_name, new_id
+from strongroom.errors import Conflict, LabelConflict, NotFound, SignatureRequired
+from strongroom.ids import check_file_name
 from strongroom.integrity import SigningKey
 from strongroom.models import (
     ActorRole,
-    Approval,
     AuditEvent,
     Channel,
     ChannelAction,
-    ChannelMove,
+    Definition,
     DefinitionKind,
     DefinitionVersion,
     GovernanceLevel,
@@ -41,7 +32,6 @@ from strongroom.models import (
     Ref,
     RefKind,
     ToolManifest,
-    canonical_json,
 )
 from strongroom.registry import (
     OBJECT_FOLDERS,
@@ -50,14 +40,10 @@ from strongroom.registry import (
     load_definition,
     object_path,
 )
-from strongroom.retry import Backoff, retry_async
 from strongroom.services.identity import Who, sign_act
-from strongroom.services.registry._approvals import RegistryApprovals
+from strongroom.services.registry._channels import CURRENT, RegistryChannels, move_digest
 from strongroom.services.registry._reader import ApprovalTarget, ToolIndex
-from strongroom.services.registry._results import (
-    MoveResult,
-    PublishResult,
-)
+from strongroom.services.registry._results import PublishResult
 
 __all__ = ["ApprovalTarget", "RegistryService", "move_digest"]
 
@@ -74,22 +60,7 @@ _FOLDER_PURPOSE: dict[DefinitionKind, str] = {
 }
 
 
-class _Current:
-    def __repr__(self) -> str:
-        return "<current>"
-
-
-_CURRENT: Any = _Current()
-"""`expected` default: compare-and-set from whatever the channel holds when read."""
-_MOVE_ATTEMPTS = 5
-
-
-def move_digest(move: ChannelMove) -> str:
-    """SHA-256 of the move's canonical JSON: recorded in its audit entry, checked by verify."""
-    return hashlib.sha256(canonical_json(move.model_dump(mode="json"))).hexdigest()
-
-
-class RegistryService(RegistryApprovals):
+class RegistryService(RegistryChannels):
     """The registry of versioned definitions (see the module docstring and docs/registry.md).
 
     Reference resolution (publish-time checks and `resolve`):
@@ -132,19 +103,31 @@ class RegistryService(RegistryApprovals):
         `UnknownSigner` otherwise): the version then carries the publisher's signature and
         ``actor`` is the key's registered name, whatever was passed.
         """
-        records = self.records
         who = await self.identity.who(
             signer, ActorRole.PUBLISHER, actor=actor, operation="registry.publish"
         )
-        actor = who.name
         defn = load_definition(data, file_name=file_name)
-        kind, ident, label = defn.KIND, defn.definition_id, defn.version
         body = canonical_bytes(defn)
         digest = hashlib.sha256(body).hexdigest()
-        path = object_path(kind, ident, label)
-        existing = await self._find(kind, ident, digest=digest)
+        path = object_path(defn.KIND, defn.definition_id, defn.version)
+        existing = await self._published_as(defn, digest, file_name)
         if existing is not None:
             return PublishResult(version=existing, created=False, object_path=path)
+        await self._check_publishable(defn, file_name, signer)
+        version, created = await self._store_version(defn, body, digest, file_name, who, signer)
+        if created:
+            await self._file_version(defn, version, body, path, who)
+        return PublishResult(version=version, created=created, object_path=path)
+
+    async def _published_as(
+        self, defn: Definition, digest: str, file_name: str
+    ) -> DefinitionVersion | None:
+        """The version already holding exactly this content (None: there is none yet);
+        `LabelConflict` when the definition's version label holds other content."""
+        kind, ident, label = defn.KIND, defn.definition_id, defn.version
+        existing = await self._find(kind, ident, digest=digest)
+        if existing is not None:
+            return existing
         taken = await self._find(kind, ident, version=label)
         if taken is not None:
             raise LabelConflict(
@@ -156,6 +139,13 @@ class RegistryService(RegistryApprovals):
                 existing_digest=taken.digest,
                 file=file_name,
             )
+        return None
+
+    async def _check_publishable(
+        self, defn: Definition, file_name: str, signer: SigningKey | None
+    ) -> None:
+        """Whether ``defn`` may be published: its references resolve, a manifest's tools are
+        its own, and it is signed when the policy wants its governance level signed."""
         index: ToolIndex | None = None
 
         async def resolve(what: RefKind, ref: Ref) -> bool:
@@ -170,6 +160,7 @@ class RegistryService(RegistryApprovals):
         if isinstance(defn, ToolManifest):
             await self._check_tool_ownership(defn, file_name)
         if signer is None and self.policy.require_signed_publications:
+            kind, ident = defn.KIND, defn.definition_id
             level = await self.definition_level(defn)
             if level is not None and level.rank >= GovernanceLevel.A2.rank:
                 raise SignatureRequired(
@@ -186,6 +177,18 @@ class RegistryService(RegistryApprovals):
                     file=file_name,
                 )
 
+    async def _store_version(
+        self,
+        defn: Definition,
+        body: bytes,
+        digest: str,
+        file_name: str,
+        who: Who,
+        signer: SigningKey | None,
+    ) -> tuple[DefinitionVersion, bool]:
+        """The stored version (its blob and record, signed by ``signer`` when given), and
+        whether this call created it: False when a racing publish of the same content won."""
+        kind, ident, label = defn.KIND, defn.definition_id, defn.version
         await self._blobs.put_bytes(body, expected_sha256=digest)
         version = DefinitionVersion(
             kind=kind,
@@ -193,7 +196,7 @@ class RegistryService(RegistryApprovals):
             version=label,
             digest=digest,
             size_bytes=len(body),
-            publisher=actor,
+            publisher=who.name,
             source_file=_safe_file_name(file_name),
         )
         if signer is not None:
@@ -201,11 +204,11 @@ class RegistryService(RegistryApprovals):
                 update={"signature": sign_act("publish", version.signed_content(), signer)}
             )
         try:
-            await records.insert_definition_version(
+            await self.records.insert_definition_version(
                 version,
                 audit=AuditEvent(
                     event="registry.version.stored",
-                    actor=actor,
+                    actor=who.name,
                     subject_type=kind.value,
                     subject_id=ident,
                     details={"version": label, "digest": digest},
@@ -214,12 +217,19 @@ class RegistryService(RegistryApprovals):
         except Conflict as exc:
             if exc.details.get("reason") != "digest_exists":
                 raise
-            won = await records.get_definition_version(kind, ident, digest=digest)
-            return PublishResult(version=won, created=False, object_path=path)
+            return await self.records.get_definition_version(kind, ident, digest=digest), False
+        return version, True
+
+    async def _file_version(
+        self, defn: Definition, version: DefinitionVersion, body: bytes, path: str, who: Who
+    ) -> None:
+        """What follows a new version's record: its catalog copy at ``path``, its move to the
+        ``draft`` channel and the ``registry.published`` audit event."""
+        kind, ident, digest = defn.KIND, defn.definition_id, version.digest
         self._remember(digest, defn)
         namespace = await self._namespace(kind)
         await self._catalog.put_object(
-            namespace, path, body, content_type="application/json", actor=actor
+            namespace, path, body, content_type="application/json", actor=who.name
         )
         move = await self._move(
             kind,
@@ -227,18 +237,18 @@ class RegistryService(RegistryApprovals):
             Channel.DRAFT,
             digest,
             action=ChannelAction.PROMOTE,
-            actor=actor,
+            actor=who.name,
             reason="published",
-            expected=_CURRENT,
+            expected=CURRENT,
         )
         await self._audit.record(
             AuditEvent(
                 event="registry.published",
-                actor=actor,
+                actor=who.name,
                 subject_type=kind.value,
                 subject_id=ident,
                 details={
-                    "version": label,
+                    "version": defn.version,
                     "digest": digest,
                     "size_bytes": len(body),
                     "source_file": version.source_file,
@@ -249,7 +259,6 @@ class RegistryService(RegistryApprovals):
                 },
             )
         )
-        return PublishResult(version=version, created=True, object_path=path)
 
     async def _namespace(self, kind: DefinitionKind) -> str:
         namespace_id = OBJECT_FOLDERS[kind]
@@ -297,236 +306,6 @@ class RegistryService(RegistryApprovals):
         if ref.digest is not None:
             return await self._find(kind, ref.id, digest=ref.digest) is not None
         return bool(await self.records.list_definition_versions(kind, ref.id))
-
-    # -- channels -----------------------------------------------------------------------------
-
-    async def promote(
-        self,
-        kind: DefinitionKind | str,
-        definition_id: str,
-        version_or_digest: str,
-        *,
-        to: Channel | str,
-        actor: str | None = None,
-        reason: str,
-        approval_id: str | None = None,
-        expected: str | object | None = _CURRENT,
-        signer: SigningKey | None = None,
-    ) -> MoveResult:
-        """Point channel ``to`` at a version (label or ``sha256:<hex>``), compare-and-set from
-        the digest the channel held when read (or from ``expected`` when given: the digest
-        the caller saw, or None for "unset"); `StaleChannel` if it moved meanwhile. Already
-        there (and no ``expected`` given): a no-op, ``moved=False``.
-
-        Promoting to ``production`` something that governs execution at the policy's level
-        (A2 by default) needs an active promotion approval for exactly this definition,
-        digest and channel, by someone other than the publisher (``approval_id`` names it,
-        else one is looked up); otherwise `ApprovalRequired`. Audited as
-        ``registry.promoted``. ``signer``: the operator's personal key (``operator`` role):
-        the move carries their signature and ``actor`` is the key's registered name."""
-        kind, channel = DefinitionKind(kind), Channel(to)
-        who = await self._operator(signer, actor, channel, "registry.promote")
-        selector = version_or_digest
-        target = await self.version(kind, definition_id, selector)
-        approval = None
-        if await self._needs_approval(target, channel):
-            approval = await self._approval_for(target, channel, approval_id)
-        elif approval_id is not None:
-            approval = await self.records.get_approval(approval_id)
-        return await self._change(
-            target,
-            channel,
-            ChannelAction.PROMOTE,
-            who=who,
-            reason=reason,
-            approval=approval,
-            expected=expected,
-            signer=signer,
-        )
-
-    async def _operator(
-        self, signer: SigningKey | None, actor: str | None, channel: Channel, operation: str
-    ) -> Who:
-        """Who moves ``channel``: under `RegistryPolicy.require_signed_production_moves` a
-        move of ``production`` must be signed by an operator (`SignatureRequired`)."""
-        if (
-            signer is None
-            and channel is Channel.PRODUCTION
-            and self.policy.require_signed_production_moves
-        ):
-            raise SignatureRequired(
-                "this vault's policy wants every move of the production channel signed with "
-                "an operator's registered personal key: create one (`strongroom keys init`), "
-                "have an admin register it (`strongroom actors add NAME --public-key FILE "
-                "--role operator`), and pass `--key PATH`",
-                operation=operation,
-                channel=channel.value,
-            )
-        return await self.identity.who(signer, ActorRole.OPERATOR, actor=actor, operation=operation)
-
-    async def rollback(
-        self,
-        kind: DefinitionKind | str,
-        definition_id: str,
-        *,
-        channel: Channel | str,
-        actor: str | None = None,
-        reason: str,
-        signer: SigningKey | None = None,
-    ) -> MoveResult:
-        """Move ``channel`` back to the version it pointed at before its last promotion
-        (rollbacks undo promotions one at a time, like a stack). `Conflict` (reason
-        ``nothing_to_roll_back``) when the channel has no earlier version. Audited as
-        ``registry.rolled_back``. Needs no approval: the earlier version held the channel.
-        ``signer``: as for `promote`."""
-        kind, chan = DefinitionKind(kind), Channel(channel)
-        who = await self._operator(signer, actor, chan, "registry.rollback")
-        moves = [
-            m
-            for m in await self.records.list_channel_moves(kind, definition_id)
-            if m.channel is chan
-        ]
-        stack: builtins.list[str] = []
-        for move in moves:
-            if move.action is ChannelAction.PROMOTE:
-                stack.append(move.to_digest)
-            else:
-                while stack and stack[-1] != move.to_digest:
-                    stack.pop()
-                if not stack:
-                    stack.append(move.to_digest)
-        if len(stack) < 2:
-            raise Conflict(
-                f"channel {chan.value} of {kind.value} {definition_id} has no earlier version "
-                "to roll back to",
-                operation="registry.rollback",
-                reason="nothing_to_roll_back",
-                kind=kind.value,
-                definition_id=definition_id,
-                channel=chan.value,
-            )
-        target = await self.records.get_definition_version(kind, definition_id, digest=stack[-2])
-        return await self._change(
-            target,
-            chan,
-            ChannelAction.ROLLBACK,
-            who=who,
-            reason=reason,
-            approval=None,
-            expected=stack[-1],
-            signer=signer,
-        )
-
-    async def _change(
-        self,
-        target: DefinitionVersion,
-        channel: Channel,
-        action: ChannelAction,
-        *,
-        who: Who,
-        reason: str,
-        approval: Approval | None,
-        expected: str | object | None,
-        signer: SigningKey | None = None,
-    ) -> MoveResult:
-        current = (await self.records.get_channels(target.kind, target.definition_id)).get(channel)
-        if current is not None and current.to_digest == target.digest and expected is _CURRENT:
-            return MoveResult(move=current, moved=False, version=target.version)
-        move = await self._move(
-            target.kind,
-            target.definition_id,
-            channel,
-            target.digest,
-            action=action,
-            actor=who.name,
-            reason=reason,
-            approval_id=approval.approval_id if approval else None,
-            expected=expected,
-            attempts=1,
-            signer=signer,
-        )
-        await self._audit.record(
-            AuditEvent(
-                event="registry.promoted"
-                if action is ChannelAction.PROMOTE
-                else "registry.rolled_back",
-                actor=who.name,
-                subject_type=target.kind.value,
-                subject_id=target.definition_id,
-                details={
-                    "channel": channel.value,
-                    "version": target.version,
-                    "digest": target.digest,
-                    "from_digest": move.from_digest,
-                    "reason": reason,
-                    "approval_id": move.approval_id,
-                    "move": move.model_dump(mode="json"),
-                    "move_digest": move_digest(move),
-                    **who.audit(),
-                },
-            )
-        )
-        return MoveResult(move=move, moved=True, version=target.version)
-
-    async def _move(
-        self,
-        kind: DefinitionKind,
-        ident: str,
-        channel: Channel,
-        digest: str,
-        *,
-        action: ChannelAction,
-        actor: str,
-        reason: str,
-        approval_id: str | None = None,
-        expected: str | object | None,
-        attempts: int = _MOVE_ATTEMPTS,
-        signer: SigningKey | None = None,
-    ) -> ChannelMove:
-        """One compare-and-set move. ``expected`` _CURRENT: from whatever the channel holds
-        now (re-read and retried, ``attempts`` runs in all, when a racing move wins)."""
-
-        async def once() -> ChannelMove:
-            if expected is _CURRENT:
-                current = (await self.records.get_channels(kind, ident)).get(channel)
-                from_digest = current.to_digest if current else None
-            else:
-                assert expected is None or isinstance(expected, str)
-                from_digest = expected
-            move = ChannelMove(
-                move_id=new_id(),
-                kind=kind,
-                definition_id=ident,
-                channel=channel,
-                action=action,
-                from_digest=from_digest,
-                to_digest=digest,
-                actor=actor,
-                reason=reason,
-                approval_id=approval_id,
-            )
-            if signer is not None:
-                move = move.model_copy(
-                    update={"signature": sign_act("move", move.signed_content(), signer)}
-                )
-            await self.records.move_channel(
-                move,
-                audit=AuditEvent(
-                    event="registry.channel.moved",
-                    actor=actor,
-                    subject_type=kind.value,
-                    subject_id=ident,
-                    details={"channel": channel.value, "move_id": move.move_id},
-                ),
-            )
-            return move
-
-        def retryable(exc: Exception) -> bool:
-            return isinstance(exc, StaleChannel) and expected is _CURRENT
-
-        # No backoff (the zero pause only yields to the loop): the re-read sees the winner.
-        policy = Backoff(attempts, base=0.0, cap=0.0, jitter="none")
-        return await retry_async(once, policy, retryable=retryable)
 
 
 def _safe_file_name(file_name: str) -> str | None:
