@@ -16,13 +16,13 @@ from types import TracebackType
 from typing import Self
 
 from strongroom._audit_worker import CHILD_THRESHOLD, WorkerFailed, walk_in_child
-from strongroom.adapters import open_stores, open_witness, safe_url
+from strongroom.adapters import open_stores, open_witness
 from strongroom.errors import IntegrityError, ValidationError
 from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key, sign_tree_head
 from strongroom.models import MerkleCheckpoint, VerifyReport
 from strongroom.ports import BlobStore, MetadataStore
+from strongroom.secrets import DEFAULT_REDACT_PATTERNS, Redactor, safe_url
 from strongroom.services import (
-    DEFAULT_REDACT_PATTERNS,
     Anchor,
     ArtifactService,
     AuditService,
@@ -31,7 +31,6 @@ from strongroom.services import (
     CatalogService,
     LogService,
     ProgressCallback,
-    Redactor,
     RunService,
     SnapshotService,
     TransitionService,
@@ -162,10 +161,13 @@ class Vault:
             anchor=options.anchor,
         )
         self.artifacts = ArtifactService(metadata, blobs)
+        #: The vault's one redactor (``redact_patterns``): log lines, `PipelineRun` error
+        #: records and the execution lane's tool output all go through it (`strongroom.secrets`).
+        self.redactor = Redactor(redact_patterns)
         self.logs = LogService(
             metadata,
             self.artifacts,
-            Redactor(redact_patterns),
+            self.redactor,
             head_every_lines=options.log_head_lines,
             head_every_seconds=options.log_head_seconds,
         )
@@ -275,7 +277,8 @@ class Vault:
         signatures count (default: the configured signing key's, if any).
 
         ``parallel``: walk the audit chain in a second process beside the other stages (see
-        `strongroom._audit_worker`); None (the default) does so for a SQL vault opened by URL
+        `strongroom._audit_worker`); None (the default) does so for a vault opened by URL whose
+        records store can be reopened from it (`StoreCapabilities.reopen_by_url`: SQL) and
         whose chain holds at least `CHILD_THRESHOLD` entries, on a machine with more than one
         CPU. The report is the same either way."""
         if trusted_keys is None and self.integrity.signing_key is not None:
@@ -299,7 +302,7 @@ class Vault:
         parallel: bool | None,
     ) -> AuditWalker | None:
         location = self._location
-        if parallel is False or location is None or location.startswith("memory://"):
+        if parallel is False or location is None or not self.metadata.capabilities.reopen_by_url:
             return None
         if parallel is None and _usable_cpus() < 2:
             return None

@@ -49,9 +49,10 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from strongroom.adapters._sql import Operation, SqlMetadataStore
 from strongroom.adapters._sql.base import TRANSACTION_BACKOFF, run_in_thread
-from strongroom.adapters._urls import safe_url
 from strongroom.errors import ValidationError
+from strongroom.ports import StoreCapabilities
 from strongroom.retry import retry_async
+from strongroom.secrets import safe_url
 
 __all__ = ["PostgresMetadataStore", "open_postgres_store"]
 
@@ -138,6 +139,7 @@ class PostgresMetadataStore(SqlMetadataStore):
     """
 
     backend = "postgresql"
+    capabilities = StoreCapabilities(reopen_by_url=True, shared=True, database_roles=True)
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from strongroom.adapters._sql import Operation, SqlMetadataStore, map_db_errors
 from strongroom.adapters._sql.base import TRANSACTION_BACKOFF, run_in_thread
 from strongroom.errors import map_os_errors
+from strongroom.ports import StoreCapabilities
 from strongroom.retry import retry_async
 
 __all__ = ["SqliteMetadataStore", "open_sqlite_store"]
@@ -75,6 +76,7 @@ class SqliteMetadataStore(SqlMetadataStore):
     """Records in one SQLite file (WAL), safe for many processes on one machine."""
 
     backend = "sqlite"
+    capabilities = StoreCapabilities(reopen_by_url=True, shared=True)
 
     def __init__(
         self,

@@ -56,6 +56,9 @@ __all__ = [
 
 
 class RegistryRecords(ABC):
+    """Definition versions, channels, approvals, actors (conformance:
+    `strongroom.testing.RegistryRecordsTests`)."""
+
     async def session_role(self) -> str | None:
         """The database role this store writes as, where the database has roles and checks
         them (PostgreSQL's ``current_user``); None where it has none (SQLite, memory). Who an

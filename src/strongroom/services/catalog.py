@@ -21,7 +21,7 @@ from strongroom.models import (
     ProviderCapabilities,
     ProviderType,
 )
-from strongroom.ports import BlobStore, MetadataStore
+from strongroom.ports import BlobStore, CatalogRecords
 from strongroom.services._common import parse
 from strongroom.services.audit import AuditService
 
@@ -41,7 +41,7 @@ DEFAULT_NAMESPACES: dict[str, tuple[str, str]] = {
 class CatalogService:
     def __init__(
         self,
-        store: MetadataStore,
+        store: CatalogRecords,
         blobs: BlobStore,
         audit: AuditService,
         *,

@@ -12,7 +12,7 @@ import pydantic
 
 from strongroom.errors import Conflict, IntegrityError, NotFound, ValidationError
 from strongroom.models import AuditEvent, RunSnapshot, RunState, SnapshotRecord, canonical_json
-from strongroom.ports import BlobStore, MetadataStore
+from strongroom.ports import BlobStore, RunRecords
 from strongroom.services._common import parse, validation_error
 
 __all__ = ["SnapshotService", "snapshot_event", "stale_snapshot"]
@@ -31,7 +31,7 @@ def _state_json(state: RunState) -> bytes:
 
 
 class SnapshotService:
-    def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
+    def __init__(self, store: RunRecords, blobs: BlobStore) -> None:
         self._store = store
         self._blobs = blobs
 
