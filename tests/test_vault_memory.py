@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
@@ -13,12 +11,8 @@ from strongroom.vault import Vault
 
 
 class TestMemoryVault(VaultTests):
-    @pytest.fixture
-    async def vault(self) -> AsyncIterator[Vault]:
-        metadata, blobs = MemoryMetadataStore(), MemoryBlobStore()
-        vault = Vault(metadata, blobs, checkpoint_interval=4)
-        yield vault
-        await vault.close()
+    async def make_vault(self, request: pytest.FixtureRequest) -> Vault:
+        return Vault(MemoryMetadataStore(), MemoryBlobStore(), checkpoint_interval=4)
 
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
         assert isinstance(vault.blobs, MemoryBlobStore)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,12 @@ pytestmark = pytest.mark.postgres
 
 
 class TestPostgresLocalVault(VaultTests):
-    @pytest.fixture
-    async def vault(self, pg_url: str, tmp_path: Path) -> AsyncIterator[Vault]:
+    async def make_vault(self, request: pytest.FixtureRequest) -> Vault:
+        pg_url: str = request.getfixturevalue("pg_url")
+        tmp_path: Path = request.getfixturevalue("tmp_path")
         vault = await Vault.open(pg_url, blobs_url=str(tmp_path / "blobs"), checkpoint_interval=4)
         assert isinstance(vault.metadata, PostgresMetadataStore)
-        yield vault
-        await vault.close()
+        return vault
 
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
         assert isinstance(vault.blobs, LocalBlobStore)

@@ -4,7 +4,6 @@ opened from their URLs exactly as a user would."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,13 +19,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.s3]
 
 
 class TestPostgresS3Vault(VaultTests):
-    @pytest.fixture
-    async def vault(self, pg_url: str, s3_blob_url: str) -> AsyncIterator[Vault]:
-        vault = await Vault.open(pg_url, blobs_url=s3_blob_url, checkpoint_interval=4)
+    async def make_vault(self, request: pytest.FixtureRequest) -> Vault:
+        pg_url: str = request.getfixturevalue("pg_url")
+        blobs_url: str = request.getfixturevalue("s3_blob_url")
+        vault = await Vault.open(pg_url, blobs_url=blobs_url, checkpoint_interval=4)
         assert isinstance(vault.metadata, PostgresMetadataStore)
         assert isinstance(vault.blobs, S3BlobStore)
-        yield vault
-        await vault.close()
+        return vault
 
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
         assert isinstance(vault.blobs, S3BlobStore)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,11 +23,9 @@ def flip_one_byte(path: Path) -> None:
 
 
 class TestSqliteLocalVault(VaultTests):
-    @pytest.fixture
-    async def vault(self, tmp_path: Path) -> AsyncIterator[Vault]:
-        vault = await Vault.open(tmp_path / "vault", checkpoint_interval=4)
-        yield vault
-        await vault.close()
+    async def make_vault(self, request: pytest.FixtureRequest) -> Vault:
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        return await Vault.open(tmp_path / "vault", checkpoint_interval=4)
 
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
         assert isinstance(vault.blobs, LocalBlobStore)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,13 +28,13 @@ def flip_one_byte(store: S3BlobStore, sha256: str) -> None:
 
 
 class TestSqliteS3Vault(VaultTests):
-    @pytest.fixture
-    async def vault(self, tmp_path: Path, s3_blob_url: str) -> AsyncIterator[Vault]:
-        vault = await Vault.open(tmp_path / "vault", blobs_url=s3_blob_url, checkpoint_interval=4)
+    async def make_vault(self, request: pytest.FixtureRequest) -> Vault:
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        blobs_url: str = request.getfixturevalue("s3_blob_url")
+        vault = await Vault.open(tmp_path / "vault", blobs_url=blobs_url, checkpoint_interval=4)
         assert isinstance(vault.metadata, SqliteMetadataStore)
         assert isinstance(vault.blobs, S3BlobStore)
-        yield vault
-        await vault.close()
+        return vault
 
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
         assert isinstance(vault.blobs, S3BlobStore)

@@ -18,22 +18,60 @@ from strongroom.testing._runs import RunIndexTests, RunTests, SnapshotTests
 from strongroom.testing._transitions import TransitionTests
 from strongroom.testing._verify import VerifyTests
 
-__all__ = ["VaultTests"]
+__all__ = [
+    "ArtifactRecordsTests",
+    "AuditRecordsTests",
+    "CatalogRecordsTests",
+    "LogRecordsTests",
+    "RegistryRecordsTests",
+    "RunRecordsTests",
+    "VaultTests",
+    "VerifyRecordsTests",
+]
+
+
+# One suite per narrow port (`strongroom.ports`), each run through a Vault over the backend:
+# a backend that implements one port can run that port's suite alone.
+
+
+class RunRecordsTests(RunTests, SnapshotTests, TransitionTests, RunIndexTests):
+    """`RunRecords`: runs, snapshots, transitions, the run index."""
+
+
+class ArtifactRecordsTests(ArtifactTests):
+    """`ArtifactRecords`."""
+
+
+class LogRecordsTests(LogTests):
+    """`LogRecords`: log chains, sealing, references."""
+
+
+class AuditRecordsTests(AuditTests):
+    """`AuditRecords`: the audit chain, bindings, checkpoints."""
+
+
+class CatalogRecordsTests(CatalogTests):
+    """`CatalogRecords`."""
+
+
+class RegistryRecordsTests(
+    RegistryStoreTests, RegistryServiceTests, IdentityTests, IdentityPolicyTests
+):
+    """`RegistryRecords`: definition versions, channels, approvals, actors and the
+    governance built on them."""
+
+
+class VerifyRecordsTests(VerifyTests):
+    """`VerifyRecords`: what verify reads, and that it finds what was damaged."""
 
 
 class VaultTests(
-    RunTests,
-    SnapshotTests,
-    TransitionTests,
-    RunIndexTests,
-    ArtifactTests,
-    LogTests,
-    AuditTests,
-    CatalogTests,
-    RegistryStoreTests,
-    RegistryServiceTests,
-    VerifyTests,
-    IdentityTests,
-    IdentityPolicyTests,
+    RunRecordsTests,
+    ArtifactRecordsTests,
+    LogRecordsTests,
+    AuditRecordsTests,
+    CatalogRecordsTests,
+    RegistryRecordsTests,
+    VerifyRecordsTests,
 ):
     """Every behaviour a vault promises, independent of its backends."""
