@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import strongroom.ports.metadata as metadata_port
+import strongroom.ports.verify as verify_port
+import strongroom.services.rehash as rehash_module
 import strongroom.services.verify as verify_module
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
 from strongroom.models import BlobInfo, DefinitionKind, VerifyReport
@@ -73,13 +74,13 @@ async def test_damaged_and_missing_blobs_are_reported_as_before(
 
     # A tiny cache and tiny reference batches (evictions, repeats across batches) agree.
     monkeypatch.setattr(verify_module, "_SIZE_CACHE", 2)
-    monkeypatch.setattr(metadata_port, "REFERENCE_BATCH", 5)
+    monkeypatch.setattr(verify_port, "REFERENCE_BATCH", 5)
     monkeypatch.setattr(verify_module, "_LOOKUP_PARAMS", 2)
     small = await vault.verify()
     assert _summary(small) == _summary(report)
     assert small.checked == report.checked
 
-    monkeypatch.setattr(verify_module, "_VERIFY_CONCURRENCY", 1)
+    monkeypatch.setattr(rehash_module, "_VERIFY_CONCURRENCY", 1)
     assert _summary(await vault.verify()) == _summary(report)
 
 
@@ -96,7 +97,7 @@ async def test_size_mismatch_and_unreferenced_counts(
 
     monkeypatch.setattr(vault.blobs, "verify", short)
     monkeypatch.setattr(verify_module, "_SIZE_CACHE", 1)
-    monkeypatch.setattr(metadata_port, "REFERENCE_BATCH", 3)
+    monkeypatch.setattr(verify_port, "REFERENCE_BATCH", 3)
     report = await vault.verify()
     wrong = [p for p in report.problems if p.code == "integrity_error"]
     assert len(wrong) == 2

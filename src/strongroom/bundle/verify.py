@@ -7,7 +7,6 @@ from pathlib import Path
 
 from strongroom.bundle.format import MANIFEST, RECORD_KINDS
 from strongroom.bundle.reader import BundleReader, problem
-from strongroom.errors import StrongroomError
 from strongroom.models import (
     AuditEntry,
     LogEntry,
@@ -16,7 +15,7 @@ from strongroom.models import (
     VerifyReport,
     utcnow,
 )
-from strongroom.services import verify_chain
+from strongroom.services import rehash_blobs, verify_chain
 from strongroom.services.audit import merkle_root
 from strongroom.services.verify import ProgressCallback
 
@@ -53,12 +52,22 @@ async def verify_bundle(path: Path, *, on_progress: ProgressCallback | None = No
 
     digests = [d async for d in reader.blobs.iter_digests()]
     sizes: dict[str, int] = {}
-    for i, digest in enumerate(digests, start=1):
-        try:
-            sizes[digest] = (await reader.blobs.verify(digest)).size_bytes
-        except StrongroomError as exc:
-            problems.append(problem("blob", digest, exc.code, exc.message))
-        progress("blobs", i, len(digests))
+    done = 0
+
+    def verified() -> None:
+        nonlocal done
+        done += 1
+        progress("blobs", done, len(digests))
+
+    for digest, outcome in zip(
+        digests, await rehash_blobs(reader.blobs, digests, verified), strict=True
+    ):
+        if isinstance(outcome, int):
+            sizes[digest] = outcome
+        elif outcome is None:  # listed, then gone: nothing else writes to a bundle being read
+            problems.append(problem("blob", digest, "not_found", f"blob {digest} vanished"))
+        else:
+            problems.append(problem("blob", digest, outcome.code, outcome.message))
     report.checked["blobs"] = len(digests)
     expected_blobs = reader.manifest.get("counts", {}).get("blobs")
     if expected_blobs != len(digests):

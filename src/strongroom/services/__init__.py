@@ -2,12 +2,13 @@
 verify; and two helpers layers above use: `parse` (input into a model, or `ValidationError`
 naming every bad field) and `verify_chain` (replaying a hash chain)."""
 
+from strongroom.secrets import DEFAULT_REDACT_PATTERNS, Redactor
 from strongroom.services._common import parse, verify_chain
 from strongroom.services.artifacts import ArtifactInput, ArtifactService
 from strongroom.services.audit import Anchor, AuditService, merkle_root
 from strongroom.services.catalog import CatalogService
 from strongroom.services.logs import LogService
-from strongroom.services.redaction import DEFAULT_REDACT_PATTERNS, Redactor
+from strongroom.services.rehash import rehash_blobs
 from strongroom.services.runs import RunService
 from strongroom.services.snapshots import SnapshotService
 from strongroom.services.transitions import Transition, TransitionService
@@ -37,6 +38,7 @@ __all__ = [
     "TransitionService",
     "merkle_root",
     "parse",
+    "rehash_blobs",
     "verify_chain",
     "verify_vault",
     "walk_audit",

@@ -22,24 +22,26 @@ from pydantic import BaseModel, Field
 
 from strongroom.errors import IntegrityError, StrongroomError
 from strongroom.integrity import SignedTreeHead
-from strongroom.models import BlobInfo, VerifyProblem, VerifyReport, utcnow
+from strongroom.models import VerifyProblem, VerifyReport, utcnow
 from strongroom.ports import BlobStore, MetadataStore, RegistryRecords
 from strongroom.ports.verify import BINDING_REASONS
 from strongroom.services._replay import AuditReplay
 from strongroom.services.audit import AuditService
 from strongroom.services.logs import LogService
 from strongroom.services.registry import collect_act, collect_move, verify_registry
+from strongroom.services.rehash import rehash_blobs
 
-__all__ = ["AuditWalk", "AuditWalker", "ProgressCallback", "verify_vault", "walk_audit"]
+__all__ = [
+    "AuditWalk",
+    "AuditWalker",
+    "ProgressCallback",
+    "verify_vault",
+    "walk_audit",
+]
 
 # (stage, done, total or None when unknown)
 ProgressCallback = Callable[[str, int, int | None], None]
 
-# Blobs re-hashed at once: the local store hashes in a worker thread and hashlib lets go of
-# the GIL, so a few overlap reading and hashing (and S3 round trips) without holding more
-# than a few read buffers.
-_VERIFY_CONCURRENCY = 3
-_VERIFY_RUN = 8  # blobs re-hashed per verify_each call (per thread hop)
 _PAGE = 1000  # blobs listed, then re-hashed, at a time
 _SIZE_CACHE = 10_000  # recently referenced digests whose verified size is kept in memory
 _LOOKUP_PARAMS = 500  # digests per SELECT ... IN (...)
@@ -350,7 +352,7 @@ async def _rehash_blobs(
 
     async def rehash(page: Sequence[str]) -> None:
         sizes: list[tuple[str, int]] = []
-        for digest, outcome in zip(page, await _verify_page(blobs, page, verified), strict=True):
+        for digest, outcome in zip(page, await rehash_blobs(blobs, page, verified), strict=True):
             if isinstance(outcome, StrongroomError):
                 damaged[digest] = _problem("blob", digest, outcome)
             elif outcome is not None:
@@ -445,38 +447,6 @@ class _References:
         report.checked["unreferenced_blobs"] = self._scratch.count(
             "referenced IS NULL AND size IS NOT NULL"
         )
-
-
-async def _verify_page(
-    blobs: BlobStore, page: Sequence[str], verified: Callable[[], None]
-) -> list[int | StrongroomError | None]:
-    """Re-hash the blobs of ``page``: runs of `_VERIFY_RUN` at a time (one `verify_each`,
-    one thread hop on a local store), `_VERIFY_CONCURRENCY` runs at once (hashing releases
-    the GIL); for each blob, in page order, its size, the error that fails it, or None when
-    it is gone (deleted while we walked: not a corruption). ``verified`` is called as each
-    one is done."""
-    outcomes: list[int | StrongroomError | None] = [None] * len(page)
-    runs = iter(range(0, len(page), _VERIFY_RUN))
-
-    async def work() -> None:
-        for start in runs:  # shared: each run goes to one worker
-            run = page[start : start + _VERIFY_RUN]
-            for offset, outcome in enumerate(await blobs.verify_each(run)):
-                outcomes[start + offset] = (
-                    outcome.size_bytes if isinstance(outcome, BlobInfo) else outcome
-                )
-                verified()
-
-    workers = [asyncio.create_task(work()) for _ in range(min(_VERIFY_CONCURRENCY, len(page)))]
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        # Stop the others before the error (unwrapped) goes on.
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
-    return outcomes
 
 
 async def _check_reference(

@@ -50,7 +50,11 @@ from strongroom.adapters._sql.binding_check import (
     newest_join,
 )
 from strongroom.adapters._sql.columns import UtcTimestamp
-from strongroom.adapters._sql.registry_tables import channel_moves_table, channel_pointers_table
+from strongroom.adapters._sql.registry_tables import (
+    approvals_table,
+    channel_moves_table,
+    channel_pointers_table,
+)
 from strongroom.adapters._sql.tables import artifact_tags_table, artifacts_table
 from strongroom.errors import IntegrityError
 from strongroom.models import (
@@ -103,7 +107,7 @@ _DERIVED: Final[dict[tuple[str, str], Callable[[Any], Any]]] = {
 # Columns the database keeps about a row, not copies of the record's fields: nothing to
 # compare (``approvals.written_by``: the role that wrote it, enforced by PostgreSQL itself,
 # migration 0006).
-_NOT_COPIES: Final = frozenset({("approvals", "written_by")})
+_NOT_COPIES: Final = frozenset({("approvals", "written_by")})  # see `_writer_problems`
 
 
 def _plan(spec: Bound) -> _Plan:
@@ -497,6 +501,8 @@ class RecordChecks(BindingChecks):
         if columns:
             async for problem in self._orphan_tags():
                 yield problem
+            for problem in await self._read("iter_record_problems", _writer_problems):
+                yield problem
         if bindings:
             async for problem in self._check_log_heads():
                 yield problem
@@ -585,6 +591,28 @@ class RecordChecks(BindingChecks):
                     "(the pointer was edited)",
                     details={"move_id": row.move_id, "expected": expected, "found": row.digest},
                 )
+
+
+def _writer_problems(conn: Connection) -> list[VerifyProblem]:
+    """``approvals.written_by`` is the database's own record of the role that wrote a row
+    (migration 0006), not a field of the approval: PostgreSQL fills it in and its trigger
+    refuses a change, so it is the server's to guard there. SQLite has no roles and never
+    fills it: a value there is a hand edit."""
+    if conn.dialect.name != "sqlite":
+        return []
+    ap = approvals_table.c
+    stmt = select(ap.approval_id).where(ap.written_by.is_not(None)).limit(PAGE_SIZE)
+    return [
+        VerifyProblem(
+            kind="approval",
+            code="integrity_error",
+            subject=str(row.approval_id),
+            message=f"approval {row.approval_id} names a database role that wrote it, on "
+            "SQLite, which has none (the row was edited)",
+            details={"column": "written_by"},
+        )
+        for row in conn.execute(stmt)
+    ]
 
 
 def _blob_of(row: AnyRow, column: str, data: Any = None) -> tuple[str, int]:

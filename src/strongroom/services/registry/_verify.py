@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from strongroom.errors import IntegrityError, NotFound, StrongroomError
 from strongroom.models import AuditEntry, ChannelMove, DefinitionVersion, VerifyProblem
 from strongroom.ports import BlobStore, RegistryRecords
 from strongroom.ports.metadata import ChainRow
 from strongroom.services.audit import AuditService
 from strongroom.services.registry._service import move_digest
 from strongroom.services.registry._signatures import check_signatures
+from strongroom.services.rehash import rehash_blobs
 
 __all__ = ["MOVE_EVENTS", "AuditActs", "collect_act", "collect_move", "verify_registry"]
 
@@ -78,29 +78,21 @@ async def verify_registry(
             subject = f"{kind.value}/{ident}@{version.version}"
             size = verified.get(version.digest) if verified is not None else None
             if size is None:
-                try:
-                    size = (await blobs.verify(version.digest)).size_bytes
-                except NotFound:
+                (outcome,) = await rehash_blobs(blobs, [version.digest])
+                if not isinstance(outcome, int):
+                    blob = f"{subject}: its definition blob sha256:{version.digest}"
                     problems.append(
                         _problem(
                             subject,
-                            "not_found",
-                            f"{subject}: its definition blob sha256:{version.digest} is missing",
+                            "not_found" if outcome is None else outcome.code,
+                            f"{blob} is missing"
+                            if outcome is None
+                            else f"{blob} fails verification: {outcome.message}",
                             sha256=version.digest,
                         )
                     )
                     continue
-                except (IntegrityError, StrongroomError) as exc:
-                    problems.append(
-                        _problem(
-                            subject,
-                            exc.code,
-                            f"{subject}: its definition blob sha256:{version.digest} fails "
-                            f"verification: {exc.message}",
-                            sha256=version.digest,
-                        )
-                    )
-                    continue
+                size = outcome
             if size != version.size_bytes:
                 problems.append(
                     _problem(
