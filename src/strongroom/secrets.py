@@ -70,6 +70,15 @@ DEFAULT_SECRET_KEY_PATTERN = (
 _MAX_EXTENDED = 64  # distinct pattern sets a redactor keeps compiled extensions of
 
 
+def _compile(pattern: str, what: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValidationError(
+            f"invalid {what} {pattern!r}: {exc}", operation="redaction", reason="bad_pattern"
+        ) from exc
+
+
 class Redactor:
     """Regex patterns searched in every string, each match replaced by `REDACTED`.
 
@@ -85,26 +94,12 @@ class Redactor:
         """``patterns`` are searched in every string; a ``data`` key matching ``secret_keys``
         (None: no such rule) has its whole value replaced by ``[REDACTED]``. A pattern that
         does not compile is a `ValidationError` (reason ``bad_pattern``)."""
-        try:
-            self._secret_keys = re.compile(secret_keys) if secret_keys is not None else None
-        except re.error as exc:
-            raise ValidationError(
-                f"invalid secret key pattern {secret_keys!r}: {exc}",
-                operation="redaction",
-                reason="bad_pattern",
-            ) from exc
+        self._secret_keys = (
+            _compile(secret_keys, "secret key pattern") if secret_keys is not None else None
+        )
         self._secret_keys_source = secret_keys
         sources = tuple(patterns)
-        compiled: list[tuple[re.Pattern[str], tuple[str, ...] | None]] = []
-        for pattern in sources:
-            try:
-                compiled.append((re.compile(pattern), _HINTS.get(pattern)))
-            except re.error as exc:
-                raise ValidationError(
-                    f"invalid redaction pattern {pattern!r}: {exc}",
-                    operation="redaction",
-                    reason="bad_pattern",
-                ) from exc
+        compiled = [(_compile(p, "redaction pattern"), _HINTS.get(p)) for p in sources]
         self.patterns: tuple[str, ...] = sources
         self._patterns = tuple(compiled)
         # When every pattern has hints, one case-insensitive search for any hint rules out
