@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
@@ -32,3 +34,10 @@ async def test_a_vault_built_from_two_stores_has_its_default_catalog() -> None:
     bare = Vault(MemoryMetadataStore(), MemoryBlobStore(), bootstrap=False)
     assert await bare.catalog.providers() == []
     assert await bare.metadata.list_namespaces() == []
+
+
+async def test_concurrent_first_uses_create_the_default_catalog_once() -> None:
+    vault = Vault(MemoryMetadataStore(), MemoryBlobStore())
+    await asyncio.gather(vault.catalog.providers(), vault.catalog.namespaces())
+    entries = await vault.audit.entries()
+    assert [e.subject_id for e in entries if e.event == "catalog.provider.put"] == ["default"]

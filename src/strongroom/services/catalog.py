@@ -10,6 +10,7 @@ verbatim, or one verify is checking) never creates them."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from strongroom.ids import new_id
@@ -51,6 +52,7 @@ class CatalogService:
         self._blobs = blobs
         self._audit = audit
         self._defaults_ready = not bootstrap
+        self._defaults_lock = asyncio.Lock()  # concurrent first uses create them once
 
     async def ensure_defaults(self, *, base_uri: str | None = None) -> None:
         """Create whichever of the default provider and namespaces are missing (the
@@ -86,8 +88,11 @@ class CatalogService:
 
     async def _ready(self) -> None:
         """Before any use: the defaults exist (checked once per service)."""
-        if not self._defaults_ready:
-            await self.ensure_defaults()
+        if self._defaults_ready:
+            return
+        async with self._defaults_lock:
+            if not self._defaults_ready:
+                await self.ensure_defaults()
 
     async def _put_default_provider(self, base_uri: str) -> None:
         provider_type = (
