@@ -215,7 +215,7 @@ class Vault:
 
         Opening also creates whichever default catalog entries (the ``default`` provider and
         the standard namespaces) are missing, each one audited; a vault built from two
-        stores (``Vault(metadata, blobs)``) gets them before its first catalog write
+        stores (``Vault(metadata, blobs)``) gets them before its first catalog use
         (`CatalogService`). ``bootstrap=False`` skips that at open, so opening adds no record
         (a new store still gets its schema): for a vault that is about to receive another
         vault's records verbatim (``strongroom import``), where a catalog and audit chain of
