@@ -19,7 +19,6 @@ from strongroom.adapters._sql import map_db_errors
 from strongroom.cli._context import CliState, reported_errors
 from strongroom.errors import StorageIOError, ValidationError
 from strongroom.secrets import DEFAULT_REDACT_PATTERNS, REDACTED, Redactor, scrub_text
-from strongroom.services import redaction
 
 FRAGMENTS = [
     "AKIAABCDEFGHIJKLMNOP",
@@ -94,10 +93,9 @@ def test_a_redactor_extended_with_more_patterns_keeps_its_own() -> None:
     assert base.extended([r"alpha-\d+"]) is base  # nothing new
 
 
-def test_the_old_import_paths_are_the_same_objects() -> None:
-    assert services.Redactor is redaction.Redactor is Redactor
+def test_the_public_services_names_are_the_secrets_modules() -> None:
+    assert services.Redactor is Redactor
     assert services.DEFAULT_REDACT_PATTERNS is DEFAULT_REDACT_PATTERNS
-    assert redaction.REDACTED == REDACTED == "[REDACTED]"
 
 
 # -- one marker everywhere -------------------------------------------------------------------
@@ -157,3 +155,47 @@ def test_the_clis_internal_errors_are_scrubbed(capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert SECRET not in out
     assert "postgresql://[REDACTED]@db password=[REDACTED]" in out
+
+
+# -- what a hostile message tries: each was a leak once ------------------------------------------
+
+LEAKS = {
+    "password with @ and /": f"connect postgresql://app:p@ss/{SECRET}@db/vault failed",
+    "any scheme": f"redis://app:{SECRET}@cache:6379 refused",
+    "python repr": f"kwargs={{'password': '{SECRET}'}}",
+    "json": f'{{"api_key": "{SECRET}"}}',
+    "pwd pair": f"dsn: host=db pwd={SECRET}",
+    "token shape": f"auth failed for ghp_{'A1b2' * 6}",
+    "aws key id": "echoed AKIAABCDEFGHIJKLMNOP",
+}
+
+
+@pytest.mark.parametrize("text", LEAKS.values(), ids=LEAKS.keys())
+def test_both_tools_hide_what_either_knows(text: str) -> None:
+    """Log redaction and message scrubbing hide the same shapes: a secret one of them knew
+    and the other did not was a leak (tracebacks, run errors, tool output)."""
+    for shown in (Redactor().text(text), scrub_text(text)):
+        for secret in (SECRET, "AKIAABCDEFGHIJKLMNOP", "A1b2" * 6):
+            assert secret not in shown, shown
+
+
+def test_a_secret_at_the_cut_is_redacted_before_the_message_is_shortened() -> None:
+    """Redact, then cut: a key cut in two at the limit would match no pattern."""
+    from strongroom.pipeline._common import MAX_ERROR_MESSAGE, error_info
+
+    message = "x" * (MAX_ERROR_MESSAGE - 30) + f" password={SECRET}{SECRET}"
+    info = error_info(RuntimeError(message), Redactor())
+    assert SECRET[:5] not in info.message
+    assert len(info.message) <= MAX_ERROR_MESSAGE
+
+
+def test_the_clis_internal_errors_hide_the_credential_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("PGPASSWORD", SECRET[::-1])
+    with pytest.raises(typer.Exit), reported_errors(CliState(json=True)):
+        raise RuntimeError(f"driver echoed {SECRET} and {SECRET[::-1]}")
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    assert SECRET[::-1] not in out

@@ -11,14 +11,16 @@ stored log lines have always carried. Three tools, each for one kind of text:
   hidden; every URL strongroom prints, stores or puts into an error goes through it.
 - `scrub_text`: a driver's or an unexpected exception's message with URL user-info,
   ``password=``-like pairs, S3's signature XML elements, presigned-URL parameters and
-  authentication headers, and any known secret values hidden (the SQL and S3 adapters' error
-  mapping, the CLI's ``internal`` errors).
+  authentication headers, any known secret values (`env_secrets`), and everything the
+  default `Redactor` hides (the SQL and S3 adapters' error mapping, the CLI's ``internal``
+  errors and ``STRONGROOM_DEBUG`` tracebacks).
 
 Standard library only (and `strongroom.errors`): every layer may use it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -32,6 +34,7 @@ __all__ = [
     "MIN_KNOWN_VALUE",
     "REDACTED",
     "Redactor",
+    "env_secrets",
     "safe_url",
     "scrub_text",
 ]
@@ -47,13 +50,15 @@ REDACTED = "[REDACTED]"
 _DEFAULTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"AKIA[0-9A-Z]{16}", ("akia",)),  # AWS access key id
     (r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", ("bearer",)),  # HTTP bearer tokens
-    (
-        r"(?i)\b(password|passwd|secret|api[_-]?key|token)\s*[=:]\s*[^\s,;&]+",
-        ("pass", "secret", "api", "token"),
+    (  # key=value, key: value, and the quoted forms of reprs and JSON ('password': 'x')
+        r"(?i)\b(password|passwd|pwd|secret|api[_-]?key|token)['\"]?\s*[=:]\s*['\"]?"
+        r"(?!\[REDACTED\])[^\s,;&'\"]+",  # a value already hidden stays as it is
+        ("pass", "pwd", "secret", "api", "token"),
     ),
     (r"sk-[A-Za-z0-9_-]{16,}", ("sk-",)),  # common API-key shape
     (r"gh[pousr]_[A-Za-z0-9]{20,}", ("gh",)),  # GitHub tokens
-    (r"(?i)(postgres(?:ql)?|mysql|s3|https?)://[^\s:/@]+:[^\s@/]+@", ("://",)),  # URL creds
+    # URL credentials, any scheme; the password may hold '@' or '/' (up to the last '@')
+    (r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@]+:\S*@", ("://",)),
 )
 DEFAULT_REDACT_PATTERNS: tuple[str, ...] = tuple(pattern for pattern, _ in _DEFAULTS)
 _HINTS = dict(_DEFAULTS)
@@ -162,6 +167,9 @@ class Redactor:
         )
 
 
+_DEFAULT_REDACTOR = Redactor()
+
+
 # -- safe_url: URLs strongroom shows ----------------------------------------------------------
 
 # Query keys whose values are credentials (libpq's own, and the usual cloud ones).
@@ -231,7 +239,7 @@ _SECRET_HEADERS = re.compile(
     r"((?:authorization|x-amz-security-token|x-amz-credential)\s*[:=]\s*)[^\n\"',}]*",
     re.IGNORECASE,
 )
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)\S*@")  # to the last '@'
 _SECRET_PAIRS = re.compile(
     r"(?P<key>password|passwd|pwd|secret|token|sslpassword|access_key|secret_key)"
     r"(?P<sep>\s*[=:]\s*)(?:'[^']*'|\"[^\"]*\"|[^\s,;&]+)",
@@ -254,4 +262,21 @@ def scrub_text(text: str, known_values: Iterable[str | None] = ()) -> str:
     text = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     text = _SECRET_HEADERS.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
-    return _SECRET_PAIRS.sub(lambda m: f"{m.group('key')}{m.group('sep')}{REDACTED}", text)
+    text = _SECRET_PAIRS.sub(lambda m: f"{m.group('key')}{m.group('sep')}{REDACTED}", text)
+    return _DEFAULT_REDACTOR.text(text)  # and whatever a log line would lose (tokens, keys)
+
+
+# Environment variables whose values are credentials strongroom may be handed.
+_SECRET_ENV = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "PGPASSWORD",
+)
+
+
+def env_secrets() -> list[str | None]:
+    """The values of the credential environment variables (AWS, ``PGPASSWORD``): the known
+    values `scrub_text` hides wherever a driver or a traceback echoes them."""
+    return [os.environ.get(name) for name in _SECRET_ENV]

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from strongroom.errors import StrongroomError, ValidationError, family_code
-from strongroom.secrets import scrub_text
+from strongroom.secrets import env_secrets, scrub_text
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 
 __all__ = [
@@ -155,12 +155,12 @@ def reported_errors(state: CliState) -> Iterator[None]:
         raise typer.Exit(exit_code_for(exc.code)) from None
     except Exception as exc:
         if os.environ.get("STRONGROOM_DEBUG", "") not in ("", "0"):
-            sys.stderr.write(scrub_text(traceback.format_exc()))
+            sys.stderr.write(scrub_text(traceback.format_exc(), env_secrets()))
         emit_error(
             state.json,
             {
                 "code": "internal",
-                "message": scrub_text(f"{type(exc).__name__}: {exc}"),
+                "message": scrub_text(f"{type(exc).__name__}: {exc}", env_secrets()),
                 "details": {"type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
             },
         )

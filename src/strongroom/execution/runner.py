@@ -74,7 +74,7 @@ from strongroom.services import parse
 
 if TYPE_CHECKING:
     from strongroom.sandbox.proxy import EgressProxy
-    from strongroom.services.redaction import Redactor
+    from strongroom.secrets import Redactor
     from strongroom.vault import Vault
 
 __all__ = ["BUILTIN_POLICY", "RunnerOptions", "ToolRunner"]
@@ -480,7 +480,7 @@ class ToolRunner:
     async def _fail_internal(self, inv: _Invocation, exc: Exception) -> RunnerResponse:
         """Whatever failed inside the runner, the invocation ends on record: an
         ``execution.end`` (status failure, ``internal_error``) and its ad-hoc run failed."""
-        reason = self._vault.redactor.text(f"{type(exc).__name__}: {exc}"[:1000])
+        reason = self._vault.redactor.text(f"{type(exc).__name__}: {exc}")[:1000]  # redact first
         await self._audit(
             "execution.end",
             inv,

@@ -40,14 +40,11 @@ OUTPUT_MARK = "pipeline_output"
 MAX_ERROR_MESSAGE = 2000
 
 
-def error_info(exc: BaseException, redactor: Redactor | None = None) -> ErrorInfo:
+def error_info(exc: BaseException, redactor: Redactor) -> ErrorInfo:
     """The `ErrorInfo` recorded for ``exc``: a `StrongroomError` keeps its code and details;
     anything else becomes code ``exception`` with the exception type in the details.
     Message and details pass through ``redactor`` (they land in records): `PipelineRun`
-    gives its vault's (``vault.redactor``, built from ``redact_patterns``); None: a redactor of the
-    default patterns."""
-    if redactor is None:
-        redactor = Redactor()
+    gives its vault's (``vault.redactor``, built from ``redact_patterns``)."""
     if isinstance(exc, StrongroomError):
         return redactor.error(exc.to_info())
     if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
@@ -66,7 +63,7 @@ def error_info(exc: BaseException, redactor: Redactor | None = None) -> ErrorInf
     message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return ErrorInfo(
         code="exception",
-        message=redactor.text(message[:MAX_ERROR_MESSAGE]),
+        message=redactor.text(message)[:MAX_ERROR_MESSAGE],  # redact, then cut
         details={"type": name},
     )
 

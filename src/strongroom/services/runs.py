@@ -133,7 +133,14 @@ class RunService:
             operation="runs.update",
             run_id=run_id,
         )
-        return updated, version
+        return self._redact_error(updated, changes.get("last_error")), version
+
+    def _redact_error(self, run: Run, given: object) -> Run:
+        """A run whose error was just given, with it redacted as log lines are (the vault's
+        patterns): every path that stores an error goes through here."""
+        if given is None or run.last_error is None:
+            return run
+        return run.model_copy(update={"last_error": self._logs.redactor.error(run.last_error)})
 
     async def transition(
         self,
@@ -185,10 +192,7 @@ class RunService:
         updated = parse(
             Run, {**current.model_dump(), **changes}, operation="runs.transition", run_id=run_id
         )
-        if error is not None and updated.last_error is not None:
-            # An error lands in the run record: the vault's redaction applies, as to log lines.
-            redacted = self._logs.redactor.error(updated.last_error)
-            updated = updated.model_copy(update={"last_error": redacted})
+        updated = self._redact_error(updated, error)
         if target in TERMINAL_STATUSES:
             event = AuditEvent(
                 event="run.ended",

@@ -67,6 +67,15 @@ class LogTests(VaultFixtureContract):
             assert secret not in text
         assert "[REDACTED]" in stored.last_error.message
         assert stored.last_error.code == "connect_failed"
+        # The other path that stores an error (an update, as the orchestrator's transitions
+        # write it) redacts too.
+        other = await self.new_run(vault)
+        await vault.runs.update(
+            other.run_id, last_error={"code": "x", "message": "password=hunter2", "details": {}}
+        )
+        updated = await vault.runs.get(other.run_id)
+        assert updated.last_error is not None
+        assert "hunter2" not in updated.last_error.model_dump_json()
 
     async def test_filters_and_tail(self, vault: Vault) -> None:
         run = await self.new_run(vault)

@@ -10,7 +10,6 @@ is scrubbed in place before it is chained as the cause.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -31,7 +30,7 @@ from strongroom.errors import (
     StrongroomError,
     ValidationError,
 )
-from strongroom.secrets import scrub_text
+from strongroom.secrets import env_secrets, scrub_text
 
 if TYPE_CHECKING:
     from strongroom.adapters._s3.upload import Source
@@ -41,21 +40,13 @@ __all__ = ["S3Errors", "scrub", "scrub_in_place", "summary"]
 _STATUS_RE = re.compile(r"status code: (\d{3})")
 _S3_CODE_RE = re.compile(r"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
-# The AWS variables whose values are secrets: hidden wherever a driver's text echoes them.
-_SECRET_ENV = (
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ACCESS_KEY_ID",
-)
-
 
 def scrub(text: str) -> str:
     """Driver error text without its Debug dump and without anything credential-like
     (`strongroom.secrets.scrub_text`: signature XML elements, presigned-URL parameters,
     authentication headers, and the values of the AWS secret variables)."""
     text = text.split("\n\nDebug source:", 1)[0]
-    return scrub_text(text, known_values=[os.environ.get(name) for name in _SECRET_ENV])
+    return scrub_text(text, known_values=env_secrets())
 
 
 def summary(text: str) -> str:
