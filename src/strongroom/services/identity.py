@@ -113,6 +113,8 @@ def signed_audit_act(act: str, content: dict[str, Any], key: SigningKey) -> dict
 # Who an unsigned act is recorded as: ``os:<user>`` (an embedded vault) or ``pg:<role>``.
 # Registered names cannot take these forms, so a principal never reads as a person's name.
 PRINCIPAL_PREFIXES = ("os:", "pg:")
+# Characters a principal's name may hold; others become ``_``. Migration 0006's
+# ``strongroom_principal()`` makes a PostgreSQL role's name safe the same way: keep in step.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 
 
@@ -184,7 +186,7 @@ class IdentityService:
             return Who(signer.name, signer, principal)
         if actor is None or actor == principal:
             return Who(principal, None, principal)
-        if actor.startswith(PRINCIPAL_PREFIXES):
+        if actor.lower().startswith(PRINCIPAL_PREFIXES):
             raise SignatureRequired(
                 f"{actor!r} names a system account this process is not ({principal}); "
                 "unsigned acts are recorded as the account that makes them",
@@ -260,7 +262,7 @@ class IdentityService:
         admin's key (`UnknownSigner`, `PermissionDenied` otherwise). `Conflict` if the key is
         registered already (a key is one person's; rotate by adding a new key)."""
         operation = "actors.add"
-        if name.startswith(PRINCIPAL_PREFIXES):
+        if name.lower().startswith(PRINCIPAL_PREFIXES):
             raise ValidationError(
                 f"{name!r}: a person's name cannot start with os: or pg: (those name the "
                 "system accounts unsigned acts are recorded as)",

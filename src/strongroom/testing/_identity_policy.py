@@ -67,17 +67,19 @@ class IdentityPolicyTests(VaultFixtureContract):
         assert "--key" in named.value.message
         with pytest.raises(SignatureRequired):
             await vault.registry.promote(TM, "m", "1.0.0", to="staging", reason="r", actor="alice")
-        with pytest.raises(SignatureRequired) as other:
-            await vault.registry.promote(
-                TM, "m", "1.0.0", to="staging", reason="r", actor="pg:someone_else"
-            )
-        assert other.value.details["reason"] == "not_this_principal"
+        for account in ("pg:someone_else", "PG:someone_else", "Os:root"):  # any case
+            with pytest.raises(SignatureRequired) as other:
+                await vault.registry.promote(
+                    TM, "m", "1.0.0", to="staging", reason="r", actor=account
+                )
+            assert other.value.details["reason"] == "not_this_principal"
         assert (await vault.audit.head()).seq == before  # type: ignore[union-attr]  # nothing written
-        with pytest.raises(ValidationError) as reserved:
-            await vault.identity.add(
-                "os:root", SigningKey.generate().public_key_hex, [R], signer=alice
-            )
-        assert reserved.value.details["reason"] == "reserved_name"
+        for name in ("os:root", "PG:postgres"):
+            with pytest.raises(ValidationError) as reserved:
+                await vault.identity.add(
+                    name, SigningKey.generate().public_key_hex, [R], signer=alice
+                )
+            assert reserved.value.details["reason"] == "reserved_name"
 
     async def test_what_governs_a2_execution_is_published_signed(self, vault: Vault) -> None:
         """Four-eyes compares keys, so the publication of what needs an approval must carry
