@@ -10,6 +10,9 @@ it: ``strongroom.services._common`` may be imported by ``strongroom.services.*``
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import strongroom
@@ -89,3 +92,35 @@ def test_the_rule_sees_a_private_import() -> None:
         "strongroom",
         "strongroom.execution",
     ]
+
+
+def test_the_pytest_plugin_imports_nothing_heavy() -> None:
+    """Every pytest run of a project that has strongroom installed loads the plugin: it must
+    not import the storage stack, the suites or pytest-asyncio."""
+    probe = (
+        "import sys, strongroom.pytest_plugin; "
+        "heavy = [m for m in sys.modules if m.startswith(('strongroom.vault', "
+        "'strongroom.testing', 'strongroom.adapters', 'sqlalchemy', 'pytest_asyncio'))]; "
+        "print(heavy)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_every_top_level_module_is_in_a_layer() -> None:
+    """The import-linter contract checks only the modules it lists: a new package left out
+    would go unchecked."""
+    config = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    (contract,) = config["tool"]["importlinter"]["contracts"]
+    listed = {
+        name.strip() for layer in contract["layers"] for name in layer.replace(":", "|").split("|")
+    }
+    top = {
+        f"strongroom.{p.stem if p.is_file() else p.name}"
+        for p in SRC.iterdir()
+        if (p.suffix == ".py" and p.stem not in ("__init__", "__main__"))
+        or (p.is_dir() and (p / "__init__.py").is_file())
+    }
+    assert top - listed == set(), f"not in any layer of the contract: {sorted(top - listed)}"

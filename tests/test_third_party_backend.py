@@ -4,7 +4,7 @@ from a directory outside this repository, against strongroom installed from its 
 The backend and its test module are the ones docs/architecture.md shows under "Adding a
 backend" (the ``python`` block starting ``# test_toy_backend.py``), run as written: no
 conftest, no pytest configuration, so pytest-asyncio runs in its default strict mode and the
-suites work only through strongroom's own pytest plugin (`strongroom.testing.plugin`).
+suites work only through strongroom's own pytest plugin (`strongroom.pytest_plugin`).
 """
 
 from __future__ import annotations

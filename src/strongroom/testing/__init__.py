@@ -8,7 +8,7 @@
 - `BlobStoreTests` (``strongroom.testing.blobs``): the blob port alone.
 
 The fixture contract is in `strongroom.testing._base` (and docs/architecture.md, "Adding a
-backend"); installing strongroom registers a pytest plugin (``strongroom.testing.plugin``)
+backend"); installing strongroom registers a pytest plugin (``strongroom.pytest_plugin``)
 that runs these suites' async tests without any asyncio configuration of your own.
 """
 

@@ -13,7 +13,7 @@ the store's back) for the registry's tamper tests, which skip without it.
 
 The suite needs pytest and pytest-asyncio (``pip install 'strongroom[testing]'``) and no
 asyncio configuration of yours: its async tests and its ``vault`` fixture are marked for
-pytest-asyncio by the plugin strongroom registers (`strongroom.testing.plugin`), in strict
+pytest-asyncio by the plugin strongroom registers (`strongroom.pytest_plugin`), in strict
 mode and in auto mode alike.
 """
 

@@ -13,7 +13,7 @@ and, so the tamper-detection tests run too, overrides `BlobStoreTests.corrupt`::
 
 A module that needs more control may override the ``store`` fixture itself (with
 ``pytest_asyncio.fixture``). The async tests run under pytest-asyncio in strict or auto mode
-alike (`strongroom.testing.plugin`).
+alike (`strongroom.pytest_plugin`).
 
 The suite also checks what the port's base class guarantees whatever the backend does: a
 malformed digest or chunk size is refused before any primitive runs (the primitives are

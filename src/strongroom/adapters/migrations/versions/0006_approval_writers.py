@@ -71,9 +71,7 @@ $$
 # session's principal; anything else (a registered name, ``os:NAME`` from an embedded vault,
 # no revoker yet) is the signature's business, not the database's.
 _OWN_CLAIM: Final = (
-    "(({field}) IS NULL OR ({field}) NOT ILIKE 'pg:%' OR ({field}) = "
-    + PG_PRINCIPAL
-    + "())"
+    "(({field}) IS NULL OR ({field}) NOT ILIKE 'pg:%' OR ({field}) = " + PG_PRINCIPAL + "())"
 )
 _ACTOR: Final = "body::jsonb ->> 'actor'"
 _REVOKED_BY: Final = "body::jsonb ->> 'revoked_by'"

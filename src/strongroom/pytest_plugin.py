@@ -4,8 +4,9 @@ It makes the shipped conformance suites (`strongroom.testing`) run in any projec
 its pytest-asyncio configuration: each async test of a suite class (a class with
 ``__strongroom_conformance__``) is marked ``asyncio`` for pytest-asyncio, in strict mode as in
 auto mode, and every test of a suite is marked ``strongroom_conformance`` (select them with
-``-m strongroom_conformance``). It imports nothing of strongroom, so a project that merely has
-strongroom installed pays nothing for it. The suites' fixtures are pytest-asyncio fixtures
+``-m strongroom_conformance``). It sits outside `strongroom.testing` and imports nothing of
+strongroom (nor pytest-asyncio), so a project that merely has strongroom installed pays
+nothing for it and starts even without the ``testing`` extra (tested). The suites' fixtures are pytest-asyncio fixtures
 (`strongroom.testing._base`), so the ``testing`` extra installs pytest-asyncio.
 """
 
