@@ -6,8 +6,9 @@ its pytest-asyncio configuration: each async test of a suite class (a class with
 auto mode, and every test of a suite is marked ``strongroom_conformance`` (select them with
 ``-m strongroom_conformance``). It sits outside `strongroom.testing` and imports nothing of
 strongroom (nor pytest-asyncio), so a project that merely has strongroom installed pays
-nothing for it and starts even without the ``testing`` extra (tested). The suites' fixtures are pytest-asyncio fixtures
-(`strongroom.testing._base`), so the ``testing`` extra installs pytest-asyncio.
+nothing for it and starts even without the ``testing`` extra (tested). The suites' own
+fixtures are pytest-asyncio fixtures (`strongroom.testing._base`), so the ``testing`` extra
+installs pytest-asyncio.
 """
 
 from __future__ import annotations
