@@ -348,18 +348,22 @@ class _StrictLoader(_BaseLoader):
 
     def construct_core_int(self, node: yaml.Node) -> int:
         text = self._core_text(node)
+        limit = sys.get_int_max_str_digits()
         if text.startswith(("0o", "0x")):
-            return int(text[2:], 8 if text[1] == "o" else 16)
-        try:
-            return int(text, 10)
-        except ValueError:  # longer than sys.get_int_max_str_digits()
+            value = int(text[2:], 8 if text[1] == "o" else 16)
+            # Its decimal form must be writable too (canonical JSON writes decimal).
+            digits = math.floor(value.bit_length() * math.log10(2)) + 1
+        else:
+            digits = len(text.lstrip("+-"))
+            value = int(text, 10) if digits <= limit else 0
+        if digits > limit:
             raise ConstructorError(
                 None,
                 None,
-                f"an integer of {len(text)} digits is too long "
-                f"(at most {sys.get_int_max_str_digits()})",
+                f"an integer of {digits} digits is too long (at most {limit})",
                 node.start_mark,
-            ) from None
+            )
+        return value
 
     def construct_finite_float(self, node: yaml.Node) -> float:
         text = self._core_text(node)
