@@ -363,16 +363,19 @@ async def test_an_unreachable_endpoint_is_a_quick_io_error_without_credentials()
         client_options={"connect_timeout": "2s"},
     )
     started = time.monotonic()
-    for operation in (
-        store.open(),
-        store.put_bytes(b"x"),
-        store.stat(sha256_hex(b"x")),
-        store.get_bytes(sha256_hex(b"x")),
+    for name, operation in (
+        ("open", store.open()),
+        ("put", store.put_bytes(b"x")),
+        ("stat", store.stat(sha256_hex(b"x"))),
+        ("get", store.get_bytes(sha256_hex(b"x"))),
+        ("verify", store.verify(sha256_hex(b"x"))),
     ):
         with pytest.raises(StorageIOError) as caught:
             await operation
         error = caught.value
         assert error.code == "io_error"
+        if name != "open":  # open sweeps the staging prefix: a listing of its own
+            assert error.details["operation"] == name, error.details
         assert error.details["reason"] == "unreachable"
         assert error.details["endpoint"] == endpoint
         assert error.details["bucket"] == "some-bucket"

@@ -136,7 +136,7 @@ class BlobStore(ABC):
         return self._verified_stream(hexd, chunk_size)
 
     async def _verified_stream(self, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
-        pieces = self._read(hexd, chunk_size)
+        pieces = self._read_for("get", hexd, chunk_size)
         hashing = _Hashing()
         piece: bytes | None
         try:
@@ -254,6 +254,11 @@ class BlobStore(ABC):
         `NotFound` before the first piece when absent. An async generator, so closing it early
         releases what it holds."""
 
+    def _read_for(self, operation: str, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
+        """`_read` on behalf of the public ``operation`` (``get``, ``verify``): a backend whose
+        own errors name the operation (S3's) overrides this instead. Default: `_read`."""
+        return self._read(hexd, chunk_size)
+
     @abstractmethod
     async def _size(self, hexd: str) -> int:
         """The stored size without reading the bytes; `NotFound` when absent."""
@@ -293,7 +298,7 @@ class BlobStore(ABC):
         """The stored bytes as they are, and None, or their SHA-256 when the backend hashed
         them where it read them (e.g. in its reading thread, sparing the base a pass over
         them); `NotFound` when absent. The base hashes (if need be) and compares."""
-        pieces = self._read(hexd, _WHOLE_READ)
+        pieces = self._read_for("get", hexd, _WHOLE_READ)
         try:
             return b"".join([piece async for piece in pieces]), None
         finally:
@@ -304,7 +309,7 @@ class BlobStore(ABC):
         compares. Default: `_read` hashed by the base."""
         hashing = _Hashing()
         size = 0
-        pieces = self._read(hexd, _WHOLE_READ)
+        pieces = self._read_for("verify", hexd, _WHOLE_READ)
         try:
             async for piece in pieces:
                 if hashing.add(piece):

@@ -99,15 +99,18 @@ class S3BlobStore(S3Uploads):
 
     # -- reading ----------------------------------------------------------------------------------
 
-    async def _read(self, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
+    def _read(self, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
+        return self._read_for("get", hexd, chunk_size)
+
+    async def _read_for(self, operation: str, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
         key = blob_key(hexd)
-        with self._err.translated("get", key):  # NotFound when absent
+        with self._err.translated(operation, key):  # NotFound when absent
             result = await obs.get_async(self._store, key)
         # obstore coalesces network reads into pieces of at least this size; the port cuts
         # them to the reader's chunk_size.
         stream = result.stream(max(min(chunk_size, _MAX_READ), _MIN_READ))
         while True:
-            with self._err.translated("get", key):
+            with self._err.translated(operation, key):
                 try:
                     piece = await anext(stream)
                 except StopAsyncIteration:
