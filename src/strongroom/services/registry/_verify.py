@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from strongroom.errors import StrongroomError
 from strongroom.models import AuditEntry, ChannelMove, DefinitionVersion, VerifyProblem
 from strongroom.ports import BlobStore, RegistryRecords
 from strongroom.ports.metadata import ChainRow
@@ -70,29 +71,34 @@ async def verify_registry(
     acts = {**(acts or {}), **later_acts}
 
     seen_moves: set[str] = set()
-    for latest in await records.list_definitions():
-        kind, ident = latest.kind, latest.definition_id
-        for version in await records.list_definition_versions(kind, ident):
+    definitions = [
+        (
+            latest.kind,
+            latest.definition_id,
+            await records.list_definition_versions(latest.kind, latest.definition_id),
+        )
+        for latest in await records.list_definitions()
+    ]
+    sizes = await _blob_sizes(blobs, [v for _, _, vs in definitions for v in vs], verified)
+    for kind, ident, versions in definitions:
+        for version in versions:
             checked["definition_versions"] += 1
             everything.append(version)
             subject = f"{kind.value}/{ident}@{version.version}"
-            size = verified.get(version.digest) if verified is not None else None
-            if size is None:
-                (outcome,) = await rehash_blobs(blobs, [version.digest])
-                if not isinstance(outcome, int):
-                    blob = f"{subject}: its definition blob sha256:{version.digest}"
-                    problems.append(
-                        _problem(
-                            subject,
-                            "not_found" if outcome is None else outcome.code,
-                            f"{blob} is missing"
-                            if outcome is None
-                            else f"{blob} fails verification: {outcome.message}",
-                            sha256=version.digest,
-                        )
+            size = sizes[version.digest]
+            if not isinstance(size, int):
+                blob = f"{subject}: its definition blob sha256:{version.digest}"
+                problems.append(
+                    _problem(
+                        subject,
+                        "not_found" if size is None else size.code,
+                        f"{blob} is missing"
+                        if size is None
+                        else f"{blob} fails verification: {size.message}",
+                        sha256=version.digest,
                     )
-                    continue
-                size = outcome
+                )
+                continue
             if size != version.size_bytes:
                 problems.append(
                     _problem(
@@ -161,6 +167,19 @@ def collect_act(acts: AuditActs, row: ChainRow[AuditEntry]) -> None:
     entry = row.entry
     if entry is not None and "signed_act" in entry.details:
         acts[row.key] = (entry.subject_id, entry.details["signed_act"])
+
+
+async def _blob_sizes(
+    blobs: BlobStore, versions: list[DefinitionVersion], verified: Mapping[str, int] | None
+) -> dict[str, int | StrongroomError | None]:
+    """Each definition blob's verified size (what verify's blob stage found, else re-hashed
+    here, all in one pass), the error that fails it, or None when it is missing."""
+    sizes: dict[str, int | StrongroomError | None] = {}
+    if verified is not None:
+        sizes.update({v.digest: verified[v.digest] for v in versions if v.digest in verified})
+    pending = sorted({v.digest for v in versions} - set(sizes))
+    sizes.update(zip(pending, await rehash_blobs(blobs, pending), strict=True))
+    return sizes
 
 
 def _check_move(
