@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from strongroom.cli import app
@@ -120,3 +121,24 @@ async def test_the_demo_publishes_the_example_definitions_once() -> None:
         assert len(await vault.registry.list()) == len(EXAMPLE_FILES)
     finally:
         await vault.close()
+
+
+@pytest.mark.postgres
+def test_the_demo_never_shows_the_vaults_password(pg_url: str, tmp_path: Path) -> None:
+    """The summary and the command hints name the vault as `safe_url` shows it (the server
+    here trusts the connection, so any password opens it)."""
+    secret = "hunter2-Zq9"
+    url = make_url(pg_url).set(password=secret).render_as_string(hide_password=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("STRONGROOM_URL", "FORCE_COLOR")}
+    done = subprocess.run(
+        [sys.executable, "-m", "strongroom", "--vault", url, "--blobs", "blobs", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert secret not in done.stdout + done.stderr
+    assert "Verify: intact" in done.stdout
+    assert "--vault 'postgresql://postgres:[REDACTED]@" in done.stdout

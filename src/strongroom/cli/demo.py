@@ -18,13 +18,13 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from strongroom.cli._context import cli_state, emit_error, exit_code_for
+from strongroom.cli._context import cli_state, reported_errors
 from strongroom.cli._output import iso, plain_table, print_table, stdout_console
 from strongroom.demo import DEMO_KEYS, DEMO_WORKDIR, run_demo
 from strongroom.demo.pipeline import print_main_job
 from strongroom.demo.translation import DemoResult
-from strongroom.errors import StrongroomError
 from strongroom.models import RunStatus
+from strongroom.secrets import safe_url
 from strongroom.services.registry import PublishResult
 from strongroom.vault import DEFAULT_VAULT_URL
 
@@ -43,17 +43,16 @@ def demo(ctx: typer.Context) -> None:
     url = state.vault_url
     workdir = Path(os.environ.get("STRONGROOM_DEMO_WORKDIR", DEMO_WORKDIR))
     keys = Path(os.environ.get("STRONGROOM_DEMO_KEYS", DEMO_KEYS))
-    try:
+    with reported_errors(state):
         result, published, job = asyncio.run(
             run_demo(url, workdir, keys, blobs_url=state.blobs_url)
         )
-    except StrongroomError as exc:
-        emit_error(state.json, exc.to_dict())
-        raise typer.Exit(exit_code_for(exc.code)) from None
-    shown = str(Path(url).absolute()) if "://" not in url else url
+    # Shown and put into the hints without its password (the user has it; a screen need not).
+    safe = safe_url(url)
+    shown = str(Path(url).absolute()) if "://" not in url else safe
     console = stdout_console()
-    print_summary(console, result, url, shown)
-    cli = cli_command() + (f" --vault {shlex.quote(url)}" if url != DEFAULT_VAULT_URL else "")
+    print_summary(console, result, safe, shown)
+    cli = cli_command() + (f" --vault {shlex.quote(safe)}" if url != DEFAULT_VAULT_URL else "")
     print_registry(console, published, cli)
     if job is not None:
         print_main_job(console, job, cli)
