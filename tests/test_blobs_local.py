@@ -160,7 +160,11 @@ async def test_a_cancelled_put_stream_leaves_no_temp_file(store: LocalBlobStore)
 
     task = asyncio.create_task(store.put_stream(endless()))
     await started.wait()
-    await asyncio.sleep(0.05)
+    # Cancel on progress, not after a delay: once a temp file is being written.
+    deadline = asyncio.get_running_loop().time() + 120
+    while not _temp_names(store):
+        assert asyncio.get_running_loop().time() < deadline, "no temp file appeared"
+        await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
