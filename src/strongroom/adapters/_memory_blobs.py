@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from strongroom.errors import NotFound
 from strongroom.models import BlobLocation
-from strongroom.ports.blobs import BlobSource, BlobStore, check_blob_digest
+from strongroom.ports.blobs import BlobSource, BlobStore
 
 __all__ = ["MemoryBlobStore"]
 
@@ -71,6 +71,6 @@ class MemoryBlobStore(BlobStore):
 
     def _corrupt_for_tests(self, sha256: str) -> None:
         """Flip the first byte of a stored blob (an empty blob gains one), as bit rot would."""
-        hexd = check_blob_digest(sha256, operation="corrupt", backend=self.backend)
+        hexd = self._hex(sha256, "corrupt")
         data = self._blobs[hexd]
         self._blobs[hexd] = bytes([data[0] ^ 0xFF]) + data[1:] if data else b"\x00"

@@ -28,8 +28,6 @@ _HASH_BATCH = 4 * 1024 * 1024
 _THREAD_HASH = 1024 * 1024
 # BlobSource joins smaller chunks up to this size before a backend sees them.
 _SMALL_CHUNK = 64 * 1024
-# The read size the default `_rehash` and `_get_bytes` ask `_read` for.
-_WHOLE_READ = 8 * 1024 * 1024
 
 
 def check_blob_digest(value: str, *, operation: str, backend: str) -> str:
@@ -212,7 +210,7 @@ class BlobSource:
         may be published) when it differs from ``expected``. Idempotent."""
         if self._info is not None:
             return self._info
-        if not self._ended or self._held is not None or self._hashing is None:
+        if not self._ended or self._hashing is None:
             raise RuntimeError("BlobSource.finish() called before the source was exhausted")
         actual = await self._hashing.hexdigest()
         if self.expected is not None and actual != self.expected:

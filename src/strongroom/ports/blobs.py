@@ -39,7 +39,6 @@ complete backend. `BlobSource` and the hashing it does are in `strongroom.ports.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any
@@ -51,15 +50,18 @@ __all__ = ["CHUNK_SIZE", "BlobSource", "BlobStore", "check_blob_digest"]
 
 from strongroom.ports.blob_source import (
     _THREAD_HASH,
-    _WHOLE_READ,
     CHUNK_SIZE,
     BlobSource,
     _close,
     _digest_of,
     _Hashing,
     _one,
+    _sha256_hex,
     check_blob_digest,
 )
+
+# The read size the default `_rehash` and `_get_bytes` ask `_read` for.
+_WHOLE_READ = 8 * 1024 * 1024
 
 
 class BlobStore(ABC):
@@ -378,4 +380,4 @@ class BlobStore(ABC):
 
 
 def _digests_of(blobs: Sequence[bytes]) -> list[str]:
-    return [hashlib.sha256(data).hexdigest() for data in blobs]
+    return [_sha256_hex(data) for data in blobs]

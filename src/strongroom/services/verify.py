@@ -101,7 +101,7 @@ async def _verify(
 ) -> VerifyReport:
     problems = report.problems
     with _Scratch() as scratch:
-        damaged = await _rehash_blobs(blobs, scratch, report, progress)
+        damaged = await _rehash_pages(blobs, scratch, report, progress)
         # Each record against its index columns, against its newest audit binding and (its
         # blob reference) against the blobs just re-hashed, in one read of each record where
         # the store can.
@@ -330,7 +330,7 @@ class _Sizes(Mapping[str, int]):
         )
 
 
-async def _rehash_blobs(
+async def _rehash_pages(
     blobs: BlobStore,
     scratch: _Scratch,
     report: VerifyReport,
