@@ -4,7 +4,9 @@ its checkpoints, blob references and sizes, sealed logs), each named."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,15 +21,26 @@ from strongroom.transfer import transfer
 from strongroom.vault import Vault
 
 
-@pytest.fixture
-async def bundle(tmp_path: Path) -> Path:
-    vault = Vault(MemoryMetadataStore(), MemoryBlobStore(), checkpoint_interval=4)
-    await populate_vault(vault, big_bytes=MIB + 3)
-    where = tmp_path / "bundle"
-    await transfer(vault, where)
-    await vault.close()
-    assert (await verify_bundle(where)).ok
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One verified bundle for the module (a vault populated and exported once)."""
+
+    async def make(where: Path) -> None:
+        vault = Vault(MemoryMetadataStore(), MemoryBlobStore(), checkpoint_interval=4)
+        await populate_vault(vault, big_bytes=MIB + 3)
+        await transfer(vault, where)
+        await vault.close()
+        assert (await verify_bundle(where)).ok
+
+    where = tmp_path_factory.mktemp("made") / "bundle"
+    asyncio.run(make(where))
     return where
+
+
+@pytest.fixture
+def bundle(made: Path, tmp_path: Path) -> Path:
+    """A copy of it each test may damage."""
+    return Path(shutil.copytree(made, tmp_path / "bundle"))
 
 
 def _rewrite(bundle: Path, name: str, edit: Callable[[list[dict[str, Any]]], None]) -> None:
