@@ -147,3 +147,21 @@ async def test_pages_cut_by_characters_still_check_every_record(
     _edit(tmp_path / "v" / "vault.db", "UPDATE runs SET project = 'x' WHERE run_id = ?", victim)
     report = await _verify(tmp_path / "v")
     assert {p.subject for p in report.problems if p.kind == "run"} == {victim}
+
+
+async def test_a_writer_put_into_an_approval_on_sqlite_is_reported(tmp_path: Path) -> None:
+    """SQLite has no roles: `approvals.written_by` stays empty there, so a value in it can only
+    be a hand edit, and verify names the approval."""
+    from strongroom.services.registry import RegistryPolicy
+
+    async with await Vault.open(tmp_path / "v") as vault:
+        vault.registry.policy = RegistryPolicy(require_signed_approvals=False)
+        run = await vault.runs.create(project="p", actor="a")
+        approval = await vault.registry.approve({"scope": "run", "run_id": run.run_id}, reason="r")
+        assert (await vault.verify()).ok
+    with sqlite3.connect(tmp_path / "v" / "vault.db") as conn:
+        conn.execute("UPDATE approvals SET written_by = 'postgres'")
+    async with await Vault.open(tmp_path / "v", bootstrap=False) as vault:
+        report = await vault.verify()
+    found = [p for p in report.problems if p.details.get("column") == "written_by"]
+    assert [p.subject for p in found] == [approval.approval_id], report.problems

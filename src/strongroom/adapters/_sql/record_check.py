@@ -104,12 +104,6 @@ _DERIVED: Final[dict[tuple[str, str], Callable[[Any], Any]]] = {
 }
 
 
-# Columns the database keeps about a row, not copies of the record's fields: nothing to
-# compare (``approvals.written_by``: the role that wrote it, enforced by PostgreSQL itself,
-# migration 0006).
-_NOT_COPIES: Final = frozenset({("approvals", "written_by")})  # see `_writer_problems`
-
-
 def _plan(spec: Bound) -> _Plan:
     model = spec.model
     names = [c.name for c in spec.table.columns if c.name != "body"]
@@ -119,7 +113,7 @@ def _plan(spec: Bound) -> _Plan:
     needs_model = False
     for at, name in enumerate(names):
         column = spec.table.c[name]
-        if (spec.table.name, name) in _NOT_COPIES:
+        if column.info.get("not_a_copy"):  # kept by the database about the row: no field
             continue
         if (spec.table.name, name) in _DERIVED:
             compared.append((at, name))

@@ -122,7 +122,13 @@ approvals_table = Table(
     # The database role that wrote the row: filled in and enforced by PostgreSQL itself
     # (migration 0006: default current_user, forced row-level security); empty on SQLite.
     # strongroom never writes it.
-    Column("written_by", String(_NAME), nullable=True, server_default=CurrentRole()),
+    Column(
+        "written_by",
+        String(_NAME),
+        nullable=True,
+        server_default=CurrentRole(),
+        info={"not_a_copy": True},  # the database's record of the writer, not a field
+    ),
     Index("ix_approvals_scope_created_at", "scope", "created_at", "approval_id"),
     Index("ix_approvals_created_at", "created_at", "approval_id"),
 )
