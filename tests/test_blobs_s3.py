@@ -263,7 +263,8 @@ async def test_a_cancelled_large_put_leaves_no_upload_and_no_object(
     # The abort runs in obstore's runtime: wait for it on a condition, with a deadline that
     # a loaded machine does not reach.
     deadline = asyncio.get_running_loop().time() + 120
-    while _uploads(s3_client, s3_bucket) and asyncio.get_running_loop().time() < deadline:
+    while _uploads(s3_client, s3_bucket):
+        assert asyncio.get_running_loop().time() < deadline, "the upload was never aborted"
         await asyncio.sleep(0.1)
     assert _uploads(s3_client, s3_bucket) == []
     assert _keys(s3_client, s3_bucket) == []
