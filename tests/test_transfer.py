@@ -509,7 +509,9 @@ _line = st.fixed_dictionaries(
         "message": st.text(max_size=40),
         "data": st.dictionaries(
             st.text(min_size=1, max_size=5),
-            st.one_of(st.integers(), st.text(max_size=10), st.booleans(), st.none()),
+            st.one_of(
+                st.integers(-(2**53) + 1, 2**53 - 1), st.text(max_size=10), st.booleans(), st.none()
+            ),
             max_size=3,
         ),
     }

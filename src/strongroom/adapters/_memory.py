@@ -35,7 +35,7 @@ from strongroom.models import (
     bind,
     bind_deleted,
     binding_id,
-    record_digest,
+    record_digest_as,
 )
 from strongroom.ports.metadata import (
     ChainRow,
@@ -526,7 +526,9 @@ class MemoryMetadataStore(MemoryRegistryRecords):
         for rec in self._bound_records():
             key = binding_id(rec)
             present.add(key)
-            problem = binding_problem(*key, record_digest(rec), latest.get(key))
+            newest = latest.get(key)
+            digest = record_digest_as(rec, None if newest is None else newest[1].digest)
+            problem = binding_problem(*key, digest, newest)
             if problem is not None:
                 yield problem
         for (kind, ident), (seq, record) in latest.items():

@@ -33,7 +33,7 @@ from strongroom.models import (
     Record,
     Run,
     SnapshotRecord,
-    canonical_json,
+    sorted_json,
 )
 
 __all__ = [
@@ -120,7 +120,7 @@ KINDS_BY_NAME: dict[str, RecordKind] = {kind.name: kind for kind in RECORD_KINDS
 
 def encode_record(record: pydantic.BaseModel) -> bytes:
     """The bundle line of a record (without the newline): canonical JSON of its JSON dump."""
-    return canonical_json(record.model_dump(mode="json"))
+    return sorted_json(record.model_dump(mode="json"))
 
 
 def is_bundle_dir(path: Path) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import NotFound, StrongroomError, ValidationError
-from strongroom.models import ArtifactRole, canonical_json
+from strongroom.models import ArtifactRole, sorted_json
 from strongroom.models.registry import ToolDefinition, ToolManifest
 from strongroom.registry.parse import load_definition
 
@@ -49,7 +49,7 @@ def _identity(tool: ToolDefinition) -> str:
     fields = tool.model_dump(
         mode="json", include={"tool_id", "version", "entrypoint", "contract", "governance"}
     )
-    return hashlib.sha256(canonical_json(fields)).hexdigest()
+    return hashlib.sha256(sorted_json(fields)).hexdigest()
 
 
 @functools.cache

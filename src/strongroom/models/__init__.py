@@ -1,7 +1,7 @@
 """Pydantic records from contracts.md. JSON Schemas are exported from these (``make schemas``)."""
 
 from strongroom.errors import ErrorInfo
-from strongroom.models._base import Record, UtcDatetime, canonical_json, utcnow
+from strongroom.models._base import Record, UtcDatetime, utcnow
 from strongroom.models.artifacts import (
     DEFAULT_MEDIA_TYPES,
     ArtifactFormat,
@@ -20,6 +20,7 @@ from strongroom.models.audit import (
     MerkleCheckpoint,
     RecordBinding,
     record_digest,
+    record_digest_as,
 )
 from strongroom.models.bindings import (
     BoundRecord,
@@ -29,6 +30,7 @@ from strongroom.models.bindings import (
     binding_id,
     stored_body,
 )
+from strongroom.models.canonical import CANON, Canon, canonical_json, record_json, sorted_json
 from strongroom.models.catalog import (
     CatalogObject,
     Encryption,
@@ -41,6 +43,7 @@ from strongroom.models.catalog import (
 from strongroom.models.chain import (
     GENESIS_HASH,
     MAX_BINDINGS_PER_ENTRY,
+    canon_regressed,
     chain_audit_events,
     chain_audit_rows,
     chain_hash,
@@ -104,6 +107,7 @@ from strongroom.models.verify import VerifyProblem, VerifyReport
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "BINDING_TYPES",
+    "CANON",
     "DEFAULT_MEDIA_TYPES",
     "GENESIS_HASH",
     "KEY_ID_PATTERN",
@@ -127,6 +131,7 @@ __all__ = [
     "BlobInfo",
     "BlobLocation",
     "BoundRecord",
+    "Canon",
     "CatalogObject",
     "Channel",
     "ChannelAction",
@@ -188,12 +193,16 @@ __all__ = [
     "bind_deleted",
     "bind_log_head",
     "binding_id",
+    "canon_regressed",
     "canonical_json",
     "chain_audit_events",
     "chain_audit_rows",
     "chain_hash",
     "entry_hash",
     "record_digest",
+    "record_digest_as",
+    "record_json",
+    "sorted_json",
     "stored_body",
     "stored_entry_matches",
     "utcnow",

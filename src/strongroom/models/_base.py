@@ -1,12 +1,14 @@
-"""Shared model base, time helpers and canonical JSON (the bytes every hash is taken over)."""
+"""Shared model base and time helpers; canonical JSON (the bytes every hash is taken over)
+lives in `strongroom.models.canonical`."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from strongroom.models.canonical import canonical_json
 
 __all__ = ["Record", "UtcDatetime", "canonical_json", "utcnow"]
 
@@ -22,13 +24,6 @@ def _require_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
-
-
-def canonical_json(value: Any) -> bytes:
-    """Deterministic JSON bytes: sorted keys, no whitespace, UTF-8. Hashes are taken over these."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
 
 
 class Record(BaseModel):

@@ -14,7 +14,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, Field
 
 from strongroom.ids import ActorName, Digest
-from strongroom.models._base import Record, UtcDatetime, canonical_json, utcnow
+from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models.canonical import Canon, record_json, sorted_json
 
 __all__ = [
     "BINDING_TYPES",
@@ -24,6 +25,7 @@ __all__ = [
     "MerkleCheckpoint",
     "RecordBinding",
     "record_digest",
+    "record_digest_as",
 ]
 
 # What a binding can name. "log" binds a run's log head (``seq`` and the head's hash);
@@ -47,8 +49,22 @@ BINDING_TYPES: tuple[str, ...] = get_args(BindingType)
 
 
 def record_digest(record: BaseModel) -> str:
-    """sha256 of the record's canonical JSON: what a binding carries and verify recomputes."""
-    return hashlib.sha256(canonical_json(record.model_dump(mode="json"))).hexdigest()
+    """sha256 of the record's canonical JSON (`record_json`: RFC 8785 wherever it can
+    represent the record): what a binding carries."""
+    return hashlib.sha256(record_json(record.model_dump(mode="json"))).hexdigest()
+
+
+def record_digest_as(record: BaseModel, expected: str | None) -> str:
+    """The record's digest in the form ``expected`` (a binding's digest) was taken in: its
+    `record_digest`, or, when that is not ``expected``, its `sorted_json` digest if that is
+    (the form of bindings in entries written before ``canon``). Both are SHA-256 of a JSON
+    text of the same value, so accepting either vouches for nothing the other would not."""
+    body = record.model_dump(mode="json")
+    digest = hashlib.sha256(record_json(body)).hexdigest()
+    if digest == expected:
+        return digest
+    old = hashlib.sha256(sorted_json(body)).hexdigest()
+    return old if old == expected else digest
 
 
 class RecordBinding(Record):
@@ -78,7 +94,8 @@ class AuditEvent(Record):
 
 
 class AuditEntry(Record):
-    """A stored audit entry. ``hash`` = sha256(prev_hash || canonical body); seq starts at 1."""
+    """A stored audit entry. ``hash`` = sha256 of the canonical JSON of the entry without
+    ``hash`` (which includes ``prev_hash``); seq starts at 1. See `strongroom.models.chain`."""
 
     seq: int = Field(ge=1)
     timestamp: UtcDatetime
@@ -94,6 +111,12 @@ class AuditEntry(Record):
     )
     prev_hash: Digest
     hash: Digest
+    canon: Canon | None = Field(
+        default=None,
+        description="How ``hash`` and the digests of ``records`` were taken: 'jcs' = SHA-256 "
+        "of RFC 8785 canonical JSON. Absent on entries written before it (CPython's sorted "
+        "json.dumps; see strongroom.models.canonical).",
+    )
 
 
 class MerkleCheckpoint(Record):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 
-from strongroom.models._base import canonical_json
 from strongroom.models.artifacts import ArtifactMetadata
 from strongroom.models.audit import BindingType, MerkleCheckpoint, RecordBinding, record_digest
+from strongroom.models.canonical import record_json
 from strongroom.models.catalog import CatalogObject, Namespace, Provider
 from strongroom.models.identity import Actor
 from strongroom.models.logs import LogEntry, LogReference
@@ -76,7 +76,7 @@ def binding_id(record: BoundRecord) -> tuple[BindingType, str]:
 def stored_body(record: BoundRecord) -> str:
     """The text a records store keeps for a bound record: its canonical JSON, whose sha256
     is `record_digest` (and which every reader parses like any JSON form of the record)."""
-    return canonical_json(record.model_dump(mode="json")).decode("utf-8")
+    return record_json(record.model_dump(mode="json")).decode("utf-8")
 
 
 def bind(record: BoundRecord, body: str | None = None) -> RecordBinding:

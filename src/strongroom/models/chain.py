@@ -2,6 +2,13 @@
 including the previous entry's hash, so changing, removing or reordering an entry breaks
 every link after it. Pure functions: the services build log chains with them, the records
 stores build the audit chain inside the transaction that writes the records it vouches for.
+
+The hashing format, for an auditor re-computing it (docs/security.md has a worked example):
+an entry carrying ``"canon": "jcs"`` has ``hash`` = SHA-256 (lowercase hex) of the RFC 8785
+canonical JSON of the entry as stored, without its ``hash`` member. An entry without
+``canon`` was written before (CPython's sorted ``json.dumps``, see `sorted_json`) and its
+hashed body also leaves out ``canon`` and an audit entry's empty ``records``. Once a chain
+holds a ``jcs`` entry, strongroom writes no other kind after it, and verify reports one.
 """
 
 from __future__ import annotations
@@ -10,13 +17,14 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from strongroom.models._base import canonical_json
 from strongroom.models.audit import AuditEntry, AuditEvent, RecordBinding
+from strongroom.models.canonical import CANON, canonical_json, sorted_json
 
 __all__ = [
     "GENESIS_HASH",
     "MAX_BINDINGS_PER_ENTRY",
     "ChainedEntry",
+    "canon_regressed",
     "chain_audit_events",
     "chain_audit_rows",
     "chain_hash",
@@ -39,21 +47,36 @@ class ChainedEntry(Protocol):
     prev_hash: str
     hash: str
 
+    @property
+    def canon(self) -> str | None: ...
+
     def model_dump(self, *, mode: str, exclude: set[str]) -> dict[str, Any]: ...
 
 
 def chain_hash(body: dict[str, Any]) -> str:
-    """sha256 over the canonical JSON of an entry body (which includes its prev_hash)."""
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    """sha256 over an entry body (which includes its prev_hash): RFC 8785 canonical JSON
+    when the body says ``"canon": "jcs"``, else the older `sorted_json`."""
+    if body.get("canon") == CANON:
+        return hashlib.sha256(canonical_json(body)).hexdigest()
+    return hashlib.sha256(sorted_json(body)).hexdigest()
 
 
 def entry_hash(entry: ChainedEntry) -> str:
-    """The hash an entry must carry. An audit entry's ``records`` is left out when empty, so
-    entries written before record bindings existed keep the hash they were written with."""
+    """The hash an entry must carry. An entry without ``canon`` (written before it) was
+    hashed without that member and, for an audit entry, without an empty ``records`` (so
+    entries written before record bindings existed keep the hash they were written with)."""
     body = entry.model_dump(mode="json", exclude={"hash"})
-    if "records" in body and not body["records"]:
-        del body["records"]
+    if body.get("canon") is None:
+        body.pop("canon", None)
+        if "records" in body and not body["records"]:
+            del body["records"]
     return chain_hash(body)
+
+
+def canon_regressed(previous: ChainedEntry | None, entry: ChainedEntry) -> bool:
+    """Whether ``entry`` follows a ``jcs`` entry without being one: strongroom never writes
+    that, so the entry was rewritten in the older form (or the chain spliced)."""
+    return previous is not None and previous.canon is not None and entry.canon is None
 
 
 def chain_audit_events(
@@ -93,10 +116,9 @@ def chain_audit_rows(
             records=records,
             prev_hash=prev,
             hash=GENESIS_HASH,
+            canon=CANON,
         )
         body = entry.model_dump(mode="json", exclude={"hash"})
-        if not body["records"]:
-            del body["records"]
         hashed = canonical_json(body).decode("utf-8")
         digest = hashlib.sha256(hashed.encode("utf-8")).hexdigest()
         entry = AuditEntry.model_construct(**{**entry.__dict__, "hash": digest})

@@ -17,7 +17,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 
 from strongroom.ids import ActorName
-from strongroom.models._base import Record, UtcDatetime, canonical_json, utcnow
+from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models.canonical import canonical_json, sorted_json
 
 __all__ = ["KEY_ID_PATTERN", "ActSignature", "Actor", "ActorRole", "act_payload"]
 
@@ -103,15 +104,22 @@ class Actor(Record):
         )
 
 
-def act_payload(act: str, content: dict[str, Any], key_id: str, signed_at: datetime) -> bytes:
+def act_payload(
+    act: str,
+    content: dict[str, Any],
+    key_id: str,
+    signed_at: datetime,
+    *,
+    before_jcs: bool = False,
+) -> bytes:
     """The bytes a signature of act ``act`` (``approve``, ``publish``, ``register_actor``...)
-    covers: canonical JSON of the act, what it decided, who signs and when (UTC, to the
-    microsecond)."""
-    return canonical_json(
-        {
-            "strongroom_act": act,
-            "content": content,
-            "key_id": key_id,
-            "signed_at": signed_at.isoformat(timespec="microseconds"),
-        }
-    )
+    covers: RFC 8785 canonical JSON of the act, what it decided, who signs and when (UTC, to
+    the microsecond). ``before_jcs``: the form signatures made before RFC 8785 covered
+    (`sorted_json`; the same bytes unless ``content`` holds a float or a big integer)."""
+    act_value = {
+        "strongroom_act": act,
+        "content": content,
+        "key_id": key_id,
+        "signed_at": signed_at.isoformat(timespec="microseconds"),
+    }
+    return sorted_json(act_value) if before_jcs else canonical_json(act_value)

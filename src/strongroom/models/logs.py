@@ -9,6 +9,7 @@ from pydantic import Field
 
 from strongroom.ids import Digest, EntityId, SafeName
 from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models.canonical import Canon
 
 __all__ = ["LEVEL_ORDER", "LogEntry", "LogLevel", "LogLine", "LogQuery", "LogReference"]
 
@@ -36,7 +37,8 @@ class LogLine(Record):
 
 
 class LogEntry(Record):
-    """A stored log line: hash-chained per run. ``hash`` = sha256(prev_hash || canonical body)."""
+    """A stored log line, hash-chained per run: ``hash`` = sha256 of the canonical JSON of the
+    entry without ``hash`` (which includes ``prev_hash``). See `strongroom.models.chain`."""
 
     run_id: EntityId
     seq: int = Field(ge=1)
@@ -48,6 +50,11 @@ class LogEntry(Record):
     data: dict[str, Any] = Field(default_factory=dict)
     prev_hash: Digest
     hash: Digest
+    canon: Canon | None = Field(
+        default=None,
+        description="How ``hash`` was taken: 'jcs' = SHA-256 of RFC 8785 canonical JSON. "
+        "Absent on entries written before it (CPython's sorted json.dumps).",
+    )
 
 
 class LogReference(Record):

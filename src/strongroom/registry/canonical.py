@@ -2,7 +2,9 @@
 
 The rule: take the model's JSON-mode dump **without the fields that equal their default**
 (``exclude_defaults``), put ``kind`` back (it is always present), and serialise it with
-`strongroom.models.canonical_json` (keys sorted, no whitespace, UTF-8, no NaN). So:
+`strongroom.models.sorted_json` (keys sorted, no whitespace, UTF-8, no NaN; the bytes are
+content, addressed by their SHA-256, not a hashing format, and keep this form so an unchanged
+definition keeps its digest across strongroom versions). So:
 
 - YAML or JSON, key order, comments, quoting, indentation, anchors/aliases: irrelevant;
 - writing a default explicitly (``requires_hitl: false``, ``pointer: ""``, ``depends_on: []``)
@@ -25,7 +27,7 @@ import re
 from typing import Any
 
 from strongroom.ids import check_name
-from strongroom.models import canonical_json
+from strongroom.models import sorted_json
 from strongroom.models.registry import (
     VERSION_LABEL_PATTERN,
     Definition,
@@ -50,7 +52,7 @@ OBJECT_FOLDERS: dict[DefinitionKind, str] = {
 
 
 def canonical_form(defn: Definition) -> dict[str, Any]:
-    """The JSON value whose `canonical_json` is `canonical_bytes` (see the module docstring)."""
+    """The JSON value whose `sorted_json` is `canonical_bytes` (see the module docstring)."""
     body = defn.model_dump(mode="json", exclude_defaults=True)
     body["kind"] = defn.KIND.value
     return body
@@ -58,7 +60,7 @@ def canonical_form(defn: Definition) -> dict[str, Any]:
 
 def canonical_bytes(defn: Definition) -> bytes:
     """The canonical bytes of a definition (stored as its blob; hashed for its digest)."""
-    return canonical_json(canonical_form(defn))
+    return sorted_json(canonical_form(defn))
 
 
 def definition_digest(defn: Definition) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Final, TypeVar
 import pydantic
 
 from strongroom.errors import Conflict, ValidationError
-from strongroom.models import GENESIS_HASH, VerifyProblem, chain_hash, entry_hash
+from strongroom.models import GENESIS_HASH, VerifyProblem, canon_regressed, chain_hash, entry_hash
 from strongroom.models.chain import ChainedEntry
 from strongroom.retry import Backoff, retry_async
 
@@ -93,6 +93,7 @@ def verify_chain(
             )
         )
 
+    previous: ChainedEntry | None = None
     for expected_seq, entry in enumerate(entries, start=first_seq):
         if entry.seq != expected_seq:
             problem(entry, f"sequence gap: expected entry {expected_seq}, found {entry.seq}")
@@ -100,5 +101,9 @@ def verify_chain(
             problem(entry, "chain broken: prev_hash does not match the previous entry's hash")
         if entry_hash(entry) != entry.hash:
             problem(entry, "entry content does not match its hash (edited after writing)")
+        if canon_regressed(previous, entry):
+            problem(entry, "entry hashed in the form before RFC 8785 after one hashed with it")
+        if entry.canon is not None:
+            previous = entry
         prev = entry.hash
     return problems

@@ -68,6 +68,7 @@ class ChainReplay:
     prev: str = GENESIS_HASH
     count: int = 0
     last: LogEntry | AuditEntry | None = None
+    jcs_since: int | None = None  # the first entry hashed as RFC 8785 (``canon``)
 
     def problem(self, key: int | str, message: str, **details: Any) -> None:
         self.problems.append(
@@ -125,6 +126,16 @@ class ChainReplay:
                 "entry content does not match its hash (edited after writing)",
                 expected=entry.hash,
                 found=recomputed,
+            )
+        if entry.canon is not None:
+            self.jcs_since = self.jcs_since or row.key
+        elif self.jcs_since is not None:
+            self.problem(
+                row.key,
+                f"entry hashed in the form before RFC 8785 after entry #{self.jcs_since} "
+                "was hashed with it: strongroom never writes that (rewritten in the older form)",
+                reason="canon_regressed",
+                since=self.jcs_since,
             )
         if row.column_hash is not None and row.column_hash != entry.hash:
             self.problem(

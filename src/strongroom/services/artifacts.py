@@ -35,8 +35,9 @@ from strongroom.models import (
     ArtifactRole,
     AuditEvent,
     BlobInfo,
+    canonical_json,
     entry_hash,
-    record_digest,
+    record_digest_as,
 )
 from strongroom.ports import CHUNK_SIZE, BlobStore, MetadataStore
 from strongroom.services._common import parse, validation_error
@@ -194,6 +195,7 @@ class ArtifactService:
         """Validate the description before any byte is stored, so a bad call leaves no trace:
         the record in full, with a placeholder blob that `_complete` replaces."""
         fmt = spec.format or _infer_format(spec.name)
+        canonical_json(spec.metadata)  # what RFC 8785 cannot hash is refused here, not after
         return self._describe(run_id, BlobInfo(sha256="0" * 64, size_bytes=0), spec, fmt)
 
     def _complete(self, draft: ArtifactMetadata, blob: BlobInfo) -> ArtifactMetadata:
@@ -312,7 +314,7 @@ class ArtifactService:
                 reason="audit_entry_edited",
                 **details,
             )
-        digest = record_digest(meta)
+        digest = record_digest_as(meta, binding.digest)
         if binding.digest != digest:
             raise IntegrityError(
                 f"artifact {meta.artifact_id} is not the record audit entry #{entry.seq} "

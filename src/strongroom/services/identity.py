@@ -26,6 +26,7 @@ from typing import Any
 from strongroom.errors import (
     NotFound,
     PermissionDenied,
+    SerializationError,
     SignatureRequired,
     UnknownSigner,
     ValidationError,
@@ -77,8 +78,7 @@ def signature_problem(
     the registered ``actor`` of its key (None: never registered)."""
     if actor is None:
         return f"it is signed with key {signature.key_id}, which is not registered in the vault"
-    payload = act_payload(act, content, signature.key_id, signature.signed_at)
-    if not verify_signature(actor.public_key, payload, signature.signature):
+    if not _signature_matches(act, content, signature, actor):
         return (
             f"its signature by key {signature.key_id} ({actor.name}) does not match what it "
             "records (the record was edited after signing, or signed by another key)"
@@ -95,6 +95,22 @@ def signature_problem(
             f"{role.value} role"
         )
     return None
+
+
+def _signature_matches(
+    act: str, content: dict[str, Any], signature: ActSignature, actor: Actor
+) -> bool:
+    """Whether ``signature`` covers act ``act`` deciding ``content``: over its RFC 8785 form,
+    or (a signature made before it) over the older sorted form of the same act."""
+    at = signature.signed_at
+    try:
+        payload = act_payload(act, content, signature.key_id, at)
+    except SerializationError:
+        payload = None
+    if payload is not None and verify_signature(actor.public_key, payload, signature.signature):
+        return True
+    older = act_payload(act, content, signature.key_id, at, before_jcs=True)
+    return older != payload and verify_signature(actor.public_key, older, signature.signature)
 
 
 # Governed acts that leave no record but their audit entry (a forced resume), and the role

@@ -11,6 +11,7 @@ from strongroom.errors import Conflict, IntegrityError, NotFound, ValidationErro
 from strongroom.ids import check_entity_id
 from strongroom.integrity import MerkleAccumulator
 from strongroom.models import (
+    CANON,
     ArtifactFormat,
     ArtifactMetadata,
     ArtifactRole,
@@ -92,12 +93,14 @@ class LogService:
         redacted = self.prepare(run_id, lines)
         if not redacted:
             return []
-        await self.ensure_reference(run_id)
         first_try = True
 
         async def attempt() -> list[LogEntry]:
             nonlocal first_try
             out = await self.chain(run_id, redacted, cached=first_try)
+            if first_try:
+                # After hashing: a line RFC 8785 cannot hash opens no log.
+                await self.ensure_reference(run_id)
             first_try = False
             carry = self._head_due(run_id, out[-1].seq)
             try:
@@ -179,7 +182,9 @@ class LogService:
         out: list[LogEntry] = []
         for line, body in redacted:
             seq += 1
-            digest = chain_hash({**body, "run_id": run_id, "seq": seq, "prev_hash": prev})
+            digest = chain_hash(
+                {**body, "run_id": run_id, "seq": seq, "prev_hash": prev, "canon": CANON}
+            )
             # Every field was validated as a LogLine (and run_id by the store), so the
             # entry is assembled without a second validation pass.
             out.append(
@@ -194,6 +199,7 @@ class LogService:
                     data=body["data"],
                     prev_hash=prev,
                     hash=digest,
+                    canon=CANON,
                 )
             )
             prev = digest

@@ -11,7 +11,7 @@ from typing import Any
 import pydantic
 
 from strongroom.errors import Conflict, IntegrityError, NotFound, ValidationError
-from strongroom.models import AuditEvent, RunSnapshot, RunState, SnapshotRecord, canonical_json
+from strongroom.models import AuditEvent, RunSnapshot, RunState, SnapshotRecord, sorted_json
 from strongroom.ports import BlobStore, RunRecords
 from strongroom.services._common import parse, validation_error
 
@@ -25,9 +25,9 @@ def _state_json(state: RunState) -> bytes:
     path, with the same result."""
     head = state.model_dump(mode="json", exclude={"data"})
     try:
-        return canonical_json({**head, "data": state.data})
+        return sorted_json({**head, "data": state.data})
     except (TypeError, ValueError):
-        return canonical_json(state.model_dump(mode="json"))
+        return sorted_json(state.model_dump(mode="json"))
 
 
 class SnapshotService:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from strongroom.errors import Conflict, NotFound, ValidationError
-from strongroom.models import RunQuery, RunState, RunStatus, canonical_json
+from strongroom.models import RunQuery, RunState, RunStatus, sorted_json
 from strongroom.testing._base import BAD_NAMES, VaultFixtureContract
 from strongroom.vault import Vault
 
@@ -115,7 +115,7 @@ class SnapshotTests(VaultFixtureContract):
         state = RunState(data={"cursor": 41, "items": ["a", "b"]}, phase_revisions={"ingest": 2})
         record = await vault.snapshots.save(run.run_id, state, expected_revision=0)
         assert record.revision == 1
-        payload = canonical_json(state.model_dump(mode="json"))
+        payload = sorted_json(state.model_dump(mode="json"))
         assert record.sha256 == hashlib.sha256(payload).hexdigest()
         assert record.size_bytes == len(payload)
         loaded = await vault.snapshots.load(run.run_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 from strongroom.bundle import RecordKind
 from strongroom.errors import Conflict
-from strongroom.models import Record, canonical_json
+from strongroom.models import Record, sorted_json
 from strongroom.transfer.sinks import Sink
 from strongroom.transfer.sources import Source
 
@@ -17,9 +17,7 @@ __all__ = ["conflict", "differing_fields", "same", "target_is_earlier_copy", "up
 
 def same(a: Any, b: Any) -> bool:
     """Whether two records are identical (their canonical JSON, as a bundle stores them)."""
-    return bool(
-        canonical_json(a.model_dump(mode="json")) == canonical_json(b.model_dump(mode="json"))
-    )
+    return bool(sorted_json(a.model_dump(mode="json")) == sorted_json(b.model_dump(mode="json")))
 
 
 def differing_fields(a: Record, b: Record) -> list[str]:

@@ -64,7 +64,7 @@ from strongroom.models import (
     Run,
     VerifyProblem,
     binding_id,
-    record_digest,
+    record_digest_as,
 )
 from strongroom.ports.metadata import ReferenceSink
 from strongroom.ports.verify import binding_problem
@@ -370,7 +370,7 @@ class RecordChecks(BindingChecks):
                 tags = tagged.get(artifact_id) if tagged is not None else None
                 if tags is not None:
                     tags.add(tag)
-        slow: list[tuple[str, str]] = []  # (binding id, digest) checked after the loop
+        slow: list[tuple[str, BoundRecord]] = []  # (binding id, record) checked after the loop
         problems = out.problems
         body_at = plan.body_at
         # Each row's body as parsed JSON where the loop parsed it (for the blob references).
@@ -406,7 +406,7 @@ class RecordChecks(BindingChecks):
                 continue
             if bindings and not authentic:
                 bound = cast(BoundRecord, record)
-                slow.append((binding_id(bound)[1], record_digest(bound)))
+                slow.append((binding_id(bound)[1], bound))
             if not columns:
                 continue
             differing = [
@@ -431,9 +431,10 @@ class RecordChecks(BindingChecks):
         if slow:
             unknown = [ident for ident, _ in slow if ident not in latest]
             latest.update(self._newest(conn, spec.kind, unknown))
-            for ident, digest in slow:
+            for ident, bound in slow:
                 newest = latest.get(ident)
                 found = None if newest is None else as_latest(spec.kind, ident, newest)
+                digest = record_digest_as(bound, None if found is None else found[1].digest)
                 problem = binding_problem(spec.kind, ident, digest, found)
                 if problem is None:
                     out.matched += 1

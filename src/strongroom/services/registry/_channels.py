@@ -7,7 +7,6 @@ detects a tampered history row.
 from __future__ import annotations
 
 import builtins
-import hashlib
 from typing import Any
 
 from strongroom.errors import Conflict, SignatureRequired, StaleChannel
@@ -22,7 +21,7 @@ from strongroom.models import (
     ChannelMove,
     DefinitionKind,
     DefinitionVersion,
-    canonical_json,
+    record_digest,
 )
 from strongroom.retry import Backoff, retry_async
 from strongroom.services.identity import Who, sign_act
@@ -43,8 +42,10 @@ _MOVE_ATTEMPTS = 5
 
 
 def move_digest(move: ChannelMove) -> str:
-    """SHA-256 of the move's canonical JSON: recorded in its audit entry, checked by verify."""
-    return hashlib.sha256(canonical_json(move.model_dump(mode="json"))).hexdigest()
+    """The move's record digest (SHA-256 of its RFC 8785 canonical JSON): recorded in its
+    audit entry, checked by verify (with `record_digest_as`, so moves recorded before RFC 8785
+    still match)."""
+    return record_digest(move)
 
 
 class RegistryChannels(RegistryApprovals):

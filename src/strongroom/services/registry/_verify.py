@@ -17,11 +17,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from strongroom.errors import StrongroomError
-from strongroom.models import AuditEntry, ChannelMove, DefinitionVersion, VerifyProblem
+from strongroom.models import (
+    AuditEntry,
+    ChannelMove,
+    DefinitionVersion,
+    VerifyProblem,
+    record_digest_as,
+)
 from strongroom.ports import BlobStore, RegistryRecords
 from strongroom.ports.metadata import ChainRow
 from strongroom.services.audit import AuditService
-from strongroom.services.registry._service import move_digest
 from strongroom.services.registry._signatures import check_signatures
 from strongroom.services.rehash import rehash_blobs
 
@@ -198,7 +203,7 @@ def _check_move(
                 move_id=move.move_id,
             )
         )
-    elif record[0] != move_digest(move):
+    elif record[0] != record_digest_as(move, record[0]):
         out.append(
             _problem(
                 subject,
