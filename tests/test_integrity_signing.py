@@ -423,9 +423,16 @@ def test_signed_tree_head_validation() -> None:
         SignedTreeHead.model_validate({**good, "extra": 1})
 
 
+def test_a_tree_head_larger_than_rfc8785_integers_is_refused() -> None:
+    key = SigningKey.generate()
+    with pytest.raises(ValidationError) as caught:
+        sign_tree_head(key, 2**53, "0" * 64, datetime(2026, 1, 1, tzinfo=UTC))
+    assert caught.value.details["reason"] == "bad_tree_size"
+
+
 @settings(max_examples=50, deadline=None)
 @given(
-    st.integers(min_value=0, max_value=2**63),
+    st.integers(min_value=0, max_value=2**53 - 1),
     st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
     st.datetimes(timezones=st.just(UTC)),
 )

@@ -397,13 +397,21 @@ def _timestamp_text(timestamp: datetime) -> str:
     return timestamp.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+MAX_TREE_SIZE = 2**53 - 1
+"""The largest tree a head can name: RFC 8785 writes no larger integer."""
+
+
 def tree_head_payload(tree_size: int, root_hash: str, timestamp: datetime) -> bytes:
     """The canonical bytes a tree head signature covers: canonical JSON of ``{"type":
     "strongroom.tree_head.v1", "tree_size", "root_hash", "timestamp"}``, the timestamp as
     ISO-8601 UTC with microseconds (``2025-01-02T03:04:05.000006Z``)."""
-    if isinstance(tree_size, bool) or not isinstance(tree_size, int) or tree_size < 0:
+    if (
+        isinstance(tree_size, bool)
+        or not isinstance(tree_size, int)
+        or not 0 <= tree_size <= MAX_TREE_SIZE
+    ):
         raise ValidationError(
-            f"tree_size must be a non-negative integer, not {tree_size!r}",
+            f"tree_size must be an integer from 0 to 2**53 - 1 (RFC 8785), not {tree_size!r}",
             operation="signing.tree_head",
             reason="bad_tree_size",
         )
@@ -435,7 +443,9 @@ class SignedTreeHead(Record):
 
     model_config = ConfigDict(frozen=True)
 
-    tree_size: int = Field(ge=0, description="Leaves in the tree (audit entries 1..tree_size).")
+    tree_size: int = Field(
+        ge=0, le=MAX_TREE_SIZE, description="Leaves in the tree (audit entries 1..tree_size)."
+    )
     root_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="RFC 6962 root, hex.")
     timestamp: UtcDatetime = Field(description="When the head was signed (UTC).")
     key_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="Short id of the signing key.")

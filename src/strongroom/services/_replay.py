@@ -81,6 +81,19 @@ class ChainReplay:
             )
         )
 
+    def _check_canon(self, key: int, entry: LogEntry | AuditEntry) -> None:
+        """Once an entry was hashed as RFC 8785 (``canon``), every later one must be."""
+        if entry.canon is not None:
+            self.jcs_since = self.jcs_since or key
+        elif self.jcs_since is not None:
+            self.problem(
+                key,
+                f"entry hashed in the form before RFC 8785 after entry #{self.jcs_since} "
+                "was hashed with it: strongroom never writes that (rewritten in the older form)",
+                reason="canon_regressed",
+                since=self.jcs_since,
+            )
+
     def feed(self, row: ChainRow[Any]) -> str | None:
         """Check one row; returns the hash the chain continues from (None: no entry)."""
         if row.entry is None and row.error is not None and row.column_hash is None:
@@ -127,16 +140,7 @@ class ChainReplay:
                 expected=entry.hash,
                 found=recomputed,
             )
-        if entry.canon is not None:
-            self.jcs_since = self.jcs_since or row.key
-        elif self.jcs_since is not None:
-            self.problem(
-                row.key,
-                f"entry hashed in the form before RFC 8785 after entry #{self.jcs_since} "
-                "was hashed with it: strongroom never writes that (rewritten in the older form)",
-                reason="canon_regressed",
-                since=self.jcs_since,
-            )
+        self._check_canon(row.key, entry)
         if row.column_hash is not None and row.column_hash != entry.hash:
             self.problem(
                 row.key,
@@ -245,6 +249,19 @@ class AuditReplay(ChainReplay):
                 details={"key_id": cp.key_id},
             )
         )
+
+    def _check_canon(self, key: int, entry: LogEntry | AuditEntry) -> None:
+        """Once an entry was hashed as RFC 8785 (``canon``), every later one must be."""
+        if entry.canon is not None:
+            self.jcs_since = self.jcs_since or key
+        elif self.jcs_since is not None:
+            self.problem(
+                key,
+                f"entry hashed in the form before RFC 8785 after entry #{self.jcs_since} "
+                "was hashed with it: strongroom never writes that (rewritten in the older form)",
+                reason="canon_regressed",
+                since=self.jcs_since,
+            )
 
     def feed(self, row: ChainRow[Any]) -> str | None:
         leaf = super().feed(row)

@@ -13,13 +13,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from strongroom.errors import StrongroomError
 from strongroom.models import (
     AuditEntry,
+    Channel,
     ChannelMove,
+    DefinitionKind,
     DefinitionVersion,
     VerifyProblem,
     record_digest_as,
@@ -89,54 +91,14 @@ async def verify_registry(
         for version in versions:
             checked["definition_versions"] += 1
             everything.append(version)
-            subject = f"{kind.value}/{ident}@{version.version}"
-            size = sizes[version.digest]
-            if not isinstance(size, int):
-                blob = f"{subject}: its definition blob sha256:{version.digest}"
-                problems.append(
-                    _problem(
-                        subject,
-                        "not_found" if size is None else size.code,
-                        f"{blob} is missing"
-                        if size is None
-                        else f"{blob} fails verification: {size.message}",
-                        sha256=version.digest,
-                    )
-                )
-                continue
-            if size != version.size_bytes:
-                problems.append(
-                    _problem(
-                        subject,
-                        "integrity_error",
-                        f"{subject} records {version.size_bytes} bytes but its blob has {size}",
-                        sha256=version.digest,
-                    )
-                )
-        heads: dict[str, str] = {}
-        last: dict[str, str] = {}  # channel -> the move that set it last, by the history
-        for move in await records.list_channel_moves(kind, ident):
-            checked["channel_moves"] += 1
-            seen_moves.add(move.move_id)
-            problems.extend(_check_move(move, audited, heads))
-            heads[move.channel.value] = move.to_digest
-            last[move.channel.value] = move.move_id
-        pointers = {
-            c.value: m.move_id for c, m in (await records.get_channels(kind, ident)).items()
-        }
-        for channel in sorted(set(last) | set(pointers)):
-            if pointers.get(channel) != last.get(channel):
-                problems.append(
-                    _problem(
-                        f"{kind.value}/{ident}#{channel}",
-                        "integrity_error",
-                        f"channel {channel} of {kind.value} {ident} points at move "
-                        f"{pointers.get(channel) or 'nothing'}, but its history ends with "
-                        f"{last.get(channel) or 'nothing'}: the pointer was edited",
-                        expected=last.get(channel),
-                        found=pointers.get(channel),
-                    )
-                )
+            problem = _version_blob_problem(kind, ident, version, sizes[version.digest])
+            if problem is not None:
+                problems.append(problem)
+        moves = await records.list_channel_moves(kind, ident)
+        checked["channel_moves"] += len(moves)
+        seen_moves.update(move.move_id for move in moves)
+        pointers = await records.get_channels(kind, ident)
+        problems.extend(_channel_problems(kind, ident, moves, pointers, audited))
 
     for move_id, (_, seq) in audited.items():
         if move_id not in seen_moves:
@@ -153,6 +115,63 @@ async def verify_registry(
     checked.update(counts)
     problems.extend(found)
     return checked, problems
+
+
+def _version_blob_problem(
+    kind: DefinitionKind, ident: str, version: DefinitionVersion, size: int | StrongroomError | None
+) -> VerifyProblem | None:
+    """What is wrong with a version's definition blob, given its re-hashed ``size`` (None:
+    missing; an error: it failed verification)."""
+    subject = f"{kind.value}/{ident}@{version.version}"
+    if not isinstance(size, int):
+        blob = f"{subject}: its definition blob sha256:{version.digest}"
+        return _problem(
+            subject,
+            "not_found" if size is None else size.code,
+            f"{blob} is missing" if size is None else f"{blob} fails verification: {size.message}",
+            sha256=version.digest,
+        )
+    if size != version.size_bytes:
+        return _problem(
+            subject,
+            "integrity_error",
+            f"{subject} records {version.size_bytes} bytes but its blob has {size}",
+            sha256=version.digest,
+        )
+    return None
+
+
+def _channel_problems(
+    kind: DefinitionKind,
+    ident: str,
+    moves: Sequence[ChannelMove],
+    pointers: Mapping[Channel, ChannelMove],
+    audited: Mapping[str, tuple[str, int]],
+) -> list[VerifyProblem]:
+    """Each move against its audit entry and the channel it moved, and each channel pointer
+    against the last move of its history."""
+    problems: list[VerifyProblem] = []
+    heads: dict[str, str] = {}
+    last: dict[str, str] = {}  # channel -> the move that set it last, by the history
+    for move in moves:
+        problems.extend(_check_move(move, audited, heads))
+        heads[move.channel.value] = move.to_digest
+        last[move.channel.value] = move.move_id
+    pointed = {c.value: m.move_id for c, m in pointers.items()}
+    for channel in sorted(set(last) | set(pointed)):
+        if pointed.get(channel) != last.get(channel):
+            problems.append(
+                _problem(
+                    f"{kind.value}/{ident}#{channel}",
+                    "integrity_error",
+                    f"channel {channel} of {kind.value} {ident} points at move "
+                    f"{pointed.get(channel) or 'nothing'}, but its history ends with "
+                    f"{last.get(channel) or 'nothing'}: the pointer was edited",
+                    expected=last.get(channel),
+                    found=pointed.get(channel),
+                )
+            )
+    return problems
 
 
 def collect_move(audited: dict[str, tuple[str, int]], row: ChainRow[AuditEntry]) -> None:
