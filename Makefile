@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test venv check fmt lint typecheck pytest schemas bench bench-backends clean
+.PHONY: demo test venv tools check fmt lint typecheck pytest schemas bench bench-backends clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,16 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/strongroom demo
 
-test: $(STAMP)
+# Tools some tests drive besides Python (docs/security.md's worked example: node, jq, sqlite3).
+# Installed from Debian in CI (CI=true, as root) when missing; elsewhere those tests skip.
+tools:
+	@if [ "$$CI" = "true" ]; then \
+	  for pair in node:nodejs jq:jq sqlite3:sqlite3; do \
+	    command -v $${pair%%:*} >/dev/null || { apt-get update -qq && apt-get install -y -qq $${pair##*:}; }; \
+	  done; \
+	fi
+
+test: $(STAMP) tools
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
