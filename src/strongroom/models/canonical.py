@@ -43,6 +43,7 @@ CANON: Final[Canon] = "jcs"
 
 _SAFE_INT: Final = 2**53 - 1
 _NOT_PLAIN: Final = object()
+_CONTAINER: Final = object()
 _string: Final = encode_basestring  # CPython's C encoder, the ensure_ascii=False form
 _FIRST_UNSAFE_KEY_CHAR: Final = "\ue000"
 
@@ -99,23 +100,19 @@ def _as_plain(value: Any) -> Any:
     when nothing needs changing, else a copy with integral floats as ints: ``1.0`` -> ``1``),
     or `_NOT_PLAIN` when it holds what only `_write` writes right: a float ``repr`` puts in
     exponent form (below 1e-4 or from 1e16), an integer out of range, NaN or infinity, a key
-    with a character where UTF-16 and code-point order can disagree, or a non-JSON value."""
+    with a character where UTF-16 and code-point order can disagree, or a non-JSON value.
+    Runs on every hash (every log line): scalars are checked inline, not by a call each."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return value
-    if kind is int:
-        return value if -_SAFE_INT <= value <= _SAFE_INT else _NOT_PLAIN
-    if kind is float:
-        if value.is_integer():
-            return int(value) if -_SAFE_INT <= value <= _SAFE_INT else _NOT_PLAIN
-        # repr writes 1e-4 <= |x| < 1e16 without an exponent, with ECMAScript's digits
-        return value if 1e-4 <= abs(value) < 1e16 else _NOT_PLAIN
     if kind is dict:
         copy: dict[str, Any] | None = None
         for key, item in value.items():
             if type(key) is not str or (not key.isascii() and max(key) >= _FIRST_UNSAFE_KEY_CHAR):
                 return _NOT_PLAIN
-            plain = _as_plain(item)
+            if type(item) is str:  # most values: no call
+                continue
+            plain = _scalar(item)
+            if plain is _CONTAINER:
+                plain = _as_plain(item)
             if plain is not item:
                 if plain is _NOT_PLAIN:
                     return _NOT_PLAIN
@@ -126,7 +123,11 @@ def _as_plain(value: Any) -> Any:
     if kind is list or kind is tuple:
         items: list[Any] | None = None
         for at, item in enumerate(value):
-            plain = _as_plain(item)
+            if type(item) is str:
+                continue
+            plain = _scalar(item)
+            if plain is _CONTAINER:
+                plain = _as_plain(item)
             if plain is not item:
                 if plain is _NOT_PLAIN:
                     return _NOT_PLAIN
@@ -134,6 +135,24 @@ def _as_plain(value: Any) -> Any:
                     items = list(value)
                 items[at] = plain
         return value if items is None else items
+    plain = _scalar(value)
+    return _NOT_PLAIN if plain is _CONTAINER else plain
+
+
+def _scalar(value: Any) -> Any:
+    """`_as_plain` of a scalar; `_CONTAINER` for a dict, list or tuple."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        return value if -_SAFE_INT <= value <= _SAFE_INT else _NOT_PLAIN
+    if kind is float:
+        if value.is_integer():
+            return int(value) if -_SAFE_INT <= value <= _SAFE_INT else _NOT_PLAIN
+        # repr writes 1e-4 <= |x| < 1e16 without an exponent, with ECMAScript's digits
+        return value if 1e-4 <= abs(value) < 1e16 else _NOT_PLAIN
+    if kind is dict or kind is list or kind is tuple:
+        return _CONTAINER
     return _NOT_PLAIN
 
 
