@@ -80,6 +80,37 @@ def test_keys_that_only_contain_a_credential_word_keep_their_values(key: str) ->
     assert Redactor().value({key: 412}) == {key: 412}
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.one_of(
+                st.sampled_from([*FRAGMENTS, "password", "tokens", "n"]), st.text(max_size=8)
+            ),
+            st.integers() | st.text(max_size=8),
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_remembered_keys_redact_as_a_fresh_redactor_does(batches: list[dict[str, object]]) -> None:
+    """A redactor remembers how it redacted each data key (log lines repeat them): every
+    later dict must come out as a redactor that never saw a key before makes it."""
+    shared = Redactor()
+    for data in batches + batches:
+        assert shared.value(data) == Redactor().value(data)
+
+
+def test_keys_of_other_types_are_not_confused_with_remembered_ones() -> None:
+    redactor = Redactor()
+    assert redactor.value({1: "a"}) == {"1": "a"}
+    assert redactor.value({True: "b"}) == {"True": "b"}
+    long_secret = "password=" + "x" * 200  # longer than what is remembered: redacted each time
+    assert redactor.value({long_secret: 1}) == {REDACTED: 1}
+    assert redactor.value({long_secret: 1}) == {REDACTED: 1}
+
+
 def test_the_credential_key_rule_can_be_switched_off() -> None:
     assert Redactor(secret_keys=None).value({"password": "p"}) == {"password": "p"}
 

@@ -73,6 +73,8 @@ DEFAULT_SECRET_KEY_PATTERN = (
 )
 
 _MAX_EXTENDED = 64  # distinct pattern sets a redactor keeps compiled extensions of
+_MAX_KEYS = 4096  # data keys a redactor remembers the redaction of (cleared when full)
+_MAX_KEY_CHARS = 128  # longer keys are redacted every time, never kept
 
 
 def _compile(pattern: str, what: str) -> re.Pattern[str]:
@@ -116,6 +118,7 @@ class Redactor:
             else None
         )
         self._extended: dict[tuple[str, ...], Redactor] = {}
+        self._keys: dict[str, tuple[str, bool]] = {}
 
     def extended(self, patterns: Iterable[str]) -> Redactor:
         """This redactor's patterns plus ``patterns`` (a sandbox policy's own), compiled once
@@ -149,16 +152,33 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            secret_keys = self._secret_keys
-            return {
-                self.text(str(k)): REDACTED
-                if secret_keys is not None and v is not None and secret_keys.match(str(k))
-                else self.value(v)
-                for k, v in value.items()
-            }
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                name, secret = self._key(k)
+                out[name] = REDACTED if secret and v is not None else self.value(v)
+            return out
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+    def _key(self, key: Any) -> tuple[str, bool]:
+        """A data key redacted, and whether it names a credential. Log lines repeat the same
+        few keys, so string keys are remembered (at most `_MAX_KEYS`), which spares the log
+        hot path most of its pattern scans."""
+        cacheable = type(key) is str and len(key) <= _MAX_KEY_CHARS
+        known = self._keys.get(key) if cacheable else None
+        if known is not None:
+            return known
+        text = str(key)
+        found = (
+            self.text(text),
+            self._secret_keys is not None and self._secret_keys.match(text) is not None,
+        )
+        if cacheable:
+            if len(self._keys) >= _MAX_KEYS:
+                self._keys.clear()
+            self._keys[key] = found
+        return found
 
     def error(self, info: ErrorInfo) -> ErrorInfo:
         """``info`` with its message and details redacted (what an error record stores)."""
