@@ -101,7 +101,9 @@ def _as_plain(value: Any) -> Any:
     or `_NOT_PLAIN` when it holds what only `_write` writes right: a float ``repr`` puts in
     exponent form (below 1e-4 or from 1e16), an integer out of range, NaN or infinity, a key
     with a character where UTF-16 and code-point order can disagree, or a non-JSON value.
-    Runs on every hash (every log line): scalars are checked inline, not by a call each."""
+    Runs on every hash (every log line): scalars are checked inline, not by a call each, and
+    the dict and list loops are written out twice on purpose (a shared helper would cost a
+    call per item on this path)."""
     kind = type(value)
     if kind is dict:
         copy: dict[str, Any] | None = None

@@ -250,19 +250,6 @@ class AuditReplay(ChainReplay):
             )
         )
 
-    def _check_canon(self, key: int, entry: LogEntry | AuditEntry) -> None:
-        """Once an entry was hashed as RFC 8785 (``canon``), every later one must be."""
-        if entry.canon is not None:
-            self.jcs_since = self.jcs_since or key
-        elif self.jcs_since is not None:
-            self.problem(
-                key,
-                f"entry hashed in the form before RFC 8785 after entry #{self.jcs_since} "
-                "was hashed with it: strongroom never writes that (rewritten in the older form)",
-                reason="canon_regressed",
-                since=self.jcs_since,
-            )
-
     def feed(self, row: ChainRow[Any]) -> str | None:
         leaf = super().feed(row)
         if leaf is None:
