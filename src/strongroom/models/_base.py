@@ -1,5 +1,4 @@
-"""Shared model base and time helpers; canonical JSON (the bytes every hash is taken over)
-lives in `strongroom.models.canonical`."""
+"""Shared model base and time helpers."""
 
 from __future__ import annotations
 
@@ -8,9 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from strongroom.models.canonical import canonical_json
-
-__all__ = ["Record", "UtcDatetime", "canonical_json", "utcnow"]
+__all__ = ["Record", "UtcDatetime", "utcnow"]
 
 
 def utcnow() -> datetime:
