@@ -244,6 +244,54 @@ def test_the_worked_example_in_security_md_runs(tmp_path: Path) -> None:
     assert "its hash" in done.stdout
 
 
+async def test_every_hash_in_a_vault_is_rfc8785_as_security_md_says(tmp_path: Path) -> None:
+    """docs/security.md's table, checked on every row of a vault with the values the two forms
+    write differently, by an implementation that is not strongroom's (``rfc8785``): every audit
+    and log entry's hash is SHA-256 of the JCS of the entry without ``hash``, and the newest
+    binding of every record is SHA-256 of the JCS of the record as stored."""
+    odd = {"ratio": 1.0, "tiny": 1e-7, "huge": 1e21, "w": 0.5, "\U0001f600k": 1, "\ue000k": 2}
+    path = tmp_path / "v"
+    async with await Vault.open(path) as vault:
+        run = await vault.runs.create(project="p", purpose="every hash")
+        await vault.snapshots.save(run.run_id, {"data": odd}, expected_revision=0)
+        await vault.logs.append_many(run.run_id, [{"event": "e", "data": odd}] * 3)
+        await vault.artifacts.put_bytes(run.run_id, b"x", name="x.bin", metadata=odd)
+        await vault.runs.start(run.run_id)
+        await vault.runs.complete(run.run_id)
+    db = path / "vault.db"
+
+    def jcs_sha256(value: Any) -> str:
+        return hashlib.sha256(rfc8785.dumps(value)).hexdigest()
+
+    entries = _bodies(db, "SELECT body FROM audit_entries ORDER BY seq")
+    newest: dict[tuple[str, str], str | None] = {}
+    for entry in entries:
+        assert entry["canon"] == CANON
+        assert jcs_sha256({k: v for k, v in entry.items() if k != "hash"}) == entry["hash"]
+        for binding in entry["records"]:
+            if binding["type"] != "log":
+                newest[(binding["type"], binding["id"])] = binding["digest"]
+    lines = _bodies(db, "SELECT body FROM log_entries")
+    assert len(lines) == 3
+    for line in lines:
+        assert jcs_sha256({k: v for k, v in line.items() if k != "hash"}) == line["hash"]
+    with sqlite3.connect(db) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if any(col[1] == "body" for col in conn.execute(f'PRAGMA table_info("{name}")'))
+        ]
+    stored = {
+        jcs_sha256(body)
+        for table in tables
+        if table not in ("audit_entries", "log_entries")
+        for body in _bodies(db, f'SELECT body FROM "{table}"')
+    }
+    bound = {digest for digest in newest.values() if digest is not None}
+    assert len(bound) >= 5  # the run, its snapshot, the artifact, the log ref, the catalog
+    assert bound <= stored, bound - stored
+
+
 # -- entries and signatures in the older form ---------------------------------------------------
 
 
