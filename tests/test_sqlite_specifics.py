@@ -27,7 +27,7 @@ from strongroom.adapters._sql import (
     run_index_statements,
 )
 from strongroom.adapters._sqlite import SqliteMetadataStore, open_sqlite_store
-from strongroom.errors import Conflict, NotFound, StorageIOError
+from strongroom.errors import Conflict, NotFound, StorageIOError, UnsupportedFormat
 from strongroom.ids import new_id
 from strongroom.models import LogEntry, LogLevel, Run, RunQuery, RunStatus
 
@@ -327,18 +327,20 @@ async def test_run_pages_and_totals_are_answered_from_one_index_without_sorting(
 # -- error mapping -----------------------------------------------------------------------------
 
 
-async def test_a_file_that_is_not_a_database_is_an_io_error_naming_the_file(
+async def test_a_file_that_is_not_a_database_is_refused_unchanged_naming_the_file(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "records.db"
-    path.write_bytes(b"this is not an SQLite database, just some text" * 100)
+    content = b"this is not an SQLite database, just some text" * 100
+    path.write_bytes(content)
     store = SqliteMetadataStore(path)
-    with pytest.raises(StorageIOError) as caught:
+    with pytest.raises(UnsupportedFormat) as caught:
         await store.open()
     assert caught.value.details["path"] == str(path)
     assert caught.value.details["backend"] == "sqlite"
-    assert caught.value.details["reason"] == "not_a_database"
+    assert caught.value.details["reason"] == "not_a_vault"
     assert "[SQL:" not in caught.value.message
+    assert path.read_bytes() == content
     with pytest.raises(StorageIOError, match="not open"):
         await store.get_run(new_id())
 

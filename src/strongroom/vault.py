@@ -224,9 +224,15 @@ class Vault:
         metadata, blobs = open_stores(
             text, blobs_url=str(blobs_url) if blobs_url is not None else None, create=create
         )
-        await metadata.open()
+        # A records store on another machine opens after the blob store answers, so a
+        # missing S3 bucket is reported before a table is created in PostgreSQL; an embedded
+        # one first, so a directory holding another program's file is refused before a blob
+        # folder is made beside it.
+        remote = metadata.backend not in ("sqlite", "memory")
+        first, second = (blobs, metadata) if remote else (metadata, blobs)
+        await first.open()
         try:
-            await blobs.open()
+            await second.open()
             if integrity is None:
                 integrity = IntegrityOptions.from_environment()
             vault = cls(

@@ -149,7 +149,7 @@ def open_stores(
         blobs = _open_blobs(blobs_url)
         from strongroom.adapters._postgres import PostgresMetadataStore
 
-        return PostgresMetadataStore(url), blobs
+        return PostgresMetadataStore(url, create=create), blobs
     directory = _local_path(url)
     if directory is None:
         raise ValidationError(
@@ -168,4 +168,4 @@ def open_stores(
             path=str(directory),
         )
     blobs = _open_blobs(blobs_url) if blobs_url is not None else LocalBlobStore(blob_root)
-    return SqliteMetadataStore(db_path), blobs
+    return SqliteMetadataStore(db_path, create=create), blobs

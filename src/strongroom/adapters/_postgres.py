@@ -151,15 +151,17 @@ class PostgresMetadataStore(SqlMetadataStore):
         pool_recycle: int | None = None,
         pool_pre_ping: bool | None = None,
         max_attempts: int = 8,
+        create: bool = True,
     ) -> None:
-        """``pool_size`` (default 5) connections are kept open, up to ``max_overflow``
-        (default 10) more are opened under load; a transaction waits at most
+        """``create=False``: refuse (`NotFound`) a database without strongroom's tables
+        instead of creating them. ``pool_size`` (default 5) connections are kept open, up to
+        ``max_overflow`` (default 10) more are opened under load; a transaction waits at most
         ``pool_timeout`` seconds (default 30) for a free one (then `OperationTimeout`).
         ``pool_recycle``: seconds after which a connection is replaced (default: never);
         ``pool_pre_ping`` (default on): check a pooled connection before each transaction.
         ``max_attempts``: runs of a transaction the server aborted (deadlock, serialization
         failure) before the error is raised."""
-        super().__init__()
+        super().__init__(create=create)
         parsed = self._parse_url(url)
         query = parsed.query
         self.redacted_url = safe_url(parsed.render_as_string(hide_password=True))
@@ -236,6 +238,10 @@ class PostgresMetadataStore(SqlMetadataStore):
 
     def __repr__(self) -> str:
         return f"PostgresMetadataStore({self.redacted_url!r})"
+
+    @property
+    def location(self) -> str:
+        return f"database {self._url.database} on {self._url.host}:{self._url.port or 5432}"
 
     def _error_details(self) -> dict[str, Any]:
         # Where the database is, never who logs in with what: no user, no password, no query.

@@ -85,11 +85,13 @@ class SqliteMetadataStore(SqlMetadataStore):
         busy_timeout: float = 60.0,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         max_attempts: int = 8,
+        create: bool = True,
     ) -> None:
-        """``busy_timeout``: seconds SQLite waits for another process's write lock;
+        """``create=False``: refuse (`NotFound`) a file without a strongroom schema instead
+        of creating one. ``busy_timeout``: seconds SQLite waits for another process's write lock;
         ``max_attempts``: how many times a transaction is run when it still finds the
         database busy (with jittered exponential backoff in between)."""
-        super().__init__()
+        super().__init__(create=create)
         self.path = Path(path).absolute()
         self._busy_timeout = busy_timeout
         # NORMAL in WAL mode: a commit is durable once written to the WAL, which survives any
@@ -111,6 +113,13 @@ class SqliteMetadataStore(SqlMetadataStore):
     def _error_details(self) -> dict[str, Any]:
         # A local file path is useful context and holds no secret.
         return {"path": str(self.path)}
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    async def _store_exists(self) -> bool:
+        return await asyncio.to_thread(self.path.exists)
 
     def _create_engine(self) -> Engine:
         engine = create_engine(

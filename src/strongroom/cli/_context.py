@@ -8,11 +8,12 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -21,23 +22,29 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from strongroom.errors import StrongroomError, ValidationError, family_code
-from strongroom.secrets import env_secrets, scrub_text
+from strongroom.errors import NotFound, StrongroomError, ValidationError, family_code
+from strongroom.secrets import env_secrets, safe_url, scrub_text
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 
 __all__ = [
+    "CEILING_ENV",
     "EXIT_CODES",
     "EXIT_INTERNAL",
     "EXIT_PROBLEMS",
     "EXIT_USAGE",
     "TOOL_PATH_ENV",
+    "VAULT_DIRNAME",
     "CliState",
     "JsonFlag",
     "RunIdArg",
+    "check_limit",
     "cli_state",
+    "default_vault_url",
     "emit_error",
     "exit_code_for",
+    "find_vault",
     "parse_json_object",
+    "parse_seq_cursor",
     "parse_timestamp",
     "read_json_value",
     "reported_errors",
@@ -80,13 +87,54 @@ def exit_code_for(code: str) -> int:
     return EXIT_CODES.get(family_code(code), EXIT_PROBLEMS)
 
 
+VAULT_DIRNAME = ".strongroom"
+"""The directory name `find_vault` looks for, as git looks for ``.git``."""
+CEILING_ENV = "STRONGROOM_CEILING_DIRECTORIES"
+"""Like ``GIT_CEILING_DIRECTORIES``: ``os.pathsep``-separated directories `find_vault` does
+not reach (it looks below them only)."""
+
+
+def find_vault(start: Path | None = None) -> Path | None:
+    """The nearest ``.strongroom`` directory in ``start`` (default: the current directory) or
+    one of its parents, stopping before any directory named in $STRONGROOM_CEILING_DIRECTORIES
+    and at the filesystem root; None if there is none."""
+    here = (start or Path.cwd()).absolute()
+    ceilings = {
+        Path(os.path.abspath(p)) for p in os.environ.get(CEILING_ENV, "").split(os.pathsep) if p
+    }
+    for directory in (here, *here.parents):
+        if directory in ceilings:
+            return None
+        candidate = directory / VAULT_DIRNAME
+        try:
+            if candidate.is_dir():
+                return candidate
+        except OSError:  # unreadable parent: stop looking, as git does
+            return None
+    return None
+
+
+def default_vault_url(start: Path | None = None) -> tuple[str, bool]:
+    """The vault a command uses when neither --vault nor $STRONGROOM_URL names one: the
+    nearest ``.strongroom`` (`find_vault`), shown as ``./.strongroom`` when it is the current
+    directory's; else ``./.strongroom``, which only the commands that create a vault create.
+    The flag says whether one was found."""
+    found = find_vault(start)
+    if found is None:
+        return DEFAULT_VAULT_URL, False
+    here = (start or Path.cwd()).absolute()
+    return (DEFAULT_VAULT_URL if found.parent == here else str(found)), True
+
+
 @dataclass(frozen=True)
 class CliState:
-    """The root options, as every command sees them."""
+    """The root options, as every command sees them. ``vault_named``: the vault came from
+    --vault or $STRONGROOM_URL (else it was looked for up the directory tree)."""
 
     vault_url: str = DEFAULT_VAULT_URL
     json: bool = False
     blobs_url: str | None = None
+    vault_named: bool = True
 
     def run(
         self,
@@ -109,15 +157,31 @@ class CliState:
             ) as vault:
                 return await work(vault)
 
-        return asyncio.run(main())
+        try:
+            return asyncio.run(main())
+        except NotFound as exc:
+            if exc.details.get("operation") != "open_vault":
+                raise
+            if self.vault_named:
+                shown = safe_url(self.vault_url)
+                raise NotFound(
+                    f"no strongroom vault at {shown}: create it with `strongroom init --vault "
+                    f"{shlex.quote(shown)}`, or check --vault / $STRONGROOM_URL",
+                    **{**exc.details, "reason": "no_vault", "url": shown},
+                ) from None
+            raise NotFound(
+                f"no vault found in {Path.cwd()} or any parent directory: create one here "
+                "with `strongroom init`, or name one with --vault URL (or $STRONGROOM_URL)",
+                operation="open_vault",
+                reason="no_vault",
+                searched_from=str(Path.cwd()),
+            ) from None
 
 
 def cli_state(ctx: typer.Context, json_flag: bool = False) -> CliState:
     """The root options, with a command's own ``--json`` folded in."""
     state = ctx.find_object(CliState) or CliState()
-    return CliState(
-        vault_url=state.vault_url, json=state.json or json_flag, blobs_url=state.blobs_url
-    )
+    return replace(state, json=state.json or json_flag)
 
 
 def emit_error(as_json: bool, error: dict[str, Any]) -> None:
@@ -252,6 +316,37 @@ def parse_timestamp(text: str, *, option: str, end_of_day: bool = False) -> date
     if end_of_day and _DATE_ONLY.match(text.strip()):
         value += timedelta(days=1)
     return value.astimezone(UTC)
+
+
+MAX_SEQ = 2**63 - 1
+"""The largest sequence number a store holds (a signed 64-bit integer)."""
+
+
+def parse_seq_cursor(text: str, *, option: str = "--cursor") -> int:
+    """A ``--cursor`` of a sequence-numbered listing (audit entries, log lines): the number
+    after which the page starts, as the previous page's footer printed it."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_SEQ):
+        raise ValidationError(
+            f"{option} must be a cursor printed by the previous page (a sequence number from 0 "
+            f"to {MAX_SEQ}), got {text[:40]!r}",
+            operation="cli",
+            reason="bad_cursor",
+            option=option,
+        )
+    return int(value)
+
+
+def check_limit(value: int, *, option: str = "--limit", high: int) -> int:
+    """A page size option, 1..``high``."""
+    if not 1 <= value <= high:
+        raise ValidationError(
+            f"{option} must be between 1 and {high}, got {value}",
+            operation="cli",
+            reason="out_of_range",
+            option=option,
+        )
+    return value
 
 
 # -- parameters several commands share ----------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 from typer.core import TyperGroup
 
 from strongroom import __version__
-from strongroom.adapters import MemoryMetadataStore, SqliteMetadataStore, open_stores
+from strongroom.adapters import MemoryMetadataStore, SqliteMetadataStore
 from strongroom.cli import (
     actors,
     artifacts,
@@ -31,13 +32,14 @@ from strongroom.cli._context import (
     CliState,
     JsonFlag,
     cli_state,
+    default_vault_url,
     emit_error,
     reported_errors,
 )
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
 from strongroom.cli.demo import demo
 from strongroom.cli.verify import verify
-from strongroom.vault import DEFAULT_VAULT_URL, Vault
+from strongroom.vault import Vault
 
 __all__ = ["VaultInfo", "app", "main"]
 
@@ -62,6 +64,7 @@ class _RootGroup(TyperGroup):
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         as_json = _wants_json(argv)
+        add_global_options(self)
         try:
             if not (standalone_mode and as_json):
                 return super().main(
@@ -106,34 +109,29 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+_VAULT_HELP = (
+    "Vault to use: a directory (SQLite + local blobs), postgresql://user@host/db (needs "
+    "--blobs) or memory:// (gone when the command ends). Default: the nearest .strongroom "
+    "in this directory or a parent; `init`, `run` and `runs create` create ./.strongroom "
+    "when there is none."
+)
+_BLOBS_HELP = (
+    "Blob store, if not the vault directory's own: s3://bucket/prefix (credentials from the "
+    "AWS_* environment), a directory, or memory://."
+)
+_JSON_HELP = "Print one JSON document on stdout (errors too) instead of text."
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
     vault: Annotated[
-        str,
-        typer.Option(
-            "--vault",
-            envvar="STRONGROOM_URL",
-            help="Vault to use: a directory (SQLite + local blobs, created on first use), "
-            "postgresql://user@host/db (needs --blobs) or memory:// (gone when the command "
-            "ends).",
-        ),
-    ] = DEFAULT_VAULT_URL,
-    blobs: Annotated[
-        str | None,
-        typer.Option(
-            "--blobs",
-            envvar="STRONGROOM_BLOBS_URL",
-            help="Blob store, if not the vault directory's own: s3://bucket/prefix "
-            "(credentials from the AWS_* environment), a directory, or memory://.",
-        ),
+        str | None, typer.Option("--vault", envvar="STRONGROOM_URL", help=_VAULT_HELP)
     ] = None,
-    json_flag: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Print one JSON document on stdout (errors too) instead of text."
-        ),
-    ] = False,
+    blobs: Annotated[
+        str | None, typer.Option("--blobs", envvar="STRONGROOM_BLOBS_URL", help=_BLOBS_HELP)
+    ] = None,
+    json_flag: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -141,7 +139,79 @@ def root(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = CliState(vault_url=vault, json=json_flag, blobs_url=blobs or None)
+    if vault:
+        url, named = vault, True
+    else:
+        url, _ = default_vault_url()
+        named = False
+    ctx.obj = CliState(vault_url=url, json=json_flag, blobs_url=blobs or None, vault_named=named)
+
+
+# -- the global options, accepted after the command name too ------------------------------------
+
+
+def _set_global(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """A global option given after the command name: it overrides what the root saw."""
+    if ctx.resilient_parsing or value is None or value is False:
+        return value
+    state = ctx.find_object(CliState) or CliState()
+    if param.name == "vault":
+        state = replace(state, vault_url=str(value), vault_named=True)
+    elif param.name == "blobs":
+        state = replace(state, blobs_url=str(value) or None)
+    else:
+        state = replace(state, json=True)
+    ctx.obj = state
+    return value
+
+
+_globals = typer.Typer()
+
+
+@_globals.command()
+def _global_options_source(
+    vault: Annotated[
+        str | None,
+        typer.Option(
+            "--vault", metavar="URL", callback=_set_global, help="Vault to use (as before it)."
+        ),
+    ] = None,
+    blobs: Annotated[
+        str | None,
+        typer.Option(
+            "--blobs", metavar="URL", callback=_set_global, help="Blob store (as before it)."
+        ),
+    ] = None,
+    json_flag: Annotated[bool, typer.Option("--json", callback=_set_global, help=_JSON_HELP)] = (
+        False
+    ),
+) -> None:
+    """Never run: Typer builds the global options' parameters from this signature."""
+
+
+def _global_options() -> dict[str, Any]:
+    """The --vault, --blobs and --json parameters a command gets (built once per call of the
+    CLI, with Typer's own parameter classes; they pass nothing to the command)."""
+    params = {}
+    for param in typer.main.get_command(_globals).params:
+        param.expose_value = False
+        params[param.opts[0]] = param
+    return params
+
+
+def add_global_options(group: TyperGroup) -> None:
+    """Give every command and group under ``group`` the root's --vault, --blobs and --json
+    (``strongroom runs list --vault /data/v`` = ``strongroom --vault /data/v runs list``);
+    a command's own --json is kept (it folds into the same state through `cli_state`)."""
+    options = _global_options()
+    for command in group.commands.values():
+        if getattr(command, "_strongroom_globals", False):
+            continue
+        taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        command.params.extend(p for name, p in options.items() if name not in taken)
+        command._strongroom_globals = True  # type: ignore[attr-defined]
+        if isinstance(command, TyperGroup):
+            add_global_options(command)
 
 
 class VaultInfo(BaseModel):
@@ -156,9 +226,11 @@ class VaultInfo(BaseModel):
     runs: int
 
 
-async def _describe(vault: Vault, created: bool) -> VaultInfo:
+async def _describe(vault: Vault) -> VaultInfo:
     probe = vault.blobs.locate("0" * 64)
     metadata = vault.metadata
+    # An SQL store knows whether its open created the schema; a memory vault is always new.
+    created = bool(getattr(metadata, "schema_created", isinstance(metadata, MemoryMetadataStore)))
     page = await vault.runs.list(limit=1, count_limit=None)  # `runs N`: exact
     return VaultInfo(
         url=vault.url,
@@ -180,9 +252,7 @@ def init(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
     """Create the vault (or open an existing one) and say where it is."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        metadata, _ = open_stores(state.vault_url, blobs_url=state.blobs_url)
-        created = not (isinstance(metadata, SqliteMetadataStore) and metadata.path.exists())
-        info = state.run(lambda vault: _describe(vault, created), create=True)
+        info = state.run(_describe, create=True)
         if state.json:
             print_json(info)
             return

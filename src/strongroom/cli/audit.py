@@ -10,7 +10,13 @@ from pydantic import BaseModel, Field
 from rich.text import Text
 
 from strongroom.adapters import open_witness
-from strongroom.cli._context import JsonFlag, cli_state, reported_errors
+from strongroom.cli._context import (
+    JsonFlag,
+    check_limit,
+    cli_state,
+    parse_seq_cursor,
+    reported_errors,
+)
 from strongroom.cli._output import audit_table, print_json, print_table, stdout_console
 from strongroom.cli._registry_args import ActorOption, personal_key
 from strongroom.errors import ValidationError
@@ -35,7 +41,8 @@ class AuditView(BaseModel):
     )
     head_seq: int
     latest_checkpoint: MerkleCheckpoint | None
-    next_after: int | None
+    next_cursor: str | None = Field(description="--cursor of the next page; null on the last.")
+    next_after: int | None = Field(description="The same as a number (older name).")
 
 
 async def _read(vault: Vault, after: int, limit: int) -> AuditView:
@@ -49,6 +56,7 @@ async def _read(vault: Vault, after: int, limit: int) -> AuditView:
         signers=await entry_signers(vault.registry.records, entries),
         head_seq=head_seq,
         latest_checkpoint=checkpoints[-1] if checkpoints else None,
+        next_cursor=str(last) if last < head_seq else None,
         next_after=last if last < head_seq else None,
     )
 
@@ -56,23 +64,31 @@ async def _read(vault: Vault, after: int, limit: int) -> AuditView:
 @app.command("show")
 def show(
     ctx: typer.Context,
+    cursor: Annotated[
+        str | None,
+        typer.Option(
+            "--cursor", help="Next-page cursor printed by the last page (default: from the start)."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Entries per page (1-10000).")] = 50,
     after: Annotated[
-        int, typer.Option("--after", help="Show entries after this sequence number.")
-    ] = 0,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Entries to show (1-10000).")] = 50,
+        str | None, typer.Option("--after", hidden=True, help="Older name of --cursor.")
+    ] = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """Print audit entries in sequence order (who did what, when, to which subject)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        if after < 0 or not 1 <= limit <= 10000:
+        if cursor is not None and after is not None and cursor != after:
             raise ValidationError(
-                "--after must be >= 0 and --limit between 1 and 10000",
-                operation="audit.show",
-                after=after,
-                limit=limit,
+                "give --cursor or its older name --after, not both",
+                operation="cli.audit.show",
+                reason="conflicting_options",
             )
-        view = state.run(lambda vault: _read(vault, after, limit))
+        given = cursor if cursor is not None else after
+        start = 0 if given is None else parse_seq_cursor(given, option="--cursor")
+        check_limit(limit, high=10000)
+        view = state.run(lambda vault: _read(vault, start, limit))
         if state.json:
             print_json(view)
             return
@@ -88,8 +104,8 @@ def show(
                 f"; latest Merkle checkpoint covers {cp.tree_size} entries, root {cp.root_hash}",
                 style="dim",
             )
-        if view.next_after is not None:
-            footer.append(f"; next page: --after {view.next_after}", style="dim")
+        if view.next_cursor is not None:
+            footer.append(f"; next page: --cursor {view.next_cursor}", style="dim")
         console.print(footer, soft_wrap=True)
 
 

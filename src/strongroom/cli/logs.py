@@ -18,11 +18,14 @@ from rich.text import Text
 from strongroom.cli._context import (
     JsonFlag,
     RunIdArg,
+    check_limit,
     cli_state,
     parse_json_object,
+    parse_seq_cursor,
     reported_errors,
 )
 from strongroom.cli._output import log_line, print_json, stdout_console
+from strongroom.errors import ValidationError
 from strongroom.models import LogEntry, LogLine, LogQuery, LogReference
 from strongroom.services import parse
 from strongroom.vault import Vault
@@ -34,6 +37,7 @@ app = typer.Typer(
 )
 
 _PAGE = 5000
+_MAX_PAGE = 100_000  # LogQuery's limit
 # --lines: a batch is written when it holds this many lines or is this old (seconds), so a
 # slow producer still sees its lines stored promptly.
 _BATCH_LINES = 500
@@ -46,6 +50,8 @@ class LogView(BaseModel):
     run_id: str
     log: LogReference
     entries: list[LogEntry]
+    next_cursor: str | None = None
+    """With --limit: the --cursor of the next page (null on the last)."""
 
 
 async def _pages(vault: Vault, run_id: str, base: LogQuery) -> AsyncIterator[list[LogEntry]]:
@@ -71,6 +77,22 @@ async def _collect(vault: Vault, run_id: str, base: LogQuery, tail: int | None) 
     async for page in _pages(vault, run_id, base):
         kept.extend(page)
     return LogView(run_id=log.run_id, log=log, entries=list(kept))
+
+
+async def _page(vault: Vault, run_id: str, base: LogQuery, after: int, limit: int) -> LogView:
+    """One page of ``limit`` matching lines after sequence number ``after``."""
+    log = await vault.logs.reference(run_id)
+    page = await vault.logs.read(
+        run_id, base.model_copy(update={"after_seq": after, "limit": limit + 1})
+    )
+    more = len(page) > limit
+    page = page[:limit]
+    return LogView(
+        run_id=log.run_id,
+        log=log,
+        entries=page,
+        next_cursor=str(page[-1].seq) if more and page else None,
+    )
 
 
 async def _stream(
@@ -99,11 +121,19 @@ def show(
     event: Annotated[str | None, typer.Option("--event", "-e", help="Only this event.")] = None,
     phase: Annotated[str | None, typer.Option("--phase", help="Only this phase.")] = None,
     tail: Annotated[
-        int | None, typer.Option("--tail", "-n", help="Only the last N matching lines.", min=1)
+        int | None, typer.Option("--tail", help="Only the last N matching lines.")
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", help="Lines per page (1-100000); default: every line."),
+    ] = None,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="Next-page cursor printed by the last page.")
     ] = None,
     json_flag: JsonFlag = False,
 ) -> None:
-    """Print a run's log lines, oldest first (secrets were redacted before storage)."""
+    """Print a run's log lines, oldest first (secrets were redacted before storage): all of
+    them, a page (--limit, --cursor) or the last few (--tail)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         base = parse(
@@ -112,9 +142,23 @@ def show(
             operation="logs.show",
             run_id=run_id,
         )
+        if tail is not None and (limit is not None or cursor is not None):
+            raise ValidationError(
+                "--tail shows the last lines; it does not go with --limit / --cursor",
+                operation="cli.logs.show",
+                reason="conflicting_options",
+            )
+        if tail is not None:
+            check_limit(tail, option="--tail", high=_MAX_PAGE)
+        after = 0 if cursor is None else parse_seq_cursor(cursor)
         console = stdout_console()
-        if state.json or tail is not None:
+        view: LogView | None = None
+        if limit is not None or cursor is not None:
+            size = check_limit(limit if limit is not None else _PAGE, high=_MAX_PAGE)
+            view = state.run(lambda vault: _page(vault, run_id, base, after, size))
+        elif state.json or tail is not None:
             view = state.run(lambda vault: _collect(vault, run_id, base, tail))
+        if view is not None:
             if state.json:
                 print_json(view)
                 return
@@ -126,6 +170,8 @@ def show(
         footer = Text(f"{printed} of {log.entry_count} lines", style="dim")
         if log.sealed:
             footer.append(f"; log sealed as artifact {log.sealed_artifact_id}", style="dim")
+        if view is not None and view.next_cursor is not None:
+            footer.append(f"; next page: --cursor {view.next_cursor}", style="dim")
         console.print(footer, soft_wrap=True)
 
 

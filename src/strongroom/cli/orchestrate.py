@@ -4,6 +4,9 @@ orchestrator, with live progress (or a JSON event stream with ``--json``)."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +22,7 @@ from strongroom.cli._context import (
     TOOL_PATH_ENV,
     CliState,
     JsonFlag,
+    RunIdArg,
     cli_state,
     emit_error,
     exit_code_for,
@@ -26,12 +30,12 @@ from strongroom.cli._context import (
     reported_errors,
     tool_paths,
 )
-from strongroom.cli._output import STEP_STYLES, stdout_console
+from strongroom.cli._output import STEP_STYLES, print_json, stdout_console
 from strongroom.cli._registry_args import KeyOption, SignFlag, personal_key
-from strongroom.errors import ValidationError
+from strongroom.errors import Conflict, NotFound, ValidationError
 from strongroom.execution import RunnerOptions
 from strongroom.integrity import SigningKey
-from strongroom.models import RunStatus
+from strongroom.models import Run, RunStatus
 from strongroom.orchestrator import Event, Orchestrator, RunResult, StepStatus
 from strongroom.vault import Vault
 
@@ -93,6 +97,7 @@ class Progress:
         self.rows: dict[str, Event] = {}
         self.console = stdout_console()
         self.live: Live | None = None
+        self.showing = False
 
     def __call__(self, event: Event) -> None:
         if self.as_json:
@@ -101,6 +106,9 @@ class Progress:
             return
         if event.step_id is not None:
             self.rows[event.step_id] = event
+        if self.live is None and self.showing and self.rows:
+            self.live = Live(self.table(event), console=self.console, refresh_per_second=8)
+            self.live.start()
         if self.live is not None:
             self.live.update(self.table(event))
 
@@ -124,14 +132,15 @@ class Progress:
 
     @contextmanager
     def shown(self) -> Iterator[None]:
-        if self.as_json:
+        """Draw the step table live while the block runs, from the first step event on (a
+        command refused before any step prints no table)."""
+        self.showing = not self.as_json
+        try:
             yield
-            return
-        with Live(self.table(), console=self.console, refresh_per_second=8) as live:
-            self.live = live
-            try:
-                yield
-            finally:
+        finally:
+            self.showing = False
+            if self.live is not None:
+                self.live.stop()
                 self.live = None
 
 
@@ -194,7 +203,8 @@ def run(
         ),
     ],
     project: Annotated[
-        str | None, typer.Option("--project", help="Project config (ID[@VERSION|@CHANNEL]).")
+        str | None,
+        typer.Option("--project", "-p", help="Project config (ID[@VERSION|@CHANNEL])."),
     ] = None,
     inputs: Annotated[
         list[str] | None,
@@ -221,7 +231,7 @@ def run(
         values = parse_inputs(inputs or [])
         options = _options(workdir, tool_path)
         local = Path(playbook)
-        data = local.read_bytes() if local.is_file() else None
+        data = _playbook_file(playbook)
 
         async def work(vault: Vault) -> RunResult:
             ref = playbook
@@ -233,8 +243,62 @@ def run(
             with progress.shown():
                 return await orchestrator.start(ref, project=project, inputs=values, run_id=run_id)
 
-        result = state.run(work)
+        result = state.run(work, create=True)
     _report(state, result)
+
+
+_PLAYBOOK_SUFFIXES = (".yaml", ".yml", ".json")
+_MAX_PLAYBOOK_BYTES = 16 * 1024 * 1024
+
+
+def _playbook_file(text: str) -> bytes | None:
+    """The bytes of ``run``'s argument when it names a file; None when it is a reference.
+    A name that looks like a path but is missing is `NotFound`; anything but a regular file
+    (a FIFO, a device, a folder) is refused without being opened for a blocking read."""
+    path = Path(text)
+    looks_like_path = "/" in text or os.sep in text or text.endswith(_PLAYBOOK_SUFFIXES)
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        if looks_like_path:
+            raise NotFound(
+                f"no playbook file {text}", operation="cli.run", reason="no_file", path=text
+            ) from None
+        return None
+    except (OSError, ValueError) as exc:
+        if not looks_like_path:
+            return None
+        raise ValidationError(
+            f"cannot read {text}: {getattr(exc, 'strerror', None) or exc}",
+            operation="cli.run",
+            reason="unreadable_input",
+            path=text,
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValidationError(
+            f"{text} is not a regular file: give a playbook file or a reference "
+            "(PLAYBOOK[@VERSION|@CHANNEL])",
+            operation="cli.run",
+            reason="not_a_regular_file",
+            path=text,
+        )
+    if info.st_size > _MAX_PLAYBOOK_BYTES:
+        raise ValidationError(
+            f"{text} is {info.st_size} bytes; a playbook file is at most "
+            f"{_MAX_PLAYBOOK_BYTES} bytes",
+            operation="cli.run",
+            reason="too_large",
+            path=text,
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValidationError(
+            f"cannot read {text}: {exc.strerror or exc}",
+            operation="cli.run",
+            reason="unreadable_input",
+            path=text,
+        ) from None
 
 
 def resume(
@@ -269,27 +333,47 @@ def resume(
             with progress.shown():
                 return await orchestrator.resume(run_id, force=force, signer=signer)
 
-        result = state.run(work)
+        try:
+            result = state.run(work)
+        except Conflict as exc:
+            raise _with_lane_options(exc, tool_path, workdir) from None
     _report(state, result)
+
+
+def _with_lane_options(exc: Conflict, paths: list[Path] | None, workdir: Path) -> Conflict:
+    """A `resume` refused because the run must be started again: its command (from the
+    engine) completed with this invocation's --tool-path and --workdir, so it runs as
+    printed."""
+    command = exc.details.get("command")
+    if exc.details.get("reason") != "no_plan" or not isinstance(command, str):
+        return exc
+    words = []
+    for path in paths or []:
+        words += ["--tool-path", str(path)]
+    if workdir != Path("."):
+        words += ["--workdir", str(workdir)]
+    full = command + ("" if not words else " " + shlex.join(words))
+    return Conflict(exc.message.replace(command, full), **{**exc.details, "command": full})
 
 
 def cancel(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (audited).")] = "cancelled",
+    run_id: RunIdArg,
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (audited).")] = "cancelled",
     actor: ActorOption = "local",
     json_flag: JsonFlag = False,
 ) -> None:
-    """Cancel a run: an orchestrator running it kills the running step's process group within
-    a second; everything persisted so far stays."""
+    """Cancel a pending or running run (also `strongroom runs cancel`): it moves to
+    cancelled and its log is sealed; an orchestrator driving it kills the running step's
+    process group within a second; everything persisted so far stays."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
 
-        async def work(vault: Vault) -> Any:
+        async def work(vault: Vault) -> Run:
             return await Orchestrator(vault, actor=actor).cancel(run_id, reason=reason)
 
         cancelled = state.run(work)
     if state.json:
-        sys.stdout.write(cancelled.model_dump_json() + "\n")
+        print_json(cancelled)
     else:
-        stdout_console().print(f"run {run_id}: {cancelled.status.value}")
+        stdout_console().print(f"run {cancelled.run_id} is now {cancelled.status.value}")

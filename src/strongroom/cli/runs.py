@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from rich.table import Table
 from rich.text import Text
 
+from strongroom.cli import orchestrate
 from strongroom.cli._context import (
     JsonFlag,
     RunIdArg,
@@ -447,9 +448,5 @@ def fail(
     _transition(ctx, run_id, RunStatus.FAILED, json_flag, error=error, actor=actor)
 
 
-@app.command("cancel")
-def cancel(
-    ctx: typer.Context, run_id: RunIdArg, actor: ActorOption = None, json_flag: JsonFlag = False
-) -> None:
-    """Move a pending or running run to cancelled; this seals its log."""
-    _transition(ctx, run_id, RunStatus.CANCELLED, json_flag, actor=actor)
+# One cancel: `strongroom runs cancel` is `strongroom cancel` (same options, same audit).
+app.command("cancel")(orchestrate.cancel)

@@ -17,6 +17,7 @@ run: the second one's first write fails with `Conflict`. Each step's output is a
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -134,8 +135,9 @@ class Orchestrator:
     ) -> tuple[PlanState, Playbook]:
         project_fields: dict[str, Any] = {}
         defaults: dict[str, Any] = {}
+        playbook_ref = _parse_ref(playbook, "playbook")
         if project is not None:
-            ref = Ref.parse(project)
+            ref = _parse_ref(project, "project")
             version, config = await self._vault.registry.get(
                 DefinitionKind.PROJECT_CONFIG, ref.id, ref.selector
             )
@@ -148,14 +150,14 @@ class Orchestrator:
                 "project_digest": version.digest,
             }
             listed = {r.id for r in config.playbooks}
-            if listed and Ref.parse(playbook).id not in listed:
+            if listed and playbook_ref.id not in listed:
                 raise ValidationError(
                     f"project {config.project_id} does not list playbook "
-                    f"{Ref.parse(playbook).id} (it lists {', '.join(sorted(listed))})",
+                    f"{playbook_ref.id} (it lists {', '.join(sorted(listed))})",
                     operation="orchestrator.start",
                     reason="playbook_not_in_project",
                 )
-        ref = Ref.parse(playbook)
+        ref = playbook_ref
         version, definition = await self._vault.registry.get(
             DefinitionKind.PLAYBOOK, ref.id, ref.selector
         )
@@ -219,13 +221,14 @@ class Orchestrator:
                 reason="completed",
             )
         if await self._vault.snapshots.latest_revision(run_id) == 0:
-            playbook_id = run.playbook.playbook_id if run.playbook else "PLAYBOOK"
+            command = _restart_command(run)
             raise Conflict(
                 f"run {run_id} stopped before its plan was saved, so no step ran; start it "
-                f"again with the same arguments: strongroom run {playbook_id} --run-id {run_id}",
+                f"again (with the --input values it was given, if any): {command}",
                 operation="orchestrator.resume",
                 run_id=run_id,
                 reason="no_plan",
+                command=command,
             )
         snapshot = await self._vault.snapshots.load(run_id)
         raw = snapshot.state.data.get(STATE_KEY)
@@ -390,7 +393,7 @@ class Orchestrator:
         """Mark the run cancelled. An orchestrator driving it notices within
         `CANCEL_POLL_SECONDS`, kills the running steps' process groups and writes its last
         snapshot; everything persisted so far stays."""
-        run = await self._vault.runs.cancel(run_id)
+        run = await self._vault.runs.cancel(run_id, actor=self._actor)
         await self._audit("orchestrator.cancel_requested", run_id, {"reason": reason})
         return run
 
@@ -421,3 +424,29 @@ class Orchestrator:
             "project_digest": plan.project_digest,
             "tools": {s.step_id: s.manifest_digest for s in plan.steps.values()},
         }
+
+
+def _parse_ref(text: str, what: str) -> Ref:
+    """A playbook or project reference given by the caller; `ValidationError` if malformed."""
+    try:
+        return Ref.parse(text)
+    except ValueError as exc:
+        raise ValidationError(
+            f"{what}: {exc}", operation="orchestrator.start", reason="bad_reference"
+        ) from None
+
+
+def _restart_command(run: Run) -> str:
+    """`strongroom run` for a run whose plan was never saved: the playbook version it was
+    created for (by digest) and its project config, under the same run id."""
+    playbook = run.playbook
+    if playbook is None:
+        target = "PLAYBOOK"
+    elif playbook.version_digest is not None:
+        target = f"{playbook.playbook_id}@sha256:{playbook.version_digest}"
+    else:
+        target = playbook.playbook_id
+    words = ["strongroom", "run", target, "--run-id", run.run_id]
+    if run.project != PROJECT_FALLBACK:
+        words += ["--project", run.project]
+    return shlex.join(words)

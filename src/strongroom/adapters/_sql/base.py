@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from typing import Any, Final, Self, TypeAlias, TypeVar
 
 import pydantic
-from sqlalchemy import Column, Executable, Row, Select, Table, literal, tuple_
+from sqlalchemy import Column, Executable, Row, Select, Table, inspect, literal, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
@@ -58,6 +58,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def _survey(conn: Connection) -> tuple[frozenset[str], frozenset[str]]:
+    """The database's table names (default schema) and its Alembic revisions, read only."""
+    return frozenset(inspect(conn).get_table_names()), current_revisions(conn)
+
+
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 # One transaction's work, run on a worker thread with the transaction already begun.
@@ -168,9 +175,15 @@ class SqlStoreBase(MetadataStore):
 
     backend: str = "sql"
 
-    def __init__(self) -> None:
+    def __init__(self, *, create: bool = True) -> None:
         self._engine: Engine | None = None
         self._open_lock = asyncio.Lock()
+        self.allow_create = create
+        """False: `open` refuses a database without a strongroom schema (`NotFound`) instead of
+        creating the schema in it."""
+        self.schema_created = False
+        """Set by `open` when it created the schema in an empty database (what ``strongroom
+        init`` reports as created rather than opened)."""
 
     # -- backend hooks ----------------------------------------------------------------------
 
@@ -185,6 +198,15 @@ class SqlStoreBase(MetadataStore):
     def _error_details(self) -> dict[str, Any]:
         """Context attached to every mapped error; must never hold credentials."""
         return {}
+
+    @property
+    def location(self) -> str:
+        """Where the records live, for messages (never with a credential)."""
+        return self.backend
+
+    async def _store_exists(self) -> bool:
+        """Whether there is a database to look into yet (SQLite: the file)."""
+        return True
 
     def _lock_for_migration(self, conn: Connection) -> None:
         """Make concurrent openers migrate one at a time, inside the migration transaction.
@@ -211,6 +233,7 @@ class SqlStoreBase(MetadataStore):
             engine = self._create_engine()
             self._engine = engine
             try:
+                await self._check_vault()  # before `_prepare`, which may write (SQLite's WAL)
                 await self._prepare(engine)
                 await self._migrate()
             except BaseException:
@@ -230,11 +253,61 @@ class SqlStoreBase(MetadataStore):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    async def _check_vault(self) -> None:
+        """Refuse, having only read, a database that is not a strongroom vault: another
+        program's tables stay as they are (``not_a_vault``); an empty database gets a schema
+        only when the store may create one (else `NotFound`, ``no_vault``)."""
+        if not await self._store_exists():
+            if not self.allow_create:
+                raise self._no_vault()
+            return
+        try:
+            tables, revisions = await self._read("open", _survey)
+        except StorageIOError as exc:
+            if exc.details.get("reason") != "not_a_database":
+                raise
+            raise UnsupportedFormat(
+                f"{self.location} is not a strongroom vault (not a database file); nothing "
+                "was changed in it",
+                operation="open",
+                backend=self.backend,
+                reason="not_a_vault",
+                **self._error_details(),
+            ) from None
+        if revisions & known_revisions() or (revisions and "runs" in tables):
+            return  # ours (a newer strongroom's is reported by `_migrate`)
+        if tables:
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise UnsupportedFormat(
+                f"{self.location} is not a strongroom vault: it holds other tables ({shown}); "
+                "nothing was changed in it. Name a strongroom vault with --vault, or a new "
+                "directory / an empty database to create one with `strongroom init`",
+                operation="open",
+                backend=self.backend,
+                reason="not_a_vault",
+                tables=len(tables),
+                **self._error_details(),
+            )
+        if not self.allow_create:
+            raise self._no_vault()
+
+    def _no_vault(self) -> NotFound:
+        return NotFound(
+            f"no strongroom vault in {self.location}: create one with `strongroom init` "
+            "(or check --vault)",
+            operation="open_vault",
+            backend=self.backend,
+            reason="no_vault",
+            **self._error_details(),
+        )
+
     async def _migrate(self) -> None:
         heads = schema_heads()
         current = await self._read("open", current_revisions)
         if current == heads:
             return  # the common case: one indexed read, no write lock
+        if not current:
+            self.schema_created = True
         unknown = current - known_revisions()
         if unknown:
             raise UnsupportedFormat(
