@@ -135,6 +135,14 @@ class CliState:
     json: bool = False
     blobs_url: str | None = None
     vault_named: bool = True
+    typed: tuple[str, ...] = ()
+    """The global options given on the command line (not from the environment), as words to
+    add to a printed hint so that it runs against the same vault (passwords redacted)."""
+
+    def hint(self, command: str) -> str:
+        """``command`` (a `strongroom ...` line to paste) with this invocation's --vault and
+        --blobs, which work after the command name too."""
+        return command if not self.typed else f"{command} {shlex.join(self.typed)}"
 
     def run(
         self,

@@ -39,6 +39,7 @@ from strongroom.cli._context import (
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
 from strongroom.cli.demo import demo
 from strongroom.cli.verify import verify
+from strongroom.secrets import safe_url
 from strongroom.vault import Vault
 
 __all__ = ["VaultInfo", "app", "main"]
@@ -144,7 +145,18 @@ def root(
     else:
         url, _ = default_vault_url()
         named = False
-    ctx.obj = CliState(vault_url=url, json=json_flag, blobs_url=blobs or None, vault_named=named)
+    typed: list[str] = []
+    for name, value in (("vault", vault), ("blobs", blobs)):
+        source = ctx.get_parameter_source(name)
+        if value and source is not None and source.name == "COMMANDLINE":
+            typed += [f"--{name}", safe_url(value)]
+    ctx.obj = CliState(
+        vault_url=url,
+        json=json_flag,
+        blobs_url=blobs or None,
+        vault_named=named,
+        typed=tuple(typed),
+    )
 
 
 # -- the global options, accepted after the command name too ------------------------------------
@@ -155,10 +167,16 @@ def _set_global(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> A
     if ctx.resilient_parsing or value is None or value is False:
         return value
     state = ctx.find_object(CliState) or CliState()
-    if param.name == "vault":
-        state = replace(state, vault_url=str(value), vault_named=True)
-    elif param.name == "blobs":
-        state = replace(state, blobs_url=str(value) or None)
+    if param.name in ("vault", "blobs"):
+        flag = f"--{param.name}"
+        typed = list(state.typed)
+        if flag in typed:  # given before the command too: this one wins
+            del typed[typed.index(flag) : typed.index(flag) + 2]
+        typed += [flag, safe_url(str(value))]
+        if param.name == "vault":
+            state = replace(state, vault_url=str(value), vault_named=True, typed=tuple(typed))
+        else:
+            state = replace(state, blobs_url=str(value) or None, typed=tuple(typed))
     else:
         state = replace(state, json=True)
     ctx.obj = state

@@ -152,7 +152,7 @@ def print_summary(console: Console, result: DemoResult, url: str, shown_url: str
     console.print(Text("Inspect it with the CLI:", style="bold"))
     for command in (
         f"{cli} runs show {run.run_id}",
-        f"{cli} artifacts list --run {run.run_id}",
+        f"{cli} artifacts list {run.run_id}",
         f"{cli} logs show {run.run_id}",
         f"{cli} verify",
         f"{cli} artifacts get {first.artifact_id} -o out.jsonl",

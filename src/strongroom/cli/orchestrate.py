@@ -142,14 +142,27 @@ class Progress:
             if self.live is not None:
                 self.live.stop()
                 self.live = None
+                if not self.console.is_terminal:
+                    self.console.line()  # the last frame ends without one off a terminal
 
 
 def _options(workdir: Path, paths: list[Path] | None) -> RunnerOptions:
     return RunnerOptions(workdir=workdir.resolve(), tool_paths=tool_paths(paths))
 
 
-def _report(state: CliState, result: RunResult) -> None:
-    """The last word: where things are, and the exit code that says how it ended."""
+def _lane_words(paths: list[Path] | None, workdir: Path) -> list[str]:
+    """The --tool-path / --workdir words a printed `resume` needs to find the same tools."""
+    words: list[str] = []
+    for path in paths or []:
+        words += ["--tool-path", str(path)]
+    if workdir != Path("."):
+        words += ["--workdir", str(workdir)]
+    return words
+
+
+def _report(state: CliState, result: RunResult, lane: list[str]) -> None:
+    """The last word: where things are, and the exit code that says how it ended. Every
+    command it prints runs as printed (same vault, same tools)."""
     run = result.run
     summary = {
         "run_id": run.run_id,
@@ -170,10 +183,15 @@ def _report(state: CliState, result: RunResult) -> None:
         waiting = [s for s in result.plan.ordered() if s.status is StepStatus.WAITING_APPROVAL]
         for step in waiting:
             command = (step.error.details if step.error else {}).get("command")
-            console.print(f"  step {step.step_id} needs an approval: {command}")
+            if isinstance(command, str):
+                command = state.hint(command)
+            console.print(f"  step {step.step_id} needs an approval: {command}", soft_wrap=True)
         if waiting:
-            console.print(f"  then: strongroom resume {run.run_id}")
-        console.print(f"  details: strongroom runs show {run.run_id}")
+            resume = shlex.join(["strongroom", "resume", run.run_id, *lane])
+            console.print(f"  then: {state.hint(resume)}", soft_wrap=True)
+        console.print(
+            f"  details: {state.hint(f'strongroom runs show {run.run_id}')}", soft_wrap=True
+        )
     if run.status is RunStatus.COMPLETED:
         return
     if run.status is RunStatus.PAUSED:
@@ -244,7 +262,7 @@ def run(
                 return await orchestrator.start(ref, project=project, inputs=values, run_id=run_id)
 
         result = state.run(work, create=True)
-    _report(state, result)
+    _report(state, result, _lane_words(tool_path, workdir))
 
 
 _PLAYBOOK_SUFFIXES = (".yaml", ".yml", ".json")
@@ -337,7 +355,7 @@ def resume(
             result = state.run(work)
         except Conflict as exc:
             raise _with_lane_options(exc, tool_path, workdir) from None
-    _report(state, result)
+    _report(state, result, _lane_words(tool_path, workdir))
 
 
 def _with_lane_options(exc: Conflict, paths: list[Path] | None, workdir: Path) -> Conflict:
@@ -347,11 +365,7 @@ def _with_lane_options(exc: Conflict, paths: list[Path] | None, workdir: Path) -
     command = exc.details.get("command")
     if exc.details.get("reason") != "no_plan" or not isinstance(command, str):
         return exc
-    words = []
-    for path in paths or []:
-        words += ["--tool-path", str(path)]
-    if workdir != Path("."):
-        words += ["--workdir", str(workdir)]
+    words = _lane_words(paths, workdir)
     full = command + ("" if not words else " " + shlex.join(words))
     return Conflict(exc.message.replace(command, full), **{**exc.details, "command": full})
 

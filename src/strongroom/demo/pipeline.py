@@ -221,20 +221,20 @@ def print_main_job(console: Any, demo: PipelineDemo, cli: str) -> None:
             Text(f"  1. ran {done}; paused: step summarise (A3) needs an approval"),
             soft_wrap=True,
         )
-        console.print(
-            Text(f"  2. approved by '{APPROVER}': {demo.approve_command}"), soft_wrap=True
-        )
+        key_file = demo.approve_command.split()[-1]
         signature = demo.approval.signature if demo.approval is not None else None
+        signed = ""
         if signature is not None:
             state = "verified" if demo.approval_verified else "NOT VERIFIED"
-            console.print(
-                Text(
-                    f"     signed with {APPROVER}'s key {signature.key_id}: signature {state} "
-                    f"(strongroom registry approvals; keys in {demo.approve_command.split()[-1]})"
-                ),
-                soft_wrap=True,
+            signed = (
+                f", signed with {APPROVER}'s key {signature.key_id}: signature {state} "
+                f"(key file {key_file})"
             )
-        console.print(Text(f"  3. resumed: strongroom resume {run.run_id}"), soft_wrap=True)
+        # Past acts are told, not printed as commands: only what can be pasted again is shown
+        # as a command (the list below).
+        console.print(Text(f"  2. approved by '{APPROVER}'{signed}"), soft_wrap=True)
+        console.print(Text(f"     approvals: {cli} registry approvals"), soft_wrap=True)
+        console.print(Text("  3. resumed: only the step that waited ran again"), soft_wrap=True)
     status = Text(f"  run {run.run_id}: ")
     status.append(
         run.status.value, style="bold green" if run.status is RunStatus.COMPLETED else "bold red"

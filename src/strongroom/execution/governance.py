@@ -47,8 +47,10 @@ class Governance:
 
 
 def approve_command(tool: ToolDefinition) -> str:
+    """The approval a waiting tool needs, as a command that runs as printed by someone whose
+    personal key is registered (``--sign``: $STRONGROOM_SIGNING_KEY or the default key)."""
     ref = shlex.quote(f"{tool.tool_id}@{tool.version}")
-    return f'strongroom registry approve --tool {ref} --reason "..." --key YOUR_KEY'
+    return f'strongroom registry approve --tool {ref} --reason "..." --sign'
 
 
 async def check_governance(

@@ -411,8 +411,8 @@ class Driver:
         listed = "; ".join(c for c in commands if c)
         return ErrorInfo(
             code="approval_required",
-            message=f"paused: step(s) {steps} need an approval ({listed}, "
-            f"or approve this run: strongroom registry approve --run {run_id} ...), then "
+            message=f"paused: step(s) {steps} need an approval ({listed}, or approve this "
+            f'run: strongroom registry approve --run {run_id} --reason "..." --sign), then '
             f"`strongroom resume {run_id}`",
             details={"steps": [s.step_id for s in waiting], "commands": commands},
         )
