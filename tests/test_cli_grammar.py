@@ -359,3 +359,25 @@ def test_run_of_a_missing_or_special_playbook_file_is_refused_before_anything(
     assert bad.exit_code == 2
     assert error_of(bad)["details"]["reason"] == "bad_reference"
     assert json.loads(ok("runs", "list", "--json").stdout)["items"] == []
+
+
+@pytest.mark.postgres
+@pytest.mark.s3
+def test_a_missing_bucket_is_reported_before_postgresql_gets_a_table(
+    pg_url: str, s3_endpoint: str, s3_env: dict[str, str]
+) -> None:
+    blobs = f"s3://no-such-bucket-{os.getpid()}/v?endpoint={s3_endpoint}&max_retries=1"
+    refused = invoke("--json", "--vault", pg_url, "--blobs", blobs, "init", env=dict(s3_env))
+    assert refused.exit_code == 6, refused.stdout
+    error = error_of(refused)
+    assert error["details"]["reason"] == "no_such_bucket"
+    assert "create it first" in error["message"]
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            count = conn.execute(
+                text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            ).scalar()
+        assert count == 0
+    finally:
+        engine.dispose()

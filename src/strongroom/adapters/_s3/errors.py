@@ -149,7 +149,9 @@ class S3Errors:
         uri, endpoint = details["uri"], details["endpoint"]
         if s3_code == "NoSuchBucket":
             raise StorageIOError(
-                f"{operation}: bucket {self.bucket!r} does not exist at {endpoint}",
+                f"{operation}: bucket {self.bucket!r} does not exist at {endpoint}: create "
+                f"it first (e.g. `aws s3 mb s3://{self.bucket}`, or your provider's console; "
+                "docs/backends.md shows a local S3 server), or check --blobs",
                 reason="no_such_bucket",
                 **details,
             ) from exc
