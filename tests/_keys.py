@@ -19,6 +19,9 @@ def registered_key(
     running `strongroom ...` arguments on the test's vault), signed by the key file
     ``admin`` (None: as the vault's first admin); returns the key file's path."""
     info = init_key(folder / f"{name}.pem")
+    if admin is None:  # the first admin: the vault may not exist yet (`actors add` won't make it)
+        created = invoke("init")
+        assert created.exit_code == 0, (created.stdout, created.stderr)
     signed = ["--key", admin] if admin else []
     result = invoke(
         "actors", "add", name, "--public-key", str(info.public_key_path), "--role", "admin",

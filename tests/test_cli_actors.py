@@ -30,6 +30,7 @@ class Cli:
         )
         self.vault = tmp_path / "vault"
         self.tmp = tmp_path
+        self.ok("init")  # `actors add` does not create a vault (only init, run, runs create)
 
     def __call__(self, *args: str) -> Result:
         return self.runner.invoke(app, ["--vault", str(self.vault), *args])

@@ -381,3 +381,17 @@ def test_a_missing_bucket_is_reported_before_postgresql_gets_a_table(
         assert count == 0
     finally:
         engine.dispose()
+
+
+def test_dates_at_the_ends_of_the_calendar_are_refused_or_clamped_never_internal(
+    here: Path,
+) -> None:
+    ok("init")
+    assert json.loads(ok("runs", "list", "--until", "9999-12-31", "--json").stdout)["items"] == []
+    for option, value in (
+        ("--since", "0001-01-01T00:00:00+14:00"),
+        ("--until", "9999-12-31T23:59:59-14:00"),
+    ):
+        result = invoke("--json", "runs", "list", option, value)
+        assert result.exit_code == 2, result.stdout
+        assert error_of(result)["details"]["reason"] == "bad_timestamp"

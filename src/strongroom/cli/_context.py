@@ -321,9 +321,20 @@ def parse_timestamp(text: str, *, option: str, end_of_day: bool = False) -> date
         ) from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    if end_of_day and _DATE_ONLY.match(text.strip()):
-        value += timedelta(days=1)
-    return value.astimezone(UTC)
+    try:
+        if end_of_day and _DATE_ONLY.match(text.strip()):
+            try:
+                value += timedelta(days=1)
+            except OverflowError:  # --until 9999-12-31: to the end of time
+                return datetime.max.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31 + 1 day, 0001-01-01T00:00+14:00 in UTC...
+        raise ValidationError(
+            f"{option} is outside the dates strongroom can hold (years 1-9999 in UTC), got "
+            f"{text!r}",
+            operation="cli",
+            reason="bad_timestamp",
+        ) from None
 
 
 MAX_SEQ = 2**63 - 1

@@ -83,9 +83,7 @@ def add(
             )
         public = _public_key(public_key)
         signer = personal_key(key, sign)
-        actor = state.run(
-            lambda vault: vault.identity.add(name, public, role, signer=signer), create=True
-        )
+        actor = state.run(lambda vault: vault.identity.add(name, public, role, signer=signer))
         if state.json:
             print_json(actor)
             return
