@@ -69,7 +69,10 @@ def exit_code(code: str) -> int:
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "vault")
+    """A CLI bound to a freshly initialised vault (only `init` creates one)."""
+    bound = Cli(tmp_path / "vault")
+    bound.ok("init")
+    return bound
 
 
 @pytest.fixture

@@ -94,7 +94,8 @@ def test_bad_input_is_one_line_and_exit_2(cli: Cli) -> None:
     assert result.stderr.count("\n") == 1
     assert "error[validation_error]" in result.stderr
     missing = cli.run_tool("echo", "--input", "@/nonexistent/input.json", "--json")
-    assert _json(missing)["error"]["code"] == "validation_error"
+    assert missing.exit_code == 3
+    assert _json(missing)["error"]["code"] == "not_found"
 
 
 def test_unknown_tool(cli: Cli) -> None:

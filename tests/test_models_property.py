@@ -30,7 +30,7 @@ from pydantic.fields import FieldInfo
 
 from strongroom import ids
 from strongroom.models import registry
-from strongroom.models._base import UtcDatetime
+from strongroom.models._base import JsonObject, JsonValue, SingleLineText, Text, UtcDatetime
 from strongroom.models.export import EXPORTED
 
 # -- generators of valid values --------------------------------------------------------------
@@ -141,6 +141,15 @@ VALIDATED: dict[Callable[..., Any], st.SearchStrategy[Any]] = {
     ),
 }
 
+# Text types: any text of the field's length without the control characters they refuse in
+# input. JSON values: the JSON_VALUES the annotated type already yields (finite, shallow).
+_NO_CONTROL = st.characters(exclude_categories=["Cc", "Cs"])
+TEXT_ALPHABETS: dict[Callable[..., Any], st.SearchStrategy[str]] = {
+    _validator_func(Text): _NO_CONTROL | st.sampled_from("\t\n\r"),
+    _validator_func(SingleLineText): _NO_CONTROL,
+}
+CHECKED_AS_IS = {_validator_func(JsonObject), _validator_func(JsonValue)}
+
 
 # -- deriving a model's strategy from its fields ----------------------------------------------
 
@@ -154,6 +163,10 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
         return strategy_for(inner, [*flat, *metadata])
     for item in metadata:
         if isinstance(item, AfterValidator | BeforeValidator):
+            if item.func in CHECKED_AS_IS:
+                continue
+            if item.func in TEXT_ALPHABETS:
+                return _text(metadata, TEXT_ALPHABETS[item.func])
             if item.func not in VALIDATED:
                 raise NotImplementedError(f"teach this test to generate {item.func.__name__}")
             return VALIDATED[item.func]
@@ -196,11 +209,15 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
     raise NotImplementedError(f"teach this test to generate {annotation!r}")
 
 
-def _text(metadata: list[Any]) -> st.SearchStrategy[str]:
+def _text(
+    metadata: list[Any], alphabet: st.SearchStrategy[str] | None = None
+) -> st.SearchStrategy[str]:
     low = next((m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)), 0)
     high = next((m.max_length for m in metadata if isinstance(m, annotated_types.MaxLen)), 200)
     pattern = next((m.pattern for m in metadata if getattr(m, "pattern", None)), None)
     if pattern is None:
+        if alphabet is not None:
+            return st.text(alphabet, min_size=low, max_size=min(high, 200))
         return st.text(min_size=low, max_size=min(high, 200))
     # Field patterns are anchored; pydantic's regex engine reads '$' as the end of the text.
     bare = pattern.removeprefix("^").removesuffix("$")

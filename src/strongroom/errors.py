@@ -308,20 +308,39 @@ def map_os_errors(operation: str, *, backend: str, path: str | None = None) -> I
         yield
     except StrongroomError:
         raise
-    except FileNotFoundError as exc:
-        raise NotFound(
-            f"{operation}: no such file", operation=operation, backend=backend, path=path
-        ) from exc
-    except PermissionError as exc:
-        raise PermissionDenied(
-            f"{operation}: permission denied", operation=operation, backend=backend, path=path
-        ) from exc
     except OSError as exc:
-        reason = errno.errorcode.get(exc.errno or 0, "EIO") if exc.errno else type(exc).__name__
-        raise StorageIOError(
-            f"{operation}: {exc.strerror or exc}",
+        # `strongroom._fs.FileRefused` (a sibling module this one cannot import): a path
+        # strongroom will not read or write as a file is bad input, not an I/O failure.
+        reason = getattr(exc, "strongroom_reason", None)
+        if reason is None:
+            raise _mapped(exc, operation, backend, path) from exc
+        raise ValidationError(
+            str(exc),
+            operation=operation,
+            path=getattr(exc, "path", None) or path,
+            reason=reason,
+            **getattr(exc, "details", {}),
+        ) from exc
+
+
+def _mapped(exc: OSError, operation: str, backend: str, path: str | None) -> StrongroomError:
+    where = f" ({path})" if path else ""
+    if isinstance(exc, FileNotFoundError):
+        return NotFound(
+            f"{operation}: no such file{where}", operation=operation, backend=backend, path=path
+        )
+    if isinstance(exc, PermissionError):
+        return PermissionDenied(
+            f"{operation}: permission denied{where}",
             operation=operation,
             backend=backend,
             path=path,
-            reason=reason,
-        ) from exc
+        )
+    reason = errno.errorcode.get(exc.errno or 0, "EIO") if exc.errno else type(exc).__name__
+    return StorageIOError(
+        f"{operation}: {exc.strerror or exc}",
+        operation=operation,
+        backend=backend,
+        path=path,
+        reason=reason,
+    )

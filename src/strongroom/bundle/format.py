@@ -15,7 +15,7 @@ from typing import Any
 
 import pydantic
 
-from strongroom._fs import fsync_dir
+from strongroom._fs import fsync_dir, open_regular_file, read_regular_file
 from strongroom.errors import NotFound, SerializationError, UnsupportedFormat, map_os_errors
 from strongroom.models import (
     Actor,
@@ -66,6 +66,8 @@ PARTIAL_DIR = ".partial"
 LOCK = "lock"
 ALLOWED_ENTRIES = frozenset({MANIFEST, RECORDS_DIR, BLOBS_DIR, PARTIAL_DIR})
 _HASH_CHUNK = 1024 * 1024
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+"""A manifest larger than this is not read (it lists a dozen files: a few kilobytes)."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,8 @@ def is_bundle_dir(path: Path) -> bool:
     """True for a directory holding a bundle, finished (manifest) or being written."""
     if (path / MANIFEST).is_file():
         try:
-            data = json.loads((path / MANIFEST).read_bytes())
-        except (OSError, ValueError):
+            data = json.loads(read_regular_file(path / MANIFEST, max_bytes=MAX_MANIFEST_BYTES))
+        except (OSError, ValueError, RecursionError):
             return False
         return isinstance(data, dict) and data.get("format") == BUNDLE_FORMAT
     return (path / PARTIAL_DIR).is_dir() and (path / RECORDS_DIR).is_dir()
@@ -149,7 +151,7 @@ def file_digest(path: Path) -> tuple[str, int, int]:
     """(sha256, size, newline count) of a file, streamed."""
     hasher = hashlib.sha256()
     size = lines = 0
-    with path.open("rb") as handle:
+    with open_regular_file(path) as handle:
         while chunk := handle.read(_HASH_CHUNK):
             hasher.update(chunk)
             size += len(chunk)
@@ -173,10 +175,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"no bundle at {path} (no {MANIFEST})", operation="bundle.open", path=str(path)
         )
     with io_errors("bundle.open", manifest_path):
-        raw = manifest_path.read_bytes()
+        raw = read_regular_file(manifest_path, max_bytes=MAX_MANIFEST_BYTES)
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise SerializationError(
             f"{manifest_path} is not valid JSON: {exc}",
             operation="bundle.open",

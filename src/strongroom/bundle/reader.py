@@ -11,6 +11,7 @@ from typing import Any
 
 import pydantic
 
+from strongroom._fs import open_regular_file
 from strongroom.adapters import LocalBlobStore
 from strongroom.bundle.format import (
     BLOBS_DIR,
@@ -113,7 +114,7 @@ class BundleReader:
             return
         path = self.path / kind.file
         with io_errors("bundle.read", path):
-            handle = await asyncio.to_thread(path.open, "rb")
+            handle = await asyncio.to_thread(open_regular_file, path)
         try:
             line_no = 0
             while True:

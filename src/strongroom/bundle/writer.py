@@ -17,6 +17,7 @@ from typing import IO, Any
 import pydantic
 
 from strongroom import __version__
+from strongroom._fs import file_kind
 from strongroom.adapters import LocalBlobStore
 from strongroom.bundle.format import (
     ALLOWED_ENTRIES,
@@ -98,10 +99,12 @@ class BundleWriter:
     def _open_sync(self) -> None:
         with io_errors("bundle.open", self.path):
             if self.path.exists() and not self.path.is_dir():
+                kind = file_kind(os.stat(self.path).st_mode)
                 raise Conflict(
-                    f"cannot write a bundle to {self.path}: it is a file",
+                    f"cannot write a bundle to {self.path}: it is a {kind}, not a directory",
                     operation="bundle.open",
                     path=str(self.path),
+                    file_type=kind,
                 )
             if self.path.is_dir():
                 unexpected = sorted(set(os.listdir(self.path)) - ALLOWED_ENTRIES)

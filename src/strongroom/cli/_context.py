@@ -22,7 +22,15 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from strongroom.errors import NotFound, StrongroomError, ValidationError, family_code
+from strongroom._fs import read_regular_file
+from strongroom.errors import (
+    NotFound,
+    StrongroomError,
+    ValidationError,
+    family_code,
+    map_os_errors,
+)
+from strongroom.models import load_json_text
 from strongroom.secrets import env_secrets, safe_url, scrub_text
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 
@@ -260,38 +268,35 @@ def tool_paths(given: list[Path] | None) -> tuple[Path, ...]:
     return tuple(path.resolve() for path in paths)
 
 
+MAX_JSON_INPUT_BYTES = 64 * 1024 * 1024
+"""An ``@file`` JSON input larger than this is refused (`read_json_value`)."""
+
+
 def read_json_value(raw: str, *, option: str) -> Any:
-    """An option's JSON value, given inline or as ``@file.json``; `ValidationError` naming
-    the option (or the file) when it cannot be read or parsed."""
-    where = option
+    """An option's JSON value, given inline or as ``@file.json``, parsed strictly
+    (`strongroom.models.load_json_text`): malformed JSON, NaN, Infinity or 1e999 is
+    `ValidationError`, nesting deeper than 128 levels `SerializationError` (``too_deep``). The
+    file must be a regular file (a FIFO or device is refused, never blocked on) of at most
+    64 MiB."""
+    where: str = option
+    text: str | bytes = raw
     if raw.startswith("@"):
         path = Path(raw[1:])
         where = str(path)
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ValidationError(
-                f"cannot read {path}: {exc.strerror or exc}",
-                operation="cli",
-                reason="unreadable_input",
-                path=str(path),
-            ) from None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ValidationError(
-            f"{where} is not valid JSON: {exc}", operation="cli", reason="bad_json"
-        ) from None
+        with map_os_errors("cli", backend="local", path=where):
+            try:
+                text = read_regular_file(path, max_bytes=MAX_JSON_INPUT_BYTES)
+            except FileNotFoundError:
+                raise NotFound(
+                    f"cannot read {path}: no such file", operation="cli", path=where
+                ) from None
+    return load_json_text(text, source=where, operation="cli")
 
 
 def parse_json_object(text: str, *, option: str) -> dict[str, Any]:
-    """Parse an option holding a JSON object; `ValidationError` naming the option otherwise."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(
-            f"{option} is not valid JSON: {exc}", operation="cli", reason="malformed_json"
-        ) from exc
+    """Parse an option holding a JSON object (strictly, as `read_json_value` does);
+    `ValidationError` naming the option otherwise."""
+    value = load_json_text(text, source=option, operation="cli")
     if not isinstance(value, dict):
         raise ValidationError(
             f"{option} must be a JSON object, got {type(value).__name__}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,10 +27,13 @@ from strongroom.models import (
     Run,
     VerifyReport,
 )
+from strongroom.secrets import safe_url
+from strongroom.vault import DEFAULT_VAULT_URL
 
 __all__ = [
     "artifacts_table",
     "audit_table",
+    "command_hint",
     "human_size",
     "iso",
     "key_values",
@@ -306,3 +310,18 @@ def verify_summary(report: VerifyReport) -> list[Text]:
         line.append(f" {problem.kind} {problem.subject}: {problem.message}")
         lines.append(line)
     return lines
+
+
+def command_hint(
+    *args: str | None, vault_url: str | None = None, blobs_url: str | None = None
+) -> str:
+    """A strongroom command line to print as a hint, runnable as printed: each argument
+    shell-quoted (None ones dropped), with ``--vault`` / ``--blobs`` when the command ran
+    against a vault other than the default one, unless its URL holds a secret (a password is
+    never printed; the environment that named it still names it)."""
+    words = ["strongroom"]
+    for option, url in (("--vault", vault_url), ("--blobs", blobs_url)):
+        if url and url != DEFAULT_VAULT_URL and safe_url(url) == url:
+            words += [option, url]
+    words += [arg for arg in args if arg is not None]
+    return shlex.join(words)

@@ -1,5 +1,7 @@
-"""Progress bars on stderr for the long commands (`verify`, `export`, `import`): one Rich task
-per stage of a service's ``(stage, done, total)`` progress callback."""
+"""Progress bars on stderr for the long commands: `verify`, `export`, `import` (one Rich task
+per stage of a service's ``(stage, done, total)`` progress callback, `StageProgress`) and
+`artifacts put` / `artifacts get` (bytes copied, `ByteProgress`). Nothing is drawn with
+``--json`` or when stderr is not a terminal."""
 
 from __future__ import annotations
 
@@ -9,14 +11,17 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 
-__all__ = ["StageProgress"]
+__all__ = ["ByteProgress", "StageProgress"]
 
 
 class StageProgress:
@@ -72,3 +77,39 @@ class StageProgress:
             task = self.progress.tasks[task_id]
             if task.total is None or task.completed < task.total:
                 self.progress.update(task_id, total=task.completed)
+
+
+class ByteProgress:
+    """A ``progress(bytes_so_far)`` callback drawing one bar of bytes copied (size, speed and
+    time left when ``total`` is known; a pulsing bar when not, e.g. reading stdin). Hidden
+    with ``--json`` or when stderr is no terminal; transient (cleared when done), so a
+    finished command's output stands alone. Use as a context manager around the copy."""
+
+    def __init__(self, description: str, *, total: int | None, hidden: bool) -> None:
+        stderr = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+            disable=hidden or not stderr.is_terminal,
+        )
+        self._task = self.progress.add_task(description, total=total)
+
+    def __enter__(self) -> ByteProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.progress.__exit__(exc_type, exc, traceback)
+
+    def __call__(self, done: int) -> None:
+        self.progress.update(self._task, completed=done)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from strongroom._fs import read_regular_file
 from strongroom.cli._context import (
     TOOL_PATH_ENV,
     CliState,
@@ -32,10 +32,10 @@ from strongroom.cli._context import (
 )
 from strongroom.cli._output import STEP_STYLES, print_json, stdout_console
 from strongroom.cli._registry_args import KeyOption, SignFlag, personal_key
-from strongroom.errors import Conflict, NotFound, ValidationError
+from strongroom.errors import Conflict, NotFound, ValidationError, map_os_errors
 from strongroom.execution import RunnerOptions
 from strongroom.integrity import SigningKey
-from strongroom.models import Run, RunStatus
+from strongroom.models import Run, RunStatus, load_json_text
 from strongroom.orchestrator import Event, Orchestrator, RunResult, StepStatus
 from strongroom.vault import Vault
 
@@ -83,8 +83,10 @@ def parse_inputs(values: list[str]) -> dict[str, Any]:
                 reason="bad_input",
             )
         try:
-            found[key.strip()] = json.loads(value)
-        except ValueError:
+            found[key.strip()] = load_json_text(
+                value, source=f"--input {key.strip()}", operation="cli.run"
+            )
+        except ValidationError:  # not JSON (or NaN...): the text itself
             found[key.strip()] = value
     return found
 
@@ -273,50 +275,16 @@ def _playbook_file(text: str) -> bytes | None:
     """The bytes of ``run``'s argument when it names a file; None when it is a reference.
     A name that looks like a path but is missing is `NotFound`; anything but a regular file
     (a FIFO, a device, a folder) is refused without being opened for a blocking read."""
-    path = Path(text)
     looks_like_path = "/" in text or os.sep in text or text.endswith(_PLAYBOOK_SUFFIXES)
-    try:
-        info = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        if looks_like_path:
+    if not looks_like_path and not os.path.lexists(text):
+        return None
+    with map_os_errors("cli.run", backend="local", path=text):
+        try:
+            return read_regular_file(text, max_bytes=_MAX_PLAYBOOK_BYTES)
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(
                 f"no playbook file {text}", operation="cli.run", reason="no_file", path=text
             ) from None
-        return None
-    except (OSError, ValueError) as exc:
-        if not looks_like_path:
-            return None
-        raise ValidationError(
-            f"cannot read {text}: {getattr(exc, 'strerror', None) or exc}",
-            operation="cli.run",
-            reason="unreadable_input",
-            path=text,
-        ) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ValidationError(
-            f"{text} is not a regular file: give a playbook file or a reference "
-            "(PLAYBOOK[@VERSION|@CHANNEL])",
-            operation="cli.run",
-            reason="not_a_regular_file",
-            path=text,
-        )
-    if info.st_size > _MAX_PLAYBOOK_BYTES:
-        raise ValidationError(
-            f"{text} is {info.st_size} bytes; a playbook file is at most "
-            f"{_MAX_PLAYBOOK_BYTES} bytes",
-            operation="cli.run",
-            reason="too_large",
-            path=text,
-        )
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ValidationError(
-            f"cannot read {text}: {exc.strerror or exc}",
-            operation="cli.run",
-            reason="unreadable_input",
-            path=text,
-        ) from None
 
 
 def resume(

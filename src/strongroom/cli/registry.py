@@ -14,6 +14,7 @@ import typer
 from pydantic import BaseModel, Field
 from rich.text import Text
 
+from strongroom._fs import read_regular_file
 from strongroom.cli._context import JsonFlag, cli_state, reported_errors
 from strongroom.cli._output import (
     iso,
@@ -37,7 +38,7 @@ from strongroom.cli._registry_args import (
 from strongroom.cli.registry_review import approvals, approve, promote, revoke, rollback
 from strongroom.errors import map_os_errors
 from strongroom.models import ActorRole, Channel, DefinitionKind, DefinitionVersion
-from strongroom.registry import canonical_form, load_definition
+from strongroom.registry import MAX_DEFINITION_BYTES, canonical_form, load_definition
 from strongroom.services.registry import PublishResult, signed_label
 from strongroom.vault import Vault
 
@@ -81,7 +82,10 @@ class DiffView(BaseModel):
 @app.command("publish")
 def publish(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="YAML or JSON definition files.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="YAML or JSON definition files (regular files, at most 4 MiB each)."),
+    ],
     actor: ActorOption = None,
     key: KeyOption = None,
     sign: SignFlag = False,
@@ -99,7 +103,9 @@ def publish(
         loaded: list[tuple[DefinitionKind, Path, bytes]] = []
         for path in files:
             with map_os_errors("registry.publish", backend="local", path=str(path)):
-                data = path.read_bytes()
+                # A regular file only (a FIFO is refused, never blocked on), read no further
+                # than a definition may be long.
+                data = read_regular_file(path, max_bytes=MAX_DEFINITION_BYTES)
             loaded.append((load_definition(data, file_name=path.name).KIND, path, data))
         loaded.sort(key=lambda item: _PUBLISH_ORDER.index(item[0]))
 
@@ -109,7 +115,7 @@ def publish(
                 for _, path, data in loaded
             ]
 
-        results = state.run(work, create=True)
+        results = state.run(work)
         if state.json:
             print_json(results)
             return

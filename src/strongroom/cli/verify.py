@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from strongroom._fs import read_regular_file
 from strongroom.adapters import open_witness
 from strongroom.cli._context import EXIT_PROBLEMS, JsonFlag, cli_state, reported_errors
 from strongroom.cli._output import print_json, stdout_console, verify_summary
@@ -39,15 +40,16 @@ def _trusted(values: list[str]) -> set[str] | None:
     for value in values:
         text = value.strip().lower()
         if not _HEX_KEY.fullmatch(text):
-            path = Path(value)
-            if not path.is_file() or path.stat().st_size > 4096:
+            try:
+                raw = read_regular_file(Path(value), max_bytes=4096)
+            except OSError:  # missing, not a regular file (never blocked on), too large
                 raise ValidationError(
                     f"--trusted-key {value[:80]!r} is neither a 64-hex-digit public key nor "
                     "a public key file",
                     operation="verify",
                     reason="bad_trusted_key",
-                )
-            text = path.read_text(encoding="utf-8", errors="replace").strip().lower()
+                ) from None
+            text = raw.decode("utf-8", errors="replace").strip().lower()
             if not _HEX_KEY.fullmatch(text):
                 raise ValidationError(
                     f"{value[:80]} does not hold a public key (64 hex digits)",

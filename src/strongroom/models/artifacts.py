@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from strongroom.ids import Digest, EntityId, FileName, SafeName, Tag
-from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models._base import Record, SingleLineText, Text, UtcDatetime, utcnow
 
 __all__ = [
     "DEFAULT_MEDIA_TYPES",
@@ -69,7 +69,7 @@ class ArtifactMetadata(Record):
     role: ArtifactRole
     phase: SafeName | None = None
     step: SafeName | None = None
-    label: str | None = Field(
+    label: SingleLineText | None = Field(
         default=None, max_length=128, description="Target language or another label."
     )
     name: FileName | None = Field(default=None, description="Original file name.")
@@ -77,7 +77,7 @@ class ArtifactMetadata(Record):
     media_type: str = Field(max_length=255)
     created_at: UtcDatetime = Field(default_factory=utcnow)
     location: BlobLocation
-    description: str | None = Field(default=None, max_length=4000)
+    description: Text | None = Field(default=None, max_length=4000)
     size_bytes: int = Field(ge=0)
     sha256: Digest
     metadata: dict[str, Any] = Field(default_factory=dict)

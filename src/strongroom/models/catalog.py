@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from strongroom.ids import ActorName, Digest, EntityId, SafeName, Tag
-from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models._base import Record, SingleLineText, Text, UtcDatetime, utcnow
 
 __all__ = [
     "CatalogObject",
@@ -46,7 +46,7 @@ class ProviderCapabilities(Record):
 
 class Provider(Record):
     provider_id: SafeName
-    name: str = Field(min_length=1, max_length=200)
+    name: SingleLineText = Field(min_length=1, max_length=200)
     type: ProviderType
     owner: ActorName
     region: str | None = Field(default=None, max_length=64)
@@ -58,8 +58,8 @@ class Provider(Record):
 class Namespace(Record):
     namespace_id: SafeName
     provider_id: SafeName
-    name: str = Field(min_length=1, max_length=200)
-    purpose: str = Field(default="", max_length=1000)
+    name: SingleLineText = Field(min_length=1, max_length=200)
+    purpose: Text = Field(default="", max_length=1000)
     default_prefix: str = Field(max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
     retention_days: int | None = Field(default=None, ge=1, description="None = keep forever.")
     encryption: Encryption = Encryption.NONE

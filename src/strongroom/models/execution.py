@@ -10,7 +10,7 @@ from pydantic import Field
 
 from strongroom.errors import ErrorInfo
 from strongroom.ids import ActorName, Digest, EntityId, SafeName
-from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models._base import JsonValue, Record, UtcDatetime, utcnow
 from strongroom.models.registry import GovernanceLevel
 from strongroom.models.runs import Trace
 
@@ -34,7 +34,7 @@ class RunnerRequest(Record):
     tool_version: str | None = Field(default=None, max_length=128)
     requested_at: UtcDatetime = Field(default_factory=utcnow)
     caller: ActorName = "local"
-    input: Any = Field(default_factory=dict)
+    input: JsonValue = Field(default_factory=dict)
     governance: GovernanceLevel | None = None
     trace: Trace | None = None
     timeout_seconds: int | None = Field(default=None, ge=1, le=86_400)

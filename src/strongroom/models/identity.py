@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 
 from strongroom.ids import ActorName
-from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models._base import Record, Text, UtcDatetime, utcnow
 from strongroom.models.canonical import canonical_json, sorted_json
 
 __all__ = ["KEY_ID_PATTERN", "ActSignature", "Actor", "ActorRole", "act_payload"]
@@ -64,7 +64,7 @@ class Actor(Record):
     )
     revoked_at: UtcDatetime | None = None
     revoked_by: str | None = Field(default=None, pattern=KEY_ID_PATTERN)
-    revoke_reason: Annotated[str, Field(max_length=1000)] | None = None
+    revoke_reason: Annotated[Text, Field(max_length=1000)] | None = None
     revoke_signature: ActSignature | None = Field(
         default=None, description="The admin's signature over the revocation."
     )

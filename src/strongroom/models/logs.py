@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from strongroom.ids import Digest, EntityId, SafeName
-from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models._base import MAX_INT64, JsonObject, Record, UtcDatetime, utcnow
 from strongroom.models.canonical import Canon
 
 __all__ = ["LEVEL_ORDER", "LogEntry", "LogLevel", "LogLine", "LogQuery", "LogReference"]
@@ -33,7 +33,7 @@ class LogLine(Record):
     event: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
     phase: SafeName | None = None
     message: str = Field(default="", max_length=65536)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: JsonObject = Field(default_factory=dict)
 
 
 class LogEntry(Record):
@@ -76,5 +76,5 @@ class LogQuery(Record):
     event: str | None = Field(default=None, max_length=128)
     phase: SafeName | None = None
     since: UtcDatetime | None = None
-    after_seq: int = Field(default=0, ge=0)
+    after_seq: int = Field(default=0, ge=0, le=MAX_INT64)
     limit: int = Field(default=1000, ge=1, le=100000)

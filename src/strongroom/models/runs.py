@@ -9,7 +9,7 @@ from pydantic import Field
 
 from strongroom.errors import ErrorInfo
 from strongroom.ids import ActorName, Digest, EntityId, FileName, SafeName
-from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models._base import Record, Text, UtcDatetime, utcnow
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -103,7 +103,7 @@ class Run(Record):
     playbook: PlaybookRef | None = None
     actor: ActorName
     source: RunSource = RunSource.CONTROL_PLANE
-    purpose: str = Field(default="", max_length=4000)
+    purpose: Text = Field(default="", max_length=4000)
     status: RunStatus = RunStatus.PENDING
     outcome: RunOutcome | None = None
     current_phase: SafeName | None = None
@@ -117,7 +117,7 @@ class Run(Record):
     trace: Trace | None = None
     last_error: ErrorInfo | None = None
     progress: Progress = Field(default_factory=Progress)
-    summary: str | None = Field(
+    summary: Text | None = Field(
         default=None, max_length=4000, description="What the run did, in a few sentences."
     )
     parent_run_id: EntityId | None = None

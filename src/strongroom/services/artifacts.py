@@ -11,13 +11,14 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import pydantic
 from pydantic import BaseModel
 
+from strongroom._fs import check_output_file, open_regular_file
 from strongroom.errors import (
     IntegrityError,
     SerializationError,
@@ -35,6 +36,7 @@ from strongroom.models import (
     ArtifactRole,
     AuditEvent,
     BlobInfo,
+    JsonObject,
     canonical_json,
     entry_hash,
     record_digest_as,
@@ -42,7 +44,10 @@ from strongroom.models import (
 from strongroom.ports import CHUNK_SIZE, BlobStore, MetadataStore
 from strongroom.services._common import parse, validation_error
 
-__all__ = ["ArtifactInput", "ArtifactService"]
+__all__ = ["ArtifactInput", "ArtifactService", "ByteProgress"]
+
+ByteProgress = Callable[[int], None]
+"""Called with the bytes read or written so far (for a progress bar)."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -74,7 +79,7 @@ class ArtifactInput(BaseModel):
     label: str | None = None
     name: str | None = None
     description: str | None = None
-    metadata: dict[str, Any] = pydantic.Field(default_factory=dict)
+    metadata: JsonObject = pydantic.Field(default_factory=dict)
     namespace: str = "artifacts"
     tags: list[str] = pydantic.Field(default_factory=list)
 
@@ -130,26 +135,44 @@ def _check_payload(data: bytes, fmt: ArtifactFormat, operation: str) -> None:
 def _check_json(raw: bytes, operation: str, line: int | None) -> None:
     if line is not None and not raw.strip():
         return
+    where = f" on line {line}" if line is not None else ""
     try:
         json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f" on line {line}" if line is not None else ""
         raise SerializationError(
             f"payload is not valid JSON{where}: {exc}",
             operation=operation,
             reason="malformed_json",
             line=line,
         ) from exc
+    except RecursionError:
+        raise SerializationError(
+            f"payload{where} is nested too deeply to check as JSON",
+            operation=operation,
+            reason="too_deep",
+            line=line,
+        ) from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise SerializationError(
+            f"payload is not valid JSON{where}: {exc}",
+            operation=operation,
+            reason="malformed_json",
+            line=line,
+        ) from None
 
 
-async def _file_chunks(path: Path, chunk_size: int = 8 * CHUNK_SIZE) -> AsyncIterator[bytes]:
-    with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
-        handle = await asyncio.to_thread(path.open, "rb")
+async def _file_chunks(
+    handle: BinaryIO, progress: ByteProgress | None, chunk_size: int = 8 * CHUNK_SIZE
+) -> AsyncIterator[bytes]:
+    done = 0
     try:
         while True:
             chunk = await asyncio.to_thread(handle.read, chunk_size)
             if not chunk:
                 return
+            done += len(chunk)
+            if progress is not None:
+                progress(done)
             yield chunk
     finally:
         handle.close()
@@ -236,14 +259,26 @@ class ArtifactService:
         await self._store.insert_artifacts([artifact], audit=stored_event(run_id, [artifact]))
         return artifact
 
-    async def put_file(self, run_id: str, path: str | Path, **spec: Any) -> ArtifactMetadata:
-        """Stream a file of any size; ``name`` defaults to the file's name."""
+    async def put_file(
+        self,
+        run_id: str,
+        path: str | Path,
+        *,
+        progress: ByteProgress | None = None,
+        **spec: Any,
+    ) -> ArtifactMetadata:
+        """Stream a regular file of any size; ``name`` defaults to the file's name. A FIFO,
+        device, socket or directory is `ValidationError` (``not_a_regular_file``), refused
+        before anything is read (never blocked on). ``progress(bytes_read)`` is called after
+        each chunk."""
         path = Path(path)
-        if not await asyncio.to_thread(path.is_file):
-            with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
-                raise FileNotFoundError(path)
+        with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
+            handle = await asyncio.to_thread(open_regular_file, path)
         spec.setdefault("name", path.name)
-        return await self.put_stream(run_id, _file_chunks(path), **spec)
+        try:
+            return await self.put_stream(run_id, _file_chunks(handle, progress), **spec)
+        finally:
+            handle.close()
 
     async def put_model(self, run_id: str, model: BaseModel, **spec: Any) -> ArtifactMetadata:
         spec.setdefault("format", ArtifactFormat.JSON)
@@ -336,22 +371,34 @@ class ArtifactService:
         meta = await self.get_bound(artifact_id)
         return await self._blobs.get_bytes(meta.sha256)
 
-    async def get_file(self, artifact_id: str, dest: str | Path) -> ArtifactMetadata:
-        """Write the artifact to ``dest`` atomically: only verified bytes ever appear there."""
+    async def get_file(
+        self, artifact_id: str, dest: str | Path, *, progress: ByteProgress | None = None
+    ) -> ArtifactMetadata:
+        """Write the artifact to ``dest`` atomically: only verified bytes ever appear there.
+        ``dest`` must be absent or a regular file: a device, FIFO, socket or directory is
+        `ValidationError` (``not_a_regular_file``), never replaced. ``progress(bytes_written)``
+        is called after each chunk."""
         meta = await self.get_bound(artifact_id)
         dest = Path(dest)
         with map_os_errors("artifacts.get_file", backend="local", path=str(dest)):
+            await asyncio.to_thread(check_output_file, dest)
             fd, tmp_name = await asyncio.to_thread(
                 tempfile.mkstemp, prefix=".strongroom-", dir=dest.parent or Path(".")
             )
         tmp = Path(tmp_name)
         try:
+            done = 0
             with os.fdopen(fd, "wb") as handle:
                 async for chunk in self._blobs.get_stream(meta.sha256):
                     await asyncio.to_thread(handle.write, chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done)
                 await asyncio.to_thread(handle.flush)
                 await asyncio.to_thread(os.fsync, handle.fileno())
             with map_os_errors("artifacts.get_file", backend="local", path=str(dest)):
+                # Again, just before the rename: nothing but a regular file is replaced.
+                await asyncio.to_thread(check_output_file, dest)
                 await asyncio.to_thread(os.replace, tmp, dest)
         except BaseException:
             await asyncio.to_thread(tmp.unlink, missing_ok=True)

@@ -20,7 +20,7 @@ from strongroom.integrity import MerkleAccumulator, SigningKey, merkle_root, tre
 from strongroom.models import AuditEntry, AuditEvent, MerkleCheckpoint, RecordBinding, utcnow
 from strongroom.ports import MetadataStore
 from strongroom.ports.metadata import ChainRow
-from strongroom.services._common import parse
+from strongroom.services._common import check_int, parse
 
 __all__ = ["Anchor", "AuditService", "merkle_root"]
 
@@ -93,6 +93,8 @@ class AuditService:
         ``tree_size`` entries (default: all); None when the chain is empty. Continues from
         the newest earlier checkpoint's compact range, so its cost is the entries since.
         The checkpoint row is bound into the chain by an ``audit.checkpoint`` entry."""
+        if tree_size is not None:
+            check_int(tree_size, name="tree_size", operation="audit.checkpoint", low=1)
         self._checkpointing = True
         try:
             return await self._checkpoint(tree_size)
@@ -236,10 +238,13 @@ class AuditService:
     # -- reading ------------------------------------------------------------------------------
 
     async def entries(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        check_int(after_seq, name="after_seq", operation="audit.read")
+        check_int(limit, name="limit", operation="audit.read", low=1)
         return await self._store.read_audit_entries(after_seq=after_seq, limit=limit)
 
     def rows(self, after_seq: int = 0) -> AsyncIterator[ChainRow[AuditEntry]]:
         """Every stored row in key order (what verify replays)."""
+        check_int(after_seq, name="after_seq", operation="audit.read")
         return self._store.iter_audit_rows(after_seq)
 
     async def head(self) -> AuditEntry | None:

@@ -23,7 +23,7 @@ from strongroom.models import (
     ProviderType,
 )
 from strongroom.ports import BlobStore, CatalogRecords
-from strongroom.services._common import parse
+from strongroom.services._common import check_int, parse
 from strongroom.services.audit import AuditService
 
 __all__ = ["DEFAULT_NAMESPACES", "CatalogService"]
@@ -218,6 +218,7 @@ class CatalogService:
     async def objects(
         self, namespace_id: str | None = None, *, prefix: str | None = None, limit: int = 1000
     ) -> list[CatalogObject]:
+        check_int(limit, name="limit", operation="catalog.objects", low=1)
         await self._ready()
         return await self._store.list_objects(namespace_id, prefix=prefix, limit=limit)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,7 @@ from strongroom.models import (
     utcnow,
 )
 from strongroom.ports import MetadataStore, RegistryRecords
-from strongroom.services._common import parse
+from strongroom.services._common import checked_reason, parse
 
 __all__ = [
     "AUDIT_ACTS",
@@ -239,8 +240,8 @@ class IdentityService:
         if actor is None:
             raise UnknownSigner(
                 f"key {key.key_id} is not registered in this vault: an admin registers it "
-                f"with `strongroom actors add NAME --public-key FILE --role {role.value}` "
-                "(`strongroom keys show` prints the public key)",
+                f"with `strongroom actors add NAME --public-key {key.public_key_hex} --role "
+                f"{role.value} --key ADMIN_KEY` (NAME: the person's name)",
                 operation=operation,
                 key_id=key.key_id,
                 reason="unregistered",
@@ -249,7 +250,9 @@ class IdentityService:
             raise UnknownSigner(
                 f"key {key.key_id} ({actor.name}) was revoked at "
                 f"{actor.revoked_at.isoformat() if actor.revoked_at else '?'}: "
-                "register a new key (`strongroom keys init`, then `strongroom actors add`)",
+                "make a new key (`strongroom keys init --force`) and have an admin register "
+                "it (`strongroom actors add NAME --public-key FILE --role ROLE --key "
+                "ADMIN_KEY`, FILE being the .pub file keys init wrote)",
                 operation=operation,
                 key_id=key.key_id,
                 reason="revoked",
@@ -292,9 +295,20 @@ class IdentityService:
         admin: Actor | None = None
         if existing:
             if signer is None:
+                again = shlex.join(
+                    [
+                        "strongroom",
+                        "actors",
+                        "add",
+                        name,
+                        "--public-key",
+                        public,
+                        *(arg for role in wanted for arg in ("--role", role.value)),
+                    ]
+                )
                 raise PermissionDenied(
-                    "registering a key needs an admin's signature: pass the admin's key "
-                    "(strongroom actors add ... --key PATH, or $STRONGROOM_SIGNING_KEY)",
+                    "registering a key needs an admin's signature: pass the admin's key, "
+                    f"{again} --key ADMIN_KEY (or --sign to use $STRONGROOM_SIGNING_KEY)",
                     operation=operation,
                     reason="admin_signature_required",
                 )
@@ -345,6 +359,7 @@ class IdentityService:
         operation = "actors.revoke"
         if not reason.strip():
             raise ValidationError("a revocation needs a reason", operation=operation)
+        reason = checked_reason(reason, operation)
         admin = await self.signer(signer, ActorRole.ADMIN, operation=operation)
         target = await self.records.get_actor(key_id)
         now = utcnow()

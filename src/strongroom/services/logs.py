@@ -29,6 +29,7 @@ from strongroom.secrets import Redactor
 from strongroom.services._common import (
     GENESIS_HASH,
     chain_hash,
+    check_int,
     parse,
     retry_on_conflict,
 )
@@ -246,6 +247,7 @@ class LogService:
             yield row.entry
 
     async def tail(self, run_id: str, n: int = 20) -> list[LogEntry]:
+        check_int(n, name="n", operation="logs.tail", high=100_000)
         count = await self._store.count_log_entries(run_id)
         return await self.read(run_id, LogQuery(after_seq=max(0, count - n), limit=max(n, 1)))
 

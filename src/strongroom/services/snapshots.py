@@ -10,10 +10,17 @@ from typing import Any
 
 import pydantic
 
-from strongroom.errors import Conflict, IntegrityError, NotFound, ValidationError
-from strongroom.models import AuditEvent, RunSnapshot, RunState, SnapshotRecord, sorted_json
+from strongroom.errors import Conflict, IntegrityError, NotFound
+from strongroom.models import (
+    AuditEvent,
+    RunSnapshot,
+    RunState,
+    SnapshotRecord,
+    check_json_value,
+    sorted_json,
+)
 from strongroom.ports import BlobStore, RunRecords
-from strongroom.services._common import parse, validation_error
+from strongroom.services._common import check_int, parse, validation_error
 
 __all__ = ["SnapshotService", "snapshot_event", "stale_snapshot"]
 
@@ -72,11 +79,13 @@ class SnapshotService:
         still refuses a stale insert, but only after the state's blob was stored (it stays
         unreferenced until garbage collection). The first revision is always checked, which
         also makes an unknown run fail before anything is written."""
-        if expected_revision < 0:
-            raise ValidationError(
-                "expected_revision must be >= 0", operation="snapshots.save", run_id=run_id
-            )
+        check_int(
+            expected_revision, name="expected_revision", operation="snapshots.save", run_id=run_id
+        )
         parsed = parse(RunState, state, operation="snapshots.save", run_id=run_id)
+        # Not in the model (a stored state must load whatever it holds): pydantic would write
+        # NaN as null, and a state nested too deeply fails only when serialized.
+        check_json_value(parsed.data, field="data", operation="snapshots.save", run_id=run_id)
         if precheck or expected_revision == 0:
             latest = await self.latest_revision(run_id)
             if latest == 0:
@@ -94,6 +103,8 @@ class SnapshotService:
 
     async def load(self, run_id: str, revision: int | None = None) -> RunSnapshot:
         """The latest snapshot (or ``revision``), verified against its digest and size."""
+        if revision is not None:
+            check_int(revision, name="revision", operation="snapshots.load", run_id=run_id)
         record = await self._store.get_snapshot(run_id, revision)
         data = await self._blobs.get_bytes(record.sha256)
         if len(data) != record.size_bytes:

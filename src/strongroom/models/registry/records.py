@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from strongroom.ids import ActorName, Digest, EntityId, FileName, SafeName
-from strongroom.models._base import Record, UtcDatetime, utcnow
+from strongroom.models._base import Record, Text, UtcDatetime, utcnow
 from strongroom.models.identity import ActSignature
 from strongroom.models.registry._common import (
     ApprovalScope,
@@ -62,7 +62,7 @@ class ChannelMove(Record):
     from_digest: Digest | None = Field(default=None, description="None: the channel was empty.")
     to_digest: Digest
     actor: ActorName
-    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+    reason: Annotated[Text, Field(min_length=1, max_length=1000)]
     approval_id: EntityId | None = Field(default=None, description="The approval it relied on.")
     at: UtcDatetime = Field(default_factory=utcnow)
     signature: ActSignature | None = Field(
@@ -108,12 +108,12 @@ class Approval(Record):
     approval_id: EntityId
     target: Annotated[ToolVersionTarget | PromotionTarget | RunTarget, Field(discriminator="scope")]
     actor: ActorName
-    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+    reason: Annotated[Text, Field(min_length=1, max_length=1000)]
     created_at: UtcDatetime = Field(default_factory=utcnow)
     expires_at: UtcDatetime | None = None
     revoked_at: UtcDatetime | None = None
     revoked_by: ActorName | None = None
-    revoke_reason: Annotated[str, Field(max_length=1000)] | None = None
+    revoke_reason: Annotated[Text, Field(max_length=1000)] | None = None
     signature: ActSignature | None = Field(
         default=None,
         exclude_if=_absent,

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import builtins
+import shlex
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from strongroom.errors import (
     ApprovalRequired,
@@ -15,7 +18,7 @@ from strongroom.errors import (
     SignatureRequired,
     ValidationError,
 )
-from strongroom.ids import new_id
+from strongroom.ids import EntityId, check_entity_id, new_id
 from strongroom.integrity import SigningKey
 from strongroom.models import (
     ActorRole,
@@ -29,6 +32,7 @@ from strongroom.models import (
     PromotionTarget,
     Ref,
     RunTarget,
+    Text,
     ToolVersionTarget,
     utcnow,
 )
@@ -87,6 +91,29 @@ def _new_approval(
     return approval
 
 
+class _Revocation(BaseModel):
+    """What a caller passes to `revoke`, checked before anything is read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approval_id: EntityId
+    reason: Annotated[Text, Field(min_length=1, max_length=1000)]
+
+
+def approval_id_of(value: str, operation: str) -> str:
+    """``value`` as an approval id (canonical form); `ValidationError` when it is not an id
+    at all (a lone surrogate, a typo), before any store is asked."""
+    try:
+        return check_entity_id(value)
+    except ValueError as exc:
+        raise ValidationError(
+            f"invalid approval id {value[:80]!r}: {exc}",
+            operation=operation,
+            reason="bad_id",
+            field="approval_id",
+        ) from None
+
+
 class RegistryApprovals(RegistryReader):
     """Approvals of tool versions, promotions and runs (see `RegistryService`)."""
 
@@ -111,6 +138,8 @@ class RegistryApprovals(RegistryReader):
             "channel": channel.value,
             "publisher": target.publisher,
         }
+        if approval_id is not None:
+            approval_id = approval_id_of(approval_id, "registry.promote")
         candidates = (
             [await self.records.get_approval(approval_id)]
             if approval_id is not None
@@ -134,10 +163,26 @@ class RegistryApprovals(RegistryReader):
             else "it needs an active promotion approval by someone other than the publisher "
             f"({target.publisher})"
         )
+        approve = shlex.join(
+            [
+                "strongroom",
+                "registry",
+                "approve",
+                "--promotion",
+                f"{target.definition_id}@{target.version}",
+                "--channel",
+                channel.value,
+                "--kind",
+                target.kind.value,
+            ]
+        )
+        approve += ' --reason "..."'  # the approver says why
+        if self.policy.require_signed_approvals:
+            approve += " --key KEY"  # the approver's own registered key
         raise ApprovalRequired(
             f"promoting {target.kind.value} {target.definition_id} {target.version} to "
-            f"{channel.value}: {why} (strongroom registry approve --promotion "
-            f"{target.definition_id}@{target.version} --channel {channel.value})",
+            f"{channel.value}: {why}. Someone other than the publisher approves it with: "
+            f"{approve}; then promote again",
             approval_id=approval_id,
             **context,
         )
@@ -216,7 +261,8 @@ class RegistryApprovals(RegistryReader):
                 f"this vault's policy wants an approval of this {approval.scope.value} "
                 "signed with a registered personal key: create one (`strongroom keys "
                 "init`), have an admin register it (`strongroom actors add NAME "
-                "--public-key FILE --role approver`), and approve with `--key PATH`",
+                "--public-key FILE --role approver --key ADMIN_KEY`, FILE being the .pub "
+                "file keys init wrote), and approve with `--key PATH`",
                 operation="registry.approve",
                 scope=approval.scope.value,
             )
@@ -279,6 +325,10 @@ class RegistryApprovals(RegistryReader):
         operation = "registry.revoke"
         if not reason.strip():
             raise ValidationError("a revocation needs a reason", operation=operation)
+        checked = parse(
+            _Revocation, {"approval_id": approval_id, "reason": reason}, operation=operation
+        )
+        approval_id, reason = checked.approval_id, checked.reason
         who = await self.identity.who(signer, ActorRole.APPROVER, actor=actor, operation=operation)
         actor = who.name
         # The event is written with the revocation; its scope is the approval's, read first.

@@ -24,8 +24,9 @@ from strongroom.models import (
     record_digest,
 )
 from strongroom.retry import Backoff, retry_async
+from strongroom.services._common import checked_reason
 from strongroom.services.identity import Who, sign_act
-from strongroom.services.registry._approvals import RegistryApprovals
+from strongroom.services.registry._approvals import RegistryApprovals, approval_id_of
 from strongroom.services.registry._results import MoveResult
 
 __all__ = ["CURRENT", "RegistryChannels", "move_digest"]
@@ -77,6 +78,9 @@ class RegistryChannels(RegistryApprovals):
         else one is looked up); otherwise `ApprovalRequired`. Audited as
         ``registry.promoted``. ``signer``: the operator's personal key (``operator`` role):
         the move carries their signature and ``actor`` is the key's registered name."""
+        reason = checked_reason(reason, "registry.promote")
+        if approval_id is not None:
+            approval_id = approval_id_of(approval_id, "registry.promote")
         kind, channel = DefinitionKind(kind), Channel(to)
         who = await self._operator(signer, actor, channel, "registry.promote")
         selector = version_or_digest
@@ -111,7 +115,8 @@ class RegistryChannels(RegistryApprovals):
                 "this vault's policy wants every move of the production channel signed with "
                 "an operator's registered personal key: create one (`strongroom keys init`), "
                 "have an admin register it (`strongroom actors add NAME --public-key FILE "
-                "--role operator`), and pass `--key PATH`",
+                "--role operator --key ADMIN_KEY`, FILE being the .pub file keys init wrote), "
+                "and pass `--key PATH`",
                 operation=operation,
                 channel=channel.value,
             )
@@ -132,6 +137,7 @@ class RegistryChannels(RegistryApprovals):
         ``nothing_to_roll_back``) when the channel has no earlier version. Audited as
         ``registry.rolled_back``. Needs no approval: the earlier version held the channel.
         ``signer``: as for `promote`."""
+        reason = checked_reason(reason, "registry.rollback")
         kind, chan = DefinitionKind(kind), Channel(channel)
         who = await self._operator(signer, actor, chan, "registry.rollback")
         moves = [

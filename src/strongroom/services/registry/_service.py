@@ -168,8 +168,8 @@ class RegistryService(RegistryChannels):
                     "policy wants it published signed with a registered personal key, so "
                     "that its approver can be told from its publisher by key: create one "
                     "(`strongroom keys init`), have an admin register it (`strongroom actors "
-                    "add NAME --public-key FILE --role publisher`), and publish with "
-                    "`--key PATH`",
+                    "add NAME --public-key FILE --role publisher --key ADMIN_KEY`, FILE being "
+                    "the .pub file keys init wrote), and publish with `--key PATH`",
                     operation="registry.publish",
                     kind=kind.value,
                     definition_id=ident,
