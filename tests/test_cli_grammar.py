@@ -120,7 +120,9 @@ def test_global_options_work_after_the_command_name_too(here: Path) -> None:
     assert listed["items"] == []
     # A group takes them too, and a command without its own --json still prints JSON.
     assert json.loads(ok("runs", "--vault", str(vault), "show", run_id, "--json").stdout)
-    assert "--vault" in ok("keys", "show", "--help").stdout
+    help_text = ok("keys", "show", "--help").stdout
+    assert "--vault" in help_text
+    assert "--install-completion" not in help_text  # the root's own, not every command's
 
 
 # -- finding the vault ----------------------------------------------------------------------------

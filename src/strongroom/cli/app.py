@@ -183,7 +183,7 @@ def _set_global(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> A
     return value
 
 
-_globals = typer.Typer()
+_globals = typer.Typer(add_completion=False)
 
 
 @_globals.command()
@@ -191,13 +191,19 @@ def _global_options_source(
     vault: Annotated[
         str | None,
         typer.Option(
-            "--vault", metavar="URL", callback=_set_global, help="Vault to use (as before it)."
+            "--vault",
+            metavar="URL",
+            callback=_set_global,
+            help="The vault (as --vault before the command name).",
         ),
     ] = None,
     blobs: Annotated[
         str | None,
         typer.Option(
-            "--blobs", metavar="URL", callback=_set_global, help="Blob store (as before it)."
+            "--blobs",
+            metavar="URL",
+            callback=_set_global,
+            help="The blob store (as --blobs before the command name).",
         ),
     ] = None,
     json_flag: Annotated[bool, typer.Option("--json", callback=_set_global, help=_JSON_HELP)] = (
