@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -26,6 +25,7 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _doc_blocks import blocks
 from _sql_tamper import drop_append_only_guards
 from strongroom import Vault
 from strongroom.errors import SerializationError
@@ -187,13 +187,13 @@ def test_nesting_too_deep_to_walk_is_refused() -> None:
 
 
 def _doc_blocks() -> tuple[str, str]:
-    """docs/security.md's worked example: the ``jcs.js`` block and the shell block after it."""
-    text = SECURITY_MD.read_text()
-    marker = text.index("<!-- tested by tests/test_canonical_json.py")
-    blocks = re.findall(r"```(\w+)\n(.*?)```", text[marker:], re.S)
-    (js_lang, js), (sh_lang, sh) = blocks[0], blocks[1]
-    assert (js_lang, sh_lang) == ("js", "bash")
-    return js, sh
+    """docs/security.md's worked example: the block saved as ``jcs.js`` and the shell block
+    after it (found by tests/_doc_blocks.py, the docs test's extractor)."""
+    found = blocks(SECURITY_MD, ROOT)
+    (index,) = [i for i, block in enumerate(found) if block.file_name == "jcs.js"]
+    js, sh = found[index], found[index + 1]
+    assert (js.lang, sh.lang) == ("js", "bash")
+    return js.text, sh.text
 
 
 def _tools(*names: str) -> None:

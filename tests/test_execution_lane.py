@@ -486,3 +486,14 @@ async def test_a_failure_at_any_runner_step_still_ends_the_invocation_on_record(
     monkeypatch.undo()
     again = await lane.run("echo", {"text": "hi"})
     assert again.ok, again.error
+
+
+def test_relative_lane_paths_mean_the_callers_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strongroom.execution import RunnerOptions
+
+    monkeypatch.chdir(tmp_path)
+    options = RunnerOptions(workdir=Path("project"), tool_paths=(Path("tools"), tmp_path / "x"))
+    assert options.workdir == tmp_path / "project"
+    assert options.tool_paths == (tmp_path / "tools", tmp_path / "x")

@@ -114,6 +114,12 @@ class RunnerOptions:
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     output_limit: int = 8 * 1024 * 1024
 
+    def __post_init__(self) -> None:
+        # Relative paths mean the caller's current directory, as the CLI's --workdir and
+        # --tool-path do: the tool runs in `workdir`, where they would point elsewhere.
+        object.__setattr__(self, "workdir", Path(self.workdir).resolve())
+        object.__setattr__(self, "tool_paths", tuple(Path(p).resolve() for p in self.tool_paths))
+
 
 @dataclass
 class _Invocation:
