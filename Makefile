@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test venv tools check fmt lint typecheck pytest schemas bench bench-backends clean
+.PHONY: demo test venv tools check fmt lint typecheck pytest schemas sync-stub bench bench-backends clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ fmt: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m strongroom.models.export schemas
+
+sync-stub: $(STAMP)
+	$(BIN)/python -m strongroom._sync_stub
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

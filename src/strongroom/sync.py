@@ -1,5 +1,6 @@
 """`SyncVault`: the async `Vault` for code without an event loop (scripts, notebooks).
 
+Typed by ``sync.pyi`` (generated from the async services by `strongroom._sync_stub`).
 Derived mechanically: every coroutine method of every service runs on one private event
 loop owned by the `SyncVault`, so ``vault.runs.create(...)`` returns a `Run`, not an
 awaitable. Async iterators (``artifacts.iter_models``, ``logs.iter_entries``) become lists;
@@ -13,13 +14,27 @@ import inspect
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from strongroom.vault import Vault
 
-__all__ = ["SyncVault"]
+__all__ = ["SYNC_ASYNC_ONLY", "SYNC_SERVICES", "SyncVault"]
 
-_SERVICES = ("runs", "snapshots", "artifacts", "logs", "audit", "catalog")
+SYNC_SERVICES: Final = (
+    "runs",
+    "snapshots",
+    "transitions",
+    "artifacts",
+    "logs",
+    "audit",
+    "catalog",
+    "registry",
+    "identity",
+)
+"""The `Vault` services `SyncVault` wraps (sync.pyi types each; `strongroom._sync_stub`)."""
+
+SYNC_ASYNC_ONLY: Final = frozenset({"stream"})
+"""Service methods `SyncVault` does not offer (a byte stream needs the caller's loop)."""
 
 
 class _SyncService:
@@ -29,8 +44,8 @@ class _SyncService:
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._service, name)
-        if name == "stream":
-            raise AttributeError("stream is async-only; use get_file or get_bytes")
+        if name in SYNC_ASYNC_ONLY:
+            raise AttributeError(f"{name} is async-only; use get_file or get_bytes")
         if inspect.iscoroutinefunction(target):
             return self._wrap(target)
         if inspect.isasyncgenfunction(target):
@@ -56,15 +71,18 @@ class SyncVault:
 
     runs: Any
     snapshots: Any
+    transitions: Any
     artifacts: Any
     logs: Any
     audit: Any
     catalog: Any
+    registry: Any
+    identity: Any
 
     def __init__(self, runner: asyncio.Runner, vault: Vault) -> None:
         self._runner = runner
         self.vault = vault
-        for name in _SERVICES:
+        for name in SYNC_SERVICES:
             setattr(self, name, _SyncService(runner, getattr(vault, name)))
 
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
 from rich.progress import (
@@ -24,7 +25,25 @@ from rich.progress import (
 __all__ = ["ByteProgress", "StageProgress"]
 
 
-class StageProgress:
+class _Bars:
+    """Draws its Rich `Progress` while used as a context manager."""
+
+    progress: Progress
+
+    def __enter__(self) -> Self:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.progress.__exit__(exc_type, exc, traceback)
+
+
+class StageProgress(_Bars):
     """A ``(stage, done, total)`` callback drawing one bar per stage, labelled from ``labels``
     (the stage name itself when it has no label). A new stage completes the earlier ones, and
     so does `finish`. Nothing is drawn when ``hidden`` (``--json``) or stderr is no terminal.
@@ -44,18 +63,6 @@ class StageProgress:
         )
         self._labels = labels
         self._tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> StageProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.progress.__exit__(exc_type, exc, traceback)
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
         task = self._tasks.get(stage)
@@ -79,7 +86,7 @@ class StageProgress:
                 self.progress.update(task_id, total=task.completed)
 
 
-class ByteProgress:
+class ByteProgress(_Bars):
     """A ``progress(bytes_so_far)`` callback drawing one bar of bytes copied (size, speed and
     time left when ``total`` is known; a pulsing bar when not, e.g. reading stdin). Hidden
     with ``--json`` or when stderr is no terminal; transient (cleared when done), so a
@@ -98,18 +105,6 @@ class ByteProgress:
             disable=hidden or not stderr.is_terminal,
         )
         self._task = self.progress.add_task(description, total=total)
-
-    def __enter__(self) -> ByteProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.progress.__exit__(exc_type, exc, traceback)
 
     def __call__(self, done: int) -> None:
         self.progress.update(self._task, completed=done)
