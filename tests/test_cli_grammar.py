@@ -372,7 +372,7 @@ def test_a_missing_bucket_is_reported_before_postgresql_gets_a_table(
     refused = invoke("--json", "--vault", pg_url, "--blobs", blobs, "init", env=dict(s3_env))
     assert refused.exit_code == 6, refused.stdout
     error = error_of(refused)
-    assert error["details"]["reason"] == "no_such_bucket"
+    assert error["details"].get("reason") == "no_such_bucket", error
     assert "create it first" in error["message"]
     engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
@@ -397,3 +397,60 @@ def test_dates_at_the_ends_of_the_calendar_are_refused_or_clamped_never_internal
         result = invoke("--json", "runs", "list", option, value)
         assert result.exit_code == 2, result.stdout
         assert error_of(result)["details"]["reason"] == "bad_timestamp"
+
+
+# -- what the fuzzer found (tests/test_cli_fuzz.py), pinned -------------------------------------
+
+
+def test_a_run_id_in_upper_case_acts_on_the_run_and_reports_it_canonically(here: Path) -> None:
+    ok("init")
+    run_id = ok("runs", "create", "-p", "docs").stdout.strip()
+    shouted = ok("runs", "cancel", run_id.upper(), "-r", "caps", "--json").stdout
+    assert json.loads(shouted)["run_id"] == run_id
+    entries = json.loads(ok("audit", "show", "-n", "1000", "--json").stdout)["entries"]
+    subjects = {e["subject_id"] for e in entries if e["event"].startswith(("run.", "log."))}
+    assert subjects == {run_id}
+
+
+def test_a_refused_command_makes_no_blob_folder(here: Path) -> None:
+    ok("init")
+    blobs = here / "new-blobs"
+    refused = invoke("--json", "--blobs", str(blobs), "runs", "cancel", "not-an-id")
+    assert refused.exit_code == 2
+    assert not blobs.exists()
+    run_id = ok("runs", "create", "-p", "docs").stdout.strip()
+    (here / "f.txt").write_text("data\n")
+    ok("--blobs", str(blobs), "artifacts", "put", run_id, "f.txt", "--role", "report")
+    assert any((blobs / "sha256").rglob("*"))
+
+
+def test_anchor_targets_are_checked_before_the_checkpoint(here: Path, tmp_path: Path) -> None:
+    from strongroom.integrity import init_key
+
+    ok("init")
+    key = init_key(tmp_path / "k.pem")
+    before = fingerprint(here / ".strongroom" / "vault.db")
+    too_long = invoke("--json", "audit", "anchor", "--to", "A" * 5000, "--key", str(key.path))
+    assert too_long.exit_code in (2, 6), too_long.stdout
+    assert fingerprint(here / ".strongroom" / "vault.db") == before
+    made = json.loads(
+        ok("audit", "anchor", "--to", f"{here}/witness/", "--key", str(key.path), "--json").stdout
+    )
+    assert (here / "witness" / "strongroom-anchors.jsonl").is_file(), made
+
+
+def test_undecodable_bytes_never_crash_a_command(here: Path) -> None:
+    ok("init")
+    run_id = ok("runs", "create", "-p", "docs").stdout.strip()
+    weird = os.fsdecode(b"\xed\xb3\x83(")  # what argv holds for bytes that are not UTF-8
+    shown = invoke("--json", "logs", "show", weird)
+    assert shown.exit_code == 2, shown.stdout
+    assert error_of(shown)["code"] == "validation_error"
+    piped = CliRunner(env=_ENV).invoke(
+        app, ["logs", "append", run_id, "--lines", "-e", "step"], input=b"\xff\xfeok\nplain\n"
+    )
+    assert piped.exit_code == 0, piped.stdout
+    lines = json.loads(ok("logs", "show", run_id, "--json").stdout)["entries"]
+    assert [e["message"] for e in lines] == ["\ufffd\ufffdok", "plain"]
+    long_path = invoke("--json", "tools", "run", "x", "--tool-path", "x" * 5000, "-i", "{}")
+    assert long_path.exit_code == 2, long_path.stdout

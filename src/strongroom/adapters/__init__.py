@@ -96,7 +96,7 @@ def _local_path(url: str) -> Path | None:
     return None
 
 
-def _open_blobs(blobs_url: str) -> BlobStore:
+def _open_blobs(blobs_url: str, *, create: bool = True) -> BlobStore:
     _check_url(blobs_url, "blob store")
     if blobs_url.startswith("memory://"):
         return MemoryBlobStore()
@@ -115,7 +115,7 @@ def _open_blobs(blobs_url: str) -> BlobStore:
             scheme=scheme,
             blobs_url=safe_url(blobs_url),
         )
-    return LocalBlobStore(directory)
+    return LocalBlobStore(directory, create=create)
 
 
 def open_stores(
@@ -134,7 +134,7 @@ def open_stores(
         blobs_url = None
     if url.startswith("memory://"):
         return MemoryMetadataStore(), (
-            _open_blobs(blobs_url) if blobs_url is not None else MemoryBlobStore()
+            _open_blobs(blobs_url, create=create) if blobs_url is not None else MemoryBlobStore()
         )
     scheme = urlsplit(url).scheme
     if scheme in _POSTGRES_SCHEMES:
@@ -146,7 +146,7 @@ def open_stores(
                 reason="blobs_url_required",
                 url=safe_url(url),
             )
-        blobs = _open_blobs(blobs_url)
+        blobs = _open_blobs(blobs_url, create=create)
         from strongroom.adapters._postgres import PostgresMetadataStore
 
         return PostgresMetadataStore(url, create=create), blobs
@@ -167,5 +167,9 @@ def open_stores(
             operation="open_vault",
             path=str(directory),
         )
-    blobs = _open_blobs(blobs_url) if blobs_url is not None else LocalBlobStore(blob_root)
+    blobs = (
+        _open_blobs(blobs_url, create=create)
+        if blobs_url is not None
+        else LocalBlobStore(blob_root, create=create)
+    )
     return SqliteMetadataStore(db_path, create=create), blobs

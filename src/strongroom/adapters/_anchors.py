@@ -218,7 +218,8 @@ class Witness(ABC):
 
 def open_witness(target: str | Path) -> Witness:
     """The witness at ``target``: ``s3://bucket/prefix[?endpoint=...&region=...]``, an existing
-    directory (heads go to `ANCHOR_FILE_NAME` inside it), or a file (an existing regular file,
+    directory or any path ending in ``/`` (heads go to `ANCHOR_FILE_NAME` inside it; a missing
+    one is made by the first append), or a file (an existing regular file,
     a new path in an existing directory, or any path ending in ``.jsonl``, whose missing
     directories the first append creates).
 
@@ -251,7 +252,10 @@ def open_witness(target: str | Path) -> Witness:
             operation=_OP_OPEN,
             reason="bad_target",
         )
-    return FileWitness(_witness_file(Path(target).expanduser()))
+    path = Path(target).expanduser()
+    if isinstance(target, str) and target.endswith(("/", os.sep)):
+        path = path / ANCHOR_FILE_NAME  # a trailing / means a directory, made on first append
+    return FileWitness(_witness_file(path))
 
 
 # -- files ----------------------------------------------------------------------------------------

@@ -116,13 +116,21 @@ class LocalBlobStore(BlobStore):
     backend = "local"
 
     def __init__(
-        self, root: Path | str, *, stale_temp_after: float = DEFAULT_STALE_TEMP_AFTER
+        self,
+        root: Path | str,
+        *,
+        stale_temp_after: float = DEFAULT_STALE_TEMP_AFTER,
+        create: bool = True,
     ) -> None:
+        """``create=False``: `open` makes no directory (a command that may be refused
+        leaves a new --blobs folder as it found it); the first write makes them."""
         self.root = Path(os.path.abspath(root))
         self.stale_temp_after = stale_temp_after
         self._blobs_dir = os.path.join(self.root, "sha256")
         self._tmp_dir = os.path.join(self.root, "tmp")
         self._opened = False
+        self._create = create
+        self._dirs_made = False
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -130,15 +138,24 @@ class LocalBlobStore(BlobStore):
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the directory tree and sweep temp files left by crashed writers."""
+        """Create the directory tree (unless ``create=False``) and sweep temp files left by
+        crashed writers."""
         await asyncio.to_thread(self._open_sync)
         self._opened = True
 
     def _open_sync(self) -> None:
         with self._os_errors("open"):
+            if self._create:
+                self._make_dirs()
+            if os.path.isdir(self._tmp_dir):
+                self._sweep_temp()
+
+    def _make_dirs(self) -> None:
+        """The directory tree, made once (before the first write when `open` did not)."""
+        if not self._dirs_made:
             for directory in (str(self.root), self._blobs_dir, self._tmp_dir):
                 mkdir_durable(directory)
-            self._sweep_temp()
+            self._dirs_made = True
 
     def _sweep_temp(self) -> int:
         """Delete temp files idle for `stale_temp_after` seconds whose writer is gone.
@@ -198,6 +215,7 @@ class LocalBlobStore(BlobStore):
         )
         try:
             with self._os_errors("put"):
+                self._make_dirs()
                 staged, error = _run_all(pool, self._stage, blobs)
                 try:
                     if error is not None:
@@ -257,6 +275,7 @@ class LocalBlobStore(BlobStore):
 
     def _start_temp(self) -> TempWriter:
         with self._os_errors("put"):
+            self._make_dirs()
             return start_temp_writer(self._tmp_dir)
 
     def _finish_temp(self, writer: TempWriter, batch: Sequence[bytes], hexd: str) -> None:

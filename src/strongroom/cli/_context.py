@@ -5,6 +5,8 @@ documented exit code (see docs/cli.md)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import os
 import re
@@ -18,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import pydantic
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -25,6 +28,7 @@ from rich.text import Text
 from strongroom._fs import read_regular_file
 from strongroom.errors import (
     NotFound,
+    StorageIOError,
     StrongroomError,
     ValidationError,
     family_code,
@@ -32,6 +36,7 @@ from strongroom.errors import (
 )
 from strongroom.models import load_json_text
 from strongroom.secrets import env_secrets, safe_url, scrub_text
+from strongroom.services import validation_error
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 
 __all__ = [
@@ -49,12 +54,14 @@ __all__ = [
     "cli_state",
     "default_vault_url",
     "emit_error",
+    "encodable",
     "exit_code_for",
     "find_vault",
     "parse_json_object",
     "parse_seq_cursor",
     "parse_timestamp",
     "read_json_value",
+    "reconfigure_output",
     "reported_errors",
     "tool_paths",
 ]
@@ -200,6 +207,12 @@ def cli_state(ctx: typer.Context, json_flag: bool = False) -> CliState:
     return replace(state, json=state.json or json_flag)
 
 
+def encodable(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes of a path or id the user typed,
+    echoed back) as ``\\udcxx`` escapes: valid JSON inside a string, printable anywhere."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def emit_error(as_json: bool, error: dict[str, Any]) -> None:
     """One JSON document on stdout with ``--json``; otherwise one line on stderr."""
     error = {
@@ -208,10 +221,11 @@ def emit_error(as_json: bool, error: dict[str, Any]) -> None:
         "details": error.get("details") or {},
     }
     if as_json:
-        sys.stdout.write(json.dumps({"error": error}, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps({"error": error}, indent=2, ensure_ascii=False)
+        sys.stdout.write(encodable(text) + "\n")
         sys.stdout.flush()
         return
-    message = " ".join(str(error.get("message", "")).split())
+    message = encodable(" ".join(str(error.get("message", "")).split()))
     line = Text()
     line.append(f"error[{error['code']}]", style="bold red")
     line.append(f": {message}")
@@ -227,7 +241,14 @@ def reported_errors(state: CliState) -> Iterator[None]:
     (both through `strongroom.secrets.scrub_text`: a driver's message may echo a credential).
     """
     try:
-        yield
+        try:
+            yield
+        except pydantic.ValidationError as exc:  # a model built from input past the doors
+            raise validation_error(exc, operation="cli") from None
+        except OSError as exc:  # a path the user gave that the OS refuses (too long...)
+            if isinstance(exc, BrokenPipeError | StrongroomError):  # StorageIOError is one
+                raise
+            raise _os_error(exc) from None
     except (typer.Exit, typer.Abort, BrokenPipeError):
         raise
     except StrongroomError as exc:
@@ -245,6 +266,42 @@ def reported_errors(state: CliState) -> Iterator[None]:
             },
         )
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+_USER_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.EINVAL, errno.ENOTDIR, errno.ELOOP, errno.EISDIR}
+
+
+def _os_error(exc: OSError) -> StrongroomError:
+    """An `OSError` no door mapped: on a path the user named (too long, not a directory, a
+    loop of links) it is bad input, else an I/O failure; never an internal error."""
+    path = os.fsdecode(exc.filename) if exc.filename is not None else None
+    if exc.errno in _USER_PATH_ERRNOS:
+        return ValidationError(
+            f"{path if path is not None else 'a path'}"[:200] + f": {exc.strerror or exc}",
+            operation="cli",
+            reason=errno.errorcode.get(exc.errno or 0, "bad_path").lower(),
+            path=path[:4096] if path is not None else None,
+        )
+    with contextlib.suppress(StrongroomError), map_os_errors("cli", backend="local", path=path):
+        raise exc
+    return StorageIOError(f"cli: {exc.strerror or exc}", operation="cli", path=path)
+
+
+def reconfigure_output() -> None:
+    """Write text that cannot be encoded (a path or id holding undecodable bytes, which
+    Python keeps as lone surrogates) as backslash escapes instead of failing mid-output, and
+    read text from stdin (`logs append -m -`, `--lines`) with undecodable bytes as U+FFFD
+    (binary stdin, `artifacts put -`, is read as bytes and kept as it is)."""
+    for stream, errors in ((sys.stdout, "backslashreplace"), (sys.stderr, "backslashreplace")):
+        _reconfigure(stream, errors)
+    _reconfigure(sys.stdin, "replace")
+
+
+def _reconfigure(stream: object, errors: str) -> None:
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, TypeError, AttributeError, OSError):
+            reconfigure(errors=errors)
 
 
 # -- parsing command-line values into structured errors -----------------------------------------

@@ -19,6 +19,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from strongroom.cli._context import encodable
 from strongroom.models import (
     ArtifactMetadata,
     AuditEntry,
@@ -101,7 +102,7 @@ def to_jsonable(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     """One JSON document on stdout (plain text: no colour codes, safe to pipe into jq)."""
-    sys.stdout.write(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(encodable(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)) + "\n")
     sys.stdout.flush()
 
 

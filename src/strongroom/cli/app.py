@@ -34,6 +34,7 @@ from strongroom.cli._context import (
     cli_state,
     default_vault_url,
     emit_error,
+    reconfigure_output,
     reported_errors,
 )
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
@@ -66,6 +67,7 @@ class _RootGroup(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         as_json = _wants_json(argv)
         add_global_options(self)
+        reconfigure_output()
         try:
             if not (standalone_mode and as_json):
                 return super().main(

@@ -117,12 +117,12 @@ class AnchorView(BaseModel):
 
 
 async def _anchor(vault: Vault, target: str, key: SigningKey) -> AnchorView:
+    witness = open_witness(target)  # a bad target is refused before the checkpoint is made
     checkpoint = await vault.audit.checkpoint()
     if checkpoint is None:
         raise ValidationError(
             "the audit log is empty: nothing to anchor yet", operation="audit.anchor"
         )
-    witness = open_witness(target)
     head = signed_head(checkpoint, key)
     await witness.append(head)
     return AnchorView(witness=witness.describe(), head=head)

@@ -23,10 +23,10 @@ from strongroom.cli._context import (
     tool_paths,
 )
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
+from strongroom.cli._registry_args import parse_ref
 from strongroom.execution import RunnerOptions, ToolRunner
 from strongroom.ids import new_id
 from strongroom.models import RunnerResponse
-from strongroom.models.registry import Ref
 from strongroom.sandbox.host import LAYERS, disabled_layers, probe_host
 from strongroom.vault import Vault
 
@@ -92,7 +92,7 @@ def run(
     sandbox_unavailable 13, other tool failures 14)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        ref = Ref.parse(tool)
+        ref = parse_ref(tool)
         payload = read_json_value(input_, option="--input")
         options = RunnerOptions(
             workdir=workdir.resolve(),

@@ -394,7 +394,8 @@ class Orchestrator:
         `CANCEL_POLL_SECONDS`, kills the running steps' process groups and writes its last
         snapshot; everything persisted so far stays."""
         run = await self._vault.runs.cancel(run_id, actor=self._actor)
-        await self._audit("orchestrator.cancel_requested", run_id, {"reason": reason})
+        # The run's own id: the one given may differ in case (ids are normalised on the way in).
+        await self._audit("orchestrator.cancel_requested", run.run_id, {"reason": reason})
         return run
 
     async def _audit(self, event: str, run_id: str, details: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@ verify; and two helpers layers above use: `parse` (input into a model, or `Valid
 naming every bad field) and `verify_chain` (replaying a hash chain)."""
 
 from strongroom.secrets import DEFAULT_REDACT_PATTERNS, Redactor
-from strongroom.services._common import parse, verify_chain
+from strongroom.services._common import parse, validation_error, verify_chain
 from strongroom.services.artifacts import ArtifactInput, ArtifactService
 from strongroom.services.audit import Anchor, AuditService, merkle_root
 from strongroom.services.catalog import CatalogService
@@ -39,6 +39,7 @@ __all__ = [
     "merkle_root",
     "parse",
     "rehash_blobs",
+    "validation_error",
     "verify_chain",
     "verify_vault",
     "walk_audit",

@@ -41,13 +41,14 @@ if TYPE_CHECKING:
 __all__ = ["LogService"]
 
 
-def _run_id(value: str) -> str:
+def _run_id(value: str, operation: str = "logs.append") -> str:
+    """A run id given by a caller, in canonical form; `ValidationError` if it is none."""
     try:
         return check_entity_id(value)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ValidationError(
-            f"invalid run id {value[:80]!r}: {exc}", operation="logs.append"
-        ) from exc
+            f"invalid run id {str(value)[:80]!r}: {exc}", operation=operation, reason="bad_id"
+        ) from None
 
 
 class LogService:
@@ -231,6 +232,7 @@ class LogService:
         self._heads.pop(run_id, None)
 
     async def read(self, run_id: str, query: LogQuery | None = None) -> list[LogEntry]:
+        run_id = _run_id(run_id, "logs.read")
         query = query or LogQuery()
         entries = await self._store.read_log_entries(run_id, query)
         if not entries and query.after_seq == 0:
@@ -240,6 +242,7 @@ class LogService:
     async def iter_entries(self, run_id: str) -> AsyncIterator[LogEntry]:
         """Every line of the run's log in order, paged by the rows' own keys (a forged seq
         inside a line cannot send the reader back); `IntegrityError` at a damaged line."""
+        run_id = _run_id(run_id, "logs.iter_entries")
         async for row in self._store.iter_log_rows(run_id):
             if row.entry is None:
                 assert row.error is not None
@@ -247,12 +250,14 @@ class LogService:
             yield row.entry
 
     async def tail(self, run_id: str, n: int = 20) -> list[LogEntry]:
+        run_id = _run_id(run_id, "logs.tail")
         check_int(n, name="n", operation="logs.tail", high=100_000)
         count = await self._store.count_log_entries(run_id)
         return await self.read(run_id, LogQuery(after_seq=max(0, count - n), limit=max(n, 1)))
 
     async def reference(self, run_id: str) -> LogReference:
         """The run's log reference with the live entry count and head hash."""
+        run_id = _run_id(run_id, "logs.reference")
         ref = await self._store.get_log_reference(run_id)
         if ref is None:
             await self._store.get_run(run_id)
@@ -276,6 +281,7 @@ class LogService:
 
         Idempotent: sealing a sealed log returns its artifact.
         """
+        run_id = _run_id(run_id, "logs.seal")
         ref = await self.reference(run_id)
         if ref.sealed and ref.sealed_artifact_id:
             return await self._artifacts.get(ref.sealed_artifact_id)

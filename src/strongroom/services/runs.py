@@ -159,6 +159,7 @@ class RunService:
         """
         target = parse(Run, {**_blank(), "status": status}, operation="runs.transition").status
         current = await self.get(run_id)
+        run_id = current.run_id  # canonical: the id given may differ in case
         if expected_version is not None and current.version != expected_version:
             raise Conflict(
                 f"run {run_id} changed concurrently",

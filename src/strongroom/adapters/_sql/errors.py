@@ -174,6 +174,12 @@ def map_db_errors(operation: str, backend: str, **details: Any) -> Iterator[None
         yield
     except StrongroomError:
         raise
+    except UnicodeEncodeError as exc:  # a lone surrogate in a key the caller passed
+        raise ValidationError(
+            f"{operation}: a value is not Unicode text (it holds a lone surrogate, e.g. "
+            "undecodable bytes from the command line)",
+            **{**context, "reason": "not_unicode"},
+        ) from exc
     except sa_exc.IntegrityError as exc:
         kind = _constraint_kind(exc)
         found = {**context, "constraint": _constraint_name(exc)}
