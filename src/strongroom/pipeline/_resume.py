@@ -35,7 +35,10 @@ async def reopen(
     purpose: str,
     actor: str,
     steps_total: int | None,
+    new_run_id: str | None = None,
 ) -> PipelineRun:
+    """``new_run_id``: the id of the run that replaces a failed or cancelled one (an
+    idempotency key's next attempt); default a new one."""
     old = await vault.runs.get(run_id)
     if old.project != project:
         raise Conflict(
@@ -68,7 +71,7 @@ async def reopen(
         # (pending; paused where the state machine has it): continue in place
         return await _continue(cls, vault, old, state, revision, actor, steps_total)
     await vault.logs.seal(old.run_id, actor=actor)  # idempotent; repairs a cut seal
-    return await _replace(cls, vault, old, state, purpose, actor, steps_total)
+    return await _replace(cls, vault, old, state, purpose, actor, steps_total, new_run_id)
 
 
 async def _continue(
@@ -113,6 +116,7 @@ async def _replace(
     purpose: str,
     actor: str,
     steps_total: int | None,
+    new_run_id: str | None,
 ) -> PipelineRun:
     carried = {
         name: list(old_state.phase_artifacts[name]) for name in completed_in_order(old_state)
@@ -127,6 +131,7 @@ async def _replace(
         purpose=purpose or old.purpose,
         progress=progress,
         previous_run_id=old.run_id,
+        **({"run_id": new_run_id} if new_run_id is not None else {}),
     )
     state = RunState(
         phase_history=[

@@ -13,6 +13,7 @@ from strongroom.errors import (
     Conflict,
     NotFound,
     SerializationError,
+    ValidationError,
 )
 from strongroom.models import (
     ArtifactMetadata,
@@ -23,6 +24,7 @@ from strongroom.models import (
     RunState,
 )
 from strongroom.pipeline._common import OUTPUT_MARK, M, completed_in_order, error_info, phase_name
+from strongroom.pipeline._keyed import open_keyed
 from strongroom.pipeline._phase import Phase
 from strongroom.pipeline._resume import reopen
 from strongroom.vault import Vault
@@ -54,6 +56,11 @@ class PipelineRun:
         self.actor = actor
         #: True when `open` continued or replaced an existing run.
         self.resumed = resumed
+        #: The idempotency key it was opened with (`open` with ``key``), else None.
+        self.key: str | None = None
+        #: True when opened by ``key`` and that key's run had already completed: nothing runs
+        #: again and leaving the block changes nothing.
+        self.finished = False
         self._open_phase: Phase | None = None
         self._closed = False
 
@@ -67,13 +74,22 @@ class PipelineRun:
         project: str,
         purpose: str = "",
         run_id: str | None = None,
+        key: str | None = None,
         actor: str = "local",
         steps_total: int | None = None,
         complete_on_exit: bool = True,
     ) -> _PipelineContext:
         """Open a pipeline run, as an async context manager yielding the `PipelineRun`.
 
-        Without ``run_id``: create a run of ``project`` and start it (pending -> running).
+        Without ``run_id`` or ``key``: create a run of ``project`` and start it
+        (pending -> running).
+
+        With ``key`` (an idempotency key, e.g. ``"nightly-2026-12-05"``, 1-200 printable
+        characters): the first open creates the key's run; a later open of the same key in
+        the same project, from any process, finds it without a stored id: an unfinished run
+        is continued (as with ``run_id``), a failed or cancelled one is replaced by the key's
+        next attempt, and a completed one is returned as it is, with `finished` set: its
+        phases are all `completed`, nothing runs again, leaving the block changes nothing.
 
         With ``run_id`` (resume), by the run's status:
 
@@ -98,6 +114,25 @@ class PipelineRun:
 
         ``steps_total`` is the number of phases, for the run's progress display.
         """
+        if key is not None and run_id is not None:
+            raise ValidationError(
+                "give run_id or key, not both",
+                operation="pipeline.open",
+                reason="conflicting_arguments",
+            )
+        if key is not None:
+            return _PipelineContext(
+                lambda: open_keyed(
+                    cls,
+                    vault,
+                    key=key,
+                    project=project,
+                    purpose=purpose,
+                    actor=actor,
+                    steps_total=steps_total,
+                ),
+                complete_on_exit=complete_on_exit,
+            )
         return _PipelineContext(
             lambda: cls._start(
                 vault,
@@ -122,16 +157,9 @@ class PipelineRun:
         steps_total: int | None,
     ) -> PipelineRun:
         if run_id is None:
-            progress = Progress(steps_total=steps_total)
-            record = await vault.runs.create(
-                project=project, actor=actor, purpose=purpose, progress=progress
+            return await cls._create(
+                vault, project=project, purpose=purpose, actor=actor, steps_total=steps_total
             )
-            record = await vault.runs.start(
-                record.run_id, expected_version=record.version, actor=actor
-            )
-            run = cls(vault, record, RunState(progress=progress), 0, actor=actor, resumed=False)
-            await run.log("pipeline.opened", f"pipeline run opened: {purpose}" if purpose else "")
-            return run
 
         return await reopen(
             cls,
@@ -142,6 +170,36 @@ class PipelineRun:
             actor=actor,
             steps_total=steps_total,
         )
+
+    @classmethod
+    async def _create(
+        cls,
+        vault: Vault,
+        *,
+        project: str,
+        purpose: str,
+        actor: str,
+        steps_total: int | None,
+        run_id: str | None = None,
+        key: str | None = None,
+    ) -> PipelineRun:
+        """A new run of ``project``, started (``run_id``: its id, e.g. a key's)."""
+        progress = Progress(steps_total=steps_total)
+        record = await vault.runs.create(
+            project=project,
+            actor=actor,
+            purpose=purpose,
+            progress=progress,
+            **({"run_id": run_id} if run_id is not None else {}),
+        )
+        record = await vault.runs.start(record.run_id, expected_version=record.version, actor=actor)
+        run = cls(vault, record, RunState(progress=progress), 0, actor=actor, resumed=False)
+        run.key = key
+        extra = {"key": key} if key is not None else {}
+        await run.log(
+            "pipeline.opened", f"pipeline run opened: {purpose}" if purpose else "", **extra
+        )
+        return run
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -385,6 +443,8 @@ class PipelineRun:
         if self._closed:
             return
         self._closed = True
+        if self.finished:  # a key's completed run, returned as it is: nothing to record
+            return
         if exc is None:
             if not complete:
                 await self.log("pipeline.detached", "left running for a later process")
