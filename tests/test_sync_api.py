@@ -144,3 +144,30 @@ def test_mypy_strict_sees_every_annotation_of_a_users_program(tmp_path: Path) ->
     )
     assert ran.returncode == 0, ran.stderr
     assert "'m'" in ran.stdout
+
+
+def test_query_arguments_take_a_model_a_mapping_or_keywords(tmp_path: Path) -> None:
+    from strongroom.errors import ValidationError
+    from strongroom.models import LogQuery
+
+    with SyncVault.open(tmp_path / "vault") as vault:
+        run = vault.runs.create(project="q")
+        for i in range(3):
+            vault.logs.append(run.run_id, {"event": "e", "message": str(i)})
+        as_model = vault.logs.read(run.run_id, LogQuery(limit=2))
+        as_mapping = vault.logs.read(run.run_id, {"limit": 2})
+        as_keywords = vault.logs.read(run.run_id, limit=2)
+        assert as_model == as_mapping == as_keywords
+        assert len(as_model) == 2
+        assert vault.runs.list({"project": "q"}).items == [run]
+        assert vault.artifacts.list({"run_id": run.run_id}) == []
+        for bad in (
+            lambda: vault.logs.read(run.run_id, 5),  # type: ignore[arg-type]
+            lambda: vault.logs.read(run.run_id, {"limit": 2}, limit=3),
+            lambda: vault.runs.list(["q"]),  # type: ignore[arg-type]
+            lambda: vault.logs.read(None),  # type: ignore[arg-type]
+            lambda: vault.runs.get(42),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(ValidationError) as caught:
+                bad()
+            assert caught.value.code == "validation_error"

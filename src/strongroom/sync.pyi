@@ -34,7 +34,7 @@ class SyncRunService:
     def create(self, *, project: str, actor: str = ..., **fields: Any) -> Run:
         """Create a pending run (UUIDv7 id unless ``run_id`` is given) and audit it."""
     def get(self, run_id: str) -> Run: ...
-    def list(self, query: RunQuery | None = ..., **filters: Any) -> RunPage:
+    def list(self, query: RunQuery | Mapping[str, Any] | None = ..., **filters: Any) -> RunPage:
         """One page of the run index: a `RunQuery`, or its fields as keywords (e.g.
         ``list(status=["running"], project="docs", limit=50, cursor=page.next_cursor)``).
 
@@ -135,7 +135,9 @@ class SyncArtifactService:
         The digest is checked when the stream ends: a tampered blob raises `IntegrityError`
         after the models it yielded, so callers that must not act on unverified data collect
         the sequence first."""
-    def list(self, query: ArtifactQuery | None = ..., **filters: Any) -> builtins.list[ArtifactMetadata]: ...
+    def list(self, query: ArtifactQuery | Mapping[str, Any] | None = ..., **filters: Any) -> builtins.list[ArtifactMetadata]:
+        """One page of artifacts: an `ArtifactQuery`, a mapping of its fields, or its fields
+        as keywords."""
     def manifest(self, run_id: str) -> ArtifactManifest: ...
 
 
@@ -159,7 +161,9 @@ class SyncLogService:
         """Entries were stored: their last one is the run's head."""
     def forget(self, run_id: str) -> None:
         """A stored head may be stale (a Conflict): read it again next time."""
-    def read(self, run_id: str, query: LogQuery | None = ...) -> list[LogEntry]: ...
+    def read(self, run_id: str, query: LogQuery | Mapping[str, Any] | None = ..., **filters: Any) -> list[LogEntry]:
+        """The run's log lines matching a `LogQuery` (or a mapping of its fields, or its
+        fields as keywords: ``read(run_id, limit=5, min_level="warning")``)."""
     def iter_entries(self, run_id: str) -> builtins.list[LogEntry]:
         """Every line of the run's log in order, paged by the rows' own keys (a forged seq
         inside a line cannot send the reader back); `IntegrityError` at a damaged line."""

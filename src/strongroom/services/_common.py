@@ -29,6 +29,7 @@ __all__ = [
     "check_int",
     "checked_reason",
     "parse",
+    "query_of",
     "retry_on_conflict",
     "validation_error",
     "verify_chain",
@@ -59,6 +60,29 @@ def parse(
         return model.model_validate(data, context={INPUT_CONTEXT: True})
     except pydantic.ValidationError as exc:
         raise validation_error(exc, operation=operation, names=names, **details) from exc
+
+
+def query_of(model: type[M], query: Any, filters: Mapping[str, Any], *, operation: str) -> M:
+    """A service's query argument: a ``model`` instance, a mapping of its fields, or (when
+    ``query`` is None) its fields as keywords; `ValidationError` naming the parameter for
+    anything else, or for a query and keywords together."""
+    if query is None:
+        return parse(model, dict(filters), operation=operation)
+    if filters:
+        raise ValidationError(
+            f"give a {model.__name__} or its fields as keywords, not both",
+            operation=operation,
+            reason="conflicting_arguments",
+            field="query",
+        )
+    if isinstance(query, model | Mapping):
+        return parse(model, query, operation=operation)
+    raise ValidationError(
+        f"query must be a {model.__name__} or a mapping of its fields, got {type(query).__name__}",
+        operation=operation,
+        reason="bad_type",
+        field="query",
+    )
 
 
 def validation_error(

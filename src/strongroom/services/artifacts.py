@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -42,7 +42,7 @@ from strongroom.models import (
     record_digest_as,
 )
 from strongroom.ports import CHUNK_SIZE, BlobStore, MetadataStore
-from strongroom.services._common import parse, validation_error
+from strongroom.services._common import parse, query_of, validation_error
 
 __all__ = ["ArtifactInput", "ArtifactService", "ByteProgress"]
 
@@ -436,9 +436,11 @@ class ArtifactService:
             yield _parse_line(pending, model, artifact_id, line_no + 1)
 
     async def list(
-        self, query: ArtifactQuery | None = None, **filters: Any
+        self, query: ArtifactQuery | Mapping[str, Any] | None = None, **filters: Any
     ) -> list[ArtifactMetadata]:
-        q = query or parse(ArtifactQuery, filters, operation="artifacts.list")
+        """One page of artifacts: an `ArtifactQuery`, a mapping of its fields, or its fields
+        as keywords."""
+        q = query_of(ArtifactQuery, query, filters, operation="artifacts.list")
         return await self._store.list_artifacts(q)
 
     async def manifest(self, run_id: str) -> ArtifactManifest:

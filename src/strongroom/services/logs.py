@@ -4,7 +4,7 @@ readable with filters, and sealed into an immutable JSONL artifact when the run 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import Conflict, IntegrityError, NotFound, ValidationError
@@ -31,6 +31,7 @@ from strongroom.services._common import (
     chain_hash,
     check_int,
     parse,
+    query_of,
     retry_on_conflict,
 )
 from strongroom.services._replay import ChainReplay
@@ -231,9 +232,13 @@ class LogService:
         """A stored head may be stale (a Conflict): read it again next time."""
         self._heads.pop(run_id, None)
 
-    async def read(self, run_id: str, query: LogQuery | None = None) -> list[LogEntry]:
+    async def read(
+        self, run_id: str, query: LogQuery | Mapping[str, Any] | None = None, **filters: Any
+    ) -> list[LogEntry]:
+        """The run's log lines matching a `LogQuery` (or a mapping of its fields, or its
+        fields as keywords: ``read(run_id, limit=5, min_level="warning")``)."""
         run_id = _run_id(run_id, "logs.read")
-        query = query or LogQuery()
+        query = query_of(LogQuery, query, filters, operation="logs.read")
         entries = await self._store.read_log_entries(run_id, query)
         if not entries and query.after_seq == 0:
             await self._store.get_run(run_id)  # NotFound rather than an empty answer

@@ -6,6 +6,7 @@ machine does not allow is a `Conflict`. Ending a run seals its log and writes th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from strongroom.errors import Conflict, ErrorInfo, ValidationError
@@ -22,7 +23,7 @@ from strongroom.models import (
     utcnow,
 )
 from strongroom.ports import RunRecords
-from strongroom.services._common import parse
+from strongroom.services._common import parse, query_of
 from strongroom.services.logs import LogService
 
 __all__ = ["RunService"]
@@ -46,8 +47,10 @@ _MUTABLE_FIELDS = frozenset(
 def _run_id(value: str, operation: str) -> str:
     try:
         return check_entity_id(value)
-    except ValueError as exc:
-        raise ValidationError(f"invalid run id {value[:80]!r}: {exc}", operation=operation) from exc
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(
+            f"invalid run id {str(value)[:80]!r}: {exc}", operation=operation, reason="bad_id"
+        ) from None
 
 
 class RunService:
@@ -76,7 +79,9 @@ class RunService:
     async def get(self, run_id: str) -> Run:
         return await self._store.get_run(_run_id(run_id, "runs.get"))
 
-    async def list(self, query: RunQuery | None = None, **filters: Any) -> RunPage:
+    async def list(
+        self, query: RunQuery | Mapping[str, Any] | None = None, **filters: Any
+    ) -> RunPage:
         """One page of the run index: a `RunQuery`, or its fields as keywords (e.g.
         ``list(status=["running"], project="docs", limit=50, cursor=page.next_cursor)``).
 
@@ -84,8 +89,9 @@ class RunService:
         ``total_is_exact`` is False); ``count_limit=None`` counts every match, which reads
         the whole group (or, for ``purpose_contains``, every run).
         """
-        q = query or parse(RunQuery, filters, operation="runs.list")
-        return await self._store.query_runs(q)
+        return await self._store.query_runs(
+            query_of(RunQuery, query, filters, operation="runs.list")
+        )
 
     async def update(
         self,
