@@ -3,6 +3,7 @@ run print is pasted into a shell as printed, and must succeed (issue 16, "Hints 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -119,3 +120,45 @@ def test_a_hint_names_the_vault_the_command_was_given(
     (command,) = re.findall(r"`(strongroom init[^`]*)`", none.stderr)
     assert shell(command, work, env).returncode == 0
     assert (missing / "vault.db").is_file()
+
+
+def test_run_with_an_idempotency_key_resumes_its_run_and_then_runs_nothing(
+    workspace: tuple[Path, dict[str, str]],
+) -> None:
+    work, env = workspace
+    assert shell("strongroom demo", work, env).returncode == 0  # keys, registry, a vault
+    project = work / "dq"
+    shutil.copytree(work / "examples" / "project", project)
+    run = (
+        "strongroom --json run data-quality-nightly@2026-01-15.1 --project customer-data-quality "
+        f"--tool-path examples/tools --workdir {project} --idempotency-key nightly-2026-12-05"
+    )
+
+    def result(started: subprocess.CompletedProcess[str]) -> dict[str, object]:
+        last = started.stdout.strip().splitlines()[-1]
+        document = json.loads(last)
+        assert isinstance(document, dict)
+        return document
+
+    first = shell(run, work, env)
+    assert first.returncode == 10, first.stdout + first.stderr  # paused for an approval
+    run_id = result(first)["run_id"]
+    again = shell(run, work, env)
+    assert again.returncode == 10, again.stdout
+    assert result(again)["run_id"] == run_id  # the same run, found by its key
+    approve = (
+        f'strongroom registry approve --run {run_id} --reason "nightly summary" '
+        "--key .strongroom-demo-keys/reviewer.pem"
+    )
+    assert shell(approve, work, env).returncode == 0
+    done = shell(run, work, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert result(done) == {**result(done), "run_id": run_id, "status": "completed"}
+    shown = json.loads(shell(f"strongroom --json runs show {run_id}", work, env).stdout)
+    starts = {step["step_id"]: step["starts"] for step in shown["steps"]}
+    finished = shell(run, work, env)
+    assert finished.returncode == 0
+    assert result(finished)["run_id"] == run_id
+    shown = json.loads(shell(f"strongroom --json runs show {run_id}", work, env).stdout)
+    assert {step["step_id"]: step["starts"] for step in shown["steps"]} == starts  # nothing ran
+    assert "run_started" not in finished.stdout  # no step events: nothing was driven

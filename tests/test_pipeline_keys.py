@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from strongroom.errors import ValidationError
+from strongroom.ids import key_run_id
 from strongroom.models import RunStatus
 from strongroom.pipeline import PipelineRun
-from strongroom.pipeline._keyed import key_run_id
 from strongroom.vault import Vault
 
 KEY = "nightly-2026-12-05"

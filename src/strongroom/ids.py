@@ -15,6 +15,7 @@ import uuid6
 from pydantic import AfterValidator, BeforeValidator
 
 __all__ = [
+    "MAX_KEY_CHARS",
     "ActorName",
     "Digest",
     "EntityId",
@@ -24,7 +25,9 @@ __all__ = [
     "check_digest",
     "check_entity_id",
     "check_file_name",
+    "check_key",
     "check_name",
+    "key_run_id",
     "new_id",
 ]
 
@@ -39,6 +42,27 @@ _ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 def new_id() -> str:
     """A new time-ordered UUIDv7 as canonical lowercase text."""
     return str(uuid6.uuid7())
+
+
+_KEY_NAMESPACE = uuid.UUID("6f1d3c2a-3b7e-5c4d-9a8b-2e1f0d9c8b7a")
+MAX_KEY_CHARS = 200
+"""The longest idempotency key (`check_key`)."""
+
+
+def check_key(value: str) -> str:
+    """An idempotency key: 1-200 printable characters (ValueError otherwise)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_KEY_CHARS:
+        raise ValueError(f"an idempotency key is 1-{MAX_KEY_CHARS} characters")
+    if not value.isprintable():
+        raise ValueError("an idempotency key holds only printable characters")
+    return value
+
+
+def key_run_id(scope: str, key: str, attempt: int = 0) -> str:
+    """The run id of attempt ``attempt`` of idempotency key ``key`` in ``scope`` (a project
+    for `PipelineRun`, a playbook for the orchestrator): a name-based UUID (v5), the same
+    in every process on every machine, so a restarted caller finds its run from the key."""
+    return str(uuid.uuid5(_KEY_NAMESPACE, f"{scope}\0{key}\0{attempt}"))
 
 
 def check_entity_id(value: str) -> str:

@@ -34,6 +34,11 @@ class SyncRunService:
     def create(self, *, project: str, actor: str = ..., **fields: Any) -> Run:
         """Create a pending run (UUIDv7 id unless ``run_id`` is given) and audit it."""
     def get(self, run_id: str) -> Run: ...
+    def by_key(self, scope: str, key: str) -> tuple[int, Run | None]:
+        """The newest attempt of idempotency key ``key`` in ``scope`` and its number, or
+        (-1, None) when the key has no run yet. Attempt n has the id
+        `strongroom.ids.key_run_id` (scope, key, n); a failed or cancelled attempt is
+        followed by the next, so the ids are tried in order."""
     def list(self, query: RunQuery | Mapping[str, Any] | None = ..., **filters: Any) -> RunPage:
         """One page of the run index: a `RunQuery`, or its fields as keywords (e.g.
         ``list(status=["running"], project="docs", limit=50, cursor=page.next_cursor)``).

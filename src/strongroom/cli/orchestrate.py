@@ -231,6 +231,14 @@ def run(
         typer.Option("--input", "-i", help="KEY=VALUE (JSON or text) or @file.json; repeatable."),
     ] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Id of the new run.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="A key naming this run (e.g. nightly-2026-12-05): the same key again resumes "
+            "its unfinished run or shows its completed one, running nothing.",
+        ),
+    ] = None,
     max_parallel: ParallelOption = 4,
     tool_path: ToolPathOption = None,
     workdir: WorkdirOption = Path("."),
@@ -248,6 +256,12 @@ def run(
     progress = Progress(state.json)
     with reported_errors(state):
         signer = personal_key(key, sign)
+        if run_id is not None and idempotency_key is not None:
+            raise ValidationError(
+                "give --run-id or --idempotency-key, not both",
+                operation="cli.run",
+                reason="conflicting_options",
+            )
         values = parse_inputs(inputs or [])
         options = _options(workdir, tool_path)
         local = Path(playbook)
@@ -261,7 +275,14 @@ def run(
                 vault, options, max_parallel=max_parallel, actor=actor, on_event=progress
             )
             with progress.shown():
-                return await orchestrator.start(ref, project=project, inputs=values, run_id=run_id)
+                return await orchestrator.start(
+                    ref,
+                    project=project,
+                    inputs=values,
+                    run_id=run_id,
+                    key=idempotency_key,
+                    signer=signer,
+                )
 
         result = state.run(work, create=True)
     _report(state, result, _lane_words(tool_path, workdir))

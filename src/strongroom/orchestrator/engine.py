@@ -29,6 +29,7 @@ from strongroom.errors import (
     ValidationError,
 )
 from strongroom.execution import RunnerOptions, ToolRunner
+from strongroom.ids import key_run_id
 from strongroom.integrity import SigningKey
 from strongroom.models import (
     ActorRole,
@@ -83,9 +84,35 @@ class Orchestrator:
         project: str | None = None,
         inputs: dict[str, Any] | None = None,
         run_id: str | None = None,
+        key: str | None = None,
+        signer: SigningKey | None = None,
     ) -> RunResult:
         """Resolve the playbook (and project config), create the run, persist the plan and
-        drive it. ``inputs`` override the project config's ``settings.defaults``."""
+        drive it. ``inputs`` override the project config's ``settings.defaults``.
+
+        ``key`` (an idempotency key, not with ``run_id``): the run's id is derived from the
+        playbook's id and the key (`strongroom.ids.key_run_id`), so starting the same key
+        again needs no stored id: the first start runs it; later ones resume an unfinished
+        run (a failed or cancelled one continues as the key's next attempt) or return a
+        completed one as it is, running nothing. ``signer`` signs such a resume when it is
+        forced by policy (see `resume`)."""
+        if key is not None:
+            if run_id is not None:
+                raise ValidationError(
+                    "give run_id or key, not both",
+                    operation="orchestrator.start",
+                    reason="conflicting_arguments",
+                )
+            scope = f"playbook:{_parse_ref(playbook, 'playbook').id}"
+            attempt, latest = await self._vault.runs.by_key(scope, key)
+            if latest is None or await self._vault.snapshots.latest_revision(latest.run_id) == 0:
+                run_id = key_run_id(scope, key, 0) if latest is None else latest.run_id
+            elif latest.status is RunStatus.COMPLETED:
+                return await self._finished(latest)
+            else:
+                return await self.resume(
+                    latest.run_id, signer=signer, successor_id=key_run_id(scope, key, attempt + 1)
+                )
         plan, playbook_def = await self._plan(playbook, project, inputs or {})
         run = await self._reusable(run_id) if run_id is not None else None
         if run is None:
@@ -202,7 +229,12 @@ class Orchestrator:
     # -- resuming ------------------------------------------------------------------------------
 
     async def resume(
-        self, run_id: str, *, force: bool = False, signer: SigningKey | None = None
+        self,
+        run_id: str,
+        *,
+        force: bool = False,
+        signer: SigningKey | None = None,
+        successor_id: str | None = None,
     ) -> RunResult:
         """Continue a run from its latest snapshot: completed steps are skipped (their
         outputs read back from verified artifacts), the step that was in flight runs again.
@@ -211,7 +243,9 @@ class Orchestrator:
         ``force``: run on with definitions that changed since the run started (refused
         otherwise, `DigestDrift`); audited as ``orchestrator.resume_forced``, signed by
         ``signer`` (an operator's personal key) when given, which the vault's policy may
-        require (`RegistryPolicy.require_signed_forced_resume`)."""
+        require (`RegistryPolicy.require_signed_forced_resume`). ``successor_id``: the id of
+        the run that continues a failed or cancelled one (an idempotency key's next attempt);
+        default a new one."""
         run = await self._vault.runs.get(run_id)
         if run.status is RunStatus.COMPLETED:
             raise Conflict(
@@ -259,7 +293,7 @@ class Orchestrator:
         state = snapshot.state
         revision = snapshot.record.revision
         if run.status in (RunStatus.FAILED, RunStatus.CANCELLED):
-            run, state = await self._successor(run, plan, state)
+            run, state = await self._successor(run, plan, state, successor_id)
             revision = 0
         elif run.status is RunStatus.PENDING or run.status is RunStatus.PAUSED:
             await self._vault.runs.start(run_id)
@@ -368,7 +402,9 @@ class Orchestrator:
             update.update(project_version=pversion.version, project_digest=pversion.digest)
         return plan.model_copy(update=update)
 
-    async def _successor(self, run: Run, plan: PlanState, state: RunState) -> tuple[Run, RunState]:
+    async def _successor(
+        self, run: Run, plan: PlanState, state: RunState, run_id: str | None = None
+    ) -> tuple[Run, RunState]:
         """A failed or cancelled run is final; its continuation is a new (pending) run that
         carries the completed steps (their artifacts stay the old run's, referenced by id).
         The caller saves its plan before starting it, as `start` does."""
@@ -379,6 +415,7 @@ class Orchestrator:
             playbook=run.playbook.model_dump() if run.playbook else None,
             previous_run_id=run.run_id,
             progress={"steps_total": len(plan.steps), "steps_completed": plan.completed()},
+            **({"run_id": run_id} if run_id is not None else {}),
         )
         fresh = RunState(  # the plan goes into data[STATE_KEY] by the Driver
             phase_history=list(state.phase_history),
@@ -386,6 +423,12 @@ class Orchestrator:
             progress=successor.progress,
         )
         return successor, fresh
+
+    async def _finished(self, run: Run) -> RunResult:
+        """A completed run as `start` returns it: its plan as last saved, nothing run."""
+        snapshot = await self._vault.snapshots.load(run.run_id)
+        plan = PlanState.model_validate(snapshot.state.data.get(STATE_KEY))
+        return RunResult(run=run, plan=plan, revision=snapshot.record.revision)
 
     # -- cancelling ----------------------------------------------------------------------------
 

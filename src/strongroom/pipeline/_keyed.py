@@ -1,67 +1,20 @@
 """Opening a pipeline run by an idempotency key (`PipelineRun.open` with ``key``): the run's
-id is derived from the project and the key, so a restarted process finds its run again
-without having stored an id. Attempts: a failed or cancelled run is replaced by the key's
-next attempt (its id derived from the key and the attempt number), so the newest attempt is
-always found by trying ids in order."""
+id is derived from the project and the key (`strongroom.ids.key_run_id`), so a restarted
+process finds its run again without having stored an id (`RunService.by_key`)."""
 
 from __future__ import annotations
 
-import uuid
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from strongroom.errors import Conflict, NotFound, ValidationError
-from strongroom.models import Run, RunState, RunStatus
+from strongroom.errors import Conflict
+from strongroom.ids import key_run_id
+from strongroom.models import RunState, RunStatus
 
 if TYPE_CHECKING:
     from strongroom.pipeline._run import PipelineRun
     from strongroom.vault import Vault
 
-__all__ = ["MAX_ATTEMPTS", "check_key", "key_run_id", "open_keyed"]
-
-_NAMESPACE: Final = uuid.UUID("6f1d3c2a-3b7e-5c4d-9a8b-2e1f0d9c8b7a")
-MAX_ATTEMPTS: Final = 10_000
-"""Replacements one key may go through (each failed or cancelled attempt adds one)."""
-MAX_KEY_CHARS: Final = 200
-
-
-def check_key(key: str) -> str:
-    """An idempotency key: 1-200 printable characters."""
-    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
-        raise ValidationError(
-            f"an idempotency key is 1-{MAX_KEY_CHARS} characters",
-            operation="pipeline.open",
-            reason="bad_key",
-        )
-    if not key.isprintable():
-        raise ValidationError(
-            "an idempotency key holds only printable characters",
-            operation="pipeline.open",
-            reason="bad_key",
-        )
-    return key
-
-
-def key_run_id(project: str, key: str, attempt: int = 0) -> str:
-    """The run id of attempt ``attempt`` of ``key`` in ``project`` (a name-based UUID, v5):
-    the same inputs give the same id in every process and on every machine."""
-    return str(uuid.uuid5(_NAMESPACE, f"{project}\0{key}\0{attempt}"))
-
-
-async def _latest(vault: Vault, project: str, key: str) -> tuple[int, Run | None]:
-    """The newest attempt of ``key`` and its number (-1, None: none yet)."""
-    latest: Run | None = None
-    attempt = 0
-    while attempt < MAX_ATTEMPTS:
-        try:
-            latest = await vault.runs.get(key_run_id(project, key, attempt))
-        except NotFound:
-            return attempt - 1, latest
-        attempt += 1
-    raise Conflict(
-        f"idempotency key {key!r} has been attempted {MAX_ATTEMPTS} times",
-        operation="pipeline.open",
-        reason="too_many_attempts",
-    )
+__all__ = ["open_keyed"]
 
 
 async def open_keyed(
@@ -79,9 +32,8 @@ async def open_keyed(
     it is (`PipelineRun.finished`: nothing runs again, leaving the block changes nothing)."""
     from strongroom.pipeline._resume import reopen
 
-    check_key(key)
     for _ in range(3):  # a racing opener may create the attempt between our read and write
-        attempt, latest = await _latest(vault, project, key)
+        attempt, latest = await vault.runs.by_key(project, key)
         if latest is None:
             try:
                 return await cls._create(
@@ -93,10 +45,8 @@ async def open_keyed(
                     run_id=key_run_id(project, key, 0),
                     key=key,
                 )
-            except Conflict as exc:
-                if exc.details.get("reason") != "unique_violation" and "exists" not in exc.message:
-                    raise
-                continue
+            except Conflict:
+                continue  # created meanwhile by another process: open that one
         if latest.status is RunStatus.COMPLETED:
             revision = await vault.snapshots.latest_revision(latest.run_id)
             state = (await vault.snapshots.load(latest.run_id)).state if revision else RunState()

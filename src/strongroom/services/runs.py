@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from strongroom.errors import Conflict, ErrorInfo, ValidationError
-from strongroom.ids import check_entity_id, new_id
+from strongroom.errors import Conflict, ErrorInfo, NotFound, ValidationError
+from strongroom.ids import check_entity_id, check_key, key_run_id, new_id
 from strongroom.models import (
     ALLOWED_TRANSITIONS,
     TERMINAL_STATUSES,
@@ -42,6 +42,10 @@ _MUTABLE_FIELDS = frozenset(
         "playbook",
     }
 )
+
+
+MAX_KEY_ATTEMPTS = 10_000
+"""How many failed or cancelled attempts one idempotency key may go through."""
 
 
 def _run_id(value: str, operation: str) -> str:
@@ -78,6 +82,27 @@ class RunService:
 
     async def get(self, run_id: str) -> Run:
         return await self._store.get_run(_run_id(run_id, "runs.get"))
+
+    async def by_key(self, scope: str, key: str) -> tuple[int, Run | None]:
+        """The newest attempt of idempotency key ``key`` in ``scope`` and its number, or
+        (-1, None) when the key has no run yet. Attempt n has the id
+        `strongroom.ids.key_run_id` (scope, key, n); a failed or cancelled attempt is
+        followed by the next, so the ids are tried in order."""
+        try:
+            check_key(key)
+        except ValueError as exc:
+            raise ValidationError(str(exc), operation="runs.by_key", reason="bad_key") from None
+        latest: Run | None = None
+        for attempt in range(MAX_KEY_ATTEMPTS):
+            try:
+                latest = await self.get(key_run_id(scope, key, attempt))
+            except NotFound:
+                return attempt - 1, latest
+        raise Conflict(
+            f"idempotency key {key!r} has been attempted {MAX_KEY_ATTEMPTS} times",
+            operation="runs.by_key",
+            reason="too_many_attempts",
+        )
 
     async def list(
         self, query: RunQuery | Mapping[str, Any] | None = None, **filters: Any
