@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -454,3 +455,18 @@ def test_undecodable_bytes_never_crash_a_command(here: Path) -> None:
     assert [e["message"] for e in lines] == ["\ufffd\ufffdok", "plain"]
     long_path = invoke("--json", "tools", "run", "x", "--tool-path", "x" * 5000, "-i", "{}")
     assert long_path.exit_code == 2, long_path.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_keys_init_never_replaces_a_device_even_with_force(tmp_path: Path) -> None:
+    device = tmp_path / "key.pem"
+    os.mknod(device, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+    result = invoke("--json", "keys", "init", "--path", str(device), "--force")
+    assert result.exit_code == 2, result.stdout
+    assert error_of(result)["details"]["reason"] == "not_a_regular_file"
+    assert stat.S_ISCHR(device.lstat().st_mode)
+    os.mkfifo(tmp_path / "other.pem.pub")
+    result = invoke("--json", "keys", "init", "--path", str(tmp_path / "other.pem"), "--force")
+    assert result.exit_code == 2, result.stdout
+    assert stat.S_ISFIFO((tmp_path / "other.pem.pub").lstat().st_mode)
+    assert not (tmp_path / "other.pem").exists()

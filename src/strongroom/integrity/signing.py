@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ConfigDict, Field
 
+from strongroom._fs import check_output_file
 from strongroom.errors import (
     Conflict,
     NotFound,
@@ -277,6 +278,8 @@ def init_key(path: Path | None = None, *, overwrite: bool = False) -> KeyInfo:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not overwrite and os.path.lexists(path):
             raise _key_exists(path)
+        for target in (path, pub_path):  # never replace a device, FIFO, socket or folder
+            check_output_file(target)
         tmp = _write_temp(directory, path.name, key.private_pem(), 0o600)
         try:
             if overwrite:
