@@ -353,16 +353,20 @@ async def test_fetch_object_storage(lane: Lane) -> None:
 
 
 async def test_record_run_summary(lane: Lane) -> None:
-    await _approve(lane, "record_run_summary")
+    """The contract's object (1.1.0, as shipped): kept on the run as its canonical JSON."""
+    await lane.vault.registry.approve(
+        {"scope": "tool_version", "tool_id": "record_run_summary", "version": "1.1.0"},
+        actor=APPROVER,
+        signer=await approver(lane.vault, APPROVER),
+        reason="reference tool",
+    )
     run = await lane.vault.runs.create(project="lane")
     await lane.vault.runs.start(run.run_id)
-    response = await lane.run(
-        "record_run_summary", {"summary": "3 files checked"}, run_id=run.run_id
-    )
+    summary = {"files": 3, "checked": True}
+    response = await lane.run("record_run_summary", {"summary": summary}, run_id=run.run_id)
     assert response.ok, response.error
-    assert response.output is not None
-    assert response.output["recorded"] is True
-    assert (await lane.vault.runs.get(run.run_id)).summary == "3 files checked"
+    assert response.output == {"recorded": True, "summary": summary}
+    assert (await lane.vault.runs.get(run.run_id)).summary == '{"checked":true,"files":3}'
 
 
 async def test_other_tools_get_no_host_services(lane: Lane) -> None:

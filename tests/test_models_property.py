@@ -31,7 +31,9 @@ from pydantic.fields import FieldInfo
 from strongroom import ids
 from strongroom.models import registry
 from strongroom.models._base import JsonObject, JsonValue, SingleLineText, Text, UtcDatetime
+from strongroom.models.execution import RunnerRequest
 from strongroom.models.export import EXPORTED
+from strongroom.models.runs import MetricValue
 
 # -- generators of valid values --------------------------------------------------------------
 
@@ -148,7 +150,19 @@ TEXT_ALPHABETS: dict[Callable[..., Any], st.SearchStrategy[str]] = {
     _validator_func(Text): _NO_CONTROL | st.sampled_from("\t\n\r"),
     _validator_func(SingleLineText): _NO_CONTROL,
 }
-CHECKED_AS_IS = {_validator_func(JsonObject), _validator_func(JsonValue)}
+CHECKED_AS_IS = {
+    _validator_func(JsonObject),
+    _validator_func(JsonValue),
+    _validator_func(MetricValue),  # floats below are finite already
+    # the runner request's shape coercions (a bare level, a strongroom Trace): the model
+    # they coerce to is generated as it is
+    *(
+        item.func
+        for name in ("governance", "trace")
+        for item in RunnerRequest.model_fields[name].metadata
+        if isinstance(item, BeforeValidator)
+    ),
+}
 
 
 # -- deriving a model's strategy from its fields ----------------------------------------------
@@ -180,7 +194,8 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
         least = next((m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)), 0)
         return st.lists(strategy_for(args[0], []), min_size=least, max_size=max(3, least))
     if origin is dict:
-        keys = st.text(max_size=12)
+        constrained = get_origin(args[0]) is typing.Annotated
+        keys = strategy_for(args[0], []) if constrained else st.text(max_size=12)
         return st.dictionaries(keys, strategy_for(args[1], []), max_size=3)
     if origin is Literal:
         return st.sampled_from(args)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from rich.text import Text
 
 from strongroom._fs import read_regular_file
-from strongroom.cli._context import JsonFlag, cli_state, reported_errors
+from strongroom.cli._context import CliState, JsonFlag, cli_state, reported_errors
 from strongroom.cli._output import (
     iso,
     key_values,
@@ -36,8 +36,16 @@ from strongroom.cli._registry_args import (
     personal_key,
 )
 from strongroom.cli.registry_review import approvals, approve, promote, revoke, rollback
-from strongroom.errors import map_os_errors
-from strongroom.models import ActorRole, Channel, DefinitionKind, DefinitionVersion
+from strongroom.errors import NotFound, ValidationError, map_os_errors
+from strongroom.integrations import mass_relay
+from strongroom.models import (
+    ActorRole,
+    Channel,
+    DefinitionKind,
+    DefinitionVersion,
+    Ref,
+    ToolManifest,
+)
 from strongroom.registry import MAX_DEFINITION_BYTES, canonical_form, load_definition
 from strongroom.services.registry import PublishResult, signed_label
 from strongroom.vault import Vault
@@ -59,12 +67,22 @@ _PUBLISH_ORDER = (
 )
 
 
+_UNBOUND = (
+    "no entrypoint: published, not runnable until bound "
+    "(strongroom registry bind TOOL@VERSION --entrypoint package.module:function)"
+)
+
+
 class DefinitionView(BaseModel):
     """What `registry show --json` prints."""
 
     version: DefinitionVersion
     channels: dict[Channel, str] = Field(description="Channel -> version label.")
     definition: dict[str, Any] = Field(description="The canonical form of the definition.")
+    unbound_tools: list[str] = Field(
+        default_factory=list,
+        description="Tools without an entrypoint: not runnable until bound.",
+    )
 
 
 class DiffView(BaseModel):
@@ -106,6 +124,9 @@ def publish(
                 # A regular file only (a FIFO is refused, never blocked on), read no further
                 # than a definition may be long.
                 data = read_regular_file(path, max_bytes=MAX_DEFINITION_BYTES)
+            # A Mass Relay document (no `kind`, recognised by its shape) is converted first,
+            # keeping the original verbatim (docs/registry.md, "Mass Relay documents").
+            data = mass_relay.convert(data, file_name=path.name)
             loaded.append((load_definition(data, file_name=path.name).KIND, path, data))
         loaded.sort(key=lambda item: _PUBLISH_ORDER.index(item[0]))
 
@@ -126,6 +147,10 @@ def publish(
             typer.echo(
                 f"{verb} {v.kind.value} {v.definition_id} {v.version} sha256:{v.digest}{tail}"
             )
+            for tool_id in result.unbound_tools:
+                typer.echo(f"  tool {tool_id}: {_UNBOUND}")
+            for ref in result.unresolved:
+                typer.echo(f"  {ref}: not in the registry yet (not runnable until it is)")
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -172,6 +197,21 @@ def show(
         ),
     ],
     kind: KindOption = None,
+    original: Annotated[
+        bool,
+        typer.Option(
+            "--original",
+            help="Print the document it was imported from (a Mass Relay document), field "
+            "for field, as JSON.",
+        ),
+    ] = False,
+    persistence_record: Annotated[
+        bool,
+        typer.Option(
+            "--persistence-record",
+            help="Print where the version is stored, as a Mass Relay persistence record (JSON).",
+        ),
+    ] = False,
     json_flag: JsonFlag = False,
 ) -> None:
     """Show one version of a definition and its canonical content."""
@@ -184,9 +224,30 @@ def show(
             version, defn = await vault.registry.get(k, ref.id, ref.selector)
             history = await vault.registry.history(k, ref.id)
             return DefinitionView(
-                version=version, channels=history.channels, definition=canonical_form(defn)
+                version=version,
+                channels=history.channels,
+                definition=canonical_form(defn),
+                unbound_tools=defn.unbound_tools if isinstance(defn, ToolManifest) else [],
             )
 
+        if original and persistence_record:
+            raise ValidationError(
+                "--original and --persistence-record print different documents: pick one",
+                operation="cli.registry",
+                reason="conflicting_options",
+            )
+        if original:
+            _print_original(state, ref, wanted)
+            return
+        if persistence_record:
+
+            async def record(vault: Vault) -> dict[str, Any]:
+                k = await infer_kind(vault, ref.id, wanted)
+                found = await mass_relay.version_record(vault, k, ref.id, ref.selector)
+                return mass_relay.from_persistence_record(found)
+
+            typer.echo(json.dumps(state.run(record), indent=2, ensure_ascii=False))
+            return
         view = state.run(work)
         if state.json:
             print_json(view)
@@ -206,12 +267,80 @@ def show(
                     ("published", f"{iso(v.published_at)} by {v.publisher}"),
                     ("source_file", v.source_file or "-"),
                     ("channels", ", ".join(on) or "-"),
+                    *(("unbound", f"{t}: {_UNBOUND}") for t in view.unbound_tools),
                 ]
             ),
         )
         console.print(
             Text(json.dumps(view.definition, indent=2, sort_keys=True, ensure_ascii=False)),
             soft_wrap=True,
+        )
+
+
+def _print_original(state: CliState, ref: Ref, wanted: DefinitionKind | None) -> None:
+    async def work(vault: Vault) -> dict[str, Any]:
+        k = await infer_kind(vault, ref.id, wanted)
+        version, defn = await vault.registry.get(k, ref.id, ref.selector)
+        found = mass_relay.original_document(defn)
+        if found is None:
+            raise NotFound(
+                f"{k.value} {ref.id} {version.version} was not imported from another "
+                "system: it has no original document (its canonical form is `registry show`)",
+                operation="cli.registry",
+                reason="no_original",
+            )
+        return found
+
+    typer.echo(json.dumps(state.run(work), indent=2, ensure_ascii=False))
+
+
+@app.command("bind")
+def bind(
+    ctx: typer.Context,
+    tool: Annotated[
+        str, typer.Argument(help="TOOL@VERSION (or TOOL, TOOL@CHANNEL, TOOL@sha256:HEX).")
+    ],
+    entrypoint: Annotated[
+        str,
+        typer.Option("--entrypoint", help="package.module:function implementing it."),
+    ],
+    policy: Annotated[
+        str | None,
+        typer.Option("--policy", help="The sandbox policy it runs under (ID@VERSION)."),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version", help="Label of the new manifest version (default: LABEL-bound.N)."
+        ),
+    ] = None,
+    key: KeyOption = None,
+    sign: SignFlag = False,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Bind a tool to the function that implements it: publishes a new version of its
+    manifest with the tool's entrypoint (and sandbox policy) set, on the draft channel."""
+    state = cli_state(ctx, json_flag)
+    with reported_errors(state):
+        signer = personal_key(key, sign)
+        ref = parse_ref(tool)
+        if policy is not None:
+            parse_ref(policy)
+
+        async def work(vault: Vault) -> PublishResult:
+            return await vault.registry.bind_tool(
+                ref, entrypoint=entrypoint, policy=policy, version=version, signer=signer
+            )
+
+        result = state.run(work)
+        if state.json:
+            print_json(result)
+            return
+        v = result.version
+        verb = "published" if result.created else "unchanged"
+        typer.echo(
+            f"{verb} {v.kind.value} {v.definition_id} {v.version} sha256:{v.digest}: "
+            f"{ref.id} bound to {entrypoint}"
         )
 
 

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from strongroom._fs import read_regular_file
 from strongroom.cli._context import (
     TOOL_PATH_ENV,
     CliState,
@@ -24,9 +25,12 @@ from strongroom.cli._context import (
 )
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
 from strongroom.cli._registry_args import parse_ref
+from strongroom.errors import ValidationError, map_os_errors
 from strongroom.execution import RunnerOptions, ToolRunner
 from strongroom.ids import new_id
+from strongroom.integrations.mass_relay import PythonRunnerResponse, run_request
 from strongroom.models import RunnerResponse
+from strongroom.registry import MAX_DEFINITION_BYTES, parse_document
 from strongroom.sandbox.host import LAYERS, disabled_layers, probe_host
 from strongroom.vault import Vault
 
@@ -46,8 +50,20 @@ sandbox_app = typer.Typer(
 def run(
     ctx: typer.Context,
     tool: Annotated[
-        str, typer.Argument(help="TOOL, TOOL@VERSION, TOOL@CHANNEL or TOOL@sha256:DIGEST.")
-    ],
+        str | None,
+        typer.Argument(
+            help="TOOL, TOOL@VERSION, TOOL@CHANNEL or TOOL@sha256:DIGEST (not with --request)."
+        ),
+    ] = None,
+    request_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--request",
+            help="A runner request file (Mass Relay's PythonRunnerRequest: request_id, run_id, "
+            "tool_id, tool_version, requested_at, caller, input, governance, trace, "
+            "timeout_seconds); prints the response in its PythonRunnerResponse shape.",
+        ),
+    ] = None,
     input_: Annotated[
         str, typer.Option("--input", "-i", help="The tool's input: JSON, or @file.json.")
     ] = "{}",
@@ -92,13 +108,16 @@ def run(
     sandbox_unavailable 13, other tool failures 14)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        ref = parse_ref(tool)
-        payload = read_json_value(input_, option="--input")
         options = RunnerOptions(
             workdir=workdir.resolve(),
             tool_paths=tool_paths(tool_path),
             allow_degraded=allow_degraded,
         )
+        if request_file is not None or tool is None:
+            _run_request(state, request_file, tool, options)
+            return
+        ref = parse_ref(tool)
+        payload = read_json_value(input_, option="--input")
         selector = ref.selector
         request = {
             "request_id": new_id(),
@@ -116,6 +135,36 @@ def run(
 
         response = state.run(work)
     _report(state, response)
+
+
+def _run_request(
+    state: CliState, path: Path | None, tool: str | None, options: RunnerOptions
+) -> None:
+    """`tools run --request FILE`: the file's request through the lane; the response printed
+    in Mass Relay's shape (with --json, both: ``{"response": ..., "strongroom": ...}``)."""
+    if path is None or tool is not None:
+        raise ValidationError(
+            "give a TOOL (with --input) or --request FILE, not both and not neither",
+            operation="cli.tools",
+            reason="tool_or_request",
+        )
+    with map_os_errors("tools.run", backend="local", path=str(path)):
+        data = read_regular_file(path, max_bytes=MAX_DEFINITION_BYTES)
+    document = parse_document(data, file_name=path.name)
+
+    async def work(vault: Vault) -> tuple[RunnerResponse, PythonRunnerResponse]:
+        return await run_request(ToolRunner(vault, options), document)
+
+    response, relay = state.run(work)
+    if state.json:
+        print_json({"response": relay.document(), "strongroom": response.model_dump(mode="json")})
+    else:
+        typer.echo(json.dumps(relay.document(), indent=2, ensure_ascii=False))
+    if not response.ok:
+        assert response.error is not None
+        if not state.json:
+            emit_error(False, response.error.model_dump())
+        raise typer.Exit(exit_code_for(response.error.code))
 
 
 def _report(state: CliState, response: RunnerResponse) -> None:

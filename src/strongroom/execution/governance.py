@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from strongroom.errors import ApprovalRequired
 from strongroom.models import DefinitionVersion, GovernanceLevel, ToolDefinition
+from strongroom.models.execution import RequestGovernance
 
 if TYPE_CHECKING:
     from strongroom.vault import Vault
@@ -24,11 +25,20 @@ class Governance:
     requires_hitl: bool
 
     @classmethod
-    def of(cls, tool: ToolDefinition, requested: GovernanceLevel | None) -> Governance:
+    def of(
+        cls, tool: ToolDefinition, requested: RequestGovernance | GovernanceLevel | None
+    ) -> Governance:
+        """The tool's governance, made stricter (never laxer) by what the request asks: a
+        higher level, or a human in the loop."""
+        if isinstance(requested, GovernanceLevel):
+            requested = RequestGovernance(level=requested)
         level = tool.governance.level
-        if requested is not None and requested.rank > level.rank:
-            level = requested
-        return cls(level=level, requires_hitl=tool.governance.requires_hitl)
+        hitl = tool.governance.requires_hitl
+        if requested is not None:
+            if requested.level.rank > level.rank:
+                level = requested.level
+            hitl = hitl or bool(requested.requires_hitl)
+        return cls(level=level, requires_hitl=hitl)
 
     @property
     def needs_approval(self) -> bool:

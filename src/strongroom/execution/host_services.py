@@ -38,6 +38,8 @@ __all__ = [
 #: The module of the reference tools (loaded from the installed package only).
 HOST_SERVICE_ENTRYPOINTS: tuple[str, ...] = ("strongroom.tools.reference",)
 REFERENCE_TOOLS_FILE = "reference_tools.yaml"
+#: Earlier shipped versions still recognised (record_run_summary 1.0.0, string summary).
+LEGACY_REFERENCE_TOOLS_FILE = "reference_tools_legacy.yaml"
 
 
 def reference_manifest() -> bytes:
@@ -53,21 +55,30 @@ def _identity(tool: ToolDefinition) -> str:
 
 
 @functools.cache
-def _reference_identities() -> dict[str, str]:
-    manifest = load_definition(reference_manifest(), file_name=REFERENCE_TOOLS_FILE)
-    assert isinstance(manifest, ToolManifest)
-    return {tool.tool_id: _identity(tool) for tool in manifest.tools}
+def _reference_identities() -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {}
+    for name in (REFERENCE_TOOLS_FILE, LEGACY_REFERENCE_TOOLS_FILE):
+        data = importlib.resources.files("strongroom.tools").joinpath(name).read_bytes()
+        manifest = load_definition(data, file_name=name)
+        assert isinstance(manifest, ToolManifest)
+        for tool in manifest.tools:
+            found.setdefault(tool.tool_id, set()).add(_identity(tool))
+    return {tool_id: frozenset(ids) for tool_id, ids in found.items()}
 
 
 def grants_host_services(tool: ToolDefinition) -> bool:
-    """Whether ``tool`` is one of the reference tools exactly as strongroom ships them."""
+    """Whether ``tool`` is one of the reference tools exactly as strongroom ships (or
+    shipped) them."""
+    if tool.entrypoint is None:
+        return False
     module = tool.entrypoint.partition(":")[0]
-    return module in HOST_SERVICE_ENTRYPOINTS and _reference_identities().get(
-        tool.tool_id
-    ) == _identity(tool)
+    return module in HOST_SERVICE_ENTRYPOINTS and _identity(tool) in _reference_identities().get(
+        tool.tool_id, frozenset()
+    )
 
 
 HOST_CALL_TIMEOUT = 600.0
+SUMMARY_LIMIT = 4000
 
 
 class HostServices:
@@ -158,18 +169,36 @@ class HostServices:
             "artifact_id": artifact.artifact_id,
         }
 
-    async def record_summary(self, summary: str) -> dict[str, Any]:
-        """Record ``summary`` on the run record (compare-and-set, audited)."""
-        if not isinstance(summary, str) or not summary.strip():
-            raise ValidationError("summary must be a non-empty string", operation="host.summary")
-        run = await self._vault.runs.update(self._run_id, summary=summary)
+    async def record_summary(self, summary: Any) -> dict[str, Any]:
+        """Record ``summary`` on the run record (compare-and-set, audited). A JSON object
+        (the execution contract's summary) is recorded as its canonical JSON text (sorted
+        keys, no whitespace) and also kept whole in the audit record; a non-empty string
+        (record_run_summary 1.0.0) as it is."""
+        details: dict[str, Any] = {"tool_id": self._tool_id, "request_id": self._request_id}
+        if isinstance(summary, dict):
+            text = sorted_json(summary).decode("utf-8")
+            details.update(summary_format="json", summary=summary)
+        elif isinstance(summary, str) and summary.strip():
+            text = summary
+        else:
+            raise ValidationError(
+                "summary must be a JSON object (or a non-empty string)", operation="host.summary"
+            )
+        if len(text) > SUMMARY_LIMIT:
+            raise ValidationError(
+                f"the summary is {len(text)} characters as JSON; a run's summary holds at most "
+                f"{SUMMARY_LIMIT} (store a larger one as an artifact)",
+                operation="host.summary",
+                reason="too_large",
+            )
+        run = await self._vault.runs.update(self._run_id, summary=text)
         await self._vault.audit.record(
             {
                 "event": "run.summary_recorded",
                 "actor": self._actor,
                 "subject_type": "run",
                 "subject_id": self._run_id,
-                "details": {"tool_id": self._tool_id, "request_id": self._request_id},
+                "details": details,
             }
         )
-        return {"recorded": True, "summary": run.summary or ""}
+        return {"recorded": True, "summary": summary if isinstance(summary, dict) else run.summary}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shlex
 import sys
 import tempfile
 import threading
@@ -155,6 +156,11 @@ class _Invocation:
                 "started_at": self.started_at,
                 "finished_at": utcnow(),
                 "trace": self.request.trace,
+                "requested_at": self.request.requested_at,
+                "external_run_id": self.request.external_run_id,
+                "caller": self.request.caller,
+                "governance": self.request.governance,
+                "timeout_seconds": self.request.timeout_seconds,
                 **fields,
             },
             operation="runner.run",
@@ -174,13 +180,35 @@ class _Invocation:
             "governance": self.governance.level.value,
             "caller": self.request.caller,
             "input_sha256": self.input_sha256,
+            **self.requested(),
         }
+
+    def requested(self) -> dict[str, Any]:
+        """What the request asked for beyond the tool and its input (recorded as given)."""
+        req = self.request
+        asked: dict[str, Any] = {"requested_at": req.requested_at.isoformat()}
+        if req.external_run_id is not None:
+            asked["external_run_id"] = req.external_run_id
+        if req.timeout_seconds is not None:
+            asked["timeout_seconds"] = req.timeout_seconds
+        if req.governance is not None:
+            asked["requested_governance"] = req.governance.model_dump(
+                mode="json", exclude_none=True
+            )
+        if req.trace is not None:
+            asked["trace"] = req.trace.model_dump(mode="json")
+        return asked
 
 
 class ToolRunner:
     def __init__(self, vault: Vault, options: RunnerOptions | None = None) -> None:
         self._vault = vault
         self.options = options or RunnerOptions()
+
+    @property
+    def vault(self) -> Vault:
+        """The vault this runner resolves tools in and records to."""
+        return self._vault
 
     # -- the public call ----------------------------------------------------------------------
 
@@ -230,7 +258,7 @@ class ToolRunner:
                 project=TOOLS_PROJECT,
                 actor=req.caller,
                 purpose=f"tools run {tool.tool_id}@{tool.version}",
-                trace=req.trace,
+                trace=req.trace.w3c() if req.trace is not None else None,
             )
             await self._vault.runs.start(run.run_id)
             run_id = run.run_id
@@ -269,6 +297,8 @@ class ToolRunner:
     # -- governance, sandbox plan, attempts ---------------------------------------------------
 
     async def _govern_and_run(self, inv: _Invocation, degraded_ok: bool) -> RunnerResponse:
+        if inv.tool.entrypoint is None:
+            raise _not_bound(inv)
         await check_governance(self._vault, inv.governance, inv.tool, inv.manifest, inv.run_id)
         problem = schema_problem(inv.tool.contract.request_schema, inv.request.input, "input")
         if problem is not None:
@@ -525,6 +555,27 @@ class ToolRunner:
                 "details": {**inv.subject(), **details},
             }
         )
+
+
+def _not_bound(inv: _Invocation) -> ValidationError:
+    """The refusal of a tool published without an entrypoint, saying how to bind it."""
+    tool, manifest = inv.tool, inv.manifest
+    command = (
+        f"strongroom registry bind {shlex.quote(f'{tool.tool_id}@{tool.version}')} "
+        "--entrypoint package.module:function"
+    )
+    return ValidationError(
+        f"tool {tool.tool_id}@{tool.version} (manifest {manifest.definition_id} "
+        f"{manifest.version}) has no entrypoint: it is published but not runnable until bound; "
+        f"bind it with: {command}",
+        operation="runner.resolve",
+        reason="tool_not_bound",
+        tool_id=tool.tool_id,
+        tool_version=tool.version,
+        manifest_id=manifest.definition_id,
+        manifest_version=manifest.version,
+        command=command,
+    )
 
 
 def _judge(

@@ -29,6 +29,9 @@ def fetch_object_storage(request: dict[str, Any], host: Host) -> dict[str, Any]:
 
 
 def record_run_summary(request: dict[str, Any], host: Host) -> dict[str, Any]:
-    """``{summary}`` -> recorded on the run record: ``{recorded, summary}``."""
-    result = host.call("record_summary", summary=request["summary"])
-    return {"recorded": bool(result["recorded"]), "summary": str(result["summary"])}
+    """``{summary}`` -> recorded on the run record: ``{recorded, summary}``, the summary
+    echoed as given (the contract's object; version 1.0.0 of the tool took a string, which
+    is still accepted)."""
+    summary = request["summary"]
+    result = host.call("record_summary", summary=summary)
+    return {"recorded": bool(result["recorded"]), "summary": summary}

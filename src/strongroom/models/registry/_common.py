@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from strongroom.ids import check_digest, check_name
-from strongroom.models._base import Record
+from strongroom.models._base import JsonValue, Record
 
 # -- enums -------------------------------------------------------------------------------------
 
@@ -270,6 +270,21 @@ class DefinitionBase(Record):
 
     ID_FIELD: ClassVar[str]
     KIND: ClassVar[DefinitionKind]
+
+    extensions: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], JsonValue] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="What another system's document held that strongroom keeps without "
+        "using: its origin (e.g. mass_relay) -> anything JSON. A definition imported from "
+        "another system keeps its original document here, verbatim "
+        "(`strongroom.integrations.mass_relay`); left out of the canonical form when empty.",
+    )
+
+    @property
+    def imported(self) -> bool:
+        """Whether the definition came from another system (its ``extensions`` hold an
+        original document): its references may name what is not in the registry yet."""
+        return bool(self.extensions)
 
     @property
     def definition_id(self) -> str:

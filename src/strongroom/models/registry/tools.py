@@ -53,13 +53,22 @@ class ToolDefinition(Record):
     description: Text = ""
     version: VersionLabel
     execution_lane: Literal["python"] = "python"
-    entrypoint: Entrypoint
+    entrypoint: Entrypoint | None = Field(
+        default=None,
+        description="package.module:function. None: published but not runnable until bound "
+        "(`strongroom registry bind TOOL@VERSION --entrypoint module:function`).",
+    )
     contract: ToolContract
     governance: ToolGovernance
     constraints: ToolConstraints
     policy_refs: list[RefField] = Field(
         default_factory=list, description="Sandbox policies this tool runs under."
     )
+
+    @property
+    def bound(self) -> bool:
+        """Whether the tool can run: it names the function that implements it."""
+        return self.entrypoint is not None
 
 
 class ToolManifest(DefinitionBase):
@@ -85,6 +94,11 @@ class ToolManifest(DefinitionBase):
 
     def tool(self, tool_id: str) -> ToolDefinition | None:
         return next((tool for tool in self.tools if tool.tool_id == tool_id), None)
+
+    @property
+    def unbound_tools(self) -> list[str]:
+        """The ids of the tools without an entrypoint (published, not runnable until bound)."""
+        return [tool.tool_id for tool in self.tools if tool.entrypoint is None]
 
     @property
     def max_governance_level(self) -> GovernanceLevel:

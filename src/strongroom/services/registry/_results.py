@@ -70,6 +70,17 @@ class PublishResult(BaseModel):
     version: DefinitionVersion
     created: bool
     object_path: str = Field(description="Catalog path of the stored definition.")
+    unresolved: list[str] = Field(
+        default_factory=list,
+        description="References an imported definition (one keeping another system's "
+        "original under ``extensions``) names that are not in the registry yet: published "
+        "anyway, not runnable until they are.",
+    )
+    unbound_tools: list[str] = Field(
+        default_factory=list,
+        description="Tools of a manifest without an entrypoint: published, not runnable "
+        "until bound (`strongroom registry bind`).",
+    )
 
 
 class MoveResult(BaseModel):

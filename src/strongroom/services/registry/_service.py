@@ -16,7 +16,13 @@ import contextlib
 import hashlib
 from pathlib import PurePath
 
-from strongroom.errors import Conflict, LabelConflict, NotFound, SignatureRequired
+from strongroom.errors import (
+    Conflict,
+    LabelConflict,
+    NotFound,
+    SignatureRequired,
+    ValidationError,
+)
 from strongroom.ids import check_file_name
 from strongroom.integrity import SigningKey
 from strongroom.models import (
@@ -36,7 +42,9 @@ from strongroom.models import (
 from strongroom.registry import (
     OBJECT_FOLDERS,
     canonical_bytes,
+    canonical_form,
     check_references,
+    definition_from_data,
     load_definition,
     object_path,
 )
@@ -110,14 +118,84 @@ class RegistryService(RegistryChannels):
         body = canonical_bytes(defn)
         digest = hashlib.sha256(body).hexdigest()
         path = object_path(defn.KIND, defn.definition_id, defn.version)
+        unbound = defn.unbound_tools if isinstance(defn, ToolManifest) else []
         existing = await self._published_as(defn, digest, file_name)
         if existing is not None:
-            return PublishResult(version=existing, created=False, object_path=path)
-        await self._check_publishable(defn, file_name, signer)
+            return PublishResult(
+                version=existing, created=False, object_path=path, unbound_tools=unbound
+            )
+        unresolved = await self._check_publishable(defn, file_name, signer)
         version, created = await self._store_version(defn, body, digest, file_name, who, signer)
         if created:
-            await self._file_version(defn, version, body, path, who)
-        return PublishResult(version=version, created=created, object_path=path)
+            await self._file_version(defn, version, body, path, who, unresolved=unresolved)
+        return PublishResult(
+            version=version,
+            created=created,
+            object_path=path,
+            unresolved=unresolved,
+            unbound_tools=unbound,
+        )
+
+    async def bind_tool(
+        self,
+        tool: Ref | str,
+        *,
+        entrypoint: str,
+        policy: Ref | str | None = None,
+        version: str | None = None,
+        actor: str | None = None,
+        signer: SigningKey | None = None,
+    ) -> PublishResult:
+        """Bind a tool to the function that implements it: publish a new version of the
+        manifest that defines ``tool`` (a tool reference, as `resolve_tool` reads it) with
+        the tool's ``entrypoint`` set (and, with ``policy``, its ``policy_refs`` set to that
+        one sandbox policy); everything else, ``extensions`` included, is unchanged.
+
+        ``version``: the new manifest version's label (default: the manifest's label
+        followed by ``-bound.N``, the first N free). Published like any version (on
+        ``draft``, audited, signed with ``signer``); `ValidationError` for a malformed
+        entrypoint or policy reference, `UnknownReference` for an unknown tool or policy.
+        """
+        manifest_version, current = await self.resolve_tool(tool)
+        defn = await self.load(manifest_version)
+        assert isinstance(defn, ToolManifest)
+        updates: dict[str, object] = {"entrypoint": entrypoint}
+        if policy is not None:
+            try:
+                policy_ref = policy if isinstance(policy, Ref) else Ref.parse(policy)
+            except ValueError as exc:
+                raise ValidationError(
+                    str(exc), operation="registry.bind", reason="bad_reference"
+                ) from None
+            # NotFound now, rather than a tool that cannot start later.
+            await self.version(DefinitionKind.SANDBOX_POLICY, policy_ref.id, policy_ref.selector)
+            updates["policy_refs"] = [str(policy_ref)]
+        tools = [
+            {**t.model_dump(mode="json"), **updates} if t.tool_id == current.tool_id else t
+            for t in defn.tools
+        ]
+        label = version or await self._bound_label(defn)
+        data = {**canonical_form(defn), "tools": tools, "version": label}
+        bound = definition_from_data(data, file_name=f"{defn.manifest_id}.json")
+        return await self.publish(
+            canonical_bytes(bound),
+            file_name=f"{defn.manifest_id}.json",
+            actor=actor,
+            signer=signer,
+        )
+
+    async def _bound_label(self, defn: ToolManifest) -> str:
+        base = defn.version.split("-bound.")[0]
+        taken = {
+            v.version
+            for v in await self.records.list_definition_versions(
+                DefinitionKind.TOOL_MANIFEST, defn.manifest_id
+            )
+        }
+        n = 1
+        while f"{base}-bound.{n}" in taken:
+            n += 1
+        return f"{base}-bound.{n}"
 
     async def _published_as(
         self, defn: Definition, digest: str, file_name: str
@@ -143,18 +221,27 @@ class RegistryService(RegistryChannels):
 
     async def _check_publishable(
         self, defn: Definition, file_name: str, signer: SigningKey | None
-    ) -> None:
+    ) -> list[str]:
         """Whether ``defn`` may be published: its references resolve, a manifest's tools are
-        its own, and it is signed when the policy wants its governance level signed."""
+        its own, and it is signed when the policy wants its governance level signed. An
+        imported definition (``extensions`` keep another system's original) may name what
+        is not in the registry yet: those references are returned (it is not runnable
+        until they resolve)."""
         index: ToolIndex | None = None
+        unresolved: list[str] = []
 
         async def resolve(what: RefKind, ref: Ref) -> bool:
             nonlocal index
             if what is not RefKind.TOOL:
-                return await self._resolves(what, ref)
-            if index is None:
-                index = await self._tool_index()
-            return bool(await self._tool_matches(ref, strict_channel=False, index=index))
+                found = await self._resolves(what, ref)
+            else:
+                if index is None:
+                    index = await self._tool_index()
+                found = bool(await self._tool_matches(ref, strict_channel=False, index=index))
+            if not found and defn.imported:
+                unresolved.append(f"{what.value}:{ref}")
+                return True
+            return found
 
         await check_references(defn, resolve, file_name=file_name)
         if isinstance(defn, ToolManifest):
@@ -176,6 +263,7 @@ class RegistryService(RegistryChannels):
                     level=level.value,
                     file=file_name,
                 )
+        return unresolved
 
     async def _store_version(
         self,
@@ -221,7 +309,14 @@ class RegistryService(RegistryChannels):
         return version, True
 
     async def _file_version(
-        self, defn: Definition, version: DefinitionVersion, body: bytes, path: str, who: Who
+        self,
+        defn: Definition,
+        version: DefinitionVersion,
+        body: bytes,
+        path: str,
+        who: Who,
+        *,
+        unresolved: list[str] | None = None,
     ) -> None:
         """What follows a new version's record: its catalog copy at ``path``, its move to the
         ``draft`` channel and the ``registry.published`` audit event."""
@@ -256,6 +351,7 @@ class RegistryService(RegistryChannels):
                     "move": move.model_dump(mode="json"),
                     "move_digest": move_digest(move),
                     **who.audit(),
+                    **({"unresolved_references": unresolved} if unresolved else {}),
                 },
             )
         )
