@@ -53,6 +53,8 @@ MUTABLE = (
     "log_refs",
     "namespaces",
     "providers",
+    "run_labels",
+    "run_metrics",
     "runs",
 )
 KEYS = {

@@ -19,7 +19,7 @@ from datetime import datetime
 from pydantic import BaseModel
 from strongroom import ErrorInfo
 from strongroom.integrity import SignedTreeHead, SigningKey
-from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ArtifactManifest, ArtifactMetadata, ArtifactQuery, AuditEntry, AuditEvent, CatalogObject, Channel, Definition, DefinitionKind, DefinitionVersion, GovernanceLevel, LogEntry, LogLine, LogQuery, LogReference, MerkleCheckpoint, Namespace, Provider, Ref, Run, RunOutcome, RunPage, RunQuery, RunSnapshot, RunState, RunStatus, SnapshotRecord, ToolDefinition, VerifyProblem, VerifyReport
+from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ArtifactManifest, ArtifactMetadata, ArtifactQuery, AuditEntry, AuditEvent, CatalogObject, Channel, Definition, DefinitionKind, DefinitionVersion, GovernanceLevel, LogEntry, LogLine, LogQuery, LogReference, MerkleCheckpoint, MetricPoint, Namespace, Provider, Ref, Run, RunOutcome, RunPage, RunQuery, RunSnapshot, RunState, RunStatus, SnapshotRecord, ToolDefinition, VerifyProblem, VerifyReport
 from strongroom.ports.chains import ChainRow
 from strongroom.services import ArtifactInput, ProgressCallback, Transition
 from strongroom.services.artifacts import ByteProgress, M
@@ -32,7 +32,9 @@ class SyncRunService:
     """Blocking twin of `strongroom.services.runs.RunService` (``SyncVault.runs``)."""
 
     def create(self, *, project: str, actor: str = ..., **fields: Any) -> Run:
-        """Create a pending run (UUIDv7 id unless ``run_id`` is given) and audit it."""
+        """Create a pending run (UUIDv7 id unless ``run_id`` is given) and audit it.
+        ``fields`` are `Run` fields, e.g. ``purpose`` or ``labels`` (free-form string
+        labels, key -> value, indexed for `list`)."""
     def get(self, run_id: str) -> Run: ...
     def by_key(self, scope: str, key: str) -> tuple[int, Run | None]:
         """The newest attempt of idempotency key ``key`` in ``scope`` and its number, or
@@ -46,6 +48,18 @@ class SyncRunService:
         ``total`` is capped at ``count_limit`` matches (default 10,000; then
         ``total_is_exact`` is False); ``count_limit=None`` counts every match, which reads
         the whole group (or, for ``purpose_contains``, every run)."""
+    def set_labels(self, run_id: str, labels: Mapping[str, str | None], *, expected_version: int | None = ...) -> Run:
+        """Set the given labels (a value of None removes that label), keeping the others.
+        Compare-and-set like `update` and audited as a run update (``run.updated``)."""
+    def log_metric(self, run_id: str, key: str, value: float, *, step: int | None = ..., expected_version: int | None = ...) -> Run:
+        """Record one value of metric ``key`` (a finite number; ``step`` orders a series):
+        a ``metric`` line in the run's hash-chained log (the series, `metric_history`) and
+        the run's ``metrics[key]`` (the latest value, indexed for `list`), in one
+        transaction, audited as a run update. A finished run's log is sealed: `Conflict`
+        (reason ``sealed``)."""
+    def metric_history(self, run_id: str, key: str) -> builtins.list[MetricPoint]:
+        """Every value `log_metric` recorded for ``key`` on the run, oldest first (read
+        back from the run's log)."""
     def update(self, run_id: str, *, expected_version: int | None = ..., **changes: Any) -> Run:
         """Change descriptive fields (phase, step, progress, outputs...). Compare-and-set."""
     def prepare_update(self, run_id: str, *, expected_version: int | None = ..., current: Run | None = ..., **changes: Any) -> tuple[Run, int]:
@@ -327,6 +341,16 @@ class SyncRegistryService:
         ``signer``: the publisher's personal key (registered with the ``publisher`` role,
         `UnknownSigner` otherwise): the version then carries the publisher's signature and
         ``actor`` is the key's registered name, whatever was passed."""
+    def bind_tool(self, tool: Ref | str, *, entrypoint: str, policy: Ref | str | None = ..., version: str | None = ..., actor: str | None = ..., signer: SigningKey | None = ...) -> PublishResult:
+        """Bind a tool to the function that implements it: publish a new version of the
+        manifest that defines ``tool`` (a tool reference, as `resolve_tool` reads it) with
+        the tool's ``entrypoint`` set (and, with ``policy``, its ``policy_refs`` set to that
+        one sandbox policy); everything else, ``extensions`` included, is unchanged.
+
+        ``version``: the new manifest version's label (default: the manifest's label
+        followed by ``-bound.N``, the first N free). Published like any version (on
+        ``draft``, audited, signed with ``signer``); `ValidationError` for a malformed
+        entrypoint or policy reference, `UnknownReference` for an unknown tool or policy."""
 
 
 class SyncIdentityService:

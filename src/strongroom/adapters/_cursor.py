@@ -3,7 +3,9 @@ format everywhere so that a cursor means one thing whichever store produced it. 
 capped-total rule (`capped_total`), the same on every backend.
 
 A cursor is ``base64url(JSON [sort_value_iso, run_id])`` (unpadded): the keyset position
-(sort column value, run_id) of the last run on the previous page.
+(sort column value, run_id) of the last run on the previous page. A metric sort
+(``sort="metrics.KEY"``) uses ``base64url(JSON [metric_value, run_id])`` with the value as a
+JSON number (`encode_metric_cursor`); either kind given to the other sort is a bad cursor.
 """
 
 from __future__ import annotations
@@ -11,12 +13,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from datetime import UTC, datetime
 
 from strongroom.errors import ValidationError
 from strongroom.ids import check_entity_id
 
-__all__ = ["capped_total", "decode_run_cursor", "encode_run_cursor"]
+__all__ = [
+    "capped_total",
+    "decode_metric_cursor",
+    "decode_run_cursor",
+    "encode_metric_cursor",
+    "encode_run_cursor",
+]
 
 
 def encode_run_cursor(sort_value: datetime, run_id: str) -> str:
@@ -50,6 +59,37 @@ def decode_run_cursor(cursor: str) -> tuple[datetime, str]:
             reason="bad_cursor",
         ) from exc
     return sort_value.astimezone(UTC), run_id
+
+
+def encode_metric_cursor(value: float, run_id: str) -> str:
+    """The cursor of a metric sort: base64url (unpadded) of JSON ``[value, run_id]``."""
+    raw = json.dumps([float(value), run_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("ascii")).rstrip(b"=").decode("ascii")
+
+
+def decode_metric_cursor(cursor: str) -> tuple[float, str]:
+    """Inverse of `encode_metric_cursor`; anything else raises `ValidationError`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw.decode("utf-8"))
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and isinstance(value[0], int | float)
+            and not isinstance(value[0], bool)
+            and isinstance(value[1], str)
+            and math.isfinite(value[0])
+        ):
+            raise ValueError("cursor must encode [metric_value, run_id]")
+        run_id = check_entity_id(value[1])
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
+        raise ValidationError(
+            "invalid run index cursor: pass back the next_cursor of a previous page "
+            "of the same sort",
+            field="cursor",
+            reason="bad_cursor",
+        ) from exc
+    return float(value[0]), run_id
 
 
 def capped_total(counted: int, count_limit: int | None) -> tuple[int, bool]:

@@ -6,11 +6,18 @@ model copies so callers can never mutate stored state by accident.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import operator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
-from strongroom.adapters._cursor import capped_total, decode_run_cursor, encode_run_cursor
+from strongroom.adapters._cursor import (
+    capped_total,
+    decode_metric_cursor,
+    decode_run_cursor,
+    encode_metric_cursor,
+    encode_run_cursor,
+)
 from strongroom.adapters._memory_registry import MemoryRegistryRecords
 from strongroom.errors import Conflict, NotFound
 from strongroom.models import (
@@ -47,6 +54,15 @@ from strongroom.ports.verify import binding_problem, log_head_problem
 
 __all__ = ["MemoryMetadataStore"]
 
+
+_COMPARE: Final[dict[str, Callable[[float, float], bool]]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 _M = TypeVar("_M", Run, SnapshotRecord, ArtifactMetadata, LogEntry, AuditEntry)
 
@@ -167,7 +183,12 @@ class MemoryMetadataStore(MemoryRegistryRecords):
         return _copy(stored) if stored is not None else None
 
     async def query_runs(self, query: RunQuery) -> RunPage:
-        after = decode_run_cursor(query.cursor) if query.cursor else None
+        metric = query.sort_metric
+        after: tuple[Any, str] | None = None
+        if query.cursor and metric is not None:
+            after = decode_metric_cursor(query.cursor)
+        elif query.cursor:
+            after = decode_run_cursor(query.cursor)
         needle = query.purpose_contains.lower() if query.purpose_contains else None
 
         def matches(run: Run) -> bool:
@@ -189,9 +210,19 @@ class MemoryMetadataStore(MemoryRegistryRecords):
                 return False
             if query.updated_before is not None and run.updated_at >= query.updated_before:
                 return False
+            if query.labels and any(run.labels.get(k) != v for k, v in query.labels.items()):
+                return False
+            for condition in query.where or []:
+                held = run.metrics.get(condition.key)
+                if held is None or not _COMPARE[condition.op](held, condition.value):
+                    return False
+            if metric is not None and metric not in run.metrics:
+                return False  # a metric sort leaves out the runs without the metric
             return needle is None or needle in run.purpose.lower()
 
-        def key(run: Run) -> tuple[datetime, str]:
+        def key(run: Run) -> tuple[Any, str]:
+            if metric is not None:
+                return (run.metrics[metric], run.run_id)
             return (getattr(run, query.sort), run.run_id)
 
         selected = sorted(
@@ -206,7 +237,10 @@ class MemoryMetadataStore(MemoryRegistryRecords):
         next_cursor = None
         if len(selected) > query.limit:
             last = page[-1]
-            next_cursor = encode_run_cursor(getattr(last, query.sort), last.run_id)
+            if metric is not None:
+                next_cursor = encode_metric_cursor(last.metrics[metric], last.run_id)
+            else:
+                next_cursor = encode_run_cursor(getattr(last, query.sort), last.run_id)
         return RunPage(
             items=[_copy(r) for r in page],
             total=total,

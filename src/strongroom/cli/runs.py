@@ -3,11 +3,10 @@ through the state machine (pending → running → completed | failed | cancelle
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel, Field
-from rich.table import Table
 from rich.text import Text
 
 from strongroom.cli import orchestrate
@@ -19,42 +18,78 @@ from strongroom.cli._context import (
     reported_errors,
 )
 from strongroom.cli._output import (
-    STEP_STYLES,
-    human_size,
-    iso,
-    key_values,
     print_json,
-    print_lines,
     print_table,
-    progress_text,
     runs_table,
     stdout_console,
 )
-from strongroom.errors import ErrorInfo
+from strongroom.cli.runs_show import RunDetails, show
+from strongroom.errors import ErrorInfo, ValidationError
 from strongroom.models import (
-    ActorRole,
-    Approval,
-    ApprovalScope,
-    ArtifactMetadata,
-    LogReference,
-    Run,
     RunPage,
     RunQuery,
     RunStatus,
-    RunTarget,
-    SnapshotRecord,
 )
 from strongroom.models.runs import DEFAULT_COUNT_LIMIT
-from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState
 from strongroom.services import parse
-from strongroom.services.registry import signed_label
-from strongroom.vault import Vault
 
 __all__ = ["RunDetails", "app"]
 
 app = typer.Typer(
     help="Create, list, inspect and change runs.", no_args_is_help=True, rich_markup_mode=None
 )
+
+LabelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label",
+        help="A label KEY=VALUE (repeat the option for several; -l is --level).",
+    ),
+]
+
+_WHERE = re.compile(r"^\s*metrics\.(?P<key>\S+?)\s*(?P<op><=|>=|==|!=|<|>|=)\s*(?P<value>\S+)\s*$")
+
+
+def parse_labels(values: list[str] | None, *, option: str = "--label") -> dict[str, str]:
+    """``KEY=VALUE`` options as a dict; `ValidationError` (reason ``bad_label``) otherwise."""
+    labels: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValidationError(
+                f"{option} {item!r}: expected KEY=VALUE",
+                operation="cli.runs",
+                field=option,
+                reason="bad_label",
+            )
+        labels[key] = value
+    return labels
+
+
+def parse_where(values: list[str] | None) -> list[dict[str, Any]]:
+    """``--where 'metrics.KEY OP NUMBER'`` options as `MetricFilter` fields (``=`` is ``==``);
+    `ValidationError` (reason ``bad_where``) for anything else."""
+    conditions: list[dict[str, Any]] = []
+    for item in values or []:
+        found = _WHERE.match(item)
+        number: float | None = None
+        if found is not None:
+            try:
+                number = float(found["value"])
+            except ValueError:
+                found = None
+        if found is None or number is None:
+            raise ValidationError(
+                f"--where {item!r}: expected 'metrics.KEY OP NUMBER' with OP one of "
+                "< <= > >= == !=",
+                operation="cli.runs",
+                field="--where",
+                reason="bad_where",
+            )
+        op = "==" if found["op"] == "=" else found["op"]
+        conditions.append({"key": found["key"], "op": op, "value": number})
+    return conditions
+
 
 # Totals above this are shown as "10,000+" unless --exact-total is given.
 COUNT_LIMIT = DEFAULT_COUNT_LIMIT
@@ -65,36 +100,6 @@ ActorOption = Annotated[
 ]
 
 
-class RunApproval(BaseModel):
-    approval: Approval
-    signed: str = Field(
-        description="'unsigned', or 'NAME KEY_ID (verified)' / 'NAME KEY_ID (NOT VERIFIED)'."
-    )
-
-
-class RunDetails(BaseModel):
-    """What `runs show --json` prints: the run record and what the vault holds for it."""
-
-    run: Run
-    latest_snapshot: SnapshotRecord | None = Field(
-        description="The newest state snapshot (what a resume loads), if any."
-    )
-    snapshot_count: int
-    artifact_count: int
-    artifact_bytes: int
-    log: LogReference
-    steps: list[StepState] = Field(
-        default_factory=list,
-        description="The step timeline of a playbook run (from the latest snapshot).",
-    )
-    artifacts: list[ArtifactMetadata] = Field(
-        default_factory=list, description="The run's artifacts, oldest first (at most 200)."
-    )
-    approvals: list[RunApproval] = Field(
-        default_factory=list, description="Approvals of this run (what let its A2+ steps run)."
-    )
-
-
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -102,6 +107,7 @@ def create(
         str, typer.Option("--project", "-p", help="Project name (letters, digits, . _ -).")
     ],
     purpose: Annotated[str, typer.Option("--purpose", help="What the run is for.")] = "",
+    label: LabelOption = None,
     actor: ActorOption = None,
     json_flag: JsonFlag = False,
 ) -> None:
@@ -109,6 +115,8 @@ def create(
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         fields: dict[str, Any] = {"project": project, "purpose": purpose}
+        if label:
+            fields["labels"] = parse_labels(label)
         if actor is not None:
             fields["actor"] = actor
         run = state.run(lambda vault: vault.runs.create(**fields), create=True)
@@ -147,6 +155,26 @@ def list_runs(
     search: Annotated[
         str | None, typer.Option("--search", help="Case-insensitive text in the purpose.")
     ] = None,
+    label: LabelOption = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            "-w",
+            help="A metric condition, e.g. 'metrics.cost < 2' (< <= > >= == !=; repeat for "
+            "several). Runs without the metric do not match.",
+        ),
+    ] = None,
+    sort: Annotated[
+        str,
+        typer.Option(
+            "--sort",
+            help="created_at, updated_at or metrics.KEY (runs without KEY are left out).",
+        ),
+    ] = "created_at",
+    ascending: Annotated[
+        bool, typer.Option("--asc", help="Oldest (or smallest) first; default: newest first.")
+    ] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Runs per page (1-1000).")] = 50,
     cursor: Annotated[
         str | None, typer.Option("--cursor", help="Next-page cursor printed by the last page.")
@@ -166,6 +194,8 @@ def list_runs(
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         statuses = [s.strip() for value in status or [] for s in value.split(",") if s.strip()]
+        labels = parse_labels(label)
+        conditions = parse_where(where)
         query = parse(
             RunQuery,
             {
@@ -177,6 +207,10 @@ def list_runs(
                 "created_before": until
                 and parse_timestamp(until, option="--until", end_of_day=True),
                 "purpose_contains": search,
+                "labels": labels or None,
+                "where": conditions or None,
+                "sort": sort,
+                "descending": not ascending,
                 "limit": limit,
                 "cursor": cursor,
                 "count_limit": None if exact_total else COUNT_LIMIT,
@@ -208,181 +242,69 @@ def matches_text(page: RunPage) -> str:
     return f"{page.total:,} run{' matches' if page.total == 1 else 's match'}"
 
 
-async def _details(vault: Vault, run_id: str) -> RunDetails:
-    run = await vault.runs.get(run_id)
-    history = await vault.snapshots.history(run.run_id)
-    manifest = await vault.artifacts.manifest(run.run_id)
-    log = await vault.logs.reference(run.run_id)
-    steps: list[StepState] = []
-    if history:
-        plan = (await vault.snapshots.load(run.run_id)).state.data.get(STATE_KEY)
-        if isinstance(plan, dict):
-            steps = PlanState.model_validate(plan).ordered()
-    actors = {a.key_id: a for a in await vault.identity.actors()}
-    approvals = [
-        RunApproval(
-            approval=a,
-            signed=signed_label(
-                "approve", a.signed_content(), a.signature, actors, ActorRole.APPROVER
-            ),
-        )
-        for a in await vault.registry.approvals(ApprovalScope.RUN)
-        if isinstance(a.target, RunTarget) and a.target.run_id == run.run_id
-    ]
-    return RunDetails(
-        run=run,
-        approvals=approvals,
-        latest_snapshot=history[-1] if history else None,
-        snapshot_count=len(history),
-        artifact_count=len(manifest.artifacts),
-        artifact_bytes=manifest.total_bytes,
-        log=log,
-        steps=steps,
-        artifacts=manifest.artifacts[:200],
-    )
-
-
-@app.command("show")
-def show(ctx: typer.Context, run_id: RunIdArg, json_flag: JsonFlag = False) -> None:
-    """Show one run: record, latest snapshot, artifacts, log and last error."""
+@app.command("label")
+def label_run(
+    ctx: typer.Context,
+    run_id: RunIdArg,
+    labels: Annotated[
+        list[str] | None, typer.Argument(help="Labels to set, KEY=VALUE.", show_default=False)
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="A label key to remove (repeatable).")
+    ] = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Set labels on a run (KEY=VALUE ...) and remove others (--remove KEY)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        details = state.run(lambda vault: _details(vault, run_id))
-        if state.json:
-            print_json(details)
-            return
-        console = stdout_console()
-        print_lines(console, key_values(_detail_rows(details)))
-        if details.steps:
-            console.print(_step_table(details.steps))
-        if details.artifacts:
-            console.print(_artifact_table(details.artifacts, details.artifact_count))
-
-
-def _step_table(steps: list[StepState]) -> Table:
-    table = Table(
-        "step",
-        "status",
-        "tool",
-        "started",
-        "duration",
-        "artifacts",
-        "error",
-        title="steps",
-        title_justify="left",
-        box=None,
-        pad_edge=False,
-    )
-    for step in steps:
-        duration = step.duration_seconds()
-        error = f"[{step.error.code}] {step.error.message}" if step.error else ""
-        table.add_row(
-            step.step_id,
-            Text(step.status.value, style=STEP_STYLES.get(step.status.value, "dim")),
-            f"{step.tool_id}@{step.tool_version}",
-            iso(step.started_at) if step.started_at else "-",
-            f"{duration:.2f} s" if duration is not None else "-",
-            str(len(step.artifact_ids)),
-            error[:120],
-        )
-    return table
-
-
-def _artifact_table(artifacts: list[ArtifactMetadata], total: int) -> Table:
-    title = (
-        "artifacts" if total <= len(artifacts) else f"artifacts (first {len(artifacts)} of {total})"
-    )
-    table = Table(
-        "artifact_id",
-        "role",
-        "step",
-        "name",
-        "size",
-        title=title,
-        title_justify="left",
-        box=None,
-        pad_edge=False,
-    )
-    for artifact in artifacts:
-        table.add_row(
-            artifact.artifact_id,
-            artifact.role.value,
-            artifact.step or artifact.phase or "-",
-            artifact.name or "-",
-            human_size(artifact.size_bytes),
-        )
-    return table
-
-
-def _detail_rows(details: RunDetails) -> list[tuple[str, str | Text]]:
-    run = details.run
-    status = Text(run.status.value, style="bold")
-    if run.outcome is not None:
-        status.append(f" ({run.outcome.value})")
-    rows: list[tuple[str, str | Text]] = [
-        ("run_id", run.run_id),
-        ("project", run.project),
-        ("status", status),
-        ("purpose", run.purpose or "-"),
-        ("actor", run.actor),
-        ("source", run.source.value),
-    ]
-    if run.playbook is not None:
-        digest = f" @ sha256:{run.playbook.version_digest}" if run.playbook.version_digest else ""
-        rows.append(("playbook", f"{run.playbook.playbook_id}{digest}"))
-    rows += [
-        ("phase", run.current_phase or "-"),
-        ("step", run.current_step or "-"),
-        (
-            "progress",
-            progress_text(run.progress)
-            + (f"  {run.progress.message}" if run.progress.message else ""),
-        ),
-        ("created_at", iso(run.created_at)),
-        ("started_at", iso(run.started_at)),
-        ("completed_at", iso(run.completed_at)),
-        ("updated_at", iso(run.updated_at)),
-    ]
-    if run.parent_run_id:
-        rows.append(("parent_run_id", run.parent_run_id))
-    if run.previous_run_id:
-        rows.append(("previous_run_id", run.previous_run_id))
-    if run.trace is not None:
-        rows.append(("trace", f"trace_id={run.trace.trace_id} span_id={run.trace.span_id}"))
-    if run.inputs or run.outputs:
-        rows.append(("inputs/outputs", f"{len(run.inputs)} / {len(run.outputs)} artifacts"))
-    snap = details.latest_snapshot
-    rows.append(
-        (
-            "snapshot",
-            f"revision {snap.revision} of {details.snapshot_count}, {iso(snap.created_at)}, "
-            f"{human_size(snap.size_bytes)}, sha256:{snap.sha256}"
-            if snap
-            else "none",
-        )
-    )
-    rows.append(("artifacts", f"{details.artifact_count} ({human_size(details.artifact_bytes)})"))
-    log = details.log
-    sealed = (
-        f", sealed as artifact {log.sealed_artifact_id}" if log.sealed else ", open (not sealed)"
-    )
-    rows.append(("log", f"{log.entry_count} entries{sealed}"))
-    if run.last_error is not None:
-        error = Text(f"[{run.last_error.code}] ", style="red")
-        error.append(run.last_error.message)
-        rows.append(("last_error", error))
-    else:
-        rows.append(("last_error", "-"))
-    for item in details.approvals:
-        approval = item.approval
-        state = "revoked" if approval.revoked_at else "active"
-        rows.append(
-            (
-                "approval",
-                f"{approval.approval_id} by {approval.actor} ({state}), signed: {item.signed}",
+        change: dict[str, str | None] = dict(parse_labels(labels, option="LABEL"))
+        for key in remove or []:
+            change[key] = None
+        if not change:
+            raise ValidationError(
+                "give labels to set (KEY=VALUE) or --remove KEY",
+                operation="cli.runs.label",
+                reason="nothing_to_do",
             )
-        )
-    return rows
+        run = state.run(lambda vault: vault.runs.set_labels(run_id, change))
+        if state.json:
+            print_json(run)
+            return
+        shown = " ".join(f"{k}={v}" for k, v in sorted(run.labels.items())) or "(none)"
+        typer.echo(f"run {run.run_id} labels: {shown}")
+
+
+@app.command("metric")
+def metric_run(
+    ctx: typer.Context,
+    run_id: RunIdArg,
+    key: Annotated[str, typer.Argument(help="Metric name (e.g. cost, tokens, qa.score).")],
+    value: Annotated[str, typer.Argument(help="A finite number.")],
+    step: Annotated[
+        int | None, typer.Option("--step", help="Position in the series (e.g. epoch).")
+    ] = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Record a metric value on a run (its log keeps the series; the run the latest value)."""
+    state = cli_state(ctx, json_flag)
+    with reported_errors(state):
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValidationError(
+                f"metric value {value!r} is not a number",
+                operation="runs.log_metric",
+                field="value",
+                reason="not_a_number",
+            ) from None
+        run = state.run(lambda vault: vault.runs.log_metric(run_id, key, number, step=step))
+        if state.json:
+            print_json(run)
+            return
+        typer.echo(f"run {run.run_id} {key} = {run.metrics[key]:g}")
+
+
+app.command("show")(show)
 
 
 # -- state transitions ---------------------------------------------------------------------------

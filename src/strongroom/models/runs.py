@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from strongroom.errors import ErrorInfo
 from strongroom.ids import ActorName, Digest, EntityId, FileName, SafeName
-from strongroom.models._base import Record, Text, UtcDatetime, utcnow
+from strongroom.models._base import Record, SingleLineText, Text, UtcDatetime, utcnow
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "DEFAULT_COUNT_LIMIT",
+    "MAX_LABELS",
+    "MAX_METRICS",
     "TERMINAL_STATUSES",
     "ArtifactRef",
+    "LabelKey",
+    "LabelValue",
+    "MetricFilter",
+    "MetricKey",
+    "MetricPoint",
+    "MetricValue",
     "PhaseEvent",
     "PlaybookRef",
     "Progress",
@@ -94,6 +104,60 @@ class Progress(Record):
     message: str | None = Field(default=None, max_length=1000)
 
 
+# -- labels and metrics -----------------------------------------------------------------------
+
+MAX_LABELS: Final = 64
+"""How many labels one run may carry."""
+MAX_METRICS: Final = 256
+"""How many metrics (distinct keys) one run may carry."""
+
+_KEY_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_KEY_PATTERN)]
+"""A label's key: 1-64 characters, a letter or digit first, then letters, digits, ``. _ : / -``."""
+
+LabelValue = Annotated[SingleLineText, StringConstraints(max_length=256)]
+"""A label's value: free text on one line, at most 256 characters."""
+
+MetricKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_KEY_PATTERN)]
+"""A metric's key: the same rule as a label's key."""
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise PydanticCustomError(
+            "not_a_number", "a metric must be a finite number, not {value}", {"value": str(value)}
+        )
+    return value
+
+
+MetricValue = Annotated[float, AfterValidator(_finite)]
+"""A metric's value: a finite float (NaN and the infinities are refused, ``not_a_number``)."""
+
+
+def _empty(value: dict[str, Any]) -> bool:
+    return not value
+
+
+class MetricFilter(Record):
+    """One condition on a run's metric: ``metrics.<key> <op> <value>``. A run without the
+    metric never matches (not even ``!=``)."""
+
+    key: MetricKey
+    op: Literal["<", "<=", ">", ">=", "==", "!="]
+    value: MetricValue
+
+
+class MetricPoint(Record):
+    """One logged value of a metric series (a ``metric`` line of the run's log)."""
+
+    key: MetricKey
+    value: MetricValue
+    step: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    at: UtcDatetime
+    seq: int = Field(ge=1, description="The log line that recorded it.")
+
+
 class Run(Record):
     """The run record (one row of the run index). ``version`` is the row version used for
     compare-and-set updates; every accepted update increments it."""
@@ -122,6 +186,20 @@ class Run(Record):
     )
     parent_run_id: EntityId | None = None
     previous_run_id: EntityId | None = None
+    # Left out of the record's JSON (and so of its digest) while empty: a run written before
+    # labels and metrics existed keeps the digest its audit binding carries.
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_LABELS,
+        exclude_if=_empty,
+        description="Free-form string labels (key -> value), indexed for `RunQuery.labels`.",
+    )
+    metrics: dict[MetricKey, MetricValue] = Field(
+        default_factory=dict,
+        max_length=MAX_METRICS,
+        exclude_if=_empty,
+        description="The latest value of each metric (the series is in the run's log).",
+    )
     version: int = Field(default=1, ge=1)
 
 
@@ -167,7 +245,8 @@ DEFAULT_COUNT_LIMIT = 10_000
 
 
 class RunQuery(Record):
-    """Filters for the run index. Every filter is optional; results are sorted by time."""
+    """Filters for the run index. Every filter is optional; results are sorted by time, or
+    by a metric (``sort="metrics.cost"``: runs without that metric are left out)."""
 
     status: list[RunStatus] | None = None
     project: SafeName | None = None
@@ -178,7 +257,26 @@ class RunQuery(Record):
     updated_after: UtcDatetime | None = None
     updated_before: UtcDatetime | None = None
     purpose_contains: str | None = Field(default=None, min_length=1, max_length=200)
-    sort: Literal["created_at", "updated_at"] = "created_at"
+    labels: dict[LabelKey, LabelValue] | None = Field(
+        default=None,
+        max_length=MAX_LABELS,
+        description="Runs carrying every one of these labels (key = value).",
+    )
+    where: list[MetricFilter] | None = Field(
+        default=None,
+        max_length=32,
+        description="Runs whose metrics meet every condition (runs without the metric don't).",
+    )
+    sort: Annotated[
+        str,
+        StringConstraints(
+            max_length=80,
+            pattern=r"^(created_at|updated_at|metrics\.[A-Za-z0-9][A-Za-z0-9._:/-]{0,63})$",
+        ),
+    ] = Field(
+        default="created_at",
+        description="created_at, updated_at or metrics.KEY (runs without KEY are left out).",
+    )
     descending: bool = True
     limit: int = Field(default=50, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=512)
@@ -193,6 +291,11 @@ class RunQuery(Record):
             "(the whole group; every run for `purpose_contains`)."
         ),
     )
+
+    @property
+    def sort_metric(self) -> str | None:
+        """The metric key of a ``metrics.KEY`` sort, else None."""
+        return self.sort.removeprefix("metrics.") if self.sort.startswith("metrics.") else None
 
 
 class RunPage(Record):

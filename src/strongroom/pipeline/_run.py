@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, overload
 
@@ -305,6 +305,19 @@ class PipelineRun:
     ) -> None:
         """Append a line to the run's hash-chained log (redacted before storage)."""
         await self.vault.logs.append(self.run_id, _line(event, message, level, phase, data))
+
+    async def log_metric(self, key: str, value: float, *, step: int | None = None) -> None:
+        """Record a metric value (`RunService.log_metric`): a ``metric`` line in the log and
+        the run's latest ``metrics[key]``, indexed for ``runs list --sort metrics.KEY``."""
+        self.record = await self.vault.runs.log_metric(
+            self.run_id, key, value, step=step, expected_version=self.record.version
+        )
+
+    async def set_labels(self, labels: Mapping[str, str | None]) -> None:
+        """Set labels on the run (None removes one; `RunService.set_labels`)."""
+        self.record = await self.vault.runs.set_labels(
+            self.run_id, labels, expected_version=self.record.version
+        )
 
     async def _save(self) -> None:
         """Append the next snapshot, compare-and-set on the revision this object last saw:

@@ -6,15 +6,21 @@ machine does not allow is a `Conflict`. Ending a run seals its log and writes th
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic import Field
 
 from strongroom.errors import Conflict, ErrorInfo, NotFound, ValidationError
 from strongroom.ids import check_entity_id, check_key, key_run_id, new_id
 from strongroom.models import (
     ALLOWED_TRANSITIONS,
+    MAX_LABELS,
     TERMINAL_STATUSES,
     AuditEvent,
+    MetricPoint,
+    Record,
     Run,
     RunOutcome,
     RunPage,
@@ -22,8 +28,9 @@ from strongroom.models import (
     RunStatus,
     utcnow,
 )
+from strongroom.models.runs import LabelKey, LabelValue, MetricKey, MetricValue
 from strongroom.ports import RunRecords
-from strongroom.services._common import parse, query_of
+from strongroom.services._common import parse, query_of, retry_on_conflict
 from strongroom.services.logs import LogService
 
 __all__ = ["RunService"]
@@ -40,8 +47,22 @@ _MUTABLE_FIELDS = frozenset(
         "trace",
         "last_error",
         "playbook",
+        "labels",
     }
 )
+
+METRIC_EVENT = "metric"
+"""The log event of one metric value (`RunService.log_metric`); its data: key, value, step."""
+
+
+class _LabelChange(Record):
+    labels: dict[LabelKey, LabelValue | None] = Field(max_length=MAX_LABELS)
+
+
+class _MetricValue(Record):
+    key: MetricKey
+    value: MetricValue
+    step: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 
 MAX_KEY_ATTEMPTS = 10_000
@@ -63,7 +84,9 @@ class RunService:
         self._logs = logs
 
     async def create(self, *, project: str, actor: str = "local", **fields: Any) -> Run:
-        """Create a pending run (UUIDv7 id unless ``run_id`` is given) and audit it."""
+        """Create a pending run (UUIDv7 id unless ``run_id`` is given) and audit it.
+        ``fields`` are `Run` fields, e.g. ``purpose`` or ``labels`` (free-form string
+        labels, key -> value, indexed for `list`)."""
         now = utcnow()
         data = {"run_id": new_id(), **fields, "project": project, "actor": actor}
         data.update(created_at=now, updated_at=now, status=RunStatus.PENDING, version=1)
@@ -117,6 +140,116 @@ class RunService:
         return await self._store.query_runs(
             query_of(RunQuery, query, filters, operation="runs.list")
         )
+
+    async def set_labels(
+        self,
+        run_id: str,
+        labels: Mapping[str, str | None],
+        *,
+        expected_version: int | None = None,
+    ) -> Run:
+        """Set the given labels (a value of None removes that label), keeping the others.
+        Compare-and-set like `update` and audited as a run update (``run.updated``)."""
+        operation = "runs.set_labels"
+        run_id = _run_id(run_id, operation)
+        change = parse(_LabelChange, {"labels": labels}, operation=operation, run_id=run_id)
+        current = await self.get(run_id)
+        merged = dict(current.labels)
+        for key, value in change.labels.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        updated, version = await self.prepare_update(
+            current.run_id, expected_version=expected_version, current=current, labels=merged
+        )
+        return await self._store.update_run(
+            updated, expected_version=version, audit=update_event(updated, ["labels"])
+        )
+
+    async def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        *,
+        step: int | None = None,
+        expected_version: int | None = None,
+    ) -> Run:
+        """Record one value of metric ``key`` (a finite number; ``step`` orders a series):
+        a ``metric`` line in the run's hash-chained log (the series, `metric_history`) and
+        the run's ``metrics[key]`` (the latest value, indexed for `list`), in one
+        transaction, audited as a run update. A finished run's log is sealed: `Conflict`
+        (reason ``sealed``)."""
+        operation = "runs.log_metric"
+        run_id = _run_id(run_id, operation)
+        point = parse(
+            _MetricValue,
+            {"key": key, "value": value, "step": step},
+            operation=operation,
+            run_id=run_id,
+        )
+        current = await self.get(run_id)
+        run_id = current.run_id
+        redacted = self._logs.prepare(
+            run_id, [{"event": METRIC_EVENT, "data": point.model_dump(mode="json")}]
+        )
+        await self._logs.ensure_reference(run_id)
+        first = True
+
+        async def attempt() -> Run:
+            nonlocal first, current
+            if not first:
+                current = await self.get(run_id)
+            updated, version = await self.prepare_update(
+                run_id, expected_version=expected_version, current=current
+            )
+            updated = updated.model_copy(
+                update={"metrics": {**current.metrics, point.key: point.value}}
+            )
+            updated = parse(Run, updated.model_dump(), operation=operation, run_id=run_id)
+            entries = await self._logs.chain(run_id, redacted, cached=first)
+            first = False
+            try:
+                stored = await self._store.record_transition(
+                    run=updated,
+                    expected_version=version,
+                    log_entries=entries,
+                    audit=update_event(updated, ["metrics"]),
+                )
+            except Conflict:
+                self._logs.forget(run_id)
+                raise
+            self._logs.remember(entries)
+            self._logs.carried(run_id, entries[-1].seq)
+            assert stored is not None
+            return stored
+
+        final = {"sealed"} if expected_version is None else {"sealed", "stale_version"}
+        return await retry_on_conflict(attempt, final=frozenset(final))
+
+    async def metric_history(self, run_id: str, key: str) -> builtins.list[MetricPoint]:
+        """Every value `log_metric` recorded for ``key`` on the run, oldest first (read
+        back from the run's log)."""
+        operation = "runs.metric_history"
+        run_id = _run_id(run_id, operation)
+        wanted = parse(
+            _MetricValue, {"key": key, "value": 0.0}, operation=operation, run_id=run_id
+        ).key
+        run_id = (await self.get(run_id)).run_id
+        points: builtins.list[MetricPoint] = []
+        async for entry in self._logs.iter_entries(run_id):
+            if entry.event != METRIC_EVENT or entry.data.get("key") != wanted:
+                continue
+            try:
+                points.append(
+                    MetricPoint.model_validate(
+                        {**entry.data, "at": entry.timestamp, "seq": entry.seq}
+                    )
+                )
+            except (TypeError, ValueError):
+                continue  # a line of that name the caller wrote by hand: not a metric value
+        return points
 
     async def update(
         self,

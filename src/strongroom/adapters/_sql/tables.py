@@ -19,6 +19,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -42,6 +43,8 @@ __all__ = [
     "log_refs_table",
     "namespaces_table",
     "providers_table",
+    "run_labels_table",
+    "run_metrics_table",
     "runs_table",
     "snapshots_table",
 ]
@@ -70,6 +73,30 @@ runs_table = Table(
     Index("ix_runs_updated", "updated_at", "run_id"),
     Index("ix_runs_actor_created", "actor", "created_at", "run_id"),
     Index("ix_runs_playbook_created", "playbook_id", "created_at", "run_id"),
+)
+
+# The label and metric index (migration 0007): derived from the run's body (``labels``,
+# ``metrics``), rewritten in the same transaction as every insert or update of the run. The
+# body stays the record (bound into the audit chain): a forged row here can only hide a run from,
+# or show it in, a filtered list; it never changes what ``runs show`` or ``verify`` report.
+run_labels_table = Table(
+    "run_labels",
+    metadata,
+    Column("run_id", _key(_ID), ForeignKey("runs.run_id"), nullable=False),
+    Column("key", _key(64), nullable=False),
+    Column("value", _key(256), nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index("ix_run_labels_key_value_run_id", "key", "value", "run_id"),
+)
+
+run_metrics_table = Table(
+    "run_metrics",
+    metadata,
+    Column("run_id", _key(_ID), ForeignKey("runs.run_id"), nullable=False),
+    Column("key", _key(64), nullable=False),
+    Column("value", Float(), nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index("ix_run_metrics_key_value_run_id", "key", "value", "run_id"),
 )
 
 snapshots_table = Table(
