@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -22,12 +23,14 @@ from strongroom.secrets import Redactor
 
 __all__ = [
     "MAX_ERROR_MESSAGE",
+    "OUTPUT_JSONL_NAME",
     "OUTPUT_MARK",
     "OUTPUT_NAME",
     "M",
     "completed_in_order",
     "encode_json",
     "error_info",
+    "model_stream",
     "phase_name",
 ]
 
@@ -35,6 +38,8 @@ M = TypeVar("M", bound=BaseModel)
 
 #: File name of a phase's JSON output artifact (``phase.output(...)``).
 OUTPUT_NAME = "output.json"
+#: File name of a phase's output when it is a sequence of models (streamed as JSONL).
+OUTPUT_JSONL_NAME = "output.jsonl"
 # Metadata key marking the output artifact among a phase's artifacts.
 OUTPUT_MARK = "pipeline_output"
 MAX_ERROR_MESSAGE = 2000
@@ -66,6 +71,43 @@ def error_info(exc: BaseException, redactor: Redactor) -> ErrorInfo:
         message=redactor.text(message)[:MAX_ERROR_MESSAGE],  # redact, then cut
         details={"type": name},
     )
+
+
+def model_stream(value: Any) -> Iterable[BaseModel] | AsyncIterable[BaseModel] | None:
+    """``value`` as a sequence of pydantic models to store as JSONL, or None when it is not
+    one: a list or tuple whose items are all models (not empty), an async iterable, or an
+    iterator/generator (its items are checked as they are written)."""
+    if isinstance(value, list | tuple):
+        if value and all(isinstance(item, BaseModel) for item in value):
+            return value
+        return None
+    if isinstance(value, AsyncIterable):
+        return _checked_async(value)
+    if isinstance(value, Iterator):
+        return _checked(value)
+    return None
+
+
+def _not_a_model(item: object) -> SerializationError:
+    return SerializationError(
+        f"a streamed phase output holds models only, not {type(item).__name__}",
+        operation="pipeline.output",
+        reason="not_a_model",
+    )
+
+
+def _checked(items: Iterator[Any]) -> Iterator[BaseModel]:
+    for item in items:
+        if not isinstance(item, BaseModel):
+            raise _not_a_model(item)
+        yield item
+
+
+async def _checked_async(items: AsyncIterable[Any]) -> AsyncIterator[BaseModel]:
+    async for item in items:
+        if not isinstance(item, BaseModel):
+            raise _not_a_model(item)
+        yield item
 
 
 def encode_json(value: Any, phase: str) -> bytes:

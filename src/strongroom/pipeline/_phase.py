@@ -15,7 +15,13 @@ from strongroom.models import (
     ArtifactRole,
     LogLevel,
 )
-from strongroom.pipeline._common import OUTPUT_MARK, OUTPUT_NAME, encode_json
+from strongroom.pipeline._common import (
+    OUTPUT_JSONL_NAME,
+    OUTPUT_MARK,
+    OUTPUT_NAME,
+    encode_json,
+    model_stream,
+)
 
 if TYPE_CHECKING:
     from strongroom.pipeline._run import PipelineRun
@@ -47,9 +53,15 @@ class Phase:
         return self.run.data
 
     async def output(self, value: Any, *, description: str | None = None) -> ArtifactMetadata:
-        """Store the phase's JSON output (a pydantic model or any JSON-serializable value) as
-        a ``phase_output`` artifact named ``output.json``; read it back with
-        `PipelineRun.output`. One output per phase."""
+        """Store the phase's output, read back with `PipelineRun.output`; one per phase.
+
+        - a pydantic model or any JSON value: a ``phase_output`` artifact ``output.json``;
+        - a list of models, an iterator or generator of models, or an async iterable of
+          them: ``output.jsonl``, one model per line, streamed (one model in memory at a
+          time), read back as a list (``run.output(name, list[Model])``) or streamed
+          (``run.iter_output(name, Model)``);
+        - ``bytes`` or a `Path` (a file, streamed): stored as they are (``output.bin`` or
+          the file's name)."""
         self._require_open("pipeline.output")
         if self._output is not None:
             raise Conflict(
@@ -59,42 +71,61 @@ class Phase:
                 phase=self.name,
                 reason="output_already_set",
             )
-        meta = await self.run.vault.artifacts.put_bytes(
-            self.run.run_id,
-            encode_json(value, self.name),
-            role=ArtifactRole.PHASE_OUTPUT,
-            format=ArtifactFormat.JSON,
-            phase=self.name,
-            name=OUTPUT_NAME,
-            description=description,
-            metadata={OUTPUT_MARK: True},
-        )
+        artifacts, run_id = self.run.vault.artifacts, self.run.run_id
+        spec: dict[str, Any] = {
+            "role": ArtifactRole.PHASE_OUTPUT,
+            "phase": self.name,
+            "description": description,
+            "metadata": {OUTPUT_MARK: True},
+        }
+        stream = model_stream(value)
+        if stream is not None:
+            meta = await artifacts.put_models(
+                run_id, stream, name=OUTPUT_JSONL_NAME, format=ArtifactFormat.JSONL, **spec
+            )
+        elif isinstance(value, Path):
+            meta = await artifacts.put_file(run_id, value, name=value.name, **spec)
+        elif isinstance(value, bytes | bytearray | memoryview):
+            meta = await artifacts.put_bytes(run_id, bytes(value), name="output.bin", **spec)
+        else:
+            meta = await artifacts.put_bytes(
+                run_id,
+                encode_json(value, self.name),
+                format=ArtifactFormat.JSON,
+                name=OUTPUT_NAME,
+                **spec,
+            )
         self._output = meta
         self.artifacts.append(meta)
         return meta
 
     async def artifact(
         self,
-        data: bytes | Path,
+        data: Any,
         *,
         name: str,
         role: ArtifactRole | str = ArtifactRole.PHASE_OUTPUT,
         **spec: Any,
     ) -> ArtifactMetadata:
-        """Store an extra artifact of the phase: ``bytes``, or a `Path` whose file is
-        streamed (any size). ``spec`` takes the other `ArtifactInput` fields (``format``,
-        ``label``, ``description``, ``metadata``, ``tags``...); the format follows the name's
-        extension unless given."""
+        """Store an extra artifact of the phase: ``bytes``; a `Path` whose file is streamed
+        (any size); models (a list, iterator or async iterable of pydantic models) as JSONL,
+        streamed; or one model or JSON value as JSON. ``spec`` takes the other
+        `ArtifactInput` fields (``format``, ``label``, ``description``, ``metadata``,
+        ``tags``...); the format follows the name's extension unless given."""
         self._require_open("pipeline.artifact")
         vault, run_id = self.run.vault, self.run.run_id
-        if isinstance(data, Path):
-            meta = await vault.artifacts.put_file(
-                run_id, data, name=name, role=role, phase=self.name, **spec
-            )
+        common: dict[str, Any] = {"name": name, "role": role, "phase": self.name, **spec}
+        stream = model_stream(data)
+        if stream is not None:
+            common.setdefault("format", ArtifactFormat.JSONL)
+            meta = await vault.artifacts.put_models(run_id, stream, **common)
+        elif isinstance(data, Path):
+            meta = await vault.artifacts.put_file(run_id, data, **common)
+        elif isinstance(data, bytes | bytearray | memoryview):
+            meta = await vault.artifacts.put_bytes(run_id, bytes(data), **common)
         else:
-            meta = await vault.artifacts.put_bytes(
-                run_id, data, name=name, role=role, phase=self.name, **spec
-            )
+            common.setdefault("format", ArtifactFormat.JSON)
+            meta = await vault.artifacts.put_bytes(run_id, encode_json(data, self.name), **common)
         self.artifacts.append(meta)
         return meta
 

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, overload
-
-import pydantic
+from typing import Any
 
 from strongroom.errors import (
     Conflict,
-    NotFound,
-    SerializationError,
     ValidationError,
 )
 from strongroom.models import (
-    ArtifactMetadata,
     LogLevel,
     PhaseEvent,
     Progress,
     Run,
     RunState,
 )
-from strongroom.pipeline._common import OUTPUT_MARK, M, completed_in_order, error_info, phase_name
+from strongroom.pipeline._common import completed_in_order, error_info, phase_name
 from strongroom.pipeline._keyed import open_keyed
+from strongroom.pipeline._outputs import PhaseOutputs
 from strongroom.pipeline._phase import Phase
 from strongroom.pipeline._resume import reopen
 from strongroom.vault import Vault
@@ -32,7 +27,7 @@ from strongroom.vault import Vault
 __all__ = ["PipelineRun"]
 
 
-class PipelineRun:
+class PipelineRun(PhaseOutputs):
     """A pipeline run persisted in a vault. Made by `PipelineRun.open` (an async context
     manager); see there for the open/resume rules."""
 
@@ -204,10 +199,6 @@ class PipelineRun:
     # -- reading ---------------------------------------------------------------------------------
 
     @property
-    def run_id(self) -> str:
-        return self.record.run_id
-
-    @property
     def previous_run_id(self) -> str | None:
         """The failed/cancelled run this one replaced, if any."""
         return self.record.previous_run_id
@@ -229,56 +220,6 @@ class PipelineRun:
         """Whether phase ``name`` has completed (in this run or a run it replaced): skip it
         and read its results with `output` / `outputs`."""
         return name in self.state.phase_artifacts
-
-    async def outputs(self, name: str) -> list[ArtifactMetadata]:
-        """Every artifact of completed phase ``name``, in the order they were stored (the
-        output is the one named ``output.json``). Read one with ``vault.artifacts.get_bytes(id)``,
-        which verifies its sha256."""
-        ids = self._completed_ids(name, "pipeline.outputs")
-        return [await self.vault.artifacts.get(artifact_id) for artifact_id in ids]
-
-    @overload
-    async def output(self, name: str) -> Any: ...
-
-    @overload
-    async def output(self, name: str, model: type[M]) -> M: ...
-
-    async def output(self, name: str, model: type[M] | None = None) -> Any:
-        """The JSON output of completed phase ``name``, read from its artifact (the bytes
-        are verified against their sha256: a damaged blob raises `IntegrityError`), parsed
-        as ``model`` when given. `NotFound` if the phase has not completed or stored no
-        output."""
-        for meta in await self.outputs(name):
-            if meta.metadata.get(OUTPUT_MARK) is True:
-                data = await self.vault.artifacts.get_bytes(meta.artifact_id)
-                if model is None:
-                    return json.loads(data)
-                try:
-                    return model.model_validate_json(data)
-                except pydantic.ValidationError as exc:
-                    raise SerializationError(
-                        f"output of phase {name!r} does not parse as {model.__name__}: {exc}",
-                        operation="pipeline.output",
-                        run_id=self.run_id,
-                        artifact_id=meta.artifact_id,
-                    ) from exc
-        raise NotFound(
-            f"phase {name!r} completed without an output (see `outputs` for its artifacts)",
-            operation="pipeline.output",
-            run_id=self.run_id,
-            phase=name,
-        )
-
-    def _completed_ids(self, name: str, operation: str) -> list[str]:
-        ids = self.state.phase_artifacts.get(name)
-        if ids is None:
-            raise NotFound(
-                f"phase {name!r} has not completed in run {self.run_id}",
-                operation=operation,
-                run_id=self.run_id,
-                phase=name,
-            )
-        return ids
 
     def _interrupted_phases(self) -> list[str]:
         last: dict[str, str] = {}
