@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test venv tools check fmt lint typecheck pytest schemas sync-stub bench bench-backends clean
+.PHONY: demo test venv tools check fmt lint typecheck pytest schemas sync-stub api-docs bench bench-backends clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ schemas: $(STAMP)
 
 sync-stub: $(STAMP)
 	$(BIN)/python -m strongroom._sync_stub
+
+api-docs: $(STAMP)
+	$(BIN)/python -m strongroom._api_docs build/api
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

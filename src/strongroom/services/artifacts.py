@@ -8,6 +8,7 @@ JSONL, streamed both ways; files of any size are streamed, never held in memory.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import tempfile
@@ -307,7 +308,7 @@ class ArtifactService:
 
     async def put_many(
         self, run_id: str, items: Sequence[tuple[bytes, ArtifactInput | dict[str, Any]]]
-    ) -> list[ArtifactMetadata]:
+    ) -> builtins.list[ArtifactMetadata]:
         """Store many small artifacts with one durability pass and one records transaction."""
         specs = [parse(ArtifactInput, spec, operation="artifacts.put_many") for _, spec in items]
         drafts = [self._draft(run_id, spec) for spec in specs]
@@ -437,7 +438,7 @@ class ArtifactService:
 
     async def list(
         self, query: ArtifactQuery | Mapping[str, Any] | None = None, **filters: Any
-    ) -> list[ArtifactMetadata]:
+    ) -> builtins.list[ArtifactMetadata]:
         """One page of artifacts: an `ArtifactQuery`, a mapping of its fields, or its fields
         as keywords."""
         q = query_of(ArtifactQuery, query, filters, operation="artifacts.list")
@@ -445,7 +446,7 @@ class ArtifactService:
 
     async def manifest(self, run_id: str) -> ArtifactManifest:
         await self._store.get_run(run_id)
-        items: list[ArtifactMetadata] = []
+        items: builtins.list[ArtifactMetadata] = []
         after: str | None = None
         while True:
             page = await self._store.list_artifacts(
