@@ -11,9 +11,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from strongroom import SyncVault
 from strongroom._sync_stub import STUB_PATH, render
+from strongroom.ids import new_id
 from strongroom.models import Run, RunStatus
 from strongroom.sync import SYNC_ASYNC_ONLY, SYNC_SERVICES
 
@@ -75,8 +77,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from pydantic import BaseModel
+
 from strongroom import SyncVault, Vault
 from strongroom.models import Run, RunPage, RunStatus
+from strongroom.sync_pipeline import SyncPipelineRun
 
 
 def with_sync(path: str) -> list[str]:
@@ -89,6 +94,20 @@ def with_sync(path: str) -> list[str]:
         return [r.run_id for r in page.items] + [str(seq), lines[0].message]
 
 
+class Row(BaseModel):
+    id: int
+
+
+def with_sync_pipeline(path: str) -> list[Row]:
+    with SyncVault.open(path) as vault:
+        with SyncPipelineRun.open(vault, project="typed", key="k") as run:
+            if not run.completed("rows"):
+                with run.phase("rows") as phase:
+                    phase.output([Row(id=1), Row(id=2)])
+            rows: list[Row] = run.output("rows", list[Row])
+            return rows
+
+
 async def with_async(path: str) -> Run:
     async with await Vault.open(path) as vault:
         return await vault.runs.create(project="typed")
@@ -97,6 +116,7 @@ async def with_async(path: str) -> Run:
 if __name__ == "__main__":
     print(with_sync(sys.argv[1]))
     print(asyncio.run(with_async(sys.argv[1])).run_id)
+    print([row.id for row in with_sync_pipeline(sys.argv[1])])
 """
 
 _WRONG = """
@@ -144,6 +164,7 @@ def test_mypy_strict_sees_every_annotation_of_a_users_program(tmp_path: Path) ->
     )
     assert ran.returncode == 0, ran.stderr
     assert "'m'" in ran.stdout
+    assert "[1, 2]" in ran.stdout
 
 
 def test_query_arguments_take_a_model_a_mapping_or_keywords(tmp_path: Path) -> None:
@@ -171,3 +192,68 @@ def test_query_arguments_take_a_model_a_mapping_or_keywords(tmp_path: Path) -> N
             with pytest.raises(ValidationError) as caught:
                 bad()
             assert caught.value.code == "validation_error"
+
+
+class Row(BaseModel):
+    id: int
+    name: str
+
+
+def test_a_sync_pipeline_runs_phases_keys_and_typed_outputs(tmp_path: Path) -> None:
+    from strongroom.sync_pipeline import SyncPipelineRun
+
+    rows = [Row(id=i, name=f"row {i}") for i in range(3)]
+    with SyncVault.open(tmp_path / "vault") as vault:
+        with SyncPipelineRun.open(vault, project="sync", key="nightly-1") as run:
+            with run.phase("ingest") as phase:
+                phase.output(rows)
+                phase.state["cursor"] = 3
+            back: list[Row] = run.output("ingest", list[Row])
+            assert back == rows
+            first = run.run_id
+        with SyncPipelineRun.open(vault, project="sync", key="nightly-1") as again:
+            assert again.finished
+            assert again.run_id == first
+            assert again.completed("ingest")
+            assert again.data == {"cursor": 3}
+
+        def fails() -> None:
+            with (
+                SyncPipelineRun.open(vault, project="sync") as failing,
+                failing.phase("boom"),
+            ):
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            fails()
+        (failed,) = vault.runs.list(status=[RunStatus.FAILED]).items
+        assert failed.project == "sync"
+
+
+@pytest.mark.slow
+def test_the_sync_tool_runner_runs_a_tool_in_the_sandbox(tmp_path: Path) -> None:
+    import json
+
+    from _lane import TOOLS_DIR, manifest, policy, require_sandbox, tool
+    from strongroom.execution import RunnerOptions
+    from strongroom.sync_pipeline import SyncToolRunner
+    from strongroom.testing.keys import approver
+
+    require_sandbox()
+    (tmp_path / "work" / "in").mkdir(parents=True)
+    (tmp_path / "work" / "out").mkdir()
+    with SyncVault.open(tmp_path / "vault") as vault:
+        key = vault.run_sync(approver(vault.vault, "alice"))
+        for n, definition in enumerate(
+            (policy(), manifest([tool("echo", "lane_tools:echo", level="A0")]))
+        ):
+            raw = json.dumps(definition).encode()
+            vault.registry.publish(raw, file_name=f"def{n}.yaml", signer=key)
+        runner = SyncToolRunner(
+            vault, RunnerOptions(workdir=tmp_path / "work", tool_paths=(TOOLS_DIR,))
+        )
+        request = {"request_id": new_id(), "tool_id": "echo", "input": {"text": "hi"}}
+        response = runner.run(request)
+        assert response.ok, response.error
+        assert response.output["text"] == "hi"
+        assert "seccomp" in response.layers

@@ -18,6 +18,7 @@ PUBLIC_MODULES: Final = (
     "strongroom",
     "strongroom.vault",
     "strongroom.sync",
+    "strongroom.sync_pipeline",
     "strongroom.pipeline",
     "strongroom.models",
     "strongroom.errors",

@@ -41,12 +41,14 @@ import asyncio
 import builtins
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from collections.abc import Awaitable
+from typing import Any, Final, Self, TypeVar
 
 __all__ = ["SYNC_ASYNC_ONLY", "SYNC_SERVICES", "SyncVault"]
 
 SYNC_SERVICES: Final[tuple[str, ...]]
 SYNC_ASYNC_ONLY: Final[frozenset[str]]
+T = TypeVar("T")
 
 '''
 
@@ -63,6 +65,8 @@ class SyncVault:
     def open(cls, url: str | Path | None = None, **options: Any) -> Self:
         """`Vault.open` (same arguments), on a private event loop."""
 {verify}
+    def run_sync(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` (a coroutine of this vault's async API) on its event loop."""
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(
@@ -101,7 +105,17 @@ class _Imports:
 
     def __init__(self) -> None:
         self.found: dict[str, str] = {"Vault": "strongroom.vault"}
-        self.local = {"Any", "Self", "Path", "TracebackType", "asyncio", "builtins"}
+        self.local = {
+            "Any",
+            "Awaitable",
+            "Self",
+            "T",
+            "Path",
+            "TracebackType",
+            "TypeVar",
+            "asyncio",
+            "builtins",
+        }
 
     def need(self, annotation: str, namespace: dict[str, Any]) -> None:
         for ident in _IDENT.findall(annotation):

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 from strongroom.vault import Vault
 
 __all__ = ["SYNC_ASYNC_ONLY", "SYNC_SERVICES", "SyncVault"]
+
+T = TypeVar("T")
 
 SYNC_SERVICES: Final = (
     "runs",
@@ -94,6 +96,15 @@ class SyncVault:
             runner.close()
             raise
         return cls(runner, vault)
+
+    def run_sync(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` (a coroutine of this vault's async API: ``self.vault`` or
+        something built on it) on this vault's event loop and return its result."""
+
+        async def wait() -> T:
+            return await awaitable
+
+        return self._runner.run(wait())
 
     def verify(self, **kwargs: Any) -> Any:
         return self._runner.run(self.vault.verify(**kwargs))

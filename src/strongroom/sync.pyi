@@ -7,12 +7,14 @@ import asyncio
 import builtins
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from collections.abc import Awaitable
+from typing import Any, Final, Self, TypeVar
 
 __all__ = ["SYNC_ASYNC_ONLY", "SYNC_SERVICES", "SyncVault"]
 
 SYNC_SERVICES: Final[tuple[str, ...]]
 SYNC_ASYNC_ONLY: Final[frozenset[str]]
+T = TypeVar("T")
 
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -412,6 +414,8 @@ class SyncVault:
         records store can be reopened from it (`StoreCapabilities.reopen_by_url`: SQL) and
         whose chain holds at least `CHILD_THRESHOLD` entries, on a machine with more than one
         CPU. The report is the same either way."""
+    def run_sync(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` (a coroutine of this vault's async API) on its event loop."""
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(
