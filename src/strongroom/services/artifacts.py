@@ -43,6 +43,7 @@ from strongroom.models import (
     record_digest_as,
 )
 from strongroom.ports import CHUNK_SIZE, BlobStore, MetadataStore
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import parse, query_of, validation_error
 
 __all__ = ["ArtifactInput", "ArtifactService", "ByteProgress"]
@@ -183,6 +184,7 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+@checked_arguments
 class ArtifactService:
     def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
         self._store = store
@@ -295,13 +297,23 @@ class ArtifactService:
     ) -> ArtifactMetadata:
         """Write a sequence of models as JSONL, streamed: one model in memory at a time."""
 
+        def line(item: object) -> bytes:
+            if not isinstance(item, BaseModel):
+                raise ValidationError(
+                    f"models must hold pydantic models only, not {type(item).__name__}",
+                    operation="artifacts.put_models",
+                    reason="bad_type",
+                    field="models",
+                )
+            return item.model_dump_json().encode() + b"\n"
+
         async def lines() -> AsyncIterator[bytes]:
             if isinstance(models, AsyncIterable):
                 async for item in models:
-                    yield item.model_dump_json().encode() + b"\n"
+                    yield line(item)
             else:
                 for item in models:
-                    yield item.model_dump_json().encode() + b"\n"
+                    yield line(item)
 
         spec.setdefault("format", ArtifactFormat.JSONL)
         return await self.put_stream(run_id, lines(), **spec)
@@ -310,6 +322,19 @@ class ArtifactService:
         self, run_id: str, items: Sequence[tuple[bytes, ArtifactInput | dict[str, Any]]]
     ) -> builtins.list[ArtifactMetadata]:
         """Store many small artifacts with one durability pass and one records transaction."""
+        for n, item in enumerate(items):
+            if not (
+                isinstance(item, tuple | list)
+                and len(item) == 2
+                and isinstance(item[0], bytes | bytearray | memoryview)
+            ):
+                raise ValidationError(
+                    f"items[{n}] must be a (bytes, spec) pair, got {type(item).__name__}",
+                    operation="artifacts.put_many",
+                    reason="bad_type",
+                    field=f"items[{n}]",
+                )
+        items = [(bytes(data), spec) for data, spec in items]
         specs = [parse(ArtifactInput, spec, operation="artifacts.put_many") for _, spec in items]
         drafts = [self._draft(run_id, spec) for spec in specs]
         await self._store.get_run(run_id)  # once per batch

@@ -20,6 +20,7 @@ from strongroom.integrity import MerkleAccumulator, SigningKey, merkle_root, tre
 from strongroom.models import AuditEntry, AuditEvent, MerkleCheckpoint, RecordBinding, utcnow
 from strongroom.ports import MetadataStore
 from strongroom.ports.metadata import ChainRow
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import check_int, parse
 
 __all__ = ["Anchor", "AuditService", "merkle_root"]
@@ -30,6 +31,7 @@ Anchor = Callable[[MerkleCheckpoint], Awaitable[None]]
 _HASH_PAGE = 5000
 
 
+@checked_arguments
 class AuditService:
     def __init__(
         self,

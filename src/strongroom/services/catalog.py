@@ -23,6 +23,7 @@ from strongroom.models import (
     ProviderType,
 )
 from strongroom.ports import BlobStore, CatalogRecords
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import check_int, parse
 from strongroom.services.audit import AuditService
 
@@ -39,6 +40,7 @@ DEFAULT_NAMESPACES: dict[str, tuple[str, str]] = {
 }
 
 
+@checked_arguments
 class CatalogService:
     def __init__(
         self,

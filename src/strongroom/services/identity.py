@@ -42,6 +42,7 @@ from strongroom.models import (
     utcnow,
 )
 from strongroom.ports import MetadataStore, RegistryRecords
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import checked_reason, parse
 
 __all__ = [
@@ -170,6 +171,7 @@ class Who:
         }
 
 
+@checked_arguments
 class IdentityService:
     def __init__(self, records: RegistryRecords) -> None:
         self.records = records

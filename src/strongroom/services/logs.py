@@ -26,6 +26,7 @@ from strongroom.models import (
 from strongroom.ports import MetadataStore
 from strongroom.ports.metadata import sealed_log_conflict
 from strongroom.secrets import Redactor
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import (
     GENESIS_HASH,
     chain_hash,
@@ -52,6 +53,7 @@ def _run_id(value: str, operation: str = "logs.append") -> str:
         ) from None
 
 
+@checked_arguments
 class LogService:
     def __init__(
         self,

@@ -30,6 +30,7 @@ from strongroom.models import (
 )
 from strongroom.models.runs import LabelKey, LabelValue, MetricKey, MetricValue
 from strongroom.ports import RunRecords
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import parse, query_of, retry_on_conflict
 from strongroom.services.logs import LogService
 
@@ -78,6 +79,7 @@ def _run_id(value: str, operation: str) -> str:
         ) from None
 
 
+@checked_arguments
 class RunService:
     def __init__(self, store: RunRecords, logs: LogService) -> None:
         self._store = store
@@ -113,6 +115,7 @@ class RunService:
         followed by the next, so the ids are tried in order."""
         try:
             check_key(key)
+            check_key(scope)  # a project or playbook id: printable text too
         except ValueError as exc:
             raise ValidationError(str(exc), operation="runs.by_key", reason="bad_key") from None
         latest: Run | None = None

@@ -20,6 +20,7 @@ from strongroom.models import (
     sorted_json,
 )
 from strongroom.ports import BlobStore, RunRecords
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import check_int, parse, validation_error
 
 __all__ = ["SnapshotService", "snapshot_event", "stale_snapshot"]
@@ -37,6 +38,7 @@ def _state_json(state: RunState) -> bytes:
         return sorted_json(state.model_dump(mode="json"))
 
 
+@checked_arguments
 class SnapshotService:
     def __init__(self, store: RunRecords, blobs: BlobStore) -> None:
         self._store = store

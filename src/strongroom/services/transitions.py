@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strongroom.errors import Conflict, ValidationError
+from strongroom.ids import check_entity_id
 from strongroom.models import AuditEvent, LogEntry, LogLine, Run, RunState, SnapshotRecord
 from strongroom.ports import MetadataStore
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import retry_on_conflict
 from strongroom.services.logs import LogService
 from strongroom.services.runs import RunService
@@ -33,6 +35,7 @@ class Transition:
     log_entries: list[LogEntry] = field(default_factory=list)
 
 
+@checked_arguments
 class TransitionService:
     def __init__(
         self,
@@ -65,6 +68,12 @@ class TransitionService:
         from a fresh read and retried. A stale snapshot revision or a sealed log raises
         `Conflict` and nothing is written (the snapshot's blob, stored first, stays
         unreferenced until garbage collection)."""
+        try:
+            run_id = check_entity_id(run_id)
+        except ValueError as exc:
+            raise ValidationError(
+                f"invalid run id: {exc}", operation="transitions.record", reason="bad_id"
+            ) from None
         if state is not None and expected_revision is None:
             raise ValidationError(
                 "a snapshot needs expected_revision", operation="transitions.record", run_id=run_id

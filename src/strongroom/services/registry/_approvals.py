@@ -36,6 +36,7 @@ from strongroom.models import (
     ToolVersionTarget,
     utcnow,
 )
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import parse
 from strongroom.services.identity import sign_act, signature_problem
 from strongroom.services.registry._reader import ApprovalTarget, RegistryReader
@@ -114,6 +115,7 @@ def approval_id_of(value: str, operation: str) -> str:
         ) from None
 
 
+@checked_arguments
 class RegistryApprovals(RegistryReader):
     """Approvals of tool versions, promotions and runs (see `RegistryService`)."""
 
@@ -426,9 +428,18 @@ class RegistryApprovals(RegistryReader):
         """For the execution lane: an active approval to execute ``tool_id@version`` (as
         defined by the manifest version ``digest``, when given)."""
         return await self.active_approval(
-            ToolVersionTarget(scope="tool_version", tool_id=tool_id, version=version, digest=digest)
+            parse(
+                ToolVersionTarget,
+                {"scope": "tool_version", "tool_id": tool_id, "version": version, "digest": digest},
+                operation="registry.tool_approval",
+            )
         )
 
     async def run_approval(self, run_id: str, *, tool_id: str | None = None) -> Approval | None:
         """For the execution lane: an active approval of one run (for ``tool_id``)."""
-        return await self.active_approval(RunTarget(scope="run", run_id=run_id, tool_id=tool_id))
+        target = parse(
+            RunTarget,
+            {"scope": "run", "run_id": run_id, "tool_id": tool_id},
+            operation="registry.run_approval",
+        )
+        return await self.active_approval(target)

@@ -24,6 +24,7 @@ from strongroom.models import (
     record_digest,
 )
 from strongroom.retry import Backoff, retry_async
+from strongroom.services._arguments import checked_arguments, enum_value
 from strongroom.services._common import checked_reason
 from strongroom.services.identity import Who, sign_act
 from strongroom.services.registry._approvals import RegistryApprovals, approval_id_of
@@ -49,6 +50,7 @@ def move_digest(move: ChannelMove) -> str:
     return record_digest(move)
 
 
+@checked_arguments
 class RegistryChannels(RegistryApprovals):
     """Moves of the registry's channels (see `RegistryService`)."""
 
@@ -81,7 +83,8 @@ class RegistryChannels(RegistryApprovals):
         reason = checked_reason(reason, "registry.promote")
         if approval_id is not None:
             approval_id = approval_id_of(approval_id, "registry.promote")
-        kind, channel = DefinitionKind(kind), Channel(to)
+        kind = enum_value(DefinitionKind, kind, name="kind", operation="registry.promote")
+        channel = enum_value(Channel, to, name="to", operation="registry.promote")
         who = await self._operator(signer, actor, channel, "registry.promote")
         selector = version_or_digest
         target = await self.version(kind, definition_id, selector)
@@ -138,7 +141,8 @@ class RegistryChannels(RegistryApprovals):
         ``registry.rolled_back``. Needs no approval: the earlier version held the channel.
         ``signer``: as for `promote`."""
         reason = checked_reason(reason, "registry.rollback")
-        kind, chan = DefinitionKind(kind), Channel(channel)
+        kind = enum_value(DefinitionKind, kind, name="kind", operation="registry.rollback")
+        chan = enum_value(Channel, channel, name="channel", operation="registry.rollback")
         who = await self._operator(signer, actor, chan, "registry.rollback")
         moves = [
             m

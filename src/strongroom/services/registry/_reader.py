@@ -36,6 +36,7 @@ from strongroom.registry import (
     canonical_form,
     load_definition,
 )
+from strongroom.services._arguments import checked_arguments, enum_value, parse_ref
 from strongroom.services.audit import AuditService
 from strongroom.services.catalog import CatalogService
 from strongroom.services.identity import IdentityService
@@ -53,6 +54,7 @@ _CACHE_SIZE = 512
 ToolIndex = dict[str, list[tuple[DefinitionVersion, ToolDefinition]]]
 
 
+@checked_arguments
 class RegistryReader:
     """The read side of `RegistryService` (and the state both halves share)."""
 
@@ -132,7 +134,7 @@ class RegistryReader:
     ) -> DefinitionVersion:
         """The version a selector names: a version label, a channel name, ``sha256:<hex>``,
         or None (the ``production`` channel if set, else the latest version). `NotFound`."""
-        kind = DefinitionKind(kind)
+        kind = enum_value(DefinitionKind, kind, name="kind", operation="registry.get")
         records = self.records
         if selector is None:
             channels = await records.get_channels(kind, definition_id)
@@ -188,7 +190,9 @@ class RegistryReader:
         records = self.records
         out: builtins.list[DefinitionSummary] = []
         for latest in await records.list_definitions(
-            DefinitionKind(kind) if kind is not None else None
+            enum_value(DefinitionKind, kind, name="kind", operation="registry.list")
+            if kind is not None
+            else None
         ):
             versions = await records.list_definition_versions(latest.kind, latest.definition_id)
             channels = await records.get_channels(latest.kind, latest.definition_id)
@@ -205,7 +209,7 @@ class RegistryReader:
 
     async def history(self, kind: DefinitionKind | str, definition_id: str) -> RegistryHistory:
         """Every version and every channel move of one definition, oldest first."""
-        kind = DefinitionKind(kind)
+        kind = enum_value(DefinitionKind, kind, name="kind", operation="registry.get")
         records = self.records
         versions = await records.list_definition_versions(kind, definition_id)
         if not versions:
@@ -280,7 +284,7 @@ class RegistryReader:
         ``@sha256:`` that manifest version, ``@CHANNEL`` what the owning manifest's channel
         points at, bare: like ``@production`` if set, else the newest definition.
         `UnknownReference` if nothing matches."""
-        ref = ref if isinstance(ref, Ref) else Ref.parse(ref)
+        ref = ref if isinstance(ref, Ref) else parse_ref(ref, operation="registry.resolve_tool")
         if ref.selector is None:
             matches = await self._tool_matches(Ref(ref.id, channel=Channel.PRODUCTION))
             matches = matches or await self._tool_matches(ref)

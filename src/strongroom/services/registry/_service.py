@@ -48,6 +48,7 @@ from strongroom.registry import (
     load_definition,
     object_path,
 )
+from strongroom.services._arguments import checked_arguments
 from strongroom.services.identity import Who, sign_act
 from strongroom.services.registry._channels import CURRENT, RegistryChannels, move_digest
 from strongroom.services.registry._reader import ApprovalTarget, ToolIndex
@@ -68,6 +69,7 @@ _FOLDER_PURPOSE: dict[DefinitionKind, str] = {
 }
 
 
+@checked_arguments
 class RegistryService(RegistryChannels):
     """The registry of versioned definitions (see the module docstring and docs/registry.md).
 
