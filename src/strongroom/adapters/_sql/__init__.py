@@ -30,8 +30,8 @@ from strongroom.adapters._sql.columns import (
     metadata,
 )
 from strongroom.adapters._sql.errors import map_db_errors
+from strongroom.adapters._sql.run_index import run_index_statements
 from strongroom.adapters._sql.runs import _run_row as _run_row  # benchmarks/run_index.py
-from strongroom.adapters._sql.runs import run_index_statements
 from strongroom.adapters._sql.schema import MIGRATIONS_DIR, schema_heads
 from strongroom.adapters._sql.store import SqlMetadataStore
 from strongroom.adapters._sql.tables import (
