@@ -14,6 +14,7 @@ import typer
 from strongroom.errors import NotFound, ValidationError
 from strongroom.integrity import SigningKey, load_signing_key
 from strongroom.models import Channel, DefinitionKind, Ref
+from strongroom.services import parse_ref as services_parse_ref
 from strongroom.vault import Vault
 
 __all__ = [
@@ -97,10 +98,8 @@ def parse_kind(value: str | None) -> DefinitionKind | None:
 
 
 def parse_ref(text: str) -> Ref:
-    try:
-        return Ref.parse(text)
-    except ValueError as exc:
-        raise ValidationError(str(exc), operation="cli.registry", reason="bad_reference") from None
+    """A reference from the command line (`strongroom.services.parse_ref`)."""
+    return services_parse_ref(text, operation="cli.registry")
 
 
 async def infer_kind(vault: Vault, ident: str, kind: DefinitionKind | None) -> DefinitionKind:

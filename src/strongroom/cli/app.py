@@ -225,11 +225,12 @@ def _global_options() -> dict[str, Any]:
     return params
 
 
-def add_global_options(group: TyperGroup) -> None:
+def add_global_options(group: TyperGroup, options: dict[str, Any] | None = None) -> None:
     """Give every command and group under ``group`` the root's --vault, --blobs and --json
     (``strongroom runs list --vault /data/v`` = ``strongroom --vault /data/v runs list``);
     a command's own --json is kept (it folds into the same state through `cli_state`)."""
-    options = _global_options()
+    if options is None:  # built once per CLI call, shared by every command and group
+        options = _global_options()
     for command in group.commands.values():
         if getattr(command, "_strongroom_globals", False):
             continue
@@ -237,7 +238,7 @@ def add_global_options(group: TyperGroup) -> None:
         command.params.extend(p for name, p in options.items() if name not in taken)
         command._strongroom_globals = True  # type: ignore[attr-defined]
         if isinstance(command, TyperGroup):
-            add_global_options(command)
+            add_global_options(command, options)
 
 
 class VaultInfo(BaseModel):

@@ -46,6 +46,7 @@ from strongroom.orchestrator.driver import Driver, RunResult, audit
 from strongroom.orchestrator.events import Event
 from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState, StepStatus
 from strongroom.registry import execution_order
+from strongroom.services import parse_ref
 from strongroom.services.identity import signed_audit_act
 
 if TYPE_CHECKING:
@@ -473,11 +474,9 @@ class Orchestrator:
 def _parse_ref(text: str, what: str) -> Ref:
     """A playbook or project reference given by the caller; `ValidationError` if malformed."""
     try:
-        return Ref.parse(text)
-    except ValueError as exc:
-        raise ValidationError(
-            f"{what}: {exc}", operation="orchestrator.start", reason="bad_reference"
-        ) from None
+        return parse_ref(text, operation="orchestrator.start")
+    except ValidationError as exc:
+        raise ValidationError(f"{what}: {exc.message}", **exc.details) from None
 
 
 def _restart_command(run: Run) -> str:

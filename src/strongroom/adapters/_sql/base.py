@@ -61,8 +61,12 @@ T = TypeVar("T")
 
 
 def _survey(conn: Connection) -> tuple[frozenset[str], frozenset[str]]:
-    """The database's table names (default schema) and its Alembic revisions, read only."""
-    return frozenset(inspect(conn).get_table_names()), current_revisions(conn)
+    """The database's Alembic revisions and, unless they are the shipped heads (the common
+    open), its table names (default schema); read only."""
+    revisions = current_revisions(conn)
+    if revisions == schema_heads():
+        return frozenset(), revisions
+    return frozenset(inspect(conn).get_table_names()), revisions
 
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -233,9 +237,10 @@ class SqlStoreBase(MetadataStore):
             engine = self._create_engine()
             self._engine = engine
             try:
-                await self._check_vault()  # before `_prepare`, which may write (SQLite's WAL)
+                # Before `_prepare`, which may write (SQLite's WAL mode).
+                current = await self._check_vault()
                 await self._prepare(engine)
-                await self._migrate()
+                await self._migrate(current)
             except BaseException:
                 self._engine = None
                 await run_in_thread(engine.dispose)
@@ -253,14 +258,16 @@ class SqlStoreBase(MetadataStore):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _check_vault(self) -> None:
+    async def _check_vault(self) -> frozenset[str] | None:
         """Refuse, having only read, a database that is not a strongroom vault: another
         program's tables stay as they are (``not_a_vault``); an empty database gets a schema
-        only when the store may create one (else `NotFound`, ``no_vault``)."""
+        only when the store may create one (else `NotFound`, ``no_vault``). Returns the
+        schema revisions it read (None: no database yet), so `_migrate` need not read them
+        again."""
         if not await self._store_exists():
             if not self.allow_create:
                 raise self._no_vault()
-            return
+            return None
         try:
             tables, revisions = await self._read("open", _survey)
         except StorageIOError as exc:
@@ -275,7 +282,7 @@ class SqlStoreBase(MetadataStore):
                 **self._error_details(),
             ) from None
         if revisions & known_revisions() or (revisions and "runs" in tables):
-            return  # ours (a newer strongroom's is reported by `_migrate`)
+            return revisions  # ours (a newer strongroom's is reported by `_migrate`)
         if tables:
             shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
             raise UnsupportedFormat(
@@ -290,6 +297,7 @@ class SqlStoreBase(MetadataStore):
             )
         if not self.allow_create:
             raise self._no_vault()
+        return revisions
 
     def _no_vault(self) -> NotFound:
         return NotFound(
@@ -301,9 +309,11 @@ class SqlStoreBase(MetadataStore):
             **self._error_details(),
         )
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, current: frozenset[str] | None = None) -> None:
+        """Bring the schema to head; ``current``: the revisions `_check_vault` read."""
         heads = schema_heads()
-        current = await self._read("open", current_revisions)
+        if current is None:
+            current = await self._read("open", current_revisions)
         if current == heads:
             return  # the common case: one indexed read, no write lock
         if not current:
