@@ -39,6 +39,7 @@ fmt: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m strongroom.models.export schemas
+	$(BIN)/python -m strongroom.web.openapi schemas
 
 sync-stub: $(STAMP)
 	$(BIN)/python -m strongroom._sync_stub

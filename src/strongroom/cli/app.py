@@ -39,6 +39,7 @@ from strongroom.cli._context import (
 )
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
 from strongroom.cli.demo import demo
+from strongroom.cli.serve import serve
 from strongroom.cli.verify import verify
 from strongroom.secrets import safe_url
 from strongroom.vault import Vault
@@ -319,6 +320,7 @@ app.command("verify")(verify)
 app.command("demo")(demo)
 app.command("export")(transfer.export_command)
 app.command("import")(transfer.import_command)
+app.command("serve")(serve)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@ through the state machine (pending → running → completed | failed | cancelle
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import typer
@@ -31,7 +30,7 @@ from strongroom.models import (
     RunStatus,
 )
 from strongroom.models.runs import DEFAULT_COUNT_LIMIT
-from strongroom.services import parse
+from strongroom.services import parse, parse_labels, parse_where
 
 __all__ = ["RunDetails", "app"]
 
@@ -46,50 +45,6 @@ LabelOption = Annotated[
         help="A label KEY=VALUE (repeat the option for several; -l is --level).",
     ),
 ]
-
-_WHERE = re.compile(r"^\s*metrics\.(?P<key>\S+?)\s*(?P<op><=|>=|==|!=|<|>|=)\s*(?P<value>\S+)\s*$")
-
-
-def parse_labels(values: list[str] | None, *, option: str = "--label") -> dict[str, str]:
-    """``KEY=VALUE`` options as a dict; `ValidationError` (reason ``bad_label``) otherwise."""
-    labels: dict[str, str] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValidationError(
-                f"{option} {item!r}: expected KEY=VALUE",
-                operation="cli.runs",
-                field=option,
-                reason="bad_label",
-            )
-        labels[key] = value
-    return labels
-
-
-def parse_where(values: list[str] | None) -> list[dict[str, Any]]:
-    """``--where 'metrics.KEY OP NUMBER'`` options as `MetricFilter` fields (``=`` is ``==``);
-    `ValidationError` (reason ``bad_where``) for anything else."""
-    conditions: list[dict[str, Any]] = []
-    for item in values or []:
-        found = _WHERE.match(item)
-        number: float | None = None
-        if found is not None:
-            try:
-                number = float(found["value"])
-            except ValueError:
-                found = None
-        if found is None or number is None:
-            raise ValidationError(
-                f"--where {item!r}: expected 'metrics.KEY OP NUMBER' with OP one of "
-                "< <= > >= == !=",
-                operation="cli.runs",
-                field="--where",
-                reason="bad_where",
-            )
-        op = "==" if found["op"] == "=" else found["op"]
-        conditions.append({"key": found["key"], "op": op, "value": number})
-    return conditions
-
 
 # Totals above this are shown as "10,000+" unless --exact-total is given.
 COUNT_LIMIT = DEFAULT_COUNT_LIMIT

@@ -3,7 +3,7 @@ verify; and two helpers layers above use: `parse` (input into a model, or `Valid
 naming every bad field) and `verify_chain` (replaying a hash chain)."""
 
 from strongroom.secrets import DEFAULT_REDACT_PATTERNS, Redactor
-from strongroom.services._arguments import parse_ref
+from strongroom.services._arguments import parse_labels, parse_ref, parse_where
 from strongroom.services._common import parse, validation_error, verify_chain
 from strongroom.services.artifacts import ArtifactInput, ArtifactService
 from strongroom.services.audit import Anchor, AuditService, merkle_root
@@ -39,7 +39,9 @@ __all__ = [
     "TransitionService",
     "merkle_root",
     "parse",
+    "parse_labels",
     "parse_ref",
+    "parse_where",
     "rehash_blobs",
     "validation_error",
     "verify_chain",

@@ -15,15 +15,16 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from strongroom.errors import ValidationError
 from strongroom.models import Ref
 
-__all__ = ["checked_arguments", "enum_value", "parse_ref"]
+__all__ = ["checked_arguments", "enum_value", "parse_labels", "parse_ref", "parse_where"]
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -175,3 +176,55 @@ def parse_ref(text: str, *, operation: str) -> Ref:
         raise ValidationError(
             str(exc), operation=operation, reason="bad_reference", field="ref"
         ) from None
+
+
+_WHERE: Final = re.compile(
+    r"^\s*metrics\.(?P<key>\S+?)\s*(?P<op><=|>=|==|!=|<|>|=)\s*(?P<value>\S+)\s*$"
+)
+
+
+def parse_labels(
+    values: list[str] | None, *, option: str = "--label", operation: str = "runs.list"
+) -> dict[str, str]:
+    """``KEY=VALUE`` strings (``--label`` options, ``?label=`` parameters) as a dict;
+    `ValidationError` (reason ``bad_label``) otherwise."""
+    labels: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValidationError(
+                f"{option} {item!r}: expected KEY=VALUE",
+                operation=operation,
+                field=option,
+                reason="bad_label",
+            )
+        labels[key] = value
+    return labels
+
+
+def parse_where(
+    values: list[str] | None, *, option: str = "--where", operation: str = "runs.list"
+) -> list[dict[str, Any]]:
+    """``'metrics.KEY OP NUMBER'`` conditions (``--where`` options, ``?where=`` parameters)
+    as `MetricFilter` fields (``=`` is ``==``); `ValidationError` (reason ``bad_where``) for
+    anything else."""
+    conditions: list[dict[str, Any]] = []
+    for item in values or []:
+        found = _WHERE.match(item)
+        number: float | None = None
+        if found is not None:
+            try:
+                number = float(found["value"])
+            except ValueError:
+                found = None
+        if found is None or number is None:
+            raise ValidationError(
+                f"{option} {item!r}: expected 'metrics.KEY OP NUMBER' with OP one of "
+                "< <= > >= == !=",
+                operation=operation,
+                field=option,
+                reason="bad_where",
+            )
+        op = "==" if found["op"] == "=" else found["op"]
+        conditions.append({"key": found["key"], "op": op, "value": number})
+    return conditions

@@ -1,0 +1,129 @@
+// strongroom Control Room: the live parts of the pages, by polling the read-only API.
+// Values from the vault are only ever set as textContent (never as HTML).
+"use strict";
+(function () {
+  const POLL_MS = 2000;
+  const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+
+  function setBadge(cell, status) {
+    if (!cell) return;
+    let badge = cell.querySelector("[data-status]");
+    if (!badge) {
+      badge = document.createElement("span");
+      badge.setAttribute("data-status", "");
+      cell.textContent = "";
+      cell.appendChild(badge);
+    }
+    badge.className = "badge s-" + status;
+    badge.textContent = status;
+  }
+
+  function progressText(run) {
+    const p = run.progress || {};
+    let text = String(p.steps_completed || 0);
+    if (p.steps_total) text += "/" + p.steps_total;
+    return text;
+  }
+
+  async function getJSON(url) {
+    const response = await fetch(url, { headers: { accept: "application/json" }, credentials: "same-origin" });
+    if (!response.ok) throw new Error(url + ": " + response.status);
+    return response.json();
+  }
+
+  // The run index: rows of runs still moving are refreshed one by one.
+  function liveIndex(table) {
+    async function tick() {
+      const rows = Array.from(table.querySelectorAll("tr[data-run-id]"));
+      for (const row of rows) {
+        const cell = row.querySelector('[data-cell="status"]');
+        const current = cell && cell.textContent.trim();
+        if (TERMINAL.has(current)) continue;
+        try {
+          const run = await getJSON("/api/v1/runs/" + encodeURIComponent(row.dataset.runId));
+          setBadge(cell, run.status);
+          const progress = row.querySelector('[data-cell="progress"]');
+          if (progress) progress.textContent = progressText(run);
+        } catch (e) { /* the next tick tries again */ }
+      }
+      setTimeout(tick, POLL_MS);
+    }
+    setTimeout(tick, POLL_MS);
+  }
+
+  // One run: its header follows the run record; a new version reloads the step drawings.
+  function liveRun(box) {
+    const runId = box.dataset.liveRun;
+    let version = box.dataset.version;
+    async function tick() {
+      try {
+        const run = await getJSON("/api/v1/runs/" + encodeURIComponent(runId));
+        setBadge(box.querySelector('h1 [data-cell="status"]'), run.status);
+        const outcome = box.querySelector('[data-cell="outcome"]');
+        if (outcome) outcome.textContent = run.outcome || "-";
+        const progress = box.querySelector('[data-cell="progress"]');
+        if (progress) progress.textContent = progressText(run);
+        if (String(run.version) !== String(version)) {
+          version = run.version;
+          box.dataset.version = String(version);
+          await refreshSection("steps");
+        }
+        if (TERMINAL.has(run.status)) return;
+      } catch (e) { /* try again */ }
+      setTimeout(tick, POLL_MS);
+    }
+    setTimeout(tick, POLL_MS);
+  }
+
+  // Replace a section with the same section of a fresh copy of this page (server-rendered,
+  // escaped there; parsed as an inert document, so nothing in it runs).
+  async function refreshSection(id) {
+    const response = await fetch(location.pathname + location.search, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = doc.getElementById(id);
+    const old = document.getElementById(id);
+    if (fresh && old) old.replaceWith(document.importNode(fresh, true));
+  }
+
+  // The log: new lines after the last one shown, appended while "live tail" is on.
+  function liveLog(table) {
+    const runId = table.dataset.logTail;
+    let after = Number(table.dataset.after || 0);
+    const toggle = document.getElementById("live-tail");
+    const body = table.querySelector("tbody");
+    async function tick() {
+      if (!toggle || toggle.checked) {
+        const params = new URLSearchParams({ after_seq: String(after), limit: "200" });
+        if (table.dataset.level) params.set("level", table.dataset.level);
+        if (table.dataset.event) params.set("event", table.dataset.event);
+        try {
+          const entries = await getJSON("/api/v1/runs/" + encodeURIComponent(runId) + "/logs?" + params);
+          for (const e of entries) {
+            const row = document.createElement("tr");
+            row.className = "l-" + e.level;
+            const cells = [String(e.seq), String(e.timestamp).replace("T", " ").slice(0, 19), e.level, e.event, e.phase || "", e.message || ""];
+            cells.forEach(function (text, i) {
+              const td = document.createElement("td");
+              td.textContent = text;
+              if (i === 1) td.className = "mono";
+              if (i === 5) td.className = "message";
+              row.appendChild(td);
+            });
+            body.appendChild(row);
+            after = Math.max(after, e.seq);
+          }
+          table.dataset.after = String(after);
+        } catch (e) { /* try again */ }
+      }
+      setTimeout(tick, POLL_MS);
+    }
+    setTimeout(tick, POLL_MS);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-live-runs]").forEach(liveIndex);
+    document.querySelectorAll("[data-live-run]").forEach(liveRun);
+    document.querySelectorAll("[data-log-tail]").forEach(liveLog);
+  });
+})();

@@ -1,0 +1,387 @@
+"""The Control Room over HTTP (FastAPI's TestClient, the real app over a real vault populated
+by the demo): every page renders, the API answers what the pages show in the CLI's shapes,
+errors are the structured ones, stored strings are escaped, headers are strict, nothing is
+changed by any request, and the token guards every route when it is set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from _web_fixtures import PNG, XSS, Population, populate_sync
+from strongroom import SyncVault
+from strongroom.web import create_app
+from strongroom.web._security import CSP, check_bind, local_path
+
+TOKEN = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory: pytest.TempPathFactory) -> Population:
+    root = tmp_path_factory.mktemp("web")
+    return populate_sync(str(root / "vault"), root)
+
+
+@pytest.fixture(scope="module")
+def client(population: Population) -> Iterator[TestClient]:
+    app = create_app(population.url, blobs_url=population.blobs_url)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _vault_fingerprint(url: str) -> tuple[int, int, str]:
+    with SyncVault.open(url, create=False) as vault:
+        head = vault.audit.head()
+        page = vault.runs.list(limit=1, count_limit=None)
+        return page.total, head.seq if head else 0, head.hash if head else ""
+
+
+PAGES = [
+    "/runs",
+    "/runs?status=failed",
+    "/runs?project=web&limit=2",
+    "/runs?label=team%3Ddata",
+    "/runs?search=running",
+    "/runs?since=2020-01-01&until=2999-01-01",
+    "/registry",
+    "/registry?kind=tool_manifest",
+    "/audit",
+    "/host",
+]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_render(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200, response.text[:500]
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<html" in response.text
+
+
+def test_run_pages_render_every_section(client: TestClient, population: Population) -> None:
+    for run_id in [*population.run_ids, population.waiting_run]:
+        response = client.get(f"/runs/{run_id}")
+        assert response.status_code == 200, (run_id, response.text[:500])
+        for section in ('id="steps"', 'id="snapshots"', 'id="artifacts"', 'id="log"'):
+            assert section in response.text
+    playbook = client.get(f"/runs/{population.playbook_run}").text
+    assert 'class="gantt"' in playbook
+    assert 'class="dag"' in playbook
+    assert playbook.count('class="edge"') >= 1
+    assert "s-completed" in playbook
+
+
+def test_a_waiting_run_shows_the_commands_to_approve(
+    client: TestClient, population: Population
+) -> None:
+    page = client.get(f"/runs/{population.waiting_run}").text
+    assert "Waiting for an approval" in page
+    assert "strongroom registry approve --tool demo_tool@1.0.0" in page
+    assert f"strongroom registry approve --run {population.waiting_run}" in page
+    assert f"strongroom resume {population.waiting_run}" in page
+    steps = client.get(f"/api/v1/runs/{population.waiting_run}/steps").json()
+    assert [s["status"] for s in steps["steps"]] == ["completed", "completed", "waiting_approval"]
+    assert steps["steps"][2]["upstream"] == ["clean"]
+
+
+def test_runs_api_is_the_run_index(client: TestClient, population: Population) -> None:
+    page = client.get("/api/v1/runs", params={"project": "web", "limit": 2}).json()
+    assert len(page["items"]) == 2
+    assert page["next_cursor"]
+    rest = client.get(
+        "/api/v1/runs", params={"project": "web", "limit": 50, "cursor": page["next_cursor"]}
+    ).json()
+    seen = [r["run_id"] for r in page["items"] + rest["items"]]
+    assert len(seen) == len(set(seen)) == page["total"]
+    failed = client.get("/api/v1/runs", params={"status": "failed", "project": "web"}).json()
+    assert {r["run_id"] for r in failed["items"]} == {population.failed_run, population.xss_run}
+    labelled = client.get("/api/v1/runs", params={"label": "team=data"}).json()
+    assert [r["run_id"] for r in labelled["items"]] == [population.running_run]
+    counts = client.get("/api/v1/runs/counts", params={"project": "web"}).json()
+    assert counts["counts"]["failed"] == 2
+    assert counts["counts"]["running"] == 2
+    run = client.get(f"/api/v1/runs/{population.running_run}").json()
+    assert run["status"] == "running"
+    assert run["labels"] == {"team": "data"}
+
+
+def test_snapshots_and_their_diff(client: TestClient, population: Population) -> None:
+    history = client.get(f"/api/v1/runs/{population.running_run}/snapshots").json()
+    assert [h["revision"] for h in history] == [1, 2, 3]
+    diff = client.get(
+        f"/api/v1/runs/{population.running_run}/snapshots/diff", params={"a": 1, "b": 3}
+    ).json()
+    assert '-    "cursor": 0,' in diff["lines"]
+    assert '+    "cursor": 200,' in diff["lines"]
+    page = client.get(f"/runs/{population.running_run}/diff?a=1&b=3").text
+    assert 'class="d-add"' in page
+    assert "batch-2" in page
+    one = client.get(f"/api/v1/runs/{population.running_run}/snapshots/2").json()
+    assert one["state"]["data"]["stage"] == "batch-1"
+
+
+def test_previews(client: TestClient, population: Population) -> None:
+    table = client.get(f"/api/v1/artifacts/{population.jsonl_artifact}/preview").json()
+    assert table["kind"] == "table"
+    assert table["columns"] == ["id", "name", "amount"]
+    assert table["rows"][1] == ["1", "row 1", "10"]
+    assert len(table["rows"]) == 50
+    assert table["verified"] is True
+    cities = client.get(f"/api/v1/artifacts/{population.csv_artifact}/preview").json()
+    assert cities["columns"] == ["id", "city"]
+    assert cities["rows"][2] == ["3", "Kyoto"]
+    image = client.get(f"/api/v1/artifacts/{population.png_artifact}/preview").json()
+    assert image["kind"] == "image"
+    page = client.get(f"/artifacts/{population.jsonl_artifact}").text
+    assert "<td>row 49</td>" in page
+
+
+def test_downloads_are_verified_attachments(client: TestClient, population: Population) -> None:
+    response = client.get(f"/api/v1/artifacts/{population.png_artifact}/content")
+    assert response.status_code == 200
+    assert response.content == PNG
+    assert response.headers["content-disposition"].startswith("attachment;")
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-strongroom-sha256"] == hashlib.sha256(PNG).hexdigest()
+    inline = client.get(f"/api/v1/artifacts/{population.png_artifact}/content?inline=true")
+    assert inline.headers["content-type"] == "image/png"
+    assert inline.headers["content-disposition"].startswith("inline;")
+    # Inline is for raster images only: a text artifact stays an attachment.
+    text = client.get(f"/api/v1/artifacts/{population.xss_artifact}/content?inline=true")
+    assert text.headers["content-disposition"].startswith("attachment;")
+    assert text.headers["content-type"] == "application/octet-stream"
+
+
+def test_stored_strings_are_escaped(client: TestClient, population: Population) -> None:
+    pages = [
+        client.get(f"/runs/{population.xss_run}").text,
+        client.get("/runs?project=web").text,
+        client.get(f"/artifacts/{population.xss_artifact}").text,
+        client.get(f"/compare?run={population.xss_run}&run={population.failed_run}").text,
+    ]
+    for page in pages:
+        for payload in XSS.values():
+            assert payload not in page
+        _inert(page)
+    assert "&lt;script&gt;window.__xss = &#34;purpose&#34;&lt;/script&gt;" in pages[0]
+
+
+def test_compare(client: TestClient, population: Population) -> None:
+    cmp = client.get(
+        "/api/v1/compare",
+        params=[("run", population.playbook_run), ("run", population.waiting_run)],
+    ).json()
+    assert [r["run_id"] for r in cmp["runs"]] == [population.playbook_run, population.waiting_run]
+    assert cmp["step_ids"]
+    assert set(cmp["same_outputs"]) == set(cmp["step_ids"])
+    one = client.get("/api/v1/compare", params={"run": population.playbook_run})
+    assert one.status_code == 422
+    assert one.json()["error"]["code"] == "validation_error"
+    page = client.get(f"/compare?run={population.playbook_run}&run={population.pipeline_run}")
+    assert page.status_code == 200
+    assert "Compare 2 runs" in page.text
+
+
+def test_registry_api(client: TestClient) -> None:
+    summaries = client.get("/api/v1/registry").json()
+    assert summaries, "the demo publishes definitions"
+    first = summaries[0]
+    history = client.get(f"/api/v1/registry/{first['kind']}/{first['definition_id']}").json()
+    assert history["versions"]
+    version = history["versions"][-1]["version"]
+    got = client.get(f"/api/v1/registry/{first['kind']}/{first['definition_id']}/{version}")
+    assert got.status_code == 200
+    assert got.json()["version"]["version"] == version
+    page = client.get(f"/registry/{first['kind']}/{first['definition_id']}")
+    assert page.status_code == 200
+    approvals = client.get("/api/v1/registry/approvals")
+    assert approvals.status_code == 200
+    assert isinstance(approvals.json(), list)
+
+
+def test_logs_api_filters(client: TestClient, population: Population) -> None:
+    entries = client.get(f"/api/v1/runs/{population.pipeline_run}/logs").json()
+    assert entries
+    assert [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
+    after = client.get(
+        f"/api/v1/runs/{population.pipeline_run}/logs", params={"after_seq": entries[0]["seq"]}
+    ).json()
+    assert after == entries[1:]
+    warnings = client.get(
+        f"/api/v1/runs/{population.xss_run}/logs", params={"level": "warning"}
+    ).json()
+    assert [e["event"] for e in warnings] == ["xss"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/api/v1/runs/00000000-0000-7000-8000-000000000000", 404, "not_found"),
+        ("/api/v1/runs/not-an-id", 422, "validation_error"),
+        ("/api/v1/runs?status=bogus", 422, "validation_error"),
+        ("/api/v1/runs?limit=0", 422, "validation_error"),
+        ("/api/v1/runs?cursor=%00garbage", 422, "validation_error"),
+        ("/api/v1/runs?where=cost%3C2", 422, "validation_error"),
+        ("/api/v1/runs?label=novalue", 422, "validation_error"),
+        ("/api/v1/artifacts/00000000-0000-7000-8000-000000000000/content", 404, "not_found"),
+        ("/api/v1/nothing-here", 404, "not_found"),
+        ("/api/v1/registry/bogus_kind/x", 422, "validation_error"),
+    ],
+)
+def test_api_errors_are_structured(client: TestClient, path: str, status: int, code: str) -> None:
+    response = client.get(path)
+    assert response.status_code == status, response.text[:300]
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert "Traceback" not in response.text
+
+
+def test_page_errors_are_pages(client: TestClient) -> None:
+    response = client.get("/runs/00000000-0000-7000-8000-000000000000")
+    assert response.status_code == 404
+    assert "not_found" in response.text
+    assert response.headers["content-type"].startswith("text/html")
+    bad = client.get("/runs?since=yesterday")
+    assert bad.status_code == 422
+    assert "ISO-8601" in bad.text
+
+
+def test_security_headers_on_every_answer(client: TestClient, population: Population) -> None:
+    for path in ["/runs", "/api/v1/runs", "/api/v1/runs/nope", "/nothing", "/static/app.css"]:
+        response = client.get(path)
+        assert response.headers["content-security-policy"] == CSP
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+    assert "no-store" in client.get("/api/v1/runs").headers["cache-control"]
+
+
+class _Tags(HTMLParser):
+    """Every tag and attribute of a page, as a browser's parser would see them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+def _tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Tags()
+    parser.feed(html)
+    return parser.found
+
+
+def _inert(html: str) -> None:
+    for tag, attrs in _tags(html):
+        assert tag != "style", attrs
+        assert "style" not in attrs, (tag, attrs)
+        assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
+        if tag == "script":
+            assert attrs.get("src") == "/static/app.js", attrs
+        for name in ("href", "src", "action"):
+            value = (attrs.get(name) or "").strip().lower()
+            assert not value.startswith(("javascript:", "data:text")), (tag, attrs)
+
+
+def test_no_inline_script_or_style(client: TestClient, population: Population) -> None:
+    for path in [
+        "/runs",
+        f"/runs/{population.playbook_run}",
+        f"/runs/{population.xss_run}",
+        f"/artifacts/{population.csv_artifact}",
+        f"/artifacts/{population.xss_artifact}",
+        "/registry",
+        "/audit",
+    ]:
+        _inert(client.get(path).text)
+
+
+def test_requests_change_nothing(client: TestClient, population: Population) -> None:
+    before = _vault_fingerprint(population.url)
+    for path in PAGES + [f"/runs/{r}" for r in population.run_ids]:
+        client.get(path)
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        response = client.request(method, f"/api/v1/runs/{population.running_run}")
+        assert response.status_code == 405
+    assert _vault_fingerprint(population.url) == before
+
+
+def test_token_guards_everything(population: Population) -> None:
+    app = create_app(population.url, blobs_url=population.blobs_url, token=TOKEN)
+    with TestClient(app, follow_redirects=False) as client:
+        denied = client.get("/api/v1/runs")
+        assert denied.status_code == 401
+        assert denied.json()["error"]["code"] == "unauthorized"
+        wrong = client.get("/api/v1/runs", headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = client.get("/api/v1/runs", headers={"authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200
+        page = client.get("/runs?project=web")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/login?next=%2Fruns%3Fproject%3Dweb"
+        assert client.get("/static/app.css").status_code == 200
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        bad = client.post("/login", content="token=wrong&next=/runs", headers=form)
+        assert bad.status_code == 401
+        assert "not the right one" in bad.text
+        assert "set-cookie" not in bad.headers
+        good = client.post(
+            "/login",
+            content=f"token={TOKEN}&next=//evil.example/x",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert good.status_code == 303
+        assert good.headers["location"] == "/"
+        cookie = good.headers["set-cookie"]
+        assert TOKEN not in cookie
+        assert "httponly" in cookie.lower()
+        assert "samesite=strict" in cookie.lower()
+        assert client.get("/runs").status_code == 200  # the cookie is kept by the client
+
+
+def test_bind_rules() -> None:
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+    check_bind("localhost", None)
+    check_bind("0.0.0.0", TOKEN)
+    for host in ("0.0.0.0", "192.168.1.4", "::", "example.org"):
+        with pytest.raises(Exception, match="token"):
+            check_bind(host, None)
+    with pytest.raises(Exception, match="at least 16"):
+        check_bind("127.0.0.1", "short")
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("/runs?x=1", "/runs?x=1"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("runs", "/"),
+        ("/ok\r\nSet-Cookie: x", "/"),
+        ("", "/"),
+    ],
+)
+def test_login_redirects_stay_here(given: str, kept: str) -> None:
+    assert local_path(given) == kept
+
+
+def test_openapi_schema_is_current(client: TestClient) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    exported = Path(__file__).parents[1] / "schemas" / "control-room-openapi.json"
+    assert exported.exists(), "run: python -m strongroom.web.openapi schemas"
+    assert json.loads(exported.read_text()) == schema, (
+        "the API changed: run `python -m strongroom.web.openapi schemas` and commit"
+    )
