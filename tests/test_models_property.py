@@ -17,7 +17,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Literal, get_args, get_origin
 
@@ -33,7 +33,7 @@ from strongroom.models import registry
 from strongroom.models._base import JsonObject, JsonValue, SingleLineText, Text, UtcDatetime
 from strongroom.models.execution import RunnerRequest
 from strongroom.models.export import EXPORTED
-from strongroom.models.runs import MetricValue
+from strongroom.models.runs import RUN_STATS_MAX_DAYS, MetricValue, RunStatsQuery
 
 # -- generators of valid values --------------------------------------------------------------
 
@@ -207,6 +207,8 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
         return st.sampled_from(list(annotation))
     if annotation is bool:
         return st.booleans()
+    if annotation is date:
+        return st.dates()
     if annotation is int:
         low = next((m.ge for m in metadata if isinstance(m, annotated_types.Ge)), -(2**63))
         high = next((m.le for m in metadata if isinstance(m, annotated_types.Le)), 2**63 - 1)
@@ -239,8 +241,25 @@ def _text(
     return st.from_regex(bare, fullmatch=True).filter(lambda s: low <= len(s) <= high)
 
 
+# Models whose fields constrain one another, drawn whole (a stats window is at most
+# RUN_STATS_MAX_DAYS long and ends after it starts).
+WHOLE_MODELS: dict[type[BaseModel], st.SearchStrategy[Any]] = {
+    RunStatsQuery: st.builds(
+        lambda since, span, project, playbook_id: RunStatsQuery(
+            since=since, until=since + span, project=project, playbook_id=playbook_id
+        ),
+        UTC_DATETIMES,
+        st.timedeltas(timedelta(microseconds=1), timedelta(days=RUN_STATS_MAX_DAYS)),
+        st.none() | SAFE_NAMES,
+        st.none() | SAFE_NAMES,
+    ),
+}
+
+
 def model_strategy(model: type[BaseModel]) -> st.SearchStrategy[Any]:
     """Instances of ``model``: every required field, each optional field present or not."""
+    if model in WHOLE_MODELS:
+        return WHOLE_MODELS[model]
     required: dict[str, st.SearchStrategy[Any]] = {}
     optional: dict[str, st.SearchStrategy[Any]] = {}
     for name, info in model.model_fields.items():

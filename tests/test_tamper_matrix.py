@@ -160,6 +160,18 @@ async def audit_hash_column_edited(p: Populated) -> Found:
 
 
 @tamper
+async def audit_query_column_edited(p: Populated) -> Found:
+    """The run column `audit show --run` filters on, cleared: the entry would vanish from the
+    run's history while its body and hash stay intact."""
+    with p.sql() as conn:
+        (seq,) = conn.execute(
+            sa.text(f"SELECT min(seq) FROM audit_entries WHERE run_id = '{p.completed_run}'")
+        ).one()
+        conn.execute(sa.text(f"UPDATE audit_entries SET run_id = NULL WHERE seq = {seq}"))
+    return Found("audit_chain", f"audit#{seq}")
+
+
+@tamper
 async def audit_tail_removed(p: Populated) -> Found:
     """The newest entries, which no checkpoint row covers once it is removed too."""
     cut = p.audit_head - 3
@@ -317,6 +329,18 @@ async def failed_run_rewritten_as_success(p: Populated) -> Found:
         where = where_run(p.failed_run)
         edit_body(conn, "runs", where, status="completed", outcome="success", last_error=None)
         conn.execute(sa.text(f"UPDATE runs SET status = 'completed' WHERE {where}"))
+    return Found("run", p.failed_run)
+
+
+@tamper
+async def run_successor_column_repointed(p: Populated) -> Found:
+    """The index column behind a run's successors, pointed at another run: the run would be
+    listed as following a run it never named, while its body and binding stay intact."""
+    with p.sql() as conn:
+        where = where_run(p.failed_run)
+        conn.execute(
+            sa.text(f"UPDATE runs SET previous_run_id = '{p.completed_run}' WHERE {where}")
+        )
     return Found("run", p.failed_run)
 
 

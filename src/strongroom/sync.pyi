@@ -21,7 +21,7 @@ from datetime import datetime
 from pydantic import BaseModel
 from strongroom import ErrorInfo
 from strongroom.integrity import SignedTreeHead, SigningKey
-from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ArtifactManifest, ArtifactMetadata, ArtifactQuery, AuditEntry, AuditEvent, CatalogObject, Channel, Definition, DefinitionKind, DefinitionVersion, GovernanceLevel, LogEntry, LogLine, LogQuery, LogReference, MerkleCheckpoint, MetricPoint, Namespace, Provider, Ref, Run, RunOutcome, RunPage, RunQuery, RunSnapshot, RunState, RunStatus, SnapshotRecord, ToolDefinition, VerifyProblem, VerifyReport
+from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ArtifactManifest, ArtifactMetadata, ArtifactQuery, AuditEntry, AuditEvent, AuditPage, AuditQuery, CatalogObject, Channel, Definition, DefinitionKind, DefinitionVersion, GovernanceLevel, LogEntry, LogLine, LogQuery, LogReference, MerkleCheckpoint, MetricPoint, Namespace, Provider, Ref, Run, RunOutcome, RunPage, RunQuery, RunSnapshot, RunState, RunStats, RunStatsQuery, RunStatus, SnapshotRecord, ToolDefinition, VerifyProblem, VerifyRecord, VerifyReport
 from strongroom.ports.chains import ChainRow
 from strongroom.services import ArtifactInput, ProgressCallback, Transition
 from strongroom.services.artifacts import ByteProgress, M
@@ -50,6 +50,18 @@ class SyncRunService:
         ``total`` is capped at ``count_limit`` matches (default 10,000; then
         ``total_is_exact`` is False); ``count_limit=None`` counts every match, which reads
         the whole group (or, for ``purpose_contains``, every run)."""
+    def stats(self, query: RunStatsQuery | Mapping[str, Any] | None = ..., **filters: Any) -> RunStats:
+        """Statistics of the runs created in a window, for dashboards: a `RunStatsQuery`, or
+        its fields as keywords (e.g. ``stats(since=now - timedelta(days=30),
+        project="docs")``). ``until`` defaults to now; the window is half-open (``since``
+        inclusive, ``until`` exclusive) and at most `strongroom.models.RUN_STATS_MAX_DAYS`
+        days long, else `ValidationError`.
+
+        Returns runs per UTC day and status, duration percentiles per playbook (nearest-rank,
+        from the newest `strongroom.models.RUN_STATS_SAMPLE` finished runs; ``sampled``
+        says when there were more) and failed runs per playbook and step with the
+        playbook's run count (the failure rate is ``failed / runs``). Read only; the same
+        answer on every backend."""
     def set_labels(self, run_id: str, labels: Mapping[str, str | None], *, expected_version: int | None = ...) -> Run:
         """Set the given labels (a value of None removes that label), keeping the others.
         Compare-and-set like `update` and audited as a run update (``run.updated``)."""
@@ -220,6 +232,22 @@ class SyncAuditService:
         this vouches for whatever the records hold today, so run `verify` first and adopt
         only a vault you trust; the entries say who adopted what and when."""
     def entries(self, *, after_seq: int = ..., limit: int = ...) -> list[AuditEntry]: ...
+    def query(self, query: AuditQuery | Mapping[str, Any] | None = ..., **filters: Any) -> AuditPage:
+        """A page of audit entries matching an `AuditQuery` (or a mapping of its fields, or
+        its fields as keywords: ``query(event="run.", run_id=run.run_id, limit=20)``),
+        newest first; pass the page's ``next_cursor`` as ``before_seq`` for the next one
+        (oldest first with ``after_seq``). Answered from indexes, whatever the chain's
+        length."""
+    def record_verify(self, report: VerifyReport, *, actor: str = ...) -> AuditEntry:
+        """Append the outcome of a verify (`VerifyOutcome` of ``report``: counts, how many
+        problems of each kind, the first few without messages) as a ``vault.verified`` entry
+        by ``actor``. It binds no record, so the next verify finds the chain as consistent
+        as before (one entry longer). `Vault.verify(record=True)` records as the process's
+        principal."""
+    def last_verify(self) -> VerifyRecord | None:
+        """The newest recorded verify (when, by whom, what it found), or None when no verify
+        was recorded: one index lookup. `IntegrityError` when that entry's details are not a
+        verify outcome (written around `record_verify`)."""
     def rows(self, after_seq: int = ...) -> AsyncIterator[ChainRow[AuditEntry]]:
         """Every stored row in key order (what verify replays)."""
     def head(self) -> AuditEntry | None: ...
@@ -404,10 +432,17 @@ class SyncVault:
     @classmethod
     def open(cls, url: str | Path | None = None, **options: Any) -> Self:
         """`Vault.open` (same arguments), on a private event loop."""
-    def verify(self, *, on_progress: ProgressCallback | None = ..., anchors: Sequence[SignedTreeHead] = ..., trusted_keys: Collection[str] | None = ..., parallel: bool | None = ...) -> VerifyReport:
+    def verify(self, *, on_progress: ProgressCallback | None = ..., anchors: Sequence[SignedTreeHead] = ..., trusted_keys: Collection[str] | None = ..., parallel: bool | None = ..., record: bool = ...) -> VerifyReport:
         """Check everything (see `strongroom.services.verify_vault`). ``anchors``: signed
         heads read from a witness outside the vault; ``trusted_keys``: the public keys whose
         signatures count (default: the configured signing key's, if any).
+
+        ``record``: then append the outcome to the audit chain (`AuditService.record_verify`,
+        a ``vault.verified`` entry by this process's principal, ``os:USER`` or ``pg:ROLE``;
+        `AuditService.last_verify` reads the newest). Checking itself never writes. A record
+        that cannot be written (a read-only connection or role, a vault that went away) does
+        not hide the report: the error is logged, kept in ``vault.audit.errors`` and the
+        report returned as it is.
 
         ``parallel``: walk the audit chain in a second process beside the other stages (see
         `strongroom._audit_worker`); None (the default) does so for a vault opened by URL whose

@@ -17,9 +17,9 @@ from typing import Self
 
 from strongroom._audit_worker import CHILD_THRESHOLD, WorkerFailed, walk_in_child
 from strongroom.adapters import open_stores, open_witness
-from strongroom.errors import IntegrityError, ValidationError
+from strongroom.errors import IntegrityError, StrongroomError, ValidationError
 from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key, sign_tree_head
-from strongroom.models import MerkleCheckpoint, VerifyReport
+from strongroom.models import AuditEntry, MerkleCheckpoint, VerifyReport
 from strongroom.ports import BlobStore, MetadataStore
 from strongroom.secrets import DEFAULT_REDACT_PATTERNS, Redactor, safe_url
 from strongroom.services import (
@@ -277,10 +277,18 @@ class Vault:
         anchors: Sequence[SignedTreeHead] = (),
         trusted_keys: Collection[str] | None = None,
         parallel: bool | None = None,
+        record: bool = False,
     ) -> VerifyReport:
         """Check everything (see `strongroom.services.verify_vault`). ``anchors``: signed
         heads read from a witness outside the vault; ``trusted_keys``: the public keys whose
         signatures count (default: the configured signing key's, if any).
+
+        ``record``: then append the outcome to the audit chain (`AuditService.record_verify`,
+        a ``vault.verified`` entry by this process's principal, ``os:USER`` or ``pg:ROLE``;
+        `AuditService.last_verify` reads the newest). Checking itself never writes. A record
+        that cannot be written (a read-only connection or role, a vault that went away) does
+        not hide the report: the error is logged, kept in ``vault.audit.errors`` and the
+        report returned as it is.
 
         ``parallel``: walk the audit chain in a second process beside the other stages (see
         `strongroom._audit_worker`); None (the default) does so for a vault opened by URL whose
@@ -290,7 +298,7 @@ class Vault:
         if trusted_keys is None and self.integrity.signing_key is not None:
             trusted_keys = {self.integrity.signing_key.public_key_hex}
         walker = await self._audit_walker(anchors, trusted_keys, parallel)
-        return await verify_vault(
+        report = await verify_vault(
             self.metadata,
             self.blobs,
             self.logs,
@@ -300,6 +308,20 @@ class Vault:
             trusted_keys=trusted_keys,
             audit_walker=walker,
         )
+        if record:
+            await self.record_verify(report)
+        return report
+
+    async def record_verify(self, report: VerifyReport) -> AuditEntry | None:
+        """Append ``report``'s outcome as this process's principal (what ``verify(record=
+        True)`` does) and return its entry; None when it could not be written (the error is
+        logged and appended to ``vault.audit.errors``)."""
+        try:
+            return await self.audit.record_verify(report, actor=await self.identity.principal())
+        except StrongroomError as exc:
+            _log.warning("verify: its outcome could not be recorded in the audit chain (%s)", exc)
+            self.audit.errors.append(exc)
+            return None
 
     async def _audit_walker(
         self,

@@ -19,6 +19,7 @@ from strongroom.adapters._cursor import (
     encode_run_cursor,
 )
 from strongroom.adapters._memory_registry import MemoryRegistryRecords
+from strongroom.adapters._run_stats import run_stats_of
 from strongroom.errors import Conflict, NotFound
 from strongroom.models import (
     LEVEL_ORDER,
@@ -37,6 +38,8 @@ from strongroom.models import (
     Run,
     RunPage,
     RunQuery,
+    RunStats,
+    RunStatsQuery,
     SnapshotRecord,
     VerifyProblem,
     bind,
@@ -202,6 +205,8 @@ class MemoryMetadataStore(MemoryRegistryRecords):
                 return False
             if query.actor is not None and run.actor != query.actor:
                 return False
+            if query.previous_run_id is not None and run.previous_run_id != query.previous_run_id:
+                return False
             if query.created_after is not None and run.created_at < query.created_after:
                 return False
             if query.created_before is not None and run.created_at >= query.created_before:
@@ -247,6 +252,9 @@ class MemoryMetadataStore(MemoryRegistryRecords):
             total_is_exact=exact,
             next_cursor=next_cursor,
         )
+
+    async def run_stats(self, query: RunStatsQuery) -> RunStats:
+        return run_stats_of(self._runs.values(), query)
 
     # -- snapshots ----------------------------------------------------------------------------
 

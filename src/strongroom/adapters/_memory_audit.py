@@ -5,16 +5,20 @@ the same synchronous stretch as the write itself (no ``await`` between them), wh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import bisect
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from strongroom.errors import Conflict
 from strongroom.models import (
     GENESIS_HASH,
     AuditEntry,
     AuditEvent,
+    AuditPage,
+    AuditQuery,
     LogEntry,
     MerkleCheckpoint,
     RecordBinding,
+    audit_columns,
     bind,
     bind_log_head,
     chain_audit_events,
@@ -30,6 +34,9 @@ class MemoryAuditRecords(MetadataStore):
         self._checkpoints: dict[int, MerkleCheckpoint] = {}
         self._bound_at: dict[tuple[str, str], int] = {}  # (type, id) -> newest binding seq
         self._first_bound: dict[tuple[str, str], int] = {}  # (type, id) -> first binding seq
+        # The query index: (column, value) -> the seqs of the entries with that value, ascending
+        # (`audit_columns`, as the SQL stores keep them).
+        self._audit_index: dict[tuple[str, str], list[int]] = {}
 
     def _log_head_of(self, run_id: str) -> LogEntry | None:
         """The run's log head, for the log binding a run write carries (the store knows)."""
@@ -63,6 +70,9 @@ class MemoryAuditRecords(MetadataStore):
     def _extend(self, entries: Sequence[AuditEntry]) -> list[AuditEntry]:
         for entry in entries:
             self._audit.append(entry.model_copy(deep=True))
+            for column, value in audit_columns(entry).items():
+                if value is not None:
+                    self._audit_index.setdefault((column, value), []).append(entry.seq)
             for record in entry.records:
                 self._bound_at[(record.type, record.id)] = entry.seq
                 self._first_bound.setdefault((record.type, record.id), entry.seq)
@@ -95,6 +105,36 @@ class MemoryAuditRecords(MetadataStore):
         self, *, after_seq: int = 0, limit: int = 1000
     ) -> list[AuditEntry]:
         return [e.model_copy(deep=True) for e in self._audit[after_seq : after_seq + limit]]
+
+    async def query_audit(self, query: AuditQuery) -> AuditPage:
+        found: list[AuditEntry] = []
+        for seq in self._query_candidates(query):
+            entry = self._audit[seq - 1]
+            if query.matches(entry):
+                if len(found) == query.limit:
+                    return AuditPage(entries=found, next_cursor=found[-1].seq)
+                found.append(entry.model_copy(deep=True))
+        return AuditPage(entries=found)
+
+    def _query_candidates(self, query: AuditQuery) -> Iterator[int]:
+        """The seqs a query walks, in its order: those of its most selective exact filter
+        (every seq without one), bounded by its cursor."""
+        lists = [
+            self._audit_index.get((column, value), [])
+            for column, value in (
+                ("run_id", query.run_id),
+                ("actor", query.actor),
+                ("event", None if query.event_prefix else query.event),
+            )
+            if value is not None
+        ]
+        seqs: Sequence[int] = min(lists, key=len) if lists else range(1, len(self._audit) + 1)
+        if query.after_seq is not None:
+            yield from seqs[bisect.bisect_right(seqs, query.after_seq) :]
+            return
+        end = len(seqs) if query.before_seq is None else bisect.bisect_left(seqs, query.before_seq)
+        for position in range(end - 1, -1, -1):
+            yield seqs[position]
 
     async def read_audit_hashes(self, *, after_seq: int, limit: int) -> list[tuple[int, str]]:
         return [(e.seq, e.hash) for e in self._audit[after_seq : after_seq + limit]]

@@ -21,7 +21,8 @@ from strongroom.cli._output import audit_table, print_json, print_table, stdout_
 from strongroom.cli._registry_args import ActorOption, personal_key
 from strongroom.errors import ValidationError
 from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key
-from strongroom.models import AuditEntry, MerkleCheckpoint
+from strongroom.models import AUDIT_QUERY_MAX, AuditEntry, AuditQuery, MerkleCheckpoint
+from strongroom.services import parse
 from strongroom.services.registry import entry_signers
 from strongroom.vault import Vault, signed_head
 
@@ -42,22 +43,35 @@ class AuditView(BaseModel):
     head_seq: int
     latest_checkpoint: MerkleCheckpoint | None
     next_cursor: str | None = Field(description="--cursor of the next page; null on the last.")
-    next_after: int | None = Field(description="The same as a number (older name).")
+    next_after: int | None = Field(
+        description="The same as a number (older name); null when paging newest first."
+    )
 
 
-async def _read(vault: Vault, after: int, limit: int) -> AuditView:
-    entries = await vault.audit.entries(after_seq=after, limit=limit)
+async def _read(vault: Vault, query: AuditQuery, limit: int) -> AuditView:
+    """``limit`` entries (more than one query page holds, in several) from ``query``."""
+    entries: list[AuditEntry] = []
+    cursor: int | None = None
+    while True:
+        page = await vault.audit.query(
+            query.model_copy(update={"limit": min(AUDIT_QUERY_MAX, limit - len(entries))})
+        )
+        entries += page.entries
+        cursor = page.next_cursor
+        if cursor is None or len(entries) >= limit:
+            break
+        update = {"after_seq": cursor} if query.after_seq is not None else {"before_seq": cursor}
+        query = query.model_copy(update=update)
     head = await vault.audit.head()
     checkpoints = await vault.audit.checkpoints()
-    head_seq = head.seq if head else 0
-    last = entries[-1].seq if entries else after
+    oldest_first = query.after_seq is not None
     return AuditView(
         entries=entries,
         signers=await entry_signers(vault.registry.records, entries),
-        head_seq=head_seq,
+        head_seq=head.seq if head else 0,
         latest_checkpoint=checkpoints[-1] if checkpoints else None,
-        next_cursor=str(last) if last < head_seq else None,
-        next_after=last if last < head_seq else None,
+        next_cursor=None if cursor is None else str(cursor),
+        next_after=cursor if oldest_first else None,
     )
 
 
@@ -71,12 +85,36 @@ def show(
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Entries per page (1-10000).")] = 50,
+    event: Annotated[
+        str | None,
+        typer.Option(
+            "--event",
+            "-e",
+            help="Only this event (run.created), or every event under a prefix ending in '.' "
+            "(registry.).",
+        ),
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="Only entries by this actor (os:alice).")
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            help="Only entries about this run: its creation, transitions, artifacts, logs, "
+            "tool executions, approvals.",
+        ),
+    ] = None,
+    newest: Annotated[
+        bool, typer.Option("--newest", help="Newest first (the cursor then pages back).")
+    ] = False,
     after: Annotated[
         str | None, typer.Option("--after", hidden=True, help="Older name of --cursor.")
     ] = None,
     json_flag: JsonFlag = False,
 ) -> None:
-    """Print audit entries in sequence order (who did what, when, to which subject)."""
+    """Print audit entries in sequence order (who did what, when, to which subject), or
+    newest first; filtered by event, actor or run."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         if cursor is not None and after is not None and cursor != after:
@@ -86,9 +124,23 @@ def show(
                 reason="conflicting_options",
             )
         given = cursor if cursor is not None else after
-        start = 0 if given is None else parse_seq_cursor(given, option="--cursor")
+        start = None if given is None else parse_seq_cursor(given, option="--cursor")
         check_limit(limit, high=10000)
-        view = state.run(lambda vault: _read(vault, start, limit))
+        # Oldest first the cursor is the entry a page starts after; newest first, before.
+        paging = {"before_seq": start} if newest else {"after_seq": start or 0}
+        query = parse(
+            AuditQuery,
+            {"event": event, "actor": actor, "run_id": run, **paging},
+            operation="cli.audit.show",
+            names={
+                "event": "--event",
+                "actor": "--actor",
+                "run_id": "--run",
+                "before_seq": "--cursor",
+                "after_seq": "--cursor",
+            },
+        )
+        view = state.run(lambda vault: _read(vault, query, limit))
         if state.json:
             print_json(view)
             return
@@ -96,7 +148,8 @@ def show(
         if view.entries:
             print_table(console, audit_table(view.entries, view.signers), flexible="DETAILS")
         else:
-            console.print(Text("No audit entries."))
+            filtered = event is not None or actor is not None or run is not None
+            console.print(Text("No matching audit entries." if filtered else "No audit entries."))
         footer = Text(f"audit head: entry {view.head_seq}", style="dim")
         if view.latest_checkpoint is not None:
             cp = view.latest_checkpoint

@@ -96,6 +96,10 @@ def list_runs(
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
     playbook: Annotated[str | None, typer.Option("--playbook", help="Playbook id.")] = None,
     actor: Annotated[str | None, typer.Option("--actor")] = None,
+    previous: Annotated[
+        str | None,
+        typer.Option("--previous", help="Runs whose previous run is this one (its successors)."),
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Created at or after this ISO-8601 date/time (UTC)."),
@@ -158,6 +162,7 @@ def list_runs(
                 "project": project,
                 "playbook_id": playbook,
                 "actor": actor,
+                "previous_run_id": previous,
                 "created_after": since and parse_timestamp(since, option="--since"),
                 "created_before": until
                 and parse_timestamp(until, option="--until", end_of_day=True),

@@ -48,7 +48,10 @@ def utcnow() -> datetime:
 def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must be timezone-aware")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise ValueError("timestamp is out of range in UTC") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]

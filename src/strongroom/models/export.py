@@ -20,6 +20,8 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     models.SnapshotRecord,
     models.RunQuery,
     models.RunPage,
+    models.RunStatsQuery,
+    models.RunStats,
     models.ArtifactMetadata,
     models.ArtifactManifest,
     models.LogLine,

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import math
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from strongroom.errors import ErrorInfo
@@ -18,8 +26,11 @@ __all__ = [
     "DEFAULT_COUNT_LIMIT",
     "MAX_LABELS",
     "MAX_METRICS",
+    "RUN_STATS_MAX_DAYS",
+    "RUN_STATS_SAMPLE",
     "TERMINAL_STATUSES",
     "ArtifactRef",
+    "DayCount",
     "LabelKey",
     "LabelValue",
     "MetricFilter",
@@ -27,6 +38,7 @@ __all__ = [
     "MetricPoint",
     "MetricValue",
     "PhaseEvent",
+    "PlaybookDurations",
     "PlaybookRef",
     "Progress",
     "Run",
@@ -36,8 +48,11 @@ __all__ = [
     "RunSnapshot",
     "RunSource",
     "RunState",
+    "RunStats",
+    "RunStatsQuery",
     "RunStatus",
     "SnapshotRecord",
+    "StepFailures",
     "Trace",
 ]
 
@@ -252,6 +267,9 @@ class RunQuery(Record):
     project: SafeName | None = None
     playbook_id: SafeName | None = None
     actor: ActorName | None = None
+    previous_run_id: EntityId | None = Field(
+        default=None, description="Runs that name this run as their previous run: its successors."
+    )
     created_after: UtcDatetime | None = None
     created_before: UtcDatetime | None = None
     updated_after: UtcDatetime | None = None
@@ -315,3 +333,130 @@ class RunPage(Record):
         ),
     )
     next_cursor: str | None = None
+
+
+# -- run statistics (the Control Room's overview) ------------------------------------------------
+
+RUN_STATS_MAX_DAYS: Final = 366
+"""The longest window `RunStatsQuery` accepts, in days (a leap year)."""
+
+RUN_STATS_SAMPLE: Final = 100_000
+"""`RunStats.durations` is computed from at most this many runs: the newest (by
+``created_at``, then ``run_id``) finished runs of the window; more -> `RunStats.sampled`."""
+
+
+class RunStatsQuery(Record):
+    """The window and filters of `strongroom.services.runs.RunService.stats`.
+
+    Runs are placed in the window by ``created_at``, half-open: ``since`` inclusive,
+    ``until`` exclusive. The window is at most `RUN_STATS_MAX_DAYS` days long, and
+    ``until`` must be later than ``since``. The query is frozen: ``until`` was resolved
+    (``None`` -> now) when it was made."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+    since: UtcDatetime = Field(description="Start of the window (inclusive), by created_at.")
+    until: UtcDatetime = Field(
+        default_factory=utcnow,
+        validate_default=True,
+        description=(
+            "End of the window (exclusive), by created_at; absent or null = now. At most "
+            f"{RUN_STATS_MAX_DAYS} days after `since`."
+        ),
+    )
+    project: SafeName | None = Field(default=None, description="Only this project's runs.")
+    playbook_id: SafeName | None = Field(default=None, description="Only this playbook's runs.")
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _now_when_absent(cls, value: Any) -> Any:
+        return utcnow() if value is None else value
+
+    @field_validator("until")
+    @classmethod
+    def _bounded_window(cls, value: datetime, info: ValidationInfo) -> datetime:
+        since = info.data.get("since")
+        if not isinstance(since, datetime):
+            return value  # `since` is missing or invalid: that is the error reported
+        if value <= since:
+            raise PydanticCustomError(
+                "empty_window",
+                "must be later than since ({since})",
+                {"since": since.isoformat()},
+            )
+        if value - since > timedelta(days=RUN_STATS_MAX_DAYS):
+            raise PydanticCustomError(
+                "window_too_long",
+                "must be at most {max_days} days after since (the window is {days} days)",
+                {
+                    "max_days": RUN_STATS_MAX_DAYS,
+                    "days": round((value - since) / timedelta(days=1), 1),
+                },
+            )
+        return value
+
+
+class DayCount(Record):
+    """How many runs of one status were created on one day (UTC)."""
+
+    day: date = Field(description="The UTC calendar day of the runs' created_at.")
+    status: RunStatus = Field(description="The runs' status now (not on that day).")
+    count: int = Field(ge=1)
+
+
+class PlaybookDurations(Record):
+    """Run durations of one playbook, in seconds: ``completed_at - started_at`` of the
+    window's finished runs (completed, failed, cancelled) that have both set (a run
+    cancelled before it started has no duration). Percentiles are nearest-rank: the value at
+    rank ceil(p/100 * runs) of the sorted durations, so each is one of the durations."""
+
+    playbook_id: str | None = Field(description="null = runs without a playbook.")
+    runs: int = Field(ge=1, description="How many runs were measured.")
+    p50_seconds: float
+    p90_seconds: float
+    p95_seconds: float
+    max_seconds: float
+
+
+class StepFailures(Record):
+    """Failed runs of one playbook that stopped at one step; ``failed / runs`` is the
+    step's failure rate within the playbook's runs of the window."""
+
+    playbook_id: str | None = Field(description="null = runs without a playbook.")
+    step: str | None = Field(
+        description="The failed runs' current_step; null = they failed before any step."
+    )
+    failed: int = Field(ge=1, description="Failed runs that stopped at this step.")
+    runs: int = Field(ge=1, description="Every run of the playbook in the window (any status).")
+
+
+class RunStats(Record):
+    """Statistics of the runs created in a window (`RunStatsQuery`), for dashboards.
+
+    Lists are sorted: ``days`` by day then status (in `RunStatus` order), ``durations`` by
+    playbook (null first), ``step_failures`` by playbook then step (null first). Days and
+    groups without runs are left out."""
+
+    since: UtcDatetime
+    until: UtcDatetime
+    days: list[DayCount] = Field(
+        default_factory=list, description="Runs per UTC day of created_at and status."
+    )
+    durations: list[PlaybookDurations] = Field(
+        default_factory=list,
+        description=(
+            "Duration percentiles per playbook, from at most the newest "
+            f"{RUN_STATS_SAMPLE:,} finished runs (see `sampled`)."
+        ),
+    )
+    step_failures: list[StepFailures] = Field(
+        default_factory=list, description="Failed runs per playbook and step they stopped at."
+    )
+    runs_counted: int = Field(ge=0, description="Every run in the window (the sum of `days`).")
+    sampled: bool = Field(
+        default=False,
+        description=(
+            f"True when the window holds more than {RUN_STATS_SAMPLE:,} finished runs: "
+            f"`durations` then describe the newest {RUN_STATS_SAMPLE:,} only."
+        ),
+    )

@@ -8,7 +8,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from strongroom.models import AuditEntry, AuditEvent, MerkleCheckpoint, RecordBinding
+from strongroom.models import (
+    AuditEntry,
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
+    MerkleCheckpoint,
+    RecordBinding,
+)
 from strongroom.ports.chains import ChainRow
 
 __all__ = ["AuditListener", "AuditRecords"]
@@ -62,6 +69,14 @@ class AuditRecords(ABC):
         self, *, after_seq: int = 0, limit: int = 1000
     ) -> list[AuditEntry]:
         """Entries with seq > after_seq, in seq order."""
+
+    @abstractmethod
+    async def query_audit(self, query: AuditQuery) -> AuditPage:
+        """A page of the entries `AuditQuery.matches`: at most ``query.limit``, newest first
+        (oldest first with ``after_seq``), with the next page's cursor when more match.
+        Each filter is answered from an index (SQL: the ``event``, ``actor`` and ``run_id``
+        columns kept beside each entry's body, `audit_columns`), never by reading the chain:
+        the cost of a page is about its size, not the chain's."""
 
     @abstractmethod
     async def insert_checkpoint(

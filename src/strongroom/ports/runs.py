@@ -14,7 +14,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from strongroom.errors import ValidationError
-from strongroom.models import AuditEvent, LogEntry, Run, RunPage, RunQuery, SnapshotRecord
+from strongroom.models import (
+    AuditEvent,
+    LogEntry,
+    Run,
+    RunPage,
+    RunQuery,
+    RunStats,
+    RunStatsQuery,
+    SnapshotRecord,
+)
 
 __all__ = ["RunRecords", "transition_run_id"]
 
@@ -61,6 +70,27 @@ class RunRecords(ABC):
         than that -> ``total == count_limit`` and ``total_is_exact`` False (see
         `strongroom.adapters._cursor.capped_total`). The cursor is opaque to callers; an
         undecodable cursor raises `ValidationError`.
+        """
+
+    @abstractmethod
+    async def run_stats(self, query: RunStatsQuery) -> RunStats:
+        """Statistics of the runs created in the window ``since <= created_at < until``
+        (and of the query's project and playbook), read only, in one read transaction:
+
+        - ``days``: runs per (UTC day of ``created_at``, current status);
+        - ``durations``: per playbook, nearest-rank percentiles (the value at rank
+          ceil(p/100 * n) of the sorted durations) and the maximum of ``completed_at -
+          started_at`` in seconds, taken from the newest
+          `strongroom.models.RUN_STATS_SAMPLE` *finished* runs (a terminal status) by
+          (``created_at``, ``run_id``) descending, ``sampled`` when there are more; those
+          without both timestamps are not measured;
+        - ``step_failures``: failed runs per (playbook, ``current_step``), each with the
+          number of runs of that playbook in the window;
+        - lists sorted as `strongroom.models.RunStats` says, empty groups left out.
+
+        Every backend gives the same answer for the same runs (the memory store's is the
+        reference). Reads stay bounded: counts are grouped in the database, and at most
+        ``RUN_STATS_SAMPLE + 1`` finished runs are read for the durations.
         """
 
     @abstractmethod

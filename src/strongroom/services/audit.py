@@ -12,16 +12,28 @@ the chain for ``verify``.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from strongroom.errors import Conflict, StrongroomError
+from strongroom.errors import Conflict, IntegrityError, StrongroomError
 from strongroom.integrity import MerkleAccumulator, SigningKey, merkle_root, tree_head_payload
-from strongroom.models import AuditEntry, AuditEvent, MerkleCheckpoint, RecordBinding, utcnow
+from strongroom.models import (
+    VERIFIED_EVENT,
+    AuditEntry,
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
+    MerkleCheckpoint,
+    RecordBinding,
+    VerifyOutcome,
+    VerifyRecord,
+    VerifyReport,
+    utcnow,
+)
 from strongroom.ports import MetadataStore
 from strongroom.ports.metadata import ChainRow
 from strongroom.services._arguments import checked_arguments
-from strongroom.services._common import check_int, parse
+from strongroom.services._common import check_int, parse, query_of
 
 __all__ = ["Anchor", "AuditService", "merkle_root"]
 
@@ -243,6 +255,54 @@ class AuditService:
         check_int(after_seq, name="after_seq", operation="audit.read")
         check_int(limit, name="limit", operation="audit.read", low=1)
         return await self._store.read_audit_entries(after_seq=after_seq, limit=limit)
+
+    async def query(
+        self, query: AuditQuery | Mapping[str, Any] | None = None, **filters: Any
+    ) -> AuditPage:
+        """A page of audit entries matching an `AuditQuery` (or a mapping of its fields, or
+        its fields as keywords: ``query(event="run.", run_id=run.run_id, limit=20)``),
+        newest first; pass the page's ``next_cursor`` as ``before_seq`` for the next one
+        (oldest first with ``after_seq``). Answered from indexes, whatever the chain's
+        length."""
+        parsed = query_of(AuditQuery, query, filters, operation="audit.query")
+        return await self._store.query_audit(parsed)
+
+    async def record_verify(self, report: VerifyReport, *, actor: str = "system") -> AuditEntry:
+        """Append the outcome of a verify (`VerifyOutcome` of ``report``: counts, how many
+        problems of each kind, the first few without messages) as a ``vault.verified`` entry
+        by ``actor``. It binds no record, so the next verify finds the chain as consistent
+        as before (one entry longer). `Vault.verify(record=True)` records as the process's
+        principal."""
+        return await self.record(
+            {
+                "event": VERIFIED_EVENT,
+                "actor": actor,
+                "subject_type": "vault",
+                "subject_id": "verify",
+                "details": VerifyOutcome.of(report).model_dump(mode="json"),
+            }
+        )
+
+    async def last_verify(self) -> VerifyRecord | None:
+        """The newest recorded verify (when, by whom, what it found), or None when no verify
+        was recorded: one index lookup. `IntegrityError` when that entry's details are not a
+        verify outcome (written around `record_verify`)."""
+        page = await self._store.query_audit(AuditQuery(event=VERIFIED_EVENT, limit=1))
+        if not page.entries:
+            return None
+        entry = page.entries[0]
+        try:
+            outcome = VerifyOutcome.model_validate(entry.details)
+        except ValueError as exc:
+            raise IntegrityError(
+                f"audit entry #{entry.seq} ({VERIFIED_EVENT}) does not hold a verify outcome",
+                operation="audit.last_verify",
+                subject=f"audit#{entry.seq}",
+                reason="invalid_verify_outcome",
+            ) from exc
+        return VerifyRecord(
+            seq=entry.seq, timestamp=entry.timestamp, actor=entry.actor, outcome=outcome
+        )
 
     def rows(self, after_seq: int = 0) -> AsyncIterator[ChainRow[AuditEntry]]:
         """Every stored row in key order (what verify replays)."""

@@ -25,6 +25,8 @@ from strongroom.models import (
     RunOutcome,
     RunPage,
     RunQuery,
+    RunStats,
+    RunStatsQuery,
     RunStatus,
     utcnow,
 )
@@ -142,6 +144,25 @@ class RunService:
         """
         return await self._store.query_runs(
             query_of(RunQuery, query, filters, operation="runs.list")
+        )
+
+    async def stats(
+        self, query: RunStatsQuery | Mapping[str, Any] | None = None, **filters: Any
+    ) -> RunStats:
+        """Statistics of the runs created in a window, for dashboards: a `RunStatsQuery`, or
+        its fields as keywords (e.g. ``stats(since=now - timedelta(days=30),
+        project="docs")``). ``until`` defaults to now; the window is half-open (``since``
+        inclusive, ``until`` exclusive) and at most `strongroom.models.RUN_STATS_MAX_DAYS`
+        days long, else `ValidationError`.
+
+        Returns runs per UTC day and status, duration percentiles per playbook (nearest-rank,
+        from the newest `strongroom.models.RUN_STATS_SAMPLE` finished runs; ``sampled``
+        says when there were more) and failed runs per playbook and step with the
+        playbook's run count (the failure rate is ``failed / runs``). Read only; the same
+        answer on every backend.
+        """
+        return await self._store.run_stats(
+            query_of(RunStatsQuery, query, filters, operation="runs.stats")
         )
 
     async def set_labels(

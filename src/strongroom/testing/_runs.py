@@ -199,6 +199,22 @@ class RunIndexTests(VaultFixtureContract):
         by_playbook = await vault.runs.list(playbook_id="translate")
         assert by_playbook.total == 8
 
+    async def test_successors_are_found_by_their_previous_run(self, vault: Vault) -> None:
+        first = await vault.runs.create(project="chain")
+        later = [
+            await vault.runs.create(project="chain", previous_run_id=first.run_id) for _ in range(3)
+        ]
+        other = await vault.runs.create(project="chain")
+        await vault.runs.create(project="chain", previous_run_id=other.run_id)
+        page = await vault.runs.list(previous_run_id=first.run_id, descending=False)
+        assert [r.run_id for r in page.items] == [r.run_id for r in later]
+        assert page.total == 3
+        # The link survives later writes of the successor (a status change rewrites the row).
+        await vault.runs.start(later[0].run_id)
+        again = await vault.runs.list(previous_run_id=first.run_id, status=["running"])
+        assert [r.run_id for r in again.items] == [later[0].run_id]
+        assert (await vault.runs.list(previous_run_id=later[0].run_id)).total == 0
+
     async def test_purpose_search_treats_wildcards_literally(self, vault: Vault) -> None:
         await self._populate(vault)
         assert (await vault.runs.list(purpose_contains="100%")).total == 6

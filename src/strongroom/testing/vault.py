@@ -9,11 +9,13 @@ class TestSqliteLocal(VaultTests):
 from __future__ import annotations
 
 from strongroom.testing._artifacts import ArtifactTests
+from strongroom.testing._audit_query import AuditQueryTests
 from strongroom.testing._identity import IdentityTests
 from strongroom.testing._identity_policy import IdentityPolicyTests
 from strongroom.testing._logs import AuditTests, CatalogTests, LogTests
 from strongroom.testing._registry import RegistryStoreTests
 from strongroom.testing._registry_service import RegistryServiceTests
+from strongroom.testing._run_stats import RunStatsTests
 from strongroom.testing._runs import RunIndexTests, RunTests, SnapshotTests
 from strongroom.testing._transitions import TransitionTests
 from strongroom.testing._verify import VerifyTests
@@ -34,8 +36,8 @@ __all__ = [
 # a backend that implements one port can run that port's suite alone.
 
 
-class RunRecordsTests(RunTests, SnapshotTests, TransitionTests, RunIndexTests):
-    """`RunRecords`: runs, snapshots, transitions, the run index."""
+class RunRecordsTests(RunTests, SnapshotTests, TransitionTests, RunIndexTests, RunStatsTests):
+    """`RunRecords`: runs, snapshots, transitions, the run index and its statistics."""
 
 
 class ArtifactRecordsTests(ArtifactTests):
@@ -46,8 +48,9 @@ class LogRecordsTests(LogTests):
     """`LogRecords`: log chains, sealing, references."""
 
 
-class AuditRecordsTests(AuditTests):
-    """`AuditRecords`: the audit chain, bindings, checkpoints."""
+class AuditRecordsTests(AuditTests, AuditQueryTests):
+    """`AuditRecords`: the audit chain, bindings, checkpoints, queries by event, actor and
+    run, and verify's recorded outcome."""
 
 
 class CatalogRecordsTests(CatalogTests):

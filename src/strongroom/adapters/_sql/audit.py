@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, insert, literal, select
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.base import (
@@ -35,20 +35,30 @@ from strongroom.adapters._sql.tables import (
     audit_entries_table,
     log_entries_table,
 )
-from strongroom.errors import Conflict, IntegrityError
+from strongroom.errors import Conflict, IntegrityError, ValidationError
 from strongroom.models import (
     GENESIS_HASH,
     AuditEntry,
     AuditEvent,
+    AuditPage,
+    AuditQuery,
     MerkleCheckpoint,
     RecordBinding,
+    audit_columns,
     bind,
     chain_audit_rows,
     stored_body,
 )
 from strongroom.ports.metadata import BindingKey, ChainRow
 
-__all__ = ["AUDIT_PAGE", "AuditRecords", "Bindings"]
+__all__ = [
+    "AUDIT_PAGE",
+    "DRIVE_COUNT",
+    "MAX_PREFIX_EVENTS",
+    "AuditRecords",
+    "Bindings",
+    "audit_page_statement",
+]
 
 T = TypeVar("T")
 
@@ -122,7 +132,15 @@ _PAGE_SIZES: Final = (
     select(_c.seq, _CHARS).where(_c.seq > bindparam("after")).order_by(_c.seq).limit(AUDIT_PAGE)
 )
 _PAGE_ROWS: Final = (
-    select(_c.seq, _c.hash, case((_CHARS > MAX_RECORD_CHARS, None), else_=_c.body), _CHARS)
+    select(
+        _c.seq,
+        _c.hash,
+        case((_CHARS > MAX_RECORD_CHARS, None), else_=_c.body),
+        _CHARS,
+        _c.event,
+        _c.actor,
+        _c.run_id,
+    )
     .where(_c.seq > bindparam("after"), _c.seq <= bindparam("upto"))
     .order_by(_c.seq)
 )
@@ -149,7 +167,8 @@ class _AuditPage:
     """One page of the audit chain as verify reads it: at most `AUDIT_PAGE` entries and
     `PAGE_CHARS` characters of bodies, with their binding index rows."""
 
-    rows: list[tuple[int, str, str | None, int]] = field(default_factory=list)
+    # seq, hash, body (None: over MAX_RECORD_CHARS), characters, the query columns
+    rows: list[tuple[int, str, str | None, int, dict[str, object]]] = field(default_factory=list)
     bindings: dict[int, list[BindingKey]] = field(default_factory=dict)
     positions: dict[int, list[int]] = field(default_factory=dict)
     orphans: dict[int, list[BindingKey]] = field(default_factory=dict)  # index rows, no entry
@@ -164,8 +183,14 @@ def _read_audit_page(conn: Connection, after: int) -> _AuditPage:
         count = rows_within_budget(size for _, size in sizes)
         upto = int(sizes[count - 1][0])
         page.rows = [
-            (int(seq), str(column_hash), body, int(chars or 0))
-            for seq, column_hash, body, chars in conn.execute(
+            (
+                int(seq),
+                str(column_hash),
+                body,
+                int(chars or 0),
+                {"event": event, "actor": actor, "run_id": run_id},
+            )
+            for seq, column_hash, body, chars, event, actor, run_id in conn.execute(
                 _PAGE_ROWS, {"after": after, "upto": upto}
             )
         ]
@@ -186,6 +211,170 @@ def _read_audit_page(conn: Connection, after: int) -> _AuditPage:
         target.setdefault(int(seq), []).append((record_type, record_id, digest, log_seq))
         page.positions.setdefault(int(seq), []).append(int(pos))
     return page
+
+
+# -- AuditQuery: one index drives each page ---------------------------------------------------
+
+# Rows of each candidate filter counted (up to this many, from its index) to choose the one
+# whose index range drives a page with several filters: the page then reads at most about this
+# many rows beyond its own, whatever the chain's length.
+DRIVE_COUNT: Final = 5000
+# An event prefix is answered as one index range per event name under it, merged.
+MAX_PREFIX_EVENTS: Final = 200
+
+_QUERY_INDEXES: Final = {
+    "event": "ix_audit_entries_event_seq",
+    "actor": "ix_audit_entries_actor_seq",
+    "run_id": "ix_audit_entries_run_id_seq",
+}
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """Event names starting with ``prefix`` (which ends in "."): [prefix, prefix[:-1] + "/")
+    byte-wise ("/" follows "."; names hold only [a-z0-9_.])."""
+    return prefix, prefix[:-1] + "/"
+
+
+def _filter(query: AuditQuery, column: str, event: str | None = None) -> ColumnElement[bool]:
+    """The condition of one filter; ``event``: one name of the query's event prefix."""
+    if column == "event":
+        if event is not None:
+            return _c.event == event
+        prefix = query.event_prefix
+        if prefix is not None:
+            low, high = _prefix_range(prefix)
+            return (_c.event >= low) & (_c.event < high)
+        return _c.event == query.event
+    if column == "actor":
+        return _c.actor == query.actor
+    return _c.run_id == query.run_id
+
+
+def _filters(query: AuditQuery) -> list[str]:
+    """The query's filters, in the order that drives a page on a tie."""
+    given = (("run_id", query.run_id), ("event", query.event), ("actor", query.actor))
+    return [column for column, value in given if value is not None]
+
+
+def _cursor(query: AuditQuery) -> list[ColumnElement[bool]]:
+    if query.after_seq is not None:
+        return [_c.seq > query.after_seq]
+    if query.before_seq is not None:
+        return [_c.seq < query.before_seq]
+    return []
+
+
+def _on_index(stmt: Select[Any], driver: str | None) -> Select[Any]:
+    """SQLite walks ``driver``'s index (its planner has no statistics to choose by);
+    PostgreSQL chooses by its own."""
+    if driver is None:
+        return stmt
+    return stmt.with_hint(audit_entries_table, f"INDEXED BY {_QUERY_INDEXES[driver]}", "sqlite")
+
+
+def audit_page_statement(
+    query: AuditQuery, driver: str | None, event: str | None = None
+) -> Select[Any]:
+    """The seqs and body lengths of one page (``query.limit`` + 1 rows, to tell whether more
+    follow), walking ``driver``'s index (None: the chain's key) in the page's order and
+    checking the other filters on the rows it reads. ``event``: with an event prefix driving,
+    the one name under it this range covers."""
+    conditions = _cursor(query)
+    for column in _filters(query):
+        conditions.append(_filter(query, column, event if column == driver else None))
+    order = _c.seq.desc() if query.newest_first else _c.seq.asc()
+    stmt = select(_c.seq, _CHARS).where(*conditions).order_by(order).limit(query.limit + 1)
+    return _on_index(stmt, driver)
+
+
+def _count_statement(query: AuditQuery, column: str) -> Select[Any]:
+    """How many rows (up to `DRIVE_COUNT`) one filter's index range holds past the cursor."""
+    inner = (
+        select(literal(1))
+        .select_from(audit_entries_table)
+        .where(_filter(query, column), *_cursor(query))
+        .limit(DRIVE_COUNT)
+    )
+    return select(func.count()).select_from(_on_index(inner, column).subquery())
+
+
+def _driver(conn: Connection, query: AuditQuery) -> str | None:
+    """The filter whose index range drives the page: the only one, else the one with the
+    fewest rows (counted up to `DRIVE_COUNT`)."""
+    filters = _filters(query)
+    if len(filters) <= 1:
+        return filters[0] if filters else None
+    counts = {column: int(conn.scalar(_count_statement(query, column)) or 0) for column in filters}
+    return min(filters, key=lambda column: counts[column])
+
+
+def _prefix_events(conn: Connection, prefix: str) -> list[str]:
+    """The event names under ``prefix``, one index seek each."""
+    low, high = _prefix_range(prefix)
+    first = select(_c.event).where(_c.event >= low, _c.event < high).order_by(_c.event).limit(1)
+    following = (
+        select(_c.event)
+        .where(_c.event > bindparam("name"), _c.event < high)
+        .order_by(_c.event)
+        .limit(1)
+    )
+    names: list[str] = []
+    name = conn.scalar(_on_index(first, "event"))
+    while name is not None:
+        if len(names) == MAX_PREFIX_EVENTS:
+            raise ValidationError(
+                f"more than {MAX_PREFIX_EVENTS} event names start with {prefix!r}: name the "
+                "event, or use a longer prefix",
+                operation="audit.query",
+                reason="too_many_events",
+                field="event",
+            )
+        names.append(str(name))
+        name = conn.scalar(_on_index(following, "event"), {"name": name})
+    return names
+
+
+_BODIES: Final = select(_c.seq, _c.body).where(_c.seq.in_(bindparam("seqs", expanding=True)))
+
+
+def _query_page(conn: Connection, query: AuditQuery) -> tuple[list[tuple[int, str]], int | None]:
+    """(seq, body) of the page's entries in its order, and the next page's cursor. The page
+    stops early at `PAGE_CHARS` of bodies; a body over `MAX_RECORD_CHARS` is not read."""
+    driver = _driver(conn, query)
+    prefix = query.event_prefix
+    if driver == "event" and prefix is not None:
+        found = [
+            (int(seq), chars)
+            for name in _prefix_events(conn, prefix)
+            for seq, chars in conn.execute(audit_page_statement(query, driver, name))
+        ]
+        found.sort(reverse=query.newest_first)
+        found = found[: query.limit + 1]
+    else:
+        found = [
+            (int(seq), chars) for seq, chars in conn.execute(audit_page_statement(query, driver))
+        ]
+    more = len(found) > query.limit
+    found = found[: query.limit]
+    count = rows_within_budget(chars for _, chars in found)
+    if count < len(found):
+        found, more = found[:count], True
+    wanted = [seq for seq, chars in found if (chars or 0) <= MAX_RECORD_CHARS]
+    bodies = (
+        {int(seq): str(body) for seq, body in conn.execute(_BODIES, {"seqs": wanted})}
+        if wanted
+        else {}
+    )
+    for seq, chars in found:
+        if seq not in bodies:
+            raise IntegrityError(
+                f"audit entry #{seq} is {chars} characters long, over the {MAX_RECORD_CHARS} "
+                "strongroom reads: the row was edited",
+                kind="audit_entry",
+                subject=f"audit#{seq}",
+                reason="oversized_record",
+            )
+    return [(seq, bodies[seq]) for seq, _ in found], (found[-1][0] if more and found else None)
 
 
 def _require_next(head: int | None, entries: Sequence[AuditEntry]) -> None:
@@ -231,7 +420,11 @@ class AuditRecords(SqlStoreBase):
         head_seq, head_hash = (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
         chained = chain_audit_rows(events, head_seq=head_seq, head_hash=head_hash)
         conn.execute(
-            _INSERT_AUDIT, [{"seq": e.seq, "hash": e.hash, "body": body} for e, body in chained]
+            _INSERT_AUDIT,
+            [
+                {"seq": e.seq, "hash": e.hash, "body": body, **audit_columns(e)}
+                for e, body in chained
+            ],
         )
         entries = [entry for entry, _ in chained]
         bindings = binding_rows(entries)
@@ -281,7 +474,10 @@ class AuditRecords(SqlStoreBase):
     async def append_audit_entries(self, entries: Sequence[AuditEntry]) -> None:
         if not entries:
             return
-        rows = [{"seq": e.seq, "hash": e.hash, "body": e.model_dump_json()} for e in entries]
+        rows = [
+            {"seq": e.seq, "hash": e.hash, "body": e.model_dump_json(), **audit_columns(e)}
+            for e in entries
+        ]
         bindings = binding_rows(entries)
 
         def op(conn: Connection) -> None:
@@ -313,6 +509,16 @@ class AuditRecords(SqlStoreBase):
 
         rows = await self._read("read_audit_entries", fetch_all(stmt))
         return [parse_body(AuditEntry, row.body, "audit_entry", str(row.seq)) for row in rows]
+
+    async def query_audit(self, query: AuditQuery) -> AuditPage:
+        def op(conn: Connection) -> tuple[list[tuple[int, str]], int | None]:
+            return _query_page(conn, query)
+
+        rows, next_cursor = await self._read("query_audit", op)
+        return AuditPage(
+            entries=[parse_body(AuditEntry, body, "audit_entry", str(seq)) for seq, body in rows],
+            next_cursor=next_cursor,
+        )
 
     async def read_audit_hashes(self, *, after_seq: int, limit: int) -> list[tuple[int, str]]:
         check_limit(limit, "read_audit_hashes")
@@ -374,7 +580,7 @@ class AuditRecords(SqlStoreBase):
                     reason="oversized_index",
                 ),
             )
-        for seq, column_hash, body, chars in page.rows:
+        for seq, column_hash, body, chars, columns in page.rows:
             entry: AuditEntry | None = None
             error: IntegrityError | None = None
             if body is None:
@@ -396,6 +602,7 @@ class AuditRecords(SqlStoreBase):
                 error=error,
                 column_hash=str(column_hash),
                 bindings=page.bindings.get(seq, []),
+                columns=columns,
                 positions=page.positions.get(seq, []),
                 text=body,
             )

@@ -211,6 +211,8 @@ def _run_filters(query: RunQuery) -> list[ColumnElement[bool]]:
         filters.append(runs_table.c.playbook_id == query.playbook_id)
     if query.actor is not None:
         filters.append(runs_table.c.actor == query.actor)
+    if query.previous_run_id is not None:
+        filters.append(runs_table.c.previous_run_id == query.previous_run_id)
     if query.created_after is not None:
         filters.append(runs_table.c.created_at >= query.created_after)
     if query.created_before is not None:

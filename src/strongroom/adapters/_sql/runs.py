@@ -39,6 +39,7 @@ from strongroom.adapters._sql.run_index import (
     run_index_statements,
     sync_index,
 )
+from strongroom.adapters._sql.run_stats import read_run_stats
 from strongroom.adapters._sql.tables import (
     artifact_tags_table,
     artifacts_table,
@@ -54,6 +55,8 @@ from strongroom.models import (
     Run,
     RunPage,
     RunQuery,
+    RunStats,
+    RunStatsQuery,
     SnapshotRecord,
     bind,
     stored_body,
@@ -73,6 +76,7 @@ def _run_row(run: Run) -> dict[str, Any]:
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "version": run.version,
+        "previous_run_id": run.previous_run_id,
         "body": stored_body(run),
     }
 
@@ -244,6 +248,9 @@ class RunRecords(AuditRecords):
                 next_cursor = encode_run_cursor(last.sort_value, last.run_id)
         total, exact = capped_total(counted, query.count_limit)
         return RunPage(items=items, total=total, total_is_exact=exact, next_cursor=next_cursor)
+
+    async def run_stats(self, query: RunStatsQuery) -> RunStats:
+        return await self._read("run_stats", lambda conn: read_run_stats(conn, query))
 
     # -- snapshots --------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ runs_table = Table(
     Column("updated_at", UtcTimestamp(), nullable=False),
     Column("version", Integer(), nullable=False),
     Column("body", Text(), nullable=False),
+    Column("previous_run_id", _key(_ID), nullable=True),  # migration 0009
     # Each index ends with the keyset (sort column, run_id), so a filtered page is one index
     # range walked in order (no sort step) and its COUNT is answered from the same index.
     Index("ix_runs_status_project_created", "status", "project", "created_at", "run_id"),
@@ -73,6 +74,7 @@ runs_table = Table(
     Index("ix_runs_updated", "updated_at", "run_id"),
     Index("ix_runs_actor_created", "actor", "created_at", "run_id"),
     Index("ix_runs_playbook_created", "playbook_id", "created_at", "run_id"),
+    Index("ix_runs_previous_created", "previous_run_id", "created_at", "run_id"),
 )
 
 # The label and metric index (migration 0007): derived from the run's body (``labels``,
@@ -159,12 +161,22 @@ log_refs_table = Table(
     Column("body", Text(), nullable=False),
 )
 
+# ``event``, ``actor`` and ``run_id`` (migration 0008) are copies of the body's fields for
+# `AuditQuery` (`audit_columns`: None where a query could not ask for the value); verify checks
+# them against the body, so editing one to hide an entry from a filter is caught. Each index
+# ends with seq, so a filtered page is one index range walked in order.
 audit_entries_table = Table(
     "audit_entries",
     metadata,
     Column("seq", _seq(), primary_key=True, autoincrement=False),
     Column("hash", String(_DIGEST), nullable=False),
     Column("body", Text(), nullable=False),
+    Column("event", _key(128), nullable=True),
+    Column("actor", _key(_NAME), nullable=True),
+    Column("run_id", _key(_ID), nullable=True),
+    Index("ix_audit_entries_event_seq", "event", "seq"),
+    Index("ix_audit_entries_actor_seq", "actor", "seq"),
+    Index("ix_audit_entries_run_id_seq", "run_id", "seq"),
 )
 
 # The binding index: one row per record an audit entry binds (a copy of the entry body's
