@@ -19,11 +19,17 @@ demo: $(STAMP)
 
 # Tools some tests drive besides Python (docs/security.md's worked example: node, jq, sqlite3).
 # Installed from Debian in CI (CI=true, as root) when missing; elsewhere those tests skip.
+# Chromium (tests/test_web_browser.py drives /usr/bin/chromium through Playwright) is
+# installed from Debian whenever it is missing and this runs as root, CI or not.
 tools:
 	@if [ "$$CI" = "true" ]; then \
 	  for pair in node:nodejs jq:jq sqlite3:sqlite3; do \
 	    command -v $${pair%%:*} >/dev/null || { apt-get update -qq && apt-get install -y -qq $${pair##*:}; }; \
 	  done; \
+	fi
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium (apt-get) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 test: $(STAMP) tools

@@ -43,6 +43,7 @@ class Population:
     pipeline_run: str
     waiting_run: str
     failed_run: str
+    retry_run: str
     running_run: str
     xss_run: str
     jsonl_artifact: str
@@ -64,6 +65,10 @@ async def populate(url: str, workdir: Path, *, blobs_url: str | None = None) -> 
         await vault.runs.start(failed.run_id)
         await vault.runs.fail(
             failed.run_id, {"code": "tool_failed", "message": "step qa exited with 3"}
+        )
+
+        retry = await vault.runs.create(
+            project="web", purpose="the failed run, tried again", previous_run_id=failed.run_id
         )
 
         running = await vault.runs.create(
@@ -108,6 +113,8 @@ async def populate(url: str, workdir: Path, *, blobs_url: str | None = None) -> 
         await vault.runs.fail(xss.run_id, {"code": "tool_failed", "message": XSS["error"]})
 
         waiting = await _waiting_run(vault)
+        report = await vault.verify(record=True)  # the audit page shows the last verify
+        assert report.ok, report
         playbook_run = job.finished.run.run_id
         ids = [sample.run.run_id, playbook_run, failed.run_id, running.run_id, xss.run_id]
         return Population(
@@ -117,6 +124,7 @@ async def populate(url: str, workdir: Path, *, blobs_url: str | None = None) -> 
             pipeline_run=sample.run.run_id,
             waiting_run=waiting,
             failed_run=failed.run_id,
+            retry_run=retry.run_id,
             running_run=running.run_id,
             xss_run=xss.run_id,
             jsonl_artifact=jsonl.artifact_id,
@@ -131,7 +139,7 @@ async def _waiting_run(vault: Vault) -> str:
     """A playbook-shaped run paused on an approval: three steps, one waiting."""
     run = await vault.runs.create(project="web", purpose="paused for an approval")
     await vault.runs.start(run.run_id)
-    started = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    started = datetime.now(UTC) - timedelta(minutes=10)
 
     def step(step_id: str, status: str, upstream: list[str], offset: int) -> dict[str, Any]:
         at = started + timedelta(seconds=offset)

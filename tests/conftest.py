@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from _browser import browser  # noqa: F401
 from _pg_fixtures import pg_server, pg_url  # noqa: F401
 from _pg_roles import roles  # noqa: F401
 from _s3_fixtures import s3_blob_url, s3_bucket, s3_client, s3_endpoint, s3_env, s3_store_factory  # noqa: F401

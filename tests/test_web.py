@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import AsyncIterator, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -49,10 +50,14 @@ PAGES = [
     "/runs?label=team%3Ddata",
     "/runs?search=running",
     "/runs?since=2020-01-01&until=2999-01-01",
+    "/runs?status=&project=&playbook=&actor=&since=&until=&search=&label=&where=&sort=&limit=",
+    "/runs?sort=updated_at&asc=1&limit=3",
     "/registry",
     "/registry?kind=tool_manifest",
     "/audit",
     "/host",
+    "/overview",
+    "/overview?days=7&project=web",
 ]
 
 
@@ -75,6 +80,54 @@ def test_run_pages_render_every_section(client: TestClient, population: Populati
     assert 'class="dag"' in playbook
     assert playbook.count('class="edge"') >= 1
     assert "s-completed" in playbook
+
+
+def test_audit_page_filters_and_shows_the_last_verify(
+    client: TestClient, population: Population
+) -> None:
+    page = client.get("/audit").text
+    assert "Last verify" in page
+    assert "intact" in page
+    about = client.get(f"/audit?run={population.running_run}").text
+    rows = [
+        attrs for tag, attrs in _tags(about) if tag == "a" and "/runs/" in (attrs.get("href") or "")
+    ]
+    assert rows
+    assert all(population.running_run in (a.get("href") or "") for a in rows[1:])
+    created = client.get("/audit?event=run.created").text
+    assert created.count(">run.created</a>") >= len(population.run_ids)
+    assert "run.started" not in created
+    assert client.get("/audit?run=not-a-run-id").status_code == 422
+    first = client.get("/audit?event=run.").text
+    older = re.search(r'href="(/audit\?[^"]*before=\d+[^"]*)" id="older"', first)
+    if older is not None:  # more than a page of run entries: the older page is different
+        assert client.get(older.group(1).replace("&amp;", "&")).status_code == 200
+
+
+def test_a_run_links_its_previous_and_successor_runs(
+    client: TestClient, population: Population
+) -> None:
+    failed = client.get(f"/runs/{population.failed_run}").text
+    assert "successor runs" in failed
+    assert f'/runs/{population.retry_run}"' in failed
+    retry = client.get(f"/runs/{population.retry_run}").text
+    assert f'/runs/{population.failed_run}"' in retry
+    listed = client.get("/api/v1/runs", params={"previous": population.failed_run}).json()
+    assert [r["run_id"] for r in listed["items"]] == [population.retry_run]
+    page = client.get(f"/runs?previous={population.failed_run}").text
+    assert population.retry_run in page
+    assert population.running_run not in page
+
+
+def test_overview_draws_runs_per_day_and_failures(client: TestClient) -> None:
+    page = client.get("/overview?days=7").text
+    assert 'class="days"' in page
+    assert "s-completed" in page
+    assert "s-failed" in page
+    assert "data-quality-nightly" in page  # a duration row for the demo's playbook
+    assert "(before any step)" in page  # the failed web runs stopped before any step
+    assert client.get("/overview?days=0").status_code == 422
+    assert client.get("/overview?days=367").status_code == 422
 
 
 def test_a_waiting_run_shows_the_commands_to_approve(
@@ -251,6 +304,8 @@ def test_page_errors_are_pages(client: TestClient) -> None:
     assert response.status_code == 404
     assert "not_found" in response.text
     assert response.headers["content-type"].startswith("text/html")
+    assert client.get("/runs?limit=lots").status_code == 422
+    assert client.get("/runs?limit=0").status_code == 422
     bad = client.get("/runs?since=yesterday")
     assert bad.status_code == 422
     assert "ISO-8601" in bad.text
@@ -385,3 +440,49 @@ def test_openapi_schema_is_current(client: TestClient) -> None:
     assert json.loads(exported.read_text()) == schema, (
         "the API changed: run `python -m strongroom.web.openapi schemas` and commit"
     )
+
+
+def test_mounted_in_another_app_under_a_prefix(population: Population) -> None:
+    """Embedding: the parent app opens the vault; every link, form and script URL of the
+    mounted Control Room carries the mount point."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    from strongroom import Vault
+
+    holder: dict[str, Vault] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        vault = await Vault.open(population.url, create=False, bootstrap=False)
+        holder["vault"] = vault
+        app.mount("/strongroom", create_app(vault=vault))
+        try:
+            yield
+        finally:
+            await vault.close()
+
+    parent = FastAPI(lifespan=lifespan)
+    with TestClient(parent, follow_redirects=False) as client:
+        home = client.get("/strongroom/")
+        assert home.status_code == 307
+        assert home.headers["location"] == "/strongroom/runs"
+        page = client.get("/strongroom/runs")
+        assert page.status_code == 200
+        urls = [
+            value
+            for _, attrs in _tags(page.text)
+            for name, value in attrs.items()
+            if name in ("href", "src", "action") and value and value.startswith("/")
+        ]
+        assert urls
+        assert all(url.startswith("/strongroom/") for url in urls), urls
+        assert 'data-root="/strongroom"' in page.text
+        api = client.get("/strongroom/api/v1/runs", params={"limit": 1})
+        assert api.status_code == 200
+        assert api.json()["items"]
+        missing = client.get("/strongroom/api/v1/runs/00000000-0000-7000-8000-000000000000")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+    assert "vault" in holder

@@ -37,6 +37,14 @@ def serve(
             "the API, a login form for the pages.",
         ),
     ] = None,
+    root_path: Annotated[
+        str,
+        typer.Option(
+            "--root-path",
+            help="The path prefix a reverse proxy serves the Control Room under (e.g. "
+            "/strongroom); links and scripts follow it.",
+        ),
+    ] = "",
     json_flag: JsonFlag = False,
 ) -> None:
     """Serve the Control Room: a read-only web UI and JSON API (/api/v1) over the vault."""
@@ -49,6 +57,12 @@ def serve(
         from strongroom.web import check_bind, create_app  # the web stack, only for serve
 
         check_bind(host, token or None)
+        if root_path and (not root_path.startswith("/") or any(c in root_path for c in "?#\\ ")):
+            raise ValidationError(
+                f"--root-path {root_path[:80]!r}: expected a path such as /strongroom",
+                operation="serve",
+                field="--root-path",
+            )
 
         async def probe() -> None:  # a missing vault is refused before the port is bound
             vault = await Vault.open(
@@ -77,6 +91,7 @@ def serve(
             access_log=False,
             server_header=False,
             proxy_headers=False,
+            root_path=root_path.rstrip("/"),
         )
         server = uvicorn.Server(config)
         shown = f"[{host}]" if ":" in host else host

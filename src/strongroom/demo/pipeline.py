@@ -269,3 +269,8 @@ def print_main_job(console: Any, demo: PipelineDemo, cli: str) -> None:
         f"{cli} sandbox check",
     ):
         console.print(Text(f"    {command}"), soft_wrap=True)
+    console.print(Text("  or in your browser (read-only):", style="bold"))
+    console.print(
+        Text(f"    {cli} serve   # then open http://127.0.0.1:8765/runs/{run.run_id}"),
+        soft_wrap=True,
+    )

@@ -1,16 +1,18 @@
-"""Geometry for the run page's two drawings, computed here and drawn by the templates as SVG
+"""Geometry for the Control Room's drawings, computed here and drawn by the templates as SVG
 (so every label goes through the template's escaping, and no style attribute is needed: a
-bar's colour is its status class): the step timeline (Gantt) and the step DAG."""
+bar's colour is its status class): the run page's step timeline (Gantt) and step DAG, and the
+overview's runs per day."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
+from strongroom.models import RunStats
 from strongroom.web.models import StepView
 
-__all__ = ["Dag", "Gantt", "dag", "gantt"]
+__all__ = ["Dag", "DayChart", "Gantt", "dag", "gantt", "runs_per_day"]
 
 LABEL_WIDTH: Final = 200
 PLOT_WIDTH: Final = 720
@@ -70,7 +72,11 @@ def _offset(seconds: float) -> str:
         return f"+{seconds * 1000:.0f} ms"
     if seconds < 120:
         return f"+{seconds:.1f} s"
-    return f"+{seconds / 60:.1f} min"
+    if seconds < 7200:
+        return f"+{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"+{seconds / 3600:.1f} h"
+    return f"+{seconds / 86400:.1f} d"
 
 
 @dataclass
@@ -115,6 +121,7 @@ def dag(steps: list[StepView]) -> Dag:
     rows: dict[int, int] = {}
     graph = Dag(width=0, height=0)
     where: dict[str, Node] = {}
+    lowest = 0.0  # the lowest point an edge's bow reaches
     for step in steps:
         column = layer.get(step.step_id, 0)
         row = rows.get(column, 0)
@@ -143,10 +150,68 @@ def dag(steps: list[StepView]) -> Dag:
             c1, c2 = max(y1, y2) + bow, max(y1, y2) + bow
             if not bow:
                 c1, c2 = y1, y2
+            lowest = max(lowest, c1)
             graph.edges.append(
                 Edge(f"M{x1:.0f},{y1:.0f} C{mid:.0f},{c1:.0f} {mid:.0f},{c2:.0f} {x2:.0f},{y2:.0f}",
                      source.status)
             )  # fmt: skip
     graph.width = 20 + (max(rows, default=0) + 1) * (NODE_W + LAYER_GAP)
-    graph.height = 20 + max(rows.values(), default=0) * (NODE_H + ROW_GAP) + NODE_H * 4
+    graph.height = int(max(20 + max(rows.values(), default=0) * (NODE_H + ROW_GAP), lowest + 10))
     return graph
+
+
+STATUS_ORDER: Final = ("completed", "failed", "cancelled", "paused", "running", "pending")
+CHART_W: Final = 860
+CHART_H: Final = 220
+
+
+@dataclass
+class Segment:
+    status: str
+    x: float
+    y: float
+    width: float
+    height: float
+    count: int
+    day: str
+
+
+@dataclass
+class DayChart:
+    width: int
+    height: int
+    segments: list[Segment] = field(default_factory=list)
+    labels: list[tuple[float, str]] = field(default_factory=list)
+    peak: int = 0
+    statuses: list[str] = field(default_factory=list)
+
+
+def runs_per_day(stats: RunStats) -> DayChart:
+    """Stacked bars: one per UTC day of the window, one segment per status."""
+    first = stats.since.astimezone(UTC).date()
+    last = (stats.until - timedelta(microseconds=1)).astimezone(UTC).date()
+    days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
+    per_day: dict[date, dict[str, int]] = {d: {} for d in days}
+    for row in stats.days:
+        per_day.setdefault(row.day, {})[row.status.value] = row.count
+    peak = max((sum(c.values()) for c in per_day.values()), default=0)
+    chart = DayChart(width=CHART_W + 60, height=CHART_H + 40, peak=peak)
+    chart.statuses = [s for s in STATUS_ORDER if any(s in c for c in per_day.values())]
+    if not days:
+        return chart
+    slot = CHART_W / len(days)
+    bar = max(1.0, slot * 0.8)
+    for k, day in enumerate(days):
+        x = 50 + k * slot
+        y = float(CHART_H + 10)
+        for status in STATUS_ORDER:
+            count = per_day[day].get(status, 0)
+            if not count:
+                continue
+            height = count / peak * CHART_H if peak else 0
+            y -= height
+            chart.segments.append(Segment(status, x, y, bar, height, count, day.isoformat()))
+        step = max(1, len(days) // 10)
+        if k % step == 0:
+            chart.labels.append((x + bar / 2, day.strftime("%m-%d")))
+    return chart

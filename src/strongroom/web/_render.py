@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse
 from strongroom.errors import ErrorInfo
 from strongroom.secrets import safe_url
 
-__all__ = ["environment", "query_url", "render", "render_error"]
+__all__ = ["environment", "query_url", "render", "render_error", "root_of", "route_path"]
 
 
 def _when(value: datetime | None) -> str:
@@ -66,6 +66,18 @@ def query_url(path: str, params: Mapping[str, Any]) -> str:
     return f"{path}?{urlencode(pairs)}" if pairs else path
 
 
+def root_of(request: Request) -> str:
+    """The prefix the Control Room is served under (a mount point or ``--root-path``)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def route_path(request: Request) -> str:
+    """The request's path below that prefix: what the routes match."""
+    path = request.url.path
+    root = root_of(request)
+    return path[len(root) :] or "/" if root and path.startswith(root) else path
+
+
 environment = Environment(
     loader=PackageLoader("strongroom.web", "templates"),
     autoescape=select_autoescape(("html", "svg"), default=True),
@@ -88,6 +100,7 @@ def render(
         request=request,
         vault_url=safe_url(room.vault.url) if room is not None else "",
         token_required=bool(room and room.token_required),
+        root=root_of(request),
         **context,
     )
     return HTMLResponse(html, status_code=status)

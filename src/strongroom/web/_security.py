@@ -104,7 +104,10 @@ def token_guard(token: str | None) -> Callable[[Request, Handler], Awaitable[Res
     """Middleware: without the token, the API answers 401 and a page redirects to /login."""
 
     async def guard(request: Request, call_next: Handler) -> Response:
+        root = str(request.scope.get("root_path", "")).rstrip("/")
         path = request.url.path
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
         if token is None or path.startswith("/static/") or path in ("/login", "/favicon.ico"):
             return await call_next(request)
         if _authorised(request, token):
@@ -122,8 +125,8 @@ def token_guard(token: str | None) -> Callable[[Request, Handler], Awaitable[Res
                 status_code=401,
                 headers={"www-authenticate": "Bearer"},
             )
-        target = path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"{root}/login?next={quote(target, safe='')}", status_code=303)
 
     return guard
 
@@ -134,6 +137,6 @@ async def security_headers(request: Request, call_next: Handler) -> Response:
     response = await call_next(request)
     for name, value in _HEADERS.items():
         response.headers.setdefault(name, value)
-    if not request.url.path.startswith("/static/"):
+    if "/static/" not in request.url.path:
         response.headers.setdefault("cache-control", "no-store")
     return response

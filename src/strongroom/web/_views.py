@@ -8,11 +8,11 @@ import asyncio
 import difflib
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from strongroom.errors import NotFound, ValidationError
-from strongroom.models import Run, RunQuery, RunState, RunStatus
+from strongroom.models import Run, RunQuery, RunState, RunStats, RunStatus
 from strongroom.models.runs import DEFAULT_COUNT_LIMIT
 from strongroom.orchestrator.state import STATE_KEY, PlanState
 from strongroom.sandbox.host import LAYERS, disabled_layers, probe_host
@@ -34,6 +34,7 @@ __all__ = [
     "MAX_COMPARE",
     "compare_runs",
     "host_report",
+    "overview",
     "run_duration",
     "run_query",
     "run_steps",
@@ -53,6 +54,7 @@ def run_query(
     project: str | None = None,
     playbook: str | None = None,
     actor: str | None = None,
+    previous: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     search: str | None = None,
@@ -72,8 +74,9 @@ def run_query(
             "project": project or None,
             "playbook_id": playbook or None,
             "actor": actor or None,
-            "created_after": since,
-            "created_before": until,
+            "previous_run_id": previous or None,
+            "created_after": _instant(since, "since"),
+            "created_before": _instant(until, "until"),
             "purpose_contains": search or None,
             "labels": parse_labels(list(label), option="label") or None,
             "where": parse_where(list(where), option="where") or None,
@@ -84,6 +87,37 @@ def run_query(
             "count_limit": DEFAULT_COUNT_LIMIT,
         },
         operation="web.runs",
+    )
+
+
+def _instant(value: datetime | None, name: str) -> datetime | None:
+    """``value`` in UTC. Near the ends of the calendar an offset can carry it past year 1 or
+    9999: that is a bad parameter (422), not the `OverflowError` ``astimezone`` raises."""
+    if value is None or value.tzinfo is None:
+        return value  # a naive time is refused by the model, as a validation error
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"{name}: {value.isoformat()} is out of range in UTC",
+            operation="web.runs",
+            field=name,
+            reason="out_of_range",
+        ) from None
+
+
+async def overview(
+    vault: Vault, *, days: int, project: str | None = None, playbook: str | None = None
+) -> RunStats:
+    """The overview's figures for the last ``days`` days (to the end of today, UTC): runs
+    per day by status, duration percentiles per playbook, failures per step (`runs.stats`,
+    bounded queries)."""
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return await vault.runs.stats(
+        since=end - timedelta(days=days),
+        until=end,
+        project=project or None,
+        playbook_id=playbook or None,
     )
 
 

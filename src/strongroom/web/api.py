@@ -8,22 +8,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from strongroom.models import (
+    RUN_STATS_MAX_DAYS,
     ArtifactMetadata,
-    AuditEntry,
+    AuditPage,
+    AuditQuery,
     LogEntry,
     LogQuery,
     MerkleCheckpoint,
     Run,
     RunPage,
     RunSnapshot,
+    RunStats,
     SnapshotRecord,
+    VerifyRecord,
 )
-from strongroom.models.registry import Approval, DefinitionKind
+from strongroom.models.registry import Approval, DefinitionKind, DefinitionVersion
 from strongroom.services import parse
 from strongroom.services.registry import DefinitionSummary, RegistryHistory
 from strongroom.vault import Vault
@@ -70,38 +74,6 @@ def _json_list(kind: Any, items: list[Any]) -> Response:
 # -- runs ---------------------------------------------------------------------------------
 
 
-def _query(
-    status: list[str] | None,
-    project: str | None,
-    playbook: str | None,
-    actor: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    search: str | None,
-    label: list[str] | None,
-    where: list[str] | None,
-    sort: str,
-    asc: bool,
-    limit: int,
-    cursor: str | None,
-) -> Any:
-    return _views.run_query(
-        status=status or (),
-        project=project,
-        playbook=playbook,
-        actor=actor,
-        since=since,
-        until=until,
-        search=search,
-        label=label or (),
-        where=where or (),
-        sort=sort,
-        asc=asc,
-        limit=limit,
-        cursor=cursor,
-    )
-
-
 StatusQ = Annotated[
     list[str] | None, Query(description="pending, running, completed, failed, cancelled")
 ]
@@ -112,48 +84,58 @@ WhereQ = Annotated[
 ]
 SortQ = Annotated[str, Query(max_length=200, description="created_at, updated_at, metrics.KEY")]
 CursorQ = Annotated[str | None, Query(max_length=512)]
+PreviousQ = Annotated[
+    str | None, Query(max_length=64, description="Runs whose previous run is this one.")
+]
+
+
+def run_filters(
+    project: TextQ = None,
+    playbook: TextQ = None,
+    actor: TextQ = None,
+    previous: PreviousQ = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    search: TextQ = None,
+    label: LabelQ = None,
+    where: WhereQ = None,
+) -> dict[str, Any]:
+    """The run index's filters (``strongroom runs list``'s options, by the same names)."""
+    return {
+        "project": project,
+        "playbook": playbook,
+        "actor": actor,
+        "previous": previous,
+        "since": since,
+        "until": until,
+        "search": search,
+        "label": label or (),
+        "where": where or (),
+    }
+
+
+Filters = Annotated[dict[str, Any], Depends(run_filters)]
 
 
 @router.get("/runs", response_model=RunPage, summary="The run index, filtered and paged")
 async def list_runs(
     request: Request,
+    filters: Filters,
     status: StatusQ = None,
-    project: TextQ = None,
-    playbook: TextQ = None,
-    actor: TextQ = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    search: TextQ = None,
-    label: LabelQ = None,
-    where: WhereQ = None,
     sort: SortQ = "created_at",
     asc: bool = False,
     limit: Limit = 50,
     cursor: CursorQ = None,
 ) -> Response:
-    query = _query(
-        status, project, playbook, actor, since, until, search, label, where, sort, asc, limit,
-        cursor,
-    )  # fmt: skip
+    query = _views.run_query(
+        **filters, status=status or (), sort=sort, asc=asc, limit=limit, cursor=cursor
+    )
     return _json(await vault_of(request).runs.list(query))
 
 
 @router.get("/runs/counts", response_model=StatusCounts, summary="Matching runs per status")
-async def run_counts(
-    request: Request,
-    project: TextQ = None,
-    playbook: TextQ = None,
-    actor: TextQ = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    search: TextQ = None,
-    label: LabelQ = None,
-    where: WhereQ = None,
-) -> Response:
-    query = _query(
-        None, project, playbook, actor, since, until, search, label, where, "created_at",
-        False, 1, None,
-    )  # fmt: skip
+async def run_counts(request: Request, filters: Filters) -> Response:
+    query = _views.run_query(**filters, limit=1)
     return _json(await _views.status_counts(vault_of(request), query))
 
 
@@ -266,8 +248,12 @@ async def preview_artifact(request: Request, artifact_id: ArtifactId) -> Respons
     response_class=Response,
     responses={
         200: {
-            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
-            "description": "The artifact's bytes (an attachment).",
+            "content": {
+                media: {"schema": {"type": "string"}}
+                for media in ["application/octet-stream", *sorted(_content.INLINE_IMAGE_TYPES)]
+            },
+            "description": "The artifact's bytes: an attachment (application/octet-stream), "
+            "or with ``inline`` a raster image as its own type.",
         }
     },
 )
@@ -328,8 +314,19 @@ async def registry_diff(
     return _json(DefinitionDiff(a=a, b=b, diff=text))
 
 
+class PublishedVersion(BaseModel):
+    """One version of a definition: its registry record and the definition as published."""
+
+    version: DefinitionVersion
+    definition: dict[str, Any] = Field(
+        description="The definition (a tool manifest, playbook, project config or sandbox "
+        "policy, by the version's kind)."
+    )
+
+
 @router.get(
     "/registry/{kind}/{definition_id}/{selector}",
+    response_model=PublishedVersion,
     summary="One version of a definition, as published",
 )
 async def registry_version(
@@ -337,25 +334,52 @@ async def registry_version(
     kind: DefinitionKind,
     definition_id: DefinitionId,
     selector: Annotated[str, Path(max_length=200, description="Version, channel or digest.")],
-) -> dict[str, Any]:
+) -> Response:
     version, definition = await vault_of(request).registry.get(kind, definition_id, selector)
-    return {
-        "version": version.model_dump(mode="json"),
-        "definition": definition.model_dump(mode="json"),
-    }
+    return _json(PublishedVersion(version=version, definition=definition.model_dump(mode="json")))
 
 
 # -- audit ----------------------------------------------------------------------------------
 
 
-@router.get("/audit", response_model=list[AuditEntry], summary="Audit entries, by sequence")
+@router.get("/audit", response_model=AuditPage, summary="Audit entries, newest first")
 async def audit_entries(
     request: Request,
-    after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    event: Annotated[
+        str | None, Query(max_length=128, description="An event name, or a prefix ending in '.'")
+    ] = None,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    run: Annotated[str | None, Query(max_length=64, description="Entries about this run.")] = None,
+    before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    after_seq: Annotated[
+        int | None, Query(ge=0, le=2**62, description="Oldest first, after this entry.")
+    ] = None,
     limit: Limit = 50,
 ) -> Response:
-    entries = await vault_of(request).audit.entries(after_seq=after_seq, limit=limit)
-    return _json_list(AuditEntry, entries)
+    query = parse(
+        AuditQuery,
+        {
+            "event": event or None,
+            "actor": actor or None,
+            "run_id": run or None,
+            "before_seq": before_seq,
+            "after_seq": after_seq,
+            "limit": limit,
+        },
+        operation="web.audit",
+    )
+    return _json(await vault_of(request).audit.query(query))
+
+
+class LastVerify(BaseModel):
+    """The newest recorded verify (``strongroom verify`` records one), or null."""
+
+    last: VerifyRecord | None
+
+
+@router.get("/audit/verify", response_model=LastVerify, summary="The last recorded verify")
+async def last_verify(request: Request) -> Response:
+    return _json(LastVerify(last=await vault_of(request).audit.last_verify()))
 
 
 @router.get(
@@ -363,6 +387,24 @@ async def audit_entries(
 )
 async def audit_checkpoints(request: Request) -> Response:
     return _json_list(MerkleCheckpoint, await vault_of(request).audit.checkpoints())
+
+
+# -- overview -----------------------------------------------------------------------------
+
+
+@router.get(
+    "/overview",
+    response_model=RunStats,
+    summary="Runs per day by status, durations per playbook, failures per step",
+)
+async def overview(
+    request: Request,
+    days: Annotated[int, Query(ge=1, le=RUN_STATS_MAX_DAYS)] = 30,
+    project: TextQ = None,
+    playbook: TextQ = None,
+) -> Response:
+    vault = vault_of(request)
+    return _json(await _views.overview(vault, days=days, project=project, playbook=playbook))
 
 
 # -- host -----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from strongroom.errors import ErrorInfo, NotFound, StrongroomError
 from strongroom.vault import Vault
 from strongroom.web import api, pages
 from strongroom.web._errors import error_info, status_for
-from strongroom.web._render import render_error
+from strongroom.web._render import render_error, route_path
 from strongroom.web._security import security_headers, token_guard
 
 __all__ = ["ControlRoom", "create_app"]
@@ -51,14 +51,17 @@ def create_app(
 ) -> FastAPI:
     """The Control Room over ``vault`` (left open at shutdown: it is the caller's) or over the
     vault at ``vault_url`` (opened at start-up, closed at shutdown; a missing vault fails the
-    start-up with `NotFound`). With ``token``, every request needs it (`token_guard`)."""
+    start-up with `NotFound`). With ``token``, every request needs it (`token_guard`).
+
+    To embed it in your own ASGI app, mount it over a vault your app opens (a mounted app
+    gets no start-up event of its own): ``parent.mount("/strongroom", create_app(vault=v))``;
+    links and the page scripts follow the mount point (``root_path``)."""
     if vault is None and vault_url is None:
         raise ValueError("create_app needs vault_url or vault")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if vault is not None:
-            app.state.room = ControlRoom(vault, poll_seconds, token is not None)
+        if vault is not None:  # the caller's: open already, and closed by the caller
             yield
             return
         assert vault_url is not None
@@ -74,12 +77,17 @@ def create_app(
         version=API_VERSION,
         summary="A read-only window on a strongroom vault: runs, artifacts, logs, registry, audit.",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        # No interactive docs page: FastAPI's loads script from a CDN, which the CSP forbids
+        # and an offline machine cannot reach. The schema itself is served.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
-        swagger_ui_parameters=None,
     )
     app.state.token = token
+    if vault is not None:
+        # Set here, not in the lifespan: a Control Room mounted in another ASGI app
+        # (``parent.mount("/strongroom", create_app(vault=vault))``) gets no lifespan events.
+        app.state.room = ControlRoom(vault, poll_seconds, token is not None)
     app.middleware("http")(token_guard(token))
     app.middleware("http")(security_headers)
     static = resources.files("strongroom.web") / "static"
@@ -91,7 +99,7 @@ def create_app(
 
 
 def _answer(request: Request, info: ErrorInfo, status: int) -> Response:
-    if request.url.path.startswith("/api/"):
+    if route_path(request).startswith("/api/"):
         return JSONResponse({"error": info.model_dump(mode="json")}, status_code=status)
     return render_error(request, info, status)
 
@@ -121,7 +129,7 @@ def _handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
-            info = NotFound(f"no such page: {request.url.path[:200]}").to_info()
+            info = NotFound(f"no such page: {route_path(request)[:200]}").to_info()
         else:
             info = ErrorInfo(code="http_error", message=str(exc.detail)[:300], details={})
         return _answer(request, info, exc.status_code)

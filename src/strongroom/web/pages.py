@@ -14,13 +14,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from strongroom.errors import ValidationError
-from strongroom.models import LogQuery, RunStatus
+from strongroom.models import RUN_STATS_MAX_DAYS, AuditQuery, LogQuery, RunStatus
 from strongroom.models.registry import DefinitionKind
 from strongroom.secrets import safe_url
 from strongroom.services import parse
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 from strongroom.web import _content, _layout, _views
-from strongroom.web._render import query_url, render
+from strongroom.web._render import query_url, render, root_of
 from strongroom.web._security import COOKIE_NAME, cookie_value, local_path
 
 __all__ = ["router"]
@@ -45,8 +45,8 @@ def _cli(*words: str, request: Request) -> str:
 
 
 @router.get("/")
-async def home() -> Response:
-    return RedirectResponse("/runs", status_code=307)
+async def home(request: Request) -> Response:
+    return RedirectResponse(f"{root_of(request)}/runs", status_code=307)
 
 
 @router.get("/runs")
@@ -56,44 +56,51 @@ async def runs_page(
     project: TextQ = None,
     playbook: TextQ = None,
     actor: TextQ = None,
+    previous: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[str | None, Query(max_length=40)] = None,
     until: Annotated[str | None, Query(max_length=40)] = None,
     search: TextQ = None,
     label: Annotated[list[str] | None, Query()] = None,
     where: Annotated[list[str] | None, Query()] = None,
-    sort: Annotated[str, Query(max_length=200)] = "created_at",
-    asc: bool = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    sort: Annotated[str | None, Query(max_length=200)] = None,
+    asc: Annotated[str | None, Query(max_length=10)] = None,
+    limit: Annotated[str | None, Query(max_length=10)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
     vault = _vault(request)
+    # A form sends its empty boxes too: empty is the default, as for every other filter.
+    sort = sort or "created_at"
+    ascending = (asc or "").lower() in ("1", "true", "yes", "on")
+    per_page = _whole(limit, "limit", default=50)
     filters: dict[str, Any] = {
         "status": [s for s in status or [] if s],
         "project": project or "",
         "playbook": playbook or "",
         "actor": actor or "",
+        "previous": previous or "",
         "since": since or "",
         "until": until or "",
         "search": search or "",
         "label": [v for v in label or [] if v],
         "where": [v for v in where or [] if v],
         "sort": sort if sort != "created_at" else "",
-        "asc": "1" if asc else "",
-        "limit": limit if limit != 50 else "",
+        "asc": "1" if ascending else "",
+        "limit": per_page if per_page != 50 else "",
     }
     query = _views.run_query(
         status=filters["status"],
         project=project,
         playbook=playbook,
         actor=actor,
+        previous=previous,
         since=_date(since, "since"),
         until=_date(until, "until", end_of_day=True),
         search=search,
         label=filters["label"],
         where=filters["where"],
         sort=sort,
-        asc=asc,
-        limit=limit,
+        asc=ascending,
+        limit=per_page,
         cursor=cursor,
     )
     page = await vault.runs.list(query)
@@ -117,6 +124,21 @@ async def runs_page(
     )
 
 
+def _whole(text: str | None, name: str, *, default: int) -> int:
+    """A whole number from a form box (empty: ``default``); the model checks its range."""
+    if not text or not text.strip():
+        return default
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValidationError(
+            f"{name}: {text[:20]!r} is not a whole number",
+            operation="web.runs",
+            field=name,
+            reason="not_a_number",
+        ) from None
+
+
 def _date(text: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:
     """A date or date-time from a filter box (a bare date as ``until`` includes that day)."""
     if not text:
@@ -135,6 +157,29 @@ def _date(text: str | None, name: str, *, end_of_day: bool = False) -> datetime 
     if end_of_day and len(text.strip()) == 10:
         moment += timedelta(days=1)
     return moment
+
+
+@router.get("/overview")
+async def overview_page(
+    request: Request,
+    days: Annotated[int, Query(ge=1, le=RUN_STATS_MAX_DAYS)] = 30,
+    project: TextQ = None,
+    playbook: TextQ = None,
+) -> Response:
+    stats = await _views.overview(_vault(request), days=days, project=project, playbook=playbook)
+    rates = sorted(
+        stats.step_failures, key=lambda f: (-(f.failed / f.runs), f.playbook_id or "", f.step or "")
+    )
+    return render(
+        request,
+        "overview.html",
+        {
+            "stats": stats,
+            "chart": _layout.runs_per_day(stats),
+            "rates": rates[:50],
+            "filters": {"days": days, "project": project or "", "playbook": playbook or ""},
+        },
+    )
 
 
 @router.get("/runs/{run_id}")
@@ -171,6 +216,9 @@ async def run_page(
         "parent": run.parent_run_id,
         "previous": run.previous_run_id,
     }
+    successors = await vault.runs.list(
+        previous_run_id=run_id, descending=False, limit=10, count_limit=100
+    )
     return render(
         request,
         "run.html",
@@ -186,6 +234,7 @@ async def run_page(
             "last_seq": logs[-1].seq if logs else 0,
             "approve": approve,
             "related": related,
+            "successors": successors,
             "duration": _views.run_duration(run),
             "levels": ["debug", "info", "warning", "error", "critical"],
             "playbook_url": (
@@ -271,21 +320,42 @@ async def definition_page(
 @router.get("/audit")
 async def audit_page(
     request: Request,
-    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    event: Annotated[str | None, Query(max_length=128)] = None,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    run: Annotated[str | None, Query(max_length=64)] = None,
+    before: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     vault = _vault(request)
+    filters = {"event": event or "", "actor": actor or "", "run": run or ""}
+    cursor = _whole(before, "before", default=0) or None
+    query = parse(
+        AuditQuery,
+        {
+            "event": event or None,
+            "actor": actor or None,
+            "run_id": run or None,
+            "before_seq": cursor,
+            "limit": 100,
+        },
+        operation="web.audit",
+    )
+    page = await vault.audit.query(query)
     head = await vault.audit.head()
-    start = after or max(0, (head.seq if head else 0) - 100)
-    entries = await vault.audit.entries(after_seq=start, limit=100)
     checkpoints = await vault.audit.checkpoints()
+    last_verify = await vault.audit.last_verify()
     return render(
         request,
         "audit.html",
         {
-            "entries": entries[::-1],
+            "entries": page.entries,
             "head": head,
+            "filters": filters,
             "checkpoints": checkpoints[-20:][::-1],
-            "older_url": f"/audit?after={max(0, start - 100)}" if start > 0 else None,
+            "last_verify": last_verify,
+            "older_url": query_url("/audit", {**filters, "before": page.next_cursor})
+            if page.next_cursor
+            else None,
+            "newest_url": query_url("/audit", filters) if cursor else None,
         },
     )
 
@@ -312,6 +382,8 @@ async def login(request: Request) -> Response:
     form = parse_qs(body, max_num_fields=10)
     given = (form.get("token") or [""])[0]
     target = local_path((form.get("next") or ["/"])[0])
+    if target == "/":
+        target = f"{root_of(request)}/"
     if token is None or not room.token_required:
         return RedirectResponse(target, status_code=303)
     if not hmac.compare_digest(given.encode(), token.encode()):

@@ -3,6 +3,7 @@
 "use strict";
 (function () {
   const POLL_MS = 2000;
+  const ROOT = (document.body && document.body.dataset.root) || "";
   const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
   function setBadge(cell, status) {
@@ -40,7 +41,7 @@
         const current = cell && cell.textContent.trim();
         if (TERMINAL.has(current)) continue;
         try {
-          const run = await getJSON("/api/v1/runs/" + encodeURIComponent(row.dataset.runId));
+          const run = await getJSON(ROOT + "/api/v1/runs/" + encodeURIComponent(row.dataset.runId));
           setBadge(cell, run.status);
           const progress = row.querySelector('[data-cell="progress"]');
           if (progress) progress.textContent = progressText(run);
@@ -51,22 +52,22 @@
     setTimeout(tick, POLL_MS);
   }
 
-  // One run: its header follows the run record; a new version reloads the step drawings.
+  // One run: its status follows the run record at every tick; when the record's version
+  // changes, the header, steps, snapshots and artifacts are redrawn from a fresh copy of the
+  // page (one request).
   function liveRun(box) {
     const runId = box.dataset.liveRun;
     let version = box.dataset.version;
     async function tick() {
       try {
-        const run = await getJSON("/api/v1/runs/" + encodeURIComponent(runId));
-        setBadge(box.querySelector('h1 [data-cell="status"]'), run.status);
-        const outcome = box.querySelector('[data-cell="outcome"]');
-        if (outcome) outcome.textContent = run.outcome || "-";
-        const progress = box.querySelector('[data-cell="progress"]');
+        const run = await getJSON(ROOT + "/api/v1/runs/" + encodeURIComponent(runId));
+        const header = document.getElementById("run-header") || box;
+        setBadge(header.querySelector('h1 [data-cell="status"]'), run.status);
+        const progress = header.querySelector('[data-cell="progress"]');
         if (progress) progress.textContent = progressText(run);
         if (String(run.version) !== String(version)) {
           version = run.version;
-          box.dataset.version = String(version);
-          await refreshSection("steps");
+          await refreshSections(["run-header", "steps", "snapshots", "artifacts"]);
         }
         if (TERMINAL.has(run.status)) return;
       } catch (e) { /* try again */ }
@@ -75,15 +76,17 @@
     setTimeout(tick, POLL_MS);
   }
 
-  // Replace a section with the same section of a fresh copy of this page (server-rendered,
+  // Replace sections with the same sections of a fresh copy of this page (server-rendered,
   // escaped there; parsed as an inert document, so nothing in it runs).
-  async function refreshSection(id) {
+  async function refreshSections(ids) {
     const response = await fetch(location.pathname + location.search, { credentials: "same-origin" });
     if (!response.ok) return;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
-    const fresh = doc.getElementById(id);
-    const old = document.getElementById(id);
-    if (fresh && old) old.replaceWith(document.importNode(fresh, true));
+    for (const id of ids) {
+      const fresh = doc.getElementById(id);
+      const old = document.getElementById(id);
+      if (fresh && old) old.replaceWith(document.importNode(fresh, true));
+    }
   }
 
   // The log: new lines after the last one shown, appended while "live tail" is on.
@@ -98,7 +101,7 @@
         if (table.dataset.level) params.set("level", table.dataset.level);
         if (table.dataset.event) params.set("event", table.dataset.event);
         try {
-          const entries = await getJSON("/api/v1/runs/" + encodeURIComponent(runId) + "/logs?" + params);
+          const entries = await getJSON(ROOT + "/api/v1/runs/" + encodeURIComponent(runId) + "/logs?" + params);
           for (const e of entries) {
             const row = document.createElement("tr");
             row.className = "l-" + e.level;
