@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from _web_fixtures import PNG, XSS, Population, populate_sync
 from strongroom import SyncVault
 from strongroom.web import create_app
+from strongroom.web._content import DownloadCut
 from strongroom.web._security import CSP, check_bind, local_path
 
 TOKEN = "correct-horse-battery-staple"
@@ -486,3 +487,95 @@ def test_mounted_in_another_app_under_a_prefix(population: Population) -> None:
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
     assert "vault" in holder
+
+
+@pytest.mark.postgres
+def test_no_secret_of_the_vault_url_is_shown(pg_url: str, tmp_path: Path) -> None:
+    """A password in the PostgreSQL URL (the test server trusts, so any password opens it)
+    never reaches a page, a hint or an API answer."""
+    from sqlalchemy.engine import make_url
+
+    secret = "hunter2-Sup3rS3cret"
+    url = make_url(pg_url).set(password=secret).render_as_string(hide_password=False)
+    blobs = str(tmp_path / "blobs")
+    with SyncVault.open(url, blobs_url=blobs) as vault:
+        run = vault.runs.create(project="secret", purpose="look for the password")
+        vault.runs.start(run.run_id)
+        vault.artifacts.put_bytes(run.run_id, b"x", name="x.txt", format="txt")
+        vault.snapshots.save(
+            run.run_id,
+            {"data": {"orchestrator": {
+                "playbook_ref": "p@1", "playbook_id": "p", "playbook_version": "1",
+                "playbook_digest": "sha256:" + "1" * 64, "order": ["s"],
+                "steps": {"s": {
+                    "step_id": "s", "status": "waiting_approval", "tool_id": "t",
+                    "tool_version": "1", "manifest_digest": "sha256:" + "0" * 64,
+                    "tool_ref": "t@1",
+                }},
+            }}},
+            expected_revision=0,
+        )  # fmt: skip
+        artifact = vault.artifacts.list(run_id=run.run_id)[0].artifact_id
+    app = create_app(url, blobs_url=blobs)
+    with TestClient(app) as client:
+        answers = [
+            client.get(path)
+            for path in [
+                "/runs",
+                f"/runs/{run.run_id}",
+                f"/artifacts/{artifact}",
+                "/audit",
+                "/api/v1/runs",
+                f"/api/v1/artifacts/{artifact}",
+                "/api/v1/runs/nope",
+                "/no-such-page",
+            ]
+        ]
+    for answer in answers:
+        assert secret not in answer.text, answer.url
+    run_page = answers[1].text
+    assert "strongroom resume" in run_page  # the hint is there, without a --vault to copy
+    assert "--vault" not in run_page
+    assert "REDACTED" in answers[0].text  # the header names the vault, redacted
+
+
+def _corrupt(vault_dir: Path, sha256: str) -> None:
+    """Flip one byte of a blob file behind the vault's back (it is stored read-only)."""
+    hexd = sha256.removeprefix("sha256:")
+    (blob,) = [p for p in (vault_dir / "blobs").rglob(hexd) if p.is_file()]
+    blob.chmod(0o600)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+
+def test_a_download_that_no_longer_matches_its_digest_is_refused(tmp_path: Path) -> None:
+    """Small: verified before the first byte, an integrity_error answer. Large: streamed with
+    the last chunk held back, so the client never gets the whole (wrong) content."""
+    path = tmp_path / "vault"
+    big = bytes(range(256)) * (9 * 1024 * 1024 // 256 + 1)  # over the 8 MiB verify-first size
+    with SyncVault.open(path) as vault:
+        run = vault.runs.create(project="rot")
+        small = vault.artifacts.put_bytes(run.run_id, b"some rows\n" * 100, format="txt")
+        large = vault.artifacts.put_bytes(run.run_id, big, format="binary")
+    _corrupt(path, small.sha256)
+    _corrupt(path, large.sha256)
+    with TestClient(create_app(str(path)), raise_server_exceptions=False) as client:
+        refused = client.get(f"/api/v1/artifacts/{small.artifact_id}/content")
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "integrity_error"
+    received = bytearray()
+    cut_by: BaseException | None = None
+    with TestClient(create_app(str(path))) as client:  # re-raises what the server raised
+        try:
+            with client.stream("GET", f"/api/v1/artifacts/{large.artifact_id}/content") as cut:
+                assert cut.status_code == 200  # the headers went out before the end was read
+                assert cut.headers["content-length"] == str(len(big))
+                for chunk in cut.iter_bytes():
+                    received += chunk
+        except DownloadCut as exc:
+            cut_by = exc
+    assert isinstance(cut_by, DownloadCut)
+    assert "download cut" in str(cut_by)
+    assert 0 < len(received) < len(big)
+    assert hashlib.sha256(received).hexdigest() != large.sha256.removeprefix("sha256:")

@@ -21,7 +21,7 @@ from datetime import datetime
 from pydantic import BaseModel
 from strongroom import ErrorInfo
 from strongroom.integrity import SignedTreeHead, SigningKey
-from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ArtifactManifest, ArtifactMetadata, ArtifactQuery, AuditEntry, AuditEvent, AuditPage, AuditQuery, CatalogObject, Channel, Definition, DefinitionKind, DefinitionVersion, GovernanceLevel, LogEntry, LogLine, LogQuery, LogReference, MerkleCheckpoint, MetricPoint, Namespace, Provider, Ref, Run, RunOutcome, RunPage, RunQuery, RunSnapshot, RunState, RunStats, RunStatsQuery, RunStatus, SnapshotRecord, ToolDefinition, VerifyProblem, VerifyRecord, VerifyReport
+from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ArtifactManifest, ArtifactMetadata, ArtifactQuery, AuditEntry, AuditEvent, AuditPage, AuditQuery, CatalogObject, Channel, Definition, DefinitionKind, DefinitionVersion, GovernanceLevel, LogEntry, LogLine, LogQuery, LogReference, MerkleCheckpoint, MetricPoint, Namespace, Provider, Ref, Run, RunOutcome, RunPage, RunQuery, RunSnapshot, RunState, RunStats, RunStatsQuery, RunStatus, RunStatusCounts, SnapshotRecord, ToolDefinition, VerifyProblem, VerifyRecord, VerifyReport
 from strongroom.ports.chains import ChainRow
 from strongroom.services import ArtifactInput, ProgressCallback, Transition
 from strongroom.services.artifacts import ByteProgress, M
@@ -50,6 +50,11 @@ class SyncRunService:
         ``total`` is capped at ``count_limit`` matches (default 10,000; then
         ``total_is_exact`` is False); ``count_limit=None`` counts every match, which reads
         the whole group (or, for ``purpose_contains``, every run)."""
+    def count_by_status(self, query: RunQuery | Mapping[str, Any] | None = ..., **filters: Any) -> RunStatusCounts:
+        """How many runs match a `RunQuery` (or its fields as keywords) in each status, its
+        own ``status`` and ``cursor`` aside: one pass over at most ``count_limit + 1``
+        matches (default 10,000; ``exact`` is False past it), answered from the same indexes
+        as ``list``; with a label, from that label's index however common it is."""
     def stats(self, query: RunStatsQuery | Mapping[str, Any] | None = ..., **filters: Any) -> RunStats:
         """Statistics of the runs created in a window, for dashboards: a `RunStatsQuery`, or
         its fields as keywords (e.g. ``stats(since=now - timedelta(days=30),

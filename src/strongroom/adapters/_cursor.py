@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from strongroom.errors import ValidationError
 from strongroom.ids import check_entity_id
+from strongroom.models import RunStatus, RunStatusCounts
 
 __all__ = [
     "capped_total",
@@ -25,6 +26,7 @@ __all__ = [
     "decode_run_cursor",
     "encode_metric_cursor",
     "encode_run_cursor",
+    "status_counts_of",
 ]
 
 
@@ -90,6 +92,17 @@ def decode_metric_cursor(cursor: str) -> tuple[float, str]:
             reason="bad_cursor",
         ) from exc
     return float(value[0]), run_id
+
+
+def status_counts_of(read: dict[str, int], count_limit: int | None) -> RunStatusCounts:
+    """`RunStatusCounts` from per-status counts over at most ``count_limit + 1`` matches read
+    (every backend's rule): more than ``count_limit`` read -> not exact."""
+    total = sum(read.values())
+    return RunStatusCounts(
+        counts={RunStatus(status): n for status, n in sorted(read.items()) if n},
+        total=total,
+        exact=count_limit is None or total <= count_limit,
+    )
 
 
 def capped_total(counted: int, count_limit: int | None) -> tuple[int, bool]:

@@ -17,6 +17,7 @@ from strongroom.adapters._cursor import (
     decode_run_cursor,
     encode_metric_cursor,
     encode_run_cursor,
+    status_counts_of,
 )
 from strongroom.adapters._memory_registry import MemoryRegistryRecords
 from strongroom.adapters._run_stats import run_stats_of
@@ -40,6 +41,7 @@ from strongroom.models import (
     RunQuery,
     RunStats,
     RunStatsQuery,
+    RunStatusCounts,
     SnapshotRecord,
     VerifyProblem,
     bind,
@@ -252,6 +254,23 @@ class MemoryMetadataStore(MemoryRegistryRecords):
             total_is_exact=exact,
             next_cursor=next_cursor,
         )
+
+    async def count_runs_by_status(self, query: RunQuery) -> RunStatusCounts:
+        walk = query.model_copy(update={"status": None, "cursor": None, "limit": 1000})
+        read: dict[str, int] = {}
+        seen = 0
+        while True:
+            page = await self.query_runs(walk)
+            for run in page.items:
+                if query.count_limit is not None and seen > query.count_limit:
+                    break
+                read[run.status.value] = read.get(run.status.value, 0) + 1
+                seen += 1
+            if page.next_cursor is None or (
+                query.count_limit is not None and seen > query.count_limit
+            ):
+                return status_counts_of(read, query.count_limit)
+            walk = walk.model_copy(update={"cursor": page.next_cursor})
 
     async def run_stats(self, query: RunStatsQuery) -> RunStats:
         return run_stats_of(self._runs.values(), query)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 from typing import Annotated
@@ -101,6 +102,10 @@ def serve(
             markup=False,
             soft_wrap=True,
         )
+        # What is alive now (modules, the app, its templates) lives as long as the server:
+        # out of the collector's way, a full collection no longer walks it (in the 1,000-step
+        # run page benchmark, collections took half the page's time).
+        gc.freeze()
         server.run(sockets=[sock])
 
 

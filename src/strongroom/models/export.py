@@ -20,6 +20,7 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     models.SnapshotRecord,
     models.RunQuery,
     models.RunPage,
+    models.RunStatusCounts,
     models.RunStatsQuery,
     models.RunStats,
     models.ArtifactMetadata,

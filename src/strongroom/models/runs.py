@@ -335,6 +335,20 @@ class RunPage(Record):
     next_cursor: str | None = None
 
 
+class RunStatusCounts(Record):
+    """How many runs match a `RunQuery` (its status filter and cursor aside) in each status:
+    the status buttons of the Control Room's run index."""
+
+    counts: dict[RunStatus, int] = Field(
+        description="Matches per status (statuses without a match are left out)."
+    )
+    total: int = Field(ge=0, description="Every match counted (at most count_limit + 1).")
+    exact: bool = Field(
+        description="False when more than the query's count_limit runs match: the counts "
+        "then cover only the first count_limit + 1 matches found (a lower bound each)."
+    )
+
+
 # -- run statistics (the Control Room's overview) ------------------------------------------------
 
 RUN_STATS_MAX_DAYS: Final = 366

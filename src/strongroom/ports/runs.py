@@ -22,6 +22,7 @@ from strongroom.models import (
     RunQuery,
     RunStats,
     RunStatsQuery,
+    RunStatusCounts,
     SnapshotRecord,
 )
 
@@ -71,6 +72,12 @@ class RunRecords(ABC):
         `strongroom.adapters._cursor.capped_total`). The cursor is opaque to callers; an
         undecodable cursor raises `ValidationError`.
         """
+
+    @abstractmethod
+    async def count_runs_by_status(self, query: RunQuery) -> RunStatusCounts:
+        """The runs matching ``query`` apart from its ``status`` and ``cursor``, counted per
+        status, reading at most ``query.count_limit + 1`` matches (all when it is None): more
+        -> ``exact`` False and the counts cover the matches read. One read transaction."""
 
     @abstractmethod
     async def run_stats(self, query: RunStatsQuery) -> RunStats:

@@ -28,6 +28,7 @@ from strongroom.models import (
     RunStats,
     RunStatsQuery,
     RunStatus,
+    RunStatusCounts,
     utcnow,
 )
 from strongroom.models.runs import LabelKey, LabelValue, MetricKey, MetricValue
@@ -144,6 +145,17 @@ class RunService:
         """
         return await self._store.query_runs(
             query_of(RunQuery, query, filters, operation="runs.list")
+        )
+
+    async def count_by_status(
+        self, query: RunQuery | Mapping[str, Any] | None = None, **filters: Any
+    ) -> RunStatusCounts:
+        """How many runs match a `RunQuery` (or its fields as keywords) in each status, its
+        own ``status`` and ``cursor`` aside: one pass over at most ``count_limit + 1``
+        matches (default 10,000; ``exact`` is False past it), answered from the same indexes
+        as ``list``; with a label, from that label's index however common it is."""
+        return await self._store.count_runs_by_status(
+            query_of(RunQuery, query, filters, operation="runs.count_by_status")
         )
 
     async def stats(

@@ -215,6 +215,37 @@ class RunIndexTests(VaultFixtureContract):
         assert [r.run_id for r in again.items] == [later[0].run_id]
         assert (await vault.runs.list(previous_run_id=later[0].run_id)).total == 0
 
+    async def test_counts_by_status_match_the_listed_runs(self, vault: Vault) -> None:
+        await self._populate(vault)
+        for i, run_id in enumerate((await vault.runs.list(limit=1000)).items):
+            if i % 4 == 0:
+                await vault.runs.set_labels(run_id.run_id, {"team": "red" if i % 8 else "blue"})
+        for filters in [
+            {},
+            {"project": "alpha"},
+            {"actor": "bob", "status": ["pending"]},  # the status filter is set aside
+            {"labels": {"team": "red"}},
+            {"labels": {"team": "blue"}, "project": "beta"},
+            {"purpose_contains": "100%"},
+        ]:
+            every = await vault.runs.list(
+                {**filters, "status": None, "limit": 1000, "count_limit": None}
+            )
+            expected: dict[RunStatus, int] = {}
+            for run in every.items:
+                expected[run.status] = expected.get(run.status, 0) + 1
+            counted = await vault.runs.count_by_status(filters)
+            assert counted.counts == expected, filters
+            assert counted.total == len(every.items)
+            assert counted.exact
+        capped = await vault.runs.count_by_status(count_limit=7)
+        assert capped.total == 8
+        assert not capped.exact
+        capped_label = await vault.runs.count_by_status(labels={"team": "red"}, count_limit=2)
+        assert capped_label.total == 3
+        assert not capped_label.exact
+        assert (await vault.runs.count_by_status(project="nobody")).counts == {}
+
     async def test_purpose_search_treats_wildcards_literally(self, vault: Vault) -> None:
         await self._populate(vault)
         assert (await vault.runs.list(purpose_contains="100%")).total == 6

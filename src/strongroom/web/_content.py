@@ -26,7 +26,7 @@ from strongroom.models import ArtifactFormat, ArtifactMetadata
 from strongroom.vault import Vault
 from strongroom.web.models import Preview
 
-__all__ = ["INLINE_IMAGE_TYPES", "download", "preview"]
+__all__ = ["INLINE_IMAGE_TYPES", "DownloadCut", "download", "preview"]
 
 log = logging.getLogger("strongroom.web")
 
@@ -192,6 +192,12 @@ async def download(vault: Vault, artifact_id: str, *, inline: bool = False) -> R
     )
 
 
+class DownloadCut(Exception):
+    """Raised inside a started download whose bytes no longer match their digest: not a
+    strongroom error with an answer (the status line is gone), it makes the server drop the
+    connection short of ``Content-Length``."""
+
+
 async def _held_back(chunks: AsyncIterator[bytes], artifact_id: str) -> AsyncIterator[bytes]:
     pending: bytes | None = None
     try:
@@ -199,8 +205,8 @@ async def _held_back(chunks: AsyncIterator[bytes], artifact_id: str) -> AsyncIte
             if pending is not None:
                 yield pending
             pending = chunk
-    except IntegrityError:
+    except IntegrityError as exc:
         log.error("artifact %s: stored bytes no longer match the digest; download cut", artifact_id)
-        raise
+        raise DownloadCut(f"artifact {artifact_id}: {exc.message}; download cut") from None
     if pending is not None:
         yield pending

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from strongroom.errors import NotFound, ValidationError
-from strongroom.models import Run, RunQuery, RunState, RunStats, RunStatus
+from strongroom.models import Run, RunQuery, RunState, RunStats, RunStatusCounts
 from strongroom.models.runs import DEFAULT_COUNT_LIMIT
 from strongroom.orchestrator.state import STATE_KEY, PlanState
 from strongroom.sandbox.host import LAYERS, disabled_layers, probe_host
@@ -26,7 +26,6 @@ from strongroom.web.models import (
     HostReport,
     RunSteps,
     SnapshotDiff,
-    StatusCounts,
     StepView,
 )
 
@@ -121,18 +120,10 @@ async def overview(
     )
 
 
-async def status_counts(vault: Vault, query: RunQuery) -> StatusCounts:
-    """Matches of ``query`` (its status filter aside) per status, each capped at the index's
-    count limit: one COUNT per status, answered from the index."""
-    counts: dict[str, int] = {}
-    exact: dict[str, bool] = {}
-    for status in RunStatus:
-        page = await vault.runs.list(
-            query.model_copy(update={"status": [status], "limit": 1, "cursor": None})
-        )
-        counts[status.value] = page.total
-        exact[status.value] = page.total_is_exact
-    return StatusCounts(counts=counts, exact=exact)
+async def status_counts(vault: Vault, query: RunQuery) -> RunStatusCounts:
+    """Matches of ``query`` (its status filter aside) per status: one pass over at most the
+    index's count limit of matches (`RunService.count_by_status`)."""
+    return await vault.runs.count_by_status(query)
 
 
 def run_duration(run: Run) -> float | None:

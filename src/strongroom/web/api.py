@@ -24,6 +24,7 @@ from strongroom.models import (
     RunPage,
     RunSnapshot,
     RunStats,
+    RunStatusCounts,
     SnapshotRecord,
     VerifyRecord,
 )
@@ -39,7 +40,6 @@ from strongroom.web.models import (
     Preview,
     RunSteps,
     SnapshotDiff,
-    StatusCounts,
 )
 
 __all__ = ["router"]
@@ -133,7 +133,7 @@ async def list_runs(
     return _json(await vault_of(request).runs.list(query))
 
 
-@router.get("/runs/counts", response_model=StatusCounts, summary="Matching runs per status")
+@router.get("/runs/counts", response_model=RunStatusCounts, summary="Matching runs per status")
 async def run_counts(request: Request, filters: Filters) -> Response:
     query = _views.run_query(**filters, limit=1)
     return _json(await _views.status_counts(vault_of(request), query))

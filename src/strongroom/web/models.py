@@ -1,5 +1,5 @@
 """The answers of the Control Room API that are views over several records (a run's steps,
-a snapshot diff, a comparison, a preview, status counts, the host's sandbox layers). Single
+a snapshot diff, a comparison, a preview, the host's sandbox layers). Single
 records are answered with their own models (`Run`, `RunPage`, `ArtifactMetadata`,
 `LogEntry`...), as the CLI's ``--json`` prints them."""
 
@@ -21,7 +21,6 @@ __all__ = [
     "Preview",
     "RunSteps",
     "SnapshotDiff",
-    "StatusCounts",
     "StepView",
 ]
 
@@ -110,13 +109,6 @@ class Preview(BaseModel):
         "of the beginning of a large artifact is not verified."
     )
     note: str | None = None
-
-
-class StatusCounts(BaseModel):
-    """How many runs match a filter, per status (each count capped like the run index's)."""
-
-    counts: dict[str, int]
-    exact: dict[str, bool]
 
 
 class HostLayer(BaseModel):

@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from strongroom.errors import ValidationError
 from strongroom.models import RUN_STATS_MAX_DAYS, AuditQuery, LogQuery, RunStatus
 from strongroom.models.registry import DefinitionKind
-from strongroom.secrets import safe_url
+from strongroom.secrets import REDACTED, safe_url
 from strongroom.services import parse
 from strongroom.vault import DEFAULT_VAULT_URL, Vault
 from strongroom.web import _content, _layout, _views
@@ -28,6 +28,10 @@ __all__ = ["router"]
 router = APIRouter(include_in_schema=False)
 
 RunId = Annotated[str, Path(max_length=64)]
+SHOWN_REVISIONS = 50
+"""A run page lists its newest snapshot revisions (the diff page takes any two)."""
+SHOWN_ARTIFACTS = 100
+"""A run page lists its first artifacts (the API lists them all)."""
 TextQ = Annotated[str | None, Query(max_length=200)]
 
 
@@ -37,10 +41,11 @@ def _vault(request: Request) -> Vault:
 
 
 def _cli(*words: str, request: Request) -> str:
-    """A strongroom command to paste, against this vault (``--vault`` unless it is the
-    default or its URL holds a secret: the environment that named it names it again)."""
+    """A strongroom command to paste, against this vault: with ``--vault`` unless it is the
+    default, or its URL held a secret (the vault's URL is kept redacted, and a redacted URL
+    would not run: the environment that named the vault names it again)."""
     url = _vault(request).url
-    extra = ["--vault", url] if url != DEFAULT_VAULT_URL and safe_url(url) == url else []
+    extra = ["--vault", url] if url != DEFAULT_VAULT_URL and REDACTED not in url else []
     return shlex.join(["strongroom", *words, *extra])
 
 
@@ -193,7 +198,7 @@ async def run_page(
     run = await vault.runs.get(run_id)
     steps = await _views.run_steps(vault, run_id)
     history = await vault.snapshots.history(run_id)
-    artifacts = await vault.artifacts.list({"run_id": run_id, "limit": 1000})
+    artifacts = await vault.artifacts.list({"run_id": run_id, "limit": SHOWN_ARTIFACTS + 1})
     log_query = parse(
         LogQuery,
         {"min_level": level or None, "event": event or None, "limit": 500},
@@ -227,8 +232,10 @@ async def run_page(
             "steps": steps,
             "gantt": _layout.gantt(steps.steps),
             "dag": _layout.dag(steps.steps),
-            "history": history,
-            "artifacts": artifacts,
+            "history": history[-SHOWN_REVISIONS:],
+            "revisions": len(history),
+            "artifacts": artifacts[:SHOWN_ARTIFACTS],
+            "more_artifacts": len(artifacts) > SHOWN_ARTIFACTS,
             "logs": logs,
             "log_filters": {"level": level or "", "event": event or ""},
             "last_seq": logs[-1].seq if logs else 0,
@@ -255,7 +262,9 @@ async def snapshot_diff_page(
     run = await vault.runs.get(run_id)
     diff = await _views.snapshot_diff(vault, run_id, a, b)
     history = await vault.snapshots.history(run_id)
-    return render(request, "diff.html", {"run": run, "diff": diff, "history": history})
+    shown = [r for r in history if r.revision in (a, b)] + history[-SHOWN_REVISIONS:]
+    shown = sorted({r.revision: r for r in shown}.values(), key=lambda r: r.revision)
+    return render(request, "diff.html", {"run": run, "diff": diff, "history": shown})
 
 
 @router.get("/artifacts/{artifact_id}")

@@ -43,7 +43,13 @@ from strongroom.models import (
     RunQuery,
 )
 
-__all__ = ["LABEL_DRIVE_LIMIT", "label_match_probe", "run_index_statements", "sync_index"]
+__all__ = [
+    "LABEL_DRIVE_LIMIT",
+    "label_match_probe",
+    "run_index_statements",
+    "status_count_statement",
+    "sync_index",
+]
 
 
 LABEL_DRIVE_LIMIT: Final = 4000
@@ -143,6 +149,33 @@ def run_index_statements(
         .limit(query.limit + 1)
     )
     return count_stmt, page_stmt
+
+
+def status_count_statement(
+    query: RunQuery, *, drive_label: tuple[str, str] | None = None
+) -> Select[Any]:
+    """(status, count) rows of the runs matching ``query`` but its status and cursor, over at
+    most ``query.count_limit + 1`` matches read in no particular order (one pass, not one
+    count per status). ``drive_label`` (one of ``query.labels``, the rarest) is joined, so
+    the matches are read from the label index: at most count_limit + 1 label rows and as
+    many runs by key, however common the label is."""
+    c = runs_table.c
+    filters = _run_filters(query.model_copy(update={"status": None}))
+    source: Any = runs_table
+    if drive_label is not None:
+        driver = run_labels_table.alias("drive")
+        source = driver.join(runs_table, driver.c.run_id == c.run_id)
+        filters += [driver.c.key == drive_label[0], driver.c.value == drive_label[1]]
+    filters += _index_filters(query, c.run_id, skip=drive_label)
+    if query.sort_metric is not None:  # as the page and its total: runs with the metric
+        sorted_by = run_metrics_table.alias("sort_metric")
+        source = sorted_by.join(source, sorted_by.c.run_id == c.run_id)
+        filters.append(sorted_by.c.key == query.sort_metric)
+    matches: Select[Any] = select(c.status).select_from(source).where(*filters)
+    if query.count_limit is not None:
+        matches = matches.limit(query.count_limit + 1)
+    read = matches.subquery()
+    return select(read.c.status, func.count()).group_by(read.c.status)
 
 
 def _index_filters(

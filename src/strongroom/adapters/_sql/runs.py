@@ -23,6 +23,7 @@ from strongroom.adapters._cursor import (
     capped_total,
     encode_metric_cursor,
     encode_run_cursor,
+    status_counts_of,
 )
 from strongroom.adapters._sql.audit import AuditRecords
 from strongroom.adapters._sql.base import (
@@ -37,6 +38,7 @@ from strongroom.adapters._sql.run_index import (
     LABEL_DRIVE_LIMIT,
     label_match_probe,
     run_index_statements,
+    status_count_statement,
     sync_index,
 )
 from strongroom.adapters._sql.run_stats import read_run_stats
@@ -57,6 +59,7 @@ from strongroom.models import (
     RunQuery,
     RunStats,
     RunStatsQuery,
+    RunStatusCounts,
     SnapshotRecord,
     bind,
     stored_body,
@@ -248,6 +251,21 @@ class RunRecords(AuditRecords):
                 next_cursor = encode_run_cursor(last.sort_value, last.run_id)
         total, exact = capped_total(counted, query.count_limit)
         return RunPage(items=items, total=total, total_is_exact=exact, next_cursor=next_cursor)
+
+    async def count_runs_by_status(self, query: RunQuery) -> RunStatusCounts:
+        def op(conn: Connection) -> list[AnyRow]:
+            drive: tuple[str, str] | None = None
+            if query.labels:
+                # Always from the rarest label's index rows: they bound what is read.
+                counts = {
+                    pair: int(conn.scalar(label_match_probe(*pair)) or 0)
+                    for pair in sorted(query.labels.items())
+                }
+                drive = min(counts, key=lambda pair: counts[pair])
+            return list(conn.execute(status_count_statement(query, drive_label=drive)).all())
+
+        rows = await self._read("count_runs_by_status", op)
+        return status_counts_of({str(row[0]): int(row[1]) for row in rows}, query.count_limit)
 
     async def run_stats(self, query: RunStatsQuery) -> RunStats:
         return await self._read("run_stats", lambda conn: read_run_stats(conn, query))
