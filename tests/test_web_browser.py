@@ -197,6 +197,8 @@ def test_index_status_counts_and_pages(page: Page, site: Site) -> None:
     pop = site.population
     web = site.api(page, "/api/v1/runs?project=web&limit=100")
     page.goto("/runs?project=web")
+    # The totals arrive after the page (app.js asks /api/v1/runs/counts).
+    expect(page.locator("[data-total]")).to_have_text(str(len(web["items"])))
     # A status count is a link to that status (the other filters kept).
     failed = page.locator('a[data-count="failed"]')
     expect(failed.locator("b")).to_have_text("2")

@@ -220,14 +220,15 @@ class RunIndexTests(VaultFixtureContract):
         for i, run_id in enumerate((await vault.runs.list(limit=1000)).items):
             if i % 4 == 0:
                 await vault.runs.set_labels(run_id.run_id, {"team": "red" if i % 8 else "blue"})
-        for filters in [
+        cases: list[dict[str, Any]] = [
             {},
             {"project": "alpha"},
             {"actor": "bob", "status": ["pending"]},  # the status filter is set aside
             {"labels": {"team": "red"}},
             {"labels": {"team": "blue"}, "project": "beta"},
             {"purpose_contains": "100%"},
-        ]:
+        ]
+        for filters in cases:
             every = await vault.runs.list(
                 {**filters, "status": None, "limit": 1000, "count_limit": None}
             )

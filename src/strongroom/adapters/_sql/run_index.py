@@ -45,6 +45,7 @@ from strongroom.models import (
 
 __all__ = [
     "LABEL_DRIVE_LIMIT",
+    "has_run_filters",
     "label_match_probe",
     "run_index_statements",
     "status_count_statement",
@@ -232,6 +233,11 @@ def label_match_probe(key: str, value: str) -> Select[int]:
         .subquery()
     )
     return select(func.count()).select_from(matches)
+
+
+def has_run_filters(query: RunQuery) -> bool:
+    """Whether ``query`` filters on columns of ``runs`` (not only labels and metrics)."""
+    return bool(_run_filters(query))
 
 
 def _run_filters(query: RunQuery) -> list[ColumnElement[bool]]:

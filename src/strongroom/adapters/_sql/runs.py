@@ -36,6 +36,7 @@ from strongroom.adapters._sql.base import (
 )
 from strongroom.adapters._sql.run_index import (
     LABEL_DRIVE_LIMIT,
+    has_run_filters,
     label_match_probe,
     run_index_statements,
     status_count_statement,
@@ -256,12 +257,18 @@ class RunRecords(AuditRecords):
         def op(conn: Connection) -> list[AnyRow]:
             drive: tuple[str, str] | None = None
             if query.labels:
-                # Always from the rarest label's index rows: they bound what is read.
+                # From the rarest label's index rows when they bound what is read: a rare
+                # label, or a label with no other filter (the first count_limit + 1 rows
+                # all match). A common label beside a run filter (a project) is checked
+                # per run of that filter's index range instead.
                 counts = {
                     pair: int(conn.scalar(label_match_probe(*pair)) or 0)
                     for pair in sorted(query.labels.items())
                 }
-                drive = min(counts, key=lambda pair: counts[pair])
+                rarest = min(counts, key=lambda pair: counts[pair])
+                alone = not has_run_filters(query.model_copy(update={"status": None}))
+                if alone or counts[rarest] <= LABEL_DRIVE_LIMIT:
+                    drive = rarest
             return list(conn.execute(status_count_statement(query, drive_label=drive)).all())
 
         rows = await self._read("count_runs_by_status", op)

@@ -124,7 +124,28 @@
     setTimeout(tick, POLL_MS);
   }
 
+  // The run index's totals: per status (the buttons) and overall, fetched once after the
+  // page is shown, for the same filters.
+  async function fillCounts(list) {
+    try {
+      const answer = await getJSON(list.dataset.countsUrl);
+      const plus = answer.exact ? "" : "+";
+      const counts = answer.counts || {};
+      list.querySelectorAll("[data-count]").forEach(function (link) {
+        const n = counts[link.dataset.count] || 0;
+        link.querySelector("b").textContent = n.toLocaleString("en-US") + plus;
+      });
+      const chosen = (list.dataset.statuses || "").split(",").filter(Boolean);
+      const total = chosen.length
+        ? chosen.reduce(function (sum, s) { return sum + (counts[s] || 0); }, 0)
+        : answer.total;
+      const shown = document.querySelector("[data-total]");
+      if (shown) shown.textContent = Math.min(total, 10000).toLocaleString("en-US") + plus;
+    } catch (e) { /* the buttons keep their placeholder */ }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-counts-url]").forEach(fillCounts);
     document.querySelectorAll("[data-live-runs]").forEach(liveIndex);
     document.querySelectorAll("[data-live-run]").forEach(liveRun);
     document.querySelectorAll("[data-log-tail]").forEach(liveLog);
