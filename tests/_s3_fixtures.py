@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -153,9 +154,9 @@ def s3_client(s3_endpoint: str) -> Any:
     return client_for(s3_endpoint)
 
 
-@pytest.fixture
-def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Test credentials in the environment; no other AWS_* setting; loopback never proxied."""
+def set_test_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Test credentials in the environment (through ``monkeypatch``, undone with it); no
+    other AWS_* setting; loopback never proxied. Returns the variables set."""
     for name in list(os.environ):
         if name.upper().startswith("AWS_"):
             monkeypatch.delenv(name)
@@ -171,6 +172,28 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         current = os.environ.get(name)
         monkeypatch.setenv(name, f"{current},127.0.0.1,localhost" if current else "127.0.0.1")
     return env
+
+
+@contextlib.contextmanager
+def module_bucket(endpoint: str, client: Any, *, prefix: str = "sr-test") -> Iterator[str]:
+    """For a module-scoped fixture (the per-test ``s3_env`` / ``s3_bucket`` cannot serve
+    one): the test environment and a fresh bucket for as long as the block runs; yields the
+    bucket's ``s3://`` vault URL (``/vault`` prefix); empties and removes the bucket after."""
+    bucket = f"{prefix}-{uuid.uuid4().hex[:16]}"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        set_test_env(monkeypatch)
+        client.create_bucket(Bucket=bucket)
+        try:
+            yield f"s3://{bucket}/vault?endpoint={endpoint}&region={REGION}&max_retries=1"
+        finally:
+            empty_bucket(client, bucket)
+            client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Test credentials in the environment; no other AWS_* setting; loopback never proxied."""
+    return set_test_env(monkeypatch)
 
 
 def empty_bucket(client: Any, bucket: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import operator
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _three_backends import vault as three_backend_vault
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
 from strongroom.errors import Conflict, ValidationError
 from strongroom.models import MAX_LABELS, Run
 from strongroom.vault import Vault
 from test_cli import Cli, error_of
-
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("sqlite", id="sqlite-local"),
-    pytest.param("postgresql", id="postgresql-local", marks=pytest.mark.postgres),
-]
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -35,23 +30,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 
-
-async def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Vault:
-    if kind == "memory":
-        return Vault(MemoryMetadataStore(), MemoryBlobStore())
-    if kind == "sqlite":
-        return await Vault.open(tmp_path / "vault")
-    pg_url: str = request.getfixturevalue("pg_url")
-    return await Vault.open(pg_url, blobs_url=str(tmp_path / "blobs"))
-
-
-@pytest.fixture(params=BACKENDS)
-async def vault(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Vault]:
-    opened = await _open(request.param, request, tmp_path)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+vault = three_backend_vault  # the fixture, one vault per backend
 
 
 async def _ids(vault: Vault, **query: Any) -> list[str]:

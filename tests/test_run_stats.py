@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
+from _three_backends import vault as three_backend_vault
 from strongroom.adapters import _run_stats as shared
 from strongroom.adapters._sql import run_stats as sql_stats
 from strongroom.ids import new_id
@@ -36,12 +35,6 @@ from strongroom.models import (
 from strongroom.sync import SyncVault
 from strongroom.vault import Vault
 
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("sqlite", id="sqlite-local"),
-    pytest.param("postgresql", id="postgresql-local", marks=pytest.mark.postgres),
-]
-
 EPOCH = datetime(2001, 1, 1, tzinfo=UTC)
 SLOT = timedelta(days=50)
 """Each hypothesis example writes its runs in a slot of its own (runs within 20 days of the
@@ -49,23 +42,7 @@ slot's start, windows within [start - 2 days, start + 40 days)), so examples sha
 vault never see each other's runs."""
 _slots = itertools.count()
 
-
-async def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Vault:
-    if kind == "memory":
-        return Vault(MemoryMetadataStore(), MemoryBlobStore())
-    if kind == "sqlite":
-        return await Vault.open(tmp_path / "vault")
-    pg_url: str = request.getfixturevalue("pg_url")
-    return await Vault.open(pg_url, blobs_url=str(tmp_path / "blobs"))
-
-
-@pytest.fixture(params=BACKENDS)
-async def vault(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Vault]:
-    opened = await _open(request.param, request, tmp_path)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+vault = three_backend_vault  # the fixture, one vault per backend
 
 
 @pytest.fixture

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from _browser import EXPECT_MS, Shots, off_loop, served, watched
 from _pg_fixtures import fresh_database
-from _s3_fixtures import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, empty_bucket
+from _s3_fixtures import module_bucket
 from _web_fixtures import PNG, XSS, Population, populate_sync
 from strongroom import SyncVault
 
@@ -86,24 +84,8 @@ def _s3_blobs(request: pytest.FixtureRequest) -> Iterator[str]:
     environment fixtures are per test, and this module populates once per backend."""
     endpoint: str = request.getfixturevalue("s3_endpoint")
     client: Any = request.getfixturevalue("s3_client")
-    bucket = f"sr-browser-{uuid.uuid4().hex[:16]}"
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.upper().startswith("AWS_"):
-                env.delenv(name)
-        env.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        env.setenv("AWS_REGION", REGION)
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        for name in ("NO_PROXY", "no_proxy"):
-            current = os.environ.get(name)
-            env.setenv(name, f"{current},127.0.0.1,localhost" if current else "127.0.0.1")
-        client.create_bucket(Bucket=bucket)
-        try:
-            yield f"s3://{bucket}/vault?endpoint={endpoint}&region={REGION}&max_retries=1"
-        finally:
-            empty_bucket(client, bucket)
-            client.delete_bucket(Bucket=bucket)
+    with module_bucket(endpoint, client, prefix="sr-browser") as blobs:
+        yield blobs
 
 
 @pytest.fixture(

@@ -23,8 +23,6 @@ How it runs:
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -38,7 +36,7 @@ from hypothesis import strategies as st
 from schemathesis.python import asgi
 
 from _pg_fixtures import fresh_database
-from _s3_fixtures import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, empty_bucket
+from _s3_fixtures import module_bucket
 from _web_fixtures import Population, populate_sync
 from strongroom.web import create_app
 from strongroom.web.openapi import openapi_schema
@@ -221,25 +219,9 @@ def pg_s3_room(
     """The app over PostgreSQL + S3, populated once for the module: what the function-scoped
     ``pg_url``, ``s3_env`` and ``s3_bucket`` fixtures do, for every operation's test at once
     (populating takes seconds; doing it per operation would take minutes)."""
-    bucket = f"sr-test-{uuid.uuid4().hex[:16]}"
-    with pytest.MonkeyPatch.context() as env, fresh_database() as url:
-        for name in [n for n in os.environ if n.upper().startswith("AWS_")]:
-            env.delenv(name)
-        env.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        env.setenv("AWS_REGION", REGION)
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        for name in ("NO_PROXY", "no_proxy"):
-            current = os.environ.get(name)
-            env.setenv(name, f"{current},127.0.0.1,localhost" if current else "127.0.0.1")
-        s3_client.create_bucket(Bucket=bucket)
-        try:
-            blobs = f"s3://{bucket}/vault?endpoint={s3_endpoint}&region={REGION}&max_retries=1"
-            root = tmp_path_factory.mktemp("web-fuzz-pg")
-            yield from _serve(populate_sync(url, root, blobs_url=blobs))
-        finally:
-            empty_bucket(s3_client, bucket)
-            s3_client.delete_bucket(Bucket=bucket)
+    with fresh_database() as url, module_bucket(s3_endpoint, s3_client) as blobs:
+        root = tmp_path_factory.mktemp("web-fuzz-pg")
+        yield from _serve(populate_sync(url, root, blobs_url=blobs))
 
 
 def _enter(room: Room) -> Any:
