@@ -194,8 +194,8 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
         least = next((m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)), 0)
         return st.lists(strategy_for(args[0], []), min_size=least, max_size=max(3, least))
     if origin is dict:
-        constrained = get_origin(args[0]) is typing.Annotated
-        keys = strategy_for(args[0], []) if constrained else st.text(max_size=12)
+        plain_text = args[0] is str
+        keys = st.text(max_size=12) if plain_text else strategy_for(args[0], [])
         return st.dictionaries(keys, strategy_for(args[1], []), max_size=3)
     if origin is Literal:
         return st.sampled_from(args)

@@ -11,6 +11,7 @@ from pydantic import (
     AfterValidator,
     ConfigDict,
     Field,
+    NonNegativeInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -339,7 +340,7 @@ class RunStatusCounts(Record):
     """How many runs match a `RunQuery` (its status filter and cursor aside) in each status:
     the status buttons of the Control Room's run index."""
 
-    counts: dict[RunStatus, int] = Field(
+    counts: dict[RunStatus, NonNegativeInt] = Field(
         description="Matches per status (statuses without a match are left out)."
     )
     total: int = Field(ge=0, description="Every match counted (at most count_limit + 1).")
