@@ -50,6 +50,8 @@ MUTABLE = (
     "channel_moves",
     "channel_pointers",
     "definition_versions",
+    "gc_blob_claims",
+    "holds",
     "log_refs",
     "namespaces",
     "providers",

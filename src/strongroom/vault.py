@@ -31,6 +31,7 @@ from strongroom.services import (
     CatalogService,
     LogService,
     ProgressCallback,
+    RetentionService,
     RunService,
     SnapshotService,
     TransitionService,
@@ -176,6 +177,8 @@ class Vault:
         self.transitions = TransitionService(metadata, self.snapshots, self.runs, self.logs)
         self.catalog = CatalogService(metadata, blobs, self.audit, bootstrap=bootstrap)
         self.registry = RegistryService(metadata, blobs, self.audit, self.catalog)
+        #: Holds, run deletion and garbage collection (docs/retention.md).
+        self.retention = RetentionService(metadata, blobs)
 
     @property
     def identity(self) -> IdentityService:

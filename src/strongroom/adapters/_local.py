@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,14 +33,16 @@ from strongroom.adapters._local_fs import (
     BlobReader,
     TempWriter,
     link_no_replace,
+    list_temps,
     mkdir_durable,
+    remove_temp,
     start_temp_writer,
     sweep_stale_temps,
     write_durable_temp,
 )
 from strongroom.errors import NotFound, StrongroomError, map_os_errors
 from strongroom.models import BlobLocation
-from strongroom.ports.blobs import BlobSource, BlobStore
+from strongroom.ports.blobs import BlobSource, BlobStore, StagingItem, StoredBlob
 
 __all__ = ["DEFAULT_STALE_TEMP_AFTER", "LocalBlobStore"]
 
@@ -395,6 +398,46 @@ class LocalBlobStore(BlobStore):
                 return False
             fsync_dir(os.path.dirname(path))
         return True
+
+    async def _inventory(self) -> AsyncIterator[StoredBlob]:
+        for top in await asyncio.to_thread(self._shard_names, self._blobs_dir):
+            for item in await asyncio.to_thread(self._inventory_under, top):
+                yield item
+
+    def _inventory_under(self, top: str) -> list[StoredBlob]:
+        found: list[StoredBlob] = []
+        for sub in self._shard_names(os.path.join(self._blobs_dir, top)):
+            directory = os.path.join(self._blobs_dir, top, sub)
+            with self._os_errors("list", f"sha256/{top}/{sub}"):
+                try:
+                    entries = list(os.scandir(directory))
+                except FileNotFoundError:
+                    continue
+            for entry in entries:
+                name = entry.name
+                if not (_DIGEST_RE.fullmatch(name) and name[0:2] == top and name[2:4] == sub):
+                    continue
+                try:
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                modified = datetime.fromtimestamp(info.st_mtime, UTC)
+                found.append(StoredBlob(name, info.st_size, modified))
+        return found
+
+    async def _staging(self, limit: int) -> list[StagingItem]:
+        found = await asyncio.to_thread(list_temps, self._tmp_dir, limit)
+        return [
+            StagingItem(f"tmp/{name}", size, datetime.fromtimestamp(mtime, UTC), live)
+            for name, size, mtime, live in found
+        ]
+
+    async def _remove_staging(self, path: str, older_than: datetime) -> int:
+        name = path.removeprefix("tmp/")
+        with self._os_errors("remove_staging", path):
+            return await asyncio.to_thread(remove_temp, self._tmp_dir, name, older_than.timestamp())
 
     async def _digests(self) -> AsyncIterator[str]:
         # One thread hop per top-level shard keeps memory bounded on large stores.

@@ -17,6 +17,7 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Sequence
 
@@ -100,6 +101,68 @@ def sweep_stale_temps(tmp_dir: str, horizon: float) -> int:
             except FileNotFoundError:
                 continue  # another process swept it first
     return removed
+
+
+def list_temps(tmp_dir: str, limit: int) -> list[tuple[str, int, float, bool]]:
+    """(name, size, mtime, live) of the regular files in ``tmp_dir`` (at most ``limit``); live:
+    a writer holds its flock. Links, folders and special files are not staging: left out."""
+    found: list[tuple[str, int, float, bool]] = []
+    try:
+        entries = os.scandir(tmp_dir)
+    except FileNotFoundError:
+        return found
+    with entries:
+        for entry in entries:
+            if len(found) >= limit:
+                break
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                found.append((entry.name, info.st_size, info.st_mtime, _held(entry.path)))
+            except FileNotFoundError:
+                continue
+    return found
+
+
+def _held(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def remove_temp(tmp_dir: str, name: str, horizon: float) -> int:
+    """Unlink the temp file ``name`` of ``tmp_dir`` when it is a regular file last written
+    before ``horizon`` that no writer holds; returns its size (0: kept or gone)."""
+    if not name or "/" in name or name in {".", ".."} or "\x00" in name:
+        return 0
+    path = os.path.join(tmp_dir, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_mtime >= horizon:
+            return 0
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # a writer still holds it
+        os.unlink(path)
+        return int(info.st_size)
+    except FileNotFoundError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 class TempWriter:

@@ -19,7 +19,7 @@ from strongroom.adapters._cursor import (
     encode_run_cursor,
     status_counts_of,
 )
-from strongroom.adapters._memory_registry import MemoryRegistryRecords
+from strongroom.adapters._memory_retention import MemoryRetentionRecords
 from strongroom.adapters._run_stats import run_stats_of
 from strongroom.errors import Conflict, NotFound
 from strongroom.models import (
@@ -76,11 +76,11 @@ def _copy(record: _M) -> _M:
     return record.model_copy(deep=True)
 
 
-class MemoryMetadataStore(MemoryRegistryRecords):
+class MemoryMetadataStore(MemoryRetentionRecords):
     backend = "memory"
 
     def __init__(self) -> None:
-        MemoryRegistryRecords.__init__(self)
+        MemoryRetentionRecords.__init__(self)
         self._lock = asyncio.Lock()
         self._runs: dict[str, Run] = {}
         self._snapshots: dict[str, list[SnapshotRecord]] = {}
@@ -171,6 +171,8 @@ class MemoryMetadataStore(MemoryRegistryRecords):
                 )
             if log_entries:
                 self._check_log_append(run_id, log_entries)
+            if snapshot is not None:
+                self._refuse_reclaimed([snapshot.sha256], "record_transition", audit)
             stored: Run | None = None
             bindings: list[RecordBinding] = []
             if snapshot is not None:
@@ -290,6 +292,7 @@ class MemoryMetadataStore(MemoryRegistryRecords):
                     run_id=record.run_id,
                     reason="stale_revision",
                 )
+            self._refuse_reclaimed([record.sha256], "insert_snapshot", audit)
             history.append(_copy(record))
             history.sort(key=lambda s: s.revision)
             entries = self._bind(audit, [bind(record)])
@@ -327,6 +330,7 @@ class MemoryMetadataStore(MemoryRegistryRecords):
                         artifact_id=art.artifact_id,
                     )
                 seen.add(art.artifact_id)
+            self._refuse_reclaimed([a.sha256 for a in artifacts], "insert_artifacts", audit)
             for art in artifacts:
                 self._artifacts[art.artifact_id] = _copy(art)
             entries = self._bind(audit, [bind(art) for art in artifacts])
@@ -514,6 +518,7 @@ class MemoryMetadataStore(MemoryRegistryRecords):
                         operation="put_object",
                         path=obj.path,
                     )
+            self._refuse_reclaimed([obj.sha256], "put_object", audit)
             self._objects[obj.object_id] = obj.model_copy(deep=True)
             entries = self._bind(audit, [bind(obj)])
         await self._audit_appended(entries)
@@ -576,6 +581,7 @@ class MemoryMetadataStore(MemoryRegistryRecords):
         records.extend(self._approvals.values())
         records.extend(self._actors.values())
         records.extend(self._checkpoints.values())
+        records.extend(self._holds.values())
         return records
 
     async def iter_binding_problems(self) -> AsyncIterator[VerifyProblem]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
 
 from strongroom.errors import Conflict
 from strongroom.models import (
@@ -37,6 +38,26 @@ class MemoryAuditRecords(MetadataStore):
         # The query index: (column, value) -> the seqs of the entries with that value, ascending
         # (`audit_columns`, as the SQL stores keep them).
         self._audit_index: dict[tuple[str, str], list[int]] = {}
+        # garbage collection's blob claims: sha256 -> (claim id, state, updated_at)
+        self._claims: dict[str, tuple[str, str, datetime]] = {}
+
+    def _refuse_reclaimed(
+        self, digests: Sequence[str], operation: str, audit: AuditEvent | None
+    ) -> None:
+        """Before an audited write of records that use ``digests``: refuse while garbage
+        collection claims one (as the SQL stores do inside the write's transaction)."""
+        if audit is None:
+            return
+        found = sorted(d for d in set(digests) if d in self._claims)
+        if found:
+            raise Conflict(
+                f"{operation}: blob sha256:{found[0]} is being reclaimed by garbage collection; "
+                "put it again and retry",
+                operation=operation,
+                backend="memory",
+                reason="blob_reclaimed",
+                sha256=found,
+            )
 
     def _log_head_of(self, run_id: str) -> LogEntry | None:
         """The run's log head, for the log binding a run write carries (the store knows)."""

@@ -8,10 +8,11 @@ bytes, so tamper detection can be tested (see `MemoryBlobStore._corrupt_for_test
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 
 from strongroom.errors import NotFound
 from strongroom.models import BlobLocation
-from strongroom.ports.blobs import BlobSource, BlobStore
+from strongroom.ports.blobs import BlobSource, BlobStore, StoredBlob
 
 __all__ = ["MemoryBlobStore"]
 
@@ -23,6 +24,7 @@ class MemoryBlobStore(BlobStore):
 
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
+        self._written: dict[str, datetime] = {}  # when each blob was first stored
 
     def __repr__(self) -> str:
         return f"MemoryBlobStore(<{len(self._blobs)} blobs>)"
@@ -31,13 +33,16 @@ class MemoryBlobStore(BlobStore):
         parts = [chunk async for chunk in source]
         info = await source.finish()
         self._blobs.setdefault(info.sha256, b"".join(parts))  # an existing one: same bytes
+        self._written.setdefault(info.sha256, datetime.now(UTC))
 
     async def _put_bytes(self, hexd: str, data: bytes) -> None:
         self._blobs.setdefault(hexd, data)
+        self._written.setdefault(hexd, datetime.now(UTC))
 
     async def _put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None:
         for hexd, data in blobs:
             self._blobs.setdefault(hexd, data)
+            self._written.setdefault(hexd, datetime.now(UTC))
 
     async def _read(self, hexd: str, chunk_size: int) -> AsyncIterator[bytes]:
         yield self._stored(hexd)
@@ -52,7 +57,12 @@ class MemoryBlobStore(BlobStore):
         return hexd in self._blobs
 
     async def _delete(self, hexd: str) -> bool:
+        self._written.pop(hexd, None)
         return self._blobs.pop(hexd, None) is not None
+
+    async def _inventory(self) -> AsyncIterator[StoredBlob]:
+        for hexd, data in list(self._blobs.items()):
+            yield StoredBlob(hexd, len(data), self._written.get(hexd))
 
     async def _digests(self) -> AsyncIterator[str]:
         for hexd in list(self._blobs):  # a snapshot: callers may delete while iterating

@@ -51,6 +51,7 @@ class MemoryRegistryRecords(MemoryAuditRecords):
         self, version: DefinitionVersion, *, audit: AuditEvent | None = None
     ) -> None:
         async with self._registry_lock:
+            self._refuse_reclaimed([version.digest], "publish", audit)
             versions = self._versions.setdefault((version.kind, version.definition_id), [])
             for existing in versions:
                 if existing.version == version.version:

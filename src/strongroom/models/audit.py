@@ -52,6 +52,7 @@ BindingType = Literal[
     "approval",
     "checkpoint",
     "actor",
+    "hold",
 ]
 BINDING_TYPES: tuple[str, ...] = get_args(BindingType)
 

@@ -17,6 +17,7 @@ from strongroom.models.catalog import CatalogObject, Namespace, Provider
 from strongroom.models.identity import Actor
 from strongroom.models.logs import LogEntry, LogReference
 from strongroom.models.registry import Approval, ChannelMove, DefinitionVersion
+from strongroom.models.retention import Hold
 from strongroom.models.runs import Run, SnapshotRecord
 
 __all__ = [
@@ -41,6 +42,7 @@ BoundRecord = (
     | Approval
     | MerkleCheckpoint
     | Actor
+    | Hold
 )
 
 
@@ -70,6 +72,8 @@ def binding_id(record: BoundRecord) -> tuple[BindingType, str]:
         return "checkpoint", str(record.tree_size)
     if isinstance(record, Actor):
         return "actor", record.key_id
+    if isinstance(record, Hold):
+        return "hold", record.hold_id
     raise TypeError(f"no audit binding for {type(record).__name__}")  # pragma: no cover
 
 

@@ -41,12 +41,22 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from strongroom.errors import IntegrityError, NotFound, StrongroomError, ValidationError
 from strongroom.models import BlobInfo, BlobLocation
 
-__all__ = ["CHUNK_SIZE", "BlobSource", "BlobStore", "check_blob_digest"]
+__all__ = [
+    "CHUNK_SIZE",
+    "BlobSource",
+    "BlobStore",
+    "StagingItem",
+    "StoredBlob",
+    "check_blob_digest",
+]
+
 
 from strongroom.ports.blob_source import (
     _THREAD_HASH,
@@ -59,6 +69,26 @@ from strongroom.ports.blob_source import (
     _sha256_hex,
     check_blob_digest,
 )
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob as the store lists it: ``modified`` None when the backend cannot tell."""
+
+    sha256: str
+    size_bytes: int
+    modified: datetime | None
+
+
+@dataclass(frozen=True)
+class StagingItem:
+    """Bytes a writer staged and did not publish (a temp file, a staging object)."""
+
+    path: str  # backend-relative
+    size_bytes: int
+    modified: datetime
+    live: bool  # a writer still holds it
+
 
 # The read size the default `_rehash` and `_get_bytes` ask `_read` for.
 _WHOLE_READ = 8 * 1024 * 1024
@@ -242,6 +272,21 @@ class BlobStore(ABC):
         """Where the blob lives (pure computation, no I/O)."""
         return self._locate(self._hex(sha256, "locate"))
 
+    def iter_inventory(self) -> AsyncIterator[StoredBlob]:
+        """Every stored blob with its size and, where the backend knows it, when it was last
+        written (garbage collection leaves blobs younger than its grace period alone)."""
+        return self._inventory()
+
+    async def list_staging(self, *, limit: int = 100_000) -> list[StagingItem]:
+        """What writers left half-done: temp files, staging objects (at most ``limit``).
+        ``live``: a writer still holds it (never removed)."""
+        return await self._staging(limit)
+
+    async def remove_staging(self, path: str, *, older_than: datetime) -> int:
+        """Remove one staging item `list_staging` named, if it is not live and was last
+        written before ``older_than``; returns the bytes freed (0: kept or already gone)."""
+        return await self._remove_staging(path, older_than)
+
     # -- primitives: what a backend implements ------------------------------------------------
 
     @abstractmethod
@@ -278,6 +323,22 @@ class BlobStore(ABC):
         """Where the blob lives (pure computation, no I/O)."""
 
     # -- optional fast paths, with defaults built on the primitives ---------------------------
+
+    async def _inventory(self) -> AsyncIterator[StoredBlob]:
+        """Default: `_digests` and `_size` each, times unknown."""
+        async for hexd in self._digests():
+            try:
+                size = await self._size(hexd)
+            except NotFound:
+                continue  # deleted while listed
+            yield StoredBlob(hexd, size, None)
+
+    async def _staging(self, limit: int) -> list[StagingItem]:
+        """Default: a backend that stages nothing outside its blobs."""
+        return []
+
+    async def _remove_staging(self, path: str, older_than: datetime) -> int:
+        return 0
 
     async def _exists(self, hexd: str) -> bool:
         try:

@@ -48,6 +48,7 @@ from strongroom.ports.catalog import CatalogRecords
 from strongroom.ports.chains import BindingKey, ChainRow, binding_key
 from strongroom.ports.logs import LogRecords, closed_log_reference, sealed_log_conflict
 from strongroom.ports.registry import RegistryRecords
+from strongroom.ports.retention import RetentionRecords
 from strongroom.ports.runs import RunRecords, transition_run_id
 from strongroom.ports.verify import REFERENCE_BATCH, ReferenceSink, VerifyRecords
 
@@ -87,6 +88,7 @@ class MetadataStore(
     AuditRecords,
     CatalogRecords,
     RegistryRecords,
+    RetentionRecords,
     VerifyRecords,
 ):
     """The whole records port: every narrow port, plus a lifecycle."""

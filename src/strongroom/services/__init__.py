@@ -10,6 +10,7 @@ from strongroom.services.audit import Anchor, AuditService, merkle_root
 from strongroom.services.catalog import CatalogService
 from strongroom.services.logs import LogService
 from strongroom.services.rehash import rehash_blobs
+from strongroom.services.retention import DEFAULT_GRACE_SECONDS, GcProgress, RetentionService
 from strongroom.services.runs import RunService
 from strongroom.services.snapshots import SnapshotService
 from strongroom.services.transitions import Transition, TransitionService
@@ -47,4 +48,7 @@ __all__ = [
     "verify_chain",
     "verify_vault",
     "walk_audit",
+    "DEFAULT_GRACE_SECONDS",
+    "GcProgress",
+    "RetentionService",
 ]

@@ -20,7 +20,7 @@ from strongroom.adapters._s3.config import MiB, blob_key, parse_url
 from strongroom.adapters._s3.upload import S3Uploads
 from strongroom.errors import NotFound
 from strongroom.models import BlobLocation
-from strongroom.ports.blobs import BlobSource
+from strongroom.ports.blobs import BlobSource, StagingItem, StoredBlob
 
 __all__ = ["S3BlobStore"]
 
@@ -29,6 +29,7 @@ __all__ = ["S3BlobStore"]
 _MIN_READ = 64 * 1024
 _MAX_READ = 8 * MiB
 _DIGEST_KEY_RE = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})")
+_STAGING_KEY_RE = re.compile(r"tmp/[A-Za-z0-9._-]{1,200}")
 
 
 class S3BlobStore(S3Uploads):
@@ -142,6 +143,49 @@ class S3BlobStore(S3Uploads):
         with self._err.translated("delete", key):
             await obs.delete_async(self._store, key)
         return True
+
+    async def _inventory(self) -> AsyncIterator[StoredBlob]:
+        with self._err.translated("list", "sha256/"):
+            stream = obs.list(self._store, "sha256", chunk_size=1000)
+        while True:
+            with self._err.translated("list", "sha256/"):
+                try:
+                    batch = await anext(stream)
+                except StopAsyncIteration:
+                    return
+            for meta in batch:
+                match = _DIGEST_KEY_RE.fullmatch(meta["path"])
+                if (
+                    match
+                    and match.group(3)[0:2] == match.group(1)
+                    and match.group(3)[2:4] == match.group(2)
+                ):
+                    yield StoredBlob(match.group(3), int(meta["size"]), meta["last_modified"])
+
+    async def _staging(self, limit: int) -> list[StagingItem]:
+        found: list[StagingItem] = []
+        with self._err.translated("list", "tmp/"):
+            async for batch in obs.list(self._store, "tmp", chunk_size=1000):
+                for meta in batch:
+                    if len(found) >= limit:
+                        return found
+                    found.append(
+                        StagingItem(meta["path"], int(meta["size"]), meta["last_modified"], False)
+                    )
+        return found
+
+    async def _remove_staging(self, path: str, older_than: datetime) -> int:
+        if not _STAGING_KEY_RE.fullmatch(path):
+            return 0
+        with self._err.translated("remove_staging", path):
+            try:
+                meta = await obs.head_async(self._store, path)
+            except FileNotFoundError:
+                return 0
+            if meta["last_modified"] >= older_than:
+                return 0
+            await obs.delete_async(self._store, path)
+        return int(meta["size"])
 
     async def _digests(self) -> AsyncIterator[str]:
         # obstore follows S3's continuation tokens (1,000 keys a page) as the stream is read.

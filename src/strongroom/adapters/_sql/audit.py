@@ -29,6 +29,7 @@ from strongroom.adapters._sql.base import (
     parse_body,
     rows_within_budget,
 )
+from strongroom.adapters._sql.claims import refuse_reclaimed
 from strongroom.adapters._sql.tables import (
     audit_bindings_table,
     audit_checkpoints_table,
@@ -440,11 +441,13 @@ class AuditRecords(SqlStoreBase):
         bindings: Bindings,
         *,
         log_run: str | None = None,
+        blobs: Sequence[str] = (),
         **details: Any,
     ) -> T:
         """Run ``op`` as `_write` does; with ``audit``, append it to the chain in the same
         transaction, binding ``bindings`` (or ``bindings(result)``) and, with ``log_run``,
-        that run's log head."""
+        that run's log head. ``blobs``: the digests the written records use, refused while
+        garbage collection claims one (`refuse_reclaimed`, checked under the audit lock)."""
         if audit is None:
             return await self._write(operation, op, **details)
 
@@ -452,6 +455,7 @@ class AuditRecords(SqlStoreBase):
             result = op(conn)
             bound = bindings(result) if callable(bindings) else bindings
             entries = self._chain_events(conn, [(audit, bound)], log_run=log_run)
+            refuse_reclaimed(conn, blobs, operation, self.backend)
             return result, entries
 
         result, entries = await self._write(operation, transaction, **details)

@@ -47,6 +47,7 @@ from strongroom.adapters._sql.tables import (
     audit_bindings_table,
     audit_checkpoints_table,
     catalog_objects_table,
+    holds_table,
     log_entries_table,
     log_refs_table,
     namespaces_table,
@@ -62,6 +63,7 @@ from strongroom.models import (
     CatalogObject,
     ChannelMove,
     DefinitionVersion,
+    Hold,
     LogReference,
     MerkleCheckpoint,
     Namespace,
@@ -214,6 +216,7 @@ BOUND: tuple[Bound, ...] = (
     _simple("namespace", namespaces_table, Namespace, "namespace_id"),
     _simple("approval", approvals_table, Approval, "approval_id"),
     _simple("actor", actors_table, Actor, "key_id"),
+    _simple("hold", holds_table, Hold, "hold_id"),
 )
 
 _b = audit_bindings_table.c

@@ -140,6 +140,7 @@ class CatalogRecords(AuditRecords):
             op,
             audit,
             [bind(obj, values["body"])],
+            blobs=[obj.sha256],
             object_id=obj.object_id,
             namespace_id=obj.namespace_id,
             uri=obj.path,

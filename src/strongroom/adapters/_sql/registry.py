@@ -187,7 +187,13 @@ class RegistryRecordsSql(AuditRecords):
             )
 
         await self._write_bound(
-            "publish", op, audit, [bind(version, values["body"])], **key, version=version.version
+            "publish",
+            op,
+            audit,
+            [bind(version, values["body"])],
+            blobs=[version.digest],
+            **key,
+            version=version.version,
         )
 
     async def get_definition_version(

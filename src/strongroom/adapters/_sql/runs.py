@@ -292,6 +292,7 @@ class RunRecords(AuditRecords):
             op,
             audit,
             [bind(record, row["body"])],
+            blobs=[record.sha256],
             run_id=record.run_id,
             revision=record.revision,
         )
@@ -389,6 +390,7 @@ class RunRecords(AuditRecords):
             op,
             audit,
             [bind(a, row["body"]) for a, row in zip(artifacts, rows, strict=True)],
+            blobs=[a.sha256 for a in artifacts],
             artifact_id=ids[0] if len(ids) == 1 else None,
         )
 

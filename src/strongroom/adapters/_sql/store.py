@@ -15,6 +15,7 @@ from strongroom.adapters._sql.catalog import CatalogRecords
 from strongroom.adapters._sql.logs import LogRecords
 from strongroom.adapters._sql.record_check import RecordChecks
 from strongroom.adapters._sql.registry import RegistryRecordsSql
+from strongroom.adapters._sql.retention import RetentionRecordsSql
 from strongroom.adapters._sql.runs import RunRecords
 from strongroom.models import (
     AuditEvent,
@@ -29,7 +30,13 @@ __all__ = ["SqlMetadataStore"]
 
 
 class SqlMetadataStore(
-    RunRecords, LogRecords, CatalogRecords, RegistryRecordsSql, ActorRecordsSql, RecordChecks
+    RunRecords,
+    LogRecords,
+    CatalogRecords,
+    RegistryRecordsSql,
+    ActorRecordsSql,
+    RetentionRecordsSql,
+    RecordChecks,
 ):
     """`MetadataStore` on SQLAlchemy Core. Subclasses supply the engine and the transaction
     discipline (`_create_engine`, optionally `_prepare` and `_run_transaction`).
@@ -68,6 +75,12 @@ class SqlMetadataStore(
                 op(conn)
 
         await self._write_bound(
-            "record_transition", transaction, audit, bindings, log_run=run_id, run_id=run_id
+            "record_transition",
+            transaction,
+            audit,
+            bindings,
+            log_run=run_id,
+            blobs=[] if snapshot is None else [snapshot.sha256],
+            run_id=run_id,
         )
         return stored

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -39,6 +40,8 @@ __all__ = [
     "audit_checkpoints_table",
     "audit_entries_table",
     "catalog_objects_table",
+    "gc_blob_claims_table",
+    "holds_table",
     "log_entries_table",
     "log_refs_table",
     "namespaces_table",
@@ -111,6 +114,7 @@ snapshots_table = Table(
     Column("created_at", UtcTimestamp(), nullable=False),
     Column("body", Text(), nullable=False),
     PrimaryKeyConstraint("run_id", "revision"),
+    Index("ix_snapshots_sha256", "sha256"),  # migration 0010: "is this blob used?"
 )
 
 artifacts_table = Table(
@@ -128,6 +132,7 @@ artifacts_table = Table(
     Column("body", Text(), nullable=False),
     Index("ix_artifacts_run_id_artifact_id", "run_id", "artifact_id"),
     Index("ix_artifacts_namespace_artifact_id", "namespace", "artifact_id"),
+    Index("ix_artifacts_sha256", "sha256"),  # migration 0010
 )
 
 # Tags get their own table so that "artifacts tagged X" is an index lookup, not a JSON scan.
@@ -230,4 +235,33 @@ catalog_objects_table = Table(
     Column("body", Text(), nullable=False),
     UniqueConstraint("namespace_id", "path"),
     Index("ix_catalog_objects_path", "path"),
+    Index("ix_catalog_objects_sha256", "sha256"),  # migration 0010
+)
+
+# Holds (migration 0010): the body is the `Hold` record (bound into the audit chain, type
+# "hold"); run_id, project and active are copies for the lookup every deletion makes.
+holds_table = Table(
+    "holds",
+    metadata,
+    Column("hold_id", _key(_ID), primary_key=True),
+    Column("run_id", _key(_ID), nullable=True),
+    Column("project", _key(_NAME), nullable=True),
+    Column("active", Boolean(), nullable=False),
+    Column("created_at", UtcTimestamp(), nullable=False),
+    Column("body", Text(), nullable=False),
+    Index("ix_holds_run_id_active", "run_id", "active"),
+    Index("ix_holds_project_active", "project", "active"),
+)
+
+# Blobs garbage collection is deleting ("claimed") or has deleted ("deleted"), migration 0010:
+# a write of a record that uses one of them is refused in its own transaction
+# (docs/retention.md, "Writers and GC").
+gc_blob_claims_table = Table(
+    "gc_blob_claims",
+    metadata,
+    Column("sha256", String(_DIGEST), primary_key=True),
+    Column("claim_id", _key(_ID), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("updated_at", UtcTimestamp(), nullable=False),
+    Index("ix_gc_blob_claims_state_updated", "state", "updated_at"),
 )

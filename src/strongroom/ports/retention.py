@@ -1,0 +1,135 @@
+"""What retention asks of a records store: holds, deleting a run with its tombstone, which blobs
+records still use, and the blob claims that keep garbage collection from racing writers.
+
+The rules every backend keeps (conformance: `strongroom.testing.RetentionRecordsTests`):
+
+- ``delete_run`` is one transaction: it refuses a run that is held (by a hold on the run or on
+  its project, checked inside the transaction, `Conflict` reason ``held``), that has not ended
+  (reason ``not_ended``) or whose record is not the one the caller planned with (``expected``,
+  reason ``changed``); otherwise it removes the run, its labels and metrics, snapshots,
+  artifacts (and their tags), log lines and log reference, and appends the caller's event to the
+  audit chain binding every removed record as deleted (and the log head as deleted), with what
+  went added to its details (`RunDeletion`). Nothing else is removed: blobs are the caller's.
+- ``claim_blobs`` takes, in one write transaction, a claim on each digest that no record uses
+  and nobody claims; every write of a record that uses a blob refuses while a claim on it
+  exists (`Conflict`, reason ``blob_reclaimed``), so a claimed blob can be deleted without a
+  record coming to point at it. ``finish_blob_claims`` marks claimed digests deleted (kept
+  for the grace period, so a writer that put the blob before it went learns of it), and
+  ``drop_blob_claims`` removes claims (a blob put again by a writer, or claims past grace).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from strongroom.models import AuditEvent, Hold, HoldQuery, RunStatus
+
+__all__ = ["BlobClaim", "RetentionRecords", "RunForRetention", "RunUsage"]
+
+
+@dataclass(frozen=True)
+class RunForRetention:
+    """An ended run as retention sees it: enough to apply rules and to notice a change."""
+
+    run_id: str
+    project: str
+    playbook_id: str | None
+    status: RunStatus
+    ended_at: datetime  # the run's updated_at: its last status change
+    digest: str  # the run record's canonical digest
+
+
+@dataclass(frozen=True)
+class RunUsage:
+    """The blobs a run's records use (digest -> size) and how many records it has."""
+
+    blobs: dict[str, int] = field(default_factory=dict)
+    records: int = 0
+
+
+@dataclass(frozen=True)
+class BlobClaim:
+    sha256: str
+    claim_id: str
+    state: str  # "claimed" or "deleted"
+    updated_at: datetime
+
+
+class RetentionRecords(ABC):
+    """Holds, run deletion and the blob claims of garbage collection."""
+
+    # -- holds --------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def insert_hold(self, hold: Hold, *, audit: AuditEvent | None = None) -> None:
+        """Store a new hold (`Conflict` if its id exists)."""
+
+    @abstractmethod
+    async def release_hold(self, hold: Hold, *, audit: AuditEvent | None = None) -> None:
+        """Store ``hold`` (its released fields set) over the stored one, which must be
+        active (`Conflict`, reason ``released``); `NotFound` if there is none."""
+
+    @abstractmethod
+    async def get_hold(self, hold_id: str) -> Hold: ...
+
+    @abstractmethod
+    async def list_holds(self, query: HoldQuery) -> list[Hold]:
+        """Holds, newest first; active ones only unless ``include_released``."""
+
+    @abstractmethod
+    async def held_runs(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` an active hold covers (on the run or on its project)."""
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def iter_ended_runs(self) -> AsyncIterator[RunForRetention]:
+        """Every completed, failed or cancelled run, in pages (any order)."""
+
+    @abstractmethod
+    async def run_usage(self, run_id: str) -> RunUsage:
+        """The blobs the run's snapshots and artifacts use (`NotFound` for an unknown run)."""
+
+    @abstractmethod
+    async def delete_run(
+        self, run_id: str, *, expected: str | None, audit: AuditEvent
+    ) -> dict[str, object]:
+        """Delete the run and everything of it, as the module docstring says; returns the
+        details its tombstone carries (`RunDeletion` fields)."""
+
+    # -- blobs --------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def referenced_blobs(self, digests: Sequence[str]) -> set[str]:
+        """Which of ``digests`` a record (snapshot, artifact, catalog object, definition
+        version) uses."""
+
+    @abstractmethod
+    async def blob_users(self, digests: Sequence[str]) -> dict[str, set[str]]:
+        """Who uses each of ``digests``: ``run:<run_id>`` (its snapshots or artifacts),
+        ``object:<object_id>``, ``definition``; a digest nobody uses is left out."""
+
+    @abstractmethod
+    async def claim_blobs(self, digests: Sequence[str], claim_id: str) -> list[str]:
+        """Claim each of ``digests`` that no record uses and no claim holds, in one write
+        transaction; returns the ones claimed."""
+
+    @abstractmethod
+    async def finish_blob_claims(self, digests: Sequence[str]) -> None:
+        """The claimed blobs are deleted: mark their claims ``deleted``."""
+
+    @abstractmethod
+    async def drop_blob_claims(
+        self, digests: Sequence[str] = (), *, deleted_before: datetime | None = None
+    ) -> int:
+        """Remove the claims on ``digests`` (any state), or every ``deleted`` claim older than
+        ``deleted_before``; returns how many went."""
+
+    @abstractmethod
+    async def list_blob_claims(
+        self, *, state: str | None = None, limit: int = 1000
+    ) -> list[BlobClaim]:
+        """Claims, oldest first (a GC killed mid-apply leaves ``claimed`` ones to finish)."""
