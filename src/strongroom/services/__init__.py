@@ -23,6 +23,7 @@ from strongroom.services.verify import (
 )
 
 __all__ = [
+    "DEFAULT_GRACE_SECONDS",
     "DEFAULT_REDACT_PATTERNS",
     "Anchor",
     "ArtifactInput",
@@ -31,9 +32,11 @@ __all__ = [
     "AuditWalk",
     "AuditWalker",
     "CatalogService",
+    "GcProgress",
     "LogService",
     "ProgressCallback",
     "Redactor",
+    "RetentionService",
     "RunService",
     "SnapshotService",
     "Transition",
@@ -48,7 +51,4 @@ __all__ = [
     "verify_chain",
     "verify_vault",
     "walk_audit",
-    "DEFAULT_GRACE_SECONDS",
-    "GcProgress",
-    "RetentionService",
 ]
