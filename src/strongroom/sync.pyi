@@ -104,6 +104,9 @@ class SyncSnapshotService:
     def save(self, run_id: str, state: RunState | dict[str, Any], *, expected_revision: int) -> SnapshotRecord:
         """Append revision ``expected_revision + 1``; `Conflict` if the latest revision is not
         ``expected_revision`` (0 = the run has no snapshot yet)."""
+    def put_again(self, state: RunState | dict[str, Any]) -> None:
+        """Store the blob of ``state`` again (garbage collection deleted it between `prepare`
+        and the record's write: `strongroom.services._reclaim`)."""
     def prepare(self, run_id: str, state: RunState | dict[str, Any], *, expected_revision: int, precheck: bool = ...) -> SnapshotRecord:
         """The first half of `save`: validate, check, store the state's blob and return the
         record that `save` would insert (`TransitionService` inserts it with the rest of a

@@ -272,7 +272,7 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
     async def drop_blob_claims(
         self, digests: Sequence[str] = (), *, deleted_before: datetime | None = None
     ) -> int:
-        gone = [d for d in set(digests) if d in self._claims]
+        gone = [d for d in set(digests) if d in self._claims and self._claims[d][1] == "deleted"]
         if deleted_before is not None:
             gone += [
                 d
@@ -284,10 +284,15 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
         return len(gone)
 
     async def list_blob_claims(
-        self, *, state: str | None = None, limit: int = 1000
+        self, *, state: str | None = None, digests: Sequence[str] | None = None, limit: int = 1000
     ) -> list[BlobClaim]:
         chosen = sorted(
             (BlobClaim(d, c, s, at) for d, (c, s, at) in self._claims.items()),
             key=lambda b: (b.updated_at, b.sha256),
         )
-        return [b for b in chosen if state is None or b.state == state][:limit]
+        wanted = None if digests is None else set(digests)
+        return [
+            b
+            for b in chosen
+            if (state is None or b.state == state) and (wanted is None or b.sha256 in wanted)
+        ][:limit]

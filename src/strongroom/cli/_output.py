@@ -300,6 +300,11 @@ def verify_summary(report: VerifyReport) -> list[Text]:
     lines = [Text("Checked:", style="bold")]
     for key, count in report.checked.items():
         lines.append(Text(f"  {count:>8}  {_CHECKED_LABELS.get(key, key.replace('_', ' '))}"))
+    for warning in report.warnings:
+        line = Text("  ")
+        line.append("warning", style="yellow")
+        line.append(f" {warning.message}")
+        lines.append(line)
     if report.ok:
         lines.append(Text("Vault intact: no problems found.", style="bold green"))
         return lines

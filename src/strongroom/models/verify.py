@@ -35,6 +35,11 @@ class VerifyReport(Record):
     finished_at: UtcDatetime | None = None
     checked: dict[str, int] = Field(default_factory=dict)
     problems: list[VerifyProblem] = Field(default_factory=list)
+    warnings: list[VerifyProblem] = Field(
+        default_factory=list,
+        description="What is not a breach but wastes space: unused blobs, staging leftovers "
+        "(their count and bytes); they never make the report fail.",
+    )
 
     @property
     def ok(self) -> bool:

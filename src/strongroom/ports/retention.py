@@ -15,7 +15,7 @@ The rules every backend keeps (conformance: `strongroom.testing.RetentionRecords
   exists (`Conflict`, reason ``blob_reclaimed``), so a claimed blob can be deleted without a
   record coming to point at it. ``finish_blob_claims`` marks claimed digests deleted (kept
   for the grace period, so a writer that put the blob before it went learns of it), and
-  ``drop_blob_claims`` removes claims (a blob put again by a writer, or claims past grace).
+  ``drop_blob_claims`` removes deleted ones (a blob put again by a writer, or past grace).
 """
 
 from __future__ import annotations
@@ -125,11 +125,13 @@ class RetentionRecords(ABC):
     async def drop_blob_claims(
         self, digests: Sequence[str] = (), *, deleted_before: datetime | None = None
     ) -> int:
-        """Remove the claims on ``digests`` (any state), or every ``deleted`` claim older than
-        ``deleted_before``; returns how many went."""
+        """Remove the ``deleted`` claims on ``digests`` (a writer put the blob back), and every
+        ``deleted`` claim older than ``deleted_before``; a ``claimed`` one is never removed
+        here. Returns how many went."""
 
     @abstractmethod
     async def list_blob_claims(
-        self, *, state: str | None = None, limit: int = 1000
+        self, *, state: str | None = None, digests: Sequence[str] | None = None, limit: int = 1000
     ) -> list[BlobClaim]:
-        """Claims, oldest first (a GC killed mid-apply leaves ``claimed`` ones to finish)."""
+        """Claims (of ``digests`` only, when given), oldest first (a GC killed mid-apply
+        leaves ``claimed`` ones to finish)."""

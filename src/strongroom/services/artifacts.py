@@ -45,6 +45,7 @@ from strongroom.models import (
 from strongroom.ports import CHUNK_SIZE, BlobStore, MetadataStore
 from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import parse, query_of, validation_error
+from strongroom.services._reclaim import write_despite_gc
 
 __all__ = ["ArtifactInput", "ArtifactService", "ByteProgress"]
 
@@ -248,6 +249,8 @@ class ArtifactService:
         draft = await self._prepare(run_id, _spec(spec))
         blob = await self._blobs.put_stream(_checked(chunks, draft.format, "artifacts.put"))
         artifact = self._complete(draft, blob)
+        # A stream cannot be put again: a blob GC reclaims meanwhile is a `Conflict`
+        # (reason blob_reclaimed) to retry (only an old unused blob of the same bytes can be).
         await self._store.insert_artifacts([artifact], audit=stored_event(run_id, [artifact]))
         return artifact
 
@@ -259,7 +262,14 @@ class ArtifactService:
         _check_payload(data, draft.format, "artifacts.put")
         blob = await self._blobs.put_bytes(data)
         artifact = self._complete(draft, blob)
-        await self._store.insert_artifacts([artifact], audit=stored_event(run_id, [artifact]))
+        await write_despite_gc(
+            self._store,
+            self._blobs,
+            lambda: self._blobs.put_bytes(data),
+            lambda: self._store.insert_artifacts(
+                [artifact], audit=stored_event(run_id, [artifact])
+            ),
+        )
         return artifact
 
     async def put_file(
@@ -344,7 +354,12 @@ class ArtifactService:
                     pass
         blobs = await self._blobs.put_many([data for data, _ in items])
         artifacts = [self._complete(draft, blob) for draft, blob in zip(drafts, blobs, strict=True)]
-        await self._store.insert_artifacts(artifacts, audit=stored_event(run_id, artifacts))
+        await write_despite_gc(
+            self._store,
+            self._blobs,
+            lambda: self._blobs.put_many([data for data, _ in items]),
+            lambda: self._store.insert_artifacts(artifacts, audit=stored_event(run_id, artifacts)),
+        )
         return artifacts
 
     # -- reading --------------------------------------------------------------------------------

@@ -22,9 +22,10 @@ from strongroom.models import (
     ProviderCapabilities,
     ProviderType,
 )
-from strongroom.ports import BlobStore, CatalogRecords
+from strongroom.ports import BlobStore, MetadataStore
 from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import check_int, parse
+from strongroom.services._reclaim import write_despite_gc
 from strongroom.services.audit import AuditService
 
 __all__ = ["DEFAULT_NAMESPACES", "CatalogService"]
@@ -44,7 +45,7 @@ DEFAULT_NAMESPACES: dict[str, tuple[str, str]] = {
 class CatalogService:
     def __init__(
         self,
-        store: CatalogRecords,
+        store: MetadataStore,
         blobs: BlobStore,
         audit: AuditService,
         *,
@@ -198,14 +199,19 @@ class CatalogService:
         await self._store.get_namespace(draft.namespace_id)
         blob = await self._blobs.put_bytes(data)
         obj = draft.model_copy(update={"sha256": blob.sha256})
-        await self._store.put_object(
-            obj,
-            audit=AuditEvent(
-                event="catalog.object.put",
-                actor=actor,
-                subject_type="object",
-                subject_id=obj.object_id,
-                details={"namespace_id": namespace_id, "path": path, "sha256": blob.sha256},
+        await write_despite_gc(
+            self._store,
+            self._blobs,
+            lambda: self._blobs.put_bytes(data),
+            lambda: self._store.put_object(
+                obj,
+                audit=AuditEvent(
+                    event="catalog.object.put",
+                    actor=actor,
+                    subject_type="object",
+                    subject_id=obj.object_id,
+                    details={"namespace_id": namespace_id, "path": path, "sha256": blob.sha256},
+                ),
             ),
         )
         return obj

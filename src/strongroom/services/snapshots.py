@@ -19,9 +19,10 @@ from strongroom.models import (
     check_json_value,
     sorted_json,
 )
-from strongroom.ports import BlobStore, RunRecords
+from strongroom.ports import BlobStore, MetadataStore
 from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import check_int, parse, validation_error
+from strongroom.services._reclaim import is_reclaimed, write_despite_gc
 
 __all__ = ["SnapshotService", "snapshot_event", "stale_snapshot"]
 
@@ -40,9 +41,14 @@ def _state_json(state: RunState) -> bytes:
 
 @checked_arguments
 class SnapshotService:
-    def __init__(self, store: RunRecords, blobs: BlobStore) -> None:
+    def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
         self._store = store
         self._blobs = blobs
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store the states go to."""
+        return self._blobs
 
     async def save(
         self,
@@ -57,12 +63,25 @@ class SnapshotService:
             run_id, state, expected_revision=expected_revision, precheck=True
         )
         try:
-            await self._store.insert_snapshot(record, audit=snapshot_event(record))
+            await write_despite_gc(
+                self._store,
+                self._blobs,
+                lambda: self.put_again(state),
+                lambda: self._store.insert_snapshot(record, audit=snapshot_event(record)),
+            )
         except Conflict as exc:
+            if is_reclaimed(exc):
+                raise
             # The unique (run_id, revision) key is the real compare-and-set: a racing writer
             # that passed the check above collides here.
             raise stale_snapshot(run_id, expected_revision, None) from exc
         return record
+
+    async def put_again(self, state: RunState | dict[str, Any]) -> None:
+        """Store the blob of ``state`` again (garbage collection deleted it between `prepare`
+        and the record's write: `strongroom.services._reclaim`)."""
+        parsed = parse(RunState, state, operation="snapshots.save")
+        await self._blobs.put_bytes(_state_json(parsed))
 
     async def prepare(
         self,

@@ -15,6 +15,7 @@ from strongroom.models import AuditEvent, LogEntry, LogLine, Run, RunState, Snap
 from strongroom.ports import MetadataStore
 from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import retry_on_conflict
+from strongroom.services._reclaim import write_despite_gc
 from strongroom.services.logs import LogService
 from strongroom.services.runs import RunService
 from strongroom.services.snapshots import SnapshotService, stale_snapshot
@@ -99,21 +100,27 @@ class TransitionService:
             run, version = prepared if prepared is not None else (None, 0)
             entries = await self._logs.chain(run_id, redacted, cached=first) if redacted else []
             first = False
+            audit = AuditEvent(
+                event="run.transition",
+                subject_type="run",
+                subject_id=run_id,
+                details={
+                    "revision": snapshot.revision if snapshot else None,
+                    "version": version + 1 if run is not None else None,
+                    "lines": len(entries),
+                },
+            )
             try:
-                stored = await self._store.record_transition(
-                    snapshot=snapshot,
-                    run=run,
-                    expected_version=version,
-                    log_entries=entries,
-                    audit=AuditEvent(
-                        event="run.transition",
-                        subject_type="run",
-                        subject_id=run_id,
-                        details={
-                            "revision": snapshot.revision if snapshot else None,
-                            "version": version + 1 if run is not None else None,
-                            "lines": len(entries),
-                        },
+                stored = await write_despite_gc(
+                    self._store,
+                    self._snapshots.blobs,
+                    None if state is None else (lambda: self._snapshots.put_again(state)),
+                    lambda: self._store.record_transition(
+                        snapshot=snapshot,
+                        run=run,
+                        expected_version=version,
+                        log_entries=entries,
+                        audit=audit,
                     ),
                 )
             except Conflict as exc:

@@ -114,6 +114,7 @@ async def _verify(
                 records += 1
             problems.append(problem)
         references.finish(report)
+        await _staging_warning(blobs, report)
         progress("records", 1, 1)
         report.checked["inconsistent_records"] = records
 
@@ -163,6 +164,24 @@ async def _verify(
 
     report.finished_at = utcnow()
     return report
+
+
+async def _staging_warning(blobs: BlobStore, report: VerifyReport) -> None:
+    """Staging files writers left (not held by a live writer) are a warning with their size."""
+    left = [item for item in await blobs.list_staging() if not item.live]
+    report.checked["staging_leftovers"] = len(left)
+    if left:
+        size = sum(item.size_bytes for item in left)
+        report.warnings.append(
+            VerifyProblem(
+                kind="staging",
+                code="warning",
+                subject="staging",
+                message=f"{len(left)} staging file(s), {size} bytes, left by writers that did "
+                "not finish: `strongroom gc plan` lists them",
+                details={"count": len(left), "bytes": size, "paths": [i.path for i in left[:10]]},
+            )
+        )
 
 
 class AuditWalk(BaseModel):
@@ -307,6 +326,11 @@ class _Scratch:
     def count(self, where: str = "1") -> int:
         return int(self.db.execute(f"SELECT count(*) FROM blobs WHERE {where}").fetchone()[0])
 
+    def total(self, where: str = "1") -> int:
+        """Bytes of the blobs matching ``where`` (a constant clause, never input)."""
+        row = self.db.execute(f"SELECT coalesce(sum(size), 0) FROM blobs WHERE {where}").fetchone()
+        return int(row[0])
+
 
 class _Sizes(Mapping[str, int]):
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -444,9 +468,20 @@ class _References:
             if users:
                 problem.message += f" (used by {', '.join(users[:5])}"
                 problem.message += f" and {len(users) - 5} more)" if len(users) > 5 else ")"
-        report.checked["unreferenced_blobs"] = self._scratch.count(
-            "referenced IS NULL AND size IS NOT NULL"
-        )
+        unused = "referenced IS NULL AND size IS NOT NULL"
+        count = report.checked["unreferenced_blobs"] = self._scratch.count(unused)
+        if count:
+            size = self._scratch.total(unused)
+            report.warnings.append(
+                VerifyProblem(
+                    kind="orphan_blobs",
+                    code="warning",
+                    subject="blobs",
+                    message=f"{count} blob(s), {size} bytes, that no record uses (puts killed "
+                    "before their record, deleted records): `strongroom gc plan` lists them",
+                    details={"count": count, "bytes": size},
+                )
+            )
 
 
 async def _check_reference(

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, delete, exists, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, delete, exists, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.audit import AuditRecords
@@ -440,10 +440,10 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
         if digests:
             conditions.append(_claims.sha256.in_(sorted(set(digests))))
         if deleted_before is not None:
-            conditions.append(and_(_claims.state == "deleted", _claims.updated_at < deleted_before))
+            conditions.append(_claims.updated_at < deleted_before)
         if not conditions:
             return 0
-        stmt = delete(gc_blob_claims_table).where(or_(*conditions))
+        stmt = delete(gc_blob_claims_table).where(_claims.state == "deleted", or_(*conditions))
 
         def op(conn: Connection) -> int:
             return int(conn.execute(stmt).rowcount)
@@ -451,12 +451,14 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
         return await self._write("drop_blob_claims", op)
 
     async def list_blob_claims(
-        self, *, state: str | None = None, limit: int = 1000
+        self, *, state: str | None = None, digests: Sequence[str] | None = None, limit: int = 1000
     ) -> list[BlobClaim]:
         check_limit(limit, "list_blob_claims")
         stmt = select(_claims.sha256, _claims.claim_id, _claims.state, _claims.updated_at)
         if state is not None:
             stmt = stmt.where(_claims.state == state)
+        if digests is not None:
+            stmt = stmt.where(_claims.sha256.in_(sorted(set(digests))[:PAGE_SIZE]))
         stmt = stmt.order_by(_claims.updated_at, _claims.sha256).limit(limit)
         rows = await self._read("list_blob_claims", fetch_all(stmt))
         return [BlobClaim(r.sha256, r.claim_id, r.state, r.updated_at) for r in rows]

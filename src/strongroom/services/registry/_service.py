@@ -49,6 +49,7 @@ from strongroom.registry import (
     object_path,
 )
 from strongroom.services._arguments import checked_arguments
+from strongroom.services._reclaim import write_despite_gc
 from strongroom.services.identity import Who, sign_act
 from strongroom.services.registry._channels import CURRENT, RegistryChannels, move_digest
 from strongroom.services.registry._reader import ApprovalTarget, ToolIndex
@@ -293,16 +294,19 @@ class RegistryService(RegistryChannels):
             version = version.model_copy(
                 update={"signature": sign_act("publish", version.signed_content(), signer)}
             )
+        stored = AuditEvent(
+            event="registry.version.stored",
+            actor=who.name,
+            subject_type=kind.value,
+            subject_id=ident,
+            details={"version": label, "digest": digest},
+        )
         try:
-            await self.records.insert_definition_version(
-                version,
-                audit=AuditEvent(
-                    event="registry.version.stored",
-                    actor=who.name,
-                    subject_type=kind.value,
-                    subject_id=ident,
-                    details={"version": label, "digest": digest},
-                ),
+            await write_despite_gc(
+                self._metadata,
+                self._blobs,
+                lambda: self._blobs.put_bytes(body, expected_sha256=digest),
+                lambda: self.records.insert_definition_version(version, audit=stored),
             )
         except Conflict as exc:
             if exc.details.get("reason") != "digest_exists":
