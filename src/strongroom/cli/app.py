@@ -22,6 +22,7 @@ from strongroom.cli import (
     logs,
     orchestrate,
     registry,
+    retention,
     runs,
     tools,
     transfer,
@@ -312,6 +313,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(actors.app, name="actors")
 app.add_typer(registry.app, name="registry")
 app.add_typer(tools.app, name="tools")
+app.add_typer(retention.holds_app, name="holds")
+app.add_typer(retention.gc_app, name="gc")
 app.command("run")(orchestrate.run)
 app.command("resume")(orchestrate.resume)
 app.command("cancel")(orchestrate.cancel)

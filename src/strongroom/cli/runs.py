@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from strongroom.cli import orchestrate
+from strongroom.cli import orchestrate, retention
 from strongroom.cli._context import (
     JsonFlag,
     RunIdArg,
@@ -332,3 +332,4 @@ def fail(
 
 # One cancel: `strongroom runs cancel` is `strongroom cancel` (same options, same audit).
 app.command("cancel")(orchestrate.cancel)
+app.command("delete")(retention.delete_run)

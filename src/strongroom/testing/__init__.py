@@ -4,6 +4,7 @@
   registry, identity, verify) over a metadata store + blob store pair; it is the union of
   one suite per narrow records port (`RunRecordsTests`, `ArtifactRecordsTests`,
   `LogRecordsTests`, `AuditRecordsTests`, `CatalogRecordsTests`, `RegistryRecordsTests`,
+  `RetentionRecordsTests`,
   `VerifyRecordsTests`).
 - `BlobStoreTests` (``strongroom.testing.blobs``): the blob port alone.
 
@@ -18,6 +19,7 @@ from strongroom.testing.vault import (
     CatalogRecordsTests,
     LogRecordsTests,
     RegistryRecordsTests,
+    RetentionRecordsTests,
     RunRecordsTests,
     VaultTests,
     VerifyRecordsTests,
@@ -29,6 +31,7 @@ __all__ = [
     "CatalogRecordsTests",
     "LogRecordsTests",
     "RegistryRecordsTests",
+    "RetentionRecordsTests",
     "RunRecordsTests",
     "VaultTests",
     "VerifyRecordsTests",

@@ -15,6 +15,7 @@ from strongroom.testing._identity_policy import IdentityPolicyTests
 from strongroom.testing._logs import AuditTests, CatalogTests, LogTests
 from strongroom.testing._registry import RegistryStoreTests
 from strongroom.testing._registry_service import RegistryServiceTests
+from strongroom.testing._retention import RetentionTests
 from strongroom.testing._run_stats import RunStatsTests
 from strongroom.testing._runs import RunIndexTests, RunTests, SnapshotTests
 from strongroom.testing._transitions import TransitionTests
@@ -26,6 +27,7 @@ __all__ = [
     "CatalogRecordsTests",
     "LogRecordsTests",
     "RegistryRecordsTests",
+    "RetentionRecordsTests",
     "RunRecordsTests",
     "VaultTests",
     "VerifyRecordsTests",
@@ -68,6 +70,11 @@ class VerifyRecordsTests(VerifyTests):
     """`VerifyRecords`: what verify reads, and that it finds what was damaged."""
 
 
+class RetentionRecordsTests(RetentionTests):
+    """`RetentionRecords`: holds, run deletion under a tombstone, blob claims, and the
+    plans and GC built on them."""
+
+
 class VaultTests(
     RunRecordsTests,
     ArtifactRecordsTests,
@@ -75,6 +82,7 @@ class VaultTests(
     AuditRecordsTests,
     CatalogRecordsTests,
     RegistryRecordsTests,
+    RetentionRecordsTests,
     VerifyRecordsTests,
 ):
     """Every behaviour a vault promises, independent of its backends."""
