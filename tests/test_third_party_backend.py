@@ -91,8 +91,10 @@ def test_the_documented_toy_backend_passes_the_suites_from_outside(
     summary = done.stdout.strip().splitlines()[-1]
     passed = int(re.search(r"(\d+) passed", summary).group(1))  # type: ignore[union-attr]
     assert passed > 100, summary  # the suites ran, not an empty collection
-    # The one optional hook the toy leaves out (rewriting a channel move behind the records
-    # store's back needs the store's internals): its test says so and skips; nothing else.
+    # The two optional parts the toy leaves out: rewriting a channel move behind the records
+    # store's back (needs the store's internals), and blob write times (`_inventory`: without
+    # them GC never plans unused blobs). Their tests say so and skip; nothing else does.
+    allowed = ("cannot tamper with a channel move", "does not say when a blob was written")
     skips = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
-    assert all("cannot tamper with a channel move" in line for line in skips), skips
-    assert len(skips) <= 1, skips
+    assert all(any(reason in line for reason in allowed) for line in skips), skips
+    assert len(skips) <= 2, skips

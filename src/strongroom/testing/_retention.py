@@ -84,6 +84,14 @@ class RetentionTests(VaultFixtureContract):
             ended = await vault.runs.get(run.run_id)
         return ended
 
+    async def _require_blob_times(self, vault: Vault, sha256: str) -> None:
+        async for blob in vault.blobs.iter_inventory():
+            if blob.sha256 == sha256 and blob.modified is None:
+                pytest.skip(
+                    "this blob backend does not say when a blob was written (`_inventory`): "
+                    "garbage collection never plans its unused blobs"
+                )
+
     async def _gone(self, vault: Vault, run_id: str) -> bool:
         try:
             await vault.runs.get(run_id)
@@ -310,6 +318,7 @@ class RetentionTests(VaultFixtureContract):
 
     async def test_orphan_blobs_past_grace_are_planned_and_reclaimed(self, vault: Vault) -> None:
         orphan = await vault.blobs.put_bytes(os.urandom(100))
+        await self._require_blob_times(vault, orphan.sha256)
         used = await self._ended(vault, _project())
         young = await vault.retention.plan(None)  # default grace: an hour
         assert orphan.sha256 not in {i.id for i in young.items}
@@ -332,6 +341,7 @@ class RetentionTests(VaultFixtureContract):
     async def test_a_blob_used_again_since_the_plan_stays(self, vault: Vault) -> None:
         data = os.urandom(80)
         orphan = await vault.blobs.put_bytes(data)
+        await self._require_blob_times(vault, orphan.sha256)
         plan = await vault.retention.plan(None, grace_seconds=0)
         assert orphan.sha256 in {i.id for i in plan.items}
         run = await vault.runs.create(project=_project(), actor="tester")
