@@ -156,6 +156,30 @@ async def test_a_source_that_moved_on_syncs_incrementally(
         assert await snapshot_vault(target) == after
 
 
+async def test_deletions_and_holds_travel_with_an_incremental_sync(
+    memory_source: Vault, tmp_path: Path
+) -> None:
+    ids = await populate_vault(memory_source, big_bytes=1000, seed=9, tag="c")
+    async with await open_target_vault(str(tmp_path / "target")) as target:
+        await transfer(memory_source, target, verify=False)
+        # The source deletes a run and an object the target already holds.
+        (finished, failed, cancelled, running, *_) = ids["runs"]
+        await memory_source.retention.delete_run(cancelled, reason="retention", actor="dpo")
+        await memory_source.catalog.delete_object(ids["objects"][0])
+        report = await transfer(memory_source, target)
+        assert report.verify is not None
+        assert report.verify.ok, report.verify.problems
+        assert await snapshot_vault(target) == await snapshot_vault(memory_source)
+        with pytest.raises(NotFound):
+            await target.runs.get(cancelled)
+        # The hold came over and is enforced there too.
+        assert ids["hold"] in {h.hold_id for h in await target.retention.list_holds()}
+        with pytest.raises(Conflict) as caught:
+            await target.retention.delete_run(failed, reason="try")
+        assert caught.value.details["reason"] == "held"
+        assert finished and running
+
+
 async def test_a_foreign_record_under_the_same_id_is_a_conflict(
     memory_source: Vault, tmp_path: Path
 ) -> None:

@@ -48,6 +48,7 @@ PG_TABLES = {
     "channel_moves": "channel_moves",
     "actors": "actors",
     "approvals": "approvals",
+    "holds": "holds",
     "audit_entries": "audit_entries",
     "checkpoints": "audit_checkpoints",
 }

@@ -63,7 +63,7 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
                 raise Conflict(
                     f"hold {hold.hold_id} exists", operation="insert_hold", reason="duplicate_id"
                 )
-            if hold.run_id is not None and hold.run_id not in self._runs:
+            if audit is not None and hold.run_id is not None and hold.run_id not in self._runs:
                 raise NotFound(
                     f"run {hold.run_id} not found", operation="insert_hold", run_id=hold.run_id
                 )
@@ -104,6 +104,10 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
         chosen.sort(key=lambda h: (h.created_at, h.hold_id), reverse=True)
         return [h.model_copy(deep=True) for h in chosen[: query.limit]]
 
+    async def iter_holds(self) -> AsyncIterator[Hold]:
+        for hold_id in sorted(self._holds):
+            yield self._holds[hold_id].model_copy(deep=True)
+
     async def held_runs(self, run_ids: Sequence[str]) -> set[str]:
         return {
             run_id
@@ -140,14 +144,15 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
         return RunUsage(blobs=blobs, records=records)
 
     async def delete_run(
-        self, run_id: str, *, expected: str | None, audit: AuditEvent
+        self, run_id: str, *, expected: str | None, audit: AuditEvent | None
     ) -> dict[str, object]:
         async with self._lock:
             run = self._runs.get(run_id)
             if run is None:
                 raise NotFound(f"run {run_id} not found", operation="delete_run", run_id=run_id)
             details: dict[str, Any] = {"operation": "delete_run", "run_id": run_id}
-            if run.status not in TERMINAL_STATUSES:
+            verbatim = audit is None  # an import copying a deletion its chain records
+            if run.status not in TERMINAL_STATUSES and not verbatim:
                 raise Conflict(
                     f"run {run_id} is {run.status.value}: only completed, failed or cancelled "
                     "runs can be deleted",
@@ -162,7 +167,7 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
                     **details,
                 )
             hold = self._hold_over(run)
-            if hold is not None:
+            if hold is not None and not verbatim:
                 raise Conflict(
                     f"run {run_id} is held (hold {hold.hold_id}): release the hold first",
                     reason="held",
@@ -216,8 +221,10 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
             self._logs.pop(run_id, None)
             self._log_refs.pop(run_id, None)
             del self._runs[run_id]
-            event = audit.model_copy(update={"details": {**audit.details, **computed}})
-            entries = self._chain([(event, bindings)])
+            entries = []
+            if audit is not None:
+                event = audit.model_copy(update={"details": {**audit.details, **computed}})
+                entries = self._chain([(event, bindings)])
         await self._audit_appended(entries)
         return computed
 

@@ -14,7 +14,8 @@ DIR`` reads. Format ``strongroom-bundle``, version 1::
 refers to kinds above it): ``providers``, ``namespaces``, ``runs``, ``snapshots``,
 ``artifacts``, ``log_entries``, ``log_references``, ``objects`` (catalog objects),
 ``definition_versions``, ``channel_moves``, ``actors``, ``approvals`` (the registry's records),
-``audit_entries``, ``checkpoints`` (audit Merkle checkpoints). Each line is the canonical JSON
+``holds`` (retention holds, released ones too), ``audit_entries`` (run deletions are there, as
+their ``run.deleted`` tombstones), ``checkpoints`` (audit Merkle checkpoints). Each line is the canonical JSON
 (keys sorted, no whitespace, UTF-8) of one record exactly as `strongroom.models` dumps it
 (``model_dump(mode="json")``; JSON Schemas in ``schemas/``), copied verbatim from the source
 vault: same ids, versions, timestamps and hashes, so log and audit chains and Merkle checkpoints
@@ -22,9 +23,9 @@ replay in any vault the bundle is imported into. Order within a file: providers,
 by id; runs by (created_at, run_id); snapshots and log references by run, in run order;
 artifacts by id; log entries by (run_id, seq); objects by (path, namespace_id); audit entries
 by seq; checkpoints by tree size; definition versions by (kind, definition_id), oldest first;
-channel moves by definition, in history order; approvals oldest first. Every file exists,
-possibly empty (a bundle written before the registry kinds were added lacks their three
-files and reads as having none).
+channel moves by definition, in history order; approvals oldest first; holds by id. Every file
+exists, possibly empty (a bundle written before the registry kinds or holds were added lacks
+their files and reads as having none).
 
 **manifest.json**::
 

@@ -25,6 +25,7 @@ from strongroom.models import (
     CatalogObject,
     ChannelMove,
     DefinitionVersion,
+    Hold,
     LogEntry,
     LogReference,
     MerkleCheckpoint,
@@ -114,6 +115,7 @@ RECORD_KINDS: tuple[RecordKind, ...] = (
     RecordKind("channel_moves", ChannelMove, "channel move", lambda r: r.move_id, optional=True),
     RecordKind("actors", Actor, "actor", lambda r: r.key_id, optional=True),
     RecordKind("approvals", Approval, "approval", lambda r: r.approval_id, optional=True),
+    RecordKind("holds", Hold, "hold", lambda r: r.hold_id, optional=True),
     RecordKind("audit_entries", AuditEntry, "audit entry", lambda r: f"#{r.seq}"),
     RecordKind("checkpoints", MerkleCheckpoint, "audit checkpoint", lambda r: f"@{r.tree_size}"),
 )

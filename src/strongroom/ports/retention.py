@@ -65,7 +65,9 @@ class RetentionRecords(ABC):
 
     @abstractmethod
     async def insert_hold(self, hold: Hold, *, audit: AuditEvent | None = None) -> None:
-        """Store a new hold (`Conflict` if its id exists)."""
+        """Store a new hold (`Conflict` if its id exists; `NotFound` for a run hold whose run
+        does not exist, unless the write is verbatim, ``audit`` None: an import copies a
+        released hold of a run deleted since)."""
 
     @abstractmethod
     async def release_hold(self, hold: Hold, *, audit: AuditEvent | None = None) -> None:
@@ -78,6 +80,10 @@ class RetentionRecords(ABC):
     @abstractmethod
     async def list_holds(self, query: HoldQuery) -> list[Hold]:
         """Holds, newest first; active ones only unless ``include_released``."""
+
+    @abstractmethod
+    def iter_holds(self) -> AsyncIterator[Hold]:
+        """Every hold, released ones too, in pages by hold id (export)."""
 
     @abstractmethod
     async def held_runs(self, run_ids: Sequence[str]) -> set[str]:
@@ -95,10 +101,12 @@ class RetentionRecords(ABC):
 
     @abstractmethod
     async def delete_run(
-        self, run_id: str, *, expected: str | None, audit: AuditEvent
+        self, run_id: str, *, expected: str | None, audit: AuditEvent | None
     ) -> dict[str, object]:
         """Delete the run and everything of it, as the module docstring says; returns the
-        details its tombstone carries (`RunDeletion` fields)."""
+        details its tombstone carries (`RunDeletion` fields). Without ``audit`` the deletion
+        is verbatim and checks nothing but the run's existence (an import copying a
+        deletion whose tombstone it copies)."""
 
     # -- blobs --------------------------------------------------------------------------------
 

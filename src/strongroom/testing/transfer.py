@@ -3,7 +3,8 @@
 - `populate_vault`: realistic contents through the public Vault API: finished, failed,
   cancelled and still-running runs with snapshots, artifacts of every format (one of several
   MiB, streamed), log lines (one redacted), sealed logs, catalog providers / namespaces /
-  objects (one deleted), an unreferenced blob, registry records (through `vault.registry`:
+  objects (one deleted), an unreferenced blob, a run deleted under its tombstone, an active
+  and a released hold, registry records (through `vault.registry`:
   two published versions of a sandbox policy, promotions and a rollback, an approved
   production promotion and a revoked run approval; actors: a root admin, a reviewer who signs
   the approval, a revoked key), and audit checkpoints when the vault's
@@ -197,6 +198,20 @@ async def populate_vault(
     await vault.catalog.delete_object(ids["objects"].pop(0))
     orphan = await vault.blobs.put_bytes(f"unreferenced {tag}".encode())
     ids["orphan_sha256"] = orphan.sha256
+
+    # Retention: a run deleted under its tombstone, a hold on the failed run, and a
+    # released hold on the cancelled one.
+    gone = await vault.runs.create(project="docs", purpose="deleted later", actor="dave")
+    await vault.runs.start(gone.run_id)
+    await vault.artifacts.put_bytes(gone.run_id, f"gone {tag}".encode(), name="gone.txt")
+    await vault.logs.append(gone.run_id, {"event": "tick", "message": "soon gone"})
+    await vault.runs.complete(gone.run_id)
+    await vault.retention.delete_run(gone.run_id, reason="privacy request", actor="dpo")
+    ids["deleted_run"] = gone.run_id
+    hold = await vault.retention.add_hold(run_id=failed.run_id, reason="incident 7", actor="ops")
+    ids["hold"] = hold.hold_id
+    loose = await vault.retention.add_hold(run_id=cancelled.run_id, reason="review", actor="ops")
+    await vault.retention.release_hold(loose.hold_id, reason="reviewed", actor="ops")
 
     await _populate_registry(vault, tag, done.run_id, ids)
     return ids

@@ -38,7 +38,7 @@ def updatable(kind: RecordKind, record: Any, old: Any, *, descendant: bool) -> b
     than a different record: the only mutable records are runs (with a row version that
     only grows), log references (until sealed), audited catalog entries (``descendant``:
     `target_is_earlier_copy`), approvals and actors (revoked since: the one change they
-    allow)."""
+    allow), holds (released since)."""
     if kind.name == "runs":
         return bool(record.version > old.version)
     if kind.name == "log_references":
@@ -51,6 +51,8 @@ def updatable(kind: RecordKind, record: Any, old: Any, *, descendant: bool) -> b
             and record.revoked_at is not None
             and set(differing_fields(record, old)) <= _REVOCATION
         )
+    if kind.name == "holds":
+        return old.active and not record.active and set(differing_fields(record, old)) <= _RELEASE
     if kind.name == "actors":
         return (
             old.revoked_at is None
@@ -62,6 +64,7 @@ def updatable(kind: RecordKind, record: Any, old: Any, *, descendant: bool) -> b
 
 _REVOCATION = frozenset({"revoked_at", "revoked_by", "revoke_reason", "revoke_signature"})
 _ACTOR_REVOCATION = _REVOCATION
+_RELEASE = frozenset({"released_at", "released_by", "release_reason"})
 
 
 def conflict(

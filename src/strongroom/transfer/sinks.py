@@ -4,6 +4,7 @@ directory (`BundleWriter`)."""
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -11,8 +12,16 @@ from typing import Any, TypeVar
 
 from strongroom.bundle import BundleWriter, RecordKind, verify_bundle
 from strongroom.errors import Conflict, NotFound
-from strongroom.models import ArtifactQuery, LogQuery, RunQuery, VerifyReport
-from strongroom.ports import BlobStore
+from strongroom.models import (
+    RUN_DELETED_EVENT,
+    ArtifactQuery,
+    AuditEntry,
+    HoldQuery,
+    LogQuery,
+    RunQuery,
+    VerifyReport,
+)
+from strongroom.ports import BlobStore, MetadataStore
 from strongroom.services.verify import ProgressCallback
 from strongroom.transfer.report import describe_vault
 from strongroom.transfer.sources import ARTIFACT_PAGE
@@ -109,6 +118,7 @@ class VaultSink(Sink):
             or await store.list_definitions()
             or await store.list_approvals()
             or await store.list_actors()
+            or await store.list_holds(HoldQuery(include_released=True, limit=1))
         )
 
     async def conflict_hint(self) -> str:
@@ -189,6 +199,8 @@ class VaultSink(Sink):
             return [await _maybe(store.get_approval(r.approval_id)) for r in batch]
         if name == "actors":
             return [await _maybe(store.get_actor(r.key_id)) for r in batch]
+        if name == "holds":
+            return [await _maybe(store.get_hold(r.hold_id)) for r in batch]
         if name == "audit_entries":
             low, high = batch[0].seq, batch[-1].seq
             audit = await store.read_audit_entries(after_seq=low - 1, limit=high - low + 1)
@@ -312,8 +324,12 @@ class VaultSink(Sink):
         elif name == "actors":
             for r in new:
                 await store.insert_actor(r)  # stored as is, revoked state included
+        elif name == "holds":
+            for r in new:
+                await store.insert_hold(r)  # stored as is, released state included
         elif name == "audit_entries":
             await store.append_audit_entries(new)
+            await _apply_deletions(store, new)
         elif name == "checkpoints":
             for r in new:
                 await store.insert_checkpoint(r)
@@ -342,6 +358,8 @@ class VaultSink(Sink):
                     reason=new.revoke_reason,
                     signature=new.revoke_signature,
                 )
+            elif kind.name == "holds":
+                await store.release_hold(new)
             elif kind.name == "actors":
                 await store.revoke_actor(
                     new.key_id,
@@ -416,3 +434,17 @@ def _groups(items: Sequence[Any], key: Callable[[Any], str]) -> list[tuple[str, 
         else:
             out.append((k, [item]))
     return out
+
+
+async def _apply_deletions(store: MetadataStore, entries: Sequence[AuditEntry]) -> None:
+    """Deletions the copied entries record, applied to what the target still holds from an
+    earlier import: a run deleted under its tombstone, a catalog object deleted since (the
+    records kinds were copied first and cannot say what went)."""
+    for entry in entries:
+        if entry.event == RUN_DELETED_EVENT and entry.subject_type == "run":
+            with contextlib.suppress(NotFound):
+                await store.delete_run(entry.subject_id, expected=None, audit=None)
+        for binding in entry.records:
+            if binding.type == "object" and binding.digest is None:
+                with contextlib.suppress(NotFound):
+                    await store.delete_object(binding.id)

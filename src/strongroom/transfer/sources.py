@@ -119,6 +119,15 @@ async def iter_vault_records(vault: Vault, kind: RecordKind) -> AsyncIterator[li
         actors = await store.list_actors()
         for start in range(0, len(actors), _BATCH):
             yield actors[start : start + _BATCH]
+    elif name == "holds":
+        holds: list[Any] = []
+        async for hold in store.iter_holds():
+            holds.append(hold)
+            if len(holds) >= _BATCH:
+                yield holds
+                holds = []
+        if holds:
+            yield holds
     elif name == "audit_entries":
         seq = 0
         while True:

@@ -109,7 +109,8 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
                     reason="duplicate_id",
                 )
             if (
-                hold.run_id is not None
+                audit is not None
+                and hold.run_id is not None
                 and conn.scalar(select(_r.run_id).where(_r.run_id == hold.run_id)) is None
             ):
                 raise self._not_found(
@@ -174,6 +175,10 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
         rows = await self._read("list_holds", fetch_all(stmt))
         return [parse_body(Hold, row.body, "hold", row.hold_id) for row in rows]
 
+    async def iter_holds(self) -> AsyncIterator[Hold]:
+        async for row in self._keyset_pages(select(_h.hold_id, _h.body), [_h.hold_id]):
+            yield parse_body(Hold, row.body, "hold", row.hold_id)
+
     async def held_runs(self, run_ids: Sequence[str]) -> set[str]:
         wanted = sorted(set(run_ids))
         found: set[str] = set()
@@ -220,7 +225,7 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
         return await self._read("run_usage", op, run_id=run_id)
 
     async def delete_run(
-        self, run_id: str, *, expected: str | None, audit: AuditEvent
+        self, run_id: str, *, expected: str | None, audit: AuditEvent | None
     ) -> dict[str, object]:
         s, a, t, le = (
             snapshots_table.c,
@@ -237,7 +242,8 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
             if row is None:
                 raise self._not_found("delete_run", f"run {run_id} not found", run_id=run_id)
             details = {"operation": "delete_run", "backend": self.backend, "run_id": run_id}
-            if row.status not in _ENDED:
+            verbatim = audit is None  # an import copying a deletion its chain records
+            if row.status not in _ENDED and not verbatim:
                 raise Conflict(
                     f"run {run_id} is {row.status}: only completed, failed or cancelled runs "
                     "can be deleted",
@@ -256,7 +262,7 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
                     _h.active.is_(True), or_(_h.run_id == run_id, _h.project == row.project)
                 )
             ).first()
-            if held is not None:
+            if held is not None and not verbatim:
                 raise Conflict(
                     f"run {run_id} is held (hold {held.hold_id}): release the hold first",
                     reason="held",
@@ -324,6 +330,8 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
             )
             conn.execute(delete(log_refs_table).where(log_refs_table.c.run_id == run_id))
             conn.execute(delete(runs_table).where(_r.run_id == run_id))
+            if audit is None:
+                return computed, []
             event = audit.model_copy(update={"details": {**audit.details, **computed}})
             entries = self._chain_events(conn, [(event, bindings)])
             return computed, entries
