@@ -16,8 +16,9 @@ refers to kinds above it): ``providers``, ``namespaces``, ``runs``, ``snapshots`
 ``definition_versions``, ``channel_moves``, ``actors``, ``approvals`` (the registry's records),
 ``holds`` (retention holds, released ones too), ``audit_entries`` (run deletions are there, as
 their ``run.deleted`` tombstones), ``checkpoints`` (audit Merkle checkpoints). Each line is
-the canonical JSON (keys sorted, no whitespace, UTF-8) of one record exactly as `strongroom.models` dumps it
-(``model_dump(mode="json")``; JSON Schemas in ``schemas/``), copied verbatim from the source
+the canonical JSON (keys sorted, no whitespace, UTF-8) of one record exactly as
+`strongroom.models` dumps it (``model_dump(mode="json")``; JSON Schemas in ``schemas/``),
+copied verbatim from the source
 vault: same ids, versions, timestamps and hashes, so log and audit chains and Merkle checkpoints
 replay in any vault the bundle is imported into. Order within a file: providers, namespaces
 by id; runs by (created_at, run_id); snapshots and log references by run, in run order;
