@@ -49,6 +49,9 @@ class Populated:
     approval_id: str = ""
     open_log_carried: int = 0  # the open run's newest log head in the audit chain
     audit_head: int = 0
+    deleted_run: str = ""  # deleted under its tombstone
+    deleted_run_row: dict[str, Any] = field(default_factory=dict)  # its runs row, as it was
+    hold_id: str = ""  # an active hold on the failed run
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -85,6 +88,21 @@ class Populated:
 
     def blob_path(self, digest: str) -> Path:
         return self.blobs_dir / "sha256" / digest[:2] / digest[2:4] / digest
+
+    def row(self, table: str, where: str) -> dict[str, Any]:
+        """One row as it is stored (read only: the guards stay)."""
+        engine = self._engine()
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(sa.text(f"SELECT * FROM {table} WHERE {where}"))
+                return dict(found.mappings().one())
+        finally:
+            engine.dispose()
+
+    def _engine(self) -> sa.Engine:
+        if self.url.startswith("postgresql"):
+            return sa.create_engine(self.url.replace("postgresql://", "postgresql+psycopg://", 1))
+        return sa.create_engine(f"sqlite:///{self.sqlite_path}")
 
     @contextmanager
     def sql(self) -> Iterator[sa.Connection]:
@@ -171,6 +189,18 @@ async def populate(url: str, blobs_dir: Path, key: SigningKey, anchors: Path) ->
             {"scope": "run", "run_id": running.run_id}, reason="matrix", signer=alice
         )
         p.approval_id = approval.approval_id
+
+        # Retention: a run deleted under its tombstone (its row kept here to put back), and a
+        # hold on the failed run.
+        gone_run = await vault.runs.create(project="matrix", actor="dave", purpose="deleted")
+        await vault.runs.start(gone_run.run_id)
+        await vault.artifacts.put_bytes(gone_run.run_id, b"soon gone", name="gone.txt")
+        await vault.runs.complete(gone_run.run_id)
+        p.deleted_run = gone_run.run_id
+        p.deleted_run_row = p.row("runs", f"run_id = '{gone_run.run_id}'")
+        await vault.retention.delete_run(gone_run.run_id, reason="matrix", actor="dpo")
+        hold = await vault.retention.add_hold(run_id=failed.run_id, reason="matrix")
+        p.hold_id = hold.hold_id
 
         carried = await vault.metadata.latest_binding("log", running.run_id)
         assert carried is not None

@@ -375,6 +375,60 @@ async def run_forged(p: Populated) -> Found:
 
 
 @tamper
+async def deleted_run_put_back(p: Populated) -> Found:
+    """A run deleted under its tombstone, its row inserted again."""
+    values = p.deleted_run_row
+    with p.sql() as conn:
+        conn.execute(
+            sa.text(
+                f"INSERT INTO runs ({', '.join(values)}) "
+                f"VALUES ({', '.join(':' + c for c in values)})"
+            ),
+            values,
+        )
+    return Found("run", p.deleted_run)
+
+
+@tamper
+async def run_deleted_without_a_tombstone(p: Populated) -> Found:
+    """A run removed with everything of it, as retention would, but with no tombstone."""
+    where = where_run(p.failed_run)
+    with p.sql() as conn:
+        conn.execute(sa.text(f"DELETE FROM holds WHERE {where}"))
+        conn.execute(
+            sa.text(
+                "DELETE FROM artifact_tags WHERE artifact_id IN "
+                f"(SELECT artifact_id FROM artifacts WHERE {where})"
+            )
+        )
+        for table in ("artifacts", "snapshots", "log_entries", "log_refs", "run_labels", "runs"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE {where}"))
+    return Found("run", p.failed_run)
+
+
+@tamper
+async def hold_removed(p: Populated) -> Found:
+    with p.sql() as conn:
+        conn.execute(sa.text(f"DELETE FROM holds WHERE hold_id = '{p.hold_id}'"))
+    return Found("hold", p.hold_id)
+
+
+@tamper
+async def hold_released_in_its_column(p: Populated) -> Found:
+    """The column every deletion reads to find holds, flipped to let a held run go."""
+    with p.sql() as conn:
+        conn.execute(sa.text(f"UPDATE holds SET active = false WHERE hold_id = '{p.hold_id}'"))
+    return Found("hold", p.hold_id)
+
+
+@tamper
+async def hold_reason_edited(p: Populated) -> Found:
+    with p.sql() as conn:
+        edit_body(conn, "holds", f"hold_id = '{p.hold_id}'", reason="nothing to see")
+    return Found("hold", p.hold_id)
+
+
+@tamper
 async def catalog_object_path_edited(p: Populated) -> Found:
     with p.sql() as conn:
         where = f"object_id = '{p.object_id}'"
