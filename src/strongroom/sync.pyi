@@ -16,7 +16,7 @@ SYNC_SERVICES: Final[tuple[str, ...]]
 SYNC_ASYNC_ONLY: Final[frozenset[str]]
 T = TypeVar("T")
 
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pydantic import BaseModel
 from strongroom import ErrorInfo
@@ -141,8 +141,11 @@ class SyncTransitionService:
 class SyncArtifactService:
     """Blocking twin of `strongroom.services.artifacts.ArtifactService` (``SyncVault.artifacts``)."""
 
-    def put_stream(self, run_id: str, chunks: AsyncIterable[bytes], **spec: Any) -> ArtifactMetadata:
-        """Store an async byte stream as an artifact of ``run_id``."""
+    def put_stream(self, run_id: str, chunks: AsyncIterable[bytes], *, replay: Callable[[], AsyncIterable[bytes]] | None = ..., **spec: Any) -> ArtifactMetadata:
+        """Store an async byte stream as an artifact of ``run_id``. ``replay``: how to make
+        the same bytes again, should garbage collection delete the blob between its write and
+        the record's (docs/retention.md); without it that rare race is a `Conflict` (reason
+        ``blob_reclaimed``) to retry."""
     def put_bytes(self, run_id: str, data: bytes, **spec: Any) -> ArtifactMetadata:
         """Store ``data`` (already in memory) as an artifact: the same checks as
         `put_stream`, but one blob write instead of a stream (a thread hop per call, not per

@@ -178,7 +178,7 @@ class Vault:
         self.catalog = CatalogService(metadata, blobs, self.audit, bootstrap=bootstrap)
         self.registry = RegistryService(metadata, blobs, self.audit, self.catalog)
         #: Holds, run deletion and garbage collection (docs/retention.md).
-        self.retention = RetentionService(metadata, blobs)
+        self.retention = RetentionService(metadata, blobs, seal=self.logs.seal)
 
     @property
     def identity(self) -> IdentityService:

@@ -48,7 +48,11 @@ class MemoryAuditRecords(MetadataStore):
         collection claims one (as the SQL stores do inside the write's transaction)."""
         if audit is None:
             return
-        found = sorted(d for d in set(digests) if d in self._claims)
+        found = sorted(
+            d
+            for d in set(digests)
+            if self._claims.get(d, ("", "", None))[1] in ("claimed", "deleted")
+        )
         if found:
             raise Conflict(
                 f"{operation}: blob sha256:{found[0]} is being reclaimed by garbage collection; "

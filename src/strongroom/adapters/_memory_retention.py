@@ -174,6 +174,14 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
                     hold_id=hold.hold_id,
                     **details,
                 )
+            ref = self._log_refs.get(run_id)
+            finished = ref is not None and ref.sealed and ref.sealed_artifact_id is not None
+            if not finished and not verbatim:
+                raise Conflict(
+                    f"run {run_id} has ended but its log is not sealed yet: retry once it is",
+                    reason="not_sealed",
+                    **details,
+                )
             manifest: list[list[Any]] = [["run", run_id, digest]]
             bindings: list[RecordBinding] = [bind_deleted("run", run_id)]
             blobs: set[str] = set()
@@ -190,7 +198,6 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
                 manifest.append(["artifact", art.artifact_id, record_digest(art)])
                 bindings.append(bind_deleted("artifact", art.artifact_id))
                 blobs.add(art.sha256)
-            ref = self._log_refs.get(run_id)
             if ref is not None:
                 manifest.append(["log_ref", run_id, record_digest(ref)])
                 bindings.append(bind_deleted("log_ref", run_id))
@@ -276,16 +283,22 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
             if claim is not None:
                 self._claims[digest] = (claim[0], "deleted", now)
 
-    async def drop_blob_claims(
-        self, digests: Sequence[str] = (), *, deleted_before: datetime | None = None
-    ) -> int:
-        gone = [d for d in set(digests) if d in self._claims and self._claims[d][1] == "deleted"]
-        if deleted_before is not None:
-            gone += [
-                d
-                for d, (_, state, at) in self._claims.items()
-                if state == "deleted" and at < deleted_before and d not in gone
-            ]
+    async def restore_blob_claims(self, digests: Sequence[str]) -> int:
+        now = utcnow()
+        changed = 0
+        for digest in set(digests):
+            claim = self._claims.get(digest)
+            if claim is not None and claim[1] == "deleted":
+                self._claims[digest] = (claim[0], "restored", now)
+                changed += 1
+        return changed
+
+    async def drop_blob_claims(self, *, before: datetime) -> int:
+        gone = [
+            d
+            for d, (_, state, at) in self._claims.items()
+            if state in ("deleted", "restored") and at < before
+        ]
         for digest in gone:
             del self._claims[digest]
         return len(gone)

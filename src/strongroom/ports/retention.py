@@ -5,7 +5,8 @@ The rules every backend keeps (conformance: `strongroom.testing.RetentionRecords
 
 - ``delete_run`` is one transaction: it refuses a run that is held (by a hold on the run or on
   its project, checked inside the transaction, `Conflict` reason ``held``), that has not ended
-  (reason ``not_ended``) or whose record is not the one the caller planned with (``expected``,
+  (reason ``not_ended``; a run is over once its log is sealed too: reason ``not_sealed``), or
+  whose record is not the one the caller planned with (``expected``,
   reason ``changed``); otherwise it removes the run, its labels and metrics, snapshots,
   artifacts (and their tags), log lines and log reference, and appends the caller's event to the
   audit chain binding every removed record as deleted (and the log head as deleted), with what
@@ -14,8 +15,10 @@ The rules every backend keeps (conformance: `strongroom.testing.RetentionRecords
   and nobody claims; every write of a record that uses a blob refuses while a claim on it
   exists (`Conflict`, reason ``blob_reclaimed``), so a claimed blob can be deleted without a
   record coming to point at it. ``finish_blob_claims`` marks claimed digests deleted (kept
-  for the grace period, so a writer that put the blob before it went learns of it), and
-  ``drop_blob_claims`` removes deleted ones (a blob put again by a writer, or past grace).
+  for the grace period, so a writer that put the blob before it went learns of it); a writer
+  that puts the blob back marks its claim ``restored`` (``restore_blob_claims``: records may
+  use it, and no GC claims it while the mark stands), and ``drop_blob_claims`` removes the
+  marks once the grace period is over.
 """
 
 from __future__ import annotations
@@ -130,12 +133,15 @@ class RetentionRecords(ABC):
         """The claimed blobs are deleted: mark their claims ``deleted``."""
 
     @abstractmethod
-    async def drop_blob_claims(
-        self, digests: Sequence[str] = (), *, deleted_before: datetime | None = None
-    ) -> int:
-        """Remove the ``deleted`` claims on ``digests`` (a writer put the blob back), and every
-        ``deleted`` claim older than ``deleted_before``; a ``claimed`` one is never removed
-        here. Returns how many went."""
+    async def restore_blob_claims(self, digests: Sequence[str]) -> int:
+        """A writer put these deleted blobs back: their ``deleted`` claims become
+        ``restored`` (a record may use the blob again, and no GC claims it until the claim is
+        dropped after the grace period). Returns how many changed."""
+
+    @abstractmethod
+    async def drop_blob_claims(self, *, before: datetime) -> int:
+        """Remove the ``deleted`` and ``restored`` claims last changed before ``before`` (a
+        ``claimed`` one is never removed here). Returns how many went."""
 
     @abstractmethod
     async def list_blob_claims(

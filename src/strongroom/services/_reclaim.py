@@ -1,7 +1,7 @@
 """A writer's side of garbage collection: when the records store refuses a record because GC
 claims a blob it uses (`Conflict`, reason ``blob_reclaimed``), wait for that GC to finish
-deleting it, put the bytes again, clear the deletion mark and write again (docs/retention.md,
-"Writers and GC").
+deleting it, put the bytes again, mark the claim ``restored`` (GC leaves the blob alone while
+that mark stands, for the grace period) and write again (docs/retention.md, "Writers and GC").
 
 A claim is settled when GC has deleted the blob (state ``deleted``). A ``claimed`` claim older
 than `CLAIM_LEASE` belongs to a GC that died between claiming and deleting: the writer finishes
@@ -75,4 +75,4 @@ async def write_despite_gc(
             digests = [str(d) for d in exc.details.get("sha256", [])]
             await _settle(store, blobs, digests)
             await put_again()
-            await store.drop_blob_claims(digests)
+            await store.restore_blob_claims(digests)

@@ -243,15 +243,33 @@ class ArtifactService:
         return draft
 
     async def put_stream(
-        self, run_id: str, chunks: AsyncIterable[bytes], **spec: Any
+        self,
+        run_id: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        replay: Callable[[], AsyncIterable[bytes]] | None = None,
+        **spec: Any,
     ) -> ArtifactMetadata:
-        """Store an async byte stream as an artifact of ``run_id``."""
+        """Store an async byte stream as an artifact of ``run_id``. ``replay``: how to make
+        the same bytes again, should garbage collection delete the blob between its write and
+        the record's (docs/retention.md); without it that rare race is a `Conflict` (reason
+        ``blob_reclaimed``) to retry."""
         draft = await self._prepare(run_id, _spec(spec))
         blob = await self._blobs.put_stream(_checked(chunks, draft.format, "artifacts.put"))
         artifact = self._complete(draft, blob)
-        # A stream cannot be put again: a blob GC reclaims meanwhile is a `Conflict`
-        # (reason blob_reclaimed) to retry (only an old unused blob of the same bytes can be).
-        await self._store.insert_artifacts([artifact], audit=stored_event(run_id, [artifact]))
+
+        async def put_again() -> None:
+            assert replay is not None
+            await self._blobs.put_stream(replay(), expected_sha256=blob.sha256)
+
+        await write_despite_gc(
+            self._store,
+            self._blobs,
+            None if replay is None else put_again,
+            lambda: self._store.insert_artifacts(
+                [artifact], audit=stored_event(run_id, [artifact])
+            ),
+        )
         return artifact
 
     async def put_bytes(self, run_id: str, data: bytes, **spec: Any) -> ArtifactMetadata:
@@ -288,8 +306,17 @@ class ArtifactService:
         with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
             handle = await asyncio.to_thread(open_regular_file, path)
         spec.setdefault("name", path.name)
+
+        async def again() -> AsyncIterator[bytes]:  # the same file, read again
+            with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
+                reopened = await asyncio.to_thread(open_regular_file, path)
+            async for chunk in _file_chunks(reopened, None):
+                yield chunk
+
         try:
-            return await self.put_stream(run_id, _file_chunks(handle, progress), **spec)
+            return await self.put_stream(
+                run_id, _file_chunks(handle, progress), replay=again, **spec
+            )
         finally:
             handle.close()
 
@@ -326,7 +353,8 @@ class ArtifactService:
                     yield line(item)
 
         spec.setdefault("format", ArtifactFormat.JSONL)
-        return await self.put_stream(run_id, lines(), **spec)
+        replay = lines if isinstance(models, Sequence) else None  # an iterator runs once
+        return await self.put_stream(run_id, lines(), replay=replay, **spec)
 
     async def put_many(
         self, run_id: str, items: Sequence[tuple[bytes, ArtifactInput | dict[str, Any]]]

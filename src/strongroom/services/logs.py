@@ -303,9 +303,10 @@ class LogService:
                 event="log.closed", actor=actor, subject_type="run", subject_id=run_id
             ),
         )
-        leaves = MerkleAccumulator()
+        tree = [MerkleAccumulator()]  # the leaves of the pass that was stored last
 
         async def lines() -> AsyncIterator[bytes]:
+            leaves = tree[0] = MerkleAccumulator()
             async for entry in self.iter_entries(run_id):
                 if entry.seq > ref.entry_count:
                     break
@@ -315,13 +316,14 @@ class LogService:
         artifact = await self._artifacts.put_stream(
             run_id,
             lines(),
+            replay=lines,
             role=ArtifactRole.LOGS,
             format=ArtifactFormat.JSONL,
             name="run.log.jsonl",
             namespace="logs",
             description="Sealed hash-chained run log",
         )
-        root = leaves.root()
+        root = tree[0].root()
         now = utcnow()
         sealed = ref.model_copy(
             update={
@@ -341,7 +343,7 @@ class LogService:
                 details={
                     "artifact_id": artifact.artifact_id,
                     "sha256": artifact.sha256,
-                    "entry_count": leaves.size,
+                    "entry_count": tree[0].size,
                     "head_hash": sealed.head_hash,
                     "merkle_root": root,
                 },

@@ -19,7 +19,7 @@ How deletion stays safe:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -50,6 +50,10 @@ DEFAULT_GRACE_SECONDS: Final = 3600
 remembered this long (a writer that put a blob before GC deleted it learns of it)."""
 
 _BATCH: Final = 500  # blobs claimed, deleted and finished together
+_SEAL_AFTER: Final = timedelta(minutes=10)  # an unsealed ended run older than this: seal it
+# Deletion and restore marks live at least this long, whatever a plan's grace: a writer that
+# put a blob GC then deleted has this long to write its record.
+_MARK_SECONDS: Final = 3600
 
 GcProgress = Callable[[str, int, int | None], None]
 
@@ -61,9 +65,34 @@ def _no_progress(stage: str, done: int, total: int | None) -> None:
 class RetentionService:
     """Holds, run deletion and garbage collection over one store pair."""
 
-    def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        *,
+        seal: Callable[[str], Awaitable[object]] | None = None,
+    ) -> None:
+        """``seal(run_id)``: seals a run's log (`LogService.seal`), for an ended run whose
+        seal was interrupted long ago (a run is deletable only once its log is sealed)."""
         self._store = store
         self._blobs = blobs
+        self._seal = seal
+
+    async def _delete(
+        self, run_id: str, expected: str | None, audit: AuditEvent
+    ) -> dict[str, object]:
+        """`delete_run` of the store; an ended run whose log was left unsealed for more than
+        `_SEAL_AFTER` (its writer died between ending it and sealing) is sealed first."""
+        try:
+            return await self._store.delete_run(run_id, expected=expected, audit=audit)
+        except Conflict as exc:
+            if exc.details.get("reason") != "not_sealed" or self._seal is None:
+                raise
+            run = await self._store.get_run(run_id)
+            if utcnow() - run.updated_at < _SEAL_AFTER:
+                raise  # its writer is probably sealing it right now
+            await self._seal(run_id)
+            return await self._store.delete_run(run_id, expected=expected, audit=audit)
 
     # -- holds --------------------------------------------------------------------------------
 
@@ -151,10 +180,10 @@ class RetentionService:
             )
         usage = await self._store.run_usage(run_id)
         details: dict[str, Any] = {"reason": reason, "policy_rule": rule, "plan_id": plan_id}
-        computed = await self._store.delete_run(
+        computed = await self._delete(
             run_id,
-            expected=expected,
-            audit=AuditEvent(
+            expected,
+            AuditEvent(
                 event=RUN_DELETED_EVENT,
                 actor=actor,
                 subject_type="run",
@@ -379,7 +408,7 @@ class RetentionService:
         if interrupted:
             _log.info("gc: finished %d blob deletions a killed GC left", interrupted)
         await self._store.drop_blob_claims(
-            deleted_before=utcnow() - timedelta(seconds=plan.grace_seconds)
+            before=utcnow() - timedelta(seconds=max(plan.grace_seconds, _MARK_SECONDS))
         )
         items = plan.items
         total = len(items)
@@ -414,10 +443,10 @@ class RetentionService:
     ) -> None:
         try:
             usage = await self._store.run_usage(item.id)
-            await self._store.delete_run(
+            await self._delete(
                 item.id,
-                expected=item.digest,
-                audit=AuditEvent(
+                item.digest,
+                AuditEvent(
                     event=RUN_DELETED_EVENT,
                     actor=actor,
                     subject_type="run",

@@ -378,7 +378,8 @@ class RetentionTests(VaultFixtureContract):
         run = await vault.runs.create(project=_project(), actor="tester")
         artifact = await vault.artifacts.put_bytes(run.run_id, data, name="back.bin")
         assert await vault.artifacts.get_bytes(artifact.artifact_id) == data
-        assert not await vault.metadata.list_blob_claims(digests=[blob.sha256])
+        (claim,) = await vault.metadata.list_blob_claims(digests=[blob.sha256])
+        assert claim.state == "restored"  # no GC claims it while the mark stands
         assert (await vault.verify(record=False)).ok
 
     async def test_apply_finishes_what_a_killed_gc_claimed(self, vault: Vault) -> None:

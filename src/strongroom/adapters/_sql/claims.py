@@ -26,7 +26,9 @@ def refuse_reclaimed(
     if not wanted:
         return
     found = conn.execute(
-        select(_claims.sha256, _claims.state).where(_claims.sha256.in_(wanted))
+        select(_claims.sha256, _claims.state).where(
+            _claims.sha256.in_(wanted), _claims.state.in_(["claimed", "deleted"])
+        )
     ).all()
     if found:
         raise Conflict(

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, delete, exists, insert, or_, select, text, update
+from sqlalchemy import delete, exists, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.audit import AuditRecords
@@ -44,6 +44,7 @@ from strongroom.models import (
     AuditEvent,
     Hold,
     HoldQuery,
+    LogReference,
     RecordBinding,
     RunStatus,
     bind,
@@ -69,6 +70,11 @@ def held_clause() -> Any:
         exists().where(_h.run_id == _r.run_id, _h.active.is_(True)),
         exists().where(_h.project == _r.project, _h.active.is_(True)),
     )
+
+
+def _finished(ref: LogReference) -> bool:
+    """A log sealed with its artifact attached: the run's end is complete."""
+    return ref.sealed and ref.sealed_artifact_id is not None
 
 
 def _digest(body: str) -> str:
@@ -269,6 +275,16 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
                     hold_id=held.hold_id,
                     **details,
                 )
+            ref = conn.scalar(
+                select(log_refs_table.c.body).where(log_refs_table.c.run_id == run_id)
+            )
+            sealed = ref is not None and _finished(parse_body(LogReference, ref, "log_ref", run_id))
+            if not sealed and not verbatim:
+                raise Conflict(
+                    f"run {run_id} has ended but its log is not sealed yet: retry once it is",
+                    reason="not_sealed",
+                    **details,
+                )
             manifest: list[list[Any]] = [["run", run_id, digest]]
             bindings: list[RecordBinding] = [bind_deleted("run", run_id)]
             blobs: set[str] = set()
@@ -287,9 +303,6 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
                 manifest.append(["artifact", art.artifact_id, _digest(art.body)])
                 bindings.append(bind_deleted("artifact", art.artifact_id))
                 blobs.add(art.sha256)
-            ref = conn.scalar(
-                select(log_refs_table.c.body).where(log_refs_table.c.run_id == run_id)
-            )
             if ref is not None:
                 manifest.append(["log_ref", run_id, _digest(ref)])
                 bindings.append(bind_deleted("log_ref", run_id))
@@ -441,17 +454,27 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
 
             await self._write("finish_blob_claims", op)
 
-    async def drop_blob_claims(
-        self, digests: Sequence[str] = (), *, deleted_before: datetime | None = None
-    ) -> int:
-        conditions: list[ColumnElement[bool]] = []
-        if digests:
-            conditions.append(_claims.sha256.in_(sorted(set(digests))))
-        if deleted_before is not None:
-            conditions.append(_claims.updated_at < deleted_before)
-        if not conditions:
-            return 0
-        stmt = delete(gc_blob_claims_table).where(_claims.state == "deleted", or_(*conditions))
+    async def restore_blob_claims(self, digests: Sequence[str]) -> int:
+        wanted = sorted(set(digests))
+        changed = 0
+        for start in range(0, len(wanted), PAGE_SIZE):
+            stmt = (
+                update(gc_blob_claims_table)
+                .where(_claims.sha256.in_(wanted[start : start + PAGE_SIZE]))
+                .where(_claims.state == "deleted")
+                .values(state="restored", updated_at=utcnow())
+            )
+
+            def op(conn: Connection, stmt: Any = stmt) -> int:
+                return int(conn.execute(stmt).rowcount)
+
+            changed += await self._write("restore_blob_claims", op)
+        return changed
+
+    async def drop_blob_claims(self, *, before: datetime) -> int:
+        stmt = delete(gc_blob_claims_table).where(
+            _claims.state.in_(["deleted", "restored"]), _claims.updated_at < before
+        )
 
         def op(conn: Connection) -> int:
             return int(conn.execute(stmt).rowcount)
