@@ -33,7 +33,8 @@ from strongroom.models import registry
 from strongroom.models._base import JsonObject, JsonValue, SingleLineText, Text, UtcDatetime
 from strongroom.models.execution import RunnerRequest
 from strongroom.models.export import EXPORTED
-from strongroom.models.runs import RUN_STATS_MAX_DAYS, MetricValue, RunStatsQuery
+from strongroom.models.retention import Hold, RetentionRule
+from strongroom.models.runs import RUN_STATS_MAX_DAYS, TERMINAL_STATUSES, MetricValue, RunStatsQuery
 
 # -- generators of valid values --------------------------------------------------------------
 
@@ -252,6 +253,40 @@ WHOLE_MODELS: dict[type[BaseModel], st.SearchStrategy[Any]] = {
         st.timedeltas(timedelta(microseconds=1), timedelta(days=RUN_STATS_MAX_DAYS)),
         st.none() | SAFE_NAMES,
         st.none() | SAFE_NAMES,
+    ),
+    # A rule keeps by days, by count or both, over ended statuses only.
+    RetentionRule: st.builds(
+        lambda project, statuses, days, last: RetentionRule(
+            project=project,
+            statuses=statuses,
+            keep_days=days if days is not None or last is not None else 1,
+            keep_last=last,
+        ),
+        st.none() | SAFE_NAMES,
+        st.lists(st.sampled_from(sorted(TERMINAL_STATUSES)), min_size=1, max_size=3),
+        st.none() | st.integers(0, 36_500),
+        st.none() | st.integers(0, 1_000_000),
+    ),
+    # A hold names a run or a project; released fields go together.
+    Hold: st.builds(
+        lambda run, project, use_run, released, reason: Hold(
+            hold_id="h1",
+            run_id=run if use_run else None,
+            project=None if use_run else project,
+            reason=reason,
+            actor="alice",
+            created_at=released,
+            **(
+                {}
+                if released.year % 2
+                else {"released_at": released, "released_by": "bob", "release_reason": reason}
+            ),
+        ),
+        st.uuids().map(str),
+        SAFE_NAMES,
+        st.booleans(),
+        UTC_DATETIMES,
+        st.text(st.characters(exclude_categories=["Cc", "Cs"]), min_size=1, max_size=50),
     ),
 }
 

@@ -32,6 +32,7 @@ SYNC_SERVICES: Final = (
     "catalog",
     "registry",
     "identity",
+    "retention",
 )
 """The `Vault` services `SyncVault` wraps (sync.pyi types each; `strongroom._sync_stub`)."""
 
@@ -80,6 +81,7 @@ class SyncVault:
     catalog: Any
     registry: Any
     identity: Any
+    retention: Any
 
     def __init__(self, runner: asyncio.Runner, vault: Vault) -> None:
         self._runner = runner

@@ -21,9 +21,9 @@ from datetime import datetime
 from pydantic import BaseModel
 from strongroom import ErrorInfo
 from strongroom.integrity import SignedTreeHead, SigningKey
-from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ArtifactManifest, ArtifactMetadata, ArtifactQuery, AuditEntry, AuditEvent, AuditPage, AuditQuery, CatalogObject, Channel, Definition, DefinitionKind, DefinitionVersion, GovernanceLevel, LogEntry, LogLine, LogQuery, LogReference, MerkleCheckpoint, MetricPoint, Namespace, Provider, Ref, Run, RunOutcome, RunPage, RunQuery, RunSnapshot, RunState, RunStats, RunStatsQuery, RunStatus, RunStatusCounts, SnapshotRecord, ToolDefinition, VerifyProblem, VerifyRecord, VerifyReport
+from strongroom.models import Actor, ActorRole, Approval, ApprovalScope, ArtifactManifest, ArtifactMetadata, ArtifactQuery, AuditEntry, AuditEvent, AuditPage, AuditQuery, CatalogObject, Channel, Definition, DefinitionKind, DefinitionVersion, GcPlan, GcResult, GovernanceLevel, Hold, HoldQuery, LogEntry, LogLine, LogQuery, LogReference, MerkleCheckpoint, MetricPoint, Namespace, Provider, Ref, RetentionPolicy, Run, RunDeletion, RunOutcome, RunPage, RunQuery, RunSnapshot, RunState, RunStats, RunStatsQuery, RunStatus, RunStatusCounts, SnapshotRecord, ToolDefinition, VerifyProblem, VerifyRecord, VerifyReport
 from strongroom.ports.chains import ChainRow
-from strongroom.services import ArtifactInput, ProgressCallback, Transition
+from strongroom.services import ArtifactInput, GcProgress, ProgressCallback, Transition
 from strongroom.services.artifacts import ByteProgress, M
 from strongroom.services.identity import Who
 from strongroom.services.registry import ApprovalTarget, DefinitionSummary, MoveResult, PublishResult, RegistryHistory
@@ -424,6 +424,35 @@ class SyncIdentityService:
         vault would have nobody left to register anyone)."""
 
 
+class SyncRetentionService:
+    """Blocking twin of `strongroom.services.retention.RetentionService` (``SyncVault.retention``)."""
+
+    def add_hold(self, *, run_id: str | None = ..., project: str | None = ..., reason: str, actor: str = ...) -> Hold:
+        """Hold a run, or every run of a project: no path deletes it while the hold is active."""
+    def release_hold(self, hold_id: str, *, reason: str, actor: str = ...) -> Hold:
+        """Release an active hold (`Conflict` reason ``released`` if it is not active)."""
+    def list_holds(self, query: HoldQuery | None = ...) -> list[Hold]: ...
+    def delete_run(self, run_id: str, *, reason: str, actor: str = ..., expected: str | None = ..., rule: int | None = ..., plan_id: str | None = ...) -> RunDeletion:
+        """Delete an ended, unheld run: its records under a tombstone, then the blobs nothing
+        else uses. ``expected``: the run record's digest when it was planned (`Conflict`
+        reason ``changed`` if it differs)."""
+    def reclaim_blobs(self, digests: Sequence[str], *, claim_id: str, on_progress: GcProgress = ...) -> tuple[int, int, list[str]]:
+        """Delete each of ``digests`` that no record uses (claim, delete, finish, in batches);
+        returns (blobs deleted, bytes freed, the digests not claimed: in use or claimed by
+        another GC)."""
+    def finish_interrupted(self) -> int:
+        """Finish the claims a killed GC left: their blobs were unused when claimed and no
+        record could come to use them since, so they are deleted now. Returns how many."""
+    def plan(self, policy: RetentionPolicy | None = ..., *, actor: str = ..., grace_seconds: int = ..., now: datetime | None = ..., on_progress: GcProgress = ...) -> GcPlan:
+        """What `apply` would delete now: runs the policy lets go (held ones are counted in
+        ``kept_held``, never listed), catalog objects past their namespace's
+        ``retention_days``, blobs nothing uses, staging files writers left. Reads only."""
+    def apply(self, plan: GcPlan, *, actor: str | None = ..., on_progress: GcProgress = ...) -> GcResult:
+        """Delete exactly ``plan``'s items, each re-checked as it goes: a run that is held,
+        changed or still running since, an object that changed, a blob a record uses again
+        and a staging file a writer holds are refused, never deleted."""
+
+
 class SyncVault:
     """Blocking twin of `Vault`: ``with SyncVault.open(path) as vault: vault.runs.create(...)``.
     Every service method returns what the async one awaits; async iterators return lists."""
@@ -438,6 +467,7 @@ class SyncVault:
     catalog: SyncCatalogService
     registry: SyncRegistryService
     identity: SyncIdentityService
+    retention: SyncRetentionService
 
     def __init__(self, runner: asyncio.Runner, vault: Vault) -> None: ...
     @classmethod
