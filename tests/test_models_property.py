@@ -33,7 +33,7 @@ from strongroom.models import registry
 from strongroom.models._base import JsonObject, JsonValue, SingleLineText, Text, UtcDatetime
 from strongroom.models.execution import RunnerRequest
 from strongroom.models.export import EXPORTED
-from strongroom.models.retention import Hold, RetentionRule
+from strongroom.models.retention import Hold, RetentionPolicy, RetentionRule
 from strongroom.models.runs import RUN_STATS_MAX_DAYS, TERMINAL_STATUSES, MetricValue, RunStatsQuery
 
 # -- generators of valid values --------------------------------------------------------------
@@ -291,6 +291,16 @@ WHOLE_MODELS: dict[type[BaseModel], st.SearchStrategy[Any]] = {
 }
 
 
+# Fields drawn by hand because they depend on a sibling field: a project config's retention
+# rules cover its own project only (`project` absent, filled in by `gc plan`).
+FIELD_OVERRIDES: dict[tuple[type[BaseModel], str], st.SearchStrategy[Any]] = {
+    (registry.ProjectConfig, "retention"): st.none()
+    | st.lists(WHOLE_MODELS[RetentionRule], max_size=3).map(
+        lambda rules: RetentionPolicy(rules=[r.model_copy(update={"project": None}) for r in rules])
+    ),
+}
+
+
 def model_strategy(model: type[BaseModel]) -> st.SearchStrategy[Any]:
     """Instances of ``model``: every required field, each optional field present or not."""
     if model in WHOLE_MODELS:
@@ -299,7 +309,8 @@ def model_strategy(model: type[BaseModel]) -> st.SearchStrategy[Any]:
     optional: dict[str, st.SearchStrategy[Any]] = {}
     for name, info in model.model_fields.items():
         target = required if info.is_required() else optional
-        target[name] = field_strategy(info)
+        override = FIELD_OVERRIDES.get((model, name))
+        target[name] = override if override is not None else field_strategy(info)
     return st.fixed_dictionaries(required, optional=optional).map(model.model_validate)
 
 

@@ -427,6 +427,9 @@ class SyncIdentityService:
 class SyncRetentionService:
     """Blocking twin of `strongroom.services.retention.RetentionService` (``SyncVault.retention``)."""
 
+    def effective_policy(self, policy: RetentionPolicy | None = ...) -> RetentionPolicy:
+        """``policy`` when given; else the rules of every project config (each scoped to its
+        project, in project config order): the rules `plan` applies."""
     def add_hold(self, *, run_id: str | None = ..., project: str | None = ..., reason: str, actor: str = ...) -> Hold:
         """Hold a run, or every run of a project: no path deletes it while the hold is active."""
     def release_hold(self, hold_id: str, *, reason: str, actor: str = ...) -> Hold:
@@ -444,7 +447,8 @@ class SyncRetentionService:
         """Finish the claims a killed GC left: their blobs were unused when claimed and no
         record could come to use them since, so they are deleted now. Returns how many."""
     def plan(self, policy: RetentionPolicy | None = ..., *, actor: str = ..., grace_seconds: int = ..., now: datetime | None = ..., on_progress: GcProgress = ...) -> GcPlan:
-        """What `apply` would delete now: runs the policy lets go (held ones are counted in
+        """What `apply` would delete now: runs the policy (None: the project configs' rules,
+        `effective_policy`) lets go (held ones are counted in
         ``kept_held``, never listed), catalog objects past their namespace's
         ``retention_days``, blobs nothing uses, staging files writers left. Reads only."""
     def apply(self, plan: GcPlan, *, actor: str | None = ..., on_progress: GcProgress = ...) -> GcResult:

@@ -19,7 +19,14 @@ from strongroom._audit_worker import CHILD_THRESHOLD, WorkerFailed, walk_in_chil
 from strongroom.adapters import open_stores, open_witness
 from strongroom.errors import IntegrityError, StrongroomError, ValidationError
 from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key, sign_tree_head
-from strongroom.models import AuditEntry, MerkleCheckpoint, VerifyReport
+from strongroom.models import (
+    AuditEntry,
+    DefinitionKind,
+    MerkleCheckpoint,
+    ProjectConfig,
+    RetentionPolicy,
+    VerifyReport,
+)
 from strongroom.ports import BlobStore, MetadataStore
 from strongroom.secrets import DEFAULT_REDACT_PATTERNS, Redactor, safe_url
 from strongroom.services import (
@@ -178,7 +185,19 @@ class Vault:
         self.catalog = CatalogService(metadata, blobs, self.audit, bootstrap=bootstrap)
         self.registry = RegistryService(metadata, blobs, self.audit, self.catalog)
         #: Holds, run deletion and garbage collection (docs/retention.md).
-        self.retention = RetentionService(metadata, blobs, seal=self.logs.seal)
+        self.retention = RetentionService(
+            metadata, blobs, seal=self.logs.seal, project_policies=self._project_policies
+        )
+
+    async def _project_policies(self) -> list[tuple[str, RetentionPolicy]]:
+        """Each project config's retention rules: the version its ``production`` channel
+        points at, else its newest (the registry's default selector)."""
+        found: list[tuple[str, RetentionPolicy]] = []
+        for summary in await self.registry.list(DefinitionKind.PROJECT_CONFIG):
+            _, defn = await self.registry.get(DefinitionKind.PROJECT_CONFIG, summary.definition_id)
+            if isinstance(defn, ProjectConfig) and defn.retention is not None:
+                found.append((defn.project_id, defn.retention))
+        return found
 
     @property
     def identity(self) -> IdentityService:

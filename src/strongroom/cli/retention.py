@@ -267,7 +267,9 @@ def gc_plan(
     policy_file: Annotated[
         Path | None,
         typer.Option(
-            "--policy", help="Retention rules (YAML or JSON RetentionPolicy); none: no run goes."
+            "--policy",
+            help="Retention rules (YAML or JSON RetentionPolicy); default: the retention "
+            "rules of the registry's project configs.",
         ),
     ] = None,
     grace: Annotated[

@@ -71,12 +71,27 @@ class RetentionService:
         blobs: BlobStore,
         *,
         seal: Callable[[str], Awaitable[object]] | None = None,
+        project_policies: Callable[[], Awaitable[list[tuple[str, RetentionPolicy]]]] | None = None,
     ) -> None:
         """``seal(run_id)``: seals a run's log (`LogService.seal`), for an ended run whose
-        seal was interrupted long ago (a run is deletable only once its log is sealed)."""
+        seal was interrupted long ago (a run is deletable only once its log is sealed).
+        ``project_policies()``: (project, policy) of every project config that carries
+        retention rules (the registry's), what `plan` applies without a policy of its own."""
         self._store = store
         self._blobs = blobs
         self._seal = seal
+        self._project_policies = project_policies
+
+    async def effective_policy(self, policy: RetentionPolicy | None = None) -> RetentionPolicy:
+        """``policy`` when given; else the rules of every project config (each scoped to its
+        project, in project config order): the rules `plan` applies."""
+        if policy is not None:
+            return policy
+        rules = []
+        if self._project_policies is not None:
+            for project, own in await self._project_policies():
+                rules += [rule.model_copy(update={"project": project}) for rule in own.rules]
+        return RetentionPolicy.model_validate({"rules": [r.model_dump() for r in rules]})
 
     async def _delete(
         self, run_id: str, expected: str | None, audit: AuditEvent
@@ -251,7 +266,8 @@ class RetentionService:
         now: datetime | None = None,
         on_progress: GcProgress = _no_progress,
     ) -> GcPlan:
-        """What `apply` would delete now: runs the policy lets go (held ones are counted in
+        """What `apply` would delete now: runs the policy (None: the project configs' rules,
+        `effective_policy`) lets go (held ones are counted in
         ``kept_held``, never listed), catalog objects past their namespace's
         ``retention_days``, blobs nothing uses, staging files writers left. Reads only."""
         if grace_seconds < 0:
@@ -260,8 +276,9 @@ class RetentionService:
             )
         now = now or utcnow()
         horizon = now - timedelta(seconds=grace_seconds)
+        policy = await self.effective_policy(policy)
         plan = GcPlan(plan_id=new_id(), actor=actor, grace_seconds=grace_seconds, policy=policy)
-        runs, held = await self._plan_runs(policy or RetentionPolicy(), now, on_progress)
+        runs, held = await self._plan_runs(policy, now, on_progress)
         plan.kept_held = held
         objects = await self._plan_objects(now)
         # Bytes: a blob is freed when every user of it goes with the plan.

@@ -278,6 +278,33 @@ class RetentionTests(VaultFixtureContract):
         assert {i.id for i in plan.items if i.kind == "run"} == {a[2].run_id}
         assert b  # both of b are among its newest two
 
+    async def test_a_project_config_carries_its_own_rules(self, vault: Vault) -> None:
+        project, other = _project(), _project()
+        old = await self._ended(vault, project, age_days=40)
+        failed = await self._ended(vault, project, status=RunStatus.FAILED, age_days=40)
+        elsewhere = await self._ended(vault, other, age_days=40)
+        config = (
+            f"kind: project_config\nproject_id: {project}\nname: Shrinking\nversion: 1.0.0\n"
+            "retention:\n  rules:\n    - statuses: [completed]\n      keep_days: 30\n"
+        )
+        await vault.registry.publish(config.encode(), file_name="project.yaml")
+        plan = await vault.retention.plan(None, grace_seconds=0)
+        planned = {i.id for i in plan.items if i.kind == "run"}
+        assert old.run_id in planned
+        assert failed.run_id not in planned  # the config's rule covers completed runs only
+        assert elsewhere.run_id not in planned  # and its own project only
+        assert plan.policy is not None
+        assert plan.policy.rules[0].project == project
+        # An explicit policy replaces the configs' rules.
+        explicit = await vault.retention.plan(_policy(other, keep_days=30), grace_seconds=0)
+        assert {i.id for i in explicit.items if i.kind == "run"} == {elsewhere.run_id}
+        # A config's rule may not reach into another project.
+        foreign = config.replace("1.0.0", "1.0.1").replace(
+            "    - statuses", f"    - project: {other}\n      statuses"
+        )
+        with pytest.raises(ValidationError):
+            await vault.registry.publish(foreign.encode(), file_name="project.yaml")
+
     async def test_no_policy_deletes_no_run(self, vault: Vault) -> None:
         await self._ended(vault, _project(), age_days=1000)
         plan = await vault.retention.plan(None, grace_seconds=0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from strongroom.ids import ActorName, SafeName
 from strongroom.models._base import Record, UtcDatetime
@@ -26,6 +26,7 @@ from strongroom.models.registry._common import (
     Title,
     VersionLabel,
 )
+from strongroom.models.retention import RetentionPolicy
 
 
 class ProjectSettings(Record):
@@ -53,6 +54,22 @@ class ProjectConfig(DefinitionBase):
     settings: ProjectSettings = Field(default_factory=ProjectSettings)
     playbooks: list[RefField] = Field(default_factory=list)
     policies: list[RefField] = Field(default_factory=list, description="Sandbox policies.")
+    retention: RetentionPolicy | None = Field(
+        default=None,
+        description="Retention rules for this project's runs (`strongroom gc plan` applies "
+        "them when no --policy is given); a rule naming another project is refused.",
+    )
+
+    @model_validator(mode="after")
+    def _own_rules(self) -> Self:
+        if self.retention is not None:
+            for n, rule in enumerate(self.retention.rules):
+                if rule.project is not None and rule.project != self.project_id:
+                    raise ValueError(
+                        f"retention.rules[{n}] names project {rule.project!r}: a project "
+                        f"config's rules cover its own project ({self.project_id!r}) only"
+                    )
+        return self
 
     def references(self) -> Iterator[tuple[str, RefKind, Ref]]:
         for p, ref in enumerate(self.playbooks):
