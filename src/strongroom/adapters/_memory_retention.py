@@ -5,10 +5,8 @@ its tombstone and keeps garbage collection's blob claims, with the rules of
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
 
 from strongroom.adapters._memory_registry import MemoryRegistryRecords
 from strongroom.errors import Conflict, NotFound
@@ -21,16 +19,19 @@ from strongroom.models import (
     HoldQuery,
     LogEntry,
     LogReference,
-    RecordBinding,
     Run,
     SnapshotRecord,
     bind,
-    bind_deleted,
-    canonical_json,
     record_digest,
     utcnow,
 )
-from strongroom.ports.retention import BlobClaim, RunForRetention, RunUsage
+from strongroom.ports.retention import (
+    BlobClaim,
+    DeletionManifest,
+    RunForRetention,
+    RunUsage,
+    deletion_refusal,
+)
 
 __all__ = ["MemoryRetentionRecords"]
 
@@ -150,78 +151,35 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
             run = self._runs.get(run_id)
             if run is None:
                 raise NotFound(f"run {run_id} not found", operation="delete_run", run_id=run_id)
-            details: dict[str, Any] = {"operation": "delete_run", "run_id": run_id}
-            verbatim = audit is None  # an import copying a deletion its chain records
-            if run.status not in TERMINAL_STATUSES and not verbatim:
-                raise Conflict(
-                    f"run {run_id} is {run.status.value}: only completed, failed or cancelled "
-                    "runs can be deleted",
-                    reason="not_ended",
-                    **details,
-                )
             digest = record_digest(run)
-            if expected is not None and digest != expected:
-                raise Conflict(
-                    f"run {run_id} changed since it was planned for deletion",
-                    reason="changed",
-                    **details,
-                )
             hold = self._hold_over(run)
-            if hold is not None and not verbatim:
-                raise Conflict(
-                    f"run {run_id} is held (hold {hold.hold_id}): release the hold first",
-                    reason="held",
-                    hold_id=hold.hold_id,
-                    **details,
-                )
             ref = self._log_refs.get(run_id)
-            finished = ref is not None and ref.sealed and ref.sealed_artifact_id is not None
-            if not finished and not verbatim:
-                raise Conflict(
-                    f"run {run_id} has ended but its log is not sealed yet: retry once it is",
-                    reason="not_sealed",
-                    **details,
-                )
-            manifest: list[list[Any]] = [["run", run_id, digest]]
-            bindings: list[RecordBinding] = [bind_deleted("run", run_id)]
-            blobs: set[str] = set()
+            refusal = deletion_refusal(
+                run_id,
+                status=run.status.value,
+                digest=digest,
+                expected=expected,
+                hold_id=None if hold is None else hold.hold_id,
+                finished=ref is not None and ref.sealed and ref.sealed_artifact_id is not None,
+                operation="delete_run",
+            )
+            if refusal is not None and audit is not None:  # verbatim (an import): no checks
+                raise refusal
+            gone = DeletionManifest(run_id, digest)
             for snap in self._snapshots.get(run_id, []):
-                ident = f"{run_id}@{snap.revision}"
-                manifest.append(["snapshot", ident, record_digest(snap)])
-                bindings.append(bind_deleted("snapshot", ident))
-                blobs.add(snap.sha256)
+                gone.add("snapshot", f"{run_id}@{snap.revision}", record_digest(snap), snap.sha256)
             arts = sorted(
                 (a for a in self._artifacts.values() if a.run_id == run_id),
                 key=lambda a: a.artifact_id,
             )
             for art in arts:
-                manifest.append(["artifact", art.artifact_id, record_digest(art)])
-                bindings.append(bind_deleted("artifact", art.artifact_id))
-                blobs.add(art.sha256)
+                gone.add("artifact", art.artifact_id, record_digest(art), art.sha256)
             if ref is not None:
-                manifest.append(["log_ref", run_id, record_digest(ref)])
-                bindings.append(bind_deleted("log_ref", run_id))
+                gone.add("log_ref", run_id, record_digest(ref))
             chain = self._logs.get(run_id, [])
-            log_head = None
             if chain:
-                log_head = {"seq": chain[-1].seq, "hash": chain[-1].hash}
-                manifest.append(["log", run_id, chain[-1].hash])
-                bindings.append(bind_deleted("log", run_id))
-            counts: dict[str, int] = {}
-            for kind, _, _ in manifest:
-                counts[kind] = counts.get(kind, 0) + 1
-            ordered = sorted(blobs)
-            computed: dict[str, object] = {
-                "run_id": run_id,
-                "project": run.project,
-                "status": run.status.value,
-                "run_digest": digest,
-                "log_head": log_head,
-                "records": counts,
-                "manifest_sha256": hashlib.sha256(canonical_json(manifest)).hexdigest(),
-                "blob_count": len(ordered),
-                "blobs_sha256": hashlib.sha256(canonical_json(ordered)).hexdigest(),
-            }
+                gone.add_log_head(chain[-1].seq, chain[-1].hash)
+            computed = gone.details(run.project, run.status.value)
             for art in arts:
                 del self._artifacts[art.artifact_id]
             self._snapshots.pop(run_id, None)
@@ -231,7 +189,7 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
             entries = []
             if audit is not None:
                 event = audit.model_copy(update={"details": {**audit.details, **computed}})
-                entries = self._chain([(event, bindings)])
+                entries = self._chain([(event, gone.bindings)])
         await self._audit_appended(entries)
         return computed
 

@@ -23,14 +23,34 @@ The rules every backend keeps (conformance: `strongroom.testing.RetentionRecords
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from strongroom.models import AuditEvent, Hold, HoldQuery, RunStatus
+from strongroom.errors import Conflict
+from strongroom.models import (
+    TERMINAL_STATUSES,
+    AuditEvent,
+    BindingType,
+    Hold,
+    HoldQuery,
+    RecordBinding,
+    RunStatus,
+    bind_deleted,
+    canonical_json,
+)
 
-__all__ = ["BlobClaim", "RetentionRecords", "RunForRetention", "RunUsage"]
+__all__ = [
+    "BlobClaim",
+    "DeletionManifest",
+    "RetentionRecords",
+    "RunForRetention",
+    "RunUsage",
+    "deletion_refusal",
+]
 
 
 @dataclass(frozen=True)
@@ -149,3 +169,84 @@ class RetentionRecords(ABC):
     ) -> list[BlobClaim]:
         """Claims (of ``digests`` only, when given), oldest first (a GC killed mid-apply
         leaves ``claimed`` ones to finish)."""
+
+
+def deletion_refusal(
+    run_id: str,
+    *,
+    status: str,
+    digest: str,
+    expected: str | None,
+    hold_id: str | None,
+    finished: bool,
+    **details: Any,
+) -> Conflict | None:
+    """Why ``delete_run`` must refuse a run (checked inside its transaction), or None: not
+    ended, changed since planned, held, or its log not sealed with its artifact yet."""
+    details["run_id"] = run_id
+    if status not in {s.value for s in TERMINAL_STATUSES}:
+        return Conflict(
+            f"run {run_id} is {status}: only completed, failed or cancelled runs can be deleted",
+            reason="not_ended",
+            **details,
+        )
+    if expected is not None and digest != expected:
+        return Conflict(
+            f"run {run_id} changed since it was planned for deletion", reason="changed", **details
+        )
+    if hold_id is not None:
+        return Conflict(
+            f"run {run_id} is held (hold {hold_id}): release the hold first",
+            reason="held",
+            hold_id=hold_id,
+            **details,
+        )
+    if not finished:
+        return Conflict(
+            f"run {run_id} has ended but its log is not sealed yet: retry once it is",
+            reason="not_sealed",
+            **details,
+        )
+    return None
+
+
+class DeletionManifest:
+    """What a run's deletion removes, as a store gathers it in the deleting transaction: each
+    record's ``[type, id, digest]`` (in order: the run, snapshots by revision, artifacts by id,
+    the log reference, the log head), its deletion binding, and the blobs the run used."""
+
+    def __init__(self, run_id: str, run_digest: str) -> None:
+        self.run_id = run_id
+        self.run_digest = run_digest
+        self.entries: list[list[str]] = [["run", run_id, run_digest]]
+        self.bindings: list[RecordBinding] = [bind_deleted("run", run_id)]
+        self.blobs: set[str] = set()
+        self.log_head: dict[str, Any] | None = None
+
+    def add(self, kind: BindingType, ident: str, digest: str, blob: str | None = None) -> None:
+        self.entries.append([kind, ident, digest])
+        self.bindings.append(bind_deleted(kind, ident))
+        if blob is not None:
+            self.blobs.add(blob)
+
+    def add_log_head(self, seq: int, head_hash: str) -> None:
+        self.log_head = {"seq": seq, "hash": head_hash}
+        self.add("log", self.run_id, head_hash)
+
+    def details(self, project: str, status: str) -> dict[str, object]:
+        """The tombstone's computed details (`RunDeletion` fields)."""
+        counts: dict[str, int] = {}
+        for kind, _, _ in self.entries:
+            counts[kind] = counts.get(kind, 0) + 1
+        ordered = sorted(self.blobs)
+        return {
+            "run_id": self.run_id,
+            "project": project,
+            "status": status,
+            "run_digest": self.run_digest,
+            "log_head": self.log_head,
+            "records": counts,
+            "manifest_sha256": hashlib.sha256(canonical_json(self.entries)).hexdigest(),
+            "blob_count": len(ordered),
+            "blobs_sha256": hashlib.sha256(canonical_json(ordered)).hexdigest(),
+        }

@@ -145,6 +145,7 @@ class S3BlobStore(S3Uploads):
         return True
 
     async def _inventory(self) -> AsyncIterator[StoredBlob]:
+        # obstore follows S3's continuation tokens (1,000 keys a page) as the stream is read.
         with self._err.translated("list", "sha256/"):
             stream = obs.list(self._store, "sha256", chunk_size=1000)
         while True:
@@ -188,23 +189,8 @@ class S3BlobStore(S3Uploads):
         return int(meta["size"])
 
     async def _digests(self) -> AsyncIterator[str]:
-        # obstore follows S3's continuation tokens (1,000 keys a page) as the stream is read.
-        with self._err.translated("list", "sha256/"):
-            stream = obs.list(self._store, "sha256", chunk_size=1000)
-        while True:
-            with self._err.translated("list", "sha256/"):
-                try:
-                    batch = await anext(stream)
-                except StopAsyncIteration:
-                    return
-            for meta in batch:
-                match = _DIGEST_KEY_RE.fullmatch(meta["path"])
-                if (
-                    match
-                    and match.group(3)[0:2] == match.group(1)
-                    and match.group(3)[2:4] == match.group(2)
-                ):
-                    yield match.group(3)
+        async for blob in self._inventory():
+            yield blob.sha256
 
     def _locate(self, hexd: str) -> BlobLocation:
         key = blob_key(hexd)

@@ -45,15 +45,19 @@ from strongroom.models import (
     Hold,
     HoldQuery,
     LogReference,
-    RecordBinding,
     RunStatus,
     bind,
-    bind_deleted,
-    canonical_json,
     stored_body,
     utcnow,
 )
-from strongroom.ports.retention import BlobClaim, RetentionRecords, RunForRetention, RunUsage
+from strongroom.ports.retention import (
+    BlobClaim,
+    DeletionManifest,
+    RetentionRecords,
+    RunForRetention,
+    RunUsage,
+    deletion_refusal,
+)
 
 __all__ = ["RetentionRecordsSql", "held_clause"]
 
@@ -247,88 +251,49 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
             ).first()
             if row is None:
                 raise self._not_found("delete_run", f"run {run_id} not found", run_id=run_id)
-            details = {"operation": "delete_run", "backend": self.backend, "run_id": run_id}
-            verbatim = audit is None  # an import copying a deletion its chain records
-            if row.status not in _ENDED and not verbatim:
-                raise Conflict(
-                    f"run {run_id} is {row.status}: only completed, failed or cancelled runs "
-                    "can be deleted",
-                    reason="not_ended",
-                    **details,
-                )
             digest = _digest(row.body)
-            if expected is not None and digest != expected:
-                raise Conflict(
-                    f"run {run_id} changed since it was planned for deletion",
-                    reason="changed",
-                    **details,
-                )
             held = conn.execute(
                 select(_h.hold_id).where(
                     _h.active.is_(True), or_(_h.run_id == run_id, _h.project == row.project)
                 )
             ).first()
-            if held is not None and not verbatim:
-                raise Conflict(
-                    f"run {run_id} is held (hold {held.hold_id}): release the hold first",
-                    reason="held",
-                    hold_id=held.hold_id,
-                    **details,
-                )
             ref = conn.scalar(
                 select(log_refs_table.c.body).where(log_refs_table.c.run_id == run_id)
             )
-            sealed = ref is not None and _finished(parse_body(LogReference, ref, "log_ref", run_id))
-            if not sealed and not verbatim:
-                raise Conflict(
-                    f"run {run_id} has ended but its log is not sealed yet: retry once it is",
-                    reason="not_sealed",
-                    **details,
-                )
-            manifest: list[list[Any]] = [["run", run_id, digest]]
-            bindings: list[RecordBinding] = [bind_deleted("run", run_id)]
-            blobs: set[str] = set()
+            finished = ref is not None and _finished(
+                parse_body(LogReference, ref, "log_ref", run_id)
+            )
+            refusal = deletion_refusal(
+                run_id,
+                status=row.status,
+                digest=digest,
+                expected=expected,
+                hold_id=None if held is None else held.hold_id,
+                finished=finished,
+                operation="delete_run",
+                backend=self.backend,
+            )
+            if refusal is not None and audit is not None:  # verbatim (an import): no checks
+                raise refusal
+            gone = DeletionManifest(run_id, digest)
             for snap in conn.execute(
                 select(s.revision, s.sha256, s.body).where(s.run_id == run_id).order_by(s.revision)
             ):
-                ident = f"{run_id}@{snap.revision}"
-                manifest.append(["snapshot", ident, _digest(snap.body)])
-                bindings.append(bind_deleted("snapshot", ident))
-                blobs.add(snap.sha256)
+                gone.add("snapshot", f"{run_id}@{snap.revision}", _digest(snap.body), snap.sha256)
             for art in conn.execute(
                 select(a.artifact_id, a.sha256, a.body)
                 .where(a.run_id == run_id)
                 .order_by(a.artifact_id)
             ):
-                manifest.append(["artifact", art.artifact_id, _digest(art.body)])
-                bindings.append(bind_deleted("artifact", art.artifact_id))
-                blobs.add(art.sha256)
+                gone.add("artifact", art.artifact_id, _digest(art.body), art.sha256)
             if ref is not None:
-                manifest.append(["log_ref", run_id, _digest(ref)])
-                bindings.append(bind_deleted("log_ref", run_id))
+                gone.add("log_ref", run_id, _digest(ref))
             head = conn.execute(
                 select(le.seq, le.hash).where(le.run_id == run_id).order_by(le.seq.desc()).limit(1)
             ).first()
-            log_head = None
             if head is not None:
-                log_head = {"seq": int(head.seq), "hash": str(head.hash)}
-                manifest.append(["log", run_id, str(head.hash)])
-                bindings.append(bind_deleted("log", run_id))
-            counts: dict[str, int] = {}
-            for kind, _, _ in manifest:
-                counts[kind] = counts.get(kind, 0) + 1
-            ordered = sorted(blobs)
-            computed: dict[str, object] = {
-                "run_id": run_id,
-                "project": row.project,
-                "status": row.status,
-                "run_digest": digest,
-                "log_head": log_head,
-                "records": counts,
-                "manifest_sha256": hashlib.sha256(canonical_json(manifest)).hexdigest(),
-                "blob_count": len(ordered),
-                "blobs_sha256": hashlib.sha256(canonical_json(ordered)).hexdigest(),
-            }
+                gone.add_log_head(int(head.seq), str(head.hash))
+            computed = gone.details(row.project, row.status)
             # Derived rows first, then the records (children before the run: foreign keys).
             conn.execute(delete(run_labels_table).where(run_labels_table.c.run_id == run_id))
             conn.execute(delete(run_metrics_table).where(run_metrics_table.c.run_id == run_id))
@@ -346,7 +311,7 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
             if audit is None:
                 return computed, []
             event = audit.model_copy(update={"details": {**audit.details, **computed}})
-            entries = self._chain_events(conn, [(event, bindings)])
+            entries = self._chain_events(conn, [(event, gone.bindings)])
             return computed, entries
 
         computed, entries = await self._write("delete_run", transaction, run_id=run_id)
