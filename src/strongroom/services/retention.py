@@ -39,6 +39,7 @@ from strongroom.models import (
 )
 from strongroom.ports import BlobStore, MetadataStore
 from strongroom.ports.retention import RunForRetention
+from strongroom.services._arguments import checked_arguments
 from strongroom.services._common import parse
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "GcProgress", "RetentionService"]
@@ -62,6 +63,7 @@ def _no_progress(stage: str, done: int, total: int | None) -> None:
     return None
 
 
+@checked_arguments
 class RetentionService:
     """Holds, run deletion and garbage collection over one store pair."""
 
