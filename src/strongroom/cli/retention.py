@@ -13,10 +13,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from strongroom._fs import read_regular_file
 from strongroom.cli._context import JsonFlag, RunIdArg, cli_state, reported_errors
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
 from strongroom.cli._progress import StageProgress
-from strongroom.errors import NotFound, SerializationError, ValidationError
+from strongroom.errors import NotFound, SerializationError, ValidationError, map_os_errors
 from strongroom.models import GcPlan, GcResult, HoldQuery, RetentionPolicy, RunDeletion
 from strongroom.registry.parse import parse_document
 from strongroom.services import DEFAULT_GRACE_SECONDS, parse
@@ -35,7 +36,7 @@ gc_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_MAX_PLAN_BYTES = 1024 * 1024 * 1024  # a plan file larger than this is refused
+_MAX_PLAN_BYTES = 512 * 1024 * 1024  # a plan or policy file larger than this is refused
 _SHOWN = 20  # items per kind the human output lists
 
 ActorOption = Annotated[
@@ -197,21 +198,14 @@ def holds_release(
 
 
 def _read_file(path: Path, operation: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            if not os.path.isfile(path) or os.fstat(handle.fileno()).st_size > _MAX_PLAN_BYTES:
-                raise ValidationError(
-                    f"{path}: not a regular file of at most {_MAX_PLAN_BYTES} bytes",
-                    operation=operation,
-                    reason="bad_file",
-                )
-            return handle.read(_MAX_PLAN_BYTES + 1)
-    except FileNotFoundError:
-        raise NotFound(f"no {what} at {path}", operation=operation, path=str(path)) from None
-    except IsADirectoryError:
-        raise ValidationError(
-            f"{path} is a directory", operation=operation, reason="bad_file"
-        ) from None
+    """A regular file of at most `_MAX_PLAN_BYTES` (a FIFO or device is refused unopened)."""
+    with map_os_errors(operation, backend="local", path=str(path)):
+        try:
+            return read_regular_file(path, max_bytes=_MAX_PLAN_BYTES)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(
+                f"no {what} at {path}", operation=operation, reason="no_file", path=str(path)
+            ) from None
 
 
 def _load_policy(path: Path | None) -> RetentionPolicy | None:
