@@ -70,14 +70,18 @@ def _pg_head(url: str) -> Callable[[], int]:
 @pytest.fixture(
     params=[
         "sqlite",
+        pytest.param("sqlite+s3", marks=pytest.mark.s3),
         pytest.param("postgresql", marks=pytest.mark.postgres),
         pytest.param("postgresql+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
     ]
 )
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         vault_dir = tmp_path / "vault"
-        yield Target(str(vault_dir), str(vault_dir / "blobs"), _sqlite_head(vault_dir / "vault.db"))
+        blobs = str(vault_dir / "blobs")
+        if request.param == "sqlite+s3":
+            blobs = request.getfixturevalue("s3_blob_url")  # also puts creds in os.environ
+        yield Target(str(vault_dir), blobs, _sqlite_head(vault_dir / "vault.db"))
         return
     request.getfixturevalue("pg_server")  # skip (or fail under CI) without a server
     url = create_database()
