@@ -40,6 +40,7 @@ from strongroom.models import (
     Run,
     RunState,
     RunStatus,
+    canonical_json,
 )
 from strongroom.models.registry import Ref
 from strongroom.orchestrator.driver import Driver, RunResult, audit
@@ -437,6 +438,7 @@ class Orchestrator:
         """Mark the run cancelled. An orchestrator driving it notices within
         `CANCEL_POLL_SECONDS`, kills the running steps' process groups and writes its last
         snapshot; everything persisted so far stays."""
+        canonical_json({"reason": reason})  # a reason that cannot be audited: refused first
         run = await self._vault.runs.cancel(run_id, actor=self._actor)
         # The run's own id: the one given may differ in case (ids are normalised on the way in).
         await self._audit("orchestrator.cancel_requested", run.run_id, {"reason": reason})

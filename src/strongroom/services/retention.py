@@ -51,7 +51,10 @@ DEFAULT_GRACE_SECONDS: Final = 3600
 remembered this long (a writer that put a blob before GC deleted it learns of it)."""
 
 _BATCH: Final = 500  # blobs claimed, deleted and finished together
-_SEAL_AFTER: Final = timedelta(minutes=10)  # an unsealed ended run older than this: seal it
+_SEAL_AFTER: Final = timedelta(minutes=10)
+# A staging file is a writer's for at least this long, whatever the grace: small puts write,
+# fsync and link their temp files without a lock, in milliseconds on a quiet machine.
+_STAGING_FLOOR: Final = timedelta(minutes=15)  # an unsealed ended run older than this: seal it
 # Deletion and restore marks live at least this long, whatever a plan's grace: a writer that
 # put a blob GC then deleted has this long to write its record.
 _MARK_SECONDS: Final = 3600
@@ -122,6 +125,7 @@ class RetentionService:
         actor: str = "system",
     ) -> Hold:
         """Hold a run, or every run of a project: no path deletes it while the hold is active."""
+        _require_utf8(reason, "holds.add")
         hold = parse(
             Hold,
             {
@@ -147,6 +151,7 @@ class RetentionService:
 
     async def release_hold(self, hold_id: str, *, reason: str, actor: str = "system") -> Hold:
         """Release an active hold (`Conflict` reason ``released`` if it is not active)."""
+        _require_utf8(reason, "holds.release")
         stored = await self._store.get_hold(hold_id)
         released = parse(
             Hold,
@@ -189,7 +194,7 @@ class RetentionService:
         else uses. ``expected``: the run record's digest when it was planned (`Conflict`
         reason ``changed`` if it differs)."""
         reason = reason.strip()
-        if not reason or len(reason) > 1000 or "\n" in reason:
+        if not reason or len(reason) > 1000 or "\n" in reason or not _is_utf8(reason):
             raise ValidationError(
                 "a deletion needs a reason: one line of 1 to 1000 characters",
                 operation="runs.delete",
@@ -305,7 +310,7 @@ class RetentionService:
                 item.bytes = 0
                 item.blobs = []
         orphans = await self._plan_orphans(horizon, on_progress)
-        staging = await self._plan_staging(horizon)
+        staging = await self._plan_staging(now - _staging_age(grace_seconds))
         plan.items = [*runs, *objects, *orphans, *staging]
         plan.totals = {
             kind: sum(1 for i in plan.items if i.kind == kind)
@@ -422,6 +427,9 @@ class RetentionService:
         changed or still running since, an object that changed, a blob a record uses again
         and a staging file a writer holds are refused, never deleted."""
         who = actor or plan.actor
+        for item in plan.items:  # a plan file is input: its texts go into audit entries
+            _require_utf8(item.reason, "gc.apply")
+            _require_utf8(item.id, "gc.apply")
         result = GcResult(plan_id=plan.plan_id)
         interrupted = await self.finish_interrupted()
         if interrupted:
@@ -529,13 +537,33 @@ class RetentionService:
         blobs.append(obj.sha256)
 
     async def _apply_staging(self, plan: GcPlan, item: GcItem, result: GcResult) -> None:
-        horizon = utcnow() - timedelta(seconds=plan.grace_seconds)
+        horizon = utcnow() - _staging_age(plan.grace_seconds)
         freed = await self._blobs.remove_staging(item.id, older_than=horizon)
         if freed or item.bytes == 0:
             result.deleted["staging"] = result.deleted.get("staging", 0) + 1
             result.bytes += freed
         else:
             result.gone += 1
+
+
+def _staging_age(grace_seconds: int) -> timedelta:
+    """How old a staging file must be to be planned or removed."""
+    return max(timedelta(seconds=grace_seconds), _STAGING_FLOOR)
+
+
+def _require_utf8(text: str, operation: str) -> None:
+    if not _is_utf8(text):
+        raise ValidationError(
+            "text must be UTF-8 (a lone surrogate is not)", operation=operation, reason="not_utf8"
+        )
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _rule_reason(policy: RetentionPolicy, index: int, run: RunForRetention) -> str:
