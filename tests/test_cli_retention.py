@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,7 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
     running_rule.write_text("rules:\n  - statuses: [running]\n    keep_days: 1\n")
     cases = [
         (("gc", "apply", str(fifo)), "validation_error"),
+        (("gc", "plan", "--out", str(fifo)), "validation_error"),
         (("gc", "apply", str(tmp_path / "missing.json")), "not_found"),
         (("gc", "apply", str(broken)), "serialization_error"),
         (("gc", "apply", str(wrong)), "validation_error"),
@@ -118,4 +120,5 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
         structured = cli(vault, *args, "--json")
         assert json.loads(structured.stdout)["error"]["code"], args
     assert audit_head(vault) == head  # nothing was written
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # --out never replaced the FIFO
     assert ok_json(vault, "runs", "show", run_id)["run"]["run_id"] == run_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -241,6 +242,24 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def _check_out(out: Path) -> None:
+    """--out may name a new file or replace a regular one, never a link, FIFO or device."""
+    try:
+        info = os.lstat(out)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ValidationError(
+            f"cannot write the plan to {out}: {exc.strerror}", operation="gc.plan", reason="io"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValidationError(
+            f"{out} exists and is not a regular file: give --out a new path or a plan file",
+            operation="gc.plan",
+            reason="not_a_regular_file",
+        )
+
+
 def _write_plan(plan: GcPlan, out: Path) -> None:
     text = plan.model_dump_json(indent=1)
     temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -284,6 +303,8 @@ def gc_plan(
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
         policy = _load_policy(policy_file)
+        if out is not None:
+            _check_out(out)  # before any work: a bad --out is refused up front
         stages = StageProgress(_PLAN_STAGES, label_width=20, hidden=state.json)
 
         async def work(vault: Vault) -> GcPlan:
