@@ -106,11 +106,9 @@ from strongroom.models.registry import (
 )
 from strongroom.models.retention import (
     GC_ITEM_KINDS,
-    HOLD_EVENTS,
     RUN_DELETED_EVENT,
     GcItem,
     GcItemKind,
-    GcOutcome,
     GcPlan,
     GcResult,
     Hold,
@@ -166,7 +164,6 @@ __all__ = [
     "DEFAULT_MEDIA_TYPES",
     "GC_ITEM_KINDS",
     "GENESIS_HASH",
-    "HOLD_EVENTS",
     "INPUT_CONTEXT",
     "KEY_ID_PATTERN",
     "LEVEL_ORDER",
@@ -213,7 +210,6 @@ __all__ = [
     "ErrorInfo",
     "GcItem",
     "GcItemKind",
-    "GcOutcome",
     "GcPlan",
     "GcResult",
     "GovernanceLevel",

@@ -14,11 +14,9 @@ from strongroom.models.runs import TERMINAL_STATUSES, RunStatus
 
 __all__ = [
     "GC_ITEM_KINDS",
-    "HOLD_EVENTS",
     "RUN_DELETED_EVENT",
     "GcItem",
     "GcItemKind",
-    "GcOutcome",
     "GcPlan",
     "GcResult",
     "Hold",
@@ -30,8 +28,6 @@ __all__ = [
 
 RUN_DELETED_EVENT: Final = "run.deleted"
 """The audit event of a run's deletion: its tombstone (subject ``run:<run_id>``)."""
-
-HOLD_EVENTS: Final = ("hold.added", "hold.released")
 
 Reason = Annotated[SingleLineText, Field(min_length=1, max_length=1000)]
 
@@ -160,9 +156,6 @@ class GcPlan(Record):
     kept_held: int = Field(
         default=0, ge=0, description="Runs a policy would delete but a hold keeps."
     )
-
-
-GcOutcome = Literal["deleted", "refused", "gone"]
 
 
 class GcResult(Record):

@@ -26,6 +26,7 @@ from typing import Any, Final
 from strongroom.errors import Conflict, NotFound, ValidationError
 from strongroom.ids import new_id
 from strongroom.models import (
+    GC_ITEM_KINDS,
     RUN_DELETED_EVENT,
     AuditEvent,
     GcItem,
@@ -312,10 +313,7 @@ class RetentionService:
         orphans = await self._plan_orphans(horizon, on_progress)
         staging = await self._plan_staging(now - _staging_age(grace_seconds))
         plan.items = [*runs, *objects, *orphans, *staging]
-        plan.totals = {
-            kind: sum(1 for i in plan.items if i.kind == kind)
-            for kind in ("run", "object", "blob", "staging")
-        }
+        plan.totals = {kind: sum(1 for i in plan.items if i.kind == kind) for kind in GC_ITEM_KINDS}
         plan.bytes = sum(item.bytes for item in plan.items)
         return plan
 
