@@ -539,3 +539,24 @@ async def test_the_documented_roles_keep_the_application_to_appending(
         assert counts(owner_engine) == after
     finally:
         owner_engine.dispose()
+
+
+async def test_a_run_deletion_leaves_the_door_closed(db: Db) -> None:
+    """Retention's deletion opens DELETE for its own transaction only: afterwards no marker
+    table is left (SQLite) and a plain DELETE of every chained table is refused again."""
+    await populated(db)
+    async with await db.open() as vault:
+        run = await vault.runs.create(project="door", actor="tester")
+        await vault.runs.start(run.run_id)
+        await vault.artifacts.put_bytes(run.run_id, b"gone soon", name="g.txt")
+        await vault.runs.complete(run.run_id)
+        await vault.retention.delete_run(run.run_id, reason="door test")
+        assert (await vault.verify(record=False)).ok
+    with db.engine.begin() as conn:
+        if db.dialect == "sqlite":
+            markers = conn.execute(
+                sa.text("SELECT name FROM sqlite_master WHERE name LIKE 'strongroom_allow%'")
+            ).all()
+            assert markers == []
+        for table in APPEND_ONLY:
+            assert f"strongroom: {table} is append-only" in refused(conn, f"DELETE FROM {table}")
