@@ -25,9 +25,11 @@ finding (one JSON line each) instead of stopping at the first, to list what is l
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,7 +78,29 @@ CLEAN_ENV = (
     "STRONGROOM_ANCHOR",
     "FORCE_COLOR",
     "AWS_ENDPOINT_URL",
+    "STRONGROOM_SERVE_TOKEN",
 )
+
+
+def _serve_briefly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``serve`` whose arguments are good starts for real (the socket bound, the app built,
+    its lifespan started) and stops at once instead of serving until killed: the fuzz judges how
+    ``serve`` treats its arguments, and a server left running would hang the example. What it
+    froze for the server's lifetime (``gc.freeze``) is unfrozen, as the server's exit would."""
+    import uvicorn
+
+    original = uvicorn.Server.run
+
+    def run_briefly(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        server.should_exit = True
+        try:
+            original(server, sockets=sockets)
+        finally:
+            for sock in sockets or []:
+                sock.close()
+            gc.unfreeze()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run_briefly)
 
 
 class Fuzz:
@@ -233,6 +257,7 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
         env.setenv("STRONGROOM_CEILING_DIRECTORIES", str(world.root.parent))
         env.setenv("NO_COLOR", "1")
         env.setenv("COLUMNS", "120")
+        _serve_briefly(env)
         os.chdir(world.cwd)
         guard.start()
         try:

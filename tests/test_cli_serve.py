@@ -143,3 +143,31 @@ def test_serve_json_errors_are_structured(tmp_path: Path) -> None:
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "validation_error"
     assert error["details"]["reason"] == "token_required"
+
+
+def test_serve_json_prints_one_start_document_naming_the_bound_port(vault_dir: Path) -> None:
+    """`serve --json --port 0`: one JSON document on stdout as soon as it listens, whose port
+    answers (what a script needs to talk to a server on a port it did not choose)."""
+    command = ["--vault", str(vault_dir), "serve", "--json", "--port", "0"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "strongroom", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline()]
+        while lines[-1] not in ("}\n", ""):  # an indented document, closed on its own line
+            lines.append(process.stdout.readline())
+        document = json.loads("".join(lines))
+        assert document["host"] == "127.0.0.1"
+        assert document["port"] > 0
+        assert document["url"] == f"http://127.0.0.1:{document['port']}/"
+        assert document["token_required"] is False
+        status, _, body = _get(document["url"] + "api/v1/runs")
+        assert status == 200
+        assert json.loads(body)["items"][0]["project"] == "serve"
+    finally:
+        process.kill()
+        process.communicate(timeout=DEADLINE)

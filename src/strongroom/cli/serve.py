@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from strongroom.cli._context import JsonFlag, cli_state, reported_errors
+from strongroom.cli._output import print_json
 from strongroom.errors import NotFound, StorageIOError, ValidationError
 from strongroom.secrets import safe_url
 from strongroom.vault import Vault
@@ -96,8 +97,19 @@ def serve(
         )
         server = uvicorn.Server(config)
         shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}/"
+        if state.json:  # one document, at once, so a script learns the port (--port 0)
+            print_json(
+                {
+                    "url": url,
+                    "host": host,
+                    "port": port,
+                    "vault": safe_url(state.vault_url),
+                    "token_required": bool(token),
+                }
+            )
         Console(stderr=True, highlight=False).print(
-            f"strongroom Control Room on http://{shown}:{port}/ over "
+            f"strongroom Control Room on {url} over "
             f"{safe_url(state.vault_url)} (read-only; Ctrl-C stops it)",
             markup=False,
             soft_wrap=True,
