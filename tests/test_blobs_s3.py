@@ -10,7 +10,7 @@ import json
 import time
 import traceback
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import obstore
@@ -523,3 +523,102 @@ async def test_a_store_from_its_url_round_trips(s3_blob_url: str, s3_bucket: str
     assert await store.get_bytes(info.sha256) == b"via url"
     assert store.locate(info.sha256).uri.startswith(f"s3://{s3_bucket}/vault/sha256/")
     await store.close()
+
+
+# -- incomplete multipart uploads (what a killed writer leaves) ---------------------------------
+
+
+def _open_upload(client: Any, bucket: str, key: str, parts: list[bytes]) -> str:
+    """A multipart upload started and never completed, as a killed writer leaves it."""
+    upload_id: str = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    for number, body in enumerate(parts, 1):
+        client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
+    return upload_id
+
+
+async def test_incomplete_uploads_of_the_layout_are_listed_with_their_bytes_and_aborted(
+    store: S3BlobStore, s3_client: Any, s3_bucket: str
+) -> None:
+    staged = _open_upload(s3_client, s3_bucket, "vault/blobs/tmp/killed", [b"a" * 5 * MiB, b"b"])
+    digest = sha256_hex(b"never finished")
+    final_key = f"vault/blobs/sha256/{digest[:2]}/{digest[2:4]}/{digest}"
+    stated = _open_upload(s3_client, s3_bucket, final_key, [b"c" * 1000])
+    # Not the store's: another prefix, a key outside its layout, a digest key whose folders lie.
+    foreign = [
+        ("elsewhere/tmp/killed", [b"x"]),
+        ("vault/blobs/notes/draft", [b"x"]),
+        (f"vault/blobs/sha256/00/00/{digest}", [b"x"]),
+    ]
+    for key, parts in foreign:
+        _open_upload(s3_client, s3_bucket, key, parts)
+    listed = {item.path: item for item in await store.list_uploads()}
+    assert set(listed) == {
+        f"tmp/killed#{staged}",
+        f"sha256/{digest[:2]}/{digest[2:4]}/{digest}#{stated}",
+    }
+    assert listed[f"tmp/killed#{staged}"].size_bytes == 5 * MiB + 1
+    assert not listed[f"tmp/killed#{staged}"].live
+    # Touched just now: an abort that asks for older activity keeps it.
+    now = datetime.now(UTC)
+    assert (
+        await store.abort_upload(f"tmp/killed#{staged}", older_than=now - timedelta(minutes=15))
+        == 0
+    )
+    assert len(_uploads(s3_client, s3_bucket)) == 5
+    later = now + timedelta(hours=1)
+    assert await store.abort_upload(f"tmp/killed#{staged}", older_than=later) == 5 * MiB + 1
+    assert await store.abort_upload(f"tmp/killed#{staged}", older_than=later) == 0  # gone
+    # A path the store does not name is never aborted, whatever it says.
+    for hostile in (
+        "vault/blobs/notes/draft#x",
+        "../elsewhere/tmp/killed#" + staged,
+        "tmp/killed",
+        "tmp/a/../../x#1",
+        "tmp/killed#" + "x" * 2000,
+        "",
+    ):
+        assert await store.abort_upload(hostile, older_than=later) == 0
+    assert sorted(_uploads(s3_client, s3_bucket)) == sorted(
+        [final_key, *(key for key, _ in foreign)]
+    )
+    assert [item.path for item in await store.list_uploads()] == [
+        f"sha256/{digest[:2]}/{digest[2:4]}/{digest}#{stated}"
+    ]
+
+
+async def test_upload_listing_stops_at_its_limit_and_counts_uploads_without_parts(
+    store: S3BlobStore, s3_client: Any, s3_bucket: str
+) -> None:
+    # (moto answers every upload in one page, so paging past 1,000 is not shown here.)
+    for n in range(3):
+        _open_upload(s3_client, s3_bucket, f"vault/blobs/tmp/u{n}", [])
+    listed = await store.list_uploads()
+    assert sorted(item.path.split("#")[0] for item in listed) == ["tmp/u0", "tmp/u1", "tmp/u2"]
+    assert {item.size_bytes for item in listed} == {0}
+    assert len(await store.list_uploads(limit=2)) == 2
+
+
+@pytest.mark.usefixtures("secret_env")
+async def test_listing_uploads_on_an_unreachable_endpoint_is_an_io_error_without_credentials() -> (
+    None
+):
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    store = S3BlobStore(
+        "some-bucket",
+        "p",
+        endpoint=endpoint,
+        region=REGION,
+        retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=2)},
+        client_options={"connect_timeout": "2s"},
+    )
+    with pytest.raises(StorageIOError) as caught:
+        await store.list_uploads()
+    error = caught.value
+    assert error.details["operation"] == "list_uploads"
+    assert error.details["reason"] == "unreachable"
+    assert endpoint in error.message
+    _assert_no_secret(
+        str(error),
+        json.dumps(error.to_dict()),
+        "".join(traceback.format_exception(error)),
+    )

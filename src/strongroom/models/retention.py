@@ -120,8 +120,8 @@ class RetentionPolicy(Record):
     rules: list[RetentionRule] = Field(default_factory=list, max_length=100)
 
 
-GcItemKind = Literal["run", "object", "blob", "staging"]
-GC_ITEM_KINDS: Final = ("run", "object", "blob", "staging")
+GcItemKind = Literal["run", "object", "blob", "staging", "multipart"]
+GC_ITEM_KINDS: Final = ("run", "object", "blob", "staging", "multipart")
 
 
 class GcItem(Record):

@@ -287,6 +287,18 @@ class BlobStore(ABC):
         written before ``older_than``; returns the bytes freed (0: kept or already gone)."""
         return await self._remove_staging(path, older_than)
 
+    async def list_uploads(self, *, limit: int = 10_000) -> list[StagingItem]:
+        """Incomplete multipart uploads writers left (S3; other backends have none), at most
+        ``limit``: ``path`` names the key and the upload, ``size_bytes`` is what its parts hold,
+        ``modified`` its last activity (the newest part)."""
+        return await self._uploads(limit)
+
+    async def abort_upload(self, path: str, *, older_than: datetime) -> int:
+        """Abort one upload `list_uploads` named, if its last activity is before
+        ``older_than``; returns the bytes freed (0: it moved since, is gone, or ``path`` is
+        not one this store names)."""
+        return await self._abort_upload(path, older_than)
+
     # -- primitives: what a backend implements ------------------------------------------------
 
     @abstractmethod
@@ -338,6 +350,13 @@ class BlobStore(ABC):
         return []
 
     async def _remove_staging(self, path: str, older_than: datetime) -> int:
+        return 0
+
+    async def _uploads(self, limit: int) -> list[StagingItem]:
+        """Default: a backend without multipart uploads."""
+        return []
+
+    async def _abort_upload(self, path: str, older_than: datetime) -> int:
         return 0
 
     async def _exists(self, hexd: str) -> bool:

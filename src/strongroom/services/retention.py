@@ -10,7 +10,9 @@ How deletion stays safe:
   that found no record using it, and while the claim exists no record that uses the blob can be
   written (the store refuses, reason ``blob_reclaimed``; the writer puts the blob again and
   retries), so no record ever points at a deleted blob;
-- blobs younger than the grace period and staging files a live writer holds are never planned;
+- blobs younger than the grace period, staging files a live writer holds and staging files or
+  S3 multipart uploads written to in the last 15 minutes (or the grace, if longer) are never
+  planned, and apply re-checks the last two before it removes them;
 - a GC killed mid-apply leaves claims that the next apply finishes (the blobs they name were
   unused when claimed and nothing could come to use them since), and a plan applied twice finds
   its runs gone (``gone``), not a failure.
@@ -52,10 +54,11 @@ DEFAULT_GRACE_SECONDS: Final = 3600
 remembered this long (a writer that put a blob before GC deleted it learns of it)."""
 
 _BATCH: Final = 500  # blobs claimed, deleted and finished together
-_SEAL_AFTER: Final = timedelta(minutes=10)
-# A staging file is a writer's for at least this long, whatever the grace: small puts write,
-# fsync and link their temp files without a lock, in milliseconds on a quiet machine.
-_STAGING_FLOOR: Final = timedelta(minutes=15)  # an unsealed ended run older than this: seal it
+_SEAL_AFTER: Final = timedelta(minutes=10)  # an unsealed ended run older than this: seal it
+# A staging file (or an S3 multipart upload) is a writer's for at least this long after its
+# last write, whatever the grace: small puts write, fsync and link their temp files without a
+# lock, in milliseconds on a quiet machine; an upload's age is its newest part's.
+_STAGING_FLOOR: Final = timedelta(minutes=15)
 # Deletion and restore marks live at least this long, whatever a plan's grace: a writer that
 # put a blob GC then deleted has this long to write its record.
 _MARK_SECONDS: Final = 3600
@@ -312,7 +315,8 @@ class RetentionService:
                 item.blobs = []
         orphans = await self._plan_orphans(horizon, on_progress)
         staging = await self._plan_staging(now - _staging_age(grace_seconds))
-        plan.items = [*runs, *objects, *orphans, *staging]
+        uploads = await self._plan_uploads(now - _staging_age(grace_seconds))
+        plan.items = [*runs, *objects, *orphans, *staging, *uploads]
         plan.totals = {kind: sum(1 for i in plan.items if i.kind == kind) for kind in GC_ITEM_KINDS}
         plan.bytes = sum(item.bytes for item in plan.items)
         return plan
@@ -414,6 +418,18 @@ class RetentionService:
             GcItem(kind="staging", id=item.path, bytes=item.size_bytes, reason="left by a writer")
             for item in await self._blobs.list_staging()
             if not item.live and item.modified < horizon
+        ]
+
+    async def _plan_uploads(self, horizon: datetime) -> list[GcItem]:
+        return [
+            GcItem(
+                kind="multipart",
+                id=item.path,
+                bytes=item.size_bytes,
+                reason="an incomplete multipart upload left by a writer",
+            )
+            for item in await self._blobs.list_uploads()
+            if item.modified < horizon
         ]
 
     # -- apply --------------------------------------------------------------------------------
@@ -535,10 +551,15 @@ class RetentionService:
         blobs.append(obj.sha256)
 
     async def _apply_staging(self, plan: GcPlan, item: GcItem, result: GcResult) -> None:
+        """A staging file or an incomplete multipart upload, if no writer touched it within
+        the staging age (re-checked here: a plan may be old)."""
         horizon = utcnow() - _staging_age(plan.grace_seconds)
-        freed = await self._blobs.remove_staging(item.id, older_than=horizon)
+        if item.kind == "multipart":
+            freed = await self._blobs.abort_upload(item.id, older_than=horizon)
+        else:
+            freed = await self._blobs.remove_staging(item.id, older_than=horizon)
         if freed or item.bytes == 0:
-            result.deleted["staging"] = result.deleted.get("staging", 0) + 1
+            result.deleted[item.kind] = result.deleted.get(item.kind, 0) + 1
             result.bytes += freed
         else:
             result.gone += 1

@@ -167,7 +167,8 @@ async def _verify(
 
 
 async def _staging_warning(blobs: BlobStore, report: VerifyReport) -> None:
-    """Staging files writers left (not held by a live writer) are a warning with their size."""
+    """Staging files writers left (not held by a live writer) and incomplete multipart uploads
+    (S3) are warnings with their size."""
     left = [item for item in await blobs.list_staging() if not item.live]
     report.checked["staging_leftovers"] = len(left)
     if left:
@@ -180,6 +181,39 @@ async def _staging_warning(blobs: BlobStore, report: VerifyReport) -> None:
                 message=f"{len(left)} staging file(s), {size} bytes, left by writers that did "
                 "not finish: `strongroom gc plan` lists them",
                 details={"count": len(left), "bytes": size, "paths": [i.path for i in left[:10]]},
+            )
+        )
+    try:
+        uploads = await blobs.list_uploads()
+    except StrongroomError as exc:
+        # Listing uploads needs a permission reading blobs does not (S3's
+        # ListBucketMultipartUploads): its absence is worth saying, not a failed verify.
+        report.warnings.append(
+            VerifyProblem(
+                kind="staging",
+                code="warning",
+                subject="multipart",
+                message=f"incomplete multipart uploads could not be listed: {exc.message}",
+                details={"error": exc.code},
+            )
+        )
+        return
+    report.checked["incomplete_uploads"] = len(uploads)
+    if uploads:
+        size = sum(item.size_bytes for item in uploads)
+        report.warnings.append(
+            VerifyProblem(
+                kind="staging",
+                code="warning",
+                subject="multipart",
+                message=f"{len(uploads)} incomplete multipart upload(s), {size} bytes, left by "
+                "writers that did not finish (a live upload looks the same): `strongroom gc "
+                "plan` lists those idle for 15 minutes",
+                details={
+                    "count": len(uploads),
+                    "bytes": size,
+                    "paths": [i.path for i in uploads[:10]],
+                },
             )
         )
 

@@ -28,6 +28,7 @@ import hashlib
 import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -569,6 +570,33 @@ class BlobStoreTests(ABC):
         await store.close()
         await store.open()
         assert await store.get_bytes(info.sha256) == b"survives reopen"
+
+    # -- what writers leave (GC's inputs) --------------------------------------------------------
+
+    async def test_finished_puts_leave_no_staging_and_no_upload(self, store: BlobStore) -> None:
+        await store.put_bytes(b"small")
+        await store.put_stream(chunked(payload(140_000, seed=7), 70_000))
+        assert await store.list_staging() == []
+        assert await store.list_uploads() == []
+
+    async def test_staging_and_upload_removal_refuse_paths_the_store_did_not_name(
+        self, store: BlobStore
+    ) -> None:
+        info = await store.put_bytes(b"stays")
+        later = datetime.now(UTC) + timedelta(days=1)
+        hexd = info.sha256
+        for path in (
+            "",
+            "../outside",
+            "/etc/passwd",
+            f"sha256/{hexd[:2]}/{hexd[2:4]}/{hexd}",
+            f"{hexd[:2]}/{hexd[2:4]}/{hexd}",
+            f"sha256/{hexd[:2]}/{hexd[2:4]}/{hexd}#upload",
+            "tmp/../sha256",
+        ):
+            assert await store.remove_staging(path, older_than=later) == 0
+            assert await store.abort_upload(path, older_than=later) == 0
+        assert await store.get_bytes(hexd) == b"stays"
 
     # -- properties -----------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ anything credential-like before it is chained as the cause.
 Modules: ``config`` (defaults and limits, the ``s3://`` URL, checks of every setting),
 ``errors`` (every error the store raises; the one place driver errors are translated and
 scrubbed), ``base`` (constructor and shared helpers), ``upload`` (the write paths: conditional
-PutObject, multipart, staging and copy) and ``store`` (`S3BlobStore`, the port methods).
+PutObject, multipart, staging and copy), ``multipart`` (listing and aborting the incomplete
+uploads killed writers leave, through botocore, for GC) and ``store`` (`S3BlobStore`, the port
+methods).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from strongroom.adapters._s3.config import (
     resolve_region,
 )
 from strongroom.adapters._s3.errors import S3Errors, scrub, scrub_in_place, summary
+from strongroom.adapters._s3.multipart import UploadClient, seconds
 from strongroom.errors import NotFound, ValidationError
 from strongroom.ports.blobs import BlobStore
 
@@ -92,6 +93,17 @@ class S3StoreBase(BlobStore):
         options: dict[str, Any] = dict(CLIENT_DEFAULTS)
         options["allow_http"] = allow_http
         options.update(client_options or {})
+        # The requests obstore cannot make (multipart uploads for GC) follow the same retry
+        # count and connect timeout.
+        self._upload_client = UploadClient(
+            bucket=self.bucket,
+            prefix=self.prefix,
+            endpoint=self.endpoint,
+            region=self.region,
+            errors=self._err,
+            max_retries=int((retry_config or {}).get("max_retries", 4)),
+            connect_timeout=seconds(options.get("connect_timeout"), 10.0),
+        )
         config: dict[str, Any] = {}
         if self.endpoint is not None:
             config["endpoint"] = self.endpoint

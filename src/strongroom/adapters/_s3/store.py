@@ -17,6 +17,7 @@ from typing import Any
 import obstore as obs
 
 from strongroom.adapters._s3.config import MiB, blob_key, parse_url
+from strongroom.adapters._s3.multipart import split_upload_path
 from strongroom.adapters._s3.upload import S3Uploads
 from strongroom.errors import NotFound
 from strongroom.models import BlobLocation
@@ -64,7 +65,8 @@ class S3BlobStore(S3Uploads):
     async def sweep_staging(self, older_than: float | None = None) -> int:
         """Delete objects under ``tmp/`` older than ``older_than`` seconds (default
         `stale_staging_after`); returns how many. Unfinished multipart uploads are not
-        visible here: a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes those."""
+        visible here: `list_uploads` names them and GC aborts them (`gc plan`, kind
+        ``multipart``); a bucket lifecycle rule (AbortIncompleteMultipartUpload) also does."""
         horizon = datetime.now(UTC) - timedelta(
             seconds=self.stale_staging_after if older_than is None else older_than
         )
@@ -187,6 +189,17 @@ class S3BlobStore(S3Uploads):
                 return 0
             await obs.delete_async(self._store, path)
         return int(meta["size"])
+
+    async def _uploads(self, limit: int) -> list[StagingItem]:
+        found = await asyncio.to_thread(self._upload_client.list, limit)
+        return [StagingItem(u.path, u.size_bytes, u.last_activity, False) for u in found]
+
+    async def _abort_upload(self, path: str, older_than: datetime) -> int:
+        parsed = split_upload_path(path)
+        if parsed is None:
+            return 0
+        key, upload_id = parsed
+        return await asyncio.to_thread(self._upload_client.abort, key, upload_id, older_than)
 
     async def _digests(self) -> AsyncIterator[str]:
         async for blob in self._inventory():
