@@ -168,17 +168,30 @@ def _cli(target: Target, *args: str) -> list[str]:
     ]
 
 
-def _kill_on_progress(
-    command: list[str], target: Target, blobs_dir: Path | None, log: Path
-) -> bool:
-    """Start ``command`` and SIGKILL it once the audit chain grew or a blob file went (its
-    first step of work); True if it was killed, False if it finished first."""
-
-    def blob_count() -> int:
-        if blobs_dir is None:
-            return 0
+def _local_blob_count(blobs_dir: Path) -> Callable[[], int]:
+    def count() -> int:
         return sum(len(files) for _, _, files in os.walk(blobs_dir / "sha256"))
 
+    return count
+
+
+def _s3_blob_count(client: Any, blobs_url: str) -> Callable[[], int]:
+    """Objects under the store's ``sha256/`` keys, listed behind its back (a probe)."""
+    bucket, _, rest = blobs_url.removeprefix("s3://").partition("/")
+    prefix = rest.split("?", 1)[0].strip("/") + "/sha256/"
+
+    def count() -> int:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sum(len(page.get("Contents", [])) for page in pages)
+
+    return count
+
+
+def _kill_on_progress(
+    command: list[str], target: Target, blob_count: Callable[[], int], log: Path
+) -> bool:
+    """Start ``command`` and SIGKILL it once the audit chain grew or a blob went (its first
+    step of work); True if it was killed, False if it finished first."""
     head, blobs = target.audit_head(), blob_count()
     with open(log, "wb") as err:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
@@ -200,29 +213,38 @@ def _kill_on_progress(
 
 
 @pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    "backend",
+    [
+        "sqlite",
+        pytest.param("sqlite+s3", marks=pytest.mark.s3),
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("postgresql+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+    ],
 )
 async def test_gc_apply_killed_twenty_times_leaves_nothing_dangling(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    if backend == "sqlite":
+    blobs = str(tmp_path / "blobs")
+    count = _local_blob_count(tmp_path / "blobs")
+    if backend.endswith("+s3"):
+        blobs = request.getfixturevalue("s3_blob_url")  # also puts creds in os.environ
+        count = _s3_blob_count(request.getfixturevalue("s3_client"), blobs)
+    url = None
+    if backend.startswith("sqlite"):
         vault_dir = tmp_path / "vault"
-        target = Target(
-            str(vault_dir), str(vault_dir / "blobs"), _sqlite_head(vault_dir / "vault.db")
-        )
-        url = None
+        target = Target(str(vault_dir), blobs, _sqlite_head(vault_dir / "vault.db"))
     else:
         request.getfixturevalue("pg_server")
         url = create_database()
-        target = Target(url, str(tmp_path / "blobs"), _pg_head(url))
+        target = Target(url, blobs, _pg_head(url))
     try:
-        await _kill_gc_apply(target, Path(target.blobs), tmp_path)
+        await _kill_gc_apply(target, count, tmp_path)
     finally:
         if url is not None:
             drop_database(url)
 
 
-async def _kill_gc_apply(target: Target, blobs_dir: Path, tmp_path: Path) -> None:
+async def _kill_gc_apply(target: Target, blob_count: Callable[[], int], tmp_path: Path) -> None:
     async with await target.open() as vault:
         for n in range(45):
             run = await vault.runs.create(project="victim", actor="tester")
@@ -241,7 +263,7 @@ async def _kill_gc_apply(target: Target, blobs_dir: Path, tmp_path: Path) -> Non
     while kills < 20:
         command = _cli(target, "gc", "apply", str(plan_file))
         log = tmp_path / f"apply-{kills}.err"
-        if not await asyncio.to_thread(_kill_on_progress, command, target, blobs_dir, log):
+        if not await asyncio.to_thread(_kill_on_progress, command, target, blob_count, log):
             break
         kills += 1
         # Records go before blobs: whatever the kill interrupted, nothing points at a
