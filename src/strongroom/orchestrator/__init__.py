@@ -3,14 +3,18 @@ lane, durably (a snapshot after every transition), with resume, approvals and ca
 
 from strongroom.orchestrator.engine import DigestDrift, Orchestrator, RunResult
 from strongroom.orchestrator.events import Event
+from strongroom.orchestrator.executor import LocalExecutor, StepExecutor, StepJob
 from strongroom.orchestrator.state import PlanState, StepState, StepStatus
 
 __all__ = [
     "DigestDrift",
     "Event",
+    "LocalExecutor",
     "Orchestrator",
     "PlanState",
     "RunResult",
+    "StepExecutor",
+    "StepJob",
     "StepState",
     "StepStatus",
 ]

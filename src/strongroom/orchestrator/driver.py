@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import Conflict, IntegrityError, StrongroomError
-from strongroom.execution import ToolRunner
 from strongroom.ids import new_id
 from strongroom.models import (
     ArtifactRole,
@@ -26,6 +25,7 @@ from strongroom.models import (
 )
 from strongroom.models.registry import Step
 from strongroom.orchestrator.events import Event
+from strongroom.orchestrator.executor import StepExecutor, StepJob
 from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState, StepStatus
 from strongroom.orchestrator.wiring import step_request
 
@@ -66,7 +66,7 @@ class Driver:
     def __init__(
         self,
         vault: Vault,
-        runner: ToolRunner,
+        executor: StepExecutor,
         playbook: Playbook,
         *,
         run_id: str,
@@ -77,7 +77,7 @@ class Driver:
         on_event: Callable[[Event], None],
     ) -> None:
         self._vault = vault
-        self._runner = runner
+        self._executor = executor
         self._actor = actor
         self._on_event = on_event
         self.playbook = playbook
@@ -181,30 +181,34 @@ class Driver:
             if run.status is RunStatus.CANCELLED:
                 self.cancel.set()
 
-    async def _run_step(self, step: Step) -> None:
-        state = self.plan.steps[step.step_id]
-        try:
-            request = await step_request(step, self.plan, self._output, self._check_artifact)
-        except StrongroomError as exc:
-            await self._settle(step, StepStatus.FAILED, error=exc.to_info())
-            return
-        response = await self._runner.run(
-            {
-                "request_id": state.request_id,
-                "run_id": self.run_id,
-                "tool_id": state.tool_id,
-                "tool_version": f"sha256:{state.manifest_digest}",
-                "caller": self._actor,
-                "input": request,
-            },
-            cancel=self.cancel,
-            step=step.step_id,
-            output_role=step.persistence.role,
-            store_output=step.persistence.store_output,
+    def job(self, state: StepState) -> StepJob:
+        """The attempt of a step that `_start_ready` marked RUNNING, by ids and digests."""
+        assert state.request_id is not None
+        return StepJob(
+            run_id=self.run_id,
+            step_id=state.step_id,
+            attempt=state.starts,
+            request_id=state.request_id,
+            tool_id=state.tool_id,
+            manifest_digest=state.manifest_digest,
+            caller=self._actor,
         )
+
+    async def _run_step(self, step: Step) -> None:
+        job = self.job(self.plan.steps[step.step_id])
+
+        async def wire() -> dict[str, Any]:
+            return await step_request(step, self.plan, self._output, self._check_artifact)
+
+        try:
+            response = await self._executor.execute(job, step=step, wire=wire, cancel=self.cancel)
+        except StrongroomError as exc:  # the input could not be wired (or sent)
+            await self._settle(step, job, StepStatus.FAILED, error=exc.to_info())
+            return
         if response.ok:
             await self._settle(
                 step,
+                job,
                 StepStatus.COMPLETED,
                 output=response.output,
                 artifact_ids=response.artifact_ids,
@@ -217,11 +221,12 @@ class Driver:
             "approval_required": StepStatus.WAITING_APPROVAL,
             "cancelled": StepStatus.CANCELLED,
         }.get(response.error.code, StepStatus.FAILED)
-        await self._settle(step, status, error=response.error)
+        await self._settle(step, job, status, error=response.error)
 
     async def _settle(
         self,
         step: Step,
+        job: StepJob,
         status: StepStatus,
         *,
         output: Any = None,
@@ -232,9 +237,29 @@ class Driver:
     ) -> None:
         """Record how a step ended and start the steps it made ready, in one transition:
         stored, they are launched; not stored (the run was cancelled meanwhile), they are
-        taken back. Any end but completion or waiting for an approval stops scheduling."""
+        taken back. Any end but completion or waiting for an approval stops scheduling.
+
+        Only the attempt the plan is running is recorded: an answer for another attempt (a
+        late or repeated delivery) is audited as ignored and changes nothing, so a step's end
+        is recorded once."""
         state = self.plan.steps[step.step_id]
         async with self.lock:
+            if state.status is not StepStatus.RUNNING or state.request_id != job.request_id:
+                await audit(
+                    self._vault,
+                    self._actor,
+                    "orchestrator.result_ignored",
+                    self.run_id,
+                    {
+                        "step": step.step_id,
+                        "attempt": job.attempt,
+                        "request_id": job.request_id,
+                        "answer": status.value,
+                        "step_status": state.status.value,
+                        "current_request_id": state.request_id,
+                    },
+                )
+                return
             state.status = status
             state.finished_at = utcnow()
             state.error = error

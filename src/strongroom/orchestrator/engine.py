@@ -45,6 +45,7 @@ from strongroom.models import (
 from strongroom.models.registry import Ref
 from strongroom.orchestrator.driver import Driver, RunResult, audit
 from strongroom.orchestrator.events import Event
+from strongroom.orchestrator.executor import LocalExecutor, StepExecutor
 from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState, StepStatus
 from strongroom.registry import execution_order
 from strongroom.services import parse_ref
@@ -68,11 +69,15 @@ class Orchestrator:
         actor: str = "local",
         on_event: Callable[[Event], None] | None = None,
         runner: ToolRunner | None = None,
+        executor: StepExecutor | None = None,
     ) -> None:
         """``runner`` replaces the default `ToolRunner` (built from ``options``): the
-        benchmark passes one that returns at once, to measure the orchestrator alone."""
+        benchmark passes one that returns at once, to measure the orchestrator alone.
+        ``executor`` decides where steps run (default: `LocalExecutor`, here, through the
+        runner)."""
         self._vault = vault
         self._runner = runner or ToolRunner(vault, options)
+        self._executor: StepExecutor = executor or LocalExecutor(self._runner)
         self._max_parallel = max_parallel
         self._actor = actor
         self._on_event = on_event or (lambda event: None)
@@ -452,7 +457,7 @@ class Orchestrator:
     ) -> Driver:
         return Driver(
             self._vault,
-            self._runner,
+            self._executor,
             playbook,
             run_id=run_id,
             plan=plan,
