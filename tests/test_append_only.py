@@ -58,6 +58,7 @@ MUTABLE = (
     "run_labels",
     "run_metrics",
     "runs",
+    "step_claims",
 )
 KEYS = {
     "artifact_tags": ("artifact_id", "tag"),

@@ -20,6 +20,7 @@ from strongroom.adapters._cursor import (
     status_counts_of,
 )
 from strongroom.adapters._memory_retention import MemoryRetentionRecords
+from strongroom.adapters._memory_step_claims import MemoryStepClaims
 from strongroom.adapters._run_stats import run_stats_of
 from strongroom.errors import Conflict, NotFound
 from strongroom.models import (
@@ -76,11 +77,12 @@ def _copy(record: _M) -> _M:
     return record.model_copy(deep=True)
 
 
-class MemoryMetadataStore(MemoryRetentionRecords):
+class MemoryMetadataStore(MemoryStepClaims, MemoryRetentionRecords):
     backend = "memory"
 
     def __init__(self) -> None:
         MemoryRetentionRecords.__init__(self)
+        MemoryStepClaims.__init__(self)
         self._lock = asyncio.Lock()
         self._runs: dict[str, Run] = {}
         self._snapshots: dict[str, list[SnapshotRecord]] = {}

@@ -50,6 +50,9 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
         MemoryRegistryRecords.__init__(self)
         self._holds: dict[str, Hold] = {}
 
+    def _drop_step_claims(self, run_id: str) -> None:
+        """Step claims go with their run (`MemoryStepClaims` keeps them)."""
+
     # -- holds --------------------------------------------------------------------------------
 
     def _hold_over(self, run: Run) -> Hold | None:
@@ -185,6 +188,7 @@ class MemoryRetentionRecords(MemoryRegistryRecords):
             self._snapshots.pop(run_id, None)
             self._logs.pop(run_id, None)
             self._log_refs.pop(run_id, None)
+            self._drop_step_claims(run_id)
             del self._runs[run_id]
             entries = []
             if audit is not None:

@@ -50,6 +50,7 @@ from strongroom.ports.logs import LogRecords, closed_log_reference, sealed_log_c
 from strongroom.ports.registry import RegistryRecords
 from strongroom.ports.retention import RetentionRecords
 from strongroom.ports.runs import RunRecords, transition_run_id
+from strongroom.ports.step_claims import StepClaimRecords
 from strongroom.ports.verify import REFERENCE_BATCH, ReferenceSink, VerifyRecords
 
 __all__ = [
@@ -89,6 +90,7 @@ class MetadataStore(
     CatalogRecords,
     RegistryRecords,
     RetentionRecords,
+    StepClaimRecords,
     VerifyRecords,
 ):
     """The whole records port: every narrow port, plus a lifecycle."""

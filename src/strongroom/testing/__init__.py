@@ -4,8 +4,7 @@
   registry, identity, verify) over a metadata store + blob store pair; it is the union of
   one suite per narrow records port (`RunRecordsTests`, `ArtifactRecordsTests`,
   `LogRecordsTests`, `AuditRecordsTests`, `CatalogRecordsTests`, `RegistryRecordsTests`,
-  `RetentionRecordsTests`,
-  `VerifyRecordsTests`).
+  `RetentionRecordsTests`, `StepClaimRecordsTests`, `VerifyRecordsTests`).
 - `BlobStoreTests` (``strongroom.testing.blobs``): the blob port alone.
 
 The fixture contract is in `strongroom.testing._base` (and docs/architecture.md, "Adding a
@@ -21,6 +20,7 @@ from strongroom.testing.vault import (
     RegistryRecordsTests,
     RetentionRecordsTests,
     RunRecordsTests,
+    StepClaimRecordsTests,
     VaultTests,
     VerifyRecordsTests,
 )
@@ -33,6 +33,7 @@ __all__ = [
     "RegistryRecordsTests",
     "RetentionRecordsTests",
     "RunRecordsTests",
+    "StepClaimRecordsTests",
     "VaultTests",
     "VerifyRecordsTests",
 ]

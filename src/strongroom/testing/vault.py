@@ -18,6 +18,7 @@ from strongroom.testing._registry_service import RegistryServiceTests
 from strongroom.testing._retention import RetentionTests
 from strongroom.testing._run_stats import RunStatsTests
 from strongroom.testing._runs import RunIndexTests, RunTests, SnapshotTests
+from strongroom.testing._step_claims import StepClaimTests
 from strongroom.testing._transitions import TransitionTests
 from strongroom.testing._verify import VerifyTests
 
@@ -29,6 +30,7 @@ __all__ = [
     "RegistryRecordsTests",
     "RetentionRecordsTests",
     "RunRecordsTests",
+    "StepClaimRecordsTests",
     "VaultTests",
     "VerifyRecordsTests",
 ]
@@ -75,6 +77,11 @@ class RetentionRecordsTests(RetentionTests):
     plans and GC built on them."""
 
 
+class StepClaimRecordsTests(StepClaimTests):
+    """`StepClaimRecords`: an attempt taken once, beaten and finished by its holder only,
+    lost when stale, gone with its run."""
+
+
 class VaultTests(
     RunRecordsTests,
     ArtifactRecordsTests,
@@ -83,6 +90,7 @@ class VaultTests(
     CatalogRecordsTests,
     RegistryRecordsTests,
     RetentionRecordsTests,
+    StepClaimRecordsTests,
     VerifyRecordsTests,
 ):
     """Every behaviour a vault promises, independent of its backends."""

@@ -36,6 +36,7 @@ from strongroom.adapters._sql.tables import (
     run_metrics_table,
     runs_table,
     snapshots_table,
+    step_claims_table,
 )
 from strongroom.errors import Conflict
 from strongroom.models import (
@@ -296,6 +297,7 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
             computed = gone.details(row.project, row.status)
             # Derived rows first, then the records (children before the run: foreign keys).
             conn.execute(delete(run_labels_table).where(run_labels_table.c.run_id == run_id))
+            conn.execute(delete(step_claims_table).where(step_claims_table.c.run_id == run_id))
             conn.execute(delete(run_metrics_table).where(run_metrics_table.c.run_id == run_id))
             ids = select(a.artifact_id).where(a.run_id == run_id).scalar_subquery()
             self._allow_delete(

@@ -17,6 +17,7 @@ from strongroom.adapters._sql.record_check import RecordChecks
 from strongroom.adapters._sql.registry import RegistryRecordsSql
 from strongroom.adapters._sql.retention import RetentionRecordsSql
 from strongroom.adapters._sql.runs import RunRecords
+from strongroom.adapters._sql.step_claims import StepClaimRecordsSql
 from strongroom.models import (
     AuditEvent,
     LogEntry,
@@ -36,6 +37,7 @@ class SqlMetadataStore(
     RegistryRecordsSql,
     ActorRecordsSql,
     RetentionRecordsSql,
+    StepClaimRecordsSql,
     RecordChecks,
 ):
     """`MetadataStore` on SQLAlchemy Core. Subclasses supply the engine and the transaction

@@ -50,6 +50,7 @@ __all__ = [
     "run_metrics_table",
     "runs_table",
     "snapshots_table",
+    "step_claims_table",
 ]
 
 runs_table = Table(
@@ -264,4 +265,23 @@ gc_blob_claims_table = Table(
     Column("state", String(16), nullable=False),
     Column("updated_at", UtcTimestamp(), nullable=False),
     Index("ix_gc_blob_claims_state_updated", "state", "updated_at"),
+)
+
+_WORKER = 255  # a worker's name: host:pid or a Celery node name
+
+# Which worker runs which attempt of a step (migration 0011, `strongroom.ports.step_claims`):
+# operational state, not bound into the audit chain; deleted with its run.
+step_claims_table = Table(
+    "step_claims",
+    metadata,
+    Column("run_id", _key(_ID), primary_key=True),
+    Column("step_id", _key(_NAME), primary_key=True),
+    Column("attempt", Integer(), primary_key=True),
+    Column("request_id", _key(_ID), nullable=False),
+    Column("worker", String(_WORKER), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("claimed_at", UtcTimestamp(), nullable=False),
+    Column("heartbeat_at", UtcTimestamp(), nullable=False),
+    Column("finished_at", UtcTimestamp(), nullable=True),
+    Column("response", Text(), nullable=True),
 )

@@ -80,7 +80,7 @@ tables, and owns nothing, so it can neither drop nor disable a trigger::
         snapshots, artifacts, artifact_tags TO strongroom_app;
     GRANT SELECT, INSERT, UPDATE, DELETE ON runs, log_refs, providers, namespaces,
         catalog_objects, definition_versions, channel_pointers, channel_moves, approvals,
-        actors, run_labels, run_metrics, holds, gc_blob_claims TO strongroom_app;
+        actors, run_labels, run_metrics, holds, gc_blob_claims, step_claims TO strongroom_app;
     ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT ON TABLES TO strongroom_app;
 
 The application then connects as ``strongroom_app``; it is not a member of
