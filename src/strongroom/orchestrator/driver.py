@@ -5,13 +5,12 @@ decisions before it (what to run, whether a resume may go on) are `Orchestrator`
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from strongroom.errors import Conflict, IntegrityError, StrongroomError
+from strongroom.errors import Conflict, StrongroomError
 from strongroom.ids import new_id
 from strongroom.models import (
     ArtifactRole,
@@ -19,15 +18,16 @@ from strongroom.models import (
     PhaseEvent,
     Playbook,
     Run,
+    RunnerResponse,
     RunState,
     RunStatus,
     utcnow,
 )
 from strongroom.models.registry import Step
 from strongroom.orchestrator.events import Event
-from strongroom.orchestrator.executor import StepExecutor, StepJob
+from strongroom.orchestrator.executor import WORKER_LOST, StepExecutor, StepJob
 from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState, StepStatus
-from strongroom.orchestrator.wiring import step_request
+from strongroom.orchestrator.wiring import UpstreamOutputs, step_request
 
 if TYPE_CHECKING:
     from strongroom.vault import Vault
@@ -88,6 +88,7 @@ class Driver:
         self.lock = asyncio.Lock()
         self.cancel = threading.Event()
         self.outputs: dict[str, Any] = {}
+        self._upstream = UpstreamOutputs(vault, plan, self.outputs)
         self.running: dict[str, asyncio.Task[None]] = {}
         self._before_start: dict[str, StepState] = {}  # marked to start, not yet launched
         self._steps = {step.step_id: step for step in playbook.steps}
@@ -195,16 +196,23 @@ class Driver:
         )
 
     async def _run_step(self, step: Step) -> None:
-        job = self.job(self.plan.steps[step.step_id])
-
         async def wire() -> dict[str, Any]:
-            return await step_request(step, self.plan, self._output, self._check_artifact)
+            return await step_request(
+                step, self.plan, self._upstream.load, self._upstream.check_artifact
+            )
 
-        try:
-            response = await self._executor.execute(job, step=step, wire=wire, cancel=self.cancel)
-        except StrongroomError as exc:  # the input could not be wired (or sent)
-            await self._settle(step, job, StepStatus.FAILED, error=exc.to_info())
-            return
+        while True:
+            job = self.job(self.plan.steps[step.step_id])
+            try:
+                response = await self._executor.execute(
+                    job, step=step, wire=wire, cancel=self.cancel
+                )
+            except StrongroomError as exc:  # the input could not be wired (or sent)
+                await self._settle(step, job, StepStatus.FAILED, error=exc.to_info())
+                return
+            lost = response.error is not None and response.error.code == WORKER_LOST
+            if not (lost and await self._retry(step, job, response)):
+                break
         if response.ok:
             await self._settle(
                 step,
@@ -222,6 +230,59 @@ class Driver:
             "cancelled": StepStatus.CANCELLED,
         }.get(response.error.code, StepStatus.FAILED)
         await self._settle(step, job, status, error=response.error)
+
+    async def _retry(self, step: Step, job: StepJob, response: RunnerResponse) -> bool:
+        """A new attempt of a step whose worker was lost, if the tool's ``max_retries``
+        allows one: persisted (a snapshot with the new attempt and request id) and audited
+        before it is sent. False: no retry left, or the run was cancelled meanwhile."""
+        state = self.plan.steps[step.step_id]
+        _, tool = await self._vault.registry.resolve_tool(
+            f"{state.tool_id}@sha256:{state.manifest_digest}"
+        )
+        allowed = 1 + tool.constraints.max_retries
+        async with self.lock:
+            if state.status is not StepStatus.RUNNING or state.request_id != job.request_id:
+                return False
+            if job.attempt >= allowed or self.cancel.is_set():
+                return False
+            before = state.model_copy()
+            state.starts += 1
+            state.request_id = new_id()
+            state.started_at = utcnow()
+            self._sync(step.step_id)
+            error = response.error
+            stored = await self._commit(
+                snapshot=True,
+                log_lines=[
+                    {
+                        "level": "warning",
+                        "event": "step.retried",
+                        "phase": step.step_id,
+                        "message": f"step {step.step_id}: attempt {state.starts} of {allowed} "
+                        f"after {error.message if error else WORKER_LOST}",
+                    }
+                ],
+            )
+            if not stored:
+                self.plan.steps[step.step_id] = before
+                self._sync(step.step_id)
+                return False
+        await audit(
+            self._vault,
+            self._actor,
+            "orchestrator.step_retried",
+            self.run_id,
+            {
+                "step": step.step_id,
+                "attempt": state.starts,
+                "of": allowed,
+                "request_id": state.request_id,
+                "previous_request_id": job.request_id,
+                "reason": WORKER_LOST,
+                "worker": (error.details if error else {}).get("worker"),
+            },
+        )
+        return True
 
     async def _settle(
         self,
@@ -337,42 +398,6 @@ class Driver:
                 "message": f"{step.step_id} {status.value}",
             }
         )
-
-    async def _output(self, step_id: str) -> Any:
-        """An upstream step's output: in memory, inline in the plan, or read back from its
-        artifact (verified against its sha256 on the way)."""
-        if step_id in self.outputs:
-            return self.outputs[step_id]
-        state = self.plan.steps[step_id]
-        if state.output_artifact_id is None:
-            value = state.output
-        else:
-            sha256 = await self._artifact_sha256(
-                state.output_artifact_id,
-                state.output_sha256,
-                f"the output artifact of step {step_id} is not the one the run recorded",
-                "orchestrator.resume",
-            )
-            value = json.loads(await self._vault.blobs.get_bytes(sha256))  # verified read
-        self.outputs[step_id] = value
-        return value
-
-    async def _check_artifact(self, artifact_id: str, sha256: str | None) -> str:
-        return await self._artifact_sha256(
-            artifact_id,
-            sha256,
-            f"artifact {artifact_id} is not the pinned content",
-            "orchestrator.wire",
-        )
-
-    async def _artifact_sha256(
-        self, artifact_id: str, expected: str | None, message: str, operation: str
-    ) -> str:
-        """The artifact's sha256, `IntegrityError` (``message``) if it is not ``expected``."""
-        meta = await self._vault.artifacts.get(artifact_id)
-        if expected is not None and meta.sha256 != expected:
-            raise IntegrityError(message, operation=operation, artifact_id=artifact_id)
-        return meta.sha256
 
     # -- ending --------------------------------------------------------------------------------
 

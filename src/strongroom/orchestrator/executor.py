@@ -13,14 +13,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from strongroom.models import ErrorInfo, RunnerResponse, RunnerStatus, utcnow
 
 if TYPE_CHECKING:
     from strongroom.execution import ToolRunner
-    from strongroom.models import RunnerResponse
     from strongroom.models.registry import Step
 
-__all__ = ["LocalExecutor", "StepExecutor", "StepJob"]
+__all__ = ["WORKER_LOST", "LocalExecutor", "StepExecutor", "StepJob", "failure_response"]
+
+WORKER_LOST: Final = "worker_lost"
+"""The error code of an attempt whose worker stopped answering: the driver starts a new
+attempt, within the tool's ``max_retries``."""
 
 
 @dataclass(frozen=True)
@@ -87,3 +92,18 @@ class LocalExecutor:
             output_role=step.persistence.role,
             store_output=step.persistence.store_output,
         )
+
+
+def failure_response(job: StepJob, code: str, message: str, **details: Any) -> RunnerResponse:
+    """The answer of an attempt that ended without its tool answering."""
+    now = utcnow()
+    return RunnerResponse(
+        request_id=job.request_id,
+        run_id=job.run_id,
+        tool_id=job.tool_id,
+        tool_version=f"sha256:{job.manifest_digest}",
+        status=RunnerStatus.FAILURE,
+        started_at=now,
+        finished_at=now,
+        error=ErrorInfo(code=code, message=message, details=details),
+    )

@@ -4,10 +4,11 @@ literal value."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from strongroom.errors import ValidationError
+from strongroom.errors import IntegrityError, ValidationError
 from strongroom.models.registry import (
     ArtifactById,
     ArtifactFromStep,
@@ -19,7 +20,10 @@ from strongroom.models.registry import (
 )
 from strongroom.orchestrator.state import PlanState
 
-__all__ = ["resolve_pointer", "step_request"]
+if TYPE_CHECKING:
+    from strongroom.vault import Vault
+
+__all__ = ["UpstreamOutputs", "resolve_pointer", "step_request"]
 
 OutputLoader = Callable[[str], Awaitable[Any]]
 ArtifactChecker = Callable[[str, str | None], Awaitable[str]]
@@ -88,3 +92,48 @@ async def step_request(
                 sha256 = await check_artifact(origin.artifact_id, origin.sha256)
                 request[name] = {"artifact_id": origin.artifact_id, "sha256": sha256}
     return request
+
+
+class UpstreamOutputs:
+    """The outputs of a plan's completed steps, for the steps downstream: kept in ``cache``,
+    inline in the plan, or read back from their artifact (verified against the sha256 the
+    plan recorded). Shared by the driver and by a worker that runs one step."""
+
+    def __init__(self, vault: Vault, plan: PlanState, cache: dict[str, Any] | None = None) -> None:
+        self._vault = vault
+        self._plan = plan
+        self.cache: dict[str, Any] = {} if cache is None else cache
+
+    async def load(self, step_id: str) -> Any:
+        if step_id in self.cache:
+            return self.cache[step_id]
+        state = self._plan.steps[step_id]
+        if state.output_artifact_id is None:
+            value = state.output
+        else:
+            sha256 = await self._artifact_sha256(
+                state.output_artifact_id,
+                state.output_sha256,
+                f"the output artifact of step {step_id} is not the one the run recorded",
+                "orchestrator.resume",
+            )
+            value = json.loads(await self._vault.blobs.get_bytes(sha256))  # verified read
+        self.cache[step_id] = value
+        return value
+
+    async def check_artifact(self, artifact_id: str, sha256: str | None) -> str:
+        return await self._artifact_sha256(
+            artifact_id,
+            sha256,
+            f"artifact {artifact_id} is not the pinned content",
+            "orchestrator.wire",
+        )
+
+    async def _artifact_sha256(
+        self, artifact_id: str, expected: str | None, message: str, operation: str
+    ) -> str:
+        """The artifact's sha256, `IntegrityError` (``message``) if it is not ``expected``."""
+        meta = await self._vault.artifacts.get(artifact_id)
+        if expected is not None and meta.sha256 != expected:
+            raise IntegrityError(message, operation=operation, artifact_id=artifact_id)
+        return meta.sha256

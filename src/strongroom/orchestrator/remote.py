@@ -1,0 +1,216 @@
+"""Steps that run in another process or on another machine, recorded once however often they
+are delivered.
+
+Two halves meet at the attempt's step claim (`strongroom.ports.step_claims`):
+
+- the **worker** (`run_claimed_step`) is handed a `StepJob` (ids and digests only), checks
+  it against the run's latest snapshot (the run is running, the step is at this attempt with
+  this request id and this manifest digest), takes the claim, builds the step's input from
+  the vault, runs the tool through its own execution lane while it beats the claim's
+  heartbeat, and finishes the claim with the runner's response. A job that is not the
+  current attempt, or whose claim someone else holds or held, is skipped: a redelivered
+  message never runs a step twice;
+- the **coordinator** (`ClaimExecutor`, the driver's executor) sends the job, then reads the
+  claim until it is finished (the response is the step's answer) or lost: a claim whose
+  heartbeat is older than the lease is declared lost (a compare-and-set, so the worker's late
+  answer can no longer be recorded) and the step answers ``worker_lost``; the driver then
+  starts a new attempt, audited, within the tool's ``max_retries``.
+
+Cancel: the worker watches the run and its claim; a cancelled run (or a claim declared lost)
+kills its step's process group within the poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from strongroom.errors import StrongroomError
+from strongroom.models import (
+    DefinitionKind,
+    Playbook,
+    RunnerResponse,
+    RunStatus,
+    utcnow,
+)
+from strongroom.orchestrator.executor import (
+    WORKER_LOST,
+    LocalExecutor,
+    StepJob,
+    failure_response,
+)
+from strongroom.orchestrator.state import STATE_KEY, PlanState, StepStatus
+from strongroom.orchestrator.wiring import UpstreamOutputs, step_request
+from strongroom.services import parse
+
+if TYPE_CHECKING:
+    from strongroom.execution import ToolRunner
+    from strongroom.models.registry import Step
+    from strongroom.vault import Vault
+
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "LEASE_SECONDS",
+    "ClaimExecutor",
+    "Outcome",
+    "run_claimed_step",
+]
+
+HEARTBEAT_SECONDS: Final = 1.0
+"""How often a worker beats its claim's heartbeat (and looks for a cancel)."""
+
+LEASE_SECONDS: Final = 15.0
+"""A running claim whose heartbeat is older than this is the claim of a dead worker."""
+
+Outcome = Literal["finished", "not_running", "not_this_attempt", "digest_mismatch", "claimed"]
+
+
+# -- the worker's half ----------------------------------------------------------------------
+
+
+async def run_claimed_step(
+    vault: Vault,
+    runner: ToolRunner,
+    job: StepJob,
+    *,
+    worker: str,
+    heartbeat: float = HEARTBEAT_SECONDS,
+) -> Outcome:
+    """Run ``job`` here if it is the step's current attempt and nobody claimed it; record the
+    answer on its claim. Returns what happened (only ``finished`` ran the tool)."""
+    run = await vault.runs.get(job.run_id)
+    if run.status is not RunStatus.RUNNING:
+        return "not_running"
+    snapshot = await vault.snapshots.load(job.run_id)
+    plan = PlanState.model_validate(snapshot.state.data[STATE_KEY])
+    state = plan.steps.get(job.step_id)
+    if (
+        state is None
+        or state.status is not StepStatus.RUNNING
+        or state.starts != job.attempt
+        or state.request_id != job.request_id
+    ):
+        return "not_this_attempt"
+    if state.manifest_digest != job.manifest_digest or state.tool_id != job.tool_id:
+        return "digest_mismatch"
+    taken, _ = await vault.metadata.claim_step(
+        job.run_id, job.step_id, job.attempt, request_id=job.request_id, worker=worker
+    )
+    if not taken:
+        return "claimed"
+    cancel = threading.Event()
+    watcher = asyncio.create_task(_keep_claim(vault, job, worker, heartbeat, cancel))
+    try:
+        response = await _run_here(vault, runner, job, plan, cancel)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    await vault.metadata.finish_step_claim(
+        job.run_id,
+        job.step_id,
+        job.attempt,
+        worker=worker,
+        response=response.model_dump(mode="json"),
+    )
+    return "finished"
+
+
+async def _run_here(
+    vault: Vault, runner: ToolRunner, job: StepJob, plan: PlanState, cancel: threading.Event
+) -> RunnerResponse:
+    try:
+        step = await _step_definition(vault, plan, job.step_id)
+        upstream = UpstreamOutputs(vault, plan)
+
+        async def wire() -> dict[str, Any]:
+            return await step_request(step, plan, upstream.load, upstream.check_artifact)
+
+        return await LocalExecutor(runner).execute(job, step=step, wire=wire, cancel=cancel)
+    except StrongroomError as exc:  # the input could not be wired, the playbook not found
+        info = exc.to_info()
+        return failure_response(job, info.code, info.message, **info.details)
+
+
+async def _step_definition(vault: Vault, plan: PlanState, step_id: str) -> Step:
+    """The step as the run's pinned playbook (by digest) defines it."""
+    _, definition = await vault.registry.get(
+        DefinitionKind.PLAYBOOK, plan.playbook_id, f"sha256:{plan.playbook_digest}"
+    )
+    assert isinstance(definition, Playbook)
+    return next(step for step in definition.steps if step.step_id == step_id)
+
+
+async def _keep_claim(
+    vault: Vault, job: StepJob, worker: str, every: float, cancel: threading.Event
+) -> None:
+    """Beat the claim's heartbeat; kill the step (``cancel``) when the run is cancelled or
+    the claim is no longer this worker's."""
+    while not cancel.is_set():
+        await asyncio.sleep(every)
+        mine = await vault.metadata.heartbeat_step_claim(
+            job.run_id, job.step_id, job.attempt, worker=worker
+        )
+        run = await vault.runs.get(job.run_id)
+        if not mine or run.status is RunStatus.CANCELLED:
+            cancel.set()
+
+
+# -- the coordinator's half -------------------------------------------------------------------
+
+
+class ClaimExecutor:
+    """Hands each attempt to ``send`` (a broker message, a process) and answers with what its
+    step claim records: the worker's response once finished, ``worker_lost`` once the claim
+    is lost (declared so here when its heartbeat is older than ``lease`` seconds)."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        send: Callable[[StepJob], Awaitable[None]],
+        *,
+        poll: float = 0.1,
+        lease: float = LEASE_SECONDS,
+    ) -> None:
+        self._vault = vault
+        self._send = send
+        self._poll = poll
+        self._lease = lease
+
+    async def execute(
+        self,
+        job: StepJob,
+        *,
+        step: Step,
+        wire: Callable[[], Awaitable[dict[str, Any]]],
+        cancel: threading.Event,
+    ) -> RunnerResponse:
+        await self._send(job)
+        claims = self._vault.metadata
+        while True:
+            claim = await claims.get_step_claim(job.run_id, job.step_id, job.attempt)
+            if claim is None:
+                if cancel.is_set():  # never started anywhere: nothing to kill
+                    return failure_response(job, "cancelled", "the run was cancelled")
+            elif claim.state == "finished":
+                assert claim.response is not None
+                return parse(RunnerResponse, claim.response, operation="orchestrator.remote")
+            elif claim.state == "lost" or await claims.lose_step_claim(
+                job.run_id,
+                job.step_id,
+                job.attempt,
+                stale_before=utcnow() - timedelta(seconds=self._lease),
+            ):
+                return failure_response(
+                    job,
+                    WORKER_LOST,
+                    f"the worker running step {job.step_id} (attempt {job.attempt}) stopped "
+                    f"answering: {claim.worker}",
+                    worker=claim.worker,
+                    attempt=job.attempt,
+                )
+            await asyncio.sleep(self._poll)
