@@ -20,12 +20,17 @@ demo: $(STAMP)
 # Tools some tests drive besides Python (docs/security.md's worked example: node, jq, sqlite3).
 # Installed from Debian in CI (CI=true, as root) when missing; elsewhere those tests skip.
 # Chromium (tests/test_web_browser.py drives /usr/bin/chromium through Playwright) is
-# installed from Debian whenever it is missing and this runs as root, CI or not.
+# installed from Debian whenever it is missing and this runs as root, CI or not. RabbitMQ
+# (tests/test_workers_celery.py) is started in CI when it is installed and not listening.
 tools:
 	@if [ "$$CI" = "true" ]; then \
 	  for pair in node:nodejs jq:jq sqlite3:sqlite3; do \
 	    command -v $${pair%%:*} >/dev/null || { apt-get update -qq && apt-get install -y -qq $${pair##*:}; }; \
 	  done; \
+	fi
+	@if [ "$$CI" = "true" ] && command -v rabbitmq-server >/dev/null && \
+	  ! $(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', 5672), 2)" 2>/dev/null; then \
+	  echo "starting RabbitMQ for the worker tests"; rabbitmq-server -detached; \
 	fi
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing chromium (apt-get) for the browser tests"; \

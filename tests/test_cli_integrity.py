@@ -63,6 +63,20 @@ def test_keys_show_without_a_key_is_a_clear_error(env: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("given", ["", ".", "..", "newdir/", "a/newdir/"])
+def test_keys_init_refuses_a_path_that_is_not_a_file(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """Found by the CLI fuzzer: ``--path=`` crashed (an empty file name) and ``--path=dir/``
+    wrote a file named ``dir``."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["keys", "init", "--path", given, "--json"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"]["code"] == "validation_error"
+    assert not (tmp_path / "newdir").exists()
+    assert not (tmp_path / "a").exists()
+
+
 def test_anchor_then_verify_passes_and_a_rollback_fails(env: Path, tmp_path: Path) -> None:
     assert CliRunner().invoke(app, ["keys", "init"]).exit_code == 0
     vault = tmp_path / "vault"

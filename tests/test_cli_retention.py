@@ -101,6 +101,8 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
         (("gc", "apply", str(wrong)), "validation_error"),
         (("gc", "plan", "--policy", str(no_limit)), "validation_error"),
         (("gc", "plan", "--policy", str(running_rule)), "validation_error"),
+        # Found by the CLI fuzzer (an OverflowError before).
+        (("gc", "plan", "--grace", "99999999999999999999"), "validation_error"),
         (("holds", "add", "--reason", "no scope"), "validation_error"),
         (("holds", "add", run_id, "--project", "cli", "--reason", "both"), "validation_error"),
         (("holds", "add", run_id, "--reason", ""), "validation_error"),

@@ -42,6 +42,7 @@ from strongroom.cli._output import key_values, print_json, print_lines, stdout_c
 from strongroom.cli.demo import demo
 from strongroom.cli.serve import serve
 from strongroom.cli.verify import verify
+from strongroom.cli.worker import worker
 from strongroom.secrets import safe_url
 from strongroom.vault import Vault
 
@@ -324,6 +325,7 @@ app.command("demo")(demo)
 app.command("export")(transfer.export_command)
 app.command("import")(transfer.import_command)
 app.command("serve")(serve)
+app.command("worker")(worker)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ actors add`, it is its owner's personal key for signed governed acts (publish, a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from rich.text import Text
 
 from strongroom.cli._context import JsonFlag, cli_state, reported_errors
 from strongroom.cli._output import print_json, stdout_console
+from strongroom.errors import ValidationError
 from strongroom.integrity import default_key_path, init_key, load_signing_key, public_key_path
 
 __all__ = ["app"]
@@ -25,13 +27,29 @@ app = typer.Typer(
 )
 
 PathOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--path",
         help="The key file (default: $STRONGROOM_SIGNING_KEY, else "
         "~/.config/strongroom/signing-key.pem).",
     ),
 ]
+
+
+def _key_file(text: str | None) -> Path | None:
+    """``--path`` as a file path: empty, a folder (a trailing ``/``), ``.`` or ``..`` are
+    refused before anything is written."""
+    if text is None:
+        return None
+    path = Path(text)
+    if not text or text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        raise ValidationError(
+            f"--path {text[:200]!r}: expected a key file, e.g. "
+            "~/.config/strongroom/signing-key.pem",
+            operation="keys",
+            field="--path",
+        )
+    return path
 
 
 @app.command("init")
@@ -46,7 +64,7 @@ def init(
     """Create the signing key (0600) and its public key beside it; refuses to overwrite."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        info = init_key(path, overwrite=force)
+        info = init_key(_key_file(path), overwrite=force)
         if state.json:
             print_json(info)
             return
@@ -60,7 +78,7 @@ def show(ctx: typer.Context, path: PathOption = None, json_flag: JsonFlag = Fals
     """Print the key id and public key of the signing key (never the private key)."""
     state = cli_state(ctx, json_flag)
     with reported_errors(state):
-        where = path or default_key_path()
+        where = _key_file(path) or default_key_path()
         key = load_signing_key(where, required=True)
         assert key is not None
         view = {

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
@@ -32,12 +32,16 @@ from strongroom.cli._context import (
 )
 from strongroom.cli._output import STEP_STYLES, print_json, stdout_console
 from strongroom.cli._registry_args import KeyOption, SignFlag, personal_key
+from strongroom.cli.worker import BrokerOption, QueueOption, broker_app
 from strongroom.errors import Conflict, NotFound, ValidationError, map_os_errors
 from strongroom.execution import RunnerOptions
 from strongroom.integrity import SigningKey
 from strongroom.models import Run, RunStatus, load_json_text
-from strongroom.orchestrator import Event, Orchestrator, RunResult, StepStatus
+from strongroom.orchestrator import Event, Orchestrator, RunResult, StepExecutor, StepStatus
 from strongroom.vault import Vault
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 __all__ = ["cancel", "resume", "run"]
 
@@ -148,6 +152,42 @@ class Progress:
                     self.console.line()  # the last frame ends without one off a terminal
 
 
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where steps run: local (this process, default) or celery (workers started with "
+        "`strongroom worker` on the broker).",
+    ),
+]
+
+
+def _remote(executor: str, broker: str | None, state: CliState) -> Celery | None:
+    """The Celery application for ``--executor celery`` (the broker checked), None for local."""
+    if executor == "local":
+        return None
+    if executor != "celery":
+        raise ValidationError(
+            f"--executor {executor[:40]!r}: expected local or celery",
+            operation="cli.run",
+            field="--executor",
+        )
+    if state.vault_url.startswith("memory:"):
+        raise ValidationError(
+            "--executor celery needs a vault the workers share: memory:// is private to this "
+            "process",
+            operation="cli.run",
+            reason="unshared_vault",
+        )
+    return broker_app(broker, "cli.run")
+
+
+def _celery_executor(vault: Vault, app: Celery, queue: str) -> StepExecutor:
+    from strongroom.workers import CeleryExecutor
+
+    return CeleryExecutor(vault, app, queue=queue)
+
+
 def _options(workdir: Path, paths: list[Path] | None) -> RunnerOptions:
     return RunnerOptions(workdir=workdir.resolve(), tool_paths=tool_paths(paths))
 
@@ -245,6 +285,9 @@ def run(
     actor: ActorOption = "local",
     key: KeyOption = None,
     sign: SignFlag = False,
+    executor: ExecutorOption = "local",
+    broker: BrokerOption = None,
+    queue: QueueOption = "strongroom",
     json_flag: JsonFlag = False,
 ) -> None:
     """Run a playbook through the sandboxed execution lane, persisting after every step.
@@ -266,13 +309,19 @@ def run(
         options = _options(workdir, tool_path)
         local = Path(playbook)
         data = _playbook_file(playbook)
+        remote = _remote(executor, broker, state)
 
         async def work(vault: Vault) -> RunResult:
             ref = playbook
             if data is not None:
                 ref = await _publish_local(vault, data, local.name, signer)
             orchestrator = Orchestrator(
-                vault, options, max_parallel=max_parallel, actor=actor, on_event=progress
+                vault,
+                options,
+                max_parallel=max_parallel,
+                actor=actor,
+                on_event=progress,
+                executor=None if remote is None else _celery_executor(vault, remote, queue),
             )
             with progress.shown():
                 return await orchestrator.start(

@@ -19,7 +19,13 @@ from strongroom.cli._context import JsonFlag, RunIdArg, cli_state, reported_erro
 from strongroom.cli._output import key_values, print_json, print_lines, stdout_console
 from strongroom.cli._progress import StageProgress
 from strongroom.errors import NotFound, SerializationError, ValidationError, map_os_errors
-from strongroom.models import GcPlan, GcResult, HoldQuery, RetentionPolicy, RunDeletion
+from strongroom.models import (
+    GcPlan,
+    GcResult,
+    HoldQuery,
+    RetentionPolicy,
+    RunDeletion,
+)
 from strongroom.registry.parse import parse_document
 from strongroom.services import DEFAULT_GRACE_SECONDS, parse
 from strongroom.vault import Vault
@@ -288,7 +294,9 @@ def gc_plan(
     grace: Annotated[
         int,
         typer.Option(
-            "--grace", help="Seconds: blobs and staging files younger than this stay.", min=0
+            "--grace",
+            help="Seconds: blobs and staging files younger than this stay.",
+            min=0,
         ),
     ] = DEFAULT_GRACE_SECONDS,
     out: Annotated[

@@ -271,6 +271,12 @@ def init_key(path: Path | None = None, *, overwrite: bool = False) -> KeyInfo:
     `Conflict` (reason ``key_exists``) unless ``overwrite``.
     """
     path = Path(path) if path is not None else default_key_path()
+    if path.name in ("", ".", ".."):
+        raise ValidationError(
+            f"{str(path)[:200]!r} is not a key file path",
+            operation="signing.init_key",
+            field="path",
+        )
     key = SigningKey.generate()
     pub_path = public_key_path(path)
     with map_os_errors("signing.init_key", backend=_BACKEND, path=str(path)):

@@ -106,6 +106,7 @@ from strongroom.models.registry import (
 )
 from strongroom.models.retention import (
     GC_ITEM_KINDS,
+    MAX_GRACE_SECONDS,
     RUN_DELETED_EVENT,
     GcItem,
     GcItemKind,
@@ -168,6 +169,7 @@ __all__ = [
     "KEY_ID_PATTERN",
     "LEVEL_ORDER",
     "MAX_BINDINGS_PER_ENTRY",
+    "MAX_GRACE_SECONDS",
     "MAX_INT64",
     "MAX_JSON_DEPTH",
     "MAX_LABELS",

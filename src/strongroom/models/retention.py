@@ -14,6 +14,7 @@ from strongroom.models.runs import TERMINAL_STATUSES, RunStatus
 
 __all__ = [
     "GC_ITEM_KINDS",
+    "MAX_GRACE_SECONDS",
     "RUN_DELETED_EVENT",
     "GcItem",
     "GcItemKind",
@@ -120,6 +121,9 @@ class RetentionPolicy(Record):
     rules: list[RetentionRule] = Field(default_factory=list, max_length=100)
 
 
+MAX_GRACE_SECONDS: Final = 10 * 365 * 24 * 3600
+"""The longest grace period a plan may have (ten years)."""
+
 GcItemKind = Literal["run", "object", "blob", "staging", "multipart"]
 GC_ITEM_KINDS: Final = ("run", "object", "blob", "staging", "multipart")
 
@@ -148,7 +152,7 @@ class GcPlan(Record):
     plan_id: str
     created_at: UtcDatetime = Field(default_factory=utcnow)
     actor: ActorName
-    grace_seconds: int = Field(ge=0)
+    grace_seconds: int = Field(ge=0, le=MAX_GRACE_SECONDS)
     policy: RetentionPolicy | None = None
     items: list[GcItem] = Field(default_factory=list)
     totals: dict[str, int] = Field(default_factory=dict)

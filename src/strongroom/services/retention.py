@@ -29,6 +29,7 @@ from strongroom.errors import Conflict, NotFound, ValidationError
 from strongroom.ids import new_id
 from strongroom.models import (
     GC_ITEM_KINDS,
+    MAX_GRACE_SECONDS,
     RUN_DELETED_EVENT,
     AuditEvent,
     GcItem,
@@ -281,9 +282,11 @@ class RetentionService:
         `effective_policy`) lets go (held ones are counted in
         ``kept_held``, never listed), catalog objects past their namespace's
         ``retention_days``, blobs nothing uses, staging files writers left. Reads only."""
-        if grace_seconds < 0:
+        if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
             raise ValidationError(
-                "grace_seconds must be 0 or more", operation="gc.plan", field="grace_seconds"
+                f"grace_seconds must be 0 to {MAX_GRACE_SECONDS} (ten years)",
+                operation="gc.plan",
+                field="grace_seconds",
             )
         now = now or utcnow()
         horizon = now - timedelta(seconds=grace_seconds)

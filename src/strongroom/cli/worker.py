@@ -1,0 +1,157 @@
+"""`strongroom worker`: a Celery worker that runs playbook steps sent by `strongroom run
+--executor celery`, against this vault, with these tools, in this machine's sandbox."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+
+from strongroom.cli._context import JsonFlag, cli_state, reported_errors, tool_paths
+from strongroom.errors import NotFound, StorageIOError, ValidationError
+from strongroom.secrets import safe_url
+from strongroom.vault import Vault
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+__all__ = ["BROKER_ENV", "broker_app", "worker"]
+
+BROKER_ENV: Final = "STRONGROOM_BROKER_URL"
+"""strongroom.workers.BROKER_ENV (named here so that other commands need not import Celery)."""
+
+_SCHEMES: Final = ("amqp", "amqps", "pyamqp", "redis", "rediss")
+_PROBE_SECONDS: Final = 10
+
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        envvar=BROKER_ENV,
+        show_envvar=True,
+        help="The broker's URL: amqp://USER:PASSWORD@HOST:5672/VHOST (RabbitMQ) or "
+        "redis://HOST:6379/0.",
+    ),
+]
+QueueOption = Annotated[
+    str, typer.Option("--queue", help="The queue steps are sent to (default: strongroom).")
+]
+
+
+def broker_app(broker: str | None, operation: str) -> Celery:
+    """The Celery application on ``broker``, once the broker answered; a missing, malformed
+    or unreachable broker is a clear error, before anything is sent or started."""
+    if not broker:
+        raise ValidationError(
+            f"no broker: give --broker URL or set ${BROKER_ENV} (e.g. "
+            "amqp://guest:guest@127.0.0.1:5672//)",
+            operation=operation,
+            reason="no_broker",
+        )
+    scheme = broker.split("://", 1)[0] if "://" in broker else ""
+    if scheme not in _SCHEMES:
+        raise ValidationError(
+            f"--broker {safe_url(broker)[:120]!r}: expected a URL starting with "
+            + ", ".join(f"{s}://" for s in _SCHEMES),
+            operation=operation,
+            reason="bad_broker",
+        )
+    from strongroom.workers import celery_app  # Celery loads only for the commands using it
+
+    app = celery_app(broker)
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=_PROBE_SECONDS)
+    except Exception as exc:  # kombu's and the transports' errors are many kinds
+        raise StorageIOError(
+            f"cannot reach the broker {safe_url(broker)}: {type(exc).__name__}: "
+            f"{safe_url(str(exc))[:300]}",
+            operation=operation,
+            reason="broker_unreachable",
+        ) from None
+    return app
+
+
+def worker(
+    ctx: typer.Context,
+    broker: BrokerOption = None,
+    queue: QueueOption = "strongroom",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=256, help="Steps this worker runs at once.")
+    ] = 1,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="This worker's name in step claims (default: the host name)."),
+    ] = None,
+    tool_path: Annotated[
+        list[Path] | None,
+        typer.Option("--tool-path", help="Folder with tool modules (repeatable)."),
+    ] = None,
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="The tools' working directory.")
+    ] = Path("."),
+    json_flag: JsonFlag = False,
+) -> None:
+    """Run steps sent to QUEUE on the broker, until stopped (SIGTERM or Ctrl-C: the steps
+    running finish first; a SIGKILL hands them back to the broker)."""
+    state = cli_state(ctx, json_flag)
+    with reported_errors(state):
+        if state.vault_url.startswith("memory:"):
+            raise ValidationError(
+                "a worker needs a vault it shares with the coordinator: memory:// is private "
+                "to one process (use PostgreSQL + S3, or an embedded vault on this machine)",
+                operation="worker",
+                reason="unshared_vault",
+            )
+        worker_name = name or socket.gethostname()
+        if not worker_name or len(worker_name) > 128 or any(c in worker_name for c in "@: \n"):
+            raise ValidationError(
+                "--name: 1-128 characters without '@', ':', spaces or newlines",
+                operation="worker",
+                field="--name",
+            )
+        if not queue or len(queue) > 200 or not queue.replace("-", "").replace(".", "").isalnum():
+            raise ValidationError(
+                "--queue: letters, digits, '-' and '.' (at most 200)",
+                operation="worker",
+                field="--queue",
+            )
+        paths = tool_paths(tool_path)
+
+        async def probe(vault: Vault) -> None:  # the vault must exist: a worker creates none
+            return None
+
+        try:
+            state.run(probe, create=False)
+        except NotFound:
+            raise NotFound(
+                f"no vault at {safe_url(state.vault_url)}: a worker runs steps of an existing "
+                "vault (create it with `strongroom init`)",
+                operation="worker",
+            ) from None
+        app = broker_app(broker, "worker")
+        from strongroom.workers import WorkerSettings
+
+        settings = WorkerSettings(
+            vault_url=state.vault_url,
+            blobs_url=state.blobs_url,
+            tool_paths=paths,
+            workdir=workdir.resolve(),
+            name=worker_name,
+        )
+        os.environ.update(settings.environment())
+        app.worker_main(
+            [
+                "worker",
+                f"--concurrency={concurrency}",
+                f"--queues={queue}",
+                f"--hostname={worker_name}@%h",
+                "--loglevel=WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--prefetch-multiplier=1",
+            ]
+        )

@@ -1,0 +1,301 @@
+"""Steps on Celery workers through a real RabbitMQ broker (the machine's, docs/orchestrator.md)
+and real `strongroom worker` processes: a fan-out DAG spreads over three workers and completes
+with every step recorded once; `strongroom run --executor celery` does the same from the
+command line; a worker's pool process SIGKILLed mid-step costs a new attempt, not the run.
+
+Each test has its own queue, so the machine's broker may be shared. Without a broker the tests
+skip (fail under CI=true) saying what to start."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from _lane import TOOLS_DIR, Lane, manifest, open_lane, policy, require_sandbox, tool
+from strongroom.models import RunStatus
+from strongroom.orchestrator import Orchestrator, PlanState
+from strongroom.orchestrator.state import STATE_KEY
+from strongroom.workers import CeleryExecutor, celery_app
+
+BROKER = os.environ.get("STRONGROOM_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+DEADLINE = 300.0  # seconds: generous, a loaded CI machine is slow; nothing waits this long
+
+TOOLS = [tool("add", "lane_tools:add", level="A0", timeout=120, retries=2)]
+
+
+def _broker_or_skip() -> None:
+    from kombu import Connection
+
+    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    deadline = time.monotonic() + (120 if ci else 5)  # CI may have just started RabbitMQ
+    while True:
+        try:
+            with Connection(BROKER, connect_timeout=5) as connection:
+                connection.ensure_connection(max_retries=1, timeout=5)
+            return
+        except Exception as exc:
+            if time.monotonic() < deadline:
+                time.sleep(1)
+                continue
+            message = (
+                f"no broker at {BROKER} ({type(exc).__name__}): start RabbitMQ "
+                "(`rabbitmq-server -detached`) or set STRONGROOM_TEST_BROKER_URL"
+            )
+        if ci:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def _add(step_id: str, x: Any, y: Any, delay: float = 0) -> dict[str, Any]:
+    return {
+        "step_id": step_id,
+        "tool": "add@1.0.0",
+        "inputs": {"x": x, "y": y, "delay": {"value": delay}},
+    }
+
+
+def _fan(delay: float = 0.3, slow: float = 0.3) -> dict[str, Any]:
+    """a -> b1..b6 -> c: the six middle steps run in parallel on whichever workers are free."""
+    middle = [
+        _add(
+            f"b{n}",
+            {"from_step": "a", "pointer": "/sum"},
+            {"value": n},
+            delay=slow if n == 1 else delay,
+        )
+        for n in range(1, 7)
+    ]
+    return {
+        "kind": "playbook",
+        "playbook_id": "fan",
+        "name": "Fan",
+        "version": "1.0.0",
+        "owner": "alice",
+        "steps": [
+            _add("a", {"from_input": "x"}, {"value": 1}),
+            *middle,
+            _add(
+                "c", {"from_step": "b1", "pointer": "/sum"}, {"from_step": "b6", "pointer": "/sum"}
+            ),
+        ],
+    }
+
+
+# a = x + 1 = 2; b_n = 2 + n; c = b1 + b6 = 3 + 8
+EXPECTED = {"a": 2, **{f"b{n}": 2 + n for n in range(1, 7)}, "c": 11}
+
+
+@pytest.fixture
+async def lane(tmp_path: Path) -> AsyncIterator[Lane]:
+    require_sandbox()
+    _broker_or_skip()
+    lane = await open_lane(tmp_path)
+    await lane.publish(policy(), manifest(TOOLS), _fan())
+    try:
+        yield lane
+    finally:
+        await lane.vault.close()
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    name = f"sr-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    app = celery_app(BROKER)
+    with app.connection_for_write() as connection:
+        channel: Any = connection.default_channel
+        channel.queue_delete(name)
+
+
+class Workers:
+    """`strongroom worker` processes on one queue; stopped (SIGTERM, then SIGKILL) at the end."""
+
+    def __init__(self, lane: Lane, queue: str) -> None:
+        self.lane = lane
+        self.queue = queue
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._logs: list[Any] = []
+
+    def start(self, count: int) -> None:
+        for n in range(count):
+            log = open(self.lane.root / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed in stop
+            self._logs.append(log)
+            command = [
+                sys.executable,
+                "-m",
+                "strongroom",
+                "--vault",
+                str(self.lane.root / "vault"),
+                "worker",
+                "--broker",
+                BROKER,
+                "--queue",
+                self.queue,
+                "--name",
+                f"w{n}",
+                "--tool-path",
+                str(TOOLS_DIR),
+                "--workdir",
+                str(self.lane.root / "work"),
+            ]
+            self.processes.append(subprocess.Popen(command, stdout=log, stderr=log))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                for child in psutil.Process(process.pid).children(recursive=True):
+                    child.kill()
+                process.kill()
+                process.wait()
+        for log in self._logs:
+            log.close()
+
+    def log(self) -> str:
+        return "\n".join(
+            (self.lane.root / f"worker-{n}.log").read_text(errors="replace")[-2000:]
+            for n in range(len(self.processes))
+        )
+
+
+@pytest.fixture
+def workers(lane: Lane, queue: str) -> Iterator[Workers]:
+    started = Workers(lane, queue)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+async def _sums(lane: Lane, run_id: str) -> dict[str, int]:
+    snapshot = await lane.vault.snapshots.load(run_id)
+    plan = PlanState.model_validate(snapshot.state.data[STATE_KEY])
+    found = {}
+    for step_id, state in plan.steps.items():
+        assert state.output_artifact_id is not None
+        found[step_id] = json.loads(await lane.vault.artifacts.get_bytes(state.output_artifact_id))[
+            "sum"
+        ]
+    return found
+
+
+async def _completions(lane: Lane, run_id: str) -> list[str]:
+    return sorted(
+        e.phase or "" for e in await lane.vault.logs.read(run_id) if e.event == "step.completed"
+    )
+
+
+async def test_a_fan_out_spreads_over_three_workers(
+    lane: Lane, queue: str, workers: Workers
+) -> None:
+    workers.start(3)
+    executor = CeleryExecutor(lane.vault, celery_app(BROKER), queue=queue)
+    orchestrator = Orchestrator(lane.vault, executor=executor, max_parallel=6)
+    result = await asyncio.wait_for(orchestrator.start("fan@1.0.0", inputs={"x": 1}), DEADLINE)
+    assert result.status is RunStatus.COMPLETED, (result.run.last_error, workers.log())
+    run_id = result.run.run_id
+    assert await _sums(lane, run_id) == EXPECTED
+    assert await _completions(lane, run_id) == sorted(EXPECTED)
+    claims = await lane.vault.metadata.list_step_claims(run_id)
+    assert {(c.step_id, c.attempt, c.state) for c in claims} == {
+        (step, 1, "finished") for step in EXPECTED
+    }
+    ran_on = {c.worker.split(":")[0] for c in claims}
+    assert ran_on <= {"w0", "w1", "w2"}
+    assert len(ran_on) >= 2, ran_on  # six parallel steps, three workers of one slot each
+    assert (await lane.vault.verify()).ok
+
+
+async def test_strongroom_run_with_the_celery_executor(
+    lane: Lane, queue: str, workers: Workers
+) -> None:
+    workers.start(2)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "strongroom",
+            "--vault",
+            str(lane.root / "vault"),
+            "--json",
+            "run",
+            "fan@1.0.0",
+            "--input",
+            "x=1",
+            "--executor",
+            "celery",
+            "--broker",
+            BROKER,
+            "--queue",
+            queue,
+            "--tool-path",
+            str(TOOLS_DIR),
+            "--workdir",
+            str(lane.root / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:], workers.log())
+    runs = await lane.vault.runs.list({"project": "playbooks", "limit": 10})
+    [run] = [r for r in runs.items if r.playbook is not None and r.playbook.playbook_id == "fan"]
+    assert run.status is RunStatus.COMPLETED
+    assert await _sums(lane, run.run_id) == EXPECTED
+
+
+async def test_a_pool_process_killed_mid_step_costs_a_new_attempt(
+    lane: Lane, queue: str, workers: Workers
+) -> None:
+    await lane.publish({**_fan(slow=6), "version": "2.0.0"})
+    workers.start(2)
+    executor = CeleryExecutor(lane.vault, celery_app(BROKER), queue=queue, lease=3.0)
+    orchestrator = Orchestrator(lane.vault, executor=executor, max_parallel=2)
+    task = asyncio.create_task(orchestrator.start("fan@2.0.0", inputs={"x": 1}))
+    # Kill the pool process that runs b1's first attempt, once its claim is running.
+    deadline = time.monotonic() + DEADLINE
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline, workers.log()
+        assert not task.done(), task
+        runs = await lane.vault.runs.list({"project": "playbooks", "limit": 10})
+        for run in runs.items:
+            claim = await lane.vault.metadata.get_step_claim(run.run_id, "b1", 1)
+            if claim is not None and claim.state == "running":
+                victim = int(claim.worker.rsplit(":", 1)[1])
+        await asyncio.sleep(0.02)
+    os.kill(victim, signal.SIGKILL)
+    result = await asyncio.wait_for(task, DEADLINE)
+    assert result.status is RunStatus.COMPLETED, (result.run.last_error, workers.log())
+    run_id = result.run.run_id
+    claims = {
+        (c.step_id, c.attempt): c.state for c in await lane.vault.metadata.list_step_claims(run_id)
+    }
+    assert claims[("b1", 1)] == "lost"
+    assert claims[("b1", 2)] == "finished"
+    assert await _sums(lane, run_id) == EXPECTED
+    assert await _completions(lane, run_id) == sorted(EXPECTED)  # each end recorded once
+    retried = [
+        e.details
+        for e in await lane.vault.audit.entries(limit=100_000)
+        if e.subject_id == run_id and e.event == "orchestrator.step_retried"
+    ]
+    assert [(d["step"], d["attempt"]) for d in retried] == [("b1", 2)]
+    assert (await lane.vault.verify()).ok
