@@ -7,6 +7,7 @@ attempt (audited) and the run completes with the outputs of an uninterrupted one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import signal
@@ -228,3 +229,41 @@ async def test_a_worker_killed_mid_step_costs_a_new_attempt_not_the_run(lane: La
     assert retried[0].details["attempt"] == 2
     assert retried[0].details["worker"] == "test-worker-1-0"
     assert (await lane.vault.verify()).ok
+
+
+async def test_resume_takes_a_step_over_from_a_worker_still_holding_it(lane: Lane) -> None:
+    """The coordinator dies while a worker holds step a's claim; `resume` declares that claim
+    lost (the worker's next heartbeat is refused and its answer can never be recorded) and
+    runs a as a new attempt."""
+    await lane.publish(_chain())
+    sent: list[StepJob] = []
+
+    async def nowhere(job: StepJob) -> None:
+        sent.append(job)
+
+    first = Orchestrator(lane.vault, executor=ClaimExecutor(lane.vault, nowhere, poll=0.05))
+    task = asyncio.create_task(first.start("remote-chain@1.0.0", inputs={"x": 1}))
+    deadline = time.monotonic() + DEADLINE
+    while not sent:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    job = sent[0]
+    taken, _ = await lane.vault.metadata.claim_step(
+        job.run_id, job.step_id, job.attempt, request_id=job.request_id, worker="ghost"
+    )
+    assert taken
+    task.cancel()  # the coordinator dies
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    workers = Processes(lane)
+    second = Orchestrator(lane.vault, executor=ClaimExecutor(lane.vault, workers.send, poll=0.05))
+    result = await asyncio.wait_for(second.resume(job.run_id), DEADLINE)
+    assert result.status is RunStatus.COMPLETED, result.run.last_error
+    ghost = await lane.vault.metadata.get_step_claim(job.run_id, "a", 1)
+    assert ghost is not None
+    assert (ghost.worker, ghost.state) == ("ghost", "lost")
+    assert not await lane.vault.metadata.heartbeat_step_claim(job.run_id, "a", 1, worker="ghost")
+    assert (await _plan(lane, job.run_id)).steps["a"].starts == 2
+    assert await _outputs(lane, await _plan(lane, job.run_id)) == EXPECTED
+    assert sorted(await _completions(lane, job.run_id)) == ["a", "b", "c"]
+    await asyncio.to_thread(workers.outcomes)

@@ -17,7 +17,7 @@ from strongroom.adapters import (
     safe_url,
 )
 from strongroom.errors import NotFound, ValidationError
-from strongroom.secrets import REDACTED
+from strongroom.secrets import REDACTED, scrub_text, shown_url
 
 SECRET = "s3cr3t-URL-Q7X"
 
@@ -152,3 +152,22 @@ def test_a_missing_embedded_vault_is_not_created_when_create_is_false(tmp_path: 
     with pytest.raises(NotFound):
         open_stores(str(tmp_path / "nope"), create=False)
     assert not (tmp_path / "nope").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("amqp://guest:pa/ss@mq:5672//", "amqp://[REDACTED]@mq:5672//"),
+        ("amqp://u:p#q?r@mq/vhost", "amqp://[REDACTED]@mq/vhost"),
+        ("amqp://u:p@ss@mq/", "amqp://[REDACTED]@mq/"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ],
+)
+def test_shown_url_hides_any_user_info_a_parser_would_misread(url: str, shown: str) -> None:
+    printed, userinfo = shown_url(url)
+    assert printed == shown
+    if "@" in url:
+        secret = url.split("://", 1)[1].rpartition("@")[0]
+        assert userinfo == secret
+        assert secret.split(":", 1)[1] not in printed
+        assert secret not in scrub_text(f"could not connect to {url}", [userinfo])

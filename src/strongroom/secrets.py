@@ -37,6 +37,7 @@ __all__ = [
     "env_secrets",
     "safe_url",
     "scrub_text",
+    "shown_url",
 ]
 
 #: What replaces a secret, everywhere.
@@ -300,3 +301,16 @@ def env_secrets() -> list[str | None]:
     """The values of the credential environment variables (AWS, ``PGPASSWORD``): the known
     values `scrub_text` hides wherever a driver or a traceback echoes them."""
     return [os.environ.get(name) for name in _SECRET_ENV]
+
+
+def shown_url(url: str) -> tuple[str, str]:
+    """(``url`` fit to print, the text to scrub from messages about it): everything between
+    ``scheme://`` and the *last* ``@`` is user-info and is replaced by `REDACTED` (a password
+    may hold ``/``, ``?``, ``#`` or ``@``, which defeat URL parsers), then `safe_url` hides
+    secret-looking query values. The second value is the user-info ('' when there is none), for
+    `scrub_text`'s ``known_values``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return safe_url(url), ""
+    userinfo, _, host = rest.rpartition("@")
+    return safe_url(f"{scheme}://{REDACTED}@{host}"), userinfo

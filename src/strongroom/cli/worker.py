@@ -12,7 +12,7 @@ import typer
 
 from strongroom.cli._context import JsonFlag, cli_state, reported_errors, tool_paths
 from strongroom.errors import NotFound, StorageIOError, ValidationError
-from strongroom.secrets import safe_url
+from strongroom.secrets import safe_url, scrub_text, shown_url
 from strongroom.vault import Vault
 
 if TYPE_CHECKING:
@@ -51,10 +51,11 @@ def broker_app(broker: str | None, operation: str) -> Celery:
             operation=operation,
             reason="no_broker",
         )
+    shown, userinfo = shown_url(broker)
     scheme = broker.split("://", 1)[0] if "://" in broker else ""
     if scheme not in _SCHEMES:
         raise ValidationError(
-            f"--broker {safe_url(broker)[:120]!r}: expected a URL starting with "
+            f"--broker {shown[:120]!r}: expected a URL starting with "
             + ", ".join(f"{s}://" for s in _SCHEMES),
             operation=operation,
             reason="bad_broker",
@@ -67,8 +68,8 @@ def broker_app(broker: str | None, operation: str) -> Celery:
             connection.ensure_connection(max_retries=1, timeout=_PROBE_SECONDS)
     except Exception as exc:  # kombu's and the transports' errors are many kinds
         raise StorageIOError(
-            f"cannot reach the broker {safe_url(broker)}: {type(exc).__name__}: "
-            f"{safe_url(str(exc))[:300]}",
+            f"cannot reach the broker {shown}: {type(exc).__name__}: "
+            f"{scrub_text(str(exc), [userinfo, *userinfo.split(':', 1)])[:300]}",
             operation=operation,
             reason="broker_unreachable",
         ) from None

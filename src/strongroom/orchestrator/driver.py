@@ -236,9 +236,12 @@ class Driver:
         allows one: persisted (a snapshot with the new attempt and request id) and audited
         before it is sent. False: no retry left, or the run was cancelled meanwhile."""
         state = self.plan.steps[step.step_id]
-        _, tool = await self._vault.registry.resolve_tool(
-            f"{state.tool_id}@sha256:{state.manifest_digest}"
-        )
+        try:
+            _, tool = await self._vault.registry.resolve_tool(
+                f"{state.tool_id}@sha256:{state.manifest_digest}"
+            )
+        except StrongroomError:  # the tool cannot be read back: no retry, the step fails
+            return False
         allowed = 1 + tool.constraints.max_retries
         async with self.lock:
             if state.status is not StepStatus.RUNNING or state.request_id != job.request_id:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import (
@@ -41,6 +42,7 @@ from strongroom.models import (
     RunState,
     RunStatus,
     canonical_json,
+    utcnow,
 )
 from strongroom.models.registry import Ref
 from strongroom.orchestrator.driver import Driver, RunResult, audit
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["DigestDrift", "Orchestrator", "RunResult"]
 
 PROJECT_FALLBACK = "playbooks"
+_FOREVER = timedelta(days=36500)
 
 
 class Orchestrator:
@@ -295,6 +298,13 @@ class Orchestrator:
             plan = await self._repin(plan, playbook_def)
             await self._vault.audit.record(forced)
         for step in plan.steps.values():
+            if step.status is StepStatus.RUNNING:
+                # A worker may still run the attempt that was in flight: its claim is declared
+                # lost, so it stops (its next heartbeat is refused) and its answer is never
+                # recorded; the step runs again as a new attempt.
+                await self._vault.metadata.lose_step_claim(
+                    run_id, step.step_id, step.starts, stale_before=utcnow() + _FOREVER
+                )
             if step.status is not StepStatus.COMPLETED:
                 step.status = StepStatus.PENDING
         state = snapshot.state

@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
+import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from strongroom.errors import StrongroomError
+from strongroom.errors import OperationTimeout, StorageIOError, StrongroomError, ValidationError
 from strongroom.models import (
     DefinitionKind,
     Playbook,
     RunnerResponse,
     RunStatus,
-    utcnow,
 )
 from strongroom.orchestrator.executor import (
     WORKER_LOST,
@@ -66,7 +67,13 @@ HEARTBEAT_SECONDS: Final = 1.0
 LEASE_SECONDS: Final = 15.0
 """A running claim whose heartbeat is older than this is the claim of a dead worker."""
 
-Outcome = Literal["finished", "not_running", "not_this_attempt", "digest_mismatch", "claimed"]
+RESEND_SECONDS: Final = 300.0
+"""A job nobody claimed for this long is sent again (a message lost with a broker, a worker
+that failed before claiming); a second delivery is harmless."""
+
+Outcome = Literal[
+    "finished", "lost", "not_running", "not_this_attempt", "digest_mismatch", "claimed"
+]
 
 
 # -- the worker's half ----------------------------------------------------------------------
@@ -85,6 +92,8 @@ async def run_claimed_step(
     run = await vault.runs.get(job.run_id)
     if run.status is not RunStatus.RUNNING:
         return "not_running"
+    # The run's own actor acts, not whoever the message names: a message is untrusted input.
+    job = dataclasses.replace(job, caller=run.actor)
     snapshot = await vault.snapshots.load(job.run_id)
     plan = PlanState.model_validate(snapshot.state.data[STATE_KEY])
     state = plan.steps.get(job.step_id)
@@ -110,14 +119,21 @@ async def run_claimed_step(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-    await vault.metadata.finish_step_claim(
-        job.run_id,
-        job.step_id,
-        job.attempt,
-        worker=worker,
-        response=response.model_dump(mode="json"),
-    )
-    return "finished"
+    answer = response.model_dump(mode="json")
+    try:
+        recorded = await vault.metadata.finish_step_claim(
+            job.run_id, job.step_id, job.attempt, worker=worker, response=answer
+        )
+    except ValidationError as exc:  # an inline output the claim cannot keep: say so instead
+        failed = failure_response(job, "response_too_large", exc.message)
+        recorded = await vault.metadata.finish_step_claim(
+            job.run_id,
+            job.step_id,
+            job.attempt,
+            worker=worker,
+            response=failed.model_dump(mode="json"),
+        )
+    return "finished" if recorded else "lost"
 
 
 async def _run_here(
@@ -148,14 +164,22 @@ async def _step_definition(vault: Vault, plan: PlanState, step_id: str) -> Step:
 async def _keep_claim(
     vault: Vault, job: StepJob, worker: str, every: float, cancel: threading.Event
 ) -> None:
-    """Beat the claim's heartbeat; kill the step (``cancel``) when the run is cancelled or
-    the claim is no longer this worker's."""
+    """Beat the claim's heartbeat; kill the step (``cancel``) when the run is cancelled, the
+    claim is no longer this worker's (declared lost, or a resume took the step over), or no
+    beat got through for half a lease (the coordinator will soon think this worker dead)."""
+    last_beat = time.monotonic()
     while not cancel.is_set():
         await asyncio.sleep(every)
-        mine = await vault.metadata.heartbeat_step_claim(
-            job.run_id, job.step_id, job.attempt, worker=worker
-        )
-        run = await vault.runs.get(job.run_id)
+        try:
+            mine = await vault.metadata.heartbeat_step_claim(
+                job.run_id, job.step_id, job.attempt, worker=worker
+            )
+            run = await vault.runs.get(job.run_id)
+        except StrongroomError:  # a database hiccup: beat again, up to half a lease
+            if time.monotonic() - last_beat > LEASE_SECONDS / 2:
+                cancel.set()
+            continue
+        last_beat = time.monotonic()
         if not mine or run.status is RunStatus.CANCELLED:
             cancel.set()
 
@@ -166,7 +190,10 @@ async def _keep_claim(
 class ClaimExecutor:
     """Hands each attempt to ``send`` (a broker message, a process) and answers with what its
     step claim records: the worker's response once finished, ``worker_lost`` once the claim
-    is lost (declared so here when its heartbeat is older than ``lease`` seconds)."""
+    is lost. A claim is declared lost here when its heartbeat has not moved for ``lease``
+    seconds of *this* process's clock (machines' clocks may disagree; a heartbeat's change
+    does not), by a compare-and-set on the heartbeat last seen, so a beat that lands
+    meanwhile keeps it. A job nobody claimed for ``resend`` seconds is sent again."""
 
     def __init__(
         self,
@@ -175,11 +202,13 @@ class ClaimExecutor:
         *,
         poll: float = 0.1,
         lease: float = LEASE_SECONDS,
+        resend: float = RESEND_SECONDS,
     ) -> None:
         self._vault = vault
         self._send = send
         self._poll = poll
         self._lease = lease
+        self._resend = resend
 
     async def execute(
         self,
@@ -190,27 +219,48 @@ class ClaimExecutor:
         cancel: threading.Event,
     ) -> RunnerResponse:
         await self._send(job)
+        sent = time.monotonic()
+        seen: tuple[datetime, float] | None = None  # (heartbeat, when it was first seen)
+        cancelled_at: float | None = None
         claims = self._vault.metadata
         while True:
-            claim = await claims.get_step_claim(job.run_id, job.step_id, job.attempt)
+            await asyncio.sleep(self._poll)
+            now = time.monotonic()
+            if cancel.is_set() and cancelled_at is None:
+                cancelled_at = now
+            try:
+                claim = await claims.get_step_claim(job.run_id, job.step_id, job.attempt)
+            except (StorageIOError, OperationTimeout):
+                continue  # a database hiccup: the claim is still there to read
             if claim is None:
-                if cancel.is_set():  # never started anywhere: nothing to kill
+                if cancelled_at is not None:  # never started anywhere: nothing to kill
                     return failure_response(job, "cancelled", "the run was cancelled")
-            elif claim.state == "finished":
+                if now - sent > self._resend:
+                    await self._send(job)
+                    sent = now
+                continue
+            if claim.state == "finished":
                 assert claim.response is not None
                 return parse(RunnerResponse, claim.response, operation="orchestrator.remote")
-            elif claim.state == "lost" or await claims.lose_step_claim(
-                job.run_id,
-                job.step_id,
-                job.attempt,
-                stale_before=utcnow() - timedelta(seconds=self._lease),
-            ):
-                return failure_response(
-                    job,
-                    WORKER_LOST,
-                    f"the worker running step {job.step_id} (attempt {job.attempt}) stopped "
-                    f"answering: {claim.worker}",
-                    worker=claim.worker,
-                    attempt=job.attempt,
-                )
-            await asyncio.sleep(self._poll)
+            if claim.state == "running":
+                if seen is None or seen[0] != claim.heartbeat_at:
+                    seen = (claim.heartbeat_at, now)
+                # A cancelled run's worker kills its step and finishes the claim within a
+                # heartbeat or two; one that does not is answered for.
+                if cancelled_at is not None and now - cancelled_at > 4 * HEARTBEAT_SECONDS:
+                    return failure_response(job, "cancelled", "the run was cancelled")
+                if now - seen[1] < self._lease or not await claims.lose_step_claim(
+                    job.run_id,
+                    job.step_id,
+                    job.attempt,
+                    stale_before=claim.heartbeat_at + timedelta(microseconds=1),
+                ):
+                    continue
+            return failure_response(
+                job,
+                WORKER_LOST,
+                f"the worker running step {job.step_id} (attempt {job.attempt}) stopped "
+                f"answering: {claim.worker}",
+                worker=claim.worker,
+                attempt=job.attempt,
+            )

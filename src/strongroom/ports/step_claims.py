@@ -108,7 +108,7 @@ def response_text(response: dict[str, Any], operation: str) -> str:
     over `MAX_RESPONSE_BYTES`."""
     try:
         text = json.dumps(
-            response, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            response, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
         )
     except (TypeError, ValueError) as exc:
         raise ValidationError(

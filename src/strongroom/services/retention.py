@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from strongroom.errors import Conflict, NotFound, ValidationError
+from strongroom.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from strongroom.ids import new_id
 from strongroom.models import (
     GC_ITEM_KINDS,
@@ -424,6 +424,13 @@ class RetentionService:
         ]
 
     async def _plan_uploads(self, horizon: datetime) -> list[GcItem]:
+        try:
+            uploads = await self._blobs.list_uploads()
+        except PermissionDenied as exc:
+            # Credentials that may manage blobs but not list uploads (S3's
+            # ListBucketMultipartUploads): the rest of the plan stands; verify says so too.
+            _log.warning("gc: incomplete multipart uploads not listed: %s", exc.message)
+            return []
         return [
             GcItem(
                 kind="multipart",
@@ -431,7 +438,7 @@ class RetentionService:
                 bytes=item.size_bytes,
                 reason="an incomplete multipart upload left by a writer",
             )
-            for item in await self._blobs.list_uploads()
+            for item in uploads
             if item.modified < horizon
         ]
 
@@ -558,7 +565,13 @@ class RetentionService:
         the staging age (re-checked here: a plan may be old)."""
         horizon = utcnow() - _staging_age(plan.grace_seconds)
         if item.kind == "multipart":
-            freed = await self._blobs.abort_upload(item.id, older_than=horizon)
+            try:
+                freed = await self._blobs.abort_upload(item.id, older_than=horizon)
+            except PermissionDenied as exc:
+                result.refused.append(
+                    {"kind": item.kind, "id": item.id, "reason": "denied", "message": exc.message}
+                )
+                return
         else:
             freed = await self._blobs.remove_staging(item.id, older_than=horizon)
         if freed or item.bytes == 0:

@@ -17,17 +17,18 @@ import asyncio
 import dataclasses
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from celery import Celery
 
-from strongroom.errors import StorageIOError, ValidationError
+from strongroom.errors import OperationTimeout, StorageIOError, ValidationError
 from strongroom.execution import RunnerOptions, ToolRunner
 from strongroom.orchestrator import StepJob
 from strongroom.orchestrator.remote import LEASE_SECONDS, ClaimExecutor, run_claimed_step
-from strongroom.secrets import safe_url
+from strongroom.secrets import scrub_text, shown_url
 from strongroom.vault import Vault
 
 if TYPE_CHECKING:
@@ -128,7 +129,17 @@ def _run_step_task(message: dict[str, Any]) -> str:
     nobody claimed it). Returns the outcome (logged by Celery; no result backend)."""
     job = parse_job(message)
     settings = WorkerSettings.from_env()
-    return asyncio.run(_run_step(settings, job))
+    for delay in (1, 2, 4, 8, 16, None):
+        try:
+            return asyncio.run(_run_step(settings, job))
+        except (StorageIOError, OperationTimeout):
+            # The vault did not answer (a restart, a network blip). Before the claim, trying
+            # again is safe; after it, a retry finds the claim taken and the coordinator
+            # declares it lost when its heartbeat stops.
+            if delay is None:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 async def _run_step(settings: WorkerSettings, job: StepJob) -> Outcome:
@@ -195,10 +206,11 @@ class CeleryExecutor(ClaimExecutor):
                 retry=True,
             )
         except Exception as exc:  # kombu's connection errors are many kinds
+            shown, userinfo = shown_url(str(self.app.conf.broker_url))
             raise StorageIOError(
-                f"cannot send step {job.step_id} to the broker "
-                f"{safe_url(str(self.app.conf.broker_url))}: {type(exc).__name__}: "
-                f"{safe_url(str(exc))[:300]}",
+                f"cannot send step {job.step_id} to the broker {shown}: "
+                f"{type(exc).__name__}: "
+                f"{scrub_text(str(exc), [userinfo, *userinfo.split(':', 1)])[:300]}",
                 operation="worker.dispatch",
                 reason="broker_unreachable",
             ) from None

@@ -181,10 +181,12 @@ class UploadClient:
         prefix = self._full(only) if only is not None else self._full("")
         markers: dict[str, str] = {}
         while True:
-            with self._translated("list_uploads", only):
+            with self._translated("list_uploads", only) as gone:
                 page = self.client().list_multipart_uploads(
                     Bucket=self.bucket, Prefix=prefix, MaxUploads=1000, **markers
                 )
+            if gone:
+                return
             for upload in page.get("Uploads", []):
                 key = self._relative(str(upload.get("Key", "")))
                 upload_id = str(upload.get("UploadId", ""))
