@@ -373,6 +373,9 @@ def resume(
     actor: ActorOption = "local",
     key: KeyOption = None,
     sign: SignFlag = False,
+    executor: ExecutorOption = "local",
+    broker: BrokerOption = None,
+    queue: QueueOption = "strongroom",
     json_flag: JsonFlag = False,
 ) -> None:
     """Continue a run from its latest snapshot: completed steps are skipped, the step that was
@@ -383,9 +386,16 @@ def resume(
     with reported_errors(state):
         options = _options(workdir, tool_path)
         signer = personal_key(key, sign)
+        remote = _remote(executor, broker, state)
 
         async def work(vault: Vault) -> RunResult:
-            orchestrator = Orchestrator(vault, options, actor=actor, on_event=progress)
+            orchestrator = Orchestrator(
+                vault,
+                options,
+                actor=actor,
+                on_event=progress,
+                executor=None if remote is None else _celery_executor(vault, remote, queue),
+            )
             with progress.shown():
                 return await orchestrator.resume(run_id, force=force, signer=signer)
 
