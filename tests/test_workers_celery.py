@@ -24,8 +24,10 @@ from typing import Any
 
 import psutil
 import pytest
+from typer.testing import CliRunner
 
 from _lane import TOOLS_DIR, Lane, manifest, open_lane, policy, require_sandbox, tool
+from strongroom.cli import app
 from strongroom.ids import new_id
 from strongroom.models import RunStatus
 from strongroom.orchestrator import Orchestrator, PlanState
@@ -233,6 +235,23 @@ async def test_a_fan_out_spreads_over_three_workers(
     ran_on = {c.worker.split(":")[0] for c in claims}
     assert ran_on <= {"w0", "w1", "w2"}
     assert len(ran_on) >= 2, ran_on  # six parallel steps, three workers of one slot each
+    # `runs show` says which worker ran each step.
+    shown = await asyncio.to_thread(
+        CliRunner().invoke, app, ["--vault", str(lane.root / "vault"), "runs", "show", run_id]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "worker" in shown.stdout
+    assert any(f"w{n}:" in shown.stdout for n in range(3))
+    as_json = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["--vault", str(lane.root / "vault"), "--json", "runs", "show", run_id],
+    )
+    listed = json.loads(as_json.stdout)["workers"]
+    assert sorted((w["step_id"], w["attempt"], w["state"]) for w in listed) == sorted(
+        (step, 1, "finished") for step in EXPECTED
+    )
+    assert {w["worker"].split(":")[0] for w in listed} == ran_on
     assert (await lane.vault.verify()).ok
 
 

@@ -3,6 +3,8 @@ artifacts, log, approvals and, for a playbook run, the step timeline)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import typer
 from pydantic import BaseModel, Field
 from rich.table import Table
@@ -33,7 +35,7 @@ from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState
 from strongroom.services.registry import signed_label
 from strongroom.vault import Vault
 
-__all__ = ["RunApproval", "RunDetails", "show"]
+__all__ = ["RunApproval", "RunDetails", "StepWorker", "show"]
 
 
 class RunApproval(BaseModel):
@@ -41,6 +43,18 @@ class RunApproval(BaseModel):
     signed: str = Field(
         description="'unsigned', or 'NAME KEY_ID (verified)' / 'NAME KEY_ID (NOT VERIFIED)'."
     )
+
+
+class StepWorker(BaseModel):
+    """One attempt of a step as a worker held it (its step claim, without the response)."""
+
+    step_id: str
+    attempt: int
+    worker: str
+    state: str = Field(description="running, finished or lost.")
+    claimed_at: datetime
+    heartbeat_at: datetime = Field(description="The worker's last heartbeat.")
+    finished_at: datetime | None = None
 
 
 class RunDetails(BaseModel):
@@ -63,6 +77,10 @@ class RunDetails(BaseModel):
     )
     approvals: list[RunApproval] = Field(
         default_factory=list, description="Approvals of this run (what let its A2+ steps run)."
+    )
+    workers: list[StepWorker] = Field(
+        default_factory=list,
+        description="Step attempts run by workers (`--executor celery`): who, heartbeats.",
     )
 
 
@@ -87,8 +105,21 @@ async def _details(vault: Vault, run_id: str) -> RunDetails:
         for a in await vault.registry.approvals(ApprovalScope.RUN)
         if isinstance(a.target, RunTarget) and a.target.run_id == run.run_id
     ]
+    workers = [
+        StepWorker(
+            step_id=c.step_id,
+            attempt=c.attempt,
+            worker=c.worker,
+            state=c.state,
+            claimed_at=c.claimed_at,
+            heartbeat_at=c.heartbeat_at,
+            finished_at=c.finished_at,
+        )
+        for c in await vault.metadata.list_step_claims(run.run_id)
+    ]
     return RunDetails(
         run=run,
+        workers=workers,
         approvals=approvals,
         latest_snapshot=history[-1] if history else None,
         snapshot_count=len(history),
@@ -111,19 +142,18 @@ def show(ctx: typer.Context, run_id: RunIdArg, json_flag: JsonFlag = False) -> N
         console = stdout_console()
         print_lines(console, key_values(_detail_rows(details)))
         if details.steps:
-            console.print(_step_table(details.steps))
+            console.print(_step_table(details.steps, details.workers))
         if details.artifacts:
             console.print(_artifact_table(details.artifacts, details.artifact_count))
 
 
-def _step_table(steps: list[StepState]) -> Table:
+def _step_table(steps: list[StepState], workers: list[StepWorker]) -> Table:
+    held = {(w.step_id, w.attempt): w for w in workers}
+    columns = ["step", "status", "tool", "started", "duration", "artifacts"]
+    if workers:
+        columns.append("worker")
     table = Table(
-        "step",
-        "status",
-        "tool",
-        "started",
-        "duration",
-        "artifacts",
+        *columns,
         "error",
         title="steps",
         title_justify="left",
@@ -140,9 +170,19 @@ def _step_table(steps: list[StepState]) -> Table:
             iso(step.started_at) if step.started_at else "-",
             f"{duration:.2f} s" if duration is not None else "-",
             str(len(step.artifact_ids)),
+            *([_worker_cell(held.get((step.step_id, step.starts)))] if workers else []),
             error[:120],
         )
     return table
+
+
+def _worker_cell(claim: StepWorker | None) -> str:
+    """Who runs or ran the step's current attempt, and its last heartbeat while running."""
+    if claim is None:
+        return "-"
+    if claim.state == "running":
+        return f"{claim.worker} (beat {iso(claim.heartbeat_at)})"
+    return claim.worker if claim.state == "finished" else f"{claim.worker} ({claim.state})"
 
 
 def _artifact_table(artifacts: list[ArtifactMetadata], total: int) -> Table:
