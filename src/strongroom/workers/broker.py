@@ -14,6 +14,7 @@ Why these settings (docs/orchestrator.md, "Workers"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import socket
@@ -124,6 +125,49 @@ def parse_job(message: Any) -> StepJob:
     return StepJob(**message)
 
 
+class _ProcessVault:
+    """The vault of this pool process: opened on its first task, on an event loop the process
+    keeps, and reused by every task after it (opening a vault costs more than a small step).
+    Dropped and opened again after a storage error."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._vault: Vault | None = None
+        self._key: tuple[str, str | None] | None = None
+
+    def run(self, settings: WorkerSettings, job: StepJob) -> Outcome:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        try:
+            return self._loop.run_until_complete(self._run(settings, job))
+        except (StorageIOError, OperationTimeout):
+            self._loop.run_until_complete(self._drop())
+            raise
+
+    async def _run(self, settings: WorkerSettings, job: StepJob) -> Outcome:
+        key = (settings.vault_url, settings.blobs_url)
+        if self._vault is None or self._key != key:
+            await self._drop()
+            self._vault = await Vault.open(
+                settings.vault_url, blobs_url=settings.blobs_url, create=False
+            )
+            self._key = key
+        runner = ToolRunner(
+            self._vault, RunnerOptions(workdir=settings.workdir, tool_paths=settings.tool_paths)
+        )
+        worker = f"{settings.name}:{os.getpid()}"
+        return await run_claimed_step(self._vault, runner, job, worker=worker)
+
+    async def _drop(self) -> None:
+        vault, self._vault, self._key = self._vault, None, None
+        if vault is not None:
+            with contextlib.suppress(Exception):
+                await vault.close()
+
+
+_PROCESS = _ProcessVault()
+
+
 def _run_step_task(message: dict[str, Any]) -> str:
     """The ``strongroom.step`` task: run one attempt here (if it is still the current one and
     nobody claimed it). Returns the outcome (logged by Celery; no result backend)."""
@@ -131,7 +175,7 @@ def _run_step_task(message: dict[str, Any]) -> str:
     settings = WorkerSettings.from_env()
     for delay in (1, 2, 4, 8, 16, None):
         try:
-            return asyncio.run(_run_step(settings, job))
+            return _PROCESS.run(settings, job)
         except (StorageIOError, OperationTimeout):
             # The vault did not answer (a restart, a network blip). Before the claim, trying
             # again is safe; after it, a retry finds the claim taken and the coordinator
@@ -140,17 +184,6 @@ def _run_step_task(message: dict[str, Any]) -> str:
                 raise
             time.sleep(delay)
     raise AssertionError("unreachable")
-
-
-async def _run_step(settings: WorkerSettings, job: StepJob) -> Outcome:
-    async with await Vault.open(
-        settings.vault_url, blobs_url=settings.blobs_url, create=False
-    ) as vault:
-        runner = ToolRunner(
-            vault, RunnerOptions(workdir=settings.workdir, tool_paths=settings.tool_paths)
-        )
-        worker = f"{settings.name}:{os.getpid()}"
-        return await run_claimed_step(vault, runner, job, worker=worker)
 
 
 def celery_app(broker_url: str) -> Celery:
