@@ -149,7 +149,7 @@ async def _run_here(
         return await LocalExecutor(runner).execute(job, step=step, wire=wire, cancel=cancel)
     except StrongroomError as exc:  # the input could not be wired, the playbook not found
         info = exc.to_info()
-        return failure_response(job, info.code, info.message, **info.details)
+        return failure_response(job, info.code, info.message).model_copy(update={"error": info})
 
 
 async def _step_definition(vault: Vault, plan: PlanState, step_id: str) -> Step:
