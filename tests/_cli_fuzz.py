@@ -54,6 +54,11 @@ RESUMABLE = frozenset({("export",), ("import",)})
 (docs/cli.md, export / import): only their source vault must be unchanged."""
 """Commands documented to create a missing vault; every other one must not."""
 
+VERDICTS: dict[tuple[str, ...], int] = {("verify",): 1}
+"""Exit codes that report what a command found, not a refusal: `verify` exits 1 when the vault
+does not verify (e.g. its blobs are elsewhere) and records that outcome in the vault as a
+``vault.verified`` audit entry (docs/cli.md, "verify"); only the vault's database may change."""
+
 REFUSAL_ONLY: dict[tuple[str, ...], str] = {
     ("run",): "runs a playbook's tools in sandboxes: fuzzed only with values that must be "
     "refused before any work starts (no real playbook, run or tool)",
@@ -1194,6 +1199,8 @@ def world_problems(
             vault = str(world.vault.relative_to(world.root))
             keep = invocation.spec.path == ("export",)  # the source is the world's vault
             changes = [c for c in changes if keep and (c.startswith(vault) or "vault.db" in c)]
+        if VERDICTS.get(invocation.spec.path) == outcome.exit_code:
+            changes = [c for c in changes if not c.startswith("vault.db")]
         if changes:
             problems.append(Problem("refused_but_changed", ", ".join(changes)[:400]))
     return problems

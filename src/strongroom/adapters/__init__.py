@@ -96,7 +96,7 @@ def _local_path(url: str) -> Path | None:
     return None
 
 
-def _open_blobs(blobs_url: str, *, create: bool = True) -> BlobStore:
+def _open_blobs(blobs_url: str) -> BlobStore:
     _check_url(blobs_url, "blob store")
     if blobs_url.startswith("memory://"):
         return MemoryBlobStore()
@@ -115,7 +115,9 @@ def _open_blobs(blobs_url: str, *, create: bool = True) -> BlobStore:
             scheme=scheme,
             blobs_url=safe_url(blobs_url),
         )
-    return LocalBlobStore(directory, create=create)
+    # A blob directory named apart from the vault is made at its first write, not at open: a
+    # command that is then refused (a bad argument checked after opening) leaves no folder.
+    return LocalBlobStore(directory, create=False)
 
 
 def open_stores(
@@ -134,7 +136,7 @@ def open_stores(
         blobs_url = None
     if url.startswith("memory://"):
         return MemoryMetadataStore(), (
-            _open_blobs(blobs_url, create=create) if blobs_url is not None else MemoryBlobStore()
+            _open_blobs(blobs_url) if blobs_url is not None else MemoryBlobStore()
         )
     scheme = urlsplit(url).scheme
     if scheme in _POSTGRES_SCHEMES:
@@ -146,7 +148,7 @@ def open_stores(
                 reason="blobs_url_required",
                 url=safe_url(url),
             )
-        blobs = _open_blobs(blobs_url, create=create)
+        blobs = _open_blobs(blobs_url)
         from strongroom.adapters._postgres import PostgresMetadataStore
 
         return PostgresMetadataStore(url, create=create), blobs
@@ -168,7 +170,7 @@ def open_stores(
             path=str(directory),
         )
     blobs = (
-        _open_blobs(blobs_url, create=create)
+        _open_blobs(blobs_url)
         if blobs_url is not None
         else LocalBlobStore(blob_root, create=create)
     )
