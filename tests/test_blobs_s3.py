@@ -341,6 +341,18 @@ def _closed_port() -> int:
     return port
 
 
+def _unreachable_store(endpoint: str) -> S3BlobStore:
+    """A store on ``endpoint`` (nothing listens) that gives up at once."""
+    return S3BlobStore(
+        "some-bucket",
+        "p",
+        endpoint=endpoint,
+        region=REGION,
+        retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=2)},
+        client_options={"connect_timeout": "2s"},
+    )
+
+
 def _assert_no_secret(*texts: str) -> None:
     for text in texts:
         assert SECRET not in text
@@ -356,14 +368,7 @@ def secret_env(s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("secret_env")
 async def test_an_unreachable_endpoint_is_a_quick_io_error_without_credentials() -> None:
     endpoint = f"http://127.0.0.1:{_closed_port()}"
-    store = S3BlobStore(
-        "some-bucket",
-        "p",
-        endpoint=endpoint,
-        region=REGION,
-        retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=2)},
-        client_options={"connect_timeout": "2s"},
-    )
+    store = _unreachable_store(endpoint)
     started = time.monotonic()
     for name, operation in (
         ("open", store.open()),
@@ -603,14 +608,7 @@ async def test_listing_uploads_on_an_unreachable_endpoint_is_an_io_error_without
     None
 ):
     endpoint = f"http://127.0.0.1:{_closed_port()}"
-    store = S3BlobStore(
-        "some-bucket",
-        "p",
-        endpoint=endpoint,
-        region=REGION,
-        retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=2)},
-        client_options={"connect_timeout": "2s"},
-    )
+    store = _unreachable_store(endpoint)
     with pytest.raises(StorageIOError) as caught:
         await store.list_uploads()
     error = caught.value

@@ -303,14 +303,14 @@ def env_secrets() -> list[str | None]:
     return [os.environ.get(name) for name in _SECRET_ENV]
 
 
-def shown_url(url: str) -> tuple[str, str]:
-    """(``url`` fit to print, the text to scrub from messages about it): everything between
+def shown_url(url: str) -> tuple[str, tuple[str, ...]]:
+    """(``url`` fit to print, the secrets to scrub from messages about it): everything between
     ``scheme://`` and the *last* ``@`` is user-info and is replaced by `REDACTED` (a password
     may hold ``/``, ``?``, ``#`` or ``@``, which defeat URL parsers), then `safe_url` hides
-    secret-looking query values. The second value is the user-info ('' when there is none), for
-    `scrub_text`'s ``known_values``."""
+    secret-looking query values. The secrets are the user-info whole and its user and
+    password apart (none when there is no user-info), for `scrub_text`'s ``known_values``."""
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
-        return safe_url(url), ""
+        return safe_url(url), ()
     userinfo, _, host = rest.rpartition("@")
-    return safe_url(f"{scheme}://{REDACTED}@{host}"), userinfo
+    return safe_url(f"{scheme}://{REDACTED}@{host}"), (userinfo, *userinfo.split(":", 1))

@@ -51,7 +51,7 @@ def broker_app(broker: str | None, operation: str) -> Celery:
             operation=operation,
             reason="no_broker",
         )
-    shown, userinfo = shown_url(broker)
+    shown, secrets = shown_url(broker)
     scheme = broker.split("://", 1)[0] if "://" in broker else ""
     if scheme not in _SCHEMES:
         raise ValidationError(
@@ -69,7 +69,7 @@ def broker_app(broker: str | None, operation: str) -> Celery:
     except Exception as exc:  # kombu's and the transports' errors are many kinds
         raise StorageIOError(
             f"cannot reach the broker {shown}: {type(exc).__name__}: "
-            f"{scrub_text(str(exc), [userinfo, *userinfo.split(':', 1)])[:300]}",
+            f"{scrub_text(str(exc), secrets)[:300]}",
             operation=operation,
             reason="broker_unreachable",
         ) from None

@@ -24,6 +24,7 @@ from strongroom.errors import IntegrityError, StrongroomError
 from strongroom.integrity import SignedTreeHead
 from strongroom.models import VerifyProblem, VerifyReport, utcnow
 from strongroom.ports import BlobStore, MetadataStore, RegistryRecords
+from strongroom.ports.blobs import StagingItem
 from strongroom.ports.verify import BINDING_REASONS
 from strongroom.services._replay import AuditReplay
 from strongroom.services.audit import AuditService
@@ -171,18 +172,13 @@ async def _staging_warning(blobs: BlobStore, report: VerifyReport) -> None:
     (S3) are warnings with their size."""
     left = [item for item in await blobs.list_staging() if not item.live]
     report.checked["staging_leftovers"] = len(left)
-    if left:
-        size = sum(item.size_bytes for item in left)
-        report.warnings.append(
-            VerifyProblem(
-                kind="staging",
-                code="warning",
-                subject="staging",
-                message=f"{len(left)} staging file(s), {size} bytes, left by writers that did "
-                "not finish: `strongroom gc plan` lists them",
-                details={"count": len(left), "bytes": size, "paths": [i.path for i in left[:10]]},
-            )
-        )
+    _leftovers(
+        report,
+        "staging",
+        left,
+        "staging file(s)",
+        "left by writers that did not finish: `strongroom gc plan` lists them",
+    )
     try:
         uploads = await blobs.list_uploads()
     except StrongroomError as exc:
@@ -199,23 +195,32 @@ async def _staging_warning(blobs: BlobStore, report: VerifyReport) -> None:
         )
         return
     report.checked["incomplete_uploads"] = len(uploads)
-    if uploads:
-        size = sum(item.size_bytes for item in uploads)
-        report.warnings.append(
-            VerifyProblem(
-                kind="staging",
-                code="warning",
-                subject="multipart",
-                message=f"{len(uploads)} incomplete multipart upload(s), {size} bytes, left by "
-                "writers that did not finish (a live upload looks the same): `strongroom gc "
-                "plan` lists those idle for 15 minutes",
-                details={
-                    "count": len(uploads),
-                    "bytes": size,
-                    "paths": [i.path for i in uploads[:10]],
-                },
-            )
+    _leftovers(
+        report,
+        "multipart",
+        uploads,
+        "incomplete multipart upload(s)",
+        "left by writers that did not finish (a live upload looks the same): `strongroom gc "
+        "plan` lists those idle for 15 minutes",
+    )
+
+
+def _leftovers(
+    report: VerifyReport, subject: str, items: list[StagingItem], what: str, why: str
+) -> None:
+    """One warning for ``items`` (none when there are none): count, bytes, the first paths."""
+    if not items:
+        return
+    size = sum(item.size_bytes for item in items)
+    report.warnings.append(
+        VerifyProblem(
+            kind="staging",
+            code="warning",
+            subject=subject,
+            message=f"{len(items)} {what}, {size} bytes, {why}",
+            details={"count": len(items), "bytes": size, "paths": [i.path for i in items[:10]]},
         )
+    )
 
 
 class AuditWalk(BaseModel):

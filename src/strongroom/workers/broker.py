@@ -239,11 +239,11 @@ class CeleryExecutor(ClaimExecutor):
                 retry=True,
             )
         except Exception as exc:  # kombu's connection errors are many kinds
-            shown, userinfo = shown_url(str(self.app.conf.broker_url))
+            shown, secrets = shown_url(str(self.app.conf.broker_url))
             raise StorageIOError(
                 f"cannot send step {job.step_id} to the broker {shown}: "
                 f"{type(exc).__name__}: "
-                f"{scrub_text(str(exc), [userinfo, *userinfo.split(':', 1)])[:300]}",
+                f"{scrub_text(str(exc), secrets)[:300]}",
                 operation="worker.dispatch",
                 reason="broker_unreachable",
             ) from None

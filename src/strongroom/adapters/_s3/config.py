@@ -26,11 +26,14 @@ __all__ = [
     "DEFAULT_STALE_STAGING_AFTER",
     "MAX_OBJECT_SIZE",
     "MAX_PARTS",
+    "TRUE_WORDS",
     "MiB",
     "blob_key",
     "check_bucket",
     "check_prefix",
     "check_sizes",
+    "digest_of_key",
+    "is_staging_key",
     "parse_url",
     "resolve_endpoint",
     "resolve_region",
@@ -72,7 +75,8 @@ CLIENT_DEFAULTS: dict[str, str] = {
 
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9._=+@,-]{1,255}")
-_TRUE = frozenset({"1", "true", "yes", "on"})
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
 _FALSE = frozenset({"0", "false", "no", "off"})
 _URL_KEYS = ("endpoint", "region", "allow_http", "max_retries", "connect_timeout", "timeout")
 
@@ -81,6 +85,24 @@ def blob_key(hexd: str) -> str:
     """The key of a blob below the store's prefix: ``sha256/ab/cd/<hex>`` (staging objects
     live under ``tmp/``)."""
     return f"sha256/{hexd[0:2]}/{hexd[2:4]}/{hexd}"
+
+
+_DIGEST_KEY_RE = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})")
+_STAGING_KEY_RE = re.compile(r"tmp/[A-Za-z0-9._-]{1,200}")
+
+
+def digest_of_key(key: str) -> str | None:
+    """The digest a key of the layout names (``sha256/ab/cd/<hex>``, its folders agreeing with
+    the digest), None for any other key."""
+    match = _DIGEST_KEY_RE.fullmatch(key)
+    if match is None or match.group(3)[0:4] != match.group(1) + match.group(2):
+        return None
+    return match.group(3)
+
+
+def is_staging_key(key: str) -> bool:
+    """A staging object's key, ``tmp/<name>``."""
+    return _STAGING_KEY_RE.fullmatch(key) is not None
 
 
 def _invalid(message: str, reason: str | None = None, **details: Any) -> ValidationError:
@@ -148,9 +170,9 @@ def parse_url(url: str, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any
     allow_http: bool | None = None
     if "allow_http" in options:
         flag = options["allow_http"].lower()
-        if flag not in _TRUE | _FALSE:
+        if flag not in TRUE_WORDS | _FALSE:
             raise _url_error("s3:// URL option allow_http takes true or false", "bad_option")
-        allow_http = flag in _TRUE
+        allow_http = flag in TRUE_WORDS
     kwargs.setdefault("endpoint", options.get("endpoint") or None)
     kwargs.setdefault("region", options.get("region") or None)
     kwargs.setdefault("allow_http", allow_http)

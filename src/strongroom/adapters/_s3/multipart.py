@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from strongroom.adapters._s3.config import TRUE_WORDS, digest_of_key, is_staging_key
 from strongroom.adapters._s3.errors import S3Errors, scrub, scrub_in_place, summary
 from strongroom.errors import PermissionDenied, StorageIOError, StrongroomError
 
@@ -38,9 +39,7 @@ __all__ = ["SEPARATOR", "Upload", "UploadClient", "seconds", "split_upload_path"
 SEPARATOR = "#"
 """Between an upload's key and its id in the path GC names it by (``tmp/x#<upload id>``)."""
 
-_KEY_RE = re.compile(r"tmp/[A-Za-z0-9._-]{1,200}|sha256/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})")
 _UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9._=+/-]{1,700}")
-_TRUE = frozenset({"1", "true", "yes", "on"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -59,13 +58,8 @@ class Upload:
 
 
 def _ours(key: str) -> bool:
-    """A key of the store's layout (a digest key names its own fan-out folders)."""
-    match = _KEY_RE.fullmatch(key)
-    if match is None:
-        return False
-    if match.group(3) is None:
-        return True
-    return match.group(3)[0:2] == match.group(1) and match.group(3)[2:4] == match.group(2)
+    """A key of the store's layout: a staging object or a blob."""
+    return is_staging_key(key) or digest_of_key(key) is not None
 
 
 def split_upload_path(path: str) -> tuple[str, str] | None:
@@ -123,7 +117,7 @@ class UploadClient:
         import botocore.session
         from botocore.config import Config
 
-        virtual = os.environ.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "").lower() in _TRUE
+        virtual = os.environ.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "").lower() in TRUE_WORDS
         style = "virtual" if virtual else ("path" if self.endpoint else "auto")
         session = botocore.session.get_session()
         return session.create_client(

@@ -9,14 +9,19 @@ after the last one); ``get_bytes`` is one ``GetObject`` read whole.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import obstore as obs
 
-from strongroom.adapters._s3.config import MiB, blob_key, parse_url
+from strongroom.adapters._s3.config import (
+    MiB,
+    blob_key,
+    digest_of_key,
+    is_staging_key,
+    parse_url,
+)
 from strongroom.adapters._s3.multipart import split_upload_path
 from strongroom.adapters._s3.upload import S3Uploads
 from strongroom.errors import NotFound
@@ -29,8 +34,6 @@ __all__ = ["S3BlobStore"]
 # of the reader's chunk_size up to _MAX_READ.
 _MIN_READ = 64 * 1024
 _MAX_READ = 8 * MiB
-_DIGEST_KEY_RE = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})")
-_STAGING_KEY_RE = re.compile(r"tmp/[A-Za-z0-9._-]{1,200}")
 
 
 class S3BlobStore(S3Uploads):
@@ -157,13 +160,9 @@ class S3BlobStore(S3Uploads):
                 except StopAsyncIteration:
                     return
             for meta in batch:
-                match = _DIGEST_KEY_RE.fullmatch(meta["path"])
-                if (
-                    match
-                    and match.group(3)[0:2] == match.group(1)
-                    and match.group(3)[2:4] == match.group(2)
-                ):
-                    yield StoredBlob(match.group(3), int(meta["size"]), meta["last_modified"])
+                hexd = digest_of_key(meta["path"])
+                if hexd is not None:
+                    yield StoredBlob(hexd, int(meta["size"]), meta["last_modified"])
 
     async def _staging(self, limit: int) -> list[StagingItem]:
         found: list[StagingItem] = []
@@ -178,7 +177,7 @@ class S3BlobStore(S3Uploads):
         return found
 
     async def _remove_staging(self, path: str, older_than: datetime) -> int:
-        if not _STAGING_KEY_RE.fullmatch(path):
+        if not is_staging_key(path):
             return 0
         with self._err.translated("remove_staging", path):
             try:
