@@ -618,3 +618,25 @@ def test_read_commands_do_not_create_a_missing_vault(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert json.loads(result.stdout)["error"]["code"] == "not_found"
     assert not missing.exists()
+
+
+def test_a_blob_directory_named_apart_is_made_by_its_first_write_only(tmp_path: Path) -> None:
+    """A command refused after it opened the vault leaves no ``--blobs`` folder behind (found
+    by the CLI fuzzer); the first write makes it."""
+    vault, blobs = tmp_path / "vault", tmp_path / "elsewhere"
+    runner = CliRunner()
+    created = runner.invoke(app, ["--vault", str(vault), "--json", "runs", "create", "-p", "x"])
+    assert created.exit_code == 0, created.output
+    run_id = json.loads(created.stdout)["run_id"]
+    base = ["--vault", str(vault), "--blobs", str(blobs)]
+    refused = runner.invoke(app, [*base, "runs", "create", "-p", "not a name!"])
+    assert refused.exit_code == 2, refused.output
+    assert not blobs.exists()
+    listed = runner.invoke(app, [*base, "runs", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert not blobs.exists()
+    payload = tmp_path / "payload.txt"
+    payload.write_text("first write")
+    put = runner.invoke(app, [*base, "artifacts", "put", run_id, str(payload), "--role", "custom"])
+    assert put.exit_code == 0, put.output
+    assert (blobs / "sha256").is_dir()

@@ -18,12 +18,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from _lane import Lane, manifest, open_lane, policy, require_sandbox, tool
+from strongroom.ids import new_id
 from strongroom.models import RunStatus
 from strongroom.orchestrator import Orchestrator, PlanState, StepJob
-from strongroom.orchestrator.remote import ClaimExecutor
+from strongroom.orchestrator.remote import ClaimExecutor, run_claimed_step
 from strongroom.orchestrator.state import STATE_KEY
 
 WORKER = Path(__file__).with_name("_step_worker.py")
@@ -184,7 +186,9 @@ async def test_a_job_delivered_twice_runs_its_step_once(lane: Lane) -> None:
 async def test_a_worker_killed_mid_step_costs_a_new_attempt_not_the_run(lane: Lane) -> None:
     await lane.publish(_chain(delay_b=4))
     workers = Processes(lane)
-    executor = ClaimExecutor(lane.vault, workers.send, poll=0.05, lease=2.0)
+    # The lease is many heartbeats long (0.2 s here): a live worker slowed by a loaded machine
+    # is never taken for dead, only the killed one is.
+    executor = ClaimExecutor(lane.vault, workers.send, poll=0.05, lease=10.0)
     orchestrator = Orchestrator(lane.vault, executor=executor)
     task = asyncio.create_task(orchestrator.start("remote-chain@1.0.0", inputs={"x": 1}))
     # Kill b's first worker once its claim is running (the tool sleeps 4 s in its sandbox).
@@ -267,3 +271,167 @@ async def test_resume_takes_a_step_over_from_a_worker_still_holding_it(lane: Lan
     assert await _outputs(lane, await _plan(lane, job.run_id)) == EXPECTED
     assert sorted(await _completions(lane, job.run_id)) == ["a", "b", "c"]
     await asyncio.to_thread(workers.outcomes)
+
+
+async def _first_job(lane: Lane) -> tuple[StepJob, asyncio.Task[Any]]:
+    """A run whose coordinator sends its jobs nowhere; its first job (step a, attempt 1)."""
+    await lane.publish(_chain())
+    sent: list[StepJob] = []
+
+    async def nowhere(job: StepJob) -> None:
+        sent.append(job)
+
+    orchestrator = Orchestrator(
+        lane.vault, actor="coordinator", executor=ClaimExecutor(lane.vault, nowhere, poll=0.05)
+    )
+    task = asyncio.create_task(orchestrator.start("remote-chain@1.0.0", inputs={"x": 1}))
+    deadline = time.monotonic() + DEADLINE
+    while not sent:
+        assert time.monotonic() < deadline
+        assert not task.done(), task
+        await asyncio.sleep(0.01)
+    return sent[0], task
+
+
+async def test_a_worker_runs_only_the_current_attempt_under_the_runs_actor(lane: Lane) -> None:
+    """docs/workers.md, "Security": a job that is not the step's current attempt, or whose
+    tool or digest differs, is not run (and claims nothing); the actor of what runs is the
+    run's, not the name a message gives."""
+    job, coordinator = await _first_job(lane)
+    try:
+        forged = [
+            (dataclasses.replace(job, attempt=2), "not_this_attempt"),
+            (dataclasses.replace(job, request_id=new_id()), "not_this_attempt"),
+            (dataclasses.replace(job, step_id="c"), "not_this_attempt"),
+            (dataclasses.replace(job, manifest_digest="0" * 64), "digest_mismatch"),
+            (dataclasses.replace(job, tool_id="other"), "digest_mismatch"),
+        ]
+        for message, refused in forged:
+            assert await run_claimed_step(lane.vault, lane.runner, message, worker="w") == refused
+        assert await lane.vault.metadata.list_step_claims(job.run_id) == []
+        impostor = dataclasses.replace(job, caller="mallory")
+        outcome = await run_claimed_step(lane.vault, lane.runner, impostor, worker="w")
+        assert outcome == "finished"
+        acts = [
+            e
+            for e in await lane.vault.audit.entries(limit=100_000)
+            if e.subject_id == job.request_id and e.event.startswith("execution.")
+        ]
+        assert acts
+        assert {e.actor for e in acts} == {"coordinator"}
+    finally:
+        coordinator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await coordinator
+
+
+async def test_a_job_nobody_claimed_is_sent_again(lane: Lane) -> None:
+    """docs/workers.md: a message lost on its way (here: every first delivery is dropped) is
+    sent again once nobody claimed it for the resend interval; each step still runs once."""
+    await lane.publish(_chain())
+    workers = Processes(lane)
+    deliveries: dict[str, int] = {}
+
+    async def lossy(job: StepJob) -> None:
+        deliveries[job.request_id] = deliveries.get(job.request_id, 0) + 1
+        if deliveries[job.request_id] > 1:
+            await workers.send(job)
+
+    executor = ClaimExecutor(lane.vault, lossy, poll=0.05, resend=0.5)
+    result = await asyncio.wait_for(
+        Orchestrator(lane.vault, executor=executor).start("remote-chain@1.0.0", inputs={"x": 1}),
+        DEADLINE,
+    )
+    assert result.status is RunStatus.COMPLETED, result.run.last_error
+    assert len(deliveries) == 3
+    assert all(count >= 2 for count in deliveries.values()), deliveries
+    assert await _outputs(lane, await _plan(lane, result.run.run_id)) == EXPECTED
+    assert sorted(await _completions(lane, result.run.run_id)) == ["a", "b", "c"]
+    await asyncio.to_thread(workers.outcomes)
+
+
+async def test_cancel_kills_a_step_running_in_a_worker(lane: Lane) -> None:
+    """docs/workers.md, "Cancel": the worker sees the cancelled run at its next heartbeat and
+    kills its step's process group; the step ends cancelled, never completed."""
+    await lane.publish(_chain(delay_b=600))
+    workers = Processes(lane)
+    orchestrator = Orchestrator(
+        lane.vault, executor=ClaimExecutor(lane.vault, workers.send, poll=0.05)
+    )
+    task = asyncio.create_task(orchestrator.start("remote-chain@1.0.0", inputs={"x": 1}))
+    deadline = time.monotonic() + DEADLINE
+    run_id = None
+    while run_id is None:
+        assert time.monotonic() < deadline
+        assert not task.done(), task
+        for job, _ in workers.started:
+            claim = await lane.vault.metadata.get_step_claim(job.run_id, "b", 1)
+            if claim is not None and claim.state == "running":
+                run_id = job.run_id
+        await asyncio.sleep(0.02)
+    await orchestrator.cancel(run_id, reason="stop it")
+    result = await asyncio.wait_for(task, DEADLINE)
+    assert result.status is RunStatus.CANCELLED
+    # Once b's worker has exited, its claim holds how b ended.
+    assert ("b", 1, "finished") in await asyncio.to_thread(workers.outcomes)
+    claim = await lane.vault.metadata.get_step_claim(run_id, "b", 1)
+    assert claim is not None
+    assert claim.state == "finished"
+    assert claim.response is not None
+    assert claim.response["error"]["code"] == "cancelled"
+    assert "b" not in await _completions(lane, run_id)
+
+
+async def test_the_tool_of_a_killed_worker_dies_with_it(lane: Lane) -> None:
+    """docs/workers.md: a worker SIGKILLed mid-step takes its sandboxed tool with it (the
+    tool's process group is tied to the worker's life). b's tool sleeps 25 s; once it runs
+    under its worker (kill on progress), the worker is killed and the tool's processes must
+    be gone long before their sleep would have ended; a new attempt completes the run."""
+    await lane.publish(_chain(delay_b=25))
+    workers = Processes(lane)
+    executor = ClaimExecutor(lane.vault, workers.send, poll=0.05, lease=10.0)
+    task = asyncio.create_task(
+        Orchestrator(lane.vault, executor=executor).start("remote-chain@1.0.0", inputs={"x": 1})
+    )
+    deadline = time.monotonic() + DEADLINE
+    tool_processes: list[psutil.Process] = []
+    victim: subprocess.Popen[str] | None = None
+    while not tool_processes:
+        assert time.monotonic() < deadline, "b's tool never started"
+        assert not task.done(), task.result().run.last_error
+        for job, process in workers.started:
+            if job.step_id == "b" and job.attempt == 1:
+                victim = process
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    tool_processes = [
+                        child
+                        for child in psutil.Process(process.pid).children(recursive=True)
+                        if _is_tool(child)
+                    ]
+        await asyncio.sleep(0.02)
+    assert victim is not None
+    victim.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 15  # generous for a kill, short of the 25 s sleep
+    while any(_alive(p) for p in tool_processes):
+        assert time.monotonic() < deadline, [p.pid for p in tool_processes if _alive(p)]
+        await asyncio.sleep(0.05)
+    result = await asyncio.wait_for(task, DEADLINE)
+    assert result.status is RunStatus.COMPLETED, result.run.last_error
+    assert await _outputs(lane, await _plan(lane, result.run.run_id)) == EXPECTED
+    await asyncio.to_thread(workers.outcomes)
+
+
+def _is_tool(process: psutil.Process) -> bool:
+    """The sandbox's bootstrap running a tool (not its probe of the host's layers)."""
+    try:
+        command = process.cmdline()
+    except psutil.Error:
+        return False
+    return any(word.endswith("_bootstrap.py") for word in command) and "--probe" not in command
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -299,7 +299,8 @@ async def test_a_pool_process_killed_mid_step_costs_a_new_attempt(
 ) -> None:
     await lane.publish({**_fan(slow=6), "version": "2.0.0"})
     workers.start(2)
-    executor = CeleryExecutor(lane.vault, celery_app(BROKER), queue=queue, lease=3.0)
+    # Ten heartbeats: a live worker slowed by a loaded machine is never taken for dead.
+    executor = CeleryExecutor(lane.vault, celery_app(BROKER), queue=queue, lease=10.0)
     orchestrator = Orchestrator(lane.vault, executor=executor, max_parallel=2)
     task = asyncio.create_task(orchestrator.start("fan@2.0.0", inputs={"x": 1}))
     # Kill the pool process that runs b1's first attempt, once its claim is running.
