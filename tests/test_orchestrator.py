@@ -8,7 +8,7 @@ import asyncio
 import copy
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,9 +180,12 @@ async def test_approval_pauses_and_resume_continues(lane: Lane) -> None:
     await check_approval_pause_and_resume(lane)
 
 
-async def check_approval_pause_and_resume(lane: Lane) -> None:
+async def check_approval_pause_and_resume(
+    lane: Lane, make: Callable[[Lane], Orchestrator] = orchestrator
+) -> None:
     """A step needing an approval pauses the run while independent work goes on; after the
-    approval, resume runs only what had not completed (shared with the backend tests)."""
+        approval, resume runs only what had not completed (shared with the backend tests and the
+    worker tests, whose ``make`` builds an orchestrator sending steps to workers)."""
     steps = [
         add_step("a", {"value": 1}, {"value": 1}),
         add_step(
@@ -195,7 +198,7 @@ async def check_approval_pause_and_resume(lane: Lane) -> None:
         add_step("after", {"from_step": "gate", "pointer": "/sum"}, {"value": 1}),
     ]
     await lane.publish(playbook(steps))
-    paused = await orchestrator(lane).start("sums@1.0.0")
+    paused = await make(lane).start("sums@1.0.0")
     run_id = paused.run.run_id
     run = await lane.vault.runs.get(run_id)
     assert run.status is RunStatus.PAUSED
@@ -213,7 +216,7 @@ async def check_approval_pause_and_resume(lane: Lane) -> None:
         signer=await approver(lane.vault, APPROVER),
         reason="ok",
     )
-    resumed = await orchestrator(lane).resume(run_id)
+    resumed = await make(lane).resume(run_id)
     assert resumed.status is RunStatus.COMPLETED
     assert resumed.run.run_id == run_id
     plan = await plan_of(lane, run_id)

@@ -17,16 +17,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from typer.testing import CliRunner
 
 from _lane import TOOLS_DIR, Lane, manifest, open_lane, policy, require_sandbox, tool
+from _workers import BROKER, DEADLINE, Workers, broker_or_skip, fresh_queue, queued
 from strongroom.cli import app
 from strongroom.ids import new_id
 from strongroom.models import RunStatus
@@ -34,33 +33,7 @@ from strongroom.orchestrator import Orchestrator, PlanState
 from strongroom.orchestrator.state import STATE_KEY
 from strongroom.workers import CeleryExecutor, celery_app
 
-BROKER = os.environ.get("STRONGROOM_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
-DEADLINE = 300.0  # seconds: generous, a loaded CI machine is slow; nothing waits this long
-
 TOOLS = [tool("add", "lane_tools:add", level="A0", timeout=120, retries=2)]
-
-
-def _broker_or_skip() -> None:
-    from kombu import Connection
-
-    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    deadline = time.monotonic() + (120 if ci else 5)  # CI may have just started RabbitMQ
-    while True:
-        try:
-            with Connection(BROKER, connect_timeout=5) as connection:
-                connection.ensure_connection(max_retries=1, timeout=5)
-            return
-        except Exception as exc:
-            if time.monotonic() < deadline:
-                time.sleep(1)
-                continue
-            message = (
-                f"no broker at {BROKER} ({type(exc).__name__}): start RabbitMQ "
-                "(`rabbitmq-server -detached`) or set STRONGROOM_TEST_BROKER_URL"
-            )
-        if ci:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
 
 
 def _add(step_id: str, x: Any, y: Any, delay: float = 0) -> dict[str, Any]:
@@ -105,7 +78,7 @@ EXPECTED = {"a": 2, **{f"b{n}": 2 + n for n in range(1, 7)}, "c": 11}
 @pytest.fixture
 async def lane(tmp_path: Path) -> AsyncIterator[Lane]:
     require_sandbox()
-    _broker_or_skip()
+    broker_or_skip()
     lane = await open_lane(tmp_path)
     await lane.publish(policy(), manifest(TOOLS), _fan())
     try:
@@ -116,83 +89,12 @@ async def lane(tmp_path: Path) -> AsyncIterator[Lane]:
 
 @pytest.fixture
 def queue() -> Iterator[str]:
-    name = f"sr-test-{uuid.uuid4().hex[:12]}"
-    yield name
-    app = celery_app(BROKER)
-    with app.connection_for_write() as connection:
-        channel: Any = connection.default_channel
-        channel.queue_delete(name)
-
-
-def _queued(queue: str) -> int:
-    """Messages waiting in ``queue`` (0 while it does not exist yet)."""
-    app = celery_app(BROKER)
-    try:
-        with app.connection_for_write() as connection:
-            channel: Any = connection.default_channel
-            return int(channel.queue_declare(queue, passive=True).message_count)
-    except Exception:  # not declared yet: nothing was published
-        return 0
-
-
-class Workers:
-    """`strongroom worker` processes on one queue; stopped (SIGTERM, then SIGKILL) at the end."""
-
-    def __init__(self, lane: Lane, queue: str) -> None:
-        self.lane = lane
-        self.queue = queue
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self._logs: list[Any] = []
-
-    def start(self, count: int) -> None:
-        for n in range(count):
-            log = open(self.lane.root / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed in stop
-            self._logs.append(log)
-            command = [
-                sys.executable,
-                "-m",
-                "strongroom",
-                "--vault",
-                str(self.lane.root / "vault"),
-                "worker",
-                "--broker",
-                BROKER,
-                "--queue",
-                self.queue,
-                "--name",
-                f"w{n}",
-                "--tool-path",
-                str(TOOLS_DIR),
-                "--workdir",
-                str(self.lane.root / "work"),
-            ]
-            self.processes.append(subprocess.Popen(command, stdout=log, stderr=log))
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                for child in psutil.Process(process.pid).children(recursive=True):
-                    child.kill()
-                process.kill()
-                process.wait()
-        for log in self._logs:
-            log.close()
-
-    def log(self) -> str:
-        return "\n".join(
-            (self.lane.root / f"worker-{n}.log").read_text(errors="replace")[-2000:]
-            for n in range(len(self.processes))
-        )
+    yield from fresh_queue()
 
 
 @pytest.fixture
 def workers(lane: Lane, queue: str) -> Iterator[Workers]:
-    started = Workers(lane, queue)
+    started = Workers(lane.root, queue, str(lane.root / "vault"))
     try:
         yield started
     finally:
@@ -354,7 +256,7 @@ async def test_a_coordinator_killed_mid_run_is_resumed_with_every_end_recorded_o
     )
     deadline = time.monotonic() + DEADLINE
     # Kill it on progress: step a's job is waiting in the queue.
-    while await asyncio.to_thread(_queued, queue) == 0:
+    while await asyncio.to_thread(queued, queue) == 0:
         assert time.monotonic() < deadline
         assert coordinator.poll() is None
         await asyncio.sleep(0.02)

@@ -3,15 +3,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import socket
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
 from strongroom.cli._context import JsonFlag, cli_state, reported_errors, tool_paths
-from strongroom.errors import NotFound, StorageIOError, ValidationError
+from strongroom.errors import (
+    NotFound,
+    StorageIOError,
+    StrongroomError,
+    ValidationError,
+    error_from_info,
+)
+from strongroom.models import ErrorInfo
 from strongroom.secrets import safe_url, scrub_text, shown_url
 from strongroom.vault import Vault
 
@@ -39,6 +50,45 @@ BrokerOption = Annotated[
 QueueOption = Annotated[
     str, typer.Option("--queue", help="The queue steps are sent to (default: strongroom).")
 ]
+
+
+def _probe_vault(vault_url: str, blobs_url: str | None) -> dict[str, Any] | None:
+    """Open and close the vault; the error's info if it cannot be opened."""
+
+    async def open_close() -> None:
+        vault = await Vault.open(vault_url, blobs_url=blobs_url, create=False)
+        await vault.close()
+
+    try:
+        asyncio.run(open_close())
+    except StrongroomError as exc:
+        return exc.to_info().model_dump(mode="json")
+    return None
+
+
+def _check_vault(vault_url: str, blobs_url: str | None) -> None:
+    """The vault must exist: a worker creates none. It is opened in a child process, because
+    Celery forks its pool processes from this one (again whenever one dies) and a blob store
+    on S3 starts obstore's Tokio runtime, whose threads a fork does not copy: a pool process
+    forked after this process opened S3 would hang at its first blob."""
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            info = pool.submit(_probe_vault, vault_url, blobs_url).result()
+    except BrokenProcessPool:
+        raise StorageIOError(
+            f"the vault at {safe_url(vault_url)} could not be opened: the probe process died",
+            operation="worker",
+        ) from None
+    if info is None:
+        return
+    error = error_from_info(ErrorInfo.model_validate(info))
+    if isinstance(error, NotFound):
+        raise NotFound(
+            f"no vault at {safe_url(vault_url)}: a worker runs steps of an existing "
+            "vault (create it with `strongroom init`)",
+            operation="worker",
+        )
+    raise error
 
 
 def broker_app(broker: str | None, operation: str) -> Celery:
@@ -122,17 +172,7 @@ def worker(
             )
         paths = tool_paths(tool_path)
 
-        async def probe(vault: Vault) -> None:  # the vault must exist: a worker creates none
-            return None
-
-        try:
-            state.run(probe, create=False)
-        except NotFound:
-            raise NotFound(
-                f"no vault at {safe_url(state.vault_url)}: a worker runs steps of an existing "
-                "vault (create it with `strongroom init`)",
-                operation="worker",
-            ) from None
+        _check_vault(state.vault_url, state.blobs_url)
         app = broker_app(broker, "worker")
         from strongroom.workers import WorkerSettings
 

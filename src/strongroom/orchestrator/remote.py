@@ -16,8 +16,10 @@ Two halves meet at the attempt's step claim (`strongroom.ports.step_claims`):
   answer can no longer be recorded) and the step answers ``worker_lost``; the driver then
   starts a new attempt, audited, within the tool's ``max_retries``.
 
-Cancel: the worker watches the run and its claim; a cancelled run (or a claim declared lost)
-kills its step's process group within the poll interval.
+Cancel: the worker watches the run (every `WATCH_SECONDS`) and its claim (every heartbeat); a
+cancelled run (or a claim declared lost) kills its step's process group. A job still waiting
+in the queue is revoked by the coordinator (``revoke``) and skipped by the worker that gets
+it, which finds the run no longer running.
 """
 
 from __future__ import annotations
@@ -62,10 +64,21 @@ __all__ = [
 ]
 
 HEARTBEAT_SECONDS: Final = 1.0
-"""How often a worker beats its claim's heartbeat (and looks for a cancel)."""
+"""How often a worker beats its claim's heartbeat."""
+
+WATCH_SECONDS: Final = 0.2
+"""How often a worker looks whether its step's run was cancelled (one row read): with the
+sandbox's own 0.2 s look at the cancel event, a cancelled step's process group is killed
+about half a second after `strongroom cancel`."""
 
 LEASE_SECONDS: Final = 15.0
 """A running claim whose heartbeat is older than this is the claim of a dead worker."""
+
+FIRST_POLL_SECONDS: Final = 0.005
+"""How soon the coordinator first reads a sent job's claim (then less and less often)."""
+
+MAX_POLL_SECONDS: Final = 0.25
+"""The longest the coordinator waits between two reads of a running job's claim."""
 
 RESEND_SECONDS: Final = 300.0
 """A job nobody claimed for this long is sent again (a message lost with a broker, a worker
@@ -162,25 +175,36 @@ async def _step_definition(vault: Vault, plan: PlanState, step_id: str) -> Step:
 
 
 async def _keep_claim(
-    vault: Vault, job: StepJob, worker: str, every: float, cancel: threading.Event
+    vault: Vault,
+    job: StepJob,
+    worker: str,
+    every: float,
+    cancel: threading.Event,
+    watch: float = WATCH_SECONDS,
 ) -> None:
-    """Beat the claim's heartbeat; kill the step (``cancel``) when the run is cancelled, the
-    claim is no longer this worker's (declared lost, or a resume took the step over), or no
-    beat got through for half a lease (the coordinator will soon think this worker dead)."""
+    """Beat the claim's heartbeat every ``every`` seconds and look at the run every ``watch``
+    seconds; kill the step (``cancel``) when the run is cancelled, the claim is no longer this
+    worker's (declared lost, or a resume took the step over), or no beat got through for half
+    a lease (the coordinator will soon think this worker dead)."""
     last_beat = time.monotonic()
     while not cancel.is_set():
-        await asyncio.sleep(every)
+        await asyncio.sleep(min(watch, every))
         try:
+            run = await vault.runs.get(job.run_id)
+            if run.status is RunStatus.CANCELLED:
+                cancel.set()
+                return
+            if time.monotonic() - last_beat < every:
+                continue
             mine = await vault.metadata.heartbeat_step_claim(
                 job.run_id, job.step_id, job.attempt, worker=worker
             )
-            run = await vault.runs.get(job.run_id)
         except StrongroomError:  # a database hiccup: beat again, up to half a lease
             if time.monotonic() - last_beat > LEASE_SECONDS / 2:
                 cancel.set()
             continue
         last_beat = time.monotonic()
-        if not mine or run.status is RunStatus.CANCELLED:
+        if not mine:
             cancel.set()
 
 
@@ -200,15 +224,26 @@ class ClaimExecutor:
         vault: Vault,
         send: Callable[[StepJob], Awaitable[None]],
         *,
-        poll: float = 0.1,
+        revoke: Callable[[StepJob], Awaitable[None]] | None = None,
+        poll: float = FIRST_POLL_SECONDS,
+        max_poll: float = MAX_POLL_SECONDS,
         lease: float = LEASE_SECONDS,
         resend: float = RESEND_SECONDS,
     ) -> None:
+        """``revoke`` (best effort) withdraws a sent job of a cancelled run. The claim is read
+        every ``poll`` seconds at first, then every twentieth of the time the job has been
+        out, at most every ``max_poll`` seconds: a short step's end is seen within a few
+        milliseconds, a long one costs the database a read every quarter second."""
         self._vault = vault
         self._send = send
+        self._revoke = revoke
         self._poll = poll
+        self._max_poll = max(poll, max_poll)
         self._lease = lease
         self._resend = resend
+
+    def _interval(self, elapsed: float) -> float:
+        return min(max(elapsed / 20, self._poll), self._max_poll)
 
     async def execute(
         self,
@@ -224,10 +259,12 @@ class ClaimExecutor:
         cancelled_at: float | None = None
         claims = self._vault.metadata
         while True:
-            await asyncio.sleep(self._poll)
+            await asyncio.sleep(self._interval(time.monotonic() - sent))
             now = time.monotonic()
             if cancel.is_set() and cancelled_at is None:
                 cancelled_at = now
+                if self._revoke is not None:
+                    await self._revoke(job)
             try:
                 claim = await claims.get_step_claim(job.run_id, job.step_id, job.attempt)
             except (StorageIOError, OperationTimeout):

@@ -55,6 +55,8 @@ _TOOL_PATH_ENV: Final = "STRONGROOM_TOOL_PATH"
 _WORKDIR_ENV: Final = "STRONGROOM_WORKER_WORKDIR"
 _NAME_ENV: Final = "STRONGROOM_WORKER_NAME"
 
+_REVOKE_SECONDS: Final = 5.0  # an unreachable broker does not hold up a cancel longer
+
 _JOB_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(StepJob))
 
 
@@ -219,12 +221,21 @@ class CeleryExecutor(ClaimExecutor):
         app: Celery,
         *,
         queue: str = DEFAULT_QUEUE,
-        poll: float = 0.05,
         lease: float = LEASE_SECONDS,
     ) -> None:
-        super().__init__(vault, self._send_job, poll=poll, lease=lease)
+        super().__init__(vault, self._send_job, revoke=self._revoke_job, lease=lease)
         self.app = app
         self.queue = queue
+
+    async def _revoke_job(self, job: StepJob) -> None:
+        """Withdraw a cancelled run's job (Celery's revoke, a broadcast to the workers: one
+        that receives it later drops it unread). Best effort: a worker that missed the
+        broadcast finds the run cancelled and skips the job, and one already running the
+        step kills it when it sees the cancel in the vault."""
+        with contextlib.suppress(Exception):  # kombu's connection errors are many kinds
+            await asyncio.wait_for(
+                asyncio.to_thread(self.app.control.revoke, job.request_id), _REVOKE_SECONDS
+            )
 
     async def _send_job(self, job: StepJob) -> None:
         await asyncio.to_thread(self._publish, job)
