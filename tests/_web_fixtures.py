@@ -1,7 +1,8 @@
 """A vault populated for the Control Room's tests: the demo's runs (a playbook run with steps,
 approvals and artifacts, a translation pipeline run with phases), plus a failed run, a run
-left running (so a test can move it and watch the page follow), an image, and a run whose
-every stored string is an XSS payload.
+left running (so a test can move it and watch the page follow), an image, a run whose
+every stored string is an XSS payload, and a playbook run whose steps ran on workers (step
+claims: finished, lost to a worker with a hostile name, running).
 
 `populate` fills a vault at a URL pair and returns what it made (`Population`)."""
 
@@ -27,6 +28,7 @@ XSS = {
     "log": "<img src=x onerror=\"window.__xss='log'\"><script>window.__xss='log'</script>",
     "name": "<svg onload=alert(1)>.txt",
     "error": "<script>window.__xss='error'</script>",
+    "worker": "<script>alert(1)</script>",
 }
 """Stored strings a careless page would run; a safe one shows them as text."""
 
@@ -46,6 +48,7 @@ class Population:
     retry_run: str
     running_run: str
     xss_run: str
+    workers_run: str
     jsonl_artifact: str
     csv_artifact: str
     png_artifact: str
@@ -113,10 +116,18 @@ async def populate(url: str, workdir: Path, *, blobs_url: str | None = None) -> 
         await vault.runs.fail(xss.run_id, {"code": "tool_failed", "message": XSS["error"]})
 
         waiting = await _waiting_run(vault)
+        workers = await _workers_run(vault)
         report = await vault.verify(record=True)  # the audit page shows the last verify
         assert report.ok, report
         playbook_run = job.finished.run.run_id
-        ids = [sample.run.run_id, playbook_run, failed.run_id, running.run_id, xss.run_id]
+        ids = [
+            sample.run.run_id,
+            playbook_run,
+            failed.run_id,
+            running.run_id,
+            xss.run_id,
+            workers,
+        ]
         return Population(
             url=url,
             blobs_url=blobs_url,
@@ -127,6 +138,7 @@ async def populate(url: str, workdir: Path, *, blobs_url: str | None = None) -> 
             retry_run=retry.run_id,
             running_run=running.run_id,
             xss_run=xss.run_id,
+            workers_run=workers,
             jsonl_artifact=jsonl.artifact_id,
             csv_artifact=csv.artifact_id,
             png_artifact=png.artifact_id,
@@ -135,48 +147,84 @@ async def populate(url: str, workdir: Path, *, blobs_url: str | None = None) -> 
         )
 
 
+def _step(
+    started: datetime, step_id: str, status: str, upstream: list[str], offset: int
+) -> dict[str, Any]:
+    """One step of an orchestrator plan, as a snapshot holds it."""
+    at = started + timedelta(seconds=offset)
+    done = status == "completed"
+    return {
+        "step_id": step_id,
+        "status": status,
+        "tool_id": "demo_tool",
+        "tool_version": "1.0.0",
+        "manifest_digest": "sha256:" + "0" * 64,
+        "tool_ref": "demo_tool@1.0.0",
+        "upstream": upstream,
+        "started_at": at.isoformat(),
+        "finished_at": (at + timedelta(seconds=2)).isoformat() if done else None,
+        "error": None
+        if status != "waiting_approval"
+        else {
+            "code": "approval_required",
+            "message": "publish needs an approval",
+            "details": {"command": "strongroom registry approve --tool demo_tool@1.0.0"},
+        },
+    }
+
+
+def _plan(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "playbook_ref": "demo@1.0.0",
+        "playbook_id": "demo",
+        "playbook_version": "1.0.0",
+        "playbook_digest": "sha256:" + "1" * 64,
+        "steps": {step["step_id"]: step for step in steps},
+        "order": [step["step_id"] for step in steps],
+    }
+
+
 async def _waiting_run(vault: Vault) -> str:
     """A playbook-shaped run paused on an approval: three steps, one waiting."""
     run = await vault.runs.create(project="web", purpose="paused for an approval")
     await vault.runs.start(run.run_id)
     started = datetime.now(UTC) - timedelta(minutes=10)
-
-    def step(step_id: str, status: str, upstream: list[str], offset: int) -> dict[str, Any]:
-        at = started + timedelta(seconds=offset)
-        done = status == "completed"
-        return {
-            "step_id": step_id,
-            "status": status,
-            "tool_id": "demo_tool",
-            "tool_version": "1.0.0",
-            "manifest_digest": "sha256:" + "0" * 64,
-            "tool_ref": "demo_tool@1.0.0",
-            "upstream": upstream,
-            "started_at": at.isoformat(),
-            "finished_at": (at + timedelta(seconds=2)).isoformat() if done else None,
-            "error": None
-            if status != "waiting_approval"
-            else {
-                "code": "approval_required",
-                "message": "publish needs an approval",
-                "details": {"command": "strongroom registry approve --tool demo_tool@1.0.0"},
-            },
-        }
-
-    plan = {
-        "playbook_ref": "demo@1.0.0",
-        "playbook_id": "demo",
-        "playbook_version": "1.0.0",
-        "playbook_digest": "sha256:" + "1" * 64,
-        "steps": {
-            "fetch": step("fetch", "completed", [], 0),
-            "clean": step("clean", "completed", ["fetch"], 2),
-            "publish": step("publish", "waiting_approval", ["clean"], 4),
-        },
-        "order": ["fetch", "clean", "publish"],
-    }
+    plan = _plan(
+        [
+            _step(started, "fetch", "completed", [], 0),
+            _step(started, "clean", "completed", ["fetch"], 2),
+            _step(started, "publish", "waiting_approval", ["clean"], 4),
+        ]
+    )
     await vault.snapshots.save(run.run_id, {"data": {"orchestrator": plan}}, expected_revision=0)
     return run.run_id
+
+
+async def _workers_run(vault: Vault) -> str:
+    """A playbook-shaped run whose steps run on workers (``--executor celery``), as its step
+    claims record them: ``fetch`` finished on worker-a; ``clean``'s first attempt lost by a
+    worker with a hostile name, its second running on worker-b."""
+    run = await vault.runs.create(project="workers", purpose="steps on workers")
+    await vault.runs.start(run.run_id)
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    fetch = {**_step(started, "fetch", "completed", [], 0), "starts": 1}
+    clean = {**_step(started, "clean", "running", ["fetch"], 2), "starts": 2}
+    plan = _plan([fetch, clean])
+    await vault.snapshots.save(run.run_id, {"data": {"orchestrator": plan}}, expected_revision=0)
+    claims = vault.metadata
+    run_id = run.run_id
+    await claims.claim_step(run_id, "fetch", 1, request_id="req-fetch-1", worker="worker-a@host1")
+    await claims.heartbeat_step_claim(run_id, "fetch", 1, worker="worker-a@host1")
+    response = {"request_id": "req-fetch-1", "status": "succeeded", "output": {"rows": 3}}
+    await claims.finish_step_claim(run_id, "fetch", 1, worker="worker-a@host1", response=response)
+    await claims.claim_step(run_id, "clean", 1, request_id="req-clean-1", worker=XSS["worker"])
+    lost = await claims.lose_step_claim(
+        run_id, "clean", 1, stale_before=datetime.now(UTC) + timedelta(minutes=1)
+    )
+    assert lost
+    await claims.claim_step(run_id, "clean", 2, request_id="req-clean-2", worker="worker-b@host2")
+    await claims.heartbeat_step_claim(run_id, "clean", 2, worker="worker-b@host2")
+    return run_id
 
 
 def populate_sync(url: str, workdir: Path, *, blobs_url: str | None = None) -> Population:

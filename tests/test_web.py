@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from _web_fixtures import PNG, XSS, Population, populate_sync
 from strongroom import SyncVault
-from strongroom.web import create_app
+from strongroom.web import _views, create_app, pages
 from strongroom.web._content import DownloadCut
 from strongroom.web._security import CSP, check_bind, local_path
 
@@ -144,6 +144,83 @@ def test_a_waiting_run_shows_the_commands_to_approve(
     assert steps["steps"][2]["upstream"] == ["clean"]
 
 
+WORKER_FIELDS = {
+    "step_id",
+    "attempt",
+    "worker",
+    "state",
+    "claimed_at",
+    "heartbeat_at",
+    "finished_at",
+}
+
+
+def test_the_steps_api_lists_the_workers_of_each_attempt(
+    client: TestClient, population: Population
+) -> None:
+    steps = client.get(f"/api/v1/runs/{population.workers_run}/steps").json()
+    assert [s["step_id"] for s in steps["steps"]] == ["fetch", "clean"]
+    workers = steps["workers"]
+    assert [(w["step_id"], w["attempt"], w["worker"], w["state"]) for w in workers] == [
+        ("clean", 1, XSS["worker"], "lost"),
+        ("clean", 2, "worker-b@host2", "running"),
+        ("fetch", 1, "worker-a@host1", "finished"),
+    ]  # by step then attempt, as the vault lists its claims
+    assert steps["workers_truncated"] is False
+    for worker in workers:
+        assert set(worker) == WORKER_FIELDS  # the claim without its request id or response
+        assert worker["heartbeat_at"] >= worker["claimed_at"]
+        assert (worker["finished_at"] is None) == (worker["state"] == "running")
+    # Runs whose steps ran in their own process have no claims.
+    for run_id in (population.waiting_run, population.playbook_run, population.running_run):
+        other = client.get(f"/api/v1/runs/{run_id}/steps").json()
+        assert other["workers"] == []
+        assert other["workers_truncated"] is False
+
+
+def test_the_run_page_shows_the_workers(client: TestClient, population: Population) -> None:
+    page = client.get(f"/runs/{population.workers_run}").text
+    section = re.search(r'<section id="workers">(.*?)</section>', page, re.S)
+    assert section is not None
+    assert "<h2>Workers" in section.group(1)
+    rows = re.findall(
+        r"<tr><td>(.*?)</td><td>(\d+)</td><td[^>]*>(.*?)</td><td>(.*?)</td>", section.group(1)
+    )
+    assert [(step, attempt, worker) for step, attempt, worker, _ in rows] == [
+        ("clean", "1", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("clean", "2", "worker-b@host2"),
+        ("fetch", "1", "worker-a@host1"),
+    ]
+    assert ['class="badge s-lost"' in r[3] for r in rows] == [True, False, False]
+    assert ['class="badge s-running"' in r[3] for r in rows] == [False, True, False]
+    assert ['class="badge s-finished"' in r[3] for r in rows] == [False, False, True]
+    assert XSS["worker"] not in page
+    _inert(page)
+    # The Workers section comes right after the steps, and only for a run with claims.
+    assert page.index('id="steps"') < page.index('id="workers"') < page.index('id="snapshots"')
+    for run_id in [*population.run_ids, population.waiting_run]:
+        if run_id != population.workers_run:
+            other = client.get(f"/runs/{run_id}").text
+            assert 'id="workers"' not in other, run_id
+            assert "<h2>Workers" not in other, run_id
+
+
+def test_the_workers_listed_are_bounded(
+    client: TestClient, population: Population, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_views, "MAX_STEP_WORKERS", 2)
+    steps = client.get(f"/api/v1/runs/{population.workers_run}/steps").json()
+    assert [(w["step_id"], w["attempt"]) for w in steps["workers"]] == [("clean", 1), ("clean", 2)]
+    assert steps["workers_truncated"] is True
+    page = client.get(f"/runs/{population.workers_run}").text
+    assert f'href="/api/v1/runs/{population.workers_run}/steps">all</a>' in page
+    monkeypatch.setattr(_views, "MAX_STEP_WORKERS", 10_000)
+    monkeypatch.setattr(pages, "SHOWN_WORKERS", 1)
+    page = client.get(f"/runs/{population.workers_run}").text
+    assert "(1+, the first shown" in page
+    assert "worker-b@host2" not in page
+
+
 def test_runs_api_is_the_run_index(client: TestClient, population: Population) -> None:
     page = client.get("/api/v1/runs", params={"project": "web", "limit": 2}).json()
     assert len(page["items"]) == 2
@@ -219,6 +296,7 @@ def test_stored_strings_are_escaped(client: TestClient, population: Population) 
         client.get("/runs?project=web").text,
         client.get(f"/artifacts/{population.xss_artifact}").text,
         client.get(f"/compare?run={population.xss_run}&run={population.failed_run}").text,
+        client.get(f"/runs/{population.workers_run}").text,
     ]
     for page in pages:
         for payload in XSS.values():
@@ -355,6 +433,7 @@ def test_no_inline_script_or_style(client: TestClient, population: Population) -
         "/runs",
         f"/runs/{population.playbook_run}",
         f"/runs/{population.xss_run}",
+        f"/runs/{population.workers_run}",
         f"/artifacts/{population.csv_artifact}",
         f"/artifacts/{population.xss_artifact}",
         "/registry",

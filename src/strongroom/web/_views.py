@@ -1,6 +1,7 @@
 """The views the pages and the API share, each built from a bounded number of reads: a run's
-steps (from its latest snapshot), a diff of two snapshot revisions, a comparison of runs,
-status counts for the index, the host's sandbox layers, and the run query a URL encodes."""
+steps (from its latest snapshot) and the workers that ran them (its step claims), a diff of
+two snapshot revisions, a comparison of runs, status counts for the index, the host's sandbox
+layers, and the run query a URL encodes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from strongroom.sandbox.host import LAYERS, disabled_layers, probe_host
 from strongroom.services import parse, parse_labels, parse_where
 from strongroom.vault import Vault
 from strongroom.web.models import (
+    MAX_STEP_WORKERS,
     ComparedRun,
     ComparedStep,
     Comparison,
@@ -27,6 +29,7 @@ from strongroom.web.models import (
     RunSteps,
     SnapshotDiff,
     StepView,
+    StepWorker,
 )
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "run_steps",
     "snapshot_diff",
     "status_counts",
+    "step_workers",
 ]
 
 MAX_COMPARE: Final = 8
@@ -141,9 +145,35 @@ async def _latest_state(vault: Vault, run_id: str) -> tuple[int | None, RunState
     return snapshot.record.revision, snapshot.state
 
 
-async def run_steps(vault: Vault, run_id: str) -> RunSteps:
+async def step_workers(vault: Vault, run_id: str) -> tuple[list[StepWorker], bool]:
+    """The run's step claims (which worker ran each attempt), by step then attempt: at most
+    `MAX_STEP_WORKERS`, and whether there were more."""
+    claims = await vault.metadata.list_step_claims(run_id)
+    workers = [
+        StepWorker(
+            step_id=c.step_id,
+            attempt=c.attempt,
+            worker=c.worker,
+            state=c.state,
+            claimed_at=c.claimed_at,
+            heartbeat_at=c.heartbeat_at,
+            finished_at=c.finished_at,
+        )
+        for c in claims[:MAX_STEP_WORKERS]
+    ]
+    return workers, len(claims) > MAX_STEP_WORKERS
+
+
+async def run_steps(vault: Vault, run_id: str, *, workers: bool = True) -> RunSteps:
     """The run's steps from its latest snapshot: the orchestrator's plan for a playbook run,
-    the phase history for a pipeline run."""
+    the phase history for a pipeline run; with ``workers``, the workers that ran them."""
+    steps = await _steps(vault, run_id)
+    if workers:
+        steps.workers, steps.workers_truncated = await step_workers(vault, run_id)
+    return steps
+
+
+async def _steps(vault: Vault, run_id: str) -> RunSteps:
     revision, state = await _latest_state(vault, run_id)
     if state is None:
         return RunSteps(run_id=run_id, source="none")
@@ -242,7 +272,7 @@ async def compare_runs(vault: Vault, run_ids: Sequence[str]) -> Comparison:
     step_ids: list[str] = []
     for run_id in unique:
         run = await vault.runs.get(run_id)
-        steps = await run_steps(vault, run_id)
+        steps = await run_steps(vault, run_id, workers=False)
         for step in steps.steps:
             if step.step_id not in step_ids:
                 step_ids.append(step.step_id)

@@ -144,7 +144,11 @@ async def get_run(request: Request, run_id: RunId) -> Response:
     return _json(await vault_of(request).runs.get(run_id))
 
 
-@router.get("/runs/{run_id}/steps", response_model=RunSteps, summary="A run's steps")
+@router.get(
+    "/runs/{run_id}/steps",
+    response_model=RunSteps,
+    summary="A run's steps, and the workers that ran their attempts",
+)
 async def get_steps(request: Request, run_id: RunId) -> Response:
     return _json(await _views.run_steps(vault_of(request), run_id))
 

@@ -6,13 +6,14 @@ records are answered with their own models (`Run`, `RunPage`, `ArtifactMetadata`
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
 
 from strongroom.errors import ErrorInfo
 
 __all__ = [
+    "MAX_STEP_WORKERS",
     "ComparedRun",
     "ComparedStep",
     "Comparison",
@@ -22,7 +23,11 @@ __all__ = [
     "RunSteps",
     "SnapshotDiff",
     "StepView",
+    "StepWorker",
 ]
+
+MAX_STEP_WORKERS: Final = 10_000
+"""The most step claims a run's steps list (a run has at most a few thousand)."""
 
 
 class StepView(BaseModel):
@@ -40,8 +45,27 @@ class StepView(BaseModel):
     error: ErrorInfo | None = None
 
 
+class StepWorker(BaseModel):
+    """One attempt of a step as a worker held it (its step claim, without the response), as
+    ``strongroom runs show`` lists it."""
+
+    step_id: str
+    attempt: int
+    worker: str = Field(description="The worker that claimed the attempt.")
+    state: Literal["running", "finished", "lost"] = Field(
+        description="running: the worker holds it; finished: it recorded how the attempt "
+        "ended; lost: its heartbeat stopped and the attempt was declared lost."
+    )
+    claimed_at: datetime
+    heartbeat_at: datetime = Field(description="The worker's last heartbeat.")
+    finished_at: datetime | None = Field(
+        default=None, description="When it finished or was declared lost."
+    )
+
+
 class RunSteps(BaseModel):
-    """A run's steps as its latest state snapshot records them."""
+    """A run's steps as its latest state snapshot records them, and the workers that ran
+    their attempts."""
 
     run_id: str
     source: Literal["orchestrator", "phases", "none"] = Field(
@@ -50,6 +74,16 @@ class RunSteps(BaseModel):
     )
     revision: int | None = Field(default=None, description="The snapshot revision read.")
     steps: list[StepView] = Field(default_factory=list)
+    workers: list[StepWorker] = Field(
+        default_factory=list,
+        description="The step attempts run by workers (``--executor celery``), by step then "
+        f"attempt: who ran each, its state and last heartbeat. At most {MAX_STEP_WORKERS:,} "
+        "(``workers_truncated`` says when there were more); empty for a run whose steps ran "
+        "in its own process.",
+    )
+    workers_truncated: bool = Field(
+        default=False, description=f"True when the run has more than {MAX_STEP_WORKERS:,} claims."
+    )
 
 
 class SnapshotDiff(BaseModel):

@@ -32,6 +32,8 @@ SHOWN_REVISIONS = 50
 """A run page lists its newest snapshot revisions (the diff page takes any two)."""
 SHOWN_ARTIFACTS = 100
 """A run page lists its first artifacts (the API lists them all)."""
+SHOWN_WORKERS = 500
+"""A run page lists its first step claims (the API lists up to `MAX_STEP_WORKERS`)."""
 TextQ = Annotated[str | None, Query(max_length=200)]
 
 
@@ -252,6 +254,8 @@ async def run_page(
             "revisions": len(history),
             "artifacts": artifacts[:SHOWN_ARTIFACTS],
             "more_artifacts": len(artifacts) > SHOWN_ARTIFACTS,
+            "workers": steps.workers[:SHOWN_WORKERS],
+            "more_workers": len(steps.workers) > SHOWN_WORKERS or steps.workers_truncated,
             "logs": logs,
             "log_filters": {"level": level or "", "event": event or ""},
             "last_seq": logs[-1].seq if logs else 0,

@@ -53,8 +53,8 @@
   }
 
   // One run: its status follows the run record at every tick; when the record's version
-  // changes, the header, steps, snapshots and artifacts are redrawn from a fresh copy of the
-  // page (one request).
+  // changes, the header, steps, workers, snapshots and artifacts are redrawn from a fresh
+  // copy of the page (one request).
   function liveRun(box) {
     const runId = box.dataset.liveRun;
     let version = box.dataset.version;
@@ -67,7 +67,7 @@
         if (progress) progress.textContent = progressText(run);
         if (String(run.version) !== String(version)) {
           version = run.version;
-          await refreshSections(["run-header", "steps", "snapshots", "artifacts"]);
+          await refreshSections(["run-header", "steps", "workers", "snapshots", "artifacts"]);
         }
         if (TERMINAL.has(run.status)) return;
       } catch (e) { /* try again */ }
@@ -77,15 +77,19 @@
   }
 
   // Replace sections with the same sections of a fresh copy of this page (server-rendered,
-  // escaped there; parsed as an inert document, so nothing in it runs).
+  // escaped there; parsed as an inert document, so nothing in it runs). A section the page
+  // did not have yet (workers, once a step is claimed) goes after the one before it in ids.
   async function refreshSections(ids) {
     const response = await fetch(location.pathname + location.search, { credentials: "same-origin" });
     if (!response.ok) return;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    let previous = null;
     for (const id of ids) {
       const fresh = doc.getElementById(id);
       const old = document.getElementById(id);
       if (fresh && old) old.replaceWith(document.importNode(fresh, true));
+      else if (fresh && previous) previous.after(document.importNode(fresh, true));
+      previous = document.getElementById(id) || previous;
     }
   }
 
