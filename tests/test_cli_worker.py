@@ -12,9 +12,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from _keys import registered_key
+from _lane import TOOLS_DIR, manifest, policy, tool
 from strongroom import SyncVault
 from strongroom.cli import app
+from strongroom.cli._context import exit_code_for
+from strongroom.cli._executor import DEFAULT_QUEUE, choose
 from strongroom.errors import ValidationError
+from strongroom.models import ProjectExecutor
+from strongroom.workers.broker import DEFAULT_QUEUE as WORKERS_DEFAULT_QUEUE
 from strongroom.workers.broker import parse_job
 
 PASSWORD = "Br0ker-s3cret-pw"
@@ -97,6 +103,142 @@ def test_a_worker_needs_an_existing_vault(tmp_path: Path) -> None:
     result = _cli("--vault", str(tmp_path / "typo"), "--json", "worker", "--broker", "amqp://x//")
     assert result.exit_code == 3, result.output
     assert not (tmp_path / "typo").exists()
+
+
+# -- executor: in the project config (docs/workers.md, "In the project config") ---------------
+
+GATED_PLAYBOOK = {
+    "kind": "playbook",
+    "playbook_id": "gated-sums",
+    "name": "Gated sums",
+    "version": "1.0.0",
+    "owner": "alice",
+    "steps": [{"step_id": "a", "tool": "gated@1.0.0", "inputs": {"x": {"value": 1}}}],
+}
+
+
+def _farm(version: str, executor: dict[str, Any] | None) -> dict[str, Any]:
+    """A project whose runs go to workers (``executor``), listing the gated playbook."""
+    config: dict[str, Any] = {
+        "kind": "project_config",
+        "project_id": "farm",
+        "name": "Farm",
+        "version": version,
+        "playbooks": ["gated-sums"],
+    }
+    if executor is not None:
+        config["executor"] = executor
+    return config
+
+
+def _publish(vault: Path, key: str, *definitions: dict[str, Any]) -> None:
+    folder = vault.parent / "definitions"
+    folder.mkdir(exist_ok=True)
+    files = []
+    for definition in definitions:
+        name = next(v for k, v in definition.items() if k.endswith("_id"))
+        files.append(folder / f"{name}-{definition['version']}.json")
+        files[-1].write_text(json.dumps(definition), encoding="utf-8")
+    result = _cli("--vault", str(vault), "registry", "publish", *map(str, files), "--key", key)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+
+
+@pytest.fixture
+def farm(vault: Path) -> str:
+    """The vault holds project ``farm`` 1.0.0 with ``executor: {kind: celery, queue:
+    nightly}`` and a one-step playbook whose A2 tool waits for an approval (a local run
+    pauses before any tool runs: no sandbox, no broker needed). Returns the signing key."""
+    key = registered_key(lambda *a: _cli("--vault", str(vault), *a), vault.parent, "alice")
+    gated = tool("gated", "lane_tools:add", level="A2")
+    _publish(vault, key, policy(), manifest([gated]), GATED_PLAYBOOK)
+    _publish(vault, key, _farm("1.0.0", {"kind": "celery", "queue": "nightly"}))
+    return key
+
+
+def _runs(vault: Path) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = json.loads(
+        _cli("--vault", str(vault), "--json", "runs", "list").stdout
+    )["items"]
+    return listed
+
+
+def test_a_project_config_naming_celery_sends_runs_to_workers(vault: Path, farm: str) -> None:
+    """No --executor: the project config's ``executor: celery`` decides, so with no broker
+    (no --broker, no $STRONGROOM_BROKER_URL) the run is refused as --executor celery is,
+    naming the config, before anything is written; an explicit --executor local wins."""
+    refused = _cli("--vault", str(vault), "--json", "run", "gated-sums@1.0.0", "--project", "farm")
+    assert refused.exit_code == 2, refused.output
+    error = _error(refused)
+    assert (error["code"], error["details"]["reason"]) == ("validation_error", "no_broker")
+    assert "project config farm@1.0.0" in error["message"]
+    assert "STRONGROOM_BROKER_URL" in error["message"]
+    assert _runs(vault) == []
+
+    broker = f"amqp://strongroom:{PASSWORD}@127.0.0.1:{_closed_port()}/vhost"
+    unreachable = _cli(
+        "--vault", str(vault), "--json", "run", "gated-sums@1.0.0", "-p", "farm", "--broker", broker
+    )  # fmt: skip
+    assert unreachable.exit_code == 6, unreachable.output  # the config's celery, tried
+    assert _error(unreachable)["details"]["reason"] == "broker_unreachable"
+    assert PASSWORD not in unreachable.output
+    assert _runs(vault) == []
+
+    local = _cli(
+        "--vault", str(vault), "--json", "run", "gated-sums@1.0.0", "--project", "farm",
+        "--executor", "local", "--tool-path", str(TOOLS_DIR),
+    )  # fmt: skip
+    assert local.exit_code == exit_code_for("approval_required"), local.output
+    assert json.loads(local.stdout.splitlines()[-1])["status"] == "paused"
+    assert [run["status"] for run in _runs(vault)] == ["paused"]
+
+    without = _cli(
+        "--vault", str(vault), "--json", "run", "gated-sums@1.0.0", "--idempotency-key", "k"
+    )
+    assert without.exit_code == exit_code_for("approval_required"), without.output  # no project
+
+
+def test_resume_follows_the_config_the_run_was_planned_with(vault: Path, farm: str) -> None:
+    """`resume` without --executor reads the project config version of the run's plan (by
+    its digest), not the one the registry resolves now."""
+    started = _cli(
+        "--vault", str(vault), "--json", "run", "gated-sums@1.0.0", "--project", "farm",
+        "--executor", "local", "--tool-path", str(TOOLS_DIR),
+    )  # fmt: skip
+    assert started.exit_code == exit_code_for("approval_required"), started.output
+    run_id = json.loads(started.stdout.splitlines()[-1])["run_id"]
+    _publish(vault, farm, _farm("1.0.1", {"kind": "local"}))  # `farm` now resolves to 1.0.1
+
+    refused = _cli("--vault", str(vault), "--json", "resume", run_id, "--tool-path", str(TOOLS_DIR))
+    assert refused.exit_code == 2, refused.output
+    error = _error(refused)
+    assert error["details"]["reason"] == "no_broker"
+    assert "project config farm@1.0.0" in error["message"]
+
+    local = _cli(
+        "--vault", str(vault), "--json", "resume", run_id, "--executor", "local",
+        "--tool-path", str(TOOLS_DIR),
+    )  # fmt: skip
+    assert _error(local)["code"] == "digest_drift", local.output  # past the executor: the engine
+    assert [run["status"] for run in _runs(vault)] == ["paused"]
+
+    missing = _cli(
+        "--vault", str(vault), "--json", "resume", "0193f1c2-0000-7000-8000-000000000000"
+    )
+    assert _error(missing)["code"] == "not_found", missing.output  # the engine's own error
+
+
+def test_the_executor_flag_wins_then_the_config_then_local() -> None:
+    nightly = ProjectExecutor(kind="celery", queue="nightly")
+    config = "project config farm@1.0.0"
+    assert DEFAULT_QUEUE == WORKERS_DEFAULT_QUEUE
+    assert (choose(None, None).kind, choose(None, None).queue) == ("local", DEFAULT_QUEUE)
+    chosen = choose(None, None, nightly, config)
+    assert (chosen.kind, chosen.queue, chosen.source) == ("celery", "nightly", config)
+    assert choose(None, "urgent", nightly, config).queue == "urgent"
+    assert choose(None, None, ProjectExecutor(kind="celery"), config).queue == DEFAULT_QUEUE
+    flagged = choose("local", None, nightly, config)
+    assert (flagged.kind, flagged.source) == ("local", "--executor")
+    assert choose("celery", None).queue == DEFAULT_QUEUE
 
 
 JOB = {

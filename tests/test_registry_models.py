@@ -780,6 +780,43 @@ def test_a_project_config_lists_each_playbook_once() -> None:
     assert isinstance(definition_from_data(data), ProjectConfig)
 
 
+def project_data(**fields: Any) -> dict[str, Any]:
+    return {"kind": "project_config", "project_id": "proj", "name": "P", "version": "1", **fields}
+
+
+def test_a_project_config_names_its_executor_and_queue() -> None:
+    """docs/workers.md, "In the project config": where runs go when no --executor is given."""
+    config = definition_from_data(project_data(executor={"kind": "celery", "queue": "nightly"}))
+    assert isinstance(config, ProjectConfig)
+    assert config.executor is not None
+    assert (config.executor.kind, config.executor.queue) == ("celery", "nightly")
+    default = definition_from_data(project_data(executor={}))
+    assert isinstance(default, ProjectConfig)
+    assert default.executor is not None
+    assert (default.executor.kind, default.executor.queue) == ("local", None)
+    plain = definition_from_data(project_data())
+    assert isinstance(plain, ProjectConfig)
+    assert plain.executor is None
+
+
+@pytest.mark.parametrize(
+    ("executor", "path"),
+    [
+        ({"kind": "celery", "broker": "amqp://strongroom:pw@mq:5672//"}, "executor.broker"),
+        ({"kind": "celery", "url": "redis://:pw@cache:6379/0"}, "executor.url"),
+        ({"kind": "celery", "queue": "night_ly"}, "executor.queue"),  # no worker could listen
+        ({"kind": "celery", "queue": "../etc"}, "executor.queue"),
+        ({"kind": "celery", "queue": ""}, "executor.queue"),
+        ({"kind": "k8s"}, "executor.kind"),
+        ("celery", "executor"),
+    ],
+)
+def test_a_project_executor_names_no_broker_and_only_known_kinds(executor: Any, path: str) -> None:
+    error = raises(ValidationError, project_data(executor=executor), "p.yaml")
+    assert paths(error) == [path]
+    assert "pw" not in error.message
+
+
 # -- references to other definitions -----------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.live import Live
@@ -30,18 +30,23 @@ from strongroom.cli._context import (
     reported_errors,
     tool_paths,
 )
+from strongroom.cli._executor import (
+    ExecutorOption,
+    RunQueueOption,
+    celery_executor,
+    choose,
+    configured_executor,
+    remote_app,
+)
 from strongroom.cli._output import STEP_STYLES, print_json, stdout_console
 from strongroom.cli._registry_args import KeyOption, SignFlag, personal_key
-from strongroom.cli.worker import BrokerOption, QueueOption, broker_app
+from strongroom.cli.worker import BrokerOption
 from strongroom.errors import Conflict, NotFound, ValidationError, map_os_errors
 from strongroom.execution import RunnerOptions
 from strongroom.integrity import SigningKey
 from strongroom.models import Run, RunStatus, load_json_text
-from strongroom.orchestrator import Event, Orchestrator, RunResult, StepExecutor, StepStatus
+from strongroom.orchestrator import Event, Orchestrator, RunResult, StepStatus
 from strongroom.vault import Vault
-
-if TYPE_CHECKING:
-    from celery import Celery
 
 __all__ = ["cancel", "resume", "run"]
 
@@ -152,42 +157,6 @@ class Progress:
                     self.console.line()  # the last frame ends without one off a terminal
 
 
-ExecutorOption = Annotated[
-    str,
-    typer.Option(
-        "--executor",
-        help="Where steps run: local (this process, default) or celery (workers started with "
-        "`strongroom worker` on the broker).",
-    ),
-]
-
-
-def _remote(executor: str, broker: str | None, state: CliState) -> Celery | None:
-    """The Celery application for ``--executor celery`` (the broker checked), None for local."""
-    if executor == "local":
-        return None
-    if executor != "celery":
-        raise ValidationError(
-            f"--executor {executor[:40]!r}: expected local or celery",
-            operation="cli.run",
-            field="--executor",
-        )
-    if state.vault_url.startswith("memory:"):
-        raise ValidationError(
-            "--executor celery needs a vault the workers share: memory:// is private to this "
-            "process",
-            operation="cli.run",
-            reason="unshared_vault",
-        )
-    return broker_app(broker, "cli.run")
-
-
-def _celery_executor(vault: Vault, app: Celery, queue: str) -> StepExecutor:
-    from strongroom.workers import CeleryExecutor
-
-    return CeleryExecutor(vault, app, queue=queue)
-
-
 def _options(workdir: Path, paths: list[Path] | None) -> RunnerOptions:
     return RunnerOptions(workdir=workdir.resolve(), tool_paths=tool_paths(paths))
 
@@ -285,9 +254,9 @@ def run(
     actor: ActorOption = "local",
     key: KeyOption = None,
     sign: SignFlag = False,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
     broker: BrokerOption = None,
-    queue: QueueOption = "strongroom",
+    queue: RunQueueOption = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """Run a playbook through the sandboxed execution lane, persisting after every step.
@@ -309,9 +278,16 @@ def run(
         options = _options(workdir, tool_path)
         local = Path(playbook)
         data = _playbook_file(playbook)
-        remote = _remote(executor, broker, state)
+        # the flag (or no project) decides before the vault opens; else the project config
+        choice = choose(executor, queue) if executor is not None or project is None else None
+        remote = None if choice is None else remote_app(choice, broker, state)
 
         async def work(vault: Vault) -> RunResult:
+            step_executor = (
+                await configured_executor(vault, queue, broker, state, project=project)
+                if choice is None
+                else celery_executor(vault, remote, choice)
+            )
             ref = playbook
             if data is not None:
                 ref = await _publish_local(vault, data, local.name, signer)
@@ -321,7 +297,7 @@ def run(
                 max_parallel=max_parallel,
                 actor=actor,
                 on_event=progress,
-                executor=None if remote is None else _celery_executor(vault, remote, queue),
+                executor=step_executor,
             )
             with progress.shown():
                 return await orchestrator.start(
@@ -373,9 +349,9 @@ def resume(
     actor: ActorOption = "local",
     key: KeyOption = None,
     sign: SignFlag = False,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
     broker: BrokerOption = None,
-    queue: QueueOption = "strongroom",
+    queue: RunQueueOption = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """Continue a run from its latest snapshot: completed steps are skipped, the step that was
@@ -386,15 +362,22 @@ def resume(
     with reported_errors(state):
         options = _options(workdir, tool_path)
         signer = personal_key(key, sign)
-        remote = _remote(executor, broker, state)
+        # the flag decides before the vault opens; else the config the run was planned with
+        choice = None if executor is None else choose(executor, queue)
+        remote = None if choice is None else remote_app(choice, broker, state)
 
         async def work(vault: Vault) -> RunResult:
+            step_executor = (
+                await configured_executor(vault, queue, broker, state, run_id=run_id)
+                if choice is None
+                else celery_executor(vault, remote, choice)
+            )
             orchestrator = Orchestrator(
                 vault,
                 options,
                 actor=actor,
                 on_event=progress,
-                executor=None if remote is None else _celery_executor(vault, remote, queue),
+                executor=step_executor,
             )
             with progress.shown():
                 return await orchestrator.resume(run_id, force=force, signer=signer)

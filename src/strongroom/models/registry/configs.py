@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from strongroom.ids import ActorName, SafeName
+from strongroom.ids import ActorName, SafeName, check_name
 from strongroom.models._base import Record, UtcDatetime
 from strongroom.models.registry._common import (
     _ENV_VAR_PATTERN,
@@ -39,6 +39,34 @@ class ProjectSettings(Record):
     )
 
 
+QueueName = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$"),
+    AfterValidator(check_name),
+]
+"""A `SafeName` a worker can listen on: `strongroom worker --queue` takes letters, digits,
+'-' and '.', so a project names no queue (one with '_') that no worker could serve."""
+
+
+class ProjectExecutor(Record):
+    """Where the steps of this project's runs go when the caller gives no ``--executor``.
+    Never a broker URL: it can carry a password, and a project config is published, signed
+    and shown to every reader of the registry; the broker comes from ``--broker`` or
+    ``$STRONGROOM_BROKER_URL`` of the process that starts or resumes the run."""
+
+    kind: Literal["local", "celery"] = Field(
+        default="local",
+        description="local: the steps run in the process that starts the run; celery: they "
+        "are sent to `strongroom worker` processes through the broker (given by --broker or "
+        "$STRONGROOM_BROKER_URL, never here: a broker URL can carry a password).",
+    )
+    queue: QueueName | None = Field(
+        default=None,
+        description="The Celery queue the steps are sent to (the workers' --queue); None: "
+        "the default queue, strongroom. Letters, digits, '-' and '.'. Ignored for local.",
+    )
+
+
 class ProjectConfig(DefinitionBase):
     ID_FIELD: ClassVar[str] = "project_id"
     KIND: ClassVar[DefinitionKind] = DefinitionKind.PROJECT_CONFIG
@@ -58,6 +86,13 @@ class ProjectConfig(DefinitionBase):
         default=None,
         description="Retention rules for this project's runs (`strongroom gc plan` applies "
         "them when no --policy is given); a rule naming another project is refused.",
+    )
+    executor: ProjectExecutor | None = Field(
+        default=None,
+        description="Where this project's runs execute their steps when `strongroom run "
+        "--project` or `strongroom resume` is given no --executor (an explicit --executor "
+        "wins); None: locally. It names no broker URL (that can carry a password): the broker "
+        "comes from --broker or $STRONGROOM_BROKER_URL.",
     )
 
     @model_validator(mode="after")
