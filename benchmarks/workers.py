@@ -1,7 +1,7 @@
 """Steps on Celery workers (issue 20): how a run of independent sandboxed steps scales with the
 number of workers, and what sending a step through the broker costs over running it here.
 
-    python -m benchmarks.workers [--steps 200] [--sleep 0.2] [--workers 1,2,4]
+    python -m benchmarks.workers [--steps 200] [--sleep 0.2] [--workers 1,2,4] [--cancels 10]
         [--broker amqp://guest:guest@127.0.0.1:5672//]
 
 The vault is embedded (SQLite + local blobs: the workers run on this machine, as the docs
@@ -15,6 +15,9 @@ allow). The playbook has ``--steps`` independent steps, each a sandboxed tool th
 
 Reported: wall time of each, steps/s, the speed-up of N workers over one worker, and the
 dispatch overhead per step: (one worker, serial) minus (local, serial), divided by the steps.
+Then ``--cancels`` times a step sleeping 100 s on one worker is cancelled
+(`Orchestrator.cancel`, what `strongroom cancel` does): the seconds until its tool's processes
+are gone and until the coordinator's run returned, median and max.
 Every step's tool starts a confined Python process, so on a machine with few cores the
 workers compete for the CPU as well as for the broker: the figures say what this machine does.
 """
@@ -23,10 +26,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,7 +41,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from strongroom.execution import RunnerOptions
+from strongroom.ids import new_id
 from strongroom.models import RunStatus
 from strongroom.orchestrator import Orchestrator
 from strongroom.testing.keys import approver
@@ -102,9 +111,11 @@ def _start_workers(
 
 
 def _wait_ready(app: Any, count: int) -> None:
-    """Until ``count`` workers answer a ping (a worker's start is not what is measured)."""
+    """Until the ``count`` workers started answer a ping (a worker's start is not what is
+    measured; only these workers are asked, the broker may serve others)."""
+    names = [f"bench{n}@{socket.gethostname()}" for n in range(count)]
     deadline = time.monotonic() + 120
-    while len(app.control.ping(timeout=1.0) or []) < count:
+    while len(app.control.ping(destination=names, timeout=1.0) or []) < count:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{count} workers did not start")
 
@@ -129,7 +140,59 @@ async def _timed(orchestrator: Orchestrator, ref: str) -> float:
     return elapsed
 
 
-async def main(steps: int, seconds: float, counts: list[int], broker: str) -> dict[str, Any]:
+def _hold_playbook() -> dict[str, Any]:
+    step = {"step_id": "hold", "tool": "nap@1.0.0", "inputs": {"seconds": {"value": 100}}}
+    return {**_playbook("hold", 0, 0), "steps": [step]}
+
+
+async def _tools_of(vault: Vault, run_id: str) -> list[psutil.Process]:
+    """The processes of the step's tool, once its worker runs it (its pool process's
+    descendants)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        claim = await vault.metadata.get_step_claim(run_id, "hold", 1)
+        if claim is not None and claim.state == "running":
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found = psutil.Process(int(claim.worker.rsplit(":", 1)[1])).children(recursive=True)
+                if found:
+                    return found
+        await asyncio.sleep(0.01)
+    raise RuntimeError("the step did not start on the worker")
+
+
+async def _cancel_latencies(
+    vault: Vault, app: Any, root: Path, tools: Path, broker: str, cancels: int
+) -> tuple[list[float], list[float]]:
+    """``cancels`` times: a step sleeping 100 s runs on a worker; `Orchestrator.cancel` (what
+    `strongroom cancel` calls); the seconds until the tool's processes are gone, and until
+    the coordinator's run returned cancelled."""
+    await _publish(vault, _hold_playbook(), "hold")
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    workers = await asyncio.to_thread(_start_workers, root, tools, broker, queue, 1)
+    killed, settled = [], []
+    try:
+        await asyncio.to_thread(_wait_ready, app, 1)
+        coordinator = Orchestrator(vault, executor=CeleryExecutor(vault, app, queue=queue))
+        for _ in range(cancels):
+            run_id = new_id()
+            task = asyncio.create_task(coordinator.start("hold@1.0.0", run_id=run_id))
+            found = await _tools_of(vault, run_id)
+            started = time.perf_counter()
+            await Orchestrator(vault, actor="bench").cancel(run_id)
+            _, alive = await asyncio.to_thread(psutil.wait_procs, found, timeout=120)
+            killed.append(time.perf_counter() - started)
+            result = await task
+            settled.append(time.perf_counter() - started)
+            if alive or result.status is not RunStatus.CANCELLED:
+                raise RuntimeError(f"cancel did not stop the step: {result.status.value}")
+    finally:
+        await asyncio.to_thread(_stop, workers)
+    return killed, settled
+
+
+async def main(
+    steps: int, seconds: float, counts: list[int], broker: str, cancels: int = 10
+) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     try:
         tools = root / "tools"
@@ -149,6 +212,7 @@ async def main(steps: int, seconds: float, counts: list[int], broker: str) -> di
                 queue = f"bench-{uuid.uuid4().hex[:8]}"
                 workers = await asyncio.to_thread(_start_workers, root, tools, broker, queue, count)
                 try:
+                    await asyncio.to_thread(_wait_ready, app, count)
                     executor = CeleryExecutor(vault, app, queue=queue)
                     remote = Orchestrator(
                         vault, options, max_parallel=min(steps, 256), executor=executor
@@ -156,6 +220,16 @@ async def main(steps: int, seconds: float, counts: list[int], broker: str) -> di
                     figures[f"celery_{count}_s"] = await _timed(remote, f"{name}@1.0.0")
                 finally:
                     await asyncio.to_thread(_stop, workers)
+            if cancels:
+                killed, settled = await _cancel_latencies(vault, app, root, tools, broker, cancels)
+                figures["cancel_tool_killed_s"] = {
+                    "median": statistics.median(killed),
+                    "max": max(killed),
+                }
+                figures["cancel_run_settled_s"] = {
+                    "median": statistics.median(settled),
+                    "max": max(settled),
+                }
         one = figures.get("celery_1_s")
         if one is not None:
             figures["dispatch_overhead_ms_per_step"] = (
@@ -189,6 +263,13 @@ def _report(figures: dict[str, Any], counts: list[int]) -> str:
             "dispatch overhead (1 worker, serial, minus local, serial): "
             f"{figures['dispatch_overhead_ms_per_step']:.1f} ms per step"
         )
+    if "cancel_tool_killed_s" in figures:
+        killed, settled = figures["cancel_tool_killed_s"], figures["cancel_run_settled_s"]
+        lines.append(
+            f"cancel of a step running on a worker: its tool killed {killed['median']:.2f} s "
+            f"(max {killed['max']:.2f} s), the run settled {settled['median']:.2f} s "
+            f"(max {settled['max']:.2f} s) after `cancel`"
+        )
     return "\n".join(lines)
 
 
@@ -197,13 +278,14 @@ def cli() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--sleep", type=float, default=0.2)
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--cancels", type=int, default=10, help="cancel latencies to measure")
     parser.add_argument(
         "--broker",
         default=os.environ.get("STRONGROOM_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
     )
     args = parser.parse_args()
     counts = [int(c) for c in args.workers.split(",") if c]
-    figures = asyncio.run(main(args.steps, args.sleep, counts, args.broker))
+    figures = asyncio.run(main(args.steps, args.sleep, counts, args.broker, args.cancels))
     print(_report(figures, counts))
     print(json.dumps(figures, indent=2))
 

@@ -80,6 +80,10 @@ FIRST_POLL_SECONDS: Final = 0.005
 MAX_POLL_SECONDS: Final = 0.25
 """The longest the coordinator waits between two reads of a running job's claim."""
 
+CLAIM_READS_PER_SECOND: Final = 200
+"""About the most claim reads per second one coordinator makes however many jobs it has out:
+with many jobs waiting in the queue each is read less often (the workers are busy anyway)."""
+
 RESEND_SECONDS: Final = 300.0
 """A job nobody claimed for this long is sent again (a message lost with a broker, a worker
 that failed before claiming); a second delivery is harmless."""
@@ -233,7 +237,9 @@ class ClaimExecutor:
         """``revoke`` (best effort) withdraws a sent job of a cancelled run. The claim is read
         every ``poll`` seconds at first, then every twentieth of the time the job has been
         out, at most every ``max_poll`` seconds: a short step's end is seen within a few
-        milliseconds, a long one costs the database a read every quarter second."""
+        milliseconds, a long one costs the database a read every quarter second. With many
+        jobs out at once, each is read less often, so that the reads of all of them stay
+        near `CLAIM_READS_PER_SECOND`."""
         self._vault = vault
         self._send = send
         self._revoke = revoke
@@ -241,9 +247,11 @@ class ClaimExecutor:
         self._max_poll = max(poll, max_poll)
         self._lease = lease
         self._resend = resend
+        self._out = 0  # jobs this executor waits on
 
     def _interval(self, elapsed: float) -> float:
-        return min(max(elapsed / 20, self._poll), self._max_poll)
+        alone = min(max(elapsed / 20, self._poll), self._max_poll)
+        return max(alone, self._out / CLAIM_READS_PER_SECOND)
 
     async def execute(
         self,
@@ -254,7 +262,13 @@ class ClaimExecutor:
         cancel: threading.Event,
     ) -> RunnerResponse:
         await self._send(job)
-        sent = time.monotonic()
+        self._out += 1
+        try:
+            return await self._wait(job, cancel, sent=time.monotonic())
+        finally:
+            self._out -= 1
+
+    async def _wait(self, job: StepJob, cancel: threading.Event, *, sent: float) -> RunnerResponse:
         seen: tuple[datetime, float] | None = None  # (heartbeat, when it was first seen)
         cancelled_at: float | None = None
         claims = self._vault.metadata
