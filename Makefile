@@ -21,10 +21,11 @@ demo: $(STAMP)
 # Installed from Debian in CI (CI=true, as root) when missing; elsewhere those tests skip.
 # Chromium (tests/test_web_browser.py drives /usr/bin/chromium through Playwright) is
 # installed from Debian whenever it is missing and this runs as root, CI or not. RabbitMQ
-# (tests/test_workers_celery.py) is started in CI when it is installed and not listening.
+# (tests/test_workers_celery.py) is started in CI when it is installed and not listening;
+# redis-server is installed in CI when missing (the Redis broker test starts its own).
 tools:
 	@if [ "$$CI" = "true" ]; then \
-	  for pair in node:nodejs jq:jq sqlite3:sqlite3; do \
+	  for pair in node:nodejs jq:jq sqlite3:sqlite3 redis-server:redis-server; do \
 	    command -v $${pair%%:*} >/dev/null || { apt-get update -qq && apt-get install -y -qq $${pair##*:}; }; \
 	  done; \
 	fi

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,9 +78,15 @@ class Workers:
     (SIGTERM, then SIGKILL of their sessions) at the end."""
 
     def __init__(
-        self, root: Path, queue: str, vault_url: str, blobs_url: str | None = None
+        self,
+        root: Path,
+        queue: str,
+        vault_url: str,
+        blobs_url: str | None = None,
+        broker: str = BROKER,
     ) -> None:
         self.root = root
+        self.broker = broker
         self.queue = queue
         self.vault_url = vault_url
         self.blobs_url = blobs_url
@@ -98,7 +106,7 @@ class Workers:
         command = [sys.executable, "-m", "strongroom", "--vault", self.vault_url]
         if self.blobs_url is not None:
             command += ["--blobs", self.blobs_url]
-        command += ["worker", "--broker", BROKER, "--queue", self.queue, "--name", f"w{slot}"]
+        command += ["worker", "--broker", self.broker, "--queue", self.queue, "--name", f"w{slot}"]
         command += ["--tool-path", str(TOOLS_DIR), "--workdir", str(self.root / "work")]
         self.processes[slot] = subprocess.Popen(
             command, stdout=log, stderr=log, start_new_session=True
@@ -135,3 +143,38 @@ class Workers:
             (self.root / f"worker-{n}.log").read_text(errors="replace")[-2000:]
             for n in range(1, self._started + 1)
         )
+
+
+def redis_broker(root: Path) -> Iterator[str]:
+    """A Redis of this test's own on a free port (``redis://`` URL), keeping nothing on disk;
+    skipped (failed under CI=true) without `redis-server`."""
+    server = shutil.which("redis-server")
+    if server is None:
+        message = "no redis-server: install Redis (`apt-get install redis-server`)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [server, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+    command += ["--appendonly", "no", "--dir", str(root)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while True:  # until it answers
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            assert process.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server did not answer"
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)

@@ -337,7 +337,8 @@ async def test_a_job_nobody_claimed_is_sent_again(lane: Lane) -> None:
         if deliveries[job.request_id] > 1:
             await workers.send(job)
 
-    executor = ClaimExecutor(lane.vault, lossy, poll=0.05, resend=0.5)
+    # Longer than a worker process takes to start on a loaded machine, so resends stay few.
+    executor = ClaimExecutor(lane.vault, lossy, poll=0.05, resend=3.0)
     result = await asyncio.wait_for(
         Orchestrator(lane.vault, executor=executor).start("remote-chain@1.0.0", inputs={"x": 1}),
         DEADLINE,

@@ -25,7 +25,15 @@ import pytest
 from typer.testing import CliRunner
 
 from _lane import TOOLS_DIR, Lane, manifest, open_lane, policy, require_sandbox, tool
-from _workers import BROKER, DEADLINE, Workers, broker_or_skip, fresh_queue, queued
+from _workers import (
+    BROKER,
+    DEADLINE,
+    Workers,
+    broker_or_skip,
+    fresh_queue,
+    queued,
+    redis_broker,
+)
 from strongroom.cli import app
 from strongroom.ids import new_id
 from strongroom.models import RunStatus
@@ -278,3 +286,29 @@ async def test_a_coordinator_killed_mid_run_is_resumed_with_every_end_recorded_o
     snapshot = await lane.vault.snapshots.load(run_id)
     assert PlanState.model_validate(snapshot.state.data[STATE_KEY]).steps["a"].starts == 2
     assert (await lane.vault.verify()).ok
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    yield from redis_broker(tmp_path)
+
+
+async def test_steps_run_through_a_redis_broker(lane: Lane, queue: str, redis_url: str) -> None:
+    """Redis works as the broker too (`redis://`, docs/workers.md): the fan-out on two
+    workers, every end recorded once."""
+    workers = Workers(lane.root, queue, str(lane.root / "vault"), broker=redis_url)
+    workers.start(2)
+    try:
+        executor = CeleryExecutor(lane.vault, celery_app(redis_url), queue=queue)
+        orchestrator = Orchestrator(lane.vault, executor=executor, max_parallel=6)
+        result = await asyncio.wait_for(orchestrator.start("fan@1.0.0", inputs={"x": 1}), DEADLINE)
+        assert result.status is RunStatus.COMPLETED, (result.run.last_error, workers.log())
+        run_id = result.run.run_id
+        assert await _sums(lane, run_id) == EXPECTED
+        assert await _completions(lane, run_id) == sorted(EXPECTED)
+        claims = await lane.vault.metadata.list_step_claims(run_id)
+        assert {(c.step_id, c.attempt, c.state) for c in claims} == {
+            (step, 1, "finished") for step in EXPECTED
+        }
+    finally:
+        workers.stop()

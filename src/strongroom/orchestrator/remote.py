@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -169,12 +170,24 @@ async def _run_here(
         return failure_response(job, info.code, info.message).model_copy(update={"error": info})
 
 
+_PLAYBOOKS: weakref.WeakKeyDictionary[Vault, dict[str, Playbook]] = weakref.WeakKeyDictionary()
+_PLAYBOOKS_KEPT: Final = 16
+
+
 async def _step_definition(vault: Vault, plan: PlanState, step_id: str) -> Step:
-    """The step as the run's pinned playbook (by digest) defines it."""
-    _, definition = await vault.registry.get(
-        DefinitionKind.PLAYBOOK, plan.playbook_id, f"sha256:{plan.playbook_digest}"
-    )
-    assert isinstance(definition, Playbook)
+    """The step as the run's pinned playbook (by digest) defines it. The version is looked up
+    in the vault's registry every time; its parse is kept (a digest names one content), so a
+    worker running many steps of one playbook reads and validates it once."""
+    selector = f"sha256:{plan.playbook_digest}"
+    version = await vault.registry.version(DefinitionKind.PLAYBOOK, plan.playbook_id, selector)
+    kept = _PLAYBOOKS.setdefault(vault, {})
+    definition = kept.get(version.digest)
+    if definition is None:
+        loaded = await vault.registry.load(version)
+        assert isinstance(loaded, Playbook)
+        if len(kept) >= _PLAYBOOKS_KEPT:
+            kept.pop(next(iter(kept)))
+        definition = kept[version.digest] = loaded
     return next(step for step in definition.steps if step.step_id == step_id)
 
 
