@@ -9,7 +9,9 @@ PostgreSQL + S3, with a real broker (tests/_workers.py) and real `strongroom wor
 - `strongroom cancel` kills a step running on a worker (the worker sees the cancel in the vault
   and kills the tool's process group; the claim records ``cancelled``);
 - a cancelled run's job still waiting in the queue is revoked and never runs;
-- an approval pauses a run on workers as it does locally, and resume finishes it.
+- an approval pauses a run on workers as it does locally, and resume finishes it;
+- `strongroom run --executor celery` SIGKILLed mid-run is taken over by `strongroom resume
+  --executor celery` with every step's end recorded once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,7 +32,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from _lane import Lane, manifest, open_lane, policy, require_sandbox, tool
+from _lane import TOOLS_DIR, Lane, manifest, open_lane, policy, require_sandbox, tool
 from _workers import BROKER, DEADLINE, Workers, broker_or_skip, fresh_queue, queued
 from strongroom.cli import app
 from strongroom.ids import new_id
@@ -357,5 +361,58 @@ async def test_an_approval_pauses_a_run_on_workers_and_resume_finishes_it(
     [first_gate] = [c for c in claims if (c.step_id, c.attempt) == ("gate", 1)]
     assert first_gate.response is not None
     assert first_gate.response["error"]["code"] == "approval_required"
+    report = await lane.vault.verify()
+    assert report.ok, report.problems
+
+
+async def test_a_killed_coordinator_is_resumed_with_every_end_recorded_once(
+    lane: Lane, queue: str, workers: Workers, urls: tuple[str, str | None]
+) -> None:
+    """`strongroom run --executor celery` SIGKILLed once its first step's job waits in the
+    queue (no worker yet); workers start; `strongroom resume --executor celery` finishes the
+    run. The dead coordinator's queued job is either run first and then declared lost by the
+    resume, or found to be no longer the current attempt: either way each step's end is
+    recorded once and the outputs are an uninterrupted run's."""
+    run_id = new_id()
+    common = ["--executor", "celery", "--broker", BROKER, "--queue", queue]
+    common += ["--tool-path", str(TOOLS_DIR), "--workdir", str(lane.workdir)]
+    base = [sys.executable, "-m", "strongroom", *_cli(urls)]
+    command = [*base, "run", "dag@1.0.0", "--input", "x=1", "--run-id", run_id, *common]
+    coordinator = await asyncio.to_thread(
+        subprocess.Popen, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + DEADLINE
+    while await asyncio.to_thread(queued, queue) == 0:  # kill it on progress
+        assert time.monotonic() < deadline
+        assert coordinator.poll() is None
+        await asyncio.sleep(0.02)
+    coordinator.send_signal(signal.SIGKILL)
+    coordinator.wait()
+    workers.start(3)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*base, "--json", "resume", run_id, *common],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:], workers.log())
+    run = await lane.vault.runs.get(run_id)
+    assert run.status is RunStatus.COMPLETED
+    plan = PlanState.model_validate((await lane.vault.snapshots.load(run_id)).state.data[STATE_KEY])
+    assert plan.steps["s0"].starts == 2  # the resume ran the step in flight again
+    outputs = {
+        step_id: json.loads(await lane.vault.artifacts.get_bytes(state.output_artifact_id or ""))[
+            "sum"
+        ]
+        for step_id, state in plan.steps.items()
+    }
+    assert outputs == _expected(1)
+    ends = [e.phase for e in await lane.vault.logs.read(run_id) if e.event == "step.completed"]
+    assert sorted(ends, key=str) == sorted(plan.steps)
+    claims = await lane.vault.metadata.list_step_claims(run_id)
+    kept = {(c.step_id, c.attempt) for c in claims if c.state == "finished"}
+    assert kept - {("s0", 1)} == {(step_id, state.starts) for step_id, state in plan.steps.items()}
+    assert not [c for c in claims if c.state == "running"]
     report = await lane.vault.verify()
     assert report.ok, report.problems
