@@ -59,6 +59,12 @@ def _error(result: Result) -> dict[str, Any]:
         (("worker", "--broker", "not a url"), "bad_broker"),
         (("worker", "--broker", "amqp://x//", "--name", "a@b"), None),
         (("worker", "--broker", "amqp://x//", "--queue", "q/../x"), None),
+        (("worker", "--broker", "amqp://x//", "--queues", "a,,b"), None),
+        (("worker", "--broker", "amqp://x//", "--queue", "a", "--queue", "b c"), None),
+        (
+            ("worker", "--broker", "amqp://x//", "--queues", ",".join(f"q{n}" for n in range(33))),
+            None,
+        ),
         (("run", "p@1.0.0", "--executor", "elsewhere"), None),
         (("run", "p@1.0.0", "--executor", "celery"), "no_broker"),
         (("resume", "0193f1c2-0000-7000-8000-000000000000", "--executor", "celery"), "no_broker"),

@@ -267,3 +267,24 @@ async def test_steps_run_through_a_redis_broker(lane: Lane, queue: str, redis_ur
         }
     finally:
         workers.stop()
+
+
+async def test_a_worker_takes_steps_from_each_of_its_queues(lane: Lane, queue: str) -> None:
+    """`strongroom worker --queues A,B`: runs sent to either queue are run by it."""
+    other = f"{queue}-b"
+    workers = Workers(lane.root, f"{queue},{other}", str(lane.root / "vault"))
+    workers.start(1)
+    try:
+        for name in (queue, other):
+            executor = CeleryExecutor(lane.vault, celery_app(BROKER), queue=name)
+            orchestrator = Orchestrator(lane.vault, executor=executor, max_parallel=6)
+            result = await asyncio.wait_for(
+                orchestrator.start("fan@1.0.0", inputs={"x": 1}), DEADLINE
+            )
+            assert result.status is RunStatus.COMPLETED, (result.run.last_error, workers.log())
+            assert await _sums(lane, result.run.run_id) == EXPECTED
+    finally:
+        workers.stop()
+        with celery_app(BROKER).connection_for_write() as connection:
+            channel: Any = connection.default_channel
+            channel.queue_delete(other)

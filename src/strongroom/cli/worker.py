@@ -48,8 +48,33 @@ BrokerOption = Annotated[
     ),
 ]
 QueueOption = Annotated[
-    str, typer.Option("--queue", help="The queue steps are sent to (default: strongroom).")
+    list[str] | None,
+    typer.Option(
+        "--queue",
+        "--queues",
+        help="The queue(s) this worker takes steps from: repeat the option or separate names "
+        "with commas (default: strongroom).",
+        show_default=False,
+    ),
 ]
+_MAX_QUEUES: Final = 32
+
+
+def _queue_names(given: list[str] | None) -> list[str]:
+    """The queues of ``--queue`` (repeated, or comma-separated), each checked."""
+    names = [n for value in given or ["strongroom"] for n in value.split(",")]
+    if not 1 <= len(names) <= _MAX_QUEUES:
+        raise ValidationError(
+            f"--queue: 1 to {_MAX_QUEUES} queues", operation="worker", field="--queue"
+        )
+    for name in names:
+        if not name or len(name) > 200 or not name.replace("-", "").replace(".", "").isalnum():
+            raise ValidationError(
+                "--queue: letters, digits, '-' and '.' (at most 200) in each queue name",
+                operation="worker",
+                field="--queue",
+            )
+    return list(dict.fromkeys(names))
 
 
 def _probe_vault(vault_url: str, blobs_url: str | None) -> dict[str, Any] | None:
@@ -129,7 +154,7 @@ def broker_app(broker: str | None, operation: str) -> Celery:
 def worker(
     ctx: typer.Context,
     broker: BrokerOption = None,
-    queue: QueueOption = "strongroom",
+    queue: QueueOption = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=256, help="Steps this worker runs at once.")
     ] = 1,
@@ -164,12 +189,7 @@ def worker(
                 operation="worker",
                 field="--name",
             )
-        if not queue or len(queue) > 200 or not queue.replace("-", "").replace(".", "").isalnum():
-            raise ValidationError(
-                "--queue: letters, digits, '-' and '.' (at most 200)",
-                operation="worker",
-                field="--queue",
-            )
+        queues = _queue_names(queue)
         paths = tool_paths(tool_path)
 
         _check_vault(state.vault_url, state.blobs_url)
@@ -188,7 +208,7 @@ def worker(
             [
                 "worker",
                 f"--concurrency={concurrency}",
-                f"--queues={queue}",
+                f"--queues={','.join(queues)}",
                 f"--hostname={worker_name}@%h",
                 "--loglevel=WARNING",
                 "--without-gossip",
