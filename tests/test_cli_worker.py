@@ -67,6 +67,8 @@ def _error(result: Result) -> dict[str, Any]:
         ),
         (("run", "p@1.0.0", "--executor", "elsewhere"), None),
         (("run", "p@1.0.0", "--executor", "celery"), "no_broker"),
+        (("run", "p@1.0.0", "--executor", "celery", "--queue", "a_b"), None),
+        (("run", "p@1.0.0", "--executor", "celery", "--queue", "a,b"), None),
         (("resume", "0193f1c2-0000-7000-8000-000000000000", "--executor", "celery"), "no_broker"),
     ],
 )

@@ -11,7 +11,13 @@ from typing import Any
 
 from strongroom.errors import NotFound
 from strongroom.models import Run, utcnow
-from strongroom.ports.step_claims import StepClaim, StepClaimRecords, response_text
+from strongroom.ports.step_claims import (
+    MAX_LISTED_CLAIMS,
+    StepClaim,
+    StepClaimRecords,
+    check_list_limit,
+    response_text,
+)
 
 __all__ = ["MemoryStepClaims"]
 
@@ -99,8 +105,12 @@ class MemoryStepClaims(StepClaimRecords):
     async def get_step_claim(self, run_id: str, step_id: str, attempt: int) -> StepClaim | None:
         return self._step_claims.get((run_id, step_id, attempt))
 
-    async def list_step_claims(self, run_id: str) -> list[StepClaim]:
-        return [c for key, c in sorted(self._step_claims.items()) if key[0] == run_id]
+    async def list_step_claims(
+        self, run_id: str, *, limit: int = MAX_LISTED_CLAIMS, responses: bool = True
+    ) -> list[StepClaim]:
+        check_list_limit(limit)
+        claims = [c for key, c in sorted(self._step_claims.items()) if key[0] == run_id][:limit]
+        return claims if responses else [replace(c, response=None) for c in claims]
 
     def _drop_step_claims(self, run_id: str) -> None:
         """With the run (called inside its deletion, under the store's lock)."""

@@ -14,7 +14,7 @@ import pydantic
 import typer
 
 from strongroom.cli._context import CliState
-from strongroom.cli.worker import broker_app
+from strongroom.cli.worker import broker_app, queue_names
 from strongroom.errors import NotFound, ValidationError
 from strongroom.models import DefinitionKind, ProjectConfig, ProjectExecutor, RunStatus
 from strongroom.orchestrator import StepExecutor
@@ -99,6 +99,9 @@ def remote_app(choice: ExecutorChoice, broker: str | None, state: CliState) -> C
             field="--executor",
         )
     what = "--executor celery" if choice.from_flag else f"{choice.source} (executor: celery)"
+    if "," in choice.queue:  # one queue a run's steps go to; workers may take several
+        raise ValidationError("--queue: one queue name", operation="cli.run", field="--queue")
+    queue_names([choice.queue])  # a name no worker could listen on is refused here
     if state.vault_url.startswith("memory:"):
         raise ValidationError(
             f"{what} needs a vault the workers share: memory:// is private to this process",

@@ -115,7 +115,7 @@ async def _details(vault: Vault, run_id: str) -> RunDetails:
             heartbeat_at=c.heartbeat_at,
             finished_at=c.finished_at,
         )
-        for c in await vault.metadata.list_step_claims(run.run_id)
+        for c in await vault.metadata.list_step_claims(run.run_id, responses=False)
     ]
     return RunDetails(
         run=run,

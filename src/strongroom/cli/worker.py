@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import socket
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
@@ -29,13 +30,14 @@ from strongroom.vault import Vault
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["BROKER_ENV", "broker_app", "worker"]
+__all__ = ["BROKER_ENV", "broker_app", "queue_names", "worker"]
 
 BROKER_ENV: Final = "STRONGROOM_BROKER_URL"
 """strongroom.workers.BROKER_ENV (named here so that other commands need not import Celery)."""
 
 _SCHEMES: Final = ("amqp", "amqps", "pyamqp", "redis", "rediss")
 _PROBE_SECONDS: Final = 10
+_VAULT_PROBE_SECONDS: Final = 120  # longer than any backend's own connect timeouts
 
 BrokerOption = Annotated[
     str | None,
@@ -60,7 +62,7 @@ QueueOption = Annotated[
 _MAX_QUEUES: Final = 32
 
 
-def _queue_names(given: list[str] | None) -> list[str]:
+def queue_names(given: list[str] | None) -> list[str]:
     """The queues of ``--queue`` (repeated, or comma-separated), each checked."""
     names = [n for value in given or ["strongroom"] for n in value.split(",")]
     if not 1 <= len(names) <= _MAX_QUEUES:
@@ -88,6 +90,10 @@ def _probe_vault(vault_url: str, blobs_url: str | None) -> dict[str, Any] | None
         asyncio.run(open_close())
     except StrongroomError as exc:
         return exc.to_info().model_dump(mode="json")
+    except Exception as exc:  # said as an I/O error, the URL's secrets scrubbed
+        _, secrets = shown_url(vault_url)
+        message = scrub_text(f"{type(exc).__name__}: {exc}", secrets)[:300]
+        return ErrorInfo(code="io_error", message=message, details={}).model_dump(mode="json")
     return None
 
 
@@ -96,14 +102,21 @@ def _check_vault(vault_url: str, blobs_url: str | None) -> None:
     Celery forks its pool processes from this one (again whenever one dies) and a blob store
     on S3 starts obstore's Tokio runtime, whose threads a fork does not copy: a pool process
     forked after this process opened S3 would hang at its first blob."""
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-            info = pool.submit(_probe_vault, vault_url, blobs_url).result()
-    except BrokenProcessPool:
+        info = pool.submit(_probe_vault, vault_url, blobs_url).result(timeout=_VAULT_PROBE_SECONDS)
+    except (BrokenProcessPool, FuturesTimeout) as exc:
+        # A probe stuck past every backend's own timeouts is stopped, not waited for.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        why = "the probe process died" if isinstance(exc, BrokenProcessPool) else "no answer"
         raise StorageIOError(
-            f"the vault at {safe_url(vault_url)} could not be opened: the probe process died",
+            f"the vault at {safe_url(vault_url)} could not be opened: {why}",
             operation="worker",
+            reason="vault_unreachable",
         ) from None
+    pool.shutdown(wait=True)
     if info is None:
         return
     error = error_from_info(ErrorInfo.model_validate(info))
@@ -189,7 +202,7 @@ def worker(
                 operation="worker",
                 field="--name",
             )
-        queues = _queue_names(queue)
+        queues = queue_names(queue)
         paths = tool_paths(tool_path)
 
         _check_vault(state.vault_url, state.blobs_url)

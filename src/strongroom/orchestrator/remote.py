@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -82,8 +81,9 @@ MAX_POLL_SECONDS: Final = 0.25
 """The longest the coordinator waits between two reads of a running job's claim."""
 
 CLAIM_READS_PER_SECOND: Final = 200
-"""About the most claim reads per second one coordinator makes however many jobs it has out:
-with many jobs waiting in the queue each is read less often (the workers are busy anyway)."""
+"""About the most reads per second one coordinator makes of claims not taken yet, however many
+jobs wait in the queue: with many waiting each is read less often (the workers are busy
+anyway). A claimed job is read on its own schedule (at most every `MAX_POLL_SECONDS`)."""
 
 RESEND_SECONDS: Final = 300.0
 """A job nobody claimed for this long is sent again (a message lost with a broker, a worker
@@ -170,24 +170,13 @@ async def _run_here(
         return failure_response(job, info.code, info.message).model_copy(update={"error": info})
 
 
-_PLAYBOOKS: weakref.WeakKeyDictionary[Vault, dict[str, Playbook]] = weakref.WeakKeyDictionary()
-_PLAYBOOKS_KEPT: Final = 16
-
-
 async def _step_definition(vault: Vault, plan: PlanState, step_id: str) -> Step:
-    """The step as the run's pinned playbook (by digest) defines it. The version is looked up
-    in the vault's registry every time; its parse is kept (a digest names one content), so a
-    worker running many steps of one playbook reads and validates it once."""
-    selector = f"sha256:{plan.playbook_digest}"
-    version = await vault.registry.version(DefinitionKind.PLAYBOOK, plan.playbook_id, selector)
-    kept = _PLAYBOOKS.setdefault(vault, {})
-    definition = kept.get(version.digest)
-    if definition is None:
-        loaded = await vault.registry.load(version)
-        assert isinstance(loaded, Playbook)
-        if len(kept) >= _PLAYBOOKS_KEPT:
-            kept.pop(next(iter(kept)))
-        definition = kept[version.digest] = loaded
+    """The step as the run's pinned playbook (by digest) defines it (the registry keeps the
+    parse of a digest, so a worker running many steps of one playbook parses it once)."""
+    _, definition = await vault.registry.get(
+        DefinitionKind.PLAYBOOK, plan.playbook_id, f"sha256:{plan.playbook_digest}"
+    )
+    assert isinstance(definition, Playbook)
     return next(step for step in definition.steps if step.step_id == step_id)
 
 
@@ -203,7 +192,7 @@ async def _keep_claim(
     seconds; kill the step (``cancel``) when the run is cancelled, the claim is no longer this
     worker's (declared lost, or a resume took the step over), or no beat got through for half
     a lease (the coordinator will soon think this worker dead)."""
-    last_beat = time.monotonic()
+    last_beat = tried = time.monotonic()
     while not cancel.is_set():
         await asyncio.sleep(min(watch, every))
         try:
@@ -211,13 +200,15 @@ async def _keep_claim(
             if run.status is RunStatus.CANCELLED:
                 cancel.set()
                 return
-            if time.monotonic() - last_beat < every:
+            if time.monotonic() - tried < every:
                 continue
+            tried = time.monotonic()
             mine = await vault.metadata.heartbeat_step_claim(
                 job.run_id, job.step_id, job.attempt, worker=worker
             )
         except StrongroomError:  # a database hiccup: beat again, up to half a lease
-            if time.monotonic() - last_beat > LEASE_SECONDS / 2:
+            tried = time.monotonic()
+            if tried - last_beat > LEASE_SECONDS / 2:
                 cancel.set()
             continue
         last_beat = time.monotonic()
@@ -251,8 +242,8 @@ class ClaimExecutor:
         every ``poll`` seconds at first, then every twentieth of the time the job has been
         out, at most every ``max_poll`` seconds: a short step's end is seen within a few
         milliseconds, a long one costs the database a read every quarter second. With many
-        jobs out at once, each is read less often, so that the reads of all of them stay
-        near `CLAIM_READS_PER_SECOND`."""
+        jobs waiting in the queue (no claim yet), each of those is read less often, so that
+        their reads stay near `CLAIM_READS_PER_SECOND`."""
         self._vault = vault
         self._send = send
         self._revoke = revoke
@@ -260,11 +251,11 @@ class ClaimExecutor:
         self._max_poll = max(poll, max_poll)
         self._lease = lease
         self._resend = resend
-        self._out = 0  # jobs this executor waits on
+        self._unclaimed = 0  # jobs sent whose claim this executor has not seen yet
 
-    def _interval(self, elapsed: float) -> float:
+    def _interval(self, elapsed: float, *, claimed: bool) -> float:
         alone = min(max(elapsed / 20, self._poll), self._max_poll)
-        return max(alone, self._out / CLAIM_READS_PER_SECOND)
+        return alone if claimed else max(alone, self._unclaimed / CLAIM_READS_PER_SECOND)
 
     async def execute(
         self,
@@ -275,18 +266,25 @@ class ClaimExecutor:
         cancel: threading.Event,
     ) -> RunnerResponse:
         await self._send(job)
-        self._out += 1
+        self._unclaimed += 1
+        claimed: list[float] = []  # when this executor first saw the claim
         try:
-            return await self._wait(job, cancel, sent=time.monotonic())
+            return await self._wait(job, cancel, sent=time.monotonic(), claimed=claimed)
         finally:
-            self._out -= 1
+            if not claimed:
+                self._unclaimed -= 1
 
-    async def _wait(self, job: StepJob, cancel: threading.Event, *, sent: float) -> RunnerResponse:
+    async def _wait(
+        self, job: StepJob, cancel: threading.Event, *, sent: float, claimed: list[float]
+    ) -> RunnerResponse:
+        """Read the claim until the attempt ends; ``claimed`` gets the time its claim was
+        first seen (until then the job counts as waiting in the queue)."""
         seen: tuple[datetime, float] | None = None  # (heartbeat, when it was first seen)
         cancelled_at: float | None = None
         claims = self._vault.metadata
         while True:
-            await asyncio.sleep(self._interval(time.monotonic() - sent))
+            since = claimed[0] if claimed else sent
+            await asyncio.sleep(self._interval(time.monotonic() - since, claimed=bool(claimed)))
             now = time.monotonic()
             if cancel.is_set() and cancelled_at is None:
                 cancelled_at = now
@@ -296,6 +294,9 @@ class ClaimExecutor:
                 claim = await claims.get_step_claim(job.run_id, job.step_id, job.attempt)
             except (StorageIOError, OperationTimeout):
                 continue  # a database hiccup: the claim is still there to read
+            if claim is not None and not claimed:
+                claimed.append(now)
+                self._unclaimed -= 1
             if claim is None:
                 if cancelled_at is not None:  # never started anywhere: nothing to kill
                     return failure_response(job, "cancelled", "the run was cancelled")

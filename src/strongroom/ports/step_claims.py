@@ -25,16 +25,21 @@ from typing import Any, Final, Literal
 from strongroom.errors import ValidationError
 
 __all__ = [
+    "MAX_LISTED_CLAIMS",
     "MAX_RESPONSE_BYTES",
     "STEP_CLAIM_STATES",
     "StepClaim",
     "StepClaimRecords",
     "StepClaimState",
+    "check_list_limit",
     "response_text",
 ]
 
 StepClaimState = Literal["running", "finished", "lost"]
 STEP_CLAIM_STATES: Final = ("running", "finished", "lost")
+
+MAX_LISTED_CLAIMS: Final = 100_000
+"""The most claims one `list_step_claims` returns."""
 
 MAX_RESPONSE_BYTES: Final = 1024 * 1024
 """The largest response a claim keeps (its canonical JSON): a step's output larger than this
@@ -99,8 +104,22 @@ class StepClaimRecords(ABC):
         """The claim on the attempt, or None."""
 
     @abstractmethod
-    async def list_step_claims(self, run_id: str) -> list[StepClaim]:
-        """Every claim of the run, by step then attempt."""
+    async def list_step_claims(
+        self, run_id: str, *, limit: int = MAX_LISTED_CLAIMS, responses: bool = True
+    ) -> list[StepClaim]:
+        """The run's claims by step then attempt, the first ``limit`` (1 to
+        `MAX_LISTED_CLAIMS`); without ``responses`` every ``response`` is None and none is
+        read (what a page listing workers needs)."""
+
+
+def check_list_limit(limit: int) -> None:
+    """`ValidationError` unless ``limit`` is 1 to `MAX_LISTED_CLAIMS`."""
+    if type(limit) is not int or not 1 <= limit <= MAX_LISTED_CLAIMS:
+        raise ValidationError(
+            f"list_step_claims: limit must be 1 to {MAX_LISTED_CLAIMS}",
+            operation="list_step_claims",
+            field="limit",
+        )
 
 
 def response_text(response: dict[str, Any], operation: str) -> str:

@@ -51,6 +51,22 @@ class StepClaimTests(VaultFixtureContract):
         assert (await store.claim_step(run_id, "b", 1, request_id="y", worker="w9"))[0]
         listed = await store.list_step_claims(run_id)
         assert [(c.step_id, c.attempt) for c in listed] == [("a", 1), ("a", 2), ("b", 1)]
+        # A page of them, and without their responses (none is read).
+        await store.finish_step_claim(run_id, "a", 2, worker="w9", response={"n": 1})
+        first = await store.list_step_claims(run_id, limit=2)
+        assert [(c.step_id, c.attempt, c.response) for c in first] == [
+            ("a", 1, None),
+            ("a", 2, {"n": 1}),
+        ]
+        bare = await store.list_step_claims(run_id, responses=False)
+        assert [(c.step_id, c.attempt, c.state, c.response) for c in bare] == [
+            ("a", 1, "running", None),
+            ("a", 2, "finished", None),
+            ("b", 1, "running", None),
+        ]
+        for limit in (0, -1, 100_001):
+            with pytest.raises(ValidationError):
+                await store.list_step_claims(run_id, limit=limit)
 
     async def test_a_claim_needs_its_run(self, vault: Vault) -> None:
         with pytest.raises(NotFound):

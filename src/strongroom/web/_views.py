@@ -148,7 +148,9 @@ async def _latest_state(vault: Vault, run_id: str) -> tuple[int | None, RunState
 async def step_workers(vault: Vault, run_id: str) -> tuple[list[StepWorker], bool]:
     """The run's step claims (which worker ran each attempt), by step then attempt: at most
     `MAX_STEP_WORKERS`, and whether there were more."""
-    claims = await vault.metadata.list_step_claims(run_id)
+    claims = await vault.metadata.list_step_claims(
+        run_id, limit=MAX_STEP_WORKERS + 1, responses=False
+    )
     workers = [
         StepWorker(
             step_id=c.step_id,

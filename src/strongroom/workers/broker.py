@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,11 @@ def celery_app(broker_url: str) -> Celery:
     return app
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class CeleryExecutor(ClaimExecutor):
     """Sends each step attempt to the broker's ``queue`` and waits on its step claim."""
 
@@ -231,11 +237,21 @@ class CeleryExecutor(ClaimExecutor):
         """Withdraw a cancelled run's job (Celery's revoke, a broadcast to the workers: one
         that receives it later drops it unread). Best effort: a worker that missed the
         broadcast finds the run cancelled and skips the job, and one already running the
-        step kills it when it sees the cancel in the vault."""
-        with contextlib.suppress(Exception):  # kombu's connection errors are many kinds
-            await asyncio.wait_for(
-                asyncio.to_thread(self.app.control.revoke, job.request_id), _REVOKE_SECONDS
-            )
+        step kills it when it sees the cancel in the vault. The broadcast runs on a daemon
+        thread of its own: kombu retries a lost broker without end, and such a thread must
+        neither hold up the cancel nor keep the process from exiting."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def revoke() -> None:
+            with contextlib.suppress(Exception):  # kombu's connection errors are many kinds
+                self.app.control.revoke(job.request_id)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, done)
+
+        threading.Thread(target=revoke, name="strongroom-revoke", daemon=True).start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done, _REVOKE_SECONDS)
 
     async def _send_job(self, job: StepJob) -> None:
         await asyncio.to_thread(self._publish, job)

@@ -9,14 +9,20 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, insert, null, select, update
 from sqlalchemy.engine import Connection
 
 from strongroom.adapters._sql.base import SqlStoreBase, fetch_all
 from strongroom.adapters._sql.tables import runs_table, step_claims_table
 from strongroom.errors import Conflict
 from strongroom.models import utcnow
-from strongroom.ports.step_claims import StepClaim, StepClaimRecords, response_text
+from strongroom.ports.step_claims import (
+    MAX_LISTED_CLAIMS,
+    StepClaim,
+    StepClaimRecords,
+    check_list_limit,
+    response_text,
+)
 
 __all__ = ["StepClaimRecordsSql"]
 
@@ -150,11 +156,15 @@ class StepClaimRecordsSql(SqlStoreBase, StepClaimRecords):
         )
         return _claim(rows[0]) if rows else None
 
-    async def list_step_claims(self, run_id: str) -> list[StepClaim]:
+    async def list_step_claims(
+        self, run_id: str, *, limit: int = MAX_LISTED_CLAIMS, responses: bool = True
+    ) -> list[StepClaim]:
+        check_list_limit(limit)
+        columns = _COLUMNS if responses else (*_COLUMNS[:-1], null().label("response"))
         stmt = (
-            select(*_COLUMNS)
+            select(*columns)
             .where(_c.run_id == run_id)
             .order_by(_c.step_id, _c.attempt)
-            .limit(100_000)
+            .limit(limit)
         )
         return [_claim(row) for row in await self._read("list_step_claims", fetch_all(stmt))]
