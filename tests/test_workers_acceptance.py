@@ -35,6 +35,7 @@ from typer.testing import CliRunner
 from _lane import TOOLS_DIR, Lane, manifest, open_lane, policy, require_sandbox, tool
 from _workers import BROKER, DEADLINE, Workers, broker_or_skip, fresh_queue, queued
 from strongroom.cli import app
+from strongroom.errors import Conflict
 from strongroom.ids import new_id
 from strongroom.models import RunStatus
 from strongroom.orchestrator import Orchestrator, PlanState, RunResult
@@ -414,5 +415,59 @@ async def test_a_killed_coordinator_is_resumed_with_every_end_recorded_once(
     kept = {(c.step_id, c.attempt) for c in claims if c.state == "finished"}
     assert kept - {("s0", 1)} == {(step_id, state.starts) for step_id, state in plan.steps.items()}
     assert not [c for c in claims if c.state == "running"]
+    report = await lane.vault.verify()
+    assert report.ok, report.problems
+
+
+async def test_two_coordinators_of_one_run_never_dispatch_a_step_twice(
+    lane: Lane, queue: str, workers: Workers
+) -> None:
+    """A resume while the run's coordinator still drives it (docs/workers.md, "The
+    coordinator dies"): a transition is a compare-and-set on the run's snapshot revision and a
+    step is started only once its start is stored, so of the two coordinators exactly one goes
+    on and the other stops with a conflict; every step's end is recorded once, the outputs are
+    an uninterrupted run's."""
+    await lane.publish(_dag("3.0.0", 0.5))
+    workers.start(3)
+    run_id = new_id()
+    first = asyncio.create_task(
+        _orchestrator(lane, queue, max_parallel=3).start(
+            "dag@3.0.0", inputs={"x": 1}, run_id=run_id
+        )
+    )
+    deadline = time.monotonic() + DEADLINE
+    while True:  # on progress: some steps done, some running on workers
+        assert time.monotonic() < deadline, workers.log()
+        assert not first.done(), first
+        claims = await lane.vault.metadata.list_step_claims(run_id, responses=False)
+        states = [c.state for c in claims]
+        if states.count("finished") >= 3 and "running" in states:
+            break
+        await asyncio.sleep(0.05)
+    second = asyncio.create_task(_orchestrator(lane, queue, max_parallel=3).resume(run_id))
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(first, second, return_exceptions=True), 2 * DEADLINE
+    )
+    completed = [o for o in outcomes if isinstance(o, RunResult)]
+    stopped = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(completed) == 1, outcomes
+    assert completed[0].status is RunStatus.COMPLETED, completed[0].run.last_error
+    assert len(stopped) == 1
+    assert isinstance(stopped[0], Conflict), repr(stopped[0])
+    plan = PlanState.model_validate((await lane.vault.snapshots.load(run_id)).state.data[STATE_KEY])
+    outputs = {
+        step_id: json.loads(await lane.vault.artifacts.get_bytes(state.output_artifact_id or ""))[
+            "sum"
+        ]
+        for step_id, state in plan.steps.items()
+    }
+    assert outputs == _expected(1)
+    ends = [e.phase for e in await lane.vault.logs.read(run_id) if e.event == "step.completed"]
+    assert sorted(ends, key=str) == sorted(plan.steps)
+    claims = await lane.vault.metadata.list_step_claims(run_id, responses=False)
+    assert not [c for c in claims if c.state == "running"]
+    for step_id, state in plan.steps.items():  # the attempt kept is the one finished
+        finished = [c.attempt for c in claims if c.step_id == step_id and c.state == "finished"]
+        assert state.starts in finished
     report = await lane.vault.verify()
     assert report.ok, report.problems

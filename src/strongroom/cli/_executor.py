@@ -132,8 +132,9 @@ async def project_executor(vault: Vault, project: str) -> tuple[ProjectExecutor 
 async def planned_executor(vault: Vault, run_id: str) -> tuple[ProjectExecutor | None, str]:
     """The ``executor`` of the project config version a run was planned with (by its digest,
     so a newer version of the config changes nothing for a run already started). None when
-    the run has no such plan or config: `Orchestrator.resume` then reports what is wrong (a
-    missing or completed run, no plan) as it always does."""
+    the run has no such plan or names no config: `Orchestrator.resume` then reports what is
+    wrong (a missing or completed run, no plan) as it always does. A config the plan names
+    but this vault lacks (an import without it) is `NotFound`, as it is for the resume."""
     try:
         run = await vault.runs.get(run_id)
     except (NotFound, ValidationError):
