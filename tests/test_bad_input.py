@@ -182,6 +182,18 @@ def test_log_data_not_a_number_is_refused_not_stored_as_null(
     assert "data" in error["message"]
 
 
+def test_a_failure_message_that_is_not_unicode_is_refused_and_the_run_unchanged(
+    cli: Cli, run_id: str
+) -> None:
+    """From the CLI fuzzer: `runs fail -m` with a lone surrogate (undecodable bytes in an
+    argument) was an internal error while the run was being audited; it is refused before
+    anything is written."""
+    error = cli.refused(
+        "serialization_error", "runs", "fail", run_id, "--code", "E_TEST", "-m", "\udced\udca0"
+    )
+    assert error["details"]["reason"] == "not_canonicalizable"  # and the vault unchanged
+
+
 def test_deep_metadata_is_a_serialization_error(cli: Cli, run_id: str, tmp_path: Path) -> None:
     source = tmp_path / "a.txt"
     source.write_text("a")

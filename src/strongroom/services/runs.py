@@ -29,6 +29,7 @@ from strongroom.models import (
     RunStatsQuery,
     RunStatus,
     RunStatusCounts,
+    check_json_value,
     utcnow,
 )
 from strongroom.models.runs import LabelKey, LabelValue, MetricKey, MetricValue
@@ -324,6 +325,13 @@ class RunService:
                 operation="runs.update",
                 run_id=run_id,
             )
+        for name, value in changes.items():  # a built model is not re-validated by parse
+            check_json_value(
+                value.model_dump() if isinstance(value, Record) else value,
+                field=name,
+                operation="runs.update",
+                run_id=run_id,
+            )
         if current is None or current.run_id != run_id:
             current = await self.get(run_id)
         version = expected_version if expected_version is not None else current.version
@@ -388,8 +396,11 @@ class RunService:
                     RunStatus.CANCELLED: None,
                 }[target]
             )
-        if error is not None:
-            changes["last_error"] = error
+        if error is not None:  # checked as input like the rest (a built ErrorInfo was not)
+            changes["last_error"] = error.model_dump() if isinstance(error, ErrorInfo) else error
+            check_json_value(
+                changes["last_error"], field="error", operation="runs.transition", run_id=run_id
+            )
         updated = parse(
             Run, {**current.model_dump(), **changes}, operation="runs.transition", run_id=run_id
         )
