@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = [
+    "DEFAULT_VAULT_URL",
     "FileRefused",
     "check_output_file",
     "file_kind",
@@ -26,6 +27,10 @@ __all__ = [
     "read_regular_file",
     "remove_tree",
 ]
+
+DEFAULT_VAULT_URL = "./.strongroom"
+"""The vault of a command or `Vault.open` given none: ``.strongroom`` in the current directory
+(here, below everything else, so the CLI's start-up can name it without importing the vault)."""
 
 
 class FileRefused(OSError):

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Self
 
 from strongroom._audit_worker import CHILD_THRESHOLD, WorkerFailed, walk_in_child
+from strongroom._fs import DEFAULT_VAULT_URL
 from strongroom.adapters import open_stores, open_witness
 from strongroom.errors import IntegrityError, StrongroomError, ValidationError
 from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key, sign_tree_head
@@ -65,8 +66,6 @@ __all__ = [
     "anchor_to",
     "signed_head",
 ]
-
-DEFAULT_VAULT_URL = "./.strongroom"
 
 
 @dataclass(frozen=True)
