@@ -13,6 +13,13 @@ same directory tree, the baseline:
 
 Reads hit a warm page cache for both (the file was just written). Target: ≥ 0.8× baseline.
 
+- put_file strongroom ``artifacts.put_file`` of a 200 MiB file (``--artifact-mib`` if smaller;
+           the file in the page cache, as one just produced), against ``hashlib.sha256`` of
+           the same bytes already in memory: the rate of SHA-256 alone, so the figure says how
+           close a durable put of a file comes to hashing it (issue 21: ≥ 0.8×). Alternated
+           with the hash, in a fresh vault each round; the read + SHA-256 rate of the file is
+           reported beside it.
+
 On the postgres-s3 backend the blobs go to moto's S3 server and the baseline is plain
 ``obstore`` on the same bucket with the same part size (16 MiB) and parallelism (4 parts in
 flight) as strongroom's S3 store: put = multipart upload of the chunks while hashing them, to
@@ -44,6 +51,7 @@ NAME = "artifact_large"
 TITLE = "Large artifact put/get throughput"
 
 _TARGET = Target("relative", 0.8)
+_FILE_MIB = 200  # the put_file figure's file (issue 21 measured 5 x 200 MiB files)
 
 
 # -- baseline ----------------------------------------------------------------------------------
@@ -275,6 +283,68 @@ async def _round(
                     raise RuntimeError(f"stream ({side}): {got} bytes, expected {size}")
 
 
+async def _put_file_rounds(
+    ctx: Context, chunk: bytes, file_mib: int
+) -> tuple[int, dict[str, list[float]]]:
+    """put_file of one file against hashlib.sha256 of its bytes, alternated: the file's size
+    and the seconds of each side (``put_file``, ``sha256``, and ``read+sha256``)."""
+    count = max(1, file_mib // (len(chunk) // MIB))
+    seconds: dict[str, list[float]] = defaultdict(list)
+    with ctx.fresh_dir(f"{NAME}-file") as scratch:
+        source = scratch / "source.bin"
+        fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            for _ in range(count):
+                write_all(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        data = source.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()  # also a warm-up of the hash
+
+        async def put_file() -> None:
+            with ctx.fresh_vault(NAME) as space:
+                async with await space.open_vault() as vault:
+                    run = await vault.runs.create(project="bench", purpose="put_file benchmark")
+                    start = time.perf_counter()
+                    meta = await vault.artifacts.put_file(run.run_id, source, name="large.bin")
+                    seconds["put_file"].append(time.perf_counter() - start)
+                    if meta.sha256 != digest or meta.size_bytes != len(data):
+                        raise RuntimeError("put_file: stored another digest or size")
+
+        def sha256() -> None:
+            start = time.perf_counter()
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise RuntimeError("sha256: another digest")
+            seconds["sha256"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            raw_read_verified_as(source, digest, len(chunk))
+            seconds["read+sha256"].append(time.perf_counter() - start)
+
+        await put_file()  # warm-up: first-use paths, not measured
+        seconds.clear()
+        for i in range(ctx.sizes.artifact_repeats):
+            if i % 2 == 0:
+                sha256()
+                await put_file()
+            else:
+                await put_file()
+                sha256()
+    return len(data), seconds
+
+
+def raw_read_verified_as(source: Path, digest: str, chunk_size: int) -> None:
+    hasher = hashlib.sha256()
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        while data := os.read(fd, chunk_size):
+            hasher.update(data)
+    finally:
+        os.close(fd)
+    if hasher.hexdigest() != digest:
+        raise RuntimeError("baseline read: digest mismatch")
+
+
 async def run(ctx: Context) -> list[Figure]:
     sizes = ctx.sizes
     chunk = os.urandom(sizes.chunk_mib * MIB)
@@ -300,7 +370,35 @@ async def run(ctx: Context) -> list[Figure]:
         common += f"; {S3_PART_SIZE // MIB} MiB parts, {S3_MAX_CONCURRENCY} in flight"
     else:
         raw, reads = LocalRaw, "; warm page cache"
+    file_bytes, file_seconds = await _put_file_rounds(
+        ctx, chunk, min(_FILE_MIB, sizes.artifact_mib)
+    )
+    file_mib = file_bytes / MIB
+
+    def file_rate(key: str) -> float:
+        return file_mib / median(file_seconds[key])
+
+    file_notes = (
+        f"median of {sizes.artifact_repeats} {rounds}, alternated with the hash; the file in "
+        f"the page cache; read + SHA-256 of the file: {file_rate('read+sha256'):,.0f} MiB/s"
+    )
+    if raw is S3Raw:
+        file_notes += "; on S3 put_file is put_stream of the file's chunks (no target)"
+    put_file = Figure(
+        benchmark=NAME,
+        name=f"put_file {file_mib:g} MiB",
+        unit="MiB/s",
+        value=file_rate("put_file"),
+        baseline=file_rate("sha256"),
+        baseline_name="hashlib.sha256 of the same bytes, in memory",
+        higher_is_better=True,
+        target=None if raw is S3Raw else _TARGET,
+        samples=sizes.artifact_repeats,
+        notes=file_notes,
+        extra={"read_sha256_mib_s": file_rate("read+sha256")},
+    )
     return [
+        put_file,
         Figure(
             benchmark=NAME,
             name=f"put_stream {label}",

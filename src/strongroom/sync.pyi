@@ -153,8 +153,9 @@ class SyncArtifactService:
     def put_file(self, run_id: str, path: str | Path, *, progress: ByteProgress | None = ..., **spec: Any) -> ArtifactMetadata:
         """Stream a regular file of any size; ``name`` defaults to the file's name. A FIFO,
         device, socket or directory is `ValidationError` (``not_a_regular_file``), refused
-        before anything is read (never blocked on). ``progress(bytes_read)`` is called after
-        each chunk."""
+        before anything is read (never blocked on). ``progress(bytes_read)`` is called as the
+        file is read. The file is read once: the bytes stored are the bytes hashed (a JSON or
+        JSONL file is also checked as it passes); reading, hashing and writing overlap."""
     def put_model(self, run_id: str, model: BaseModel, **spec: Any) -> ArtifactMetadata: ...
     def put_models(self, run_id: str, models: Iterable[BaseModel] | AsyncIterable[BaseModel], **spec: Any) -> ArtifactMetadata:
         """Write a sequence of models as JSONL, streamed: one model in memory at a time."""

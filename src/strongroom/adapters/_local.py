@@ -8,7 +8,10 @@ and builds the errors) plus its fast paths: ``put_bytes``/``put_many`` in one th
 parallel fsyncs, and ``get_bytes``/``verify``/``verify_each`` reading and hashing in one hop
 (in the worker thread, while the bytes are in its cache; the port compares). The file-level
 primitives (temp files, durable directories, linking, readers) live in
-`strongroom.adapters._local_fs`.
+`strongroom.adapters._local_fs`. ``put_file`` writes through a `_TempSink`: the port's worker
+threads read and hash the file while the sink writes it with ``O_DIRECT`` where the file system
+allows (no copy into the page cache, the device busy while the next buffer is hashed, little
+left for the final fsync).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from strongroom.adapters._local_fs import (
 )
 from strongroom.errors import NotFound, StrongroomError, map_os_errors
 from strongroom.models import BlobLocation
-from strongroom.ports.blobs import BlobSource, BlobStore, StagingItem, StoredBlob
+from strongroom.ports.blobs import BlobSink, BlobSource, BlobStore, StagingItem, StoredBlob
 
 __all__ = ["DEFAULT_STALE_TEMP_AFTER", "LocalBlobStore"]
 
@@ -103,6 +106,30 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     """Done-callback marking an abandoned future's exception as seen (no 'never retrieved' log)."""
     if not future.cancelled():
         future.exception()
+
+
+class _TempSink(BlobSink):
+    """A temp file `put_file`'s worker threads write (the blob port's `BlobSink`)."""
+
+    def __init__(self, store: LocalBlobStore, writer: TempWriter) -> None:
+        self._store = store
+        self._writer = writer
+
+    def write(self, data: memoryview) -> None:
+        with self._store._os_errors("put"):
+            self._writer.write((data,))
+
+    def publish(self, hexd: str) -> None:
+        self._store._finish_temp(self._writer, (), hexd)
+
+    def discard(self) -> None:
+        self._writer.discard()
+
+
+def _discard_started(future: asyncio.Future[TempWriter]) -> None:
+    """Done-callback of a temp file started for a put that was cancelled meanwhile."""
+    if not future.cancelled() and future.exception() is None:
+        future.result().discard()
 
 
 @dataclass(slots=True)
@@ -276,10 +303,23 @@ class LocalBlobStore(BlobStore):
             await asyncio.shield(loop.run_in_executor(None, writer.discard))
             raise
 
-    def _start_temp(self) -> TempWriter:
+    async def _open_sink(self) -> BlobSink:
+        await self._ensure_open()
+        started = asyncio.get_running_loop().run_in_executor(None, self._start_temp, True)
+        try:
+            writer = await asyncio.shield(started)
+        except asyncio.CancelledError:
+            started.add_done_callback(_discard_started)
+            raise
+        return _TempSink(self, writer)
+
+    def _start_temp(self, direct: bool = False) -> TempWriter:
         with self._os_errors("put"):
             self._make_dirs()
-            return start_temp_writer(self._tmp_dir)
+            writer = start_temp_writer(self._tmp_dir)
+        if direct:
+            writer.direct_io()
+        return writer
 
     def _finish_temp(self, writer: TempWriter, batch: Sequence[bytes], hexd: str) -> None:
         with self._os_errors("put"):

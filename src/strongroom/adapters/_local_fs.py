@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from strongroom._fs import fsync_dir
 
 __all__ = [
+    "DIRECT_ALIGN",
     "BlobReader",
     "TempWriter",
     "link_no_replace",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 _BLOB_MODE = 0o444
+# What ``O_DIRECT`` writes must be aligned to (offset, length and memory): the page size,
+# a multiple of every block device's logical block size.
+DIRECT_ALIGN = 4096
 # link(2) failures meaning "no hard links on this filesystem": fall back to rename(2).
 _LINK_UNSUPPORTED = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 
@@ -166,7 +170,7 @@ def remove_temp(tmp_dir: str, name: str, horizon: float) -> int:
 
 
 class TempWriter:
-    """One temp file being written by put_stream.
+    """One temp file being written by put_stream or put_file.
 
     Calls come from worker threads; the lock serialises them so `discard` (cleanup after a
     failure or cancellation) waits for an in-flight `write` and never closes a descriptor under
@@ -177,13 +181,60 @@ class TempWriter:
         self.path = path
         self._fd = fd
         self._lock = threading.Lock()
+        self._offset = 0  # bytes written so far
+        self._direct = False  # the descriptor has O_DIRECT set
 
-    def write(self, batch: Sequence[bytes | bytearray]) -> None:
+    def write(self, batch: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Append the pieces in order (called from one worker thread at a time)."""
         with self._lock:
             if self._fd < 0:
                 raise OSError(errno.EBADF, "temp blob already closed")
             for piece in batch:
-                _write_all(self._fd, piece)
+                self._append(piece)
+
+    def direct_io(self) -> bool:
+        """Write past the page cache (``O_DIRECT``) from now on where the file system allows
+        it: a large put then costs no copy into the cache and no writeback left for `seal`'s
+        fsync, the device writing while the caller hashes the next buffer. Only whole
+        `DIRECT_ALIGN` blocks, at aligned offsets from page-aligned memory (an `mmap`), are
+        written so; anything else (a tail, a short read's remainder) switches the file back to
+        buffered writes for good. False when the file system refuses ``O_DIRECT``."""
+        with self._lock:
+            flag = getattr(os, "O_DIRECT", 0)
+            if not flag or self._fd < 0 or self._offset % DIRECT_ALIGN:
+                return False
+            try:
+                flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+                fcntl.fcntl(self._fd, fcntl.F_SETFL, flags | flag)
+            except OSError:
+                return False
+            self._direct = True
+            return True
+
+    def _append(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            if self._direct:
+                whole = len(view) - len(view) % DIRECT_ALIGN
+                if whole == 0 or self._offset % DIRECT_ALIGN:
+                    self._buffered()
+                    continue
+                try:
+                    written = os.write(self._fd, view[:whole])
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    self._buffered()  # memory or size the device will not take directly
+                    continue
+            else:
+                written = os.write(self._fd, view)
+            self._offset += written
+            view = view[written:]
+
+    def _buffered(self) -> None:
+        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~getattr(os, "O_DIRECT", 0))
+        self._direct = False
 
     def seal(self) -> None:
         """Make the bytes and the read-only mode durable, then close."""

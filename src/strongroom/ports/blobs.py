@@ -25,6 +25,7 @@ checked bare lowercase hex digest (``hexd``) and signals an absent blob by raisi
   ``_locate(hexd) -> BlobLocation`` (pure, no I/O).
 
 Optional fast paths, each with a default built on the primitives, receive checked input:
+``_open_sink()`` (a `BlobSink` for `put_file`'s worker threads, or None: `put_stream`);
 ``_exists(hexd)``; ``_put_bytes(hexd, data)`` and ``_put_many([(hexd, data), ...])`` (bytes
 the base has hashed already); ``_get_bytes(hexd) -> (data, sha256 | None)``;
 ``_rehash(hexd) -> (sha256, size)`` (``verify``) and ``_rehash_each(hexds)`` (``verify_each``;
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,6 +51,7 @@ from strongroom.models import BlobInfo, BlobLocation
 
 __all__ = [
     "CHUNK_SIZE",
+    "BlobSink",
     "BlobSource",
     "BlobStore",
     "StagingItem",
@@ -58,6 +60,7 @@ __all__ = [
 ]
 
 
+from strongroom.ports.blob_pump import BlobSink, FilePump, fd_chunks
 from strongroom.ports.blob_source import (
     _THREAD_HASH,
     CHUNK_SIZE,
@@ -123,6 +126,38 @@ class BlobStore(ABC):
             return await source.finish()
         finally:
             source.abandon()
+
+    async def put_file(
+        self,
+        fd: int,
+        *,
+        expected_sha256: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> BlobInfo:
+        """Store the bytes of the open descriptor ``fd`` from its position to its end (the
+        caller keeps and closes it), read once: the bytes hashed are the bytes stored, even if
+        the file changes meanwhile. Durable when it returns, as `put_stream`, whose guarantees
+        it keeps (an existing blob is never replaced; a mismatch with ``expected_sha256``,
+        an error or a cancellation leaves nothing published and nothing staged).
+
+        ``progress(bytes_read)`` is called on the event loop as the file is read, and with
+        the total before the blob is published; if it raises, the put fails with that error.
+        On a backend that offers a `BlobSink` (the local store), reading, hashing and writing
+        run at once in worker threads, so a large file costs about what hashing it costs;
+        elsewhere this is `put_stream` over the file's chunks.
+        """
+        expected = self._expected(expected_sha256)
+        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+            raise ValidationError(
+                "put: fd must be an open file descriptor",
+                operation="put",
+                backend=self.backend,
+                fd=repr(fd)[:100],
+            )
+        sink = await self._open_sink()
+        if sink is None:
+            return await self.put_stream(fd_chunks(fd, progress), expected_sha256=expected)
+        return await FilePump(fd, sink, expected, self._put_mismatch, progress).run()
 
     async def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> BlobInfo:
         expected = self._expected(expected_sha256)
@@ -335,6 +370,11 @@ class BlobStore(ABC):
         """Where the blob lives (pure computation, no I/O)."""
 
     # -- optional fast paths, with defaults built on the primitives ---------------------------
+
+    async def _open_sink(self) -> BlobSink | None:
+        """A `BlobSink` staging one new blob for `put_file`, or None (the default): the
+        backend's writes do not block a thread, and `put_file` is `put_stream`."""
+        return None
 
     async def _inventory(self) -> AsyncIterator[StoredBlob]:
         """Default: `_digests` and `_size` each, times unknown."""

@@ -12,7 +12,15 @@ import builtins
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -57,6 +65,9 @@ M = TypeVar("M", bound=BaseModel)
 # JSON payloads up to this size are parsed on the way in; larger ones are stored as given
 # (parsing would need the whole document in memory). JSONL is checked line by line at any size.
 JSON_CHECK_LIMIT = 64 * 1024 * 1024
+# The formats whose bytes are parsed on the way in (`_checked`): put_file streams them through
+# the check; any other file goes to the blob store's `put_file` as it is.
+_PARSED = frozenset({ArtifactFormat.JSON, ArtifactFormat.JSONL})
 
 _EXTENSIONS: dict[str, ArtifactFormat] = {
     ".json": ArtifactFormat.JSON,
@@ -256,16 +267,27 @@ class ArtifactService:
         ``blob_reclaimed``) to retry."""
         draft = await self._prepare(run_id, _spec(spec))
         blob = await self._blobs.put_stream(_checked(chunks, draft.format, "artifacts.put"))
-        artifact = self._complete(draft, blob)
 
         async def put_again() -> None:
             assert replay is not None
             await self._blobs.put_stream(replay(), expected_sha256=blob.sha256)
 
+        return await self._record(run_id, draft, blob, None if replay is None else put_again)
+
+    async def _record(
+        self,
+        run_id: str,
+        draft: ArtifactMetadata,
+        blob: BlobInfo,
+        put_again: Callable[[], Awaitable[object]] | None,
+    ) -> ArtifactMetadata:
+        """Record the artifact of a stored ``blob`` (``put_again``: store it again, should
+        garbage collection take it before the record is written)."""
+        artifact = self._complete(draft, blob)
         await write_despite_gc(
             self._store,
             self._blobs,
-            None if replay is None else put_again,
+            put_again,
             lambda: self._store.insert_artifacts(
                 [artifact], audit=stored_event(run_id, [artifact])
             ),
@@ -300,25 +322,33 @@ class ArtifactService:
     ) -> ArtifactMetadata:
         """Stream a regular file of any size; ``name`` defaults to the file's name. A FIFO,
         device, socket or directory is `ValidationError` (``not_a_regular_file``), refused
-        before anything is read (never blocked on). ``progress(bytes_read)`` is called after
-        each chunk."""
+        before anything is read (never blocked on). ``progress(bytes_read)`` is called as the
+        file is read. The file is read once: the bytes stored are the bytes hashed (a JSON or
+        JSONL file is also checked as it passes); reading, hashing and writing overlap."""
         path = Path(path)
         with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
             handle = await asyncio.to_thread(open_regular_file, path)
         spec.setdefault("name", path.name)
-
-        async def again() -> AsyncIterator[bytes]:  # the same file, read again
-            with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
-                reopened = await asyncio.to_thread(open_regular_file, path)
-            async for chunk in _file_chunks(reopened, None):
-                yield chunk
-
         try:
-            return await self.put_stream(
-                run_id, _file_chunks(handle, progress), replay=again, **spec
-            )
+            draft = await self._prepare(run_id, _spec(spec))
+            if draft.format in _PARSED:
+                chunks = _checked(_file_chunks(handle, progress), draft.format, "artifacts.put")
+                blob = await self._blobs.put_stream(chunks)
+            else:
+                with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
+                    blob = await self._blobs.put_file(handle.fileno(), progress=progress)
         finally:
             handle.close()
+
+        async def put_again() -> None:  # the same file, read again
+            with map_os_errors("artifacts.put_file", backend="local", path=str(path)):
+                reopened = await asyncio.to_thread(open_regular_file, path)
+                try:
+                    await self._blobs.put_file(reopened.fileno(), expected_sha256=blob.sha256)
+                finally:
+                    reopened.close()
+
+        return await self._record(run_id, draft, blob, put_again)
 
     async def put_model(self, run_id: str, model: BaseModel, **spec: Any) -> ArtifactMetadata:
         spec.setdefault("format", ArtifactFormat.JSON)

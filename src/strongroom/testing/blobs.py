@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -333,6 +334,37 @@ class BlobStoreTests(ABC):
         assert caught.value.details["actual_sha256"] == sha256_hex(data)
         assert not await store.exists(sha256_hex(data))
         assert not await store.exists(wrong)
+        assert await _digests(store) == []
+
+    @pytest.mark.parametrize("size", [0, 1, 4096, 3 * MiB + 5])
+    async def test_put_file_stores_the_file_from_its_position(
+        self, store: BlobStore, size: int
+    ) -> None:
+        data = payload(size, seed=size)
+        seen: list[int] = []
+        with tempfile.TemporaryFile() as file:
+            file.write(b"skipped" + data)
+            file.flush()
+            file.seek(len(b"skipped"))
+            info = await store.put_file(
+                file.fileno(), expected_sha256=sha256_hex(data), progress=seen.append
+            )
+        assert info == BlobInfo(sha256=sha256_hex(data), size_bytes=size)
+        assert await store.get_bytes(info.sha256) == data
+        assert seen == sorted(seen)
+        assert seen[-1:] == ([size] if size else [])
+
+    async def test_put_file_mismatch_publishes_nothing(self, store: BlobStore) -> None:
+        data = payload(2 * CHUNK_SIZE + 1, seed=12)
+        wrong = sha256_hex(b"something else")
+        with tempfile.TemporaryFile() as file:
+            file.write(data)
+            file.flush()
+            file.seek(0)
+            with pytest.raises(IntegrityError) as caught:
+                await store.put_file(file.fileno(), expected_sha256=wrong)
+        _assert_names_the_blob(store, caught.value, "put", wrong)
+        assert caught.value.details["actual_sha256"] == sha256_hex(data)
         assert await _digests(store) == []
 
     async def test_a_failing_source_publishes_nothing(self, store: BlobStore) -> None:
