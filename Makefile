@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test venv tools check fmt lint typecheck pytest schemas sync-stub api-docs bench bench-backends clean
+.PHONY: demo test venv tools check fmt lint typecheck pytest schemas sync-stub api-docs bench bench-backends bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,5 +65,20 @@ bench: $(STAMP)
 bench-backends: $(STAMP)
 	$(BIN)/python -m benchmarks.run --backend all
 
+# strongroom beside MLflow, Prefect and DBOS (issue 21; docs/performance.md). Optional, not part
+# of `make test`: its own venv, strongroom (editable, with its dependencies) + the pinned peers,
+# one interpreter for every side. `make bench-peers PEERS_ARGS=--quick` for a smoke run.
+PEERS_VENV ?= .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-peers
+
+$(PEERS_STAMP): pyproject.toml benchmarks/peers/requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet -e . -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP)
+	$(PEERS_VENV)/bin/python -m benchmarks.peers $(PEERS_ARGS)
+
 clean:
-	rm -rf $(VENV) .strongroom .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) .strongroom .pytest_cache .mypy_cache .ruff_cache
