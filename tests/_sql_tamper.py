@@ -15,11 +15,17 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
 from strongroom.adapters._sql import SqlMetadataStore
 from strongroom.models import DefinitionKind
 from strongroom.vault import Vault
 
-__all__ = ["drop_append_only_guards", "forge_last_channel_move"]
+__all__ = [
+    "corrupt_inline_blob",
+    "corrupt_stored_blob",
+    "drop_append_only_guards",
+    "forge_last_channel_move",
+]
 
 # Every trigger migration 0004 created (and, on PostgreSQL, 0006's guard of who wrote an
 # approval), found by what it runs rather than by a list of names, so guards a later migration
@@ -89,3 +95,39 @@ async def forge_last_channel_move(vault: Vault, kind: DefinitionKind, ident: str
         assert changed >= 1
 
     await store._write("tamper", op)
+
+
+async def corrupt_inline_blob(vault: Vault, sha256: str) -> bool:
+    """Flip the first byte of the blob's row when the vault keeps it inline (an empty blob
+    gets one byte); False, and nothing changed, when it is not a row."""
+    if not await vault.blobs.records.inline_blob_sizes([sha256]):
+        return False
+    store = vault.metadata
+    if isinstance(store, MemoryMetadataStore):
+        store._corrupt_inline_for_tests(sha256)
+        return True
+    assert isinstance(store, SqlMetadataStore)
+
+    def op(conn: Connection) -> None:
+        drop_append_only_guards(conn)
+        row = conn.execute(
+            text("SELECT data FROM inline_blobs WHERE sha256 = :h"), {"h": sha256}
+        ).one()
+        data = bytearray(row.data or b"\0")
+        data[0] ^= 0xFF
+        conn.execute(
+            text("UPDATE inline_blobs SET data = :d WHERE sha256 = :h"),
+            {"d": bytes(data), "h": sha256},
+        )
+
+    await store._write("tamper", op)
+    return True
+
+
+async def corrupt_stored_blob(vault: Vault, sha256: str) -> None:
+    """Change the stored bytes of a blob of a vault on memory blobs, wherever it is kept."""
+    if await corrupt_inline_blob(vault, sha256):
+        return
+    large = vault.blobs.large
+    assert isinstance(large, MemoryBlobStore)
+    large._corrupt_for_tests(sha256)

@@ -29,7 +29,7 @@ from _pg_fixtures import libpq_url
 from _pg_roles import Roles, documented_role_sql, execute_as, load_migration, psycopg_url
 from _sql_tamper import drop_append_only_guards
 from strongroom.adapters._sql import MIGRATIONS_DIR, SqlMetadataStore, metadata
-from strongroom.errors import ValidationError
+from strongroom.errors import UnsupportedFormat, ValidationError
 from strongroom.vault import Vault
 
 APPEND_ONLY = (
@@ -38,9 +38,11 @@ APPEND_ONLY = (
     "audit_bindings",
     "audit_checkpoints",
     "audit_entries",
+    "inline_blobs",  # guarded by migration 0012, the same way
     "log_entries",
     "snapshots",
 )
+GUARDED_LATER = {"inline_blobs"}  # the tables of APPEND_ONLY a later migration guards
 # Everything else the application may change (runs by compare-and-set, log references, the
 # catalog, registry pointers, approvals being revoked...).
 MUTABLE = (
@@ -66,6 +68,7 @@ KEYS = {
     "audit_bindings": ("seq", "pos"),
     "audit_checkpoints": ("tree_size",),
     "audit_entries": ("seq",),
+    "inline_blobs": ("sha256",),
     "log_entries": ("run_id", "seq"),
     "snapshots": ("run_id", "revision"),
 }
@@ -73,6 +76,7 @@ KEYS = {
 EDITED = dict.fromkeys(APPEND_ONLY, "body") | {
     "artifact_tags": "tag",
     "audit_bindings": "digest",
+    "inline_blobs": "data",
 }
 CHECKPOINT_INTERVAL = 2
 
@@ -115,9 +119,12 @@ class Db:
     blobs_url: str | None
     engine: sa.Engine
 
-    async def open(self) -> Vault:
+    async def open(self, **options: Any) -> Vault:
         return await Vault.open(
-            self.vault_url, blobs_url=self.blobs_url, checkpoint_interval=CHECKPOINT_INTERVAL
+            self.vault_url,
+            blobs_url=self.blobs_url,
+            checkpoint_interval=CHECKPOINT_INTERVAL,
+            **options,
         )
 
 
@@ -148,18 +155,21 @@ async def populate(vault: Vault) -> None:
         )
     await vault.artifacts.put_bytes(run.run_id, b"tagged", name="tagged.txt", tags=["keep", "also"])
     await vault.artifacts.put_bytes(run.run_id, b"plain", name="plain.txt")
+    # Bytes of this run's own (a row of inline_blobs each time: equal bytes are stored once).
+    await vault.artifacts.put_bytes(run.run_id, run.run_id.encode(), name="own.txt")
     await vault.logs.append_many(
         run.run_id, [{"event": "step", "message": f"line {n}"} for n in range(3)]
     )
 
 
-async def populated(db: Db) -> dict[str, int]:
-    async with await db.open() as vault:
+async def populated(db: Db, **options: Any) -> dict[str, int]:
+    async with await db.open(**options) as vault:
         await populate(vault)
         report = await vault.verify()
         assert report.ok, report.problems
     found = counts(db.engine)
-    assert all(found[table] >= 2 for table in APPEND_ONLY), found
+    every = [t for t in APPEND_ONLY if options.get("inline_threshold") != 0 or t != "inline_blobs"]
+    assert all(found[table] >= 2 for table in every), found
     return found
 
 
@@ -280,7 +290,7 @@ def at_revision(db: Db, revision: str) -> None:
 
 def test_every_table_is_either_append_only_or_mutable() -> None:
     """A new table forces a decision here (and in the grants of the 0004 docstring)."""
-    assert set(migration().APPEND_ONLY_TABLES) == set(APPEND_ONLY)
+    assert set(migration().APPEND_ONLY_TABLES) == set(APPEND_ONLY) - GUARDED_LATER
     assert not set(APPEND_ONLY) & set(MUTABLE)
     assert set(APPEND_ONLY) | set(MUTABLE) == {table.name for table in metadata.sorted_tables}
 
@@ -430,7 +440,9 @@ async def test_a_database_at_0003_migrates_to_the_guards_and_back(db: Db) -> Non
     with db.engine.connect() as conn:
         assert guards(conn) == set()
 
-    await populated(db)  # opening migrates 0003 -> head
+    # Opening migrates 0003 -> head. No blob is kept inline: below 0012 there is no place
+    # for one, and a downgrade that would lose them is refused (the next test).
+    await populated(db, inline_threshold=0)
     with db.engine.begin() as conn:
         assert guards(conn) == expected_guards(db.dialect)
         assert "is append-only" in refused(conn, "UPDATE audit_entries SET body = body")
@@ -446,6 +458,16 @@ async def test_a_database_at_0003_migrates_to_the_guards_and_back(db: Db) -> Non
         assert (await vault.verify()).ok
     with db.engine.connect() as conn:
         assert guards(conn) == expected_guards(db.dialect)
+
+
+async def test_a_downgrade_that_would_lose_inline_blobs_is_refused(db: Db) -> None:
+    before = await populated(db)
+    assert before["inline_blobs"] >= 2
+    with db.engine.begin() as conn, pytest.raises(UnsupportedFormat, match="would be lost"):
+        alembic(conn, "downgrade", "0011")
+    assert counts(db.engine) == before
+    async with await db.open() as vault:
+        assert (await vault.verify()).ok
 
 
 # -- the tamper helper -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from _blob_tamper import flip_stored_byte
 from strongroom.cli import app
 from strongroom.cli._context import EXIT_CODES
 from strongroom.errors import StrongroomError
@@ -310,7 +311,7 @@ def test_artifacts_get_of_a_tampered_blob_writes_nothing(cli: Cli, tmp_path: Pat
     run_id = cli.new_run()
     out = cli.ok("artifacts", "put", run_id, str(source), "--role", "custom").stdout
     artifact_id, checksum = out.split()
-    flip_blob_byte(cli.vault, checksum.removeprefix("sha256:"))
+    flip_stored_byte(cli.vault, checksum)
 
     dest = tmp_path / "out.bin"
     result = cli("artifacts", "get", artifact_id, "-o", str(dest))
@@ -422,16 +423,6 @@ def test_vault_url_comes_from_the_environment(cli: Cli, tmp_path: Path) -> None:
 # -- verify ---------------------------------------------------------------------------------------
 
 
-def flip_blob_byte(vault: Path, digest: str) -> Path:
-    """Flip one byte of a stored (read-only) blob file, as a bad disk or an attacker would."""
-    path = vault / "blobs" / "sha256" / digest[:2] / digest[2:4] / digest
-    path.chmod(0o644)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
-    return path
-
-
 def test_verify_exits_0_when_intact_and_1_after_a_flipped_blob_byte(
     cli: Cli, tmp_path: Path
 ) -> None:
@@ -445,7 +436,7 @@ def test_verify_exits_0_when_intact_and_1_after_a_flipped_blob_byte(
     assert cli.json("verify")["ok"] is True
 
     digest = checksum.removeprefix("sha256:")
-    flip_blob_byte(cli.vault, digest)
+    flip_stored_byte(cli.vault, digest)
     broken = cli("verify")
     assert broken.exit_code == 1
     problem_lines = [line for line in broken.stdout.splitlines() if digest in line]
@@ -636,7 +627,7 @@ def test_a_blob_directory_named_apart_is_made_by_its_first_write_only(tmp_path: 
     assert listed.exit_code == 0, listed.output
     assert not blobs.exists()
     payload = tmp_path / "payload.txt"
-    payload.write_text("first write")
+    payload.write_text("first write " * 10_000)  # over 64 KiB: a file, not a row
     put = runner.invoke(app, [*base, "artifacts", "put", run_id, str(payload), "--role", "custom"])
     assert put.exit_code == 0, put.output
     assert (blobs / "sha256").is_dir()

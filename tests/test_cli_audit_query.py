@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
+from _blob_tamper import write_stored_blob
 from _pg_fixtures import libpq_url
 from _pg_roles import Roles, execute_as
 from strongroom.cli import app
@@ -171,9 +172,7 @@ def test_a_verify_with_problems_records_them_and_exits_1(tmp_path: Path) -> None
     )
     assert put.exit_code == 0, put.output
     digest = json.loads(put.stdout)["sha256"]
-    blob = tmp_path / "vault" / "blobs" / "sha256" / digest[:2] / digest[2:4] / digest
-    blob.chmod(0o644)
-    blob.write_bytes(b"tampered")
+    write_stored_blob(tmp_path / "vault", digest, b"tampered")
     result = cli(vault, "verify", "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)

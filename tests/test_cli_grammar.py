@@ -420,7 +420,7 @@ def test_a_refused_command_makes_no_blob_folder(here: Path) -> None:
     assert refused.exit_code == 2
     assert not blobs.exists()
     run_id = ok("runs", "create", "-p", "docs").stdout.strip()
-    (here / "f.txt").write_text("data\n")
+    (here / "f.txt").write_text("data\n" * 20_000)  # over 64 KiB: a file, not a row
     ok("--blobs", str(blobs), "artifacts", "put", run_id, "f.txt", "--role", "report")
     assert any((blobs / "sha256").rglob("*"))
 

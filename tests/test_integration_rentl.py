@@ -27,6 +27,7 @@ import pytest
 import uuid6
 from pydantic import Field
 
+from _blob_tamper import write_stored_blob
 from strongroom import Vault
 from strongroom.integrations.rentl import (
     ArtifactStoreProtocol,
@@ -546,19 +547,17 @@ async def test_a_url_opens_the_vault_lazily(tmp_path: Path) -> None:
         assert len(await vault.logs.read(str(run_id))) == 1
 
 
-def _overwrite(path: Path, data: bytes) -> None:
-    path.chmod(0o644)
-    path.write_bytes(data)
-
-
 async def test_tampered_artifact_is_an_io_error(tmp_path: Path) -> None:
     async with await Vault.open(tmp_path / "vault") as vault:
         stores = rentl_stores(vault)
         stored = await stores.artifacts.write_artifact_json(
             _artifact_metadata(uuid6.uuid7()), _TestPayload(name="x", value=1)
         )
-        assert stored.location.path is not None
-        await asyncio.to_thread(_overwrite, Path(stored.location.path), b'{"name":"y","value":2}')
+        assert stored.location.path is None  # a small blob: a row of the records store
+        assert stored.checksum_sha256 is not None
+        await asyncio.to_thread(
+            write_stored_blob, tmp_path / "vault", stored.checksum_sha256, b'{"name":"y","value":2}'
+        )
         fresh = rentl_stores(vault)  # no cached id
         with pytest.raises(StorageError) as caught:
             await fresh.artifacts.load_artifact_json(stored.artifact_id, _TestPayload)

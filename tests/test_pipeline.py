@@ -18,6 +18,7 @@ from types import ModuleType
 import pytest
 from pydantic import BaseModel
 
+from _blob_tamper import flip_stored_byte
 from strongroom.errors import Conflict, IntegrityError, NotFound, ValidationError
 from strongroom.models import RunOutcome, RunStatus
 from strongroom.pipeline import OUTPUT_NAME, PipelineRun
@@ -460,11 +461,6 @@ async def test_tampered_output_raises_integrity_error(vault: Vault, tmp_path: Pa
         async with run.phase("ingest") as phase:
             meta = await phase.output({"secret sauce": list(range(50))})
         assert await run.output("ingest") == {"secret sauce": list(range(50))}
-    [blob] = (tmp_path / "v" / "blobs").rglob(meta.sha256)
-    blob.chmod(0o644)
-    raw = bytearray(blob.read_bytes())
-    raw[10] ^= 0x01
-    blob.write_bytes(bytes(raw))
-    blob.chmod(0o444)
+    flip_stored_byte(tmp_path / "v", meta.sha256)
     with pytest.raises(IntegrityError):
         await run.output("ingest")

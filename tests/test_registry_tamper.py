@@ -5,10 +5,10 @@ intruder would) are both named by ``verify`` (problems of kind ``registry``)."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
+from _blob_tamper import flip_stored_byte
 from strongroom.models import DefinitionKind
 from strongroom.testing._registry_service import manifest
 from strongroom.vault import Vault
@@ -33,11 +33,7 @@ async def _registry_problems(vault_dir: Path) -> list[str]:
 async def test_verify_names_a_tampered_definition_blob(tmp_path: Path) -> None:
     vault_dir = tmp_path / "vault"
     digest = await _build(vault_dir)
-    path = vault_dir / "blobs" / "sha256" / digest[:2] / digest[2:4] / digest
-    os.chmod(path, 0o644)
-    data = bytearray(path.read_bytes())
-    data[10] ^= 0x01
-    path.write_bytes(bytes(data))
+    flip_stored_byte(vault_dir, digest)
     problems = await _registry_problems(vault_dir)
     assert len(problems) == 1
     assert problems[0].startswith("tool_manifest/m@1.0.0: its definition blob")

@@ -71,6 +71,8 @@ async def sample(tmp_path: Path) -> Sample:
             sealed.run_id, {"data": {"step": 1}}, expected_revision=0
         )
         artifact = await vault.artifacts.put_bytes(sealed.run_id, b"artifact bytes", name="a.txt")
+        # Over the inline threshold: a file of the blob directory (the others are rows).
+        large = await vault.artifacts.put_bytes(sealed.run_id, b"L" * 100_000, name="large")
         await vault.logs.append_many(
             sealed.run_id, [{"event": "step", "message": f"line {n}"} for n in range(5)]
         )
@@ -102,6 +104,7 @@ async def sample(tmp_path: Path) -> Sample:
     blobs = {
         "snapshot": Blob(snapshot.sha256, "snapshot", f"{sealed.run_id}@1"),
         "artifact": Blob(artifact.sha256, "artifact", artifact.artifact_id),
+        "large_artifact": Blob(large.sha256, "artifact", large.artifact_id),
         "sealed_log": Blob(log_artifact.sha256, "artifact", log_artifact.artifact_id),
         "catalog_object": Blob(obj.sha256, "object", obj.object_id),
     }
@@ -146,7 +149,19 @@ def edit_body(
     assert count == 1
 
 
-BLOB_NAMES = ["snapshot", "artifact", "sealed_log", "catalog_object"]
+BLOB_NAMES = ["snapshot", "artifact", "large_artifact", "sealed_log", "catalog_object"]
+
+
+def stored_row(sample: Sample, name: str) -> bytes | None:
+    """The blob's row when the vault keeps it inline (small blobs), else None (a file)."""
+    conn = sqlite3.connect(sample.database)
+    try:
+        row = conn.execute(
+            "SELECT data FROM inline_blobs WHERE sha256 = ?", (sample.blobs[name].sha256,)
+        ).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else bytes(row[0])
 
 
 # -- blobs ---------------------------------------------------------------------------------------
@@ -154,11 +169,22 @@ BLOB_NAMES = ["snapshot", "artifact", "sealed_log", "catalog_object"]
 
 @pytest.mark.parametrize("name", BLOB_NAMES)
 async def test_a_flipped_byte_in_any_blob_is_reported(sample: Sample, name: str) -> None:
-    path = sample.blob_path(name)
-    os.chmod(path, 0o644)  # blobs are stored read-only
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
+    row = stored_row(sample, name)
+    assert (row is None) == (name == "large_artifact")
+    if row is not None:
+        data = bytearray(row)
+        data[len(data) // 2] ^= 0x01
+        with database(sample) as conn:
+            conn.execute(
+                "UPDATE inline_blobs SET data = ? WHERE sha256 = ?",
+                (bytes(data), sample.blobs[name].sha256),
+            )
+    else:
+        path = sample.blob_path(name)
+        os.chmod(path, 0o644)  # blobs are stored read-only
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
 
     report = await verify(sample)
 
@@ -172,7 +198,11 @@ async def test_a_flipped_byte_in_any_blob_is_reported(sample: Sample, name: str)
 async def test_a_deleted_blob_is_reported_on_the_record_that_needs_it(
     sample: Sample, name: str
 ) -> None:
-    sample.blob_path(name).unlink()
+    if stored_row(sample, name) is not None:
+        with database(sample) as conn:
+            conn.execute("DELETE FROM inline_blobs WHERE sha256 = ?", (sample.blobs[name].sha256,))
+    else:
+        sample.blob_path(name).unlink()
 
     report = await verify(sample)
 

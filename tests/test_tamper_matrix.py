@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from _tamper_vault import Populated, body_of, edit_body, populate, writable
+from _tamper_vault import Populated, body_of, edit_body, populate
 from strongroom.cli import app
 from strongroom.integrity import SigningKey, tree_head_payload
 from strongroom.models import VerifyReport
@@ -50,26 +50,51 @@ def where_run(run_id: str) -> str:
 # -- blobs --------------------------------------------------------------------------------------
 
 
+# artifact_blobs[0] is a file of the blob directory, [1] a row of the records store (inline).
+
+
+def _flip(p: Populated, digest: str) -> Found:
+    assert p.inline(digest) == (digest == p.artifact_blobs[1])
+    data = bytearray(p.blob_bytes(digest))
+    data[0] ^= 0x01
+    p.write_blob(digest, bytes(data))
+    return Found("blob", digest)
+
+
 @tamper
 async def blob_byte_flipped(p: Populated) -> Found:
-    path = writable(p.blob_path(p.artifact_blobs[0]))
-    data = bytearray(path.read_bytes())
-    data[0] ^= 0x01
-    path.write_bytes(bytes(data))
-    return Found("blob", p.artifact_blobs[0])
+    return _flip(p, p.artifact_blobs[0])
+
+
+@tamper
+async def inline_blob_byte_flipped(p: Populated) -> Found:
+    return _flip(p, p.artifact_blobs[1])
 
 
 @tamper
 async def blob_deleted(p: Populated) -> Found:
-    p.blob_path(p.artifact_blobs[1]).unlink()
+    p.delete_blob(p.artifact_blobs[0])
+    return Found("artifact", p.artifacts[0])
+
+
+@tamper
+async def inline_blob_deleted(p: Populated) -> Found:
+    p.delete_blob(p.artifact_blobs[1])
     return Found("artifact", p.artifacts[1])
 
 
 @tamper
 async def blob_swapped(p: Populated) -> Found:
-    first, second = (p.blob_path(d) for d in p.artifact_blobs)
-    writable(first).write_bytes(second.read_bytes())
-    return Found("blob", p.artifact_blobs[0])
+    first, second = p.artifact_blobs
+    p.write_blob(first, p.blob_bytes(second))
+    return Found("blob", first)
+
+
+@tamper
+async def inline_blob_swapped(p: Populated) -> Found:
+    first, second = p.artifact_blobs
+    p.write_blob(second, p.blob_bytes(first))
+    return Found("blob", second)
 
 
 # -- run logs -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _sql_tamper import corrupt_stored_blob
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
 from strongroom.bundle import RECORD_KINDS, verify_bundle
 from strongroom.errors import Conflict, IntegrityError, NotFound
@@ -484,8 +485,7 @@ async def test_a_damaged_source_blob_is_reported_and_everything_else_copied(
 ) -> None:
     before = await snapshot_vault(memory_source)
     big = max(before["blobs"], key=lambda d: before["blobs"][d]["size_bytes"])
-    assert isinstance(memory_source.blobs, MemoryBlobStore)
-    memory_source.blobs._corrupt_for_tests(big)
+    await corrupt_stored_blob(memory_source, big)
     async with await open_target_vault(str(tmp_path / "target")) as target:
         report = await transfer(memory_source, target)
         assert not report.ok

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from _sql_tamper import corrupt_inline_blob
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
 from strongroom.models import DefinitionKind
 from strongroom.testing import VaultTests
@@ -17,8 +18,10 @@ class TestMemoryVault(VaultTests):
         return Vault(MemoryMetadataStore(), MemoryBlobStore(), checkpoint_interval=4)
 
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
-        assert isinstance(vault.blobs, MemoryBlobStore)
-        vault.blobs._corrupt_for_tests(sha256)
+        if await corrupt_inline_blob(vault, sha256):
+            return
+        assert isinstance(vault.blobs.large, MemoryBlobStore)
+        vault.blobs.large._corrupt_for_tests(sha256)
 
     async def tamper_channel_move(self, vault: Vault, kind: DefinitionKind, ident: str) -> None:
         assert isinstance(vault.metadata, MemoryMetadataStore)

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from _sql_tamper import forge_last_channel_move
+from _sql_tamper import corrupt_inline_blob, forge_last_channel_move
 from strongroom.adapters import PostgresMetadataStore
 from strongroom.adapters._s3 import S3BlobStore
 from strongroom.models import DefinitionKind
@@ -24,12 +24,14 @@ class TestPostgresS3Vault(VaultTests):
         blobs_url: str = request.getfixturevalue("s3_blob_url")
         vault = await Vault.open(pg_url, blobs_url=blobs_url, checkpoint_interval=4)
         assert isinstance(vault.metadata, PostgresMetadataStore)
-        assert isinstance(vault.blobs, S3BlobStore)
+        assert isinstance(vault.blobs.large, S3BlobStore)
         return vault
 
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
-        assert isinstance(vault.blobs, S3BlobStore)
-        await asyncio.to_thread(flip_one_byte, vault.blobs, sha256)
+        if await corrupt_inline_blob(vault, sha256):
+            return
+        assert isinstance(vault.blobs.large, S3BlobStore)
+        await asyncio.to_thread(flip_one_byte, vault.blobs.large, sha256)
 
     async def tamper_channel_move(self, vault: Vault, kind: DefinitionKind, ident: str) -> None:
         await forge_last_channel_move(vault, kind, ident)

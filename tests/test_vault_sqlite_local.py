@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from _sql_tamper import forge_last_channel_move
+from _sql_tamper import corrupt_inline_blob, forge_last_channel_move
 from strongroom.adapters import LocalBlobStore
 from strongroom.models import DefinitionKind
 from strongroom.testing import VaultTests
@@ -28,8 +28,10 @@ class TestSqliteLocalVault(VaultTests):
         return await Vault.open(tmp_path / "vault", checkpoint_interval=4)
 
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
-        assert isinstance(vault.blobs, LocalBlobStore)
-        flip_one_byte(vault.blobs.root / vault.blobs.locate(sha256).path)
+        if await corrupt_inline_blob(vault, sha256):
+            return
+        assert isinstance(vault.blobs.large, LocalBlobStore)
+        flip_one_byte(vault.blobs.large.root / vault.blobs.locate(sha256).path)
 
     async def tamper_channel_move(self, vault: Vault, kind: DefinitionKind, ident: str) -> None:
         await forge_last_channel_move(vault, kind, ident)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from _s3_fixtures import client_for
-from _sql_tamper import forge_last_channel_move
+from _sql_tamper import corrupt_inline_blob, forge_last_channel_move
 from strongroom.adapters import SqliteMetadataStore
 from strongroom.adapters._s3 import S3BlobStore
 from strongroom.models import DefinitionKind
@@ -33,12 +33,14 @@ class TestSqliteS3Vault(VaultTests):
         blobs_url: str = request.getfixturevalue("s3_blob_url")
         vault = await Vault.open(tmp_path / "vault", blobs_url=blobs_url, checkpoint_interval=4)
         assert isinstance(vault.metadata, SqliteMetadataStore)
-        assert isinstance(vault.blobs, S3BlobStore)
+        assert isinstance(vault.blobs.large, S3BlobStore)
         return vault
 
     async def corrupt_blob(self, vault: Vault, sha256: str) -> None:
-        assert isinstance(vault.blobs, S3BlobStore)
-        await asyncio.to_thread(flip_one_byte, vault.blobs, sha256)
+        if await corrupt_inline_blob(vault, sha256):
+            return
+        assert isinstance(vault.blobs.large, S3BlobStore)
+        await asyncio.to_thread(flip_one_byte, vault.blobs.large, sha256)
 
     async def tamper_channel_move(self, vault: Vault, kind: DefinitionKind, ident: str) -> None:
         await forge_last_channel_move(vault, kind, ident)

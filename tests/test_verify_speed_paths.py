@@ -12,6 +12,7 @@ import pytest
 import strongroom.ports.verify as verify_port
 import strongroom.services.rehash as rehash_module
 import strongroom.services.verify as verify_module
+from _sql_tamper import corrupt_stored_blob
 from strongroom.adapters import MemoryBlobStore, MemoryMetadataStore
 from strongroom.models import BlobInfo, DefinitionKind, VerifyReport
 from strongroom.services.registry import collect_move, verify_registry
@@ -47,10 +48,9 @@ async def test_damaged_and_missing_blobs_are_reported_as_before(
     vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     digests = await _fill(vault, blobs=40, refs_each=3)
-    assert isinstance(vault.blobs, MemoryBlobStore)
     damaged = sorted(digests[::7])
     for digest in damaged:
-        vault.blobs._corrupt_for_tests(digest)
+        await corrupt_stored_blob(vault, digest)
     missing = digests[3]
     await vault.blobs.delete(missing)
 
@@ -168,10 +168,9 @@ async def test_pages_rehashed_while_listing_goes_on(
     vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     digests = await _fill(vault, blobs=23, refs_each=1)
-    assert isinstance(vault.blobs, MemoryBlobStore)
     damaged = sorted(digests[1::5])
     for digest in damaged:
-        vault.blobs._corrupt_for_tests(digest)
+        await corrupt_stored_blob(vault, digest)
     listed = list(reversed(digests))  # not in digest order
     real_verify = vault.blobs.verify
     calls: list[str] = []

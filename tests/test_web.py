@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from _blob_tamper import flip_stored_byte
 from _web_fixtures import PNG, XSS, Population, populate_sync
 from strongroom import SyncVault
 from strongroom.web import _views, create_app, pages
@@ -619,13 +620,8 @@ def test_no_secret_of_the_vault_url_is_shown(pg_url: str, tmp_path: Path) -> Non
 
 
 def _corrupt(vault_dir: Path, sha256: str) -> None:
-    """Flip one byte of a blob file behind the vault's back (it is stored read-only)."""
-    hexd = sha256.removeprefix("sha256:")
-    (blob,) = [p for p in (vault_dir / "blobs").rglob(hexd) if p.is_file()]
-    blob.chmod(0o600)
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    blob.write_bytes(bytes(data))
+    """Flip one byte of a blob behind the vault's back (a row or a read-only file)."""
+    flip_stored_byte(vault_dir, sha256)
 
 
 def test_a_download_that_no_longer_matches_its_digest_is_refused(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Self
 
 from strongroom._audit_worker import CHILD_THRESHOLD, WorkerFailed, walk_in_child
 from strongroom._fs import DEFAULT_VAULT_URL
-from strongroom.adapters import open_stores, open_witness
+from strongroom.adapters import InlineBlobStore, open_stores, open_witness
 from strongroom.errors import IntegrityError, StrongroomError, ValidationError
 from strongroom.integrity import SignedTreeHead, SigningKey, load_signing_key, sign_tree_head
 from strongroom.models import (
@@ -29,6 +29,7 @@ from strongroom.models import (
     VerifyReport,
 )
 from strongroom.ports import BlobStore, MetadataStore
+from strongroom.ports.inline_blobs import DEFAULT_INLINE_THRESHOLD
 from strongroom.secrets import DEFAULT_REDACT_PATTERNS, Redactor, safe_url
 from strongroom.services import (
     Anchor,
@@ -149,16 +150,23 @@ class Vault:
         checkpoint_interval: int = 1000,
         integrity: IntegrityOptions | None = None,
         bootstrap: bool = True,
+        inline_threshold: int = DEFAULT_INLINE_THRESHOLD,
     ) -> None:
         """Wire the services to a store pair (opened by the caller, or by `open`).
-        ``bootstrap=False``: never add the default catalog entries (see `open`)."""
+        ``bootstrap=False``: never add the default catalog entries (see `open`).
+
+        ``vault.blobs`` keeps blobs of at most ``inline_threshold`` bytes (64 KiB by default;
+        0: none) as rows of the records store and the rest in ``blobs``
+        (`strongroom.adapters.InlineBlobStore`); given an `InlineBlobStore`, it is used as is."""
         options = integrity if integrity is not None else IntegrityOptions()
         self.url = url
         # The URL as given to `open` (it may hold a password; never shown): what verify's
         # audit worker reopens the store with. None: built from stores, not reopenable.
         self._location: str | None = None
         self.metadata = metadata
-        self.blobs = blobs
+        if not isinstance(blobs, InlineBlobStore):
+            blobs = InlineBlobStore(metadata, blobs, threshold=inline_threshold)
+        self.blobs: InlineBlobStore = blobs
         self.integrity = options
         self.audit = AuditService(
             metadata,
@@ -226,6 +234,7 @@ class Vault:
         integrity: IntegrityOptions | None = None,
         create: bool = True,
         bootstrap: bool = True,
+        inline_threshold: int = DEFAULT_INLINE_THRESHOLD,
     ) -> Self:
         """Open the vault at ``url``: a directory path for the embedded SQLite + local blobs
         vault, ``postgresql://...`` (with ``blobs_url``), or ``memory://``. ``blobs_url``
@@ -264,6 +273,7 @@ class Vault:
                 checkpoint_interval=checkpoint_interval,
                 integrity=integrity,
                 bootstrap=bootstrap,
+                inline_threshold=inline_threshold,
             )
             vault._location = text
             if bootstrap:

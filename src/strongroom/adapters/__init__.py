@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from strongroom.adapters._inline import InlineBlobStore
 from strongroom.adapters._local import LocalBlobStore
 from strongroom.adapters._memory import MemoryMetadataStore
 from strongroom.adapters._memory_blobs import MemoryBlobStore
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from strongroom.adapters._s3 import S3BlobStore
 
 __all__ = [
+    "InlineBlobStore",
     "LocalBlobStore",
     "MemoryBlobStore",
     "MemoryMetadataStore",

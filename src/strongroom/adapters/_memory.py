@@ -19,6 +19,7 @@ from strongroom.adapters._cursor import (
     encode_run_cursor,
     status_counts_of,
 )
+from strongroom.adapters._memory_inline_blobs import MemoryInlineBlobs
 from strongroom.adapters._memory_retention import MemoryRetentionRecords
 from strongroom.adapters._memory_step_claims import MemoryStepClaims
 from strongroom.adapters._run_stats import run_stats_of
@@ -77,12 +78,13 @@ def _copy(record: _M) -> _M:
     return record.model_copy(deep=True)
 
 
-class MemoryMetadataStore(MemoryStepClaims, MemoryRetentionRecords):
+class MemoryMetadataStore(MemoryStepClaims, MemoryInlineBlobs, MemoryRetentionRecords):
     backend = "memory"
 
     def __init__(self) -> None:
         MemoryRetentionRecords.__init__(self)
         MemoryStepClaims.__init__(self)
+        MemoryInlineBlobs.__init__(self)
         self._lock = asyncio.Lock()
         self._runs: dict[str, Run] = {}
         self._snapshots: dict[str, list[SnapshotRecord]] = {}

@@ -28,7 +28,8 @@ binding (type, id, seq) so a read can check a record against its latest binding.
 The port is the union of narrow ports, one per cohesive group of records, each with its own
 conformance mixin in `strongroom.testing`: `RunRecords` (runs, snapshots, transitions),
 `ArtifactRecords`, `LogRecords`, `AuditRecords`, `CatalogRecords`, `RegistryRecords`
-(definition versions, channels, approvals, actors) and `VerifyRecords` (what verify reads).
+(definition versions, channels, approvals, actors), `RetentionRecords`, `StepClaimRecords`,
+`InlineBlobRecords` (small blobs kept as rows) and `VerifyRecords` (what verify reads).
 A service depends on the narrowest one it needs. `StoreCapabilities` says what a backend can
 do beyond the ports (a backend may lack it).
 
@@ -46,6 +47,7 @@ from strongroom.ports.artifacts import ArtifactRecords
 from strongroom.ports.audit import AuditListener, AuditRecords
 from strongroom.ports.catalog import CatalogRecords
 from strongroom.ports.chains import BindingKey, ChainRow, binding_key
+from strongroom.ports.inline_blobs import InlineBlobRecords
 from strongroom.ports.logs import LogRecords, closed_log_reference, sealed_log_conflict
 from strongroom.ports.registry import RegistryRecords
 from strongroom.ports.retention import RetentionRecords
@@ -91,6 +93,7 @@ class MetadataStore(
     RegistryRecords,
     RetentionRecords,
     StepClaimRecords,
+    InlineBlobRecords,
     VerifyRecords,
 ):
     """The whole records port: every narrow port, plus a lifecycle."""

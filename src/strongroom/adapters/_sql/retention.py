@@ -60,13 +60,28 @@ from strongroom.ports.retention import (
     deletion_refusal,
 )
 
-__all__ = ["RetentionRecordsSql", "held_clause"]
+__all__ = ["RetentionRecordsSql", "allow_delete", "held_clause"]
 
 _h = holds_table.c
 _r = runs_table.c
 _claims = gc_blob_claims_table.c
 _ENDED: Final = sorted(s.value for s in TERMINAL_STATUSES)
 _SQLITE_MARKER: Final = "strongroom_allow_delete_"  # migration 0004's door
+
+
+def allow_delete(conn: Connection, table: str, stmt: Any) -> int:
+    """Run one DELETE on an append-only table through migration 0004's door."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT set_config('strongroom.allow_delete', :t, true)"), {"t": table})
+        count = conn.execute(stmt).rowcount
+        conn.execute(text("SELECT set_config('strongroom.allow_delete', '', true)"))
+        return int(count)
+    marker = f"{_SQLITE_MARKER}{table}"  # a constant table name, never input
+    conn.execute(text(f"CREATE TABLE {marker} (x INTEGER)"))
+    try:
+        return int(conn.execute(stmt).rowcount)
+    finally:
+        conn.execute(text(f"DROP TABLE {marker}"))
 
 
 def held_clause() -> Any:
@@ -90,20 +105,7 @@ class RetentionRecordsSql(AuditRecords, RetentionRecords):
     """The retention methods of `SqlMetadataStore`."""
 
     def _allow_delete(self, conn: Connection, table: str, stmt: Any) -> int:
-        """Run one DELETE on an append-only table through migration 0004's door."""
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                text("SELECT set_config('strongroom.allow_delete', :t, true)"), {"t": table}
-            )
-            count = conn.execute(stmt).rowcount
-            conn.execute(text("SELECT set_config('strongroom.allow_delete', '', true)"))
-            return int(count)
-        marker = f"{_SQLITE_MARKER}{table}"  # a constant table name, never input
-        conn.execute(text(f"CREATE TABLE {marker} (x INTEGER)"))
-        try:
-            return int(conn.execute(stmt).rowcount)
-        finally:
-            conn.execute(text(f"DROP TABLE {marker}"))
+        return allow_delete(conn, table, stmt)
 
     # -- holds --------------------------------------------------------------------------------
 

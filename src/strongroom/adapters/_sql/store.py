@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from strongroom.adapters._sql.actors import ActorRecordsSql
 from strongroom.adapters._sql.base import Operation
 from strongroom.adapters._sql.catalog import CatalogRecords
+from strongroom.adapters._sql.inline_blobs import InlineBlobRecordsSql
 from strongroom.adapters._sql.logs import LogRecords
 from strongroom.adapters._sql.record_check import RecordChecks
 from strongroom.adapters._sql.registry import RegistryRecordsSql
@@ -38,6 +39,7 @@ class SqlMetadataStore(
     ActorRecordsSql,
     RetentionRecordsSql,
     StepClaimRecordsSql,
+    InlineBlobRecordsSql,
     RecordChecks,
 ):
     """`MetadataStore` on SQLAlchemy Core. Subclasses supply the engine and the transaction

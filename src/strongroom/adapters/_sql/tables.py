@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     PrimaryKeyConstraint,
     String,
     Table,
@@ -42,6 +43,7 @@ __all__ = [
     "catalog_objects_table",
     "gc_blob_claims_table",
     "holds_table",
+    "inline_blobs_table",
     "log_entries_table",
     "log_refs_table",
     "namespaces_table",
@@ -284,4 +286,15 @@ step_claims_table = Table(
     Column("heartbeat_at", UtcTimestamp(), nullable=False),
     Column("finished_at", UtcTimestamp(), nullable=True),
     Column("response", Text(), nullable=True),
+)
+
+# Small blobs kept as rows (migration 0012, `strongroom.ports.inline_blobs`): the bytes under
+# their SHA-256, never updated (a trigger refuses it), deleted only by garbage collection.
+inline_blobs_table = Table(
+    "inline_blobs",
+    metadata,
+    Column("sha256", _key(_DIGEST), primary_key=True),
+    Column("size_bytes", Integer(), nullable=False),
+    Column("data", LargeBinary(), nullable=False),
+    Column("stored_at", UtcTimestamp(), nullable=False),
 )

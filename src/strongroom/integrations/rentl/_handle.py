@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -124,11 +125,14 @@ class VaultHandle:
         return _RECORDS_BACKENDS.get(vault.metadata.backend, StorageBackend.CUSTOM)
 
     def blob_reference(self, location: BlobLocation) -> StorageReference:
-        """Where a blob is, as rentl says it: a filesystem ``path`` for local blobs (the
-        file itself), and always the ``uri``."""
+        """Where a blob is, as rentl says it: a filesystem ``path`` for a local blob kept as
+        a file (the file itself), and always the ``uri``. A small blob is a row of the records
+        store (`strongroom.adapters.InlineBlobStore`): no file, so no ``path``; rentl reads it
+        through the vault, as it reads any blob."""
         path = None
         if location.uri.startswith("file://"):
-            path = unquote(urlparse(location.uri).path)
+            candidate = unquote(urlparse(location.uri).path)
+            path = candidate if os.path.isfile(candidate) else None
         return StorageReference(
             backend=_BLOB_BACKENDS.get(location.backend, StorageBackend.CUSTOM),
             path=path,

@@ -77,7 +77,7 @@ tables, and owns nothing, so it can neither drop nor disable a trigger::
     GRANT USAGE ON SCHEMA public TO strongroom_app;
     GRANT SELECT ON alembic_version TO strongroom_app;
     GRANT SELECT, INSERT ON audit_entries, audit_bindings, audit_checkpoints, log_entries,
-        snapshots, artifacts, artifact_tags TO strongroom_app;
+        snapshots, artifacts, artifact_tags, inline_blobs TO strongroom_app;
     GRANT SELECT, INSERT, UPDATE, DELETE ON runs, log_refs, providers, namespaces,
         catalog_objects, definition_versions, channel_pointers, channel_moves, approvals,
         actors, run_labels, run_metrics, holds, gc_blob_claims, step_claims TO strongroom_app;
