@@ -3,8 +3,6 @@ artifacts, log, approvals and, for a playbook run, the step timeline)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import typer
 from pydantic import BaseModel, Field
 from rich.table import Table
@@ -30,6 +28,7 @@ from strongroom.models import (
     Run,
     RunTarget,
     SnapshotRecord,
+    StepWorker,
 )
 from strongroom.orchestrator.state import STATE_KEY, PlanState, StepState
 from strongroom.services.registry import signed_label
@@ -43,18 +42,6 @@ class RunApproval(BaseModel):
     signed: str = Field(
         description="'unsigned', or 'NAME KEY_ID (verified)' / 'NAME KEY_ID (NOT VERIFIED)'."
     )
-
-
-class StepWorker(BaseModel):
-    """One attempt of a step as a worker held it (its step claim, without the response)."""
-
-    step_id: str
-    attempt: int
-    worker: str
-    state: str = Field(description="running, finished or lost.")
-    claimed_at: datetime
-    heartbeat_at: datetime = Field(description="The worker's last heartbeat.")
-    finished_at: datetime | None = None
 
 
 class RunDetails(BaseModel):
@@ -106,15 +93,7 @@ async def _details(vault: Vault, run_id: str) -> RunDetails:
         if isinstance(a.target, RunTarget) and a.target.run_id == run.run_id
     ]
     workers = [
-        StepWorker(
-            step_id=c.step_id,
-            attempt=c.attempt,
-            worker=c.worker,
-            state=c.state,
-            claimed_at=c.claimed_at,
-            heartbeat_at=c.heartbeat_at,
-            finished_at=c.finished_at,
-        )
+        StepWorker.model_validate(c)
         for c in await vault.metadata.list_step_claims(run.run_id, responses=False)
     ]
     return RunDetails(

@@ -70,7 +70,7 @@ from strongroom.models.chain import (
     entry_hash,
     stored_entry_matches,
 )
-from strongroom.models.execution import RunnerRequest, RunnerResponse, RunnerStatus
+from strongroom.models.execution import RunnerRequest, RunnerResponse, RunnerStatus, StepWorker
 from strongroom.models.identity import (
     KEY_ID_PATTERN,
     Actor,
@@ -270,6 +270,7 @@ __all__ = [
     "SnapshotRecord",
     "Step",
     "StepFailures",
+    "StepWorker",
     "StorageLocation",
     "Text",
     "ToolDefinition",

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from strongroom.errors import ErrorInfo
 from strongroom.ids import ActorName, Digest, EntityId, SafeName
@@ -20,6 +21,7 @@ __all__ = [
     "RunnerRequest",
     "RunnerResponse",
     "RunnerStatus",
+    "StepWorker",
 ]
 
 
@@ -131,3 +133,25 @@ class RunnerResponse(Record):
     @property
     def ok(self) -> bool:
         return self.status is RunnerStatus.SUCCESS
+
+
+class StepWorker(BaseModel):
+    """One attempt of a step as a worker held it: its step claim
+    (`strongroom.ports.step_claims.StepClaim`) without the response, as ``strongroom runs
+    show`` and the Control Room list it. Built from a claim with
+    ``StepWorker.model_validate(claim)`` (attributes are read)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    step_id: str
+    attempt: int
+    worker: str = Field(description="The worker that claimed the attempt.")
+    state: Literal["running", "finished", "lost"] = Field(
+        description="running: the worker holds it; finished: it recorded how the attempt "
+        "ended; lost: its heartbeat stopped and the attempt was declared lost."
+    )
+    claimed_at: datetime
+    heartbeat_at: datetime = Field(description="The worker's last heartbeat.")
+    finished_at: datetime | None = Field(
+        default=None, description="When it finished or was declared lost."
+    )

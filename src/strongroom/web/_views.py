@@ -151,18 +151,7 @@ async def step_workers(vault: Vault, run_id: str) -> tuple[list[StepWorker], boo
     claims = await vault.metadata.list_step_claims(
         run_id, limit=MAX_STEP_WORKERS + 1, responses=False
     )
-    workers = [
-        StepWorker(
-            step_id=c.step_id,
-            attempt=c.attempt,
-            worker=c.worker,
-            state=c.state,
-            claimed_at=c.claimed_at,
-            heartbeat_at=c.heartbeat_at,
-            finished_at=c.finished_at,
-        )
-        for c in claims[:MAX_STEP_WORKERS]
-    ]
+    workers = [StepWorker.model_validate(c) for c in claims[:MAX_STEP_WORKERS]]
     return workers, len(claims) > MAX_STEP_WORKERS
 
 

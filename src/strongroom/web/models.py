@@ -11,6 +11,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, Field
 
 from strongroom.errors import ErrorInfo
+from strongroom.models import StepWorker
 
 __all__ = [
     "MAX_STEP_WORKERS",
@@ -43,24 +44,6 @@ class StepView(BaseModel):
     output_artifact_id: str | None = None
     output_sha256: str | None = None
     error: ErrorInfo | None = None
-
-
-class StepWorker(BaseModel):
-    """One attempt of a step as a worker held it (its step claim, without the response), as
-    ``strongroom runs show`` lists it."""
-
-    step_id: str
-    attempt: int
-    worker: str = Field(description="The worker that claimed the attempt.")
-    state: Literal["running", "finished", "lost"] = Field(
-        description="running: the worker holds it; finished: it recorded how the attempt "
-        "ended; lost: its heartbeat stopped and the attempt was declared lost."
-    )
-    claimed_at: datetime
-    heartbeat_at: datetime = Field(description="The worker's last heartbeat.")
-    finished_at: datetime | None = Field(
-        default=None, description="When it finished or was declared lost."
-    )
 
 
 class RunSteps(BaseModel):
