@@ -6,6 +6,7 @@ machine's death would."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ import psutil
 import pytest
 
 from _lane import TOOLS_DIR
+from strongroom.orchestrator.state import STATE_KEY, PlanState
+from strongroom.vault import Vault
 from strongroom.workers import celery_app
 
 BROKER = os.environ.get("STRONGROOM_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -178,3 +181,23 @@ def redis_broker(root: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+async def step_sums(vault: Vault, run_id: str) -> dict[str, int]:
+    """Each step's output ``sum`` (the test tools' output), from the run's latest plan."""
+    plan = PlanState.model_validate((await vault.snapshots.load(run_id)).state.data[STATE_KEY])
+    found = {}
+    for step_id, state in plan.steps.items():
+        assert state.output_artifact_id is not None
+        found[step_id] = json.loads(await vault.artifacts.get_bytes(state.output_artifact_id))[
+            "sum"
+        ]
+    return found
+
+
+async def completed_steps(vault: Vault, run_id: str) -> list[str]:
+    """The steps whose end the run's log records (``step.completed``), sorted, repeats kept:
+    a step recorded twice shows twice."""
+    return sorted(
+        e.phase or "" for e in await vault.logs.read(run_id) if e.event == "step.completed"
+    )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -33,7 +32,16 @@ import pytest
 from typer.testing import CliRunner
 
 from _lane import TOOLS_DIR, Lane, manifest, open_lane, policy, require_sandbox, tool
-from _workers import BROKER, DEADLINE, Workers, broker_or_skip, fresh_queue, queued
+from _workers import (
+    BROKER,
+    DEADLINE,
+    Workers,
+    broker_or_skip,
+    completed_steps,
+    fresh_queue,
+    queued,
+    step_sums,
+)
 from strongroom.cli import app
 from strongroom.errors import Conflict
 from strongroom.ids import new_id
@@ -166,16 +174,8 @@ async def _check_recorded_once(lane: Lane, run_id: str, x: int) -> tuple[int, in
     run = await lane.vault.runs.get(run_id)
     assert run.status is RunStatus.COMPLETED, run.last_error
     plan = PlanState.model_validate((await lane.vault.snapshots.load(run_id)).state.data[STATE_KEY])
-    outputs = {}
-    for step_id, state in plan.steps.items():
-        assert state.output_artifact_id is not None
-        data = json.loads(await lane.vault.artifacts.get_bytes(state.output_artifact_id))
-        outputs[step_id] = data["sum"]
-    assert outputs == _expected(x)
-    ends = sorted(
-        e.phase or "" for e in await lane.vault.logs.read(run_id) if e.event == "step.completed"
-    )
-    assert ends == sorted(plan.steps)
+    assert await step_sums(lane.vault, run_id) == _expected(x)
+    assert await completed_steps(lane.vault, run_id) == sorted(plan.steps)
     claims = await lane.vault.metadata.list_step_claims(run_id)
     finished = {(c.step_id, c.attempt) for c in claims if c.state == "finished"}
     assert finished == {(step_id, state.starts) for step_id, state in plan.steps.items()}
@@ -402,15 +402,8 @@ async def test_a_killed_coordinator_is_resumed_with_every_end_recorded_once(
     assert run.status is RunStatus.COMPLETED
     plan = PlanState.model_validate((await lane.vault.snapshots.load(run_id)).state.data[STATE_KEY])
     assert plan.steps["s0"].starts == 2  # the resume ran the step in flight again
-    outputs = {
-        step_id: json.loads(await lane.vault.artifacts.get_bytes(state.output_artifact_id or ""))[
-            "sum"
-        ]
-        for step_id, state in plan.steps.items()
-    }
-    assert outputs == _expected(1)
-    ends = [e.phase for e in await lane.vault.logs.read(run_id) if e.event == "step.completed"]
-    assert sorted(ends, key=str) == sorted(plan.steps)
+    assert await step_sums(lane.vault, run_id) == _expected(1)
+    assert await completed_steps(lane.vault, run_id) == sorted(plan.steps)
     claims = await lane.vault.metadata.list_step_claims(run_id)
     kept = {(c.step_id, c.attempt) for c in claims if c.state == "finished"}
     assert kept - {("s0", 1)} == {(step_id, state.starts) for step_id, state in plan.steps.items()}
@@ -455,15 +448,8 @@ async def test_two_coordinators_of_one_run_never_dispatch_a_step_twice(
     assert len(stopped) == 1
     assert isinstance(stopped[0], Conflict), repr(stopped[0])
     plan = PlanState.model_validate((await lane.vault.snapshots.load(run_id)).state.data[STATE_KEY])
-    outputs = {
-        step_id: json.loads(await lane.vault.artifacts.get_bytes(state.output_artifact_id or ""))[
-            "sum"
-        ]
-        for step_id, state in plan.steps.items()
-    }
-    assert outputs == _expected(1)
-    ends = [e.phase for e in await lane.vault.logs.read(run_id) if e.event == "step.completed"]
-    assert sorted(ends, key=str) == sorted(plan.steps)
+    assert await step_sums(lane.vault, run_id) == _expected(1)
+    assert await completed_steps(lane.vault, run_id) == sorted(plan.steps)
     claims = await lane.vault.metadata.list_step_claims(run_id, responses=False)
     assert not [c for c in claims if c.state == "running"]
     for step_id, state in plan.steps.items():  # the attempt kept is the one finished

@@ -30,13 +30,14 @@ from _workers import (
     DEADLINE,
     Workers,
     broker_or_skip,
+    completed_steps,
     fresh_queue,
     redis_broker,
+    step_sums,
 )
 from strongroom.cli import app
 from strongroom.models import RunStatus
-from strongroom.orchestrator import Orchestrator, PlanState
-from strongroom.orchestrator.state import STATE_KEY
+from strongroom.orchestrator import Orchestrator
 from strongroom.workers import CeleryExecutor, celery_app
 
 TOOLS = [tool("add", "lane_tools:add", level="A0", timeout=120, retries=2)]
@@ -107,24 +108,6 @@ def workers(lane: Lane, queue: str) -> Iterator[Workers]:
         started.stop()
 
 
-async def _sums(lane: Lane, run_id: str) -> dict[str, int]:
-    snapshot = await lane.vault.snapshots.load(run_id)
-    plan = PlanState.model_validate(snapshot.state.data[STATE_KEY])
-    found = {}
-    for step_id, state in plan.steps.items():
-        assert state.output_artifact_id is not None
-        found[step_id] = json.loads(await lane.vault.artifacts.get_bytes(state.output_artifact_id))[
-            "sum"
-        ]
-    return found
-
-
-async def _completions(lane: Lane, run_id: str) -> list[str]:
-    return sorted(
-        e.phase or "" for e in await lane.vault.logs.read(run_id) if e.event == "step.completed"
-    )
-
-
 async def test_a_fan_out_spreads_over_three_workers(
     lane: Lane, queue: str, workers: Workers
 ) -> None:
@@ -134,8 +117,8 @@ async def test_a_fan_out_spreads_over_three_workers(
     result = await asyncio.wait_for(orchestrator.start("fan@1.0.0", inputs={"x": 1}), DEADLINE)
     assert result.status is RunStatus.COMPLETED, (result.run.last_error, workers.log())
     run_id = result.run.run_id
-    assert await _sums(lane, run_id) == EXPECTED
-    assert await _completions(lane, run_id) == sorted(EXPECTED)
+    assert await step_sums(lane.vault, run_id) == EXPECTED
+    assert await completed_steps(lane.vault, run_id) == sorted(EXPECTED)
     claims = await lane.vault.metadata.list_step_claims(run_id)
     assert {(c.step_id, c.attempt, c.state) for c in claims} == {
         (step, 1, "finished") for step in EXPECTED
@@ -199,7 +182,7 @@ async def test_strongroom_run_with_the_celery_executor(
     runs = await lane.vault.runs.list({"project": "playbooks", "limit": 10})
     [run] = [r for r in runs.items if r.playbook is not None and r.playbook.playbook_id == "fan"]
     assert run.status is RunStatus.COMPLETED
-    assert await _sums(lane, run.run_id) == EXPECTED
+    assert await step_sums(lane.vault, run.run_id) == EXPECTED
 
 
 async def test_a_pool_process_killed_mid_step_costs_a_new_attempt(
@@ -232,8 +215,8 @@ async def test_a_pool_process_killed_mid_step_costs_a_new_attempt(
     }
     assert claims[("b1", 1)] == "lost"
     assert claims[("b1", 2)] == "finished"
-    assert await _sums(lane, run_id) == EXPECTED
-    assert await _completions(lane, run_id) == sorted(EXPECTED)  # each end recorded once
+    assert await step_sums(lane.vault, run_id) == EXPECTED
+    assert await completed_steps(lane.vault, run_id) == sorted(EXPECTED)  # each end recorded once
     retried = [
         e.details
         for e in await lane.vault.audit.entries(limit=100_000)
@@ -259,8 +242,8 @@ async def test_steps_run_through_a_redis_broker(lane: Lane, queue: str, redis_ur
         result = await asyncio.wait_for(orchestrator.start("fan@1.0.0", inputs={"x": 1}), DEADLINE)
         assert result.status is RunStatus.COMPLETED, (result.run.last_error, workers.log())
         run_id = result.run.run_id
-        assert await _sums(lane, run_id) == EXPECTED
-        assert await _completions(lane, run_id) == sorted(EXPECTED)
+        assert await step_sums(lane.vault, run_id) == EXPECTED
+        assert await completed_steps(lane.vault, run_id) == sorted(EXPECTED)
         claims = await lane.vault.metadata.list_step_claims(run_id)
         assert {(c.step_id, c.attempt, c.state) for c in claims} == {
             (step, 1, "finished") for step in EXPECTED
@@ -282,7 +265,7 @@ async def test_a_worker_takes_steps_from_each_of_its_queues(lane: Lane, queue: s
                 orchestrator.start("fan@1.0.0", inputs={"x": 1}), DEADLINE
             )
             assert result.status is RunStatus.COMPLETED, (result.run.last_error, workers.log())
-            assert await _sums(lane, result.run.run_id) == EXPECTED
+            assert await step_sums(lane.vault, result.run.run_id) == EXPECTED
     finally:
         workers.stop()
         with celery_app(BROKER).connection_for_write() as connection:
