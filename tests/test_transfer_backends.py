@@ -27,6 +27,7 @@ import pytest
 from _pg_fixtures import libpq_url
 from strongroom.bundle import RECORD_KINDS, verify_bundle
 from strongroom.cli._context import EXIT_CODES
+from strongroom.ports.inline_blobs import DEFAULT_INLINE_THRESHOLD
 from strongroom.testing.transfer import MIB, populate_vault, snapshot_vault
 from strongroom.vault import Vault
 
@@ -143,6 +144,20 @@ def pg_row_counts(pg_url: str) -> dict[str, int]:
         }
 
 
+def pg_inline_digests(pg_url: str) -> list[str]:
+    """The blobs the PostgreSQL records store keeps as rows (those up to 64 KiB)."""
+    with psycopg.connect(libpq_url(pg_url)) as conn:
+        return sorted(row[0] for row in conn.execute("SELECT sha256 FROM inline_blobs"))
+
+
+def split_blobs(snap: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The snapshot's blob digests kept inline (rows) and in the blob store (objects)."""
+    small = sorted(
+        d for d, b in snap["blobs"].items() if b["size_bytes"] <= DEFAULT_INLINE_THRESHOLD
+    )
+    return small, sorted(d for d in snap["blobs"] if d not in set(small))
+
+
 def s3_keys(s3_client: Any, bucket: str) -> list[str]:
     keys: list[str] = []
     for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -224,7 +239,11 @@ def test_sqlite_to_postgres_s3_to_bundle_to_sqlite_round_trip(
     assert snapshot(pg_url, s3_blob_url) == before
     assert pg_row_counts(pg_url) == counts_of(before)
     blob_keys = s3_keys(s3_client, s3_bucket)
-    assert sorted(key.rsplit("/", 1)[-1] for key in blob_keys) == sorted(before["blobs"])
+    small, large = split_blobs(before)
+    assert small  # both places are exercised
+    assert large
+    assert sorted(key.rsplit("/", 1)[-1] for key in blob_keys) == large
+    assert pg_inline_digests(pg_url) == small
     assert all(key.startswith(f"{S3_PREFIX}/sha256/") for key in blob_keys)
 
     # Running it again (text output this time) copies nothing and says where it went.
@@ -345,12 +364,12 @@ def test_an_export_into_postgres_s3_killed_halfway_completes_when_run_again(
         assert report["blobs"]["copied"] >= 1
         assert report["records"] == counts_of(before)
 
-    # No duplicate anywhere: the same records, one row each, one object per blob.
+    # No duplicate anywhere: the same records, one row each, one row or object per blob.
     assert snapshot(pg_url, s3_blob_url) == before
     assert pg_row_counts(pg_url) == counts_of(before)
+    small, large = split_blobs(before)
     keys = s3_keys(s3_client, s3_bucket)
-    assert sorted(keys) == sorted(
-        f"{S3_PREFIX}/sha256/{d[:2]}/{d[2:4]}/{d}" for d in before["blobs"]
-    )
+    assert sorted(keys) == sorted(f"{S3_PREFIX}/sha256/{d[:2]}/{d[2:4]}/{d}" for d in large)
+    assert pg_inline_digests(pg_url) == small
     assert_verifies(run, run.scale_out)
     assert_no_secret(run)
