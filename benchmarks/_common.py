@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -23,6 +24,7 @@ __all__ = [
     "Figure",
     "Sizes",
     "Target",
+    "cpu_seconds",
     "fsync_dir",
     "median",
     "percentile",
@@ -197,6 +199,22 @@ def _number(value: float) -> str:
     if value >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}"
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds every process has used since boot, CPU seconds this process and its
+    finished children have used: a benchmark's own side processes, verify's worker, tools)."""
+    busy = 0.0
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            values = [int(v) for v in handle.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal: everything but idle and iowait
+        busy = (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy, own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def median(samples: Sequence[float]) -> float:

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import pstats
-import resource
 import shlex
 import sqlite3
 import subprocess
@@ -52,7 +51,7 @@ from benchmarks import (
     verify_large,
 )
 from benchmarks._backends import BACKENDS, Backend, BackendUnavailable, make_backend
-from benchmarks._common import Context, Figure, Sizes
+from benchmarks._common import Context, Figure, Sizes, cpu_seconds
 
 BenchmarkFn = Callable[[Context], Coroutine[Any, Any, list[Figure]]]
 
@@ -139,22 +138,6 @@ def machine_info(workdir: Path) -> dict[str, Any]:
 
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def _cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds every process has used since boot, CPU seconds this process and its
-    finished children have used: verify_large's verify process, the sandbox's tools)."""
-    busy = 0.0
-    try:
-        with open("/proc/stat", encoding="ascii") as handle:
-            values = [int(v) for v in handle.readline().split()[1:]]
-        # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
-        busy = (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return busy, own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _share(seconds: float, wall: float) -> float:
@@ -401,7 +384,7 @@ def _run_backend(
                 "load_before": _load(),
             }
             t0 = time.perf_counter()
-            cpu0 = _cpu_seconds()
+            cpu0 = cpu_seconds()
             services0 = backend.service_cpu_seconds()
             try:
                 if unavailable is not None:
@@ -419,7 +402,7 @@ def _run_backend(
             entry.update(
                 elapsed_s=round(wall, 1),
                 load_after=_load(),
-                others_cpu_share=_others_share(cpu0, _cpu_seconds(), wall, sum(services.values())),
+                others_cpu_share=_others_share(cpu0, cpu_seconds(), wall, sum(services.values())),
                 service_cpu_share={k: _share(v, wall) for k, v in services.items()},
             )
             for fig in got:

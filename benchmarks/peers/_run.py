@@ -8,7 +8,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import cpu_seconds
 from benchmarks.peers._shared import PeerSizes, Result
 from benchmarks.peers._worker import SIDES
 
@@ -130,7 +130,7 @@ class Runner:
         sides = self.sides(workload)
         store = self.results.setdefault(workload, {})
         failed = self.errors.setdefault(workload, {})
-        cpu_before, wall_start = _cpu_seconds(), time.perf_counter()
+        cpu_before, wall_start = cpu_seconds(), time.perf_counter()
         for rep in range(self.sizes.reps):
             order = sides if rep % 2 == 0 else sides[::-1]
             for side in order:
@@ -152,7 +152,7 @@ class Runner:
                         shutil.rmtree(work, ignore_errors=True)
                 store.setdefault(side, []).append(out)
                 _log(f"[{workload}] rep {rep + 1}/{self.sizes.reps} {side}: {describe(out)}")
-        self.cpu[workload] = _others_share(cpu_before, _cpu_seconds(), wall_start)
+        self.cpu[workload] = _others_share(cpu_before, cpu_seconds(), wall_start)
 
     def setup(self, workload: str, target: str) -> dict[str, Result]:
         """Run ``workload`` (a setup) once per side into ``root/target/side``."""
@@ -168,22 +168,6 @@ class Runner:
                 continue
             _log(f"[{workload}] {side}: ready in {time.perf_counter() - start:.1f} s")
         return done
-
-
-def _cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds every process has used since boot, CPU seconds this process and its
-    finished children, the side processes, have used)."""
-    busy = 0.0
-    try:
-        with open("/proc/stat", encoding="ascii") as handle:
-            values = [int(v) for v in handle.readline().split()[1:]]
-        # user nice system idle iowait irq softirq steal: everything but idle and iowait
-        busy = (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return busy, own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _others_share(before: tuple[float, float], after: tuple[float, float], start: float) -> float:
@@ -274,9 +258,9 @@ def cli(runner: Runner) -> dict[str, list[float] | str]:
             runner.root,
         ),
     ]
-    cpu_before, start = _cpu_seconds(), time.perf_counter()
+    cpu_before, start = cpu_seconds(), time.perf_counter()
     times = time_commands(commands, runner.sizes.cli_repeats)
-    runner.cpu["cli"] = _others_share(cpu_before, _cpu_seconds(), start)
+    runner.cpu["cli"] = _others_share(cpu_before, cpu_seconds(), start)
     return times
 
 
