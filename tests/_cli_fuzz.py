@@ -30,7 +30,7 @@ import stat
 import threading
 import types
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +131,7 @@ def command_tree(root: Any) -> list[CommandSpec]:
 
     def walk(command: Any, path: tuple[str, ...]) -> None:
         children = getattr(command, "commands", None)
-        if isinstance(children, dict):
+        if isinstance(children, Mapping):  # the root's is a lazy mapping, not a dict
             for name, child in sorted(children.items()):
                 walk(child, (*path, name))
             return

@@ -224,3 +224,6 @@ async def test_the_threshold_is_bounded() -> None:
     store = InlineBlobStore(MemoryMetadataStore(), MemoryBlobStore(), threshold=0)
     info = await store.put_bytes(b"")
     assert await store.large.exists(info.sha256)  # threshold 0: nothing inline, even b""
+    streamed = await store.put_stream(_chunks(b"", 1))  # the stream path too
+    assert streamed == info
+    assert not await store.records.inline_blob_sizes([info.sha256])

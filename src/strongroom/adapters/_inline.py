@@ -119,6 +119,9 @@ class InlineBlobStore(BlobStore):
             if not self._inline(size):
                 await self.large._write(_Resumed(head, source))
                 return
+        if not self._inline(size):  # an empty stream with no threshold (0): nothing inline
+            await self.large._write(_Resumed(head, source))
+            return
         info = await source.finish()
         await self.records.put_inline_blobs([(info.sha256, b"".join(head))])
 
