@@ -277,6 +277,10 @@ async def test_vault_files_are_out_of_reach(lane: Lane) -> None:
     before = database.read_bytes()
     response = await lane.run("write_vault", {"path": str(database)})
     _denied(await lane.end_record(response))
+    # A blob over the inline threshold, so the vault holds a blob file (small ones are rows
+    # of vault.db, covered above).
+    run = await lane.vault.runs.create(project="escape", actor="tester")
+    await lane.vault.artifacts.put_bytes(run.run_id, b"L" * 100_000, name="large.bin")
     blobs = next(p for p in (lane.root / "vault" / "blobs").rglob("*") if p.is_file())
     response = await lane.run("write_vault", {"path": str(blobs)})
     _denied(await lane.end_record(response))
