@@ -27,7 +27,9 @@ __all__ = [
     "cpu_seconds",
     "fsync_dir",
     "median",
+    "number",
     "percentile",
+    "proc_value",
     "raw_sqlite",
     "write_all",
     "write_file_durable",
@@ -108,7 +110,7 @@ class Target:
         if self.kind == "relative":
             return f"≥ {self.value:g}× baseline"
         sign = "≥" if self.kind == "at_least" else "≤"
-        return f"{sign} {_number(self.value)} {unit}"
+        return f"{sign} {number(self.value)} {unit}"
 
 
 @dataclass
@@ -193,7 +195,7 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
     if value >= 100:
         return f"{value:,.0f}"
     if value >= 10:
@@ -215,6 +217,19 @@ def cpu_seconds() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return busy, own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def proc_value(path: str, key: str) -> str:
+    """The value of ``key`` in a ``key: value`` file such as /proc/cpuinfo ("" if absent)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
 
 
 def median(samples: Sequence[float]) -> float:

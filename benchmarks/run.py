@@ -51,7 +51,7 @@ from benchmarks import (
     verify_large,
 )
 from benchmarks._backends import BACKENDS, Backend, BackendUnavailable, make_backend
-from benchmarks._common import Context, Figure, Sizes, cpu_seconds
+from benchmarks._common import Context, Figure, Sizes, cpu_seconds, proc_value
 
 BenchmarkFn = Callable[[Context], Coroutine[Any, Any, list[Figure]]]
 
@@ -85,18 +85,6 @@ def _command(args: Sequence[str]) -> str:
     return done.stdout.strip()
 
 
-def _proc_value(path: str, key: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                name, _, value = line.partition(":")
-                if name.strip() == key:
-                    return value.strip()
-    except OSError:
-        pass
-    return ""
-
-
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -106,14 +94,14 @@ def _version(package: str) -> str:
 
 def machine_info(workdir: Path) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
-    mem_kib = _proc_value("/proc/meminfo", "MemTotal").split()
+    mem_kib = proc_value("/proc/meminfo", "MemTotal").split()
     df_lines = _command(["df", "-T", "-h", str(workdir)]).splitlines()
     df = df_lines[-1].split() if len(df_lines) > 1 else []
     status = _command(["git", "-C", str(ROOT), "status", "--porcelain"])
     return {
         "nproc": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),
-        "cpu_model": _proc_value("/proc/cpuinfo", "model name"),
+        "cpu_model": proc_value("/proc/cpuinfo", "model name"),
         "ram_gib": round(int(mem_kib[0]) / 1024 / 1024, 1) if mem_kib else None,
         "disk": {
             "device": df[0] if df else "?",

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import cpu_seconds
+from benchmarks._common import cpu_seconds, number, proc_value
 from benchmarks.peers._shared import PeerSizes, Result
 from benchmarks.peers._worker import SIDES
 
@@ -279,17 +279,9 @@ class Stat:
 
     def text(self, unit: str) -> str:
         if len(self.values) == 1:
-            return f"{_num(self.values[0])} {unit}"
+            return f"{number(self.values[0])} {unit}"
         low, high = min(self.values), max(self.values)
-        return f"{_num(self.median)} {unit} ({_num(low)}–{_num(high)})"
-
-
-def _num(value: float) -> str:
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
+        return f"{number(self.median)} {unit} ({number(low)}–{number(high)})"
 
 
 @dataclass
@@ -622,18 +614,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _proc_value(path: str, key: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                name, _, value = line.partition(":")
-                if name.strip() == key:
-                    return value.strip()
-    except OSError:
-        pass
-    return ""
-
-
 def _output(args: Sequence[str]) -> str:
     try:
         done = subprocess.run(list(args), capture_output=True, text=True, timeout=10, check=False)
@@ -655,12 +635,12 @@ def git_state() -> dict[str, Any]:
 
 
 def machine_info(workdir: Path) -> dict[str, Any]:
-    mem_kib = _proc_value("/proc/meminfo", "MemTotal").split()
+    mem_kib = proc_value("/proc/meminfo", "MemTotal").split()
     df_lines = _output(["df", "-T", "-h", str(workdir)]).splitlines()
     df = df_lines[-1].split() if len(df_lines) > 1 else []
     return {
         "nproc": os.cpu_count(),
-        "cpu_model": _proc_value("/proc/cpuinfo", "model name"),
+        "cpu_model": proc_value("/proc/cpuinfo", "model name"),
         "ram_gib": round(int(mem_kib[0]) / 1024 / 1024, 1) if mem_kib else None,
         "disk": " ".join(df[:3] + df[-1:]) if df else "?",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
