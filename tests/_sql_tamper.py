@@ -22,6 +22,7 @@ from strongroom.vault import Vault
 
 __all__ = [
     "corrupt_inline_blob",
+    "corrupt_inline_row",
     "corrupt_stored_blob",
     "drop_append_only_guards",
     "forge_last_channel_move",
@@ -100,13 +101,17 @@ async def forge_last_channel_move(vault: Vault, kind: DefinitionKind, ident: str
 async def corrupt_inline_blob(vault: Vault, sha256: str) -> bool:
     """Flip the first byte of the blob's row when the vault keeps it inline (an empty blob
     gets one byte); False, and nothing changed, when it is not a row."""
-    if not await vault.blobs.records.inline_blob_sizes([sha256]):
+    return await corrupt_inline_row(vault.blobs.records, sha256)
+
+
+async def corrupt_inline_row(store: object, sha256: str) -> bool:
+    """`corrupt_inline_blob` on a records store (memory or SQL) itself."""
+    assert isinstance(store, MemoryMetadataStore | SqlMetadataStore)
+    if not await store.inline_blob_sizes([sha256]):
         return False
-    store = vault.metadata
     if isinstance(store, MemoryMetadataStore):
         store._corrupt_inline_for_tests(sha256)
         return True
-    assert isinstance(store, SqlMetadataStore)
 
     def op(conn: Connection) -> None:
         drop_append_only_guards(conn)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from _sql_tamper import drop_append_only_guards
+from _sql_tamper import corrupt_inline_row
 from strongroom.adapters import InlineBlobStore, LocalBlobStore, SqliteMetadataStore
 from strongroom.adapters._memory import MemoryMetadataStore
 from strongroom.adapters._memory_blobs import MemoryBlobStore
@@ -41,25 +41,7 @@ class _ClosingInline(InlineBlobStore):
 
 async def _corrupt(store: BlobStore, sha256: str) -> None:
     assert isinstance(store, InlineBlobStore)
-    records = store.records
-    if await records.inline_blob_sizes([sha256]):
-        if isinstance(records, MemoryMetadataStore):
-            records._corrupt_inline_for_tests(sha256)
-            return
-        assert isinstance(records, SqliteMetadataStore)
-        from sqlalchemy import text
-
-        def op(conn: object) -> None:
-            drop_append_only_guards(conn)  # type: ignore[arg-type]
-            conn.execute(  # type: ignore[attr-defined]
-                text(
-                    "UPDATE inline_blobs SET data = CASE WHEN length(data) = 0 THEN X'00' "
-                    "ELSE X'FF' || substr(data, 2) END WHERE sha256 = :h"
-                ),
-                {"h": sha256},
-            )
-
-        await records._write("tamper", op)
+    if await corrupt_inline_row(store.records, sha256):
         return
     large = store.large
     if isinstance(large, MemoryBlobStore):
